@@ -1,0 +1,314 @@
+"""Finding lifecycle → per-channel digests → outbox rows → delivery through the notifier.
+
+Alerts are rows before they are messages: a digest is rendered and stored in the same transaction
+as the findings it announces, then sent from the outbox, and every attempt is recorded. A failed
+delivery stays in the outbox and is retried with backoff; it is never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection, RowMapping
+
+from monitor.config import SEVERITY_RANK, ChannelConfig, Settings
+from monitor.errors import DeliveryError
+from monitor.notify import Notifier
+from monitor.outbox import (
+    AnnounceState,
+    Outbox,
+    add_delivery,
+    add_notifications,
+    load_announce_state,
+)
+from monitor.render import (
+    Digest,
+    Format,
+    Item,
+    limit_for,
+    render_body,
+    render_channel_failing,
+    render_sweep_failed,
+    render_title,
+    rental_at_risk,
+)
+from monitor.store import Store, is_silenced
+
+log = logging.getLogger(__name__)
+
+
+# --- routing ----------------------------------------------------------------------------------
+
+
+def matches(channel: ChannelConfig, finding: RowMapping | dict[str, Any]) -> bool:
+    """Whether ``channel``'s own filters (severity, rule, account, tag) accept ``finding``."""
+    if SEVERITY_RANK[finding["severity"]] < SEVERITY_RANK[channel.min_severity]:
+        return False
+    if channel.rules and finding["rule"] not in channel.rules:
+        return False
+    if channel.accounts and finding["account_id"] not in channel.accounts:
+        return False
+    return not (channel.tags and not set(channel.tags) & set(finding["tags"] or ()))
+
+
+def route(channels: Sequence[ChannelConfig], finding: RowMapping | dict[str, Any]) -> list[str]:
+    """Channels that receive ``finding``: every matching channel; default channels take the rest."""
+    active = [c for c in channels if c.enabled]
+    chosen = [c.name for c in active if not c.default and matches(c, finding)]
+    if chosen:
+        return chosen
+    return [c.name for c in active if c.default and matches(c, finding)]
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def _item(row: RowMapping) -> Item:
+    return Item(
+        rule=row["rule"],
+        severity=row["severity"],
+        e164=row["e164"] or row["subject"],
+        account_id=row["account_id"] or "",
+        message=row["message"],
+        tags=tuple(row["tags"] or ()),
+        monthly_fee=row["monthly_fee"],
+        currency=row["currency"],
+        tier=row["tier"],
+    )
+
+
+@dataclass
+class Plan:
+    """One channel's digest, and the notification rows that record what it announces."""
+
+    channel: ChannelConfig
+    digest: Digest = field(default_factory=Digest)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_digests(
+    state: AnnounceState, settings: Settings, now: datetime, numbers_swept: int
+) -> list[Plan]:
+    """Decide what each channel is told after a complete sweep (pure: no I/O).
+
+    New: open, unsilenced findings this channel has not announced. Reminders: open findings whose
+    reminder tier is more urgent than the one last announced. Resolved: findings resolved by this
+    sweep that the channel had announced. A channel with none of these gets nothing.
+    """
+    plans = {c.name: Plan(c) for c in settings.channels if c.enabled}
+    if not plans:
+        return []
+    for row in state.open:
+        silenced = is_silenced(row, state.silences)
+        for name in route(settings.channels, row):
+            plan = plans[name]
+            told = state.told.get((row["id"], name))
+            if silenced:
+                continue
+            plan.digest.still_open += 1
+            if told is None or not told.opened:
+                plan.digest.new.append(_item(row))
+                plan.notes.append(_note(row, name, "opened", now))
+            elif row["tier"] is not None and (told.tier is None or row["tier"] < told.tier):
+                plan.digest.reminders.append(_item(row))
+                plan.notes.append(_note(row, name, "reminded", now))
+    if settings.alerts.resolved:
+        for row in state.resolved_now:
+            for name in route(settings.channels, row):
+                told = state.told.get((row["id"], name))
+                if told is not None and told.opened and not told.resolved:
+                    plans[name].digest.resolved.append(_item(row))
+                    plans[name].notes.append(_note(row, name, "resolved", now))
+    out = []
+    for plan in plans.values():
+        d = plan.digest
+        d.still_open -= len(d.new)
+        d.numbers_swept = numbers_swept
+        d.swept_at = now
+        open_items = [_item(r) for r in state.open if plan.channel.name in route(settings.channels, r)]
+        d.at_risk = rental_at_risk(_unique_numbers(open_items))
+        for section in (d.new, d.reminders, d.resolved):
+            section.sort(key=lambda i: (-SEVERITY_RANK.get(i.severity, 0), i.rule, i.e164))
+        if not d.is_quiet:
+            out.append(plan)
+    return out
+
+
+def _unique_numbers(items: list[Item]) -> list[Item]:
+    seen: dict[str, Item] = {}
+    for it in items:
+        seen.setdefault(it.e164, it)
+    return list(seen.values())
+
+
+def _note(row: RowMapping, channel: str, event: str, now: datetime) -> dict[str, Any]:
+    return {"finding_id": row["id"], "channel": channel, "event": event, "tier": row["tier"],
+            "created_at": now, "delivery_id": None}
+
+
+def store_digests(
+    conn: Connection, settings: Settings, sweep_id: int, now: datetime, numbers_swept: int
+) -> int:
+    """Plan and store this sweep's digests in the sweep's own transaction; returns how many."""
+    state = load_announce_state(conn, sweep_id, now)
+    plans = plan_digests(state, settings, now, numbers_swept)
+    for plan in plans:
+        fmt: Format = plan.channel.body_format()
+        title = render_title(plan.digest, settings.alerts.title_prefix, settings.alerts.templates)
+        body = render_body(
+            plan.digest, fmt,
+            limit=limit_for(plan.channel.url, plan.channel.max_length),
+            max_items=settings.alerts.max_items,
+            prefix=settings.alerts.title_prefix,
+            templates=settings.alerts.templates,
+        )
+        delivery_id = add_delivery(
+            conn, channel=plan.channel.name, kind="digest", title=title, body=body,
+            body_format=fmt, now=now, sweep_id=sweep_id,
+        )
+        for note in plan.notes:
+            note["delivery_id"] = delivery_id
+        add_notifications(conn, plan.notes)
+    return len(plans)
+
+
+def digest_preview(store: Store, settings: Settings, sweep_id: int) -> list[dict[str, Any]]:
+    """The stored digests of one sweep, for the demo and the CLI."""
+    return [dict(r) for r in Outbox(store).deliveries(limit=1000) if r["sweep_id"] == sweep_id]
+
+
+def enqueue_sweep_failed(
+    store: Store, settings: Settings, sweep_id: int, error: str, now: datetime
+) -> int:
+    outbox = Outbox(store)
+    count = 0
+    for chan in settings.channels:
+        if not chan.enabled:
+            continue
+        fmt = chan.body_format()
+        title, body = render_sweep_failed(error, fmt, now)
+        outbox.enqueue(channel=chan.name, kind="sweep_failed", title=title, body=body,
+                       body_format=fmt, now=now, sweep_id=sweep_id)
+        count += 1
+    return count
+
+
+# --- delivering -------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryOutcome:
+    delivery_id: int
+    channel: str
+    kind: str
+    ok: bool
+    error: str | None = None
+
+
+KIND_LEVEL = {"digest": "warning", "sweep_failed": "failure", "channel_failing": "failure",
+              "test": "info"}
+
+
+def backoff(settings: Settings, attempts: int) -> timedelta:
+    base = settings.alerts.retry_backoff_seconds
+    return timedelta(seconds=min(settings.alerts.retry_backoff_max_seconds,
+                                 base * 2 ** max(attempts - 1, 0)))
+
+
+def deliver_due(
+    store: Store,
+    settings: Settings,
+    notifier: Notifier,
+    clock: Callable[[], datetime],
+) -> list[DeliveryOutcome]:
+    """Send every delivery that is due; a channel that fails is not tried again in this pass."""
+    outbox = Outbox(store)
+    outcomes: list[DeliveryOutcome] = []
+    failed_now: set[str] = set()
+    for _round in range(2):  # the second round sends "channel failing" notices the first created
+        rows = outbox.due(clock())
+        if not rows:
+            break
+        for row in rows:
+            if row["channel"] in failed_now:
+                continue
+            outcome = _deliver_one(outbox, settings, notifier, row, clock)
+            if outcome is None:
+                continue
+            outcomes.append(outcome)
+            if not outcome.ok:
+                failed_now.add(row["channel"])
+                _maybe_report_failing(outbox, settings, row["channel"], clock())
+    return outcomes
+
+
+def _deliver_one(
+    outbox: Outbox, settings: Settings, notifier: Notifier, row: RowMapping,
+    clock: Callable[[], datetime],
+) -> DeliveryOutcome | None:
+    channels = {c.name: c for c in settings.channels}
+    chan = channels.get(row["channel"])
+    now = clock()
+    if chan is None or not chan.enabled:
+        if outbox.claim(row, now):
+            outbox.record(row["id"], row["channel"], now, duration_ms=0, final_status="orphaned",
+                          error="channel no longer configured or disabled; message kept, not sent")
+        return None
+    if not outbox.claim(row, now):
+        return None  # another sender took it
+    title = row["title"]
+    if row["attempts"] > 0:
+        title = f"(retry {row['attempts']}) {title}"
+    started = time.monotonic()
+    try:
+        notifier.send(chan, title, row["body"], row["body_format"], KIND_LEVEL.get(row["kind"], "info"))
+    except DeliveryError as exc:
+        ms = int((time.monotonic() - started) * 1000)
+        retry_at = clock() + backoff(settings, row["attempts"] + 1)
+        outbox.record(row["id"], chan.name, clock(), error=exc.message, duration_ms=ms,
+                      retry_at=retry_at)
+        log.warning("delivery %s to %s failed: %s (retry at %s)", row["id"], chan.name,
+                    exc.message, retry_at.isoformat())
+        return DeliveryOutcome(row["id"], chan.name, row["kind"], False, exc.message)
+    ms = int((time.monotonic() - started) * 1000)
+    outbox.record(row["id"], chan.name, clock(), error=None, duration_ms=ms)
+    log.info("delivered %s %s to %s in %d ms", row["kind"], row["id"], chan.name, ms)
+    return DeliveryOutcome(row["id"], chan.name, row["kind"], True)
+
+
+def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now: datetime) -> None:
+    failures, error = outbox.consecutive_failures(channel)
+    if failures != settings.alerts.failing_after:
+        return  # say it once, when the channel crosses the threshold
+    for other in settings.channels:
+        if other.name == channel or not other.enabled:
+            continue
+        fmt = other.body_format()
+        title, body = render_channel_failing(channel, failures, error or "unknown", fmt)
+        outbox.enqueue(channel=other.name, kind="channel_failing", title=title, body=body,
+                       body_format=fmt, now=now)
+
+
+def send_test(
+    settings: Settings, notifier: Notifier, channel: str | None = None
+) -> list[tuple[str, str | None]]:
+    """Send a test message to each channel (or one); returns (channel, error or None)."""
+    targets = [settings.channel(channel)] if channel else list(settings.channels)
+    results: list[tuple[str, str | None]] = []
+    for chan in targets:
+        fmt = chan.body_format()
+        body = {"html": "<p>Test message from did-monitor: this channel works.</p>"}.get(
+            fmt, "Test message from did-monitor: this channel works."
+        )
+        try:
+            notifier.send(chan, f"{settings.alerts.title_prefix}: test alert", body, fmt, "info")
+        except DeliveryError as exc:
+            results.append((chan.name, exc.message))
+        else:
+            results.append((chan.name, None))
+    return results

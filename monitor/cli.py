@@ -1,0 +1,481 @@
+"""The ``did-monitor`` command: parsing arguments and printing results, nothing else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from monitor import __version__, logs
+from monitor.config import LoadedConfig, Settings, load, redacted
+from monitor.errors import ConfigError, LockBusy, MonitorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(error: MonitorError) -> NoReturn:
+    first, *rest = str(error).splitlines()
+    err.print(f"[bold red]error:[/] {escape(first)}")
+    for line in rest:
+        err.print(escape(line))
+    sys.exit(error.exit_code)
+
+
+class State:
+    """Per-invocation state: the config is loaded once, on first use."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._loaded: LoadedConfig | None = None
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        if self._loaded is None:
+            self._loaded = load(self.config_path)
+            for warning in self._loaded.warnings:
+                err.print(f"[yellow]warning:[/] {escape(warning)}")
+            logs.setup(self._loaded.settings.logging.level, self._loaded.settings.logging.format)
+        return self._loaded
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH",
+              help="Config file (default: $DID_MONITOR_CONFIG, else ./config.toml).")
+@click.version_option(__version__, prog_name="did-monitor")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Watch a Vobiz partner's phone-number inventory and alert before customers notice."""
+    ctx.obj = State(config_path)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except MonitorError as exc:
+        fail(exc)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+def _store(settings: Settings, *, migrate: bool | None = None) -> Any:
+    from monitor.store import Store
+
+    store = Store(settings.database.url)
+    if settings.database.auto_migrate if migrate is None else migrate:
+        store.migrate()
+    return store
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+# --- sweep ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on a terminal; plain log lines every 10% otherwise."""
+    if not enabled:
+        log = logging.getLogger("monitor.sweep")
+        marks: set[int] = set()
+
+        def plain(p: Any) -> None:
+            if p.pages_total:
+                decile = p.pages_done * 10 // p.pages_total
+                if decile not in marks:
+                    marks.add(decile)
+                    log.info("pass %d: %d/%d pages, %d numbers", p.pass_no, p.pages_done,
+                             p.pages_total, p.numbers)
+
+        yield plain
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("sweeping"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
+        TextColumn("{task.fields[numbers]} numbers, {task.fields[rate]} pages/s"),
+        TimeElapsedColumn(), console=err, transient=True,
+    ) as bar:
+        task = bar.add_task("sweep", total=None, numbers=0, rate="–")
+
+        def update(p: Any) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{p.pages_done / elapsed:.0f}" if elapsed > 0 else "–"
+            bar.update(task, completed=p.pages_done, total=p.pages_total, numbers=p.numbers,
+                       rate=rate)
+
+        yield update
+
+
+@cli.command()
+@click.option("--no-progress", is_flag=True, help="Log lines instead of a progress bar.")
+@pass_state
+def sweep(state: State, no_progress: bool) -> None:
+    """One full cycle now: fetch every number, store, evaluate rules, deliver alerts."""
+    from monitor.notify import AppriseNotifier
+    from monitor.pipeline import run_cycle
+
+    settings = state.settings
+    store = _store(settings)
+    notifier = AppriseNotifier(settings.alerts.delivery_timeout_seconds)
+    try:
+        with _progress(err.is_terminal and not no_progress) as progress:
+            outcome = run_cycle(settings, store, notifier, trigger="manual", progress=progress)
+    except LockBusy as exc:
+        out.print(exc.message)
+        return
+    _print_outcome(outcome)
+    if not outcome.ok:
+        sys.exit(1)
+    if outcome.delivery_failures:
+        err.print(f"[yellow]{outcome.delivery_failures} alert delivery(ies) failed; "
+                  "they are kept and retried on the next sweep or by `run`.[/]")
+        sys.exit(1)
+
+
+def _print_outcome(outcome: Any) -> None:
+    c = outcome.counts
+    if outcome.ok:
+        out.print(
+            f"sweep {outcome.sweep_id} complete: {c.numbers_seen} numbers in {c.pages} pages "
+            f"({c.requests} requests, {c.retries} retries) in {outcome.duration:.1f}s; "
+            f"{c.versions_written} changed, {c.numbers_gone} gone; findings: "
+            f"{c.findings_opened} opened, {c.findings_resolved} resolved; "
+            f"{outcome.digests} digest(s)"
+        )
+    else:
+        err.print(f"[bold red]error:[/] sweep {outcome.sweep_id} failed: {escape(outcome.error or '')}")
+        err.print("  no finding was resolved; a 'sweep failed' alert was queued for every channel")
+    for d in outcome.deliveries:
+        mark = "[green]sent[/]" if d.ok else f"[red]failed[/]: {escape(d.error or '')}"
+        out.print(f"  {d.kind} → {escape(d.channel)}: {mark}")
+
+
+# --- findings -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, for scripts.")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved and silenced findings.")
+@pass_state
+def findings(state: State, as_json: bool, show_all: bool) -> None:
+    """Open findings (with --all: resolved and silenced too)."""
+    store = _store(state.settings)
+    rows = store.findings(include_closed=show_all)
+    if not show_all:
+        rows = [r for r in rows if r["state"] == "open"]
+    if as_json:
+        click.echo(json.dumps([finding_json(r) for r in rows], indent=2))
+        return
+    print_findings(rows)
+
+
+def finding_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "rule": row["rule"],
+        "severity": row["severity"],
+        "e164": row["e164"],
+        "number_id": row["number_id"],
+        "account_id": row["account_id"],
+        "state": row["state"],
+        "first_seen": _iso(row["first_seen"]),
+        "last_seen": _iso(row["last_seen"]),
+        "resolved_at": _iso(row["resolved_at"]),
+        "message": row["message"],
+        "due_at": _iso(row["due_at"]),
+        "tier": row["tier"],
+        "tags": list(row["tags"] or []),
+        "monthly_fee": None if row["monthly_fee"] is None else str(row["monthly_fee"].normalize()),
+        "currency": row["currency"],
+    }
+
+
+def print_findings(rows: list[dict[str, Any]], limit: int | None = None) -> None:
+    if not rows:
+        out.print("no findings")
+        return
+    table = Table(title=f"{len(rows)} finding(s)", title_justify="left")
+    for col in ("rule", "severity", "number", "account", "state", "first seen", "message"):
+        table.add_column(col, overflow="fold")
+    colour = {"critical": "red", "warning": "yellow", "info": "blue"}
+    shown = rows if limit is None else rows[:limit]
+    for r in shown:
+        sev = r["severity"]
+        table.add_row(
+            r["rule"], f"[{colour.get(sev, 'white')}]{sev}[/]", escape(r["e164"] or ""),
+            escape(r["account_id"] or ""), r["state"], r["first_seen"].strftime("%Y-%m-%d"),
+            escape(r["message"]),
+        )
+    out.print(table)
+    if limit is not None and len(rows) > limit:
+        out.print(f"… and {len(rows) - limit} more (did-monitor findings shows them all)")
+
+
+# --- config, database, alerts ------------------------------------------------------------------
+
+
+@cli.command("check-config")
+@pass_state
+def check_config(state: State) -> None:
+    """Validate the config and print the effective settings, secrets redacted."""
+    loaded = state.loaded
+    out.print(f"config: {loaded.path or '(no file: defaults and environment)'} is valid")
+    data = redacted(loaded.settings)
+    for section, values in data.items():
+        if isinstance(values, list):
+            for i, item in enumerate(values):
+                out.print(f"\n[bold][[{section}]][/]  # {i}")
+                for key, value in item.items():
+                    _print_key(f"{section}[{i}].{key}", key, value, loaded.sources)
+            continue
+        out.print(f"\n[bold]\\[{section}][/]")
+        for key, value in values.items():
+            if isinstance(value, dict) and section == "rules":
+                out.print(f"[bold]\\[rules.{key}][/]")
+                for k2, v2 in value.items():
+                    _print_key(f"rules.{key}.{k2}", f"  {k2}", v2, loaded.sources)
+            else:
+                _print_key(f"{section}.{key}", key, value, loaded.sources)
+    if not loaded.settings.vobiz.auth_token:
+        err.print("[yellow]note:[/] no API token set (vobiz.auth_token or VOBIZ_AUTH_TOKEN); "
+                  "`sweep` and `run` need one")
+
+
+def _print_key(path: str, key: str, value: Any, sources: dict[str, str]) -> None:
+    source = sources.get(path, "default")
+    out.print(f"{escape(key)} = {escape(json.dumps(value))}  [dim]# {escape(source)}[/]")
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: State) -> None:
+    """Bring the schema to the latest migration (idempotent)."""
+    from monitor.db import current_revision
+
+    store = _store(state.settings, migrate=True)
+    out.print(f"database at revision {current_revision(store.engine)} (latest)")
+
+
+@cli.command("test-alert")
+@click.option("--channel", help="Only this channel.")
+@pass_state
+def test_alert(state: State, channel: str | None) -> None:
+    """Send a test message to each channel and print the result per channel."""
+    from monitor.alerts import send_test
+    from monitor.notify import AppriseNotifier
+
+    settings = state.settings
+    if not settings.channels:
+        raise ConfigError("no [[channels]] configured", hint="add one to the config; see config.example.toml")
+    results = send_test(settings, AppriseNotifier(settings.alerts.delivery_timeout_seconds), channel)
+    for name, error in results:
+        if error:
+            out.print(f"{escape(name)}: [red]FAILED[/] {escape(error)}")
+        else:
+            out.print(f"{escape(name)}: [green]ok[/]")
+    if any(e for _, e in results):
+        sys.exit(1)
+
+
+# --- sandbox and demo ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--numbers", default=500, show_default=True, type=click.IntRange(0, 5_000_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--latency-ms", default=0.0, show_default=True, type=float, help="Added to every request.")
+@click.option("--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
+def sandbox(host: str, port: int, numbers: int, seed: int, latency_ms: float, error_rate: float) -> None:
+    """Serve the fake Partner API (same paths, auth, pagination and envelope) until ^C."""
+    from monitor.sandbox import Sandbox
+
+    box = Sandbox(numbers=numbers, seed=seed, host=host, port=port, latency=latency_ms / 1000,
+                  error_rate=error_rate)
+    out.print(f"sandbox Partner API on {box.url} with {numbers} numbers (seed {seed})")
+    out.print(f"  credentials: VOBIZ_AUTH_ID={box.auth_id} VOBIZ_AUTH_TOKEN={box.auth_token}")
+    out.print(f"  try: curl -H 'X-Auth-ID: {box.auth_id}' -H 'X-Auth-Token: {box.auth_token}' "
+              f"'{box.url}/api/v1/partner/numbers?per_page=2'")
+    try:
+        box.serve_forever()
+    except KeyboardInterrupt:
+        out.print("sandbox stopped")
+
+
+@cli.command()
+@click.option("--numbers", default=300, show_default=True, type=click.IntRange(1, 200_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--db", "db_path", default="did-monitor-demo.db", show_default=True,
+              help="SQLite file for the demo (recreated each run).")
+def demo(numbers: int, seed: int, db_path: str) -> None:
+    """Sandbox API → sweep → SQLite → rules → findings and the digest that would be sent.
+
+    Needs no config, credentials or network."""
+    from monitor.demo import run_demo
+
+    logs.setup("WARNING", "text")
+    run_demo(numbers=numbers, seed=seed, db_path=Path(db_path), console=out)
+
+
+# --- history, silences, status, run ------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("e164")
+@pass_state
+def history(state: State, e164: str) -> None:
+    """One number's stored changes over time."""
+    store = _store(state.settings)
+    rows = store.history(e164)
+    if not rows:
+        out.print(f"no number {escape(e164)} in the database")
+        return
+    table = Table(title=f"history of {escape(e164)}", title_justify="left")
+    for col in ("from", "until", "status", "account", "application", "blocked", "next billing", "changed"):
+        table.add_column(col)
+    prev: dict[str, Any] | None = None
+    for r in rows:
+        changed = _diff(prev, r["raw"]) if prev is not None else "first seen"
+        table.add_row(
+            _iso(r["from_time"]) or "", _iso(r["to_time"]) or "(current)", escape(r["status"]),
+            escape(r["account_id"]), escape(r["application_id"] or "—"), "yes" if r["is_blocked"] else "no",
+            _iso(r["next_billing_date"]) or "—", escape(changed),
+        )
+        prev = r["raw"]
+    out.print(table)
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
+    keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    return ", ".join(keys) or "(no field change)"
+
+
+@cli.group()
+def silence() -> None:
+    """Silence findings: tracked but not announced until the silence ends."""
+
+
+@silence.command("add")
+@click.option("--rule", required=True, help="Rule id, or * for every rule.")
+@click.option("--number", "e164", help="Only this number (E.164).")
+@click.option("--account", "account_id", help="Only this customer account (MA_...).")
+@click.option("--until", "until", required=True, help="Date or RFC 3339 time, or a duration like 7d / 12h.")
+@click.option("--reason", required=True)
+@pass_state
+def silence_add(state: State, rule: str, e164: str | None, account_id: str | None, until: str, reason: str) -> None:
+    from monitor.rules import REGISTRY
+
+    if rule != "*" and rule not in REGISTRY:
+        raise ConfigError(f"--rule: unknown rule {rule!r}", hint=f"rules: {', '.join(REGISTRY)}, or *")
+    now = datetime.now(UTC)
+    end = parse_until(until, now)
+    store = _store(state.settings)
+    sid = store.add_silence(rule, end, reason, now, e164=e164, account_id=account_id)
+    out.print(f"silence {sid} added until {_iso(end)}")
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    from monitor.model import parse_time
+
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return now + timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    when = parse_time(text)
+    if when is None:
+        raise ConfigError(f"--until: cannot read {text!r}", hint="use 2026-12-31, an RFC 3339 time, or 7d / 12h")
+    if when <= now:
+        raise ConfigError(f"--until: {text} is in the past")
+    return when
+
+
+@silence.command("list")
+@pass_state
+def silence_list(state: State) -> None:
+    store = _store(state.settings)
+    rows = store.silences()
+    if not rows:
+        out.print("no silences")
+        return
+    now = datetime.now(UTC)
+    table = Table()
+    for col in ("id", "rule", "number", "account", "until", "active", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["id"]), r["rule"], escape(r["e164"] or "*"), escape(r["account_id"] or "*"),
+                      _iso(r["until"]) or "", "yes" if r["until"] > now else "expired", escape(r["reason"]))
+    out.print(table)
+
+
+@silence.command("remove")
+@click.argument("silence_id", type=int)
+@pass_state
+def silence_remove(state: State, silence_id: int) -> None:
+    store = _store(state.settings)
+    if not store.remove_silence(silence_id):
+        raise ConfigError(f"no silence with id {silence_id}", hint="see `did-monitor silence list`")
+    out.print(f"silence {silence_id} removed")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def status(state: State, as_json: bool) -> None:
+    """Last sweep, open findings by rule and severity, channel health, next scheduled sweep."""
+    from monitor.status import collect
+
+    info = collect(state.settings, _store(state.settings))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    from monitor.status import print_status
+
+    print_status(info, out)
+
+
+@cli.command()
+@click.option("--once-now", is_flag=True, help="Sweep immediately at start, then follow the schedule.")
+@pass_state
+def run(state: State, once_now: bool) -> None:
+    """The long-running service: migrate, then sweep on schedule until SIGTERM/SIGINT."""
+    from monitor.service import Service
+
+    settings = state.settings
+    store = _store(settings)
+    code = Service(settings, store, run_now=once_now).run_forever()
+    sys.exit(code)
+
+

@@ -1,0 +1,439 @@
+"""TOML file + environment → validated, frozen settings; redaction of secrets for display.
+
+The config is read once at start-up. Precedence for every key, highest first:
+``DID_MONITOR__SECTION__KEY`` environment variables (``__`` separates levels, list items by index,
+e.g. ``DID_MONITOR__CHANNELS__0__URL``), the documented shortcuts ``VOBIZ_AUTH_ID`` and
+``VOBIZ_AUTH_TOKEN``, ``*_file`` secrets (Docker/Kubernetes secrets), the TOML file, defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from monitor.errors import ConfigError
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+ENV_PREFIX = "DID_MONITOR__"
+DEFAULT_CONFIG = "config.toml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True when ``host`` names this machine only (plain http is allowed there)."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class VobizConfig(_Model):
+    base_url: str = "https://api.vobiz.ai"
+    auth_id: str = ""
+    auth_token: str = Field(default="", repr=False)
+    auth_token_file: str | None = None
+    per_page: int = Field(default=100, ge=1, le=100)
+    concurrency: int = Field(default=4, ge=1, le=32)
+    max_requests_per_second: float = Field(default=10.0, ge=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+    retry_budget: int = Field(default=100, ge=0)
+    backoff_base_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value.rstrip("/")
+        if parts.scheme == "http" and is_loopback_host(parts.hostname):
+            return value.rstrip("/")
+        raise ValueError(
+            "must be an https:// URL (plain http:// is only allowed for loopback hosts such as "
+            "the sandbox), so the API token never crosses a network in clear text"
+        )
+
+
+class DatabaseConfig(_Model):
+    url: str = Field(default="sqlite:///did-monitor.db", repr=False)
+    auto_migrate: bool = True
+
+
+class ScheduleConfig(_Model):
+    cron: str = "0 6 * * mon"
+    timezone: str = "UTC"
+    misfire_grace_seconds: int = Field(default=86_400, ge=1)
+    jitter_seconds: int = Field(default=0, ge=0)
+    run_on_start: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'UTC', 'Asia/Kolkata')") from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"not a valid 5-field crontab expression: {exc}") from None
+        return value
+
+
+class SweepConfig(_Model):
+    max_shrink_fraction: float = Field(default=0.2, ge=0, le=1)
+    reread_attempts: int = Field(default=2, ge=0, le=10)
+
+
+class RuleConfig(_Model):
+    enabled: bool = True
+    severity: Severity = "warning"
+
+
+class DateRuleConfig(RuleConfig):
+    within_days: int = Field(default=7, ge=0, le=3650)
+    reminders: tuple[int, ...] = ()
+
+    @field_validator("reminders")
+    @classmethod
+    def _sorted_tiers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(day < 0 for day in value):
+            raise ValueError("reminder tiers are days before the date and cannot be negative")
+        return tuple(sorted(set(value), reverse=True))
+
+
+class RulesConfig(_Model):
+    billing_due: DateRuleConfig = DateRuleConfig(within_days=7, severity="warning")
+    expiring: DateRuleConfig = DateRuleConfig(within_days=14, severity="warning")
+    missing_application: RuleConfig = RuleConfig(severity="critical")
+    blocked: RuleConfig = RuleConfig(severity="critical")
+
+
+class ChannelConfig(_Model):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    url: str = Field(min_length=1, repr=False)
+    enabled: bool = True
+    min_severity: Severity = "info"
+    rules: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    default: bool = False
+    format: Literal["auto", "markdown", "text", "html"] = "auto"
+    max_length: int | None = Field(default=None, ge=500)
+
+    def body_format(self) -> Literal["markdown", "text", "html"]:
+        if self.format != "auto":
+            return self.format
+        scheme = self.url.split(":", 1)[0].lower()
+        return "html" if scheme in {"mailto", "mailtos"} else "markdown"
+
+
+class AlertsConfig(_Model):
+    resolved: bool = True
+    title_prefix: str = Field(default="did-monitor", max_length=60)
+    retry_backoff_seconds: int = Field(default=300, ge=1)
+    retry_backoff_max_seconds: int = Field(default=6 * 3600, ge=1)
+    failing_after: int = Field(default=3, ge=1)
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_items: int = Field(default=50, ge=1)
+    templates: dict[str, str] = Field(default_factory=dict)
+
+
+class ServiceConfig(_Model):
+    health_listen: str = ""
+    heartbeat_url: str = Field(default="", repr=False)
+    fail_url: str = Field(default="", repr=False)
+    retry_interval_seconds: int = Field(default=300, ge=10)
+    shutdown_timeout_seconds: int = Field(default=30, ge=1)
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+class Settings(_Model):
+    vobiz: VobizConfig = VobizConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    sweep: SweepConfig = SweepConfig()
+    rules: RulesConfig = RulesConfig()
+    channels: tuple[ChannelConfig, ...] = ()
+    alerts: AlertsConfig = AlertsConfig()
+    service: ServiceConfig = ServiceConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> Settings:
+        names = [c.name for c in self.channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def channel(self, name: str) -> ChannelConfig:
+        for chan in self.channels:
+            if chan.name == name:
+                return chan
+        raise ConfigError(
+            f"no channel named {name!r}",
+            hint=f"configured channels: {', '.join(c.name for c in self.channels) or 'none'}",
+        )
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """Settings plus where they came from (for ``check-config``) and warnings to print."""
+
+    settings: Settings
+    path: Path | None
+    sources: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+SECRET_KEYS = {"auth_token", "url", "heartbeat_url", "fail_url"}
+
+
+def resolve_path(cli_path: str | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """Where the config lives and whether the user named it explicitly."""
+    if cli_path:
+        return Path(cli_path), True
+    if environ.get("DID_MONITOR_CONFIG"):
+        return Path(environ["DID_MONITOR_CONFIG"]), True
+    return Path(DEFAULT_CONFIG), False
+
+
+def load(
+    cli_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    require_file: bool = False,
+) -> LoadedConfig:
+    """Read, merge and validate the configuration; raise ``ConfigError`` naming file and key."""
+    env = dict(os.environ if environ is None else environ)
+    path, explicit = resolve_path(cli_path, env)
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    warnings: list[str] = []
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        _mark(data, "", f"file {path}", sources)
+        warnings.extend(_permission_warnings(path, data))
+    elif explicit or require_file:
+        raise ConfigError(
+            f"{path}: config file not found",
+            hint="copy config.example.toml to config.toml, or pass --config PATH",
+        )
+
+    _apply_env(data, env, sources)
+    _apply_secret_files(data, sources, path)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path if path.exists() else None)) from None
+    return LoadedConfig(
+        settings=settings,
+        path=path if path.exists() else None,
+        sources=sources,
+        warnings=tuple(warnings),
+    )
+
+
+def _mark(node: Any, prefix: str, origin: str, sources: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _mark(value, f"{prefix}.{key}" if prefix else str(key), origin, sources)
+    elif isinstance(node, list) and node and all(isinstance(v, dict) for v in node):
+        for idx, value in enumerate(node):
+            _mark(value, f"{prefix}[{idx}]", origin, sources)
+    else:
+        sources[prefix] = origin
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, str]) -> None:
+    vobiz = data.setdefault("vobiz", {})
+    if not isinstance(vobiz, dict):
+        raise ConfigError("[vobiz] must be a table")
+    for var, key in (("VOBIZ_AUTH_ID", "auth_id"), ("VOBIZ_AUTH_TOKEN", "auth_token")):
+        if env.get(var):
+            vobiz[key] = env[var]
+            sources[f"vobiz.{key}"] = f"env {var}"
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        _set_path(data, parts, env[var], var)
+        label = parts[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts[1:])
+        sources[label] = f"env {var}"
+    if not vobiz:
+        data.pop("vobiz")
+
+
+def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        nxt_is_index = parts[depth + 1].isdigit()
+        if isinstance(node, list):
+            idx = int(part)
+            while len(node) <= idx:
+                node.append({})
+            node = node[idx]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"environment variable {var} does not match the config's structure")
+        node = node.setdefault(part, [] if nxt_is_index else {})
+    last = parts[-1]
+    value = _parse_env_value(raw)
+    if isinstance(node, list) and last.isdigit():
+        idx = int(last)
+        while len(node) <= idx:
+            node.append({})
+        node[idx] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"environment variable {var} does not match the config's structure")
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Environment values are TOML values when they parse as one (numbers, booleans, arrays)."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Path) -> None:
+    vobiz = data.get("vobiz")
+    if not isinstance(vobiz, dict) or not vobiz.get("auth_token_file"):
+        return
+    if sources.get("vobiz.auth_token", "").startswith("env"):
+        return  # an explicit environment token wins over the secret file
+    secret_path = Path(str(vobiz["auth_token_file"]))
+    if not secret_path.is_absolute():
+        secret_path = path.parent / secret_path
+    try:
+        vobiz["auth_token"] = secret_path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"vobiz.auth_token_file: cannot read {secret_path}: {exc.strerror}",
+            hint="mount the secret file or unset auth_token_file",
+        ) from None
+    sources["vobiz.auth_token"] = f"secret file {secret_path}"
+
+
+def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
+    if not _holds_secret(data):
+        return []
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return [
+            f"{path} holds secrets and is readable by other users; run: chmod 600 {path}"
+        ]
+    return []
+
+
+def _holds_secret(data: dict[str, Any]) -> bool:
+    vobiz = data.get("vobiz")
+    if isinstance(vobiz, dict) and vobiz.get("auth_token"):
+        return True
+    channels = data.get("channels")
+    if isinstance(channels, list):
+        for chan in channels:
+            if isinstance(chan, dict) and "@" in str(chan.get("url", "")):
+                return True
+            if isinstance(chan, dict) and str(chan.get("url", "")).startswith(("slack", "https://hooks")):
+                return True
+    return False
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = str(path) if path else "configuration"
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; unknown keys are refused so a typo cannot disable a rule)"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {loc}: {msg}")
+    first, *rest = lines
+    return "\n".join([first, *("  " + line for line in rest)])
+
+
+# --- redaction --------------------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """Mask credentials and tokens inside a URL, keeping scheme and host readable."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    scheme = parts.scheme or "?"
+    host = parts.hostname or ""
+    if scheme in {"http", "https", "json", "jsons", "form", "forms", "xml", "xmls"}:
+        port = f":{parts.port}" if parts.port else ""
+        path = "/…" if parts.path not in {"", "/"} else ""
+        userinfo = "***@" if parts.username or parts.password else ""
+        return f"{scheme}://{userinfo}{host}{port}{path}"
+    if scheme in {"mailto", "mailtos"}:
+        port = f":{parts.port}" if parts.port else ""
+        userinfo = "***@" if parts.password else ""
+        return f"{scheme}://{userinfo}{host}{port}/…"
+    return f"{scheme}://***"
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data with every secret masked."""
+    data = settings.model_dump(mode="json")
+    token = data["vobiz"].get("auth_token")
+    data["vobiz"]["auth_token"] = "***" if token else ""
+    data["database"]["url"] = redact_database_url(data["database"]["url"])
+    for chan in data["channels"]:
+        chan["url"] = redact_url(chan["url"])
+    for key in ("heartbeat_url", "fail_url"):
+        data["service"][key] = redact_url(data["service"][key])
+    return data
+
+
+def redact_database_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url

@@ -1,0 +1,330 @@
+"""SQLAlchemy tables, the engine, and the Alembic migration runner."""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from monitor.errors import DatabaseError
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and always returns aware UTC, on SQLite and PostgreSQL alike."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Sweep(Base):
+    """One attempt to read the whole inventory; only a ``complete`` one may resolve anything."""
+
+    __tablename__ = "sweeps"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)  # running|complete|failed|aborted
+    trigger: Mapped[str] = mapped_column(sa.String(16), default="manual")
+    owner: Mapped[str] = mapped_column(sa.String(128), default="")
+    total_reported: Mapped[int | None]
+    numbers_seen: Mapped[int] = mapped_column(default=0)
+    pages: Mapped[int] = mapped_column(default=0)
+    requests: Mapped[int] = mapped_column(default=0)
+    retries: Mapped[int] = mapped_column(default=0)
+    versions_written: Mapped[int] = mapped_column(default=0)
+    numbers_gone: Mapped[int] = mapped_column(default=0)
+    findings_opened: Mapped[int] = mapped_column(default=0)
+    findings_resolved: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class NumberVersion(Base):
+    """A number's state, valid from sweep ``valid_from`` until (excluding) ``valid_to``.
+
+    A re-sweep that finds a number unchanged writes nothing; a change closes the current row and
+    opens a new one; a number gone from a complete sweep has its row closed.
+    """
+
+    __tablename__ = "number_versions"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    number_id: Mapped[str] = mapped_column(sa.String(64))
+    e164: Mapped[str] = mapped_column(sa.String(32), index=True)
+    account_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    status: Mapped[str] = mapped_column(sa.String(32))
+    country: Mapped[str | None] = mapped_column(sa.String(8))
+    region: Mapped[str | None] = mapped_column(sa.String(128))
+    application_id: Mapped[str | None] = mapped_column(sa.String(128))
+    is_blocked: Mapped[bool]
+    next_billing_date: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    monthly_fee: Mapped[Any | None] = mapped_column(sa.Numeric(18, 6, asdecimal=True))
+    currency: Mapped[str | None] = mapped_column(sa.String(8))
+    tags: Mapped[Any] = mapped_column(JSONType)
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    raw: Mapped[Any] = mapped_column(JSONType)
+    valid_from: Mapped[int] = mapped_column(sa.ForeignKey("sweeps.id"))
+    valid_to: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
+
+    __table_args__ = (
+        sa.Index("ix_number_versions_number_id_valid_to", "number_id", "valid_to"),
+        sa.Index(
+            "uq_number_versions_current",
+            "number_id",
+            unique=True,
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        ),
+    )
+
+
+class Finding(Base):
+    """One episode of a (rule, subject) problem: opened by a sweep, resolved by a later one."""
+
+    __tablename__ = "findings"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(sa.String(64))
+    subject: Mapped[str] = mapped_column(sa.String(128))
+    number_id: Mapped[str | None] = mapped_column(sa.String(64))
+    e164: Mapped[str | None] = mapped_column(sa.String(32))
+    account_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(16), index=True)  # open|resolved
+    message: Mapped[str] = mapped_column(sa.Text)
+    due_at: Mapped[datetime | None]
+    tier: Mapped[int | None]
+    monthly_fee: Mapped[Any | None] = mapped_column(sa.Numeric(18, 6, asdecimal=True))
+    currency: Mapped[str | None] = mapped_column(sa.String(8))
+    tags: Mapped[Any] = mapped_column(JSONType)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    opened_sweep_id: Mapped[int] = mapped_column(sa.ForeignKey("sweeps.id"))
+    resolved_sweep_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
+
+    __table_args__ = (
+        sa.Index(
+            "uq_findings_open",
+            "rule",
+            "subject",
+            unique=True,
+            sqlite_where=sa.text("state = 'open'"),
+            postgresql_where=sa.text("state = 'open'"),
+        ),
+    )
+
+
+class Silence(Base):
+    """Findings matching (rule, number or account) are tracked but not announced until ``until``."""
+
+    __tablename__ = "silences"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(sa.String(64))
+    e164: Mapped[str | None] = mapped_column(sa.String(32))
+    account_id: Mapped[str | None] = mapped_column(sa.String(64))
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """The outbox: a rendered message for one channel, stored before it is sent."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    sweep_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
+    channel: Mapped[str] = mapped_column(sa.String(64), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))  # digest|sweep_failed|channel_failing|test
+    title: Mapped[str] = mapped_column(sa.Text)
+    body: Mapped[str] = mapped_column(sa.Text)
+    body_format: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)  # pending|sending|sent|failed|dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    sent_at: Mapped[datetime | None]
+
+
+class DeliveryAttempt(Base):
+    """One try at sending a delivery, with its outcome."""
+
+    __tablename__ = "delivery_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(sa.ForeignKey("deliveries.id"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(sa.String(16))  # sent|failed
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    duration_ms: Mapped[int] = mapped_column(default=0)
+
+
+class Notification(Base):
+    """That a finding was announced (opened, reminded at a tier, resolved) in a delivery."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    finding_id: Mapped[int] = mapped_column(sa.ForeignKey("findings.id"))
+    delivery_id: Mapped[int] = mapped_column(sa.ForeignKey("deliveries.id"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(64))
+    event: Mapped[str] = mapped_column(sa.String(16))  # opened|reminded|resolved
+    tier: Mapped[int | None]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (sa.Index("ix_notifications_finding_channel", "finding_id", "channel"),)
+
+
+class ServiceLock(Base):
+    """Lease rows that stand in for PostgreSQL advisory locks on SQLite."""
+
+    __tablename__ = "service_locks"
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(sa.String(128))
+    acquired_at: Mapped[datetime | None]
+
+
+metadata = Base.metadata
+
+
+# --- engine ---------------------------------------------------------------------------------
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    except (ArgumentError, ImportError, ValueError) as exc:
+        raise DatabaseError(
+            f"database.url is not usable: {exc}",
+            hint="e.g. sqlite:///did-monitor.db or postgresql+psycopg://user@host/db",
+        ) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout = 30000")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def describe_db_error(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig or exc).strip().splitlines()[0]
+
+
+# --- migrations -----------------------------------------------------------------------------
+
+
+def migrations_dir() -> Path:
+    """Alembic's script directory: inside the installed package, or the repo's top-level folder."""
+    packaged = resources.files("monitor") / "migrations"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    repo = Path(__file__).resolve().parent.parent / "migrations"
+    if repo.is_dir():
+        return repo
+    raise DatabaseError("the Alembic migrations are missing from this installation")
+
+
+def alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+MIGRATION_LOCK_KEY = zlib.crc32(b"did-monitor:migrate")
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; idempotent; replicas serialise on an advisory lock."""
+    from alembic import command
+
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            command.upgrade(alembic_config(conn), revision)
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot migrate the database: {describe_db_error(exc)}",
+            hint="check database.url and that the server is running",
+        ) from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    with contextlib.ExitStack():
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A transaction whose database failures leave as ``DatabaseError``."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except OperationalError as exc:
+        raise DatabaseError(f"database error: {describe_db_error(exc)}") from None

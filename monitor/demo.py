@@ -1,0 +1,60 @@
+"""``did-monitor demo``: the whole pipeline against the bundled sandbox, with nothing to configure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
+from monitor.pipeline import run_cycle
+from monitor.sandbox import Sandbox
+from monitor.store import Store
+from monitor.testing import RecordingNotifier
+
+
+def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console) -> None:
+    db_path = db_path.resolve()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    with Sandbox(numbers=numbers, seed=seed).start() as box:
+        console.print(f"[bold]1.[/] sandbox Partner API on {box.url} serving {numbers} numbers (seed {seed})")
+        settings = Settings(
+            vobiz=VobizConfig(base_url=box.url, auth_id=box.auth_id, auth_token=box.auth_token),
+            database=DatabaseConfig(url=f"sqlite:///{db_path}"),
+            channels=(ChannelConfig(name="preview", url="json://localhost/preview", format="markdown"),),
+        )
+        store = Store(settings.database.url)
+        store.migrate()
+        notifier = RecordingNotifier()
+        outcome = run_cycle(settings, store, notifier, trigger="demo")
+    c = outcome.counts
+    if not outcome.ok:
+        console.print(f"[red]the demo sweep failed: {escape(outcome.error or '')}[/]")
+        raise SystemExit(1)
+    console.print(
+        f"[bold]2.[/] swept {c.numbers_seen} numbers in {c.pages} pages ({c.requests} requests) "
+        f"in {outcome.duration:.2f}s into {db_path}"
+    )
+    rows = store.findings()
+    by_rule = Counter(r["rule"] for r in rows)
+    summary = ", ".join(f"{rule}: {n}" for rule, n in sorted(by_rule.items())) or "none"
+    console.print(f"[bold]3.[/] rules found {len(rows)} open finding(s) — {summary}")
+    from monitor.cli import print_findings
+
+    print_findings(rows, limit=15)
+    console.print("[bold]4.[/] the alert digest that would be sent (Markdown, as to Slack):")
+    for msg in notifier.sent:
+        console.print(Panel(escape(msg.body), title=escape(msg.title), title_align="left"))
+    if not notifier.sent:
+        console.print("(nothing to announce)")
+    console.print(
+        f"\nThe database is {db_path}. Explore it with, e.g.:\n"
+        f"  DID_MONITOR__DATABASE__URL=sqlite:///{db_path} did-monitor findings --json\n"
+        "Next: copy config.example.toml to config.toml, set VOBIZ_AUTH_ID/VOBIZ_AUTH_TOKEN, "
+        "add a channel, and run `did-monitor sweep`."
+    )
+    store.dispose()

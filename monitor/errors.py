@@ -1,0 +1,98 @@
+"""The exception tree of did-monitor: every failure the program expects, and what it means.
+
+::
+
+    MonitorError                  base; ``exit_code`` says how the CLI ends
+    ├── ConfigError               bad configuration (exit 2)
+    ├── ApiError                  the Vobiz API failed us (exit 1)
+    │   ├── AuthError             401/403: wrong credentials or base path; permanent
+    │   ├── RetryableApiError     429, 5xx, timeouts, broken bodies; retried with backoff
+    │   └── ApiGaveUp             retries or the retry budget ran out
+    ├── IncompleteSweep           the sweep did not see the whole inventory (exit 1)
+    ├── DatabaseError             the database refused or is unreachable (exit 1)
+    ├── DeliveryError             an alert channel failed (exit 1); ``permanent`` when retrying is futile
+    └── LockBusy                  another replica holds the sweep lock (not a failure: the sweep is skipped)
+
+Each error carries the decision the caller needs (``permanent`` vs retryable) rather than
+leaving callers to inspect library exceptions.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Raised for any failure the program expects; the CLI prints it as one line, no traceback."""
+
+    exit_code = 1
+    permanent = True
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(MonitorError):
+    """Raised when the configuration file, a key or an environment override is invalid."""
+
+    exit_code = 2
+
+
+class ApiError(MonitorError):
+    """Raised when the Vobiz API answers with an error or cannot be reached."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class AuthError(ApiError):
+    """Raised on 401/403: the credentials or the base URL are wrong; retrying cannot help."""
+
+
+class RetryableApiError(ApiError):
+    """Raised on 429, 5xx, timeouts and unreadable bodies: worth another try after a pause."""
+
+    permanent = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, hint=hint)
+        self.retry_after = retry_after
+
+
+class ApiGaveUp(ApiError):
+    """Raised when a request still failed after its retries or the sweep's retry budget ran out."""
+
+
+class IncompleteSweep(MonitorError):
+    """Raised when a sweep finished paging but cannot vouch that it saw the whole inventory."""
+
+
+class DatabaseError(MonitorError):
+    """Raised when the database cannot be reached, migrated or written."""
+
+
+class DeliveryError(MonitorError):
+    """Raised when an alert could not be delivered to a channel."""
+
+    def __init__(self, message: str, *, permanent: bool = False, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.permanent = permanent
+
+
+class LockBusy(MonitorError):
+    """Raised when another process holds the sweep lock; the caller skips this sweep."""
+
+    exit_code = 0

@@ -1,0 +1,137 @@
+"""Plain data the pipeline passes between stages, kept apart from the database tables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRecord:
+    """One phone number as the API described it, parsed tolerantly; ``raw`` is the item verbatim."""
+
+    id: str
+    e164: str
+    account_id: str
+    status: str
+    country: str | None
+    region: str | None
+    application_id: str | None
+    is_blocked: bool
+    next_billing_date: datetime | None
+    expires_at: datetime | None
+    monthly_fee: Decimal | None
+    currency: str | None
+    tags: tuple[str, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+    content_hash: str = field(repr=False, compare=False, default="")
+
+
+@dataclass(frozen=True, slots=True)
+class FindingDraft:
+    """What a rule says about one subject in one sweep; the store turns drafts into findings."""
+
+    rule: str
+    subject: str
+    severity: str
+    message: str
+    number_id: str | None = None
+    e164: str | None = None
+    account_id: str | None = None
+    due_at: datetime | None = None
+    tier: int | None = None
+    monthly_fee: Decimal | None = None
+    currency: str | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule, self.subject)
+
+
+# --- tolerant parsing -------------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    """RFC 3339 (``Z`` or offset, with or without fractions) or a bare date → aware UTC, else None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(text[:10]), datetime.min.time())
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_money(value: Any) -> Decimal | None:
+    """Money in major units as an exact Decimal; floats go through their shortest repr."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes"}
+    return value is True or (isinstance(value, int) and value == 1)
+
+
+def content_hash(raw: dict[str, Any]) -> str:
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_number(raw: Any) -> NumberRecord | None:
+    """Parse one API item; None when it has neither ``id`` nor ``e164`` (nothing to key it by)."""
+    if not isinstance(raw, dict):
+        return None
+    e164 = _text(raw.get("e164")) or _text(raw.get("number"))
+    number_id = _text(raw.get("id")) or (f"e164:{e164}" if e164 else None)
+    if number_id is None:
+        return None
+    tags_raw = raw.get("tags")
+    tags = tuple(str(t) for t in tags_raw if t is not None) if isinstance(tags_raw, list) else ()
+    status = _text(raw.get("status")) or "unknown"
+    return NumberRecord(
+        id=number_id,
+        e164=e164 or "",
+        account_id=_text(raw.get("account_id")) or _text(raw.get("account_auth_id")) or "",
+        status=status.lower(),
+        country=_text(raw.get("country")),
+        region=_text(raw.get("region")),
+        application_id=_text(raw.get("application_id")),
+        is_blocked=_truthy(raw.get("is_blocked")) or status.lower() == "blocked",
+        next_billing_date=parse_time(raw.get("next_billing_date")),
+        expires_at=parse_time(raw.get("expires_at")),
+        monthly_fee=parse_money(raw.get("monthly_cost"))
+        if raw.get("monthly_cost") is not None
+        else parse_money(raw.get("monthly_fee")),
+        currency=_text(raw.get("currency")),
+        tags=tags,
+        raw=raw,
+        content_hash=content_hash(raw),
+    )

@@ -1,0 +1,92 @@
+"""The Apprise door: sends one rendered message to one channel and reports the outcome.
+
+The only module that imports apprise. Apprise owns transports (Slack, email, JSON, ...); we own
+what is sent and the record of it. Failures leave as ``DeliveryError`` with secrets scrubbed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import apprise
+
+from monitor.config import ChannelConfig
+from monitor.errors import DeliveryError
+
+# At DEBUG apprise logs full URLs, tokens included (LIBRARY_NOTES): never let it below INFO.
+logging.getLogger("apprise").setLevel(logging.INFO)
+
+NOTIFY_TYPES = {
+    "info": apprise.NotifyType.INFO,
+    "success": apprise.NotifyType.SUCCESS,
+    "warning": apprise.NotifyType.WARNING,
+    "failure": apprise.NotifyType.FAILURE,
+}
+
+
+class Notifier(Protocol):
+    """Sends a message to a channel; raises ``DeliveryError`` when it did not arrive."""
+
+    def send(
+        self, channel: ChannelConfig, title: str, body: str, body_format: str, level: str = "info"
+    ) -> None: ...
+
+
+def secrets_in(url: str) -> list[str]:
+    """Substrings of an Apprise URL that may be credentials (password, path tokens, query values)."""
+    parts = urlsplit(url)
+    found = [parts.password or "", parts.username or ""]
+    found += [seg for seg in parts.path.split("/") if len(seg) >= 6]
+    found += [v for v in re.findall(r"=([^&]+)", parts.query) if len(v) >= 6]
+    if parts.scheme not in {"mailto", "mailtos", "json", "jsons", "http", "https"}:
+        found.append(parts.netloc)
+    return sorted({unquote(s) for s in found if s and len(s) >= 4} | {s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    for secret in secrets_in(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+class AppriseNotifier:
+    """Delivers through Apprise, one channel per call, with a bound on the whole call."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+
+    def send(
+        self, channel: ChannelConfig, title: str, body: str, body_format: str, level: str = "info"
+    ) -> None:
+        app = apprise.Apprise()
+        if not app.add(channel.url):
+            raise DeliveryError(
+                f"channel {channel.name}: Apprise does not understand its URL",
+                permanent=True,
+                hint="check the URL against https://github.com/caronc/apprise/wiki",
+            )
+        try:
+            result = app.notify(
+                body=body,
+                title=title,
+                body_format=body_format,
+                notify_type=NOTIFY_TYPES.get(level, apprise.NotifyType.INFO),
+                timeout=self.timeout,
+            )
+        except Exception as exc:  # apprise plugins may raise anything; it must not kill a sweep
+            raise DeliveryError(
+                f"channel {channel.name}: {scrub(type(exc).__name__ + ': ' + str(exc), channel.url)}"
+            ) from None
+        if result:
+            return
+        problems = [
+            e.message for e in result.logs() if getattr(e, "level", "") in ("WARNING", "ERROR")
+        ]
+        statuses = ", ".join(
+            f"{r.name} {getattr(r.status, 'name', r.status)}".strip() for r in result.results
+        )
+        detail = problems[-1] if problems else (statuses or "not delivered")
+        raise DeliveryError(f"channel {channel.name}: {scrub(detail, channel.url)}")

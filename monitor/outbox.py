@@ -1,0 +1,202 @@
+"""The database door for alerts: findings to announce, the delivery outbox and its attempts.
+
+Part of the store layer (the only modules that run SQL); ``alerts.py`` decides, this stores.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from monitor.store import ATTEMPTS, DELIVERIES, FINDINGS, NOTIFICATIONS, SILENCES, Store, chunks
+
+CLAIM_LEASE = timedelta(minutes=10)
+
+
+@dataclass
+class Announced:
+    """What a channel has already been told about one finding."""
+
+    opened: bool = False
+    resolved: bool = False
+    tier: int | None = None  # the most urgent tier announced so far
+
+
+@dataclass
+class AnnounceState:
+    """Findings that may need announcing after a sweep, and what each channel already knows."""
+
+    open: list[RowMapping]
+    resolved_now: list[RowMapping]
+    told: dict[tuple[int, str], Announced] = field(default_factory=dict)
+    silences: list[RowMapping] = field(default_factory=list)
+
+
+def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> AnnounceState:
+    open_rows = list(conn.execute(sa.select(FINDINGS).where(FINDINGS.c.state == "open")).mappings())
+    resolved = list(
+        conn.execute(
+            sa.select(FINDINGS).where(
+                FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id
+            )
+        ).mappings()
+    )
+    told: dict[tuple[int, str], Announced] = defaultdict(Announced)
+    relevant = sa.or_(
+        FINDINGS.c.state == "open", FINDINGS.c.resolved_sweep_id == sweep_id
+    )
+    stmt = (
+        sa.select(NOTIFICATIONS.c.finding_id, NOTIFICATIONS.c.channel, NOTIFICATIONS.c.event,
+                  NOTIFICATIONS.c.tier)
+        .join(FINDINGS, FINDINGS.c.id == NOTIFICATIONS.c.finding_id)
+        .where(relevant)
+    )
+    for fid, channel, event, tier in conn.execute(stmt):
+        state = told[(fid, channel)]
+        if event == "resolved":
+            state.resolved = True
+        else:
+            state.opened = True
+            if tier is not None and (state.tier is None or tier < state.tier):
+                state.tier = tier
+    silences = list(conn.execute(sa.select(SILENCES).where(SILENCES.c.until > now)).mappings())
+    return AnnounceState(open=open_rows, resolved_now=resolved, told=dict(told), silences=silences)
+
+
+def add_delivery(
+    conn: Connection, *, channel: str, kind: str, title: str, body: str, body_format: str,
+    now: datetime, sweep_id: int | None = None,
+) -> int:
+    result = conn.execute(
+        sa.insert(DELIVERIES).values(
+            created_at=now, sweep_id=sweep_id, channel=channel, kind=kind, title=title, body=body,
+            body_format=body_format, status="pending", attempts=0, next_attempt_at=now,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def add_notifications(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.insert(NOTIFICATIONS), rows)
+
+
+class Outbox:
+    """Deliveries waiting to be sent, claimed one at a time so two senders never both send one."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def enqueue(self, **values: Any) -> int:
+        with self.store.engine.begin() as conn:
+            return add_delivery(conn, **values)
+
+    def due(self, now: datetime, limit: int = 200) -> list[RowMapping]:
+        stmt = (
+            sa.select(DELIVERIES)
+            .where(
+                DELIVERIES.c.status.in_(("pending", "failed", "sending")),
+                sa.or_(DELIVERIES.c.next_attempt_at.is_(None), DELIVERIES.c.next_attempt_at <= now),
+            )
+            .order_by(DELIVERIES.c.id)
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
+            return list(conn.execute(stmt).mappings())
+
+    def claim(self, row: RowMapping, now: datetime) -> bool:
+        """Mark ``row`` as being sent, unless someone else changed it since we read it."""
+        with self.store.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(DELIVERIES)
+                .where(
+                    DELIVERIES.c.id == row["id"],
+                    DELIVERIES.c.status == row["status"],
+                    DELIVERIES.c.attempts == row["attempts"],
+                )
+                .values(status="sending", attempts=row["attempts"] + 1,
+                        next_attempt_at=now + CLAIM_LEASE)
+            )
+            return bool(result.rowcount)
+
+    def record(
+        self, delivery_id: int, channel: str, now: datetime, *, error: str | None,
+        duration_ms: int, retry_at: datetime | None = None, final_status: str | None = None,
+    ) -> None:
+        ok = error is None
+        status = final_status or ("sent" if ok else "failed")
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(ATTEMPTS).values(
+                    delivery_id=delivery_id, channel=channel, at=now,
+                    outcome="sent" if ok else "failed", error=error, duration_ms=duration_ms,
+                )
+            )
+            conn.execute(
+                sa.update(DELIVERIES)
+                .where(DELIVERIES.c.id == delivery_id)
+                .values(
+                    status=status, last_error=error, sent_at=now if ok else None,
+                    next_attempt_at=None if ok else retry_at,
+                )
+            )
+
+    def consecutive_failures(self, channel: str) -> tuple[int, str | None]:
+        """Failed attempts on ``channel`` since its last success, and the latest error."""
+        with self.store.engine.connect() as conn:
+            last_ok = conn.execute(
+                sa.select(sa.func.max(ATTEMPTS.c.id)).where(
+                    ATTEMPTS.c.channel == channel, ATTEMPTS.c.outcome == "sent"
+                )
+            ).scalar()
+            stmt = sa.select(ATTEMPTS.c.error).where(
+                ATTEMPTS.c.channel == channel, ATTEMPTS.c.outcome == "failed"
+            )
+            if last_ok is not None:
+                stmt = stmt.where(ATTEMPTS.c.id > last_ok)
+            errors = [r[0] for r in conn.execute(stmt.order_by(ATTEMPTS.c.id))]
+        return len(errors), (errors[-1] if errors else None)
+
+    def channel_health(self, channels: Iterable[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        with self.store.engine.connect() as conn:
+            for name in channels:
+                pending = conn.execute(
+                    sa.select(sa.func.count()).where(
+                        DELIVERIES.c.channel == name,
+                        DELIVERIES.c.status.in_(("pending", "failed", "sending")),
+                    )
+                ).scalar_one()
+                last = conn.execute(
+                    sa.select(ATTEMPTS.c.at, ATTEMPTS.c.outcome)
+                    .where(ATTEMPTS.c.channel == name)
+                    .order_by(ATTEMPTS.c.id.desc())
+                    .limit(1)
+                ).first()
+                out[name] = {
+                    "pending": int(pending),
+                    "last_attempt": last[0] if last else None,
+                    "last_outcome": last[1] if last else None,
+                }
+        for name, info in out.items():
+            info["consecutive_failures"], info["last_error"] = self.consecutive_failures(name)
+        return out
+
+    def deliveries(self, limit: int = 50) -> list[RowMapping]:
+        with self.store.engine.connect() as conn:
+            stmt = sa.select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)
+            return list(conn.execute(stmt).mappings())
+
+    def notifications_for(self, finding_ids: list[int]) -> list[RowMapping]:
+        out: list[RowMapping] = []
+        with self.store.engine.connect() as conn:
+            for part in chunks(finding_ids):
+                stmt = sa.select(NOTIFICATIONS).where(NOTIFICATIONS.c.finding_id.in_(part))
+                out.extend(conn.execute(stmt.order_by(NOTIFICATIONS.c.id)).mappings())
+        return out

@@ -1,0 +1,150 @@
+"""sweep → rules → alerts: the order of one cycle, in one place."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from monitor.alerts import DeliveryOutcome, deliver_due, enqueue_sweep_failed, store_digests
+from monitor.config import Settings
+from monitor.db import utcnow
+from monitor.errors import ApiError, DatabaseError, IncompleteSweep, LockBusy, MonitorError
+from monitor.model import NumberRecord
+from monitor.notify import Notifier
+from monitor.rules import Evaluator, RuleContext
+from monitor.store import Store, SweepCounts
+from monitor.sweep import ProgressFn, check_shrink, fetch_inventory
+from monitor.vobiz import RequestStats, RetryBudget, VobizClient
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+LOCK_STALE_AFTER = timedelta(hours=6)
+
+
+@dataclass
+class SweepOutcome:
+    """What one cycle did; ``ok`` is False when the sweep failed (the CLI exits 1)."""
+
+    sweep_id: int
+    ok: bool
+    counts: SweepCounts
+    error: str | None = None
+    duration: float = 0.0
+    digests: int = 0
+    deliveries: list[DeliveryOutcome] = field(default_factory=list)
+
+    @property
+    def delivery_failures(self) -> int:
+        return sum(1 for d in self.deliveries if not d.ok)
+
+
+def run_cycle(
+    settings: Settings,
+    store: Store,
+    notifier: Notifier,
+    *,
+    trigger: str = "manual",
+    clock: Clock = utcnow,
+    client: VobizClient | None = None,
+    progress: ProgressFn | None = None,
+) -> SweepOutcome:
+    """Sweep, store, evaluate, plan and deliver alerts. Raises ``LockBusy`` if another replica
+    is sweeping. API, completeness and database failures are recorded and alerted, then returned
+    as ``ok=False`` rather than raised, so a daemon carries on."""
+    now = clock()
+    lock = store.try_lock("sweep", now, LOCK_STALE_AFTER)
+    if lock is None:
+        raise LockBusy("another did-monitor process is sweeping this database; skipped")
+    with lock:
+        aborted = store.abort_running_sweeps(now)
+        if aborted:
+            log.warning("marked %d interrupted sweep(s) as aborted", aborted)
+        outcome = _sweep(settings, store, trigger, clock, client, progress)
+    outcome.deliveries = deliver_due(store, settings, notifier, clock)
+    return outcome
+
+
+def _sweep(
+    settings: Settings, store: Store, trigger: str, clock: Clock,
+    client: VobizClient | None, progress: ProgressFn | None,
+) -> SweepOutcome:
+    now = clock()
+    started = time.monotonic()
+    before = store.inventory_size()
+    previous = store.last_sweep("complete")
+    sweep_id = store.start_sweep(now, trigger)
+    stats = RequestStats()
+    own_client = client is None
+    api = client or VobizClient(
+        settings.vobiz, stats=stats, budget=RetryBudget(settings.vobiz.retry_budget)
+    )
+    stats = api.stats
+    evaluator = Evaluator(RuleContext(now=now, config=settings.rules))
+    counts = SweepCounts(0, None, 0, 0, 0)
+    try:
+        with store.writer(sweep_id, now) as writer:
+
+            def consume(records: list[NumberRecord]) -> None:
+                writer.write_page(records)
+                evaluator.feed(records)
+
+            fetched = fetch_inventory(api, settings, consume, progress)
+            counts = SweepCounts(
+                numbers_seen=len(fetched.ids), total_reported=fetched.total, pages=fetched.pages,
+                requests=stats.requests, retries=stats.retries,
+                versions_written=writer.versions_written,
+            )
+            check_shrink(settings, before, len(fetched.ids))
+            evaluator.keep_only(fetched.ids)
+            gone = writer.close_gone(fetched.ids)
+            opened, resolved = writer.apply_findings(
+                evaluator.drafts, evaluator.rule_ids,
+                previous["started_at"] if previous else None,
+            )
+            counts = SweepCounts(
+                numbers_seen=len(fetched.ids), total_reported=fetched.total, pages=fetched.pages,
+                requests=stats.requests, retries=stats.retries,
+                versions_written=writer.versions_written, numbers_gone=gone,
+                findings_opened=opened, findings_resolved=resolved,
+            )
+            digests = store_digests(writer.conn, settings, sweep_id, now, len(fetched.ids))
+            writer.complete(counts)
+            writer.commit()
+    except (ApiError, IncompleteSweep, DatabaseError) as exc:
+        error = exc.message
+        if counts.requests == 0:
+            counts = SweepCounts(0, None, 0, stats.requests, stats.retries)
+        log.error("sweep %d failed: %s", sweep_id, error)
+        _record_failure(settings, store, sweep_id, error, counts, clock)
+        return SweepOutcome(sweep_id, False, counts, error, time.monotonic() - started)
+    except BaseException:
+        # SIGTERM/^C or a bug: the writer rolled back; say so on the sweep's row, then go on out.
+        _record_failure(settings, store, sweep_id, "interrupted", counts, clock, alert=False)
+        raise
+    finally:
+        if own_client:
+            api.close()
+    duration = time.monotonic() - started
+    log.info(
+        "sweep %d complete: %d numbers, %d pages, %d requests (%d retries), %d versions written, "
+        "%d gone, %d findings opened, %d resolved, %d digests, %.1fs",
+        sweep_id, counts.numbers_seen, counts.pages, counts.requests, counts.retries,
+        counts.versions_written, counts.numbers_gone, counts.findings_opened,
+        counts.findings_resolved, digests, duration,
+    )
+    return SweepOutcome(sweep_id, True, counts, None, duration, digests)
+
+
+def _record_failure(
+    settings: Settings, store: Store, sweep_id: int, error: str, counts: SweepCounts,
+    clock: Clock, *, alert: bool = True,
+) -> None:
+    try:
+        store.fail_sweep(sweep_id, clock(), error, counts)
+        if alert:
+            enqueue_sweep_failed(store, settings, sweep_id, error, clock())
+    except MonitorError as exc:  # the database itself may be what failed
+        log.error("could not record the failure of sweep %d: %s", sweep_id, exc.message)

@@ -1,0 +1,77 @@
+"""``did-monitor status``: what the service last did and what it will do next."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from monitor.config import Settings
+from monitor.outbox import Outbox
+from monitor.store import Store
+
+
+def next_run(settings: Settings, now: datetime) -> datetime | None:
+    from zoneinfo import ZoneInfo
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger.from_crontab(settings.schedule.cron, timezone=ZoneInfo(settings.schedule.timezone))
+    nxt = trigger.get_next_fire_time(None, now.astimezone(ZoneInfo(settings.schedule.timezone)))
+    return nxt.astimezone(UTC) if nxt else None
+
+
+def collect(settings: Settings, store: Store, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+
+    def sweep_info(row: Any) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        return {k: row[k] for k in ("id", "status", "started_at", "finished_at", "numbers_seen",
+                                     "findings_opened", "findings_resolved", "error")}
+
+    counts = store.open_counts()
+    health = Outbox(store).channel_health(c.name for c in settings.channels)
+    for name, info in health.items():
+        info["failing"] = info["consecutive_failures"] >= settings.alerts.failing_after
+        info["enabled"] = settings.channel(name).enabled
+    return {
+        "last_sweep": sweep_info(store.last_sweep()),
+        "last_complete_sweep": sweep_info(store.last_sweep("complete")),
+        "open_findings": [
+            {"rule": r, "severity": s, "count": n} for (r, s), n in sorted(counts.items())
+        ],
+        "open_total": sum(counts.values()),
+        "channels": health,
+        "next_sweep": next_run(settings, now),
+    }
+
+
+def print_status(info: dict[str, Any], out: Console) -> None:
+    last = info["last_sweep"]
+    if last is None:
+        out.print("no sweep yet")
+    else:
+        colour = "green" if last["status"] == "complete" else "red"
+        out.print(f"last sweep: #{last['id']} [{colour}]{last['status']}[/] at "
+                  f"{last['started_at']:%Y-%m-%d %H:%M} UTC, {last['numbers_seen']} numbers"
+                  + (f" — {escape(last['error'])}" if last["error"] else ""))
+        ok = info["last_complete_sweep"]
+        if ok and ok["id"] != last["id"]:
+            out.print(f"last complete sweep: #{ok['id']} at {ok['started_at']:%Y-%m-%d %H:%M} UTC")
+    out.print(f"open findings: {info['open_total']}")
+    for item in info["open_findings"]:
+        out.print(f"  {item['rule']:<22} {item['severity']:<9} {item['count']}")
+    out.print("channels:")
+    if not info["channels"]:
+        out.print("  (none configured)")
+    for name, ch in info["channels"].items():
+        state = "[red]FAILING[/]" if ch["failing"] else "[green]ok[/]"
+        if not ch["enabled"]:
+            state = "disabled"
+        extra = f", last error: {escape(ch['last_error'])}" if ch["failing"] and ch["last_error"] else ""
+        out.print(f"  {escape(name)}: {state}, {ch['pending']} waiting to be sent{extra}")
+    if info["next_sweep"]:
+        out.print(f"next scheduled sweep: {info['next_sweep']:%Y-%m-%d %H:%M} UTC")

@@ -1,0 +1,37 @@
+"""Fakes shipped with the package for tests and the demo: a notifier that records instead of sending."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from monitor.config import ChannelConfig
+from monitor.errors import DeliveryError
+
+
+@dataclass
+class SentMessage:
+    channel: str
+    title: str
+    body: str
+    body_format: str
+    level: str
+
+
+@dataclass
+class RecordingNotifier:
+    """Keeps every message; channels named in ``failing`` raise ``DeliveryError`` instead."""
+
+    sent: list[SentMessage] = field(default_factory=list)
+    failing: set[str] = field(default_factory=set)
+    attempts: int = 0
+
+    def send(
+        self, channel: ChannelConfig, title: str, body: str, body_format: str, level: str = "info"
+    ) -> None:
+        self.attempts += 1
+        if channel.name in self.failing:
+            raise DeliveryError(f"channel {channel.name}: simulated failure")
+        self.sent.append(SentMessage(channel.name, title, body, body_format, level))
+
+    def for_channel(self, name: str) -> list[SentMessage]:
+        return [m for m in self.sent if m.channel == name]

@@ -1,0 +1,308 @@
+"""The Vobiz Partner API client: auth, one page at a time, retries with backoff, error bodies.
+
+The only module that imports httpx. Every failure leaves here as an ``ApiError`` subclass that says
+whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from monitor import __version__
+from monitor.config import VobizConfig
+from monitor.errors import ApiError, ApiGaveUp, AuthError, RetryableApiError
+from monitor.model import NumberRecord, parse_number
+
+NUMBERS_PATH = "/api/v1/partner/numbers"
+ACCOUNTS_PATH = "/api/v1/partner/accounts"
+ME_PATH = "/api/v1/partner/me"
+MAX_RETRY_AFTER = 120.0
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of the numbers list: parsed records plus what the envelope claimed."""
+
+    page: int
+    per_page: int
+    total: int | None
+    records: list[NumberRecord]
+    item_count: int
+    malformed: int
+
+
+@dataclass
+class RequestStats:
+    """Counters shared by every request of one sweep (thread-safe)."""
+
+    requests: int = 0
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, requests: int = 0, retries: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.retries += retries
+
+
+class RetryBudget:
+    """A per-sweep allowance of retries and a deadline, so a dying API fails the sweep in bounded time."""
+
+    def __init__(self, retries: int, deadline: float | None = None) -> None:
+        self._left = retries
+        self._deadline = deadline
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
+
+    def time_left(self, now: float) -> float | None:
+        return None if self._deadline is None else self._deadline - now
+
+
+class RateLimiter:
+    """Spaces request starts at least ``1 / rate`` seconds apart across threads (0 = unlimited)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def wait(self, sleep: Callable[[float], None]) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            sleep(start - now)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def error_text(body: Any) -> str:
+    """The message of either documented error body shape, or a short excerpt of anything else."""
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            code, msg = err.get("code"), err.get("message")
+            return ": ".join(str(p) for p in (code, msg) if p) or "error"
+        parts = [str(p) for p in (err, body.get("message")) if p]
+        if parts:
+            return ": ".join(parts)
+    text = str(body)
+    return text[:200]
+
+
+class VobizClient:
+    """Read-only access to the partner endpoints; thread-safe, one instance per sweep or command."""
+
+    def __init__(
+        self,
+        config: VobizConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        budget: RetryBudget | None = None,
+        stats: RequestStats | None = None,
+    ) -> None:
+        if not config.auth_id or not config.auth_token:
+            from monitor.errors import ConfigError
+
+            raise ConfigError(
+                "vobiz.auth_id and vobiz.auth_token are required",
+                hint="set them in [vobiz] or the VOBIZ_AUTH_ID / VOBIZ_AUTH_TOKEN environment variables",
+            )
+        self.config = config
+        self._sleep = sleep
+        self.budget = budget or RetryBudget(config.retry_budget)
+        self.stats = stats or RequestStats()
+        self._limiter = RateLimiter(config.max_requests_per_second)
+        self._http = httpx.Client(
+            base_url=config.base_url,
+            headers={
+                "X-Auth-ID": config.auth_id,
+                "X-Auth-Token": config.auth_token,
+                "Accept": "application/json",
+                "User-Agent": f"did-monitor/{__version__}",
+            },
+            timeout=httpx.Timeout(config.timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=config.concurrency, max_keepalive_connections=config.concurrency
+            ),
+            transport=transport or httpx.HTTPTransport(retries=1),
+            verify=True,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> VobizClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET with retries on 429/5xx/timeouts (exponential backoff, jitter, Retry-After)."""
+        attempt = 0
+        while True:
+            try:
+                return self._get_once(path, params)
+            except RetryableApiError as exc:
+                attempt += 1
+                if attempt > self.config.max_retries:
+                    raise ApiGaveUp(
+                        f"{exc.message} (gave up after {attempt} attempts)",
+                        status=exc.status,
+                        hint="the Vobiz API keeps failing; the sweep will be retried on schedule",
+                    ) from None
+                if not self.budget.take():
+                    raise ApiGaveUp(
+                        f"{exc.message} (the sweep's retry budget of "
+                        f"{self.config.retry_budget} retries is spent)",
+                        status=exc.status,
+                    ) from None
+                self.stats.add(retries=1)
+                self._sleep(self._backoff(attempt, exc.retry_after))
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        cap = self.config.backoff_max_seconds
+        expo = min(cap, self.config.backoff_base_seconds * (2 ** (attempt - 1)))
+        delay = random.uniform(expo / 2, expo)  # "equal jitter": never zero, never synchronised
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+        return delay
+
+    def _get_once(self, path: str, params: dict[str, Any] | None) -> Any:
+        self._limiter.wait(self._sleep)
+        self.stats.add(requests=1)
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.TimeoutException:
+            raise RetryableApiError(f"GET {path}: timed out") from None
+        except httpx.TransportError as exc:
+            raise RetryableApiError(
+                f"GET {path}: cannot reach {self.config.base_url}: {type(exc).__name__}",
+                hint="check vobiz.base_url and the network",
+            ) from None
+        status = response.status_code
+        if status in (401, 403):
+            raise AuthError(
+                f"GET {path}: {status} {self._message(response)}",
+                status=status,
+                hint="check vobiz.auth_id / vobiz.auth_token (partner credentials, PA_...) "
+                "and that vobiz.base_url is the API root",
+            )
+        if status == 429 or status >= 500:
+            raise RetryableApiError(
+                f"GET {path}: {status} {self._message(response)}",
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 400:
+            raise ApiError(f"GET {path}: {status} {self._message(response)}", status=status)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RetryableApiError(f"GET {path}: {status} with a body that is not JSON") from None
+
+    @staticmethod
+    def _message(response: httpx.Response) -> str:
+        try:
+            return error_text(response.json())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return response.reason_phrase or ""
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    def numbers_page(self, page: int, per_page: int | None = None) -> Page:
+        """One page of ``GET /partner/numbers``; items under ``items`` or the legacy ``data``."""
+        size = max(1, min(per_page or self.config.per_page, 100))
+        body = self.get_json(NUMBERS_PATH, {"page": page, "per_page": size})
+        return parse_page(body, page, size)
+
+    def me(self) -> dict[str, Any]:
+        body = self.get_json(ME_PATH)
+        if not isinstance(body, dict):
+            raise ApiError(f"GET {ME_PATH}: unexpected body")
+        return {k: body.get(k) for k in ("auth_id", "name", "balance")}
+
+    def accounts(self, per_page: int = 100) -> Iterator[dict[str, Any]]:
+        """Every customer account, without its ``auth_token`` (a customer secret we never keep)."""
+        page = 1
+        while True:
+            body = self.get_json(ACCOUNTS_PATH, {"page": page, "per_page": per_page})
+            items = body.get("accounts") if isinstance(body, dict) else None
+            if not isinstance(items, list) or not items:
+                return
+            for acct in items:
+                if isinstance(acct, dict):
+                    yield {k: v for k, v in acct.items() if k != "auth_token"}
+            total = body.get("total")
+            if isinstance(total, int) and page * per_page >= total:
+                return
+            page += 1
+
+
+def parse_page(body: Any, page: int, per_page: int) -> Page:
+    """Turn a numbers envelope into a ``Page``; a body of the wrong shape is a retryable fault."""
+    if not isinstance(body, dict):
+        raise RetryableApiError(f"page {page}: expected a JSON object, got {type(body).__name__}")
+    items = body.get("items")
+    if items is None:
+        items = body.get("data")
+    if not isinstance(items, list):
+        raise RetryableApiError(f"page {page}: the envelope has no items list")
+    total = body.get("total")
+    records: list[NumberRecord] = []
+    malformed = 0
+    for item in items:
+        rec = parse_number(item)
+        if rec is None:
+            malformed += 1
+        else:
+            records.append(rec)
+    return Page(
+        page=page,
+        per_page=per_page,
+        total=total if isinstance(total, int) and not isinstance(total, bool) else None,
+        records=records,
+        item_count=len(items),
+        malformed=malformed,
+    )
