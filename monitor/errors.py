@@ -11,6 +11,7 @@
     ├── IncompleteSweep           the sweep did not see the whole inventory (exit 1)
     ├── DatabaseError             the database refused or is unreachable (exit 1)
     ├── DeliveryError             an alert channel failed (exit 1); ``permanent`` when retrying is futile
+    ├── SweepCancelled            the service is shutting down; the sweep was rolled back
     └── LockBusy                  another replica holds the sweep lock (not a failure: the sweep is skipped)
 
 Each error carries the decision the caller needs (``permanent`` vs retryable) rather than
@@ -96,3 +97,7 @@ class LockBusy(MonitorError):
     """Raised when another process holds the sweep lock; the caller skips this sweep."""
 
     exit_code = 0
+
+
+class SweepCancelled(MonitorError):
+    """Raised inside a sweep when shutdown was requested; the sweep is rolled back and aborted."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,14 @@ from datetime import datetime, timedelta
 from monitor.alerts import DeliveryOutcome, deliver_due, enqueue_sweep_failed, store_digests
 from monitor.config import Settings
 from monitor.db import utcnow
-from monitor.errors import ApiError, DatabaseError, IncompleteSweep, LockBusy, MonitorError
+from monitor.errors import (
+    ApiError,
+    DatabaseError,
+    IncompleteSweep,
+    LockBusy,
+    MonitorError,
+    SweepCancelled,
+)
 from monitor.model import NumberRecord
 from monitor.notify import Notifier
 from monitor.rules import Evaluator, RuleContext
@@ -50,10 +58,12 @@ def run_cycle(
     clock: Clock = utcnow,
     client: VobizClient | None = None,
     progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
 ) -> SweepOutcome:
     """Sweep, store, evaluate, plan and deliver alerts. Raises ``LockBusy`` if another replica
     is sweeping. API, completeness and database failures are recorded and alerted, then returned
-    as ``ok=False`` rather than raised, so a daemon carries on."""
+    as ``ok=False`` rather than raised, so a daemon carries on. Setting ``cancel`` aborts the
+    sweep at the next page (rolled back, recorded as aborted) and raises ``SweepCancelled``."""
     now = clock()
     lock = store.try_lock("sweep", now, LOCK_STALE_AFTER)
     if lock is None:
@@ -62,14 +72,14 @@ def run_cycle(
         aborted = store.abort_running_sweeps(now)
         if aborted:
             log.warning("marked %d interrupted sweep(s) as aborted", aborted)
-        outcome = _sweep(settings, store, trigger, clock, client, progress)
+        outcome = _sweep(settings, store, trigger, clock, client, progress, cancel)
     outcome.deliveries = deliver_due(store, settings, notifier, clock)
     return outcome
 
 
 def _sweep(
     settings: Settings, store: Store, trigger: str, clock: Clock,
-    client: VobizClient | None, progress: ProgressFn | None,
+    client: VobizClient | None, progress: ProgressFn | None, cancel: threading.Event | None,
 ) -> SweepOutcome:
     now = clock()
     started = time.monotonic()
@@ -78,8 +88,11 @@ def _sweep(
     sweep_id = store.start_sweep(now, trigger)
     stats = RequestStats()
     own_client = client is None
+    # Backoff pauses end early on shutdown, so SIGTERM is never stuck behind a Retry-After.
+    pause = cancel.wait if cancel is not None else time.sleep
     api = client or VobizClient(
-        settings.vobiz, stats=stats, budget=RetryBudget(settings.vobiz.retry_budget)
+        settings.vobiz, stats=stats, budget=RetryBudget(settings.vobiz.retry_budget),
+        sleep=lambda seconds: None if pause(seconds) else None,
     )
     stats = api.stats
     evaluator = Evaluator(RuleContext(now=now, config=settings.rules))
@@ -88,6 +101,8 @@ def _sweep(
         with store.writer(sweep_id, now) as writer:
 
             def consume(records: list[NumberRecord]) -> None:
+                if cancel is not None and cancel.is_set():
+                    raise SweepCancelled("shutdown requested: sweep rolled back")
                 writer.write_page(records)
                 evaluator.feed(records)
 
@@ -120,9 +135,11 @@ def _sweep(
         log.error("sweep %d failed: %s", sweep_id, error)
         _record_failure(settings, store, sweep_id, error, counts, clock)
         return SweepOutcome(sweep_id, False, counts, error, time.monotonic() - started)
-    except BaseException:
-        # SIGTERM/^C or a bug: the writer rolled back; say so on the sweep's row, then go on out.
-        _record_failure(settings, store, sweep_id, "interrupted", counts, clock, alert=False)
+    except BaseException as exc:
+        # Shutdown, ^C or a bug: the writer rolled back; say so on the sweep's row, then go on out.
+        reason = exc.message if isinstance(exc, SweepCancelled) else f"interrupted ({type(exc).__name__})"
+        _record_failure(settings, store, sweep_id, reason, counts, clock, alert=False,
+                        status="aborted")
         raise
     finally:
         if own_client:
@@ -140,10 +157,10 @@ def _sweep(
 
 def _record_failure(
     settings: Settings, store: Store, sweep_id: int, error: str, counts: SweepCounts,
-    clock: Clock, *, alert: bool = True,
+    clock: Clock, *, alert: bool = True, status: str = "failed",
 ) -> None:
     try:
-        store.fail_sweep(sweep_id, clock(), error, counts)
+        store.fail_sweep(sweep_id, clock(), error, counts, status=status)
         if alert:
             enqueue_sweep_failed(store, settings, sweep_id, error, clock())
     except MonitorError as exc:  # the database itself may be what failed

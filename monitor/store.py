@@ -113,12 +113,14 @@ class Store:
             )
             return int(result.rowcount or 0)
 
-    def fail_sweep(self, sweep_id: int, now: datetime, error: str, counts: SweepCounts) -> None:
+    def fail_sweep(
+        self, sweep_id: int, now: datetime, error: str, counts: SweepCounts, status: str = "failed"
+    ) -> None:
         with self._begin() as conn:
             conn.execute(
                 sa.update(SWEEPS)
                 .where(SWEEPS.c.id == sweep_id)
-                .values(status="failed", finished_at=now, error=error[:4000], **_counts(counts))
+                .values(status=status, finished_at=now, error=error[:4000], **_counts(counts))
             )
 
     def sweep(self, sweep_id: int) -> RowMapping | None:

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load, redact_url, redacted
+from monitor.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    loaded = load(None, {})
+    s = loaded.settings
+    assert loaded.path is None
+    assert s.vobiz.base_url == "https://api.vobiz.ai"
+    assert s.vobiz.per_page == 100
+    assert s.database.url == "sqlite:///did-monitor.db"
+    assert s.schedule.cron == "0 6 * * mon"
+    assert s.rules.billing_due.within_days == 7
+    assert s.rules.expiring.within_days == 14
+
+
+def test_contract_example_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[vobiz]
+base_url = "https://api.vobiz.ai"
+auth_id = "PA_XXXXXXXX"
+auth_token = "secret-token"
+per_page = 100
+[database]
+url = "sqlite:///did-monitor.db"
+[schedule]
+cron = "0 6 * * mon"
+timezone = "UTC"
+[rules.billing_due]
+within_days = 7
+severity = "warning"
+[rules.expiring]
+within_days = 14
+[rules.missing_application]
+[rules.blocked]
+enabled = false
+[[channels]]
+name = "ops-slack"
+url = "slack://T000/B000/XXXX"
+min_severity = "info"
+""")
+    s = load(str(path), {}).settings
+    assert s.vobiz.auth_token == "secret-token"
+    assert s.rules.blocked.enabled is False
+    assert s.channels[0].name == "ops-slack"
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[rules.billing_due]\nwithin_dayz = 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load(str(path), {})
+    text = str(exc.value)
+    assert str(path) in text.splitlines()[0]
+    assert "rules.billing_due.within_dayz" in text
+    assert "unknown key" in text
+    assert exc.value.exit_code == 2
+
+
+def test_unknown_rule_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "[rules.no_such_rule]\nenabled = true\n")
+    with pytest.raises(ConfigError, match="rules.no_such_rule"):
+        load(str(path), {})
+
+
+@pytest.mark.parametrize(
+    ("snippet", "where"),
+    [
+        ('[vobiz]\nper_page = 500\n', "vobiz.per_page"),
+        ('[vobiz]\nbase_url = "http://api.vobiz.ai"\n', "vobiz.base_url"),
+        ('[schedule]\ntimezone = "Mars/Olympus"\n', "schedule.timezone"),
+        ('[schedule]\ncron = "every monday"\n', "schedule.cron"),
+        ('[rules.blocked]\nseverity = "urgent"\n', "rules.blocked.severity"),
+        ('[[channels]]\nname = "a"\nurl = "json://x"\n[[channels]]\nname = "a"\nurl = "json://y"\n',
+         "unique"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, snippet: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
+        load(str(write(tmp_path, snippet)), {})
+
+
+def test_plain_http_allowed_only_for_loopback(tmp_path: Path) -> None:
+    for url in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:80"):
+        path = write(tmp_path, f'[vobiz]\nbase_url = "{url}"\n')
+        assert load(str(path), {}).settings.vobiz.base_url == url
+    with pytest.raises(ConfigError, match="https"):
+        load(str(write(tmp_path, '[vobiz]\nbase_url = "http://10.0.0.5"\n')), {})
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(str(write(tmp_path, "[vobiz\n")), {})
+    with pytest.raises(ConfigError, match="not found"):
+        load(str(tmp_path / "nope.toml"), {})
+
+
+def test_env_precedence_and_sources(tmp_path: Path) -> None:
+    path = write(tmp_path, '[vobiz]\nauth_id = "PA_FILE"\nauth_token = "from-file"\nper_page = 50\n')
+    env = {
+        "VOBIZ_AUTH_TOKEN": "from-env",
+        "DID_MONITOR__VOBIZ__PER_PAGE": "25",
+        "DID_MONITOR__CHANNELS__0__NAME": "mail",
+        "DID_MONITOR__CHANNELS__0__URL": "mailto://localhost?to=a@b",
+        "DID_MONITOR__RULES__EXPIRING__ENABLED": "false",
+    }
+    loaded = load(str(path), env)
+    s = loaded.settings
+    assert s.vobiz.auth_token == "from-env"
+    assert s.vobiz.auth_id == "PA_FILE"
+    assert s.vobiz.per_page == 25
+    assert s.channels[0].name == "mail"
+    assert s.rules.expiring.enabled is False
+    assert loaded.sources["vobiz.auth_token"] == "env VOBIZ_AUTH_TOKEN"
+    assert loaded.sources["vobiz.per_page"] == "env DID_MONITOR__VOBIZ__PER_PAGE"
+    assert loaded.sources["vobiz.auth_id"].startswith("file ")
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[vobiz]\nper_page = 10\n')
+    assert load(None, {"DID_MONITOR_CONFIG": str(path)}).settings.vobiz.per_page == 10
+
+
+def test_token_from_secret_file(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("file-secret\n")
+    path = write(tmp_path, '[vobiz]\nauth_id = "PA_1"\nauth_token_file = "token"\n')
+    loaded = load(str(path), {})
+    assert loaded.settings.vobiz.auth_token == "file-secret"
+    assert loaded.sources["vobiz.auth_token"].startswith("secret file")
+    bad = write(tmp_path, '[vobiz]\nauth_token_file = "missing"\n')
+    with pytest.raises(ConfigError, match="auth_token_file"):
+        load(str(bad), {})
+
+
+def test_world_readable_secret_warns(tmp_path: Path) -> None:
+    path = write(tmp_path, '[vobiz]\nauth_token = "s3cret"\n', mode=0o644)
+    loaded = load(str(path), {})
+    assert any(str(path) in w and "chmod 600" in w for w in loaded.warnings)
+    private = write(tmp_path, '[vobiz]\nauth_token = "s3cret"\n', mode=0o600)
+    assert load(str(private), {}).warnings == ()
+
+
+def test_redaction_hides_every_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[vobiz]
+auth_token = "tok-abcdef-123"
+[database]
+url = "postgresql+psycopg://mon:dbpass99@db/mon"
+[service]
+heartbeat_url = "https://hc-ping.com/5f3c2a1b-uuid-secret"
+[[channels]]
+name = "slack"
+url = "slack://TAAAA1111/BBBBB2222/CCCCCC3333secret"
+[[channels]]
+name = "mail"
+url = "mailtos://user:mailpass77@smtp.example.com?to=ops@example.com"
+""")
+    text = repr(redacted(load(str(path), {}).settings))
+    for secret in ("tok-abcdef-123", "dbpass99", "5f3c2a1b", "CCCCCC3333secret", "BBBBB2222",
+                   "mailpass77"):
+        assert secret not in text
+    assert "smtp.example.com" in text
+
+
+def test_redact_url_keeps_host() -> None:
+    assert redact_url("json://user:pw@host:8080/path") == "json://***@host:8080/…"
+    assert redact_url("slack://a/b/c") == "slack://***"

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from monitor.model import content_hash, parse_money, parse_number, parse_time
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-03-25T06:58:38Z",
+        "2026-03-25T06:58:38.000Z",
+        "2026-03-25T06:58:38+00:00",
+        "2026-03-25T12:28:38+05:30",
+        "2026-03-25T06:58:38.123456z",
+    ],
+)
+def test_rfc3339_variants(text: str) -> None:
+    parsed = parse_time(text)
+    assert parsed is not None
+    assert parsed.tzinfo is UTC
+    assert parsed.replace(microsecond=0) == datetime(2026, 3, 25, 6, 58, 38, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", 12345, [], {"a": 1}])
+def test_bad_times_are_none(value: object) -> None:
+    assert parse_time(value) is None
+
+
+def test_bare_date_is_midnight_utc() -> None:
+    assert parse_time("2026-04-25") == datetime(2026, 4, 25, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(300, Decimal(300)), (1.5, Decimal("1.5")), ("1.00", Decimal("1.00")), (0.1, Decimal("0.1")),
+     (None, None), ("abc", None), (True, None), ("NaN", None)],
+)
+def test_money_is_decimal(value: object, expected: Decimal | None) -> None:
+    assert parse_money(value) == expected
+
+
+def test_seed_item_parses() -> None:
+    raw = {
+        "id": "aabbccdd-1234-5678-90ab-cdef12345678", "account_id": "MA_XXXXXXXX",
+        "e164": "+918012345678", "country": "IN", "region": "Karnataka", "status": "active",
+        "monthly_fee": 300, "currency": "INR", "application_id": "20577609616603585",
+        "is_blocked": False, "tags": [], "next_billing_date": "2026-04-25T06:58:38Z",
+    }
+    rec = parse_number(raw)
+    assert rec is not None
+    assert rec.id == raw["id"]
+    assert rec.monthly_fee == Decimal(300)
+    assert rec.next_billing_date == datetime(2026, 4, 25, 6, 58, 38, tzinfo=UTC)
+    assert rec.raw is raw
+    assert rec.content_hash == content_hash(dict(raw))
+
+
+@pytest.mark.parametrize("app", [None, "", "   "])
+def test_missing_application_variants(app: object) -> None:
+    rec = parse_number({"id": "x", "e164": "+1", "application_id": app})
+    assert rec is not None
+    assert rec.application_id is None
+    absent = parse_number({"id": "x", "e164": "+1"})
+    assert absent is not None and absent.application_id is None
+
+
+def test_tolerates_wrong_types_and_legacy_fields() -> None:
+    rec = parse_number({
+        "id": "n1", "number": "+15550001", "account_auth_id": "MA_OLD", "status": None,
+        "tags": "not-a-list", "is_blocked": "true", "monthly_cost": "2.50", "monthly_fee": 9,
+        "expires_at": "2026-12-01T00:00:00Z", "capabilities": None, "region": 7,
+    })
+    assert rec is not None
+    assert rec.e164 == "+15550001"
+    assert rec.account_id == "MA_OLD"
+    assert rec.status == "unknown"
+    assert rec.tags == ()
+    assert rec.is_blocked is True
+    assert rec.monthly_fee == Decimal("2.50")  # monthly_cost wins when present
+    assert rec.expires_at == datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_unkeyable_items_are_none() -> None:
+    assert parse_number({"status": "active"}) is None
+    assert parse_number("garbage") is None
+    fallback = parse_number({"e164": "+15550002"})
+    assert fallback is not None and fallback.id == "e164:+15550002"
+
+
+def test_hash_changes_with_any_field() -> None:
+    a = {"id": "1", "e164": "+1", "unknown_future_field": 1}
+    b = {"id": "1", "e164": "+1", "unknown_future_field": 2}
+    assert content_hash(a) != content_hash(b)
+    assert content_hash(a) == content_hash(dict(reversed(list(a.items()))))

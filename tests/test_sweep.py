@@ -1,0 +1,183 @@
+"""Completeness and reliability of one sweep against the sandbox under injected faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.errors import IncompleteSweep
+from monitor.pipeline import run_cycle
+from monitor.sandbox import Sandbox
+from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store
+from monitor.sweep import PassResult, check_shrink
+from monitor.testing import RecordingNotifier
+from tests.conftest import FakeClock, make_settings
+
+
+def cycle(sandbox: Sandbox, store: Store, clock: FakeClock, **kw: Any) -> Any:
+    settings = make_settings(sandbox, store.url, **kw)
+    return run_cycle(settings, store, RecordingNotifier(), clock=clock)
+
+
+def current_ids(store: Store) -> set[str]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(VERSIONS.c.number_id).where(VERSIONS.c.valid_to.is_(None)))
+        return {r[0] for r in rows}
+
+
+def test_complete_sweep_stores_every_number(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    out = cycle(sandbox, store, clock, vobiz={"per_page": 20, "concurrency": 4})
+    assert out.ok, out.error
+    assert out.counts.numbers_seen == 150 and out.counts.pages == 8
+    assert current_ids(store) == set(sandbox.inventory.ids())
+
+
+def test_injected_faults_end_in_a_complete_sweep(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    sandbox.faults.add(page=2, status=429, retry_after="0")
+    sandbox.faults.add(page=3, times=3, status=503)
+    sandbox.faults.add(page=4, kind="garbage")
+    sandbox.faults.add(page=5, kind="timeout", delay=1.0)
+    sandbox.faults.add(page=6, kind="close")
+    out = cycle(sandbox, store, clock, vobiz={"per_page": 20, "timeout_seconds": 0.5})
+    assert out.ok, out.error
+    assert out.counts.retries >= 7
+    assert current_ids(store) == set(sandbox.inventory.ids())
+
+
+def test_api_that_never_recovers_fails_the_sweep_and_stores_nothing(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    sandbox.faults.add(page=3, times=-1, status=503)
+    out = cycle(sandbox, store, clock, vobiz={"per_page": 20, "max_retries": 2})
+    assert not out.ok
+    assert "gave up" in (out.error or "")
+    assert current_ids(store) == set()  # pages 1, 2 were rolled back with the rest
+    sweep = store.last_sweep()
+    assert sweep is not None and sweep["status"] == "failed" and sweep["error"]
+
+
+def test_numbers_added_mid_sweep_are_reread(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    added: list[str] = []
+
+    def shift(path: str, query: dict[str, str]) -> None:
+        if query.get("page") == "3" and not added:
+            added.extend(sandbox.inventory.add(5, front=True))  # shifts every later page
+
+    sandbox.on_request = shift
+    out = cycle(sandbox, store, clock, vobiz={"per_page": 20, "concurrency": 1})
+    assert out.ok, out.error
+    assert current_ids(store) == set(sandbox.inventory.ids())
+    assert set(added) <= current_ids(store)
+
+
+def test_total_changing_every_page_fails_after_rereads(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    def grow(path: str, query: dict[str, str]) -> None:
+        sandbox.inventory.add(1, front=True)
+
+    sandbox.on_request = grow
+    out = cycle(sandbox, store, clock, vobiz={"per_page": 20, "concurrency": 2})
+    assert not out.ok
+    assert "did not add up" in (out.error or "")
+    assert current_ids(store) == set()
+
+
+def test_numbers_removed_only_by_a_complete_sweep(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    assert cycle(sandbox, store, clock).ok
+    gone = list(sandbox.inventory.ids())[:3]
+    sandbox.inventory.remove(gone)
+    sandbox.faults.add(times=-1, status=500)
+    clock.advance(days=7)
+    assert not cycle(sandbox, store, clock, vobiz={"max_retries": 1}).ok
+    assert set(gone) <= current_ids(store)  # a failed sweep never reports numbers as gone
+    sandbox.faults.clear()
+    clock.advance(days=7)
+    out = cycle(sandbox, store, clock)
+    assert out.ok and out.counts.numbers_gone == 3
+    assert not set(gone) & current_ids(store)
+
+
+def test_sudden_shrink_fails_the_sweep(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    assert cycle(sandbox, store, clock).ok
+    sandbox.inventory.remove(list(sandbox.inventory.ids())[:80])
+    out = cycle(sandbox, store, clock)
+    assert not out.ok and "shrank from 150 to 70" in (out.error or "")
+    assert len(current_ids(store)) == 150
+    # the operator can accept a real drop
+    assert cycle(sandbox, store, clock, sweep={"max_shrink_fraction": 0.9}).ok
+    assert len(current_ids(store)) == 70
+
+
+def test_duplicates_across_pages_are_counted_once(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    first_id = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.remove([first_id])
+    sandbox.inventory.add(1)
+    # duplicate: make the new last number carry an existing id
+    last = sandbox.inventory.count - 1
+    sandbox.inventory.update(last, id=list(sandbox.inventory.ids())[5])
+    out = cycle(sandbox, store, clock, vobiz={"per_page": 20})
+    # 150 items, 149 distinct ids: that cannot add up, so the sweep fails rather than guess
+    assert not out.ok and "did not add up" in (out.error or "")
+
+
+def test_unchanged_resweep_writes_almost_nothing(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    assert cycle(sandbox, store, clock).ok
+    before = store.row_counts()
+    clock.advance(hours=1)
+    out = cycle(sandbox, store, clock)
+    assert out.ok and out.counts.versions_written == 0
+    after = store.row_counts()
+    assert after["number_versions"] == before["number_versions"]
+    assert after["sweeps"] == before["sweeps"] + 1
+    # one change → one new version, the old one closed, and history answers by query
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, application_id=None)
+    out = cycle(sandbox, store, clock)
+    assert out.counts.versions_written == 1
+    changes = store.changes_between(out.sweep_id - 1, out.sweep_id)
+    assert changes == {"added": [], "removed": [], "changed": [nid]}
+    assert sum(1 for _ in store.inventory_at(out.sweep_id - 1)) == 150
+
+
+def test_interrupted_sweep_is_marked_aborted_next_time(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    sid = store.start_sweep(clock(), "manual")  # as if the process was SIGKILLed mid-sweep
+    out = cycle(sandbox, store, clock)
+    assert out.ok
+    row = store.sweep(sid)
+    assert row is not None and row["status"] == "aborted"
+
+
+def test_pass_consistency_rules() -> None:
+    ok = PassResult(ids={"a", "b"}, totals={2})
+    assert ok.consistent()
+    assert not PassResult(ids={"a"}, totals={2}).consistent()
+    assert not PassResult(ids={"a", "b"}, totals={2, 3}).consistent()
+    assert PassResult(ids={"a"}, totals={2}, malformed=1).consistent()
+
+
+def test_check_shrink_thresholds() -> None:
+    from monitor.config import Settings, SweepConfig
+
+    s = Settings(sweep=SweepConfig(max_shrink_fraction=0.2))
+    check_shrink(s, 0, 0)
+    check_shrink(s, 100, 80)
+    with pytest.raises(IncompleteSweep):
+        check_shrink(s, 100, 79)
+
+
+def test_findings_survive_a_failed_sweep(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    assert cycle(sandbox, store, clock).ok
+    with store.engine.connect() as conn:
+        open_before = conn.execute(
+            sa.select(sa.func.count()).select_from(FINDINGS).where(FINDINGS.c.state == "open")
+        ).scalar_one()
+    sandbox.faults.add(times=-1, kind="garbage")
+    assert not cycle(sandbox, store, clock, vobiz={"max_retries": 1}).ok
+    with store.engine.connect() as conn:
+        open_after = conn.execute(
+            sa.select(sa.func.count()).select_from(FINDINGS).where(FINDINGS.c.state == "open")
+        ).scalar_one()
+        statuses = [r[0] for r in conn.execute(sa.select(SWEEPS.c.status).order_by(SWEEPS.c.id))]
+    assert open_before == open_after > 0
+    assert statuses == ["complete", "failed"]

@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from monitor.config import VobizConfig
+from monitor.errors import ApiError, ApiGaveUp, AuthError, ConfigError, RetryableApiError
+from monitor.sandbox import Sandbox
+from monitor.vobiz import (
+    RetryBudget,
+    VobizClient,
+    error_text,
+    parse_page,
+    parse_retry_after,
+)
+
+
+def client_for(box: Sandbox, **overrides: object) -> tuple[VobizClient, list[float]]:
+    sleeps: list[float] = []
+    values: dict[str, object] = {
+        "base_url": box.url, "auth_id": box.auth_id, "auth_token": box.auth_token,
+        "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05, "timeout_seconds": 2,
+        "max_requests_per_second": 0,
+    }
+    cfg = VobizConfig.model_validate(values | overrides)
+    return VobizClient(cfg, sleep=sleeps.append), sleeps
+
+
+def test_sends_auth_headers_and_reads_a_page(sandbox: Sandbox) -> None:
+    client, _ = client_for(sandbox)
+    with client:
+        page = client.numbers_page(1, 100)
+    assert page.total == 150
+    assert len(page.records) == 100
+    assert page.records[0].raw["id"] == page.records[0].id
+    assert sandbox.requests[-1].query == {"page": "1", "per_page": "100"}
+
+
+def test_per_page_is_clamped_to_100(sandbox: Sandbox) -> None:
+    client, _ = client_for(sandbox)
+    with client:
+        page = client.numbers_page(1, 500)
+    assert page.per_page == 100
+    assert sandbox.requests[-1].query["per_page"] == "100"
+
+
+def test_legacy_data_envelope(sandbox: Sandbox) -> None:
+    sandbox.legacy_envelope = True
+    client, _ = client_for(sandbox)
+    with client:
+        assert len(client.numbers_page(2, 100).records) == 50
+
+
+def test_wrong_credentials_stop_without_retry(sandbox: Sandbox) -> None:
+    cfg = VobizConfig(base_url=sandbox.url, auth_id="PA_WRONG", auth_token="nope")
+    with VobizClient(cfg, sleep=lambda s: None) as client, pytest.raises(AuthError) as exc:
+        client.numbers_page(1)
+    assert exc.value.status == 401
+    assert "invalid X-Auth-ID" in exc.value.message
+    assert "auth_token" in (exc.value.hint or "")
+    assert sandbox.request_count == 1
+    assert "nope" not in str(exc.value)
+
+
+def test_missing_credentials_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="auth_token"):
+        VobizClient(VobizConfig(auth_id="", auth_token=""))
+
+
+def test_retries_429_honouring_retry_after(sandbox: Sandbox) -> None:
+    sandbox.faults.add(page=1, times=2, status=429, retry_after="3")
+    client, sleeps = client_for(sandbox)
+    with client:
+        page = client.numbers_page(1, 100)
+    assert page.total == 150
+    assert sleeps == [3.0, 3.0]
+    assert client.stats.retries == 2
+    assert client.stats.requests == 3
+
+
+def test_5xx_burst_backs_off_exponentially(sandbox: Sandbox) -> None:
+    sandbox.faults.add(page=1, times=3, status=503)
+    client, sleeps = client_for(sandbox, backoff_base_seconds=1, backoff_max_seconds=100)
+    with client:
+        client.numbers_page(1)
+    assert len(sleeps) == 3
+    assert 0.5 <= sleeps[0] <= 1 and 1 <= sleeps[1] <= 2 and 2 <= sleeps[2] <= 4
+
+
+def test_gives_up_after_max_retries(sandbox: Sandbox) -> None:
+    sandbox.faults.add(page=1, times=-1, status=502)
+    client, sleeps = client_for(sandbox, max_retries=2)
+    with client, pytest.raises(ApiGaveUp, match="gave up after 3 attempts"):
+        client.numbers_page(1)
+    assert len(sleeps) == 2
+
+
+def test_retry_budget_is_shared(sandbox: Sandbox) -> None:
+    sandbox.faults.add(times=-1, status=500)
+    client, _ = client_for(sandbox, max_retries=10)
+    client.budget = RetryBudget(3)
+    with client, pytest.raises(ApiGaveUp, match="retry budget"):
+        client.numbers_page(1)
+    assert sandbox.request_count == 4
+
+
+def test_garbage_and_closed_connections_are_retried(sandbox: Sandbox) -> None:
+    sandbox.faults.add(page=1, kind="garbage")
+    sandbox.faults.add(page=1, kind="close")
+    client, sleeps = client_for(sandbox)
+    with client:
+        assert client.numbers_page(1).total == 150
+    assert len(sleeps) >= 1
+
+
+def test_timeout_is_retried(sandbox: Sandbox) -> None:
+    sandbox.faults.add(page=1, kind="timeout", delay=1.5)
+    client, sleeps = client_for(sandbox, timeout_seconds=0.3)
+    with client:
+        assert client.numbers_page(1).total == 150
+    assert len(sleeps) == 1
+
+
+def test_other_4xx_is_not_retried(sandbox: Sandbox) -> None:
+    sandbox.faults.add(page=1, status=404)
+    client, sleeps = client_for(sandbox)
+    with client, pytest.raises(ApiError) as exc:
+        client.numbers_page(1)
+    assert not isinstance(exc.value, RetryableApiError)
+    assert sleeps == []
+
+
+def test_unreachable_api_is_retryable_then_gives_up() -> None:
+    cfg = VobizConfig(base_url="http://127.0.0.1:9", auth_id="PA_X", auth_token="t", max_retries=1,
+                      backoff_base_seconds=0)
+    with VobizClient(cfg, sleep=lambda s: None) as client, pytest.raises(ApiGaveUp, match="cannot reach"):
+        client.numbers_page(1)
+
+
+def test_me_and_accounts_drop_customer_tokens(sandbox: Sandbox) -> None:
+    client, _ = client_for(sandbox)
+    with client:
+        me = client.me()
+        accounts = list(client.accounts(per_page=2))
+    assert me["auth_id"] == "PA_SANDBOX"
+    assert len(accounts) >= 3
+    assert all("auth_token" not in a for a in accounts)
+
+
+def test_parse_retry_after_forms() -> None:
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
+    assert parse_retry_after("100000") == 120.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_error_text_both_shapes() -> None:
+    assert error_text({"status": "error", "error": {"code": "bad", "message": "why"}}) == "bad: why"
+    assert error_text({"api_id": "1", "error": "not_found", "message": "no such"}) == "not_found: no such"
+    assert error_text({"message": "only"}) == "only"
+
+
+def test_parse_page_rejects_wrong_shapes() -> None:
+    with pytest.raises(RetryableApiError):
+        parse_page([], 1, 100)
+    with pytest.raises(RetryableApiError):
+        parse_page({"items": "nope"}, 1, 100)
+    page = parse_page({"items": [{"id": "a", "e164": "+1"}, {"junk": True}, 5], "total": "x"}, 1, 100)
+    assert page.total is None and len(page.records) == 1 and page.malformed == 2
+
+
+def test_rate_limit_spaces_requests(sandbox: Sandbox) -> None:
+    client, sleeps = client_for(sandbox, max_requests_per_second=5)
+    with client:
+        for page in (1, 2):
+            client.numbers_page(page)
+    assert len(sleeps) == 1 and 0.1 < sleeps[0] <= 0.2
+
+
+def test_mock_transport_for_unit_use() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["X-Auth-Token"] == "t"
+        return httpx.Response(200, json={"data": [{"id": "z", "e164": "+2"}], "total": 1})
+
+    cfg = VobizConfig(auth_id="PA_X", auth_token="t")
+    with VobizClient(cfg, transport=httpx.MockTransport(handler)) as client:
+        assert client.numbers_page(1).records[0].id == "z"
