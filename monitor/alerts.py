@@ -130,7 +130,9 @@ def plan_digests(
         d.still_open -= len(d.new)
         d.numbers_swept = numbers_swept
         d.swept_at = now
-        open_items = [_item(r) for r in state.open if plan.channel.name in route(settings.channels, r)]
+        open_items = [
+            _item(r) for r in state.open if plan.channel.name in route(settings.channels, r)
+        ]
         d.at_risk = rental_at_risk(_unique_numbers(open_items))
         for section in (d.new, d.reminders, d.resolved):
             section.sort(key=lambda i: (-SEVERITY_RANK.get(i.severity, 0), i.rule, i.e164))
@@ -147,8 +149,14 @@ def _unique_numbers(items: list[Item]) -> list[Item]:
 
 
 def _note(row: RowMapping, channel: str, event: str, now: datetime) -> dict[str, Any]:
-    return {"finding_id": row["id"], "channel": channel, "event": event, "tier": row["tier"],
-            "created_at": now, "delivery_id": None}
+    return {
+        "finding_id": row["id"],
+        "channel": channel,
+        "event": event,
+        "tier": row["tier"],
+        "created_at": now,
+        "delivery_id": None,
+    }
 
 
 def store_digests(
@@ -161,15 +169,22 @@ def store_digests(
         fmt: Format = plan.channel.body_format()
         title = render_title(plan.digest, settings.alerts.title_prefix, settings.alerts.templates)
         body = render_body(
-            plan.digest, fmt,
+            plan.digest,
+            fmt,
             limit=limit_for(plan.channel.url, plan.channel.max_length),
             max_items=settings.alerts.max_items,
             prefix=settings.alerts.title_prefix,
             templates=settings.alerts.templates,
         )
         delivery_id = add_delivery(
-            conn, channel=plan.channel.name, kind="digest", title=title, body=body,
-            body_format=fmt, now=now, sweep_id=sweep_id,
+            conn,
+            channel=plan.channel.name,
+            kind="digest",
+            title=title,
+            body=body,
+            body_format=fmt,
+            now=now,
+            sweep_id=sweep_id,
         )
         for note in plan.notes:
             note["delivery_id"] = delivery_id
@@ -192,8 +207,15 @@ def enqueue_sweep_failed(
             continue
         fmt = chan.body_format()
         title, body = render_sweep_failed(error, fmt, now)
-        outbox.enqueue(channel=chan.name, kind="sweep_failed", title=title, body=body,
-                       body_format=fmt, now=now, sweep_id=sweep_id)
+        outbox.enqueue(
+            channel=chan.name,
+            kind="sweep_failed",
+            title=title,
+            body=body,
+            body_format=fmt,
+            now=now,
+            sweep_id=sweep_id,
+        )
         count += 1
     return count
 
@@ -210,14 +232,19 @@ class DeliveryOutcome:
     error: str | None = None
 
 
-KIND_LEVEL = {"digest": "warning", "sweep_failed": "failure", "channel_failing": "failure",
-              "test": "info"}
+KIND_LEVEL = {
+    "digest": "warning",
+    "sweep_failed": "failure",
+    "channel_failing": "failure",
+    "test": "info",
+}
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:
     base = settings.alerts.retry_backoff_seconds
-    return timedelta(seconds=min(settings.alerts.retry_backoff_max_seconds,
-                                 base * 2 ** max(attempts - 1, 0)))
+    return timedelta(
+        seconds=min(settings.alerts.retry_backoff_max_seconds, base * 2 ** max(attempts - 1, 0))
+    )
 
 
 def deliver_due(
@@ -248,7 +275,10 @@ def deliver_due(
 
 
 def _deliver_one(
-    outbox: Outbox, settings: Settings, notifier: Notifier, row: RowMapping,
+    outbox: Outbox,
+    settings: Settings,
+    notifier: Notifier,
+    row: RowMapping,
     clock: Callable[[], datetime],
 ) -> DeliveryOutcome | None:
     channels = {c.name: c for c in settings.channels}
@@ -256,8 +286,14 @@ def _deliver_one(
     now = clock()
     if chan is None or not chan.enabled:
         if outbox.claim(row, now):
-            outbox.record(row["id"], row["channel"], now, duration_ms=0, final_status="orphaned",
-                          error="channel no longer configured or disabled; message kept, not sent")
+            outbox.record(
+                row["id"],
+                row["channel"],
+                now,
+                duration_ms=0,
+                final_status="orphaned",
+                error="channel no longer configured or disabled; message kept, not sent",
+            )
         return None
     if not outbox.claim(row, now):
         return None  # another sender took it
@@ -266,14 +302,22 @@ def _deliver_one(
         title = f"(retry {row['attempts']}) {title}"
     started = time.monotonic()
     try:
-        notifier.send(chan, title, row["body"], row["body_format"], KIND_LEVEL.get(row["kind"], "info"))
+        notifier.send(
+            chan, title, row["body"], row["body_format"], KIND_LEVEL.get(row["kind"], "info")
+        )
     except DeliveryError as exc:
         ms = int((time.monotonic() - started) * 1000)
         retry_at = clock() + backoff(settings, row["attempts"] + 1)
-        outbox.record(row["id"], chan.name, clock(), error=exc.message, duration_ms=ms,
-                      retry_at=retry_at)
-        log.warning("delivery %s to %s failed: %s (retry at %s)", row["id"], chan.name,
-                    exc.message, retry_at.isoformat())
+        outbox.record(
+            row["id"], chan.name, clock(), error=exc.message, duration_ms=ms, retry_at=retry_at
+        )
+        log.warning(
+            "delivery %s to %s failed: %s (retry at %s)",
+            row["id"],
+            chan.name,
+            exc.message,
+            retry_at.isoformat(),
+        )
         return DeliveryOutcome(row["id"], chan.name, row["kind"], False, exc.message)
     ms = int((time.monotonic() - started) * 1000)
     outbox.record(row["id"], chan.name, clock(), error=None, duration_ms=ms)
@@ -290,8 +334,14 @@ def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now:
             continue
         fmt = other.body_format()
         title, body = render_channel_failing(channel, failures, error or "unknown", fmt)
-        outbox.enqueue(channel=other.name, kind="channel_failing", title=title, body=body,
-                       body_format=fmt, now=now)
+        outbox.enqueue(
+            channel=other.name,
+            kind="channel_failing",
+            title=title,
+            body=body,
+            body_format=fmt,
+            now=now,
+        )
 
 
 def send_test(

@@ -58,8 +58,12 @@ pass_state = click.make_pass_decorator(State)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH",
-              help="Config file (default: $DID_MONITOR_CONFIG, else ./config.toml).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Config file (default: $DID_MONITOR_CONFIG, else ./config.toml).",
+)
 @click.version_option(__version__, prog_name="did-monitor")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
@@ -111,25 +115,36 @@ def _progress(enabled: bool) -> Iterator[Any]:
                 decile = p.pages_done * 10 // p.pages_total
                 if decile not in marks:
                     marks.add(decile)
-                    log.info("pass %d: %d/%d pages, %d numbers", p.pass_no, p.pages_done,
-                             p.pages_total, p.numbers)
+                    log.info(
+                        "pass %d: %d/%d pages, %d numbers",
+                        p.pass_no,
+                        p.pages_done,
+                        p.pages_total,
+                        p.numbers,
+                    )
 
         yield plain
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("sweeping"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
+        TextColumn("sweeping"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("pages"),
         TextColumn("{task.fields[numbers]} numbers, {task.fields[rate]} pages/s"),
-        TimeElapsedColumn(), console=err, transient=True,
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     ) as bar:
         task = bar.add_task("sweep", total=None, numbers=0, rate="–")
 
         def update(p: Any) -> None:
             elapsed = bar.tasks[0].elapsed or 0.0
             rate = f"{p.pages_done / elapsed:.0f}" if elapsed > 0 else "–"
-            bar.update(task, completed=p.pages_done, total=p.pages_total, numbers=p.numbers,
-                       rate=rate)
+            bar.update(
+                task, completed=p.pages_done, total=p.pages_total, numbers=p.numbers, rate=rate
+            )
 
         yield update
 
@@ -155,8 +170,10 @@ def sweep(state: State, no_progress: bool) -> None:
     if not outcome.ok:
         sys.exit(1)
     if outcome.delivery_failures:
-        err.print(f"[yellow]{outcome.delivery_failures} alert delivery(ies) failed; "
-                  "they are kept and retried on the next sweep or by `run`.[/]")
+        err.print(
+            f"[yellow]{outcome.delivery_failures} alert delivery(ies) failed; "
+            "they are kept and retried on the next sweep or by `run`.[/]"
+        )
         sys.exit(1)
 
 
@@ -171,7 +188,9 @@ def _print_outcome(outcome: Any) -> None:
             f"{outcome.digests} digest(s)"
         )
     else:
-        err.print(f"[bold red]error:[/] sweep {outcome.sweep_id} failed: {escape(outcome.error or '')}")
+        err.print(
+            f"[bold red]error:[/] sweep {outcome.sweep_id} failed: {escape(outcome.error or '')}"
+        )
         err.print("  no finding was resolved; a 'sweep failed' alert was queued for every channel")
     for d in outcome.deliveries:
         mark = "[green]sent[/]" if d.ok else f"[red]failed[/]: {escape(d.error or '')}"
@@ -230,8 +249,12 @@ def print_findings(rows: list[dict[str, Any]], limit: int | None = None) -> None
     for r in shown:
         sev = r["severity"]
         table.add_row(
-            r["rule"], f"[{colour.get(sev, 'white')}]{sev}[/]", escape(r["e164"] or ""),
-            escape(r["account_id"] or ""), r["state"], r["first_seen"].strftime("%Y-%m-%d"),
+            r["rule"],
+            f"[{colour.get(sev, 'white')}]{sev}[/]",
+            escape(r["e164"] or ""),
+            escape(r["account_id"] or ""),
+            r["state"],
+            r["first_seen"].strftime("%Y-%m-%d"),
             escape(r["message"]),
         )
     out.print(table)
@@ -265,8 +288,10 @@ def check_config(state: State) -> None:
             else:
                 _print_key(f"{section}.{key}", key, value, loaded.sources)
     if not loaded.settings.vobiz.auth_token:
-        err.print("[yellow]note:[/] no API token set (vobiz.auth_token or VOBIZ_AUTH_TOKEN); "
-                  "`sweep` and `run` need one")
+        err.print(
+            "[yellow]note:[/] no API token set (vobiz.auth_token or VOBIZ_AUTH_TOKEN); "
+            "`sweep` and `run` need one"
+        )
 
 
 def _print_key(path: str, key: str, value: Any, sources: dict[str, str]) -> None:
@@ -299,8 +324,12 @@ def test_alert(state: State, channel: str | None) -> None:
 
     settings = state.settings
     if not settings.channels:
-        raise ConfigError("no [[channels]] configured", hint="add one to the config; see config.example.toml")
-    results = send_test(settings, AppriseNotifier(settings.alerts.delivery_timeout_seconds), channel)
+        raise ConfigError(
+            "no [[channels]] configured", hint="add one to the config; see config.example.toml"
+        )
+    results = send_test(
+        settings, AppriseNotifier(settings.alerts.delivery_timeout_seconds), channel
+    )
     for name, error in results:
         if error:
             out.print(f"{escape(name)}: [red]FAILED[/] {escape(error)}")
@@ -318,18 +347,30 @@ def test_alert(state: State, channel: str | None) -> None:
 @click.option("--port", default=8765, show_default=True, type=int)
 @click.option("--numbers", default=500, show_default=True, type=click.IntRange(0, 5_000_000))
 @click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--latency-ms", default=0.0, show_default=True, type=float, help="Added to every request.")
+@click.option(
+    "--latency-ms", default=0.0, show_default=True, type=float, help="Added to every request."
+)
 @click.option("--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
-def sandbox(host: str, port: int, numbers: int, seed: int, latency_ms: float, error_rate: float) -> None:
+def sandbox(
+    host: str, port: int, numbers: int, seed: int, latency_ms: float, error_rate: float
+) -> None:
     """Serve the fake Partner API (same paths, auth, pagination and envelope) until ^C."""
     from monitor.sandbox import Sandbox
 
-    box = Sandbox(numbers=numbers, seed=seed, host=host, port=port, latency=latency_ms / 1000,
-                  error_rate=error_rate)
+    box = Sandbox(
+        numbers=numbers,
+        seed=seed,
+        host=host,
+        port=port,
+        latency=latency_ms / 1000,
+        error_rate=error_rate,
+    )
     out.print(f"sandbox Partner API on {box.url} with {numbers} numbers (seed {seed})")
     out.print(f"  credentials: VOBIZ_AUTH_ID={box.auth_id} VOBIZ_AUTH_TOKEN={box.auth_token}")
-    out.print(f"  try: curl -H 'X-Auth-ID: {box.auth_id}' -H 'X-Auth-Token: {box.auth_token}' "
-              f"'{box.url}/api/v1/partner/numbers?per_page=2'")
+    out.print(
+        f"  try: curl -H 'X-Auth-ID: {box.auth_id}' -H 'X-Auth-Token: {box.auth_token}' "
+        f"'{box.url}/api/v1/partner/numbers?per_page=2'"
+    )
     try:
         box.serve_forever()
     except KeyboardInterrupt:
@@ -339,8 +380,13 @@ def sandbox(host: str, port: int, numbers: int, seed: int, latency_ms: float, er
 @cli.command()
 @click.option("--numbers", default=300, show_default=True, type=click.IntRange(1, 200_000))
 @click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--db", "db_path", default="did-monitor-demo.db", show_default=True,
-              help="SQLite file for the demo (recreated each run).")
+@click.option(
+    "--db",
+    "db_path",
+    default="did-monitor-demo.db",
+    show_default=True,
+    help="SQLite file for the demo (recreated each run).",
+)
 def demo(numbers: int, seed: int, db_path: str) -> None:
     """Sandbox API → sweep → SQLite → rules → findings and the digest that would be sent.
 
@@ -365,15 +411,29 @@ def history(state: State, e164: str) -> None:
         out.print(f"no number {escape(e164)} in the database")
         return
     table = Table(title=f"history of {escape(e164)}", title_justify="left")
-    for col in ("from", "until", "status", "account", "application", "blocked", "next billing", "changed"):
+    for col in (
+        "from",
+        "until",
+        "status",
+        "account",
+        "application",
+        "blocked",
+        "next billing",
+        "changed",
+    ):
         table.add_column(col)
     prev: dict[str, Any] | None = None
     for r in rows:
         changed = _diff(prev, r["raw"]) if prev is not None else "first seen"
         table.add_row(
-            _iso(r["from_time"]) or "", _iso(r["to_time"]) or "(current)", escape(r["status"]),
-            escape(r["account_id"]), escape(r["application_id"] or "—"), "yes" if r["is_blocked"] else "no",
-            _iso(r["next_billing_date"]) or "—", escape(changed),
+            _iso(r["from_time"]) or "",
+            _iso(r["to_time"]) or "(current)",
+            escape(r["status"]),
+            escape(r["account_id"]),
+            escape(r["application_id"] or "—"),
+            "yes" if r["is_blocked"] else "no",
+            _iso(r["next_billing_date"]) or "—",
+            escape(changed),
         )
         prev = r["raw"]
     out.print(table)
@@ -393,14 +453,20 @@ def silence() -> None:
 @click.option("--rule", required=True, help="Rule id, or * for every rule.")
 @click.option("--number", "e164", help="Only this number (E.164).")
 @click.option("--account", "account_id", help="Only this customer account (MA_...).")
-@click.option("--until", "until", required=True, help="Date or RFC 3339 time, or a duration like 7d / 12h.")
+@click.option(
+    "--until", "until", required=True, help="Date or RFC 3339 time, or a duration like 7d / 12h."
+)
 @click.option("--reason", required=True)
 @pass_state
-def silence_add(state: State, rule: str, e164: str | None, account_id: str | None, until: str, reason: str) -> None:
+def silence_add(
+    state: State, rule: str, e164: str | None, account_id: str | None, until: str, reason: str
+) -> None:
     from monitor.rules import REGISTRY
 
     if rule != "*" and rule not in REGISTRY:
-        raise ConfigError(f"--rule: unknown rule {rule!r}", hint=f"rules: {', '.join(REGISTRY)}, or *")
+        raise ConfigError(
+            f"--rule: unknown rule {rule!r}", hint=f"rules: {', '.join(REGISTRY)}, or *"
+        )
     now = datetime.now(UTC)
     end = parse_until(until, now)
     store = _store(state.settings)
@@ -416,7 +482,9 @@ def parse_until(text: str, now: datetime) -> datetime:
         return now + timedelta(seconds=int(text[:-1]) * units[text[-1]])
     when = parse_time(text)
     if when is None:
-        raise ConfigError(f"--until: cannot read {text!r}", hint="use 2026-12-31, an RFC 3339 time, or 7d / 12h")
+        raise ConfigError(
+            f"--until: cannot read {text!r}", hint="use 2026-12-31, an RFC 3339 time, or 7d / 12h"
+        )
     if when <= now:
         raise ConfigError(f"--until: {text} is in the past")
     return when
@@ -435,8 +503,15 @@ def silence_list(state: State) -> None:
     for col in ("id", "rule", "number", "account", "until", "active", "reason"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["id"]), r["rule"], escape(r["e164"] or "*"), escape(r["account_id"] or "*"),
-                      _iso(r["until"]) or "", "yes" if r["until"] > now else "expired", escape(r["reason"]))
+        table.add_row(
+            str(r["id"]),
+            r["rule"],
+            escape(r["e164"] or "*"),
+            escape(r["account_id"] or "*"),
+            _iso(r["until"]) or "",
+            "yes" if r["until"] > now else "expired",
+            escape(r["reason"]),
+        )
     out.print(table)
 
 
@@ -467,7 +542,9 @@ def status(state: State, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--once-now", is_flag=True, help="Sweep immediately at start, then follow the schedule.")
+@click.option(
+    "--once-now", is_flag=True, help="Sweep immediately at start, then follow the schedule."
+)
 @pass_state
 def run(state: State, once_now: bool) -> None:
     """The long-running service: migrate, then sweep on schedule until SIGTERM/SIGINT."""
@@ -477,5 +554,3 @@ def run(state: State, once_now: bool) -> None:
     store = _store(settings)
     code = Service(settings, store, run_now=once_now).run_forever()
     sys.exit(code)
-
-

@@ -91,7 +91,9 @@ class ScheduleConfig(_Model):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'UTC', 'Asia/Kolkata')") from None
+            raise ValueError(
+                f"unknown IANA time zone {value!r} (e.g. 'UTC', 'Asia/Kolkata')"
+            ) from None
         return value
 
     @field_validator("cron")
@@ -163,6 +165,14 @@ class AlertsConfig(_Model):
     delivery_timeout_seconds: float = Field(default=30.0, gt=0)
     max_items: int = Field(default=50, ge=1)
     templates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("templates")
+    @classmethod
+    def _known_templates(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - {"title", "intro", "footer"})
+        if unknown:
+            raise ValueError(f"unknown template(s) {', '.join(unknown)}; use title, intro, footer")
+        return value
 
 
 class ServiceConfig(_Model):
@@ -363,9 +373,7 @@ def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
     except OSError:
         return []
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        return [
-            f"{path} holds secrets and is readable by other users; run: chmod 600 {path}"
-        ]
+        return [f"{path} holds secrets and is readable by other users; run: chmod 600 {path}"]
     return []
 
 
@@ -378,7 +386,9 @@ def _holds_secret(data: dict[str, Any]) -> bool:
         for chan in channels:
             if isinstance(chan, dict) and "@" in str(chan.get("url", "")):
                 return True
-            if isinstance(chan, dict) and str(chan.get("url", "")).startswith(("slack", "https://hooks")):
+            if isinstance(chan, dict) and str(chan.get("url", "")).startswith(
+                ("slack", "https://hooks")
+            ):
                 return True
     return False
 
@@ -389,7 +399,10 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; unknown keys are refused so a typo cannot disable a rule)"
+            msg = (
+                "unknown key (check the spelling; unknown keys are refused so a typo "
+                "cannot disable a rule)"
+            )
         else:
             msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {loc}: {msg}")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -21,7 +21,7 @@ from monitor.errors import DatabaseError
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Stores aware datetimes as UTC and always returns aware UTC, on SQLite and PostgreSQL alike."""
+    """Stores aware datetimes as UTC and returns aware UTC, on SQLite and PostgreSQL alike."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
@@ -53,7 +53,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
 class Sweep(Base):
@@ -63,7 +63,9 @@ class Sweep(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(sa.String(16), index=True)  # running|complete|failed|aborted
+    status: Mapped[str] = mapped_column(
+        sa.String(16), index=True
+    )  # running|complete|failed|aborted
     trigger: Mapped[str] = mapped_column(sa.String(16), default="manual")
     owner: Mapped[str] = mapped_column(sa.String(128), default="")
     total_reported: Mapped[int | None]
@@ -178,7 +180,9 @@ class Delivery(Base):
     title: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[str] = mapped_column(sa.Text)
     body_format: Mapped[str] = mapped_column(sa.String(16))
-    status: Mapped[str] = mapped_column(sa.String(16), index=True)  # pending|sending|sent|failed|dead
+    status: Mapped[str] = mapped_column(
+        sa.String(16), index=True
+    )  # pending|sending|sent|failed|dead
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)

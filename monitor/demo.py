@@ -1,4 +1,4 @@
-"""``did-monitor demo``: the whole pipeline against the bundled sandbox, with nothing to configure."""
+"""``did-monitor demo``: the whole pipeline against the bundled sandbox, nothing to configure."""
 
 from __future__ import annotations
 
@@ -21,11 +21,15 @@ def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console) -> Non
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     with Sandbox(numbers=numbers, seed=seed).start() as box:
-        console.print(f"[bold]1.[/] sandbox Partner API on {box.url} serving {numbers} numbers (seed {seed})")
+        console.print(
+            f"[bold]1.[/] sandbox Partner API on {box.url} serving {numbers} numbers (seed {seed})"
+        )
         settings = Settings(
             vobiz=VobizConfig(base_url=box.url, auth_id=box.auth_id, auth_token=box.auth_token),
             database=DatabaseConfig(url=f"sqlite:///{db_path}"),
-            channels=(ChannelConfig(name="preview", url="json://localhost/preview", format="markdown"),),
+            channels=(
+                ChannelConfig(name="preview", url="json://localhost/preview", format="markdown"),
+            ),
         )
         store = Store(settings.database.url)
         store.migrate()

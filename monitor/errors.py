@@ -10,9 +10,9 @@
     │   └── ApiGaveUp             retries or the retry budget ran out
     ├── IncompleteSweep           the sweep did not see the whole inventory (exit 1)
     ├── DatabaseError             the database refused or is unreachable (exit 1)
-    ├── DeliveryError             an alert channel failed (exit 1); ``permanent`` when retrying is futile
+    ├── DeliveryError             an alert channel failed (exit 1); ``permanent``: retry is futile
     ├── SweepCancelled            the service is shutting down; the sweep was rolled back
-    └── LockBusy                  another replica holds the sweep lock (not a failure: the sweep is skipped)
+    └── LockBusy                  another replica holds the sweep lock (not a failure: skipped)
 
 Each error carries the decision the caller needs (``permanent`` vs retryable) rather than
 leaving callers to inspect library exceptions.
@@ -45,9 +45,7 @@ class ConfigError(MonitorError):
 class ApiError(MonitorError):
     """Raised when the Vobiz API answers with an error or cannot be reached."""
 
-    def __init__(
-        self, message: str, *, status: int | None = None, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status = status
 

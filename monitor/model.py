@@ -57,7 +57,7 @@ class FindingDraft:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """RFC 3339 (``Z`` or offset, with or without fractions) or a bare date → aware UTC, else None."""
+    """RFC 3339 (``Z`` or offset, fractions or not) or a bare date → aware UTC, else None."""
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()

@@ -36,14 +36,18 @@ class Notifier(Protocol):
 
 
 def secrets_in(url: str) -> list[str]:
-    """Substrings of an Apprise URL that may be credentials (password, path tokens, query values)."""
+    """Parts of an Apprise URL that may be credentials (password, path tokens, query values)."""
     parts = urlsplit(url)
     found = [parts.password or "", parts.username or ""]
     found += [seg for seg in parts.path.split("/") if len(seg) >= 6]
     found += [v for v in re.findall(r"=([^&]+)", parts.query) if len(v) >= 6]
     if parts.scheme not in {"mailto", "mailtos", "json", "jsons", "http", "https"}:
         found.append(parts.netloc)
-    return sorted({unquote(s) for s in found if s and len(s) >= 4} | {s for s in found if len(s) >= 4}, key=len, reverse=True)
+    return sorted(
+        {unquote(s) for s in found if s and len(s) >= 4} | {s for s in found if len(s) >= 4},
+        key=len,
+        reverse=True,
+    )
 
 
 def scrub(text: str, url: str) -> str:
@@ -78,7 +82,7 @@ class AppriseNotifier:
             )
         except Exception as exc:  # apprise plugins may raise anything; it must not kill a sweep
             raise DeliveryError(
-                f"channel {channel.name}: {scrub(type(exc).__name__ + ': ' + str(exc), channel.url)}"
+                f"channel {channel.name}: {scrub(f'{type(exc).__name__}: {exc}', channel.url)}"
             ) from None
         if result:
             return

@@ -48,12 +48,14 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
         ).mappings()
     )
     told: dict[tuple[int, str], Announced] = defaultdict(Announced)
-    relevant = sa.or_(
-        FINDINGS.c.state == "open", FINDINGS.c.resolved_sweep_id == sweep_id
-    )
+    relevant = sa.or_(FINDINGS.c.state == "open", FINDINGS.c.resolved_sweep_id == sweep_id)
     stmt = (
-        sa.select(NOTIFICATIONS.c.finding_id, NOTIFICATIONS.c.channel, NOTIFICATIONS.c.event,
-                  NOTIFICATIONS.c.tier)
+        sa.select(
+            NOTIFICATIONS.c.finding_id,
+            NOTIFICATIONS.c.channel,
+            NOTIFICATIONS.c.event,
+            NOTIFICATIONS.c.tier,
+        )
         .join(FINDINGS, FINDINGS.c.id == NOTIFICATIONS.c.finding_id)
         .where(relevant)
     )
@@ -70,16 +72,33 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
 
 
 def add_delivery(
-    conn: Connection, *, channel: str, kind: str, title: str, body: str, body_format: str,
-    now: datetime, sweep_id: int | None = None,
+    conn: Connection,
+    *,
+    channel: str,
+    kind: str,
+    title: str,
+    body: str,
+    body_format: str,
+    now: datetime,
+    sweep_id: int | None = None,
 ) -> int:
     result = conn.execute(
         sa.insert(DELIVERIES).values(
-            created_at=now, sweep_id=sweep_id, channel=channel, kind=kind, title=title, body=body,
-            body_format=body_format, status="pending", attempts=0, next_attempt_at=now,
+            created_at=now,
+            sweep_id=sweep_id,
+            channel=channel,
+            kind=kind,
+            title=title,
+            body=body,
+            body_format=body_format,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def add_notifications(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -120,29 +139,45 @@ class Outbox:
                     DELIVERIES.c.status == row["status"],
                     DELIVERIES.c.attempts == row["attempts"],
                 )
-                .values(status="sending", attempts=row["attempts"] + 1,
-                        next_attempt_at=now + CLAIM_LEASE)
+                .values(
+                    status="sending",
+                    attempts=row["attempts"] + 1,
+                    next_attempt_at=now + CLAIM_LEASE,
+                )
             )
             return bool(result.rowcount)
 
     def record(
-        self, delivery_id: int, channel: str, now: datetime, *, error: str | None,
-        duration_ms: int, retry_at: datetime | None = None, final_status: str | None = None,
+        self,
+        delivery_id: int,
+        channel: str,
+        now: datetime,
+        *,
+        error: str | None,
+        duration_ms: int,
+        retry_at: datetime | None = None,
+        final_status: str | None = None,
     ) -> None:
         ok = error is None
         status = final_status or ("sent" if ok else "failed")
         with self.store.engine.begin() as conn:
             conn.execute(
                 sa.insert(ATTEMPTS).values(
-                    delivery_id=delivery_id, channel=channel, at=now,
-                    outcome="sent" if ok else "failed", error=error, duration_ms=duration_ms,
+                    delivery_id=delivery_id,
+                    channel=channel,
+                    at=now,
+                    outcome="sent" if ok else "failed",
+                    error=error,
+                    duration_ms=duration_ms,
                 )
             )
             conn.execute(
                 sa.update(DELIVERIES)
                 .where(DELIVERIES.c.id == delivery_id)
                 .values(
-                    status=status, last_error=error, sent_at=now if ok else None,
+                    status=status,
+                    last_error=error,
+                    sent_at=now if ok else None,
                     next_attempt_at=None if ok else retry_at,
                 )
             )

@@ -78,8 +78,13 @@ def run_cycle(
 
 
 def _sweep(
-    settings: Settings, store: Store, trigger: str, clock: Clock,
-    client: VobizClient | None, progress: ProgressFn | None, cancel: threading.Event | None,
+    settings: Settings,
+    store: Store,
+    trigger: str,
+    clock: Clock,
+    client: VobizClient | None,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
 ) -> SweepOutcome:
     now = clock()
     started = time.monotonic()
@@ -88,11 +93,11 @@ def _sweep(
     sweep_id = store.start_sweep(now, trigger)
     stats = RequestStats()
     own_client = client is None
-    # Backoff pauses end early on shutdown, so SIGTERM is never stuck behind a Retry-After.
-    pause = cancel.wait if cancel is not None else time.sleep
     api = client or VobizClient(
-        settings.vobiz, stats=stats, budget=RetryBudget(settings.vobiz.retry_budget),
-        sleep=lambda seconds: None if pause(seconds) else None,
+        settings.vobiz,
+        stats=stats,
+        budget=RetryBudget(settings.vobiz.retry_budget),
+        sleep=_pause_until(cancel),
     )
     stats = api.stats
     evaluator = Evaluator(RuleContext(now=now, config=settings.rules))
@@ -108,22 +113,31 @@ def _sweep(
 
             fetched = fetch_inventory(api, settings, consume, progress)
             counts = SweepCounts(
-                numbers_seen=len(fetched.ids), total_reported=fetched.total, pages=fetched.pages,
-                requests=stats.requests, retries=stats.retries,
+                numbers_seen=len(fetched.ids),
+                total_reported=fetched.total,
+                pages=fetched.pages,
+                requests=stats.requests,
+                retries=stats.retries,
                 versions_written=writer.versions_written,
             )
             check_shrink(settings, before, len(fetched.ids))
             evaluator.keep_only(fetched.ids)
             gone = writer.close_gone(fetched.ids)
             opened, resolved = writer.apply_findings(
-                evaluator.drafts, evaluator.rule_ids,
+                evaluator.drafts,
+                evaluator.rule_ids,
                 previous["started_at"] if previous else None,
             )
             counts = SweepCounts(
-                numbers_seen=len(fetched.ids), total_reported=fetched.total, pages=fetched.pages,
-                requests=stats.requests, retries=stats.retries,
-                versions_written=writer.versions_written, numbers_gone=gone,
-                findings_opened=opened, findings_resolved=resolved,
+                numbers_seen=len(fetched.ids),
+                total_reported=fetched.total,
+                pages=fetched.pages,
+                requests=stats.requests,
+                retries=stats.retries,
+                versions_written=writer.versions_written,
+                numbers_gone=gone,
+                findings_opened=opened,
+                findings_resolved=resolved,
             )
             digests = store_digests(writer.conn, settings, sweep_id, now, len(fetched.ids))
             writer.complete(counts)
@@ -137,9 +151,14 @@ def _sweep(
         return SweepOutcome(sweep_id, False, counts, error, time.monotonic() - started)
     except BaseException as exc:
         # Shutdown, ^C or a bug: the writer rolled back; say so on the sweep's row, then go on out.
-        reason = exc.message if isinstance(exc, SweepCancelled) else f"interrupted ({type(exc).__name__})"
-        _record_failure(settings, store, sweep_id, reason, counts, clock, alert=False,
-                        status="aborted")
+        reason = (
+            exc.message
+            if isinstance(exc, SweepCancelled)
+            else f"interrupted ({type(exc).__name__})"
+        )
+        _record_failure(
+            settings, store, sweep_id, reason, counts, clock, alert=False, status="aborted"
+        )
         raise
     finally:
         if own_client:
@@ -148,16 +167,42 @@ def _sweep(
     log.info(
         "sweep %d complete: %d numbers, %d pages, %d requests (%d retries), %d versions written, "
         "%d gone, %d findings opened, %d resolved, %d digests, %.1fs",
-        sweep_id, counts.numbers_seen, counts.pages, counts.requests, counts.retries,
-        counts.versions_written, counts.numbers_gone, counts.findings_opened,
-        counts.findings_resolved, digests, duration,
+        sweep_id,
+        counts.numbers_seen,
+        counts.pages,
+        counts.requests,
+        counts.retries,
+        counts.versions_written,
+        counts.numbers_gone,
+        counts.findings_opened,
+        counts.findings_resolved,
+        digests,
+        duration,
     )
     return SweepOutcome(sweep_id, True, counts, None, duration, digests)
 
 
+def _pause_until(cancel: threading.Event | None) -> Callable[[float], None]:
+    """Backoff pauses that end early on shutdown, so SIGTERM never waits out a Retry-After."""
+    if cancel is None:
+        return time.sleep
+
+    def pause(seconds: float) -> None:
+        cancel.wait(seconds)
+
+    return pause
+
+
 def _record_failure(
-    settings: Settings, store: Store, sweep_id: int, error: str, counts: SweepCounts,
-    clock: Clock, *, alert: bool = True, status: str = "failed",
+    settings: Settings,
+    store: Store,
+    sweep_id: int,
+    error: str,
+    counts: SweepCounts,
+    clock: Clock,
+    *,
+    alert: bool = True,
+    status: str = "failed",
 ) -> None:
     try:
         store.fail_sweep(sweep_id, clock(), error, counts, status=status)

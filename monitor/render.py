@@ -154,7 +154,9 @@ def render_body(
             w.section(f"{heading} ({len(items)})", [_line(i, fmt) for i in items], max_items)
     summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
     if digest.at_risk:
-        money = ", ".join(f"{amt.normalize():f} {esc(cur, fmt)}" for cur, amt in digest.at_risk.items())
+        money = ", ".join(
+            f"{amt.normalize():f} {esc(cur, fmt)}" for cur, amt in digest.at_risk.items()
+        )
         summary.append(f"Monthly rental at risk: {money}")
     w.footer(summary)
     footer = string.Template(tpls["footer"]).safe_substitute(variables)
@@ -207,7 +209,13 @@ class _Writer:
             shown += 1
         if shown < len(lines):
             more = f"…and {len(lines) - shown} more"
-            self.parts.append(f"<li><i>{more}</i></li>" if self.fmt == "html" else f"_{more}_" if self.fmt == "markdown" else more)
+            self.parts.append(
+                f"<li><i>{more}</i></li>"
+                if self.fmt == "html"
+                else f"_{more}_"
+                if self.fmt == "markdown"
+                else more
+            )
         if self.fmt == "html":
             self.parts.append("</ul>")
         else:

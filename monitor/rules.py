@@ -79,7 +79,11 @@ def tier_severity(base: str, tier: int | None, cfg: DateRuleConfig, days: int) -
 
 
 def _date_rule(
-    rule_id: str, when: datetime | None, label: str, cfg: DateRuleConfig, num: NumberRecord,
+    rule_id: str,
+    when: datetime | None,
+    label: str,
+    cfg: DateRuleConfig,
+    num: NumberRecord,
     ctx: RuleContext,
 ) -> Iterator[FindingDraft]:
     if when is None or num.status in INACTIVE_STATUSES:
@@ -95,7 +99,12 @@ def _date_rule(
     else:
         text = f"{label} in {days} day(s), on {when.date().isoformat()}"
     yield _draft(
-        rule_id, cfg, num, text, due_at=when, tier=tier,
+        rule_id,
+        cfg,
+        num,
+        text,
+        due_at=when,
+        tier=tier,
         severity=tier_severity(cfg.severity, tier, cfg, days),
     )
 
@@ -115,7 +124,9 @@ def expiring(num: NumberRecord, ctx: RuleContext) -> Iterator[FindingDraft]:
 def missing_application(num: NumberRecord, ctx: RuleContext) -> Iterator[FindingDraft]:
     if num.application_id is None and num.status not in INACTIVE_STATUSES:
         cfg = ctx.config.missing_application
-        yield _draft("missing_application", cfg, num, "no application attached: inbound calls are hung up")
+        yield _draft(
+            "missing_application", cfg, num, "no application attached: inbound calls are hung up"
+        )
 
 
 @rule("blocked", "the number is blocked")
@@ -165,5 +176,3 @@ def evaluate(numbers: Iterable[NumberRecord], ctx: RuleContext) -> list[FindingD
     ev = Evaluator(ctx)
     ev.feed(numbers)
     return list(ev.drafts.values())
-
-

@@ -18,7 +18,9 @@ def next_run(settings: Settings, now: datetime) -> datetime | None:
 
     from apscheduler.triggers.cron import CronTrigger
 
-    trigger = CronTrigger.from_crontab(settings.schedule.cron, timezone=ZoneInfo(settings.schedule.timezone))
+    trigger = CronTrigger.from_crontab(
+        settings.schedule.cron, timezone=ZoneInfo(settings.schedule.timezone)
+    )
     nxt = trigger.get_next_fire_time(None, now.astimezone(ZoneInfo(settings.schedule.timezone)))
     return nxt.astimezone(UTC) if nxt else None
 
@@ -29,8 +31,19 @@ def collect(settings: Settings, store: Store, now: datetime | None = None) -> di
     def sweep_info(row: Any) -> dict[str, Any] | None:
         if row is None:
             return None
-        return {k: row[k] for k in ("id", "status", "started_at", "finished_at", "numbers_seen",
-                                     "findings_opened", "findings_resolved", "error")}
+        return {
+            k: row[k]
+            for k in (
+                "id",
+                "status",
+                "started_at",
+                "finished_at",
+                "numbers_seen",
+                "findings_opened",
+                "findings_resolved",
+                "error",
+            )
+        }
 
     counts = store.open_counts()
     health = Outbox(store).channel_health(c.name for c in settings.channels)
@@ -55,9 +68,11 @@ def print_status(info: dict[str, Any], out: Console) -> None:
         out.print("no sweep yet")
     else:
         colour = "green" if last["status"] == "complete" else "red"
-        out.print(f"last sweep: #{last['id']} [{colour}]{last['status']}[/] at "
-                  f"{last['started_at']:%Y-%m-%d %H:%M} UTC, {last['numbers_seen']} numbers"
-                  + (f" — {escape(last['error'])}" if last["error"] else ""))
+        out.print(
+            f"last sweep: #{last['id']} [{colour}]{last['status']}[/] at "
+            f"{last['started_at']:%Y-%m-%d %H:%M} UTC, {last['numbers_seen']} numbers"
+            + (f" — {escape(last['error'])}" if last["error"] else "")
+        )
         ok = info["last_complete_sweep"]
         if ok and ok["id"] != last["id"]:
             out.print(f"last complete sweep: #{ok['id']} at {ok['started_at']:%Y-%m-%d %H:%M} UTC")
@@ -71,7 +86,11 @@ def print_status(info: dict[str, Any], out: Console) -> None:
         state = "[red]FAILING[/]" if ch["failing"] else "[green]ok[/]"
         if not ch["enabled"]:
             state = "disabled"
-        extra = f", last error: {escape(ch['last_error'])}" if ch["failing"] and ch["last_error"] else ""
+        extra = (
+            f", last error: {escape(ch['last_error'])}"
+            if ch["failing"] and ch["last_error"]
+            else ""
+        )
         out.print(f"  {escape(name)}: {state}, {ch['pending']} waiting to be sent{extra}")
     if info["next_sweep"]:
         out.print(f"next scheduled sweep: {info['next_sweep']:%Y-%m-%d %H:%M} UTC")

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -34,14 +34,14 @@ from monitor.db import (
 from monitor.errors import DatabaseError
 from monitor.model import FindingDraft, NumberRecord
 
-SWEEPS = Sweep.__table__
-VERSIONS = NumberVersion.__table__
-FINDINGS = Finding.__table__
-SILENCES = Silence.__table__
-DELIVERIES = Delivery.__table__
-ATTEMPTS = DeliveryAttempt.__table__
-NOTIFICATIONS = Notification.__table__
-LOCKS = ServiceLock.__table__
+SWEEPS = cast(sa.Table, Sweep.__table__)
+VERSIONS = cast(sa.Table, NumberVersion.__table__)
+FINDINGS = cast(sa.Table, Finding.__table__)
+SILENCES = cast(sa.Table, Silence.__table__)
+DELIVERIES = cast(sa.Table, Delivery.__table__)
+ATTEMPTS = cast(sa.Table, DeliveryAttempt.__table__)
+NOTIFICATIONS = cast(sa.Table, Notification.__table__)
+LOCKS = cast(sa.Table, ServiceLock.__table__)
 CHUNK = 500  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
 
 
@@ -99,7 +99,7 @@ class Store:
             return int(result.inserted_primary_key[0])
 
     def abort_running_sweeps(self, now: datetime, exclude: int | None = None) -> int:
-        """Mark sweeps left ``running`` by a dead process as aborted (call while holding the lock)."""
+        """Mark sweeps left ``running`` by a dead process as aborted (hold the lock to call)."""
         with self._begin() as conn:
             stmt = sa.update(SWEEPS).where(SWEEPS.c.status == "running")
             if exclude is not None:
@@ -141,7 +141,11 @@ class Store:
 
     def inventory_size(self) -> int:
         with self.engine.connect() as conn:
-            stmt = sa.select(sa.func.count()).select_from(VERSIONS).where(VERSIONS.c.valid_to.is_(None))
+            stmt = (
+                sa.select(sa.func.count())
+                .select_from(VERSIONS)
+                .where(VERSIONS.c.valid_to.is_(None))
+            )
             return int(conn.execute(stmt).scalar_one())
 
     def writer(self, sweep_id: int, now: datetime) -> SweepWriter:
@@ -161,6 +165,7 @@ class Store:
     def changes_between(self, before: int, after: int) -> dict[str, list[str]]:
         """Number ids added, removed and changed between two sweeps."""
         with self.engine.connect() as conn:
+
             def ids_at(sid: int) -> dict[str, int]:
                 stmt = sa.select(VERSIONS.c.number_id, VERSIONS.c.id).where(
                     VERSIONS.c.valid_from <= sid,
@@ -236,13 +241,22 @@ class Store:
     # --- silences -----------------------------------------------------------------------------
 
     def add_silence(
-        self, rule: str, until: datetime, reason: str, now: datetime,
-        e164: str | None = None, account_id: str | None = None,
+        self,
+        rule: str,
+        until: datetime,
+        reason: str,
+        now: datetime,
+        e164: str | None = None,
+        account_id: str | None = None,
     ) -> int:
         with self._begin() as conn:
             result = conn.execute(
                 sa.insert(SILENCES).values(
-                    rule=rule, e164=e164, account_id=account_id, until=until, reason=reason,
+                    rule=rule,
+                    e164=e164,
+                    account_id=account_id,
+                    until=until,
+                    reason=reason,
                     created_at=now,
                 )
             )
@@ -367,7 +381,9 @@ class SweepWriter:
             stmt = sa.select(VERSIONS.c.id, VERSIONS.c.number_id, VERSIONS.c.content_hash).where(
                 VERSIONS.c.valid_to.is_(None), VERSIONS.c.number_id.in_(part)
             )
-            current.update({row.number_id: (row.id, row.content_hash) for row in conn.execute(stmt)})
+            current.update(
+                {row.number_id: (row.id, row.content_hash) for row in conn.execute(stmt)}
+            )
         to_close: list[int] = []
         rows: list[dict[str, Any]] = []
         for rec in records:
@@ -419,7 +435,9 @@ class SweepWriter:
         return len(gone)
 
     def apply_findings(
-        self, drafts: dict[tuple[str, str], FindingDraft], evaluated_rules: Iterable[str],
+        self,
+        drafts: dict[tuple[str, str], FindingDraft],
+        evaluated_rules: Iterable[str],
         previous_sweep_at: datetime | None,
     ) -> tuple[int, int]:
         """Open new findings, update changed ones, resolve cleared ones; returns (opened, resolved).
@@ -433,8 +451,13 @@ class SweepWriter:
             (r.rule, r.subject): r
             for r in conn.execute(
                 sa.select(
-                    FINDINGS.c.id, FINDINGS.c.rule, FINDINGS.c.subject, FINDINGS.c.severity,
-                    FINDINGS.c.message, FINDINGS.c.due_at, FINDINGS.c.tier,
+                    FINDINGS.c.id,
+                    FINDINGS.c.rule,
+                    FINDINGS.c.subject,
+                    FINDINGS.c.severity,
+                    FINDINGS.c.message,
+                    FINDINGS.c.due_at,
+                    FINDINGS.c.tier,
                 ).where(FINDINGS.c.state == "open", FINDINGS.c.rule.in_(rules))
             )
         }
@@ -445,20 +468,40 @@ class SweepWriter:
             if row is None:
                 new_rows.append(
                     {
-                        "rule": d.rule, "subject": d.subject, "number_id": d.number_id,
-                        "e164": d.e164, "account_id": d.account_id, "severity": d.severity,
-                        "state": "open", "message": d.message, "due_at": d.due_at, "tier": d.tier,
-                        "monthly_fee": d.monthly_fee, "currency": d.currency, "tags": list(d.tags),
-                        "first_seen": self.now, "last_seen": self.now, "resolved_at": None,
-                        "opened_sweep_id": self.sweep_id, "resolved_sweep_id": None,
+                        "rule": d.rule,
+                        "subject": d.subject,
+                        "number_id": d.number_id,
+                        "e164": d.e164,
+                        "account_id": d.account_id,
+                        "severity": d.severity,
+                        "state": "open",
+                        "message": d.message,
+                        "due_at": d.due_at,
+                        "tier": d.tier,
+                        "monthly_fee": d.monthly_fee,
+                        "currency": d.currency,
+                        "tags": list(d.tags),
+                        "first_seen": self.now,
+                        "last_seen": self.now,
+                        "resolved_at": None,
+                        "opened_sweep_id": self.sweep_id,
+                        "resolved_sweep_id": None,
                     }
                 )
             elif (row.severity, row.message, row.due_at, row.tier) != (
-                d.severity, d.message, d.due_at, d.tier
+                d.severity,
+                d.message,
+                d.due_at,
+                d.tier,
             ):
                 updates.append(
-                    {"fid": row.id, "severity": d.severity, "message": d.message,
-                     "due_at": d.due_at, "tier": d.tier}
+                    {
+                        "fid": row.id,
+                        "severity": d.severity,
+                        "message": d.message,
+                        "due_at": d.due_at,
+                        "tier": d.tier,
+                    }
                 )
         if new_rows:
             conn.execute(sa.insert(FINDINGS), new_rows)
@@ -467,8 +510,10 @@ class SweepWriter:
                 sa.update(FINDINGS)
                 .where(FINDINGS.c.id == sa.bindparam("fid"))
                 .values(
-                    severity=sa.bindparam("severity"), message=sa.bindparam("message"),
-                    due_at=sa.bindparam("due_at"), tier=sa.bindparam("tier"),
+                    severity=sa.bindparam("severity"),
+                    message=sa.bindparam("message"),
+                    due_at=sa.bindparam("due_at"),
+                    tier=sa.bindparam("tier"),
                 ),
                 updates,
             )
@@ -478,7 +523,9 @@ class SweepWriter:
                 sa.update(FINDINGS)
                 .where(FINDINGS.c.id.in_(part))
                 .values(
-                    state="resolved", resolved_at=self.now, resolved_sweep_id=self.sweep_id,
+                    state="resolved",
+                    resolved_at=self.now,
+                    resolved_sweep_id=self.sweep_id,
                     last_seen=previous_sweep_at or self.now,
                 )
             )
@@ -530,8 +577,12 @@ class SweepLock:
                 .prefix_with("OR IGNORE")
                 .values(name=self.name, owner=None, acquired_at=None)
             )
-            holder = conn.execute(sa.select(LOCKS).where(LOCKS.c.name == self.name)).mappings().one()
-            if holder["owner"] and not _lease_dead(holder["owner"], holder["acquired_at"], now, stale_after):
+            holder = (
+                conn.execute(sa.select(LOCKS).where(LOCKS.c.name == self.name)).mappings().one()
+            )
+            if holder["owner"] and not _lease_dead(
+                holder["owner"], holder["acquired_at"], now, stale_after
+            ):
                 return False
             result = conn.execute(
                 sa.update(LOCKS)

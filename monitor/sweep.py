@@ -137,14 +137,19 @@ def fetch_inventory(
         last = result
         if result.consistent():
             return FetchResult(
-                ids=result.ids, total=result.last_total, pages=result.pages, passes=pass_no,
-                malformed=result.malformed, duplicates=result.duplicates,
+                ids=result.ids,
+                total=result.last_total,
+                pages=result.pages,
+                passes=pass_no,
+                malformed=result.malformed,
+                duplicates=result.duplicates,
             )
     assert last is not None
     totals = ", ".join(str(t) for t in sorted(last.totals))
     raise IncompleteSweep(
         f"the inventory did not add up after {attempts} pass(es): the API reported total "
-        f"{totals} but {len(last.ids)} distinct numbers (+{last.malformed} unreadable) arrived",
+        f"{totals} but {len(last.ids)} distinct numbers arrived ({last.malformed} unreadable, "
+        f"{last.duplicates} repeated)",
         hint="numbers were probably added or released during the sweep; it will be retried",
     )
 

@@ -1,4 +1,4 @@
-"""Fakes shipped with the package for tests and the demo: a notifier that records instead of sending."""
+"""Fakes shipped with the package for tests and the demo: a notifier that records, not sends."""
 
 from __future__ import annotations
 

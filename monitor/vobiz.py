@@ -56,7 +56,7 @@ class RequestStats:
 
 
 class RetryBudget:
-    """A per-sweep allowance of retries and a deadline, so a dying API fails the sweep in bounded time."""
+    """A per-sweep allowance of retries, so a dying API fails the sweep in bounded time."""
 
     def __init__(self, retries: int, deadline: float | None = None) -> None:
         self._left = retries
@@ -143,7 +143,8 @@ class VobizClient:
 
             raise ConfigError(
                 "vobiz.auth_id and vobiz.auth_token are required",
-                hint="set them in [vobiz] or the VOBIZ_AUTH_ID / VOBIZ_AUTH_TOKEN environment variables",
+                hint="set them in [vobiz] or the VOBIZ_AUTH_ID / VOBIZ_AUTH_TOKEN environment "
+                "variables",
             )
         self.config = config
         self._sleep = sleep

@@ -1,5 +1,5 @@
-"""Shared fixtures: the sandbox API, real databases (SQLite file, PostgreSQL), a real SMTP server,
-a real HTTP receiver for Apprise ``json://`` deliveries, and a clock the code takes as a parameter."""
+"""Shared fixtures: the sandbox API, real databases (SQLite file, PostgreSQL), a real SMTP
+server, a real HTTP receiver for Apprise ``json://`` deliveries, and a clock passed to the code."""
 
 from __future__ import annotations
 
@@ -84,8 +84,12 @@ def pg_url() -> Iterator[str]:
     reason = pg_reason()
     if reason is not None:
         if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI but not reachable at {PG_ADMIN_URL}: {reason}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({reason}); set DID_MONITOR_TEST_PG")
+            pytest.fail(
+                f"PostgreSQL is required in CI but not reachable at {PG_ADMIN_URL}: {reason}"
+            )
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_ADMIN_URL} ({reason}); set DID_MONITOR_TEST_PG"
+        )
     import psycopg
 
     admin = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
@@ -132,7 +136,11 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 def make_settings(
     sandbox: Sandbox | None, db_url: str, channels: tuple[ChannelConfig, ...] = (), **sections: Any
 ) -> Settings:
-    vobiz: dict[str, Any] = {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05}
+    vobiz: dict[str, Any] = {
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        "max_requests_per_second": 0,
+    }
     if sandbox is not None:
         vobiz.update(base_url=sandbox.url, auth_id=sandbox.auth_id, auth_token=sandbox.auth_token)
     vobiz.update(sections.pop("vobiz", {}))
@@ -142,6 +150,14 @@ def make_settings(
         channels=channels,
         **sections,
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # --- a real SMTP server -------------------------------------------------------------------------
@@ -163,16 +179,15 @@ def smtp_server() -> Iterator[SmtpSink]:
 
     from aiosmtpd.controller import Controller
 
-    sink = SmtpSink("127.0.0.1", 0)
+    sink = SmtpSink("127.0.0.1", free_port())
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             sink.messages.append(message_from_bytes(envelope.content, policy=policy.default))
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+    controller = Controller(Handler(), hostname="127.0.0.1", port=sink.port)
     controller.start()
-    sink.port = controller.server.sockets[0].getsockname()[1]
     try:
         yield sink
     finally:

@@ -30,7 +30,9 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_contract_example_is_accepted(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [vobiz]
 base_url = "https://api.vobiz.ai"
 auth_id = "PA_XXXXXXXX"
@@ -53,7 +55,8 @@ enabled = false
 name = "ops-slack"
 url = "slack://T000/B000/XXXX"
 min_severity = "info"
-""")
+""",
+    )
     s = load(str(path), {}).settings
     assert s.vobiz.auth_token == "secret-token"
     assert s.rules.blocked.enabled is False
@@ -73,20 +76,22 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
 
 def test_unknown_rule_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "[rules.no_such_rule]\nenabled = true\n")
-    with pytest.raises(ConfigError, match="rules.no_such_rule"):
+    with pytest.raises(ConfigError, match=r"rules\.no_such_rule"):
         load(str(path), {})
 
 
 @pytest.mark.parametrize(
     ("snippet", "where"),
     [
-        ('[vobiz]\nper_page = 500\n', "vobiz.per_page"),
+        ("[vobiz]\nper_page = 500\n", "vobiz.per_page"),
         ('[vobiz]\nbase_url = "http://api.vobiz.ai"\n', "vobiz.base_url"),
         ('[schedule]\ntimezone = "Mars/Olympus"\n', "schedule.timezone"),
         ('[schedule]\ncron = "every monday"\n', "schedule.cron"),
         ('[rules.blocked]\nseverity = "urgent"\n', "rules.blocked.severity"),
-        ('[[channels]]\nname = "a"\nurl = "json://x"\n[[channels]]\nname = "a"\nurl = "json://y"\n',
-         "unique"),
+        (
+            '[[channels]]\nname = "a"\nurl = "json://x"\n[[channels]]\nname = "a"\nurl = "json://y"\n',
+            "unique",
+        ),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, snippet: str, where: str) -> None:
@@ -110,7 +115,9 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_env_precedence_and_sources(tmp_path: Path) -> None:
-    path = write(tmp_path, '[vobiz]\nauth_id = "PA_FILE"\nauth_token = "from-file"\nper_page = 50\n')
+    path = write(
+        tmp_path, '[vobiz]\nauth_id = "PA_FILE"\nauth_token = "from-file"\nper_page = 50\n'
+    )
     env = {
         "VOBIZ_AUTH_TOKEN": "from-env",
         "DID_MONITOR__VOBIZ__PER_PAGE": "25",
@@ -131,7 +138,7 @@ def test_env_precedence_and_sources(tmp_path: Path) -> None:
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:
-    path = write(tmp_path, '[vobiz]\nper_page = 10\n')
+    path = write(tmp_path, "[vobiz]\nper_page = 10\n")
     assert load(None, {"DID_MONITOR_CONFIG": str(path)}).settings.vobiz.per_page == 10
 
 
@@ -155,7 +162,9 @@ def test_world_readable_secret_warns(tmp_path: Path) -> None:
 
 
 def test_redaction_hides_every_secret(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [vobiz]
 auth_token = "tok-abcdef-123"
 [database]
@@ -168,10 +177,17 @@ url = "slack://TAAAA1111/BBBBB2222/CCCCCC3333secret"
 [[channels]]
 name = "mail"
 url = "mailtos://user:mailpass77@smtp.example.com?to=ops@example.com"
-""")
+""",
+    )
     text = repr(redacted(load(str(path), {}).settings))
-    for secret in ("tok-abcdef-123", "dbpass99", "5f3c2a1b", "CCCCCC3333secret", "BBBBB2222",
-                   "mailpass77"):
+    for secret in (
+        "tok-abcdef-123",
+        "dbpass99",
+        "5f3c2a1b",
+        "CCCCCC3333secret",
+        "BBBBB2222",
+        "mailpass77",
+    ):
         assert secret not in text
     assert "smtp.example.com" in text
 

@@ -6,7 +6,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from monitor.db import current_revision, head_revision, make_engine, metadata, migrations_dir, upgrade
+from monitor.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    metadata,
+    migrations_dir,
+    upgrade,
+)
 from monitor.store import SWEEPS, Store
 
 

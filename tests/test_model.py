@@ -36,8 +36,16 @@ def test_bare_date_is_midnight_utc() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(300, Decimal(300)), (1.5, Decimal("1.5")), ("1.00", Decimal("1.00")), (0.1, Decimal("0.1")),
-     (None, None), ("abc", None), (True, None), ("NaN", None)],
+    [
+        (300, Decimal(300)),
+        (1.5, Decimal("1.5")),
+        ("1.00", Decimal("1.00")),
+        (0.1, Decimal("0.1")),
+        (None, None),
+        ("abc", None),
+        (True, None),
+        ("NaN", None),
+    ],
 )
 def test_money_is_decimal(value: object, expected: Decimal | None) -> None:
     assert parse_money(value) == expected
@@ -45,10 +53,18 @@ def test_money_is_decimal(value: object, expected: Decimal | None) -> None:
 
 def test_seed_item_parses() -> None:
     raw = {
-        "id": "aabbccdd-1234-5678-90ab-cdef12345678", "account_id": "MA_XXXXXXXX",
-        "e164": "+918012345678", "country": "IN", "region": "Karnataka", "status": "active",
-        "monthly_fee": 300, "currency": "INR", "application_id": "20577609616603585",
-        "is_blocked": False, "tags": [], "next_billing_date": "2026-04-25T06:58:38Z",
+        "id": "aabbccdd-1234-5678-90ab-cdef12345678",
+        "account_id": "MA_XXXXXXXX",
+        "e164": "+918012345678",
+        "country": "IN",
+        "region": "Karnataka",
+        "status": "active",
+        "monthly_fee": 300,
+        "currency": "INR",
+        "application_id": "20577609616603585",
+        "is_blocked": False,
+        "tags": [],
+        "next_billing_date": "2026-04-25T06:58:38Z",
     }
     rec = parse_number(raw)
     assert rec is not None
@@ -69,11 +85,21 @@ def test_missing_application_variants(app: object) -> None:
 
 
 def test_tolerates_wrong_types_and_legacy_fields() -> None:
-    rec = parse_number({
-        "id": "n1", "number": "+15550001", "account_auth_id": "MA_OLD", "status": None,
-        "tags": "not-a-list", "is_blocked": "true", "monthly_cost": "2.50", "monthly_fee": 9,
-        "expires_at": "2026-12-01T00:00:00Z", "capabilities": None, "region": 7,
-    })
+    rec = parse_number(
+        {
+            "id": "n1",
+            "number": "+15550001",
+            "account_auth_id": "MA_OLD",
+            "status": None,
+            "tags": "not-a-list",
+            "is_blocked": "true",
+            "monthly_cost": "2.50",
+            "monthly_fee": 9,
+            "expires_at": "2026-12-01T00:00:00Z",
+            "capabilities": None,
+            "region": 7,
+        }
+    )
     assert rec is not None
     assert rec.e164 == "+15550001"
     assert rec.account_id == "MA_OLD"

@@ -12,13 +12,23 @@ from monitor.render import (
     rental_at_risk,
 )
 
-HOSTILE = ["<script>alert(1)</script>", "line1\nline2\r\nBcc: evil@x", "*bold* _it_ `code`",
-           "<!channel>", "[click](http://evil)"]
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "line1\nline2\r\nBcc: evil@x",
+    "*bold* _it_ `code`",
+    "<!channel>",
+    "[click](http://evil)",
+]
 
 
 def item(**kw: object) -> Item:
-    base: dict[str, object] = {"rule": "blocked", "severity": "critical", "e164": "+911",
-                               "account_id": "MA_A", "message": "number is blocked"}
+    base: dict[str, object] = {
+        "rule": "blocked",
+        "severity": "critical",
+        "e164": "+911",
+        "account_id": "MA_A",
+        "message": "number is blocked",
+    }
     return Item(**(base | kw))  # type: ignore[arg-type]
 
 
@@ -55,9 +65,14 @@ def test_title_is_one_header_safe_line() -> None:
 
 
 def test_sections_and_totals() -> None:
-    d = Digest(new=[item()], reminders=[item(tier=7)], resolved=[item(rule="expiring")],
-               still_open=4, numbers_swept=120,
-               at_risk={"INR": Decimal("300"), "USD": Decimal("1.50")})
+    d = Digest(
+        new=[item()],
+        reminders=[item(tier=7)],
+        resolved=[item(rule="expiring")],
+        still_open=4,
+        numbers_swept=120,
+        at_risk={"INR": Decimal("300"), "USD": Decimal("1.50")},
+    )
     body = render_body(d, "text")
     assert "New (1)" in body and "Reminders (1)" in body and "Resolved (1)" in body
     assert "[7d]" in body
@@ -85,13 +100,21 @@ def test_limits_per_channel_kind() -> None:
 
 def test_templates_override_title_and_intro() -> None:
     d = Digest(new=[item()], numbers_swept=9)
-    assert render_title(d, "p", {"title": "$new problems in $swept numbers"}) == "1 problems in 9 numbers"
+    assert (
+        render_title(d, "p", {"title": "$new problems in $swept numbers"})
+        == "1 problems in 9 numbers"
+    )
     body = render_body(d, "text", templates={"intro": "Hello team ($open still open)"})
     assert body.startswith("Hello team (0 still open)")
 
 
 def test_rental_at_risk_sums_per_currency() -> None:
-    totals = rental_at_risk([item(monthly_fee=Decimal("1.5"), currency="USD"),
-                             item(monthly_fee=Decimal("2.25"), currency="USD"),
-                             item(monthly_fee=Decimal(300), currency="INR"), item()])
+    totals = rental_at_risk(
+        [
+            item(monthly_fee=Decimal("1.5"), currency="USD"),
+            item(monthly_fee=Decimal("2.25"), currency="USD"),
+            item(monthly_fee=Decimal(300), currency="INR"),
+            item(),
+        ]
+    )
     assert totals == {"INR": Decimal(300), "USD": Decimal("3.75")}

@@ -13,8 +13,14 @@ NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 
 def num(**fields: Any) -> Any:
-    base = {"id": "n1", "e164": "+911234567890", "account_id": "MA_A", "status": "active",
-            "application_id": "app-1", "is_blocked": False}
+    base = {
+        "id": "n1",
+        "e164": "+911234567890",
+        "account_id": "MA_A",
+        "status": "active",
+        "application_id": "app-1",
+        "is_blocked": False,
+    }
     rec = parse_number(base | fields)
     assert rec is not None
     return rec
@@ -80,8 +86,10 @@ def test_released_numbers_are_not_nagged_about() -> None:
 
 def test_thresholds_severity_and_enabled_come_from_config() -> None:
     rec = num(next_billing_date=day(10), is_blocked=True)
-    cfg = ctx(billing_due=DateRuleConfig(within_days=10, severity="info"),
-              blocked=RuleConfig(enabled=False))
+    cfg = ctx(
+        billing_due=DateRuleConfig(within_days=10, severity="info"),
+        blocked=RuleConfig(enabled=False),
+    )
     (d,) = evaluate([rec], cfg)
     assert d.rule == "billing_due" and d.severity == "info"
 
@@ -93,8 +101,10 @@ def test_tiers_pick_the_most_urgent_crossed() -> None:
     assert tier_for(5, cfg) == 7
     assert tier_for(0, cfg) == 1
     assert tier_for(31, cfg) is None
-    (d,) = evaluate([num(next_billing_date=day(1))],
-                    ctx(billing_due=DateRuleConfig(within_days=30, reminders=(30, 14, 7, 1))))
+    (d,) = evaluate(
+        [num(next_billing_date=day(1))],
+        ctx(billing_due=DateRuleConfig(within_days=30, reminders=(30, 14, 7, 1))),
+    )
     assert d.tier == 1 and d.severity == "critical"
 
 

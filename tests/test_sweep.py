@@ -27,14 +27,18 @@ def current_ids(store: Store) -> set[str]:
         return {r[0] for r in rows}
 
 
-def test_complete_sweep_stores_every_number(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+def test_complete_sweep_stores_every_number(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
     out = cycle(sandbox, store, clock, vobiz={"per_page": 20, "concurrency": 4})
     assert out.ok, out.error
     assert out.counts.numbers_seen == 150 and out.counts.pages == 8
     assert current_ids(store) == set(sandbox.inventory.ids())
 
 
-def test_injected_faults_end_in_a_complete_sweep(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+def test_injected_faults_end_in_a_complete_sweep(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
     sandbox.faults.add(page=2, status=429, retry_after="0")
     sandbox.faults.add(page=3, times=3, status=503)
     sandbox.faults.add(page=4, kind="garbage")
@@ -58,7 +62,9 @@ def test_api_that_never_recovers_fails_the_sweep_and_stores_nothing(
     assert sweep is not None and sweep["status"] == "failed" and sweep["error"]
 
 
-def test_numbers_added_mid_sweep_are_reread(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+def test_numbers_added_mid_sweep_are_reread(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
     added: list[str] = []
 
     def shift(path: str, query: dict[str, str]) -> None:
@@ -72,7 +78,9 @@ def test_numbers_added_mid_sweep_are_reread(sandbox: Sandbox, store: Store, cloc
     assert set(added) <= current_ids(store)
 
 
-def test_total_changing_every_page_fails_after_rereads(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+def test_total_changing_every_page_fails_after_rereads(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
     def grow(path: str, query: dict[str, str]) -> None:
         sandbox.inventory.add(1, front=True)
 
@@ -83,7 +91,9 @@ def test_total_changing_every_page_fails_after_rereads(sandbox: Sandbox, store: 
     assert current_ids(store) == set()
 
 
-def test_numbers_removed_only_by_a_complete_sweep(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+def test_numbers_removed_only_by_a_complete_sweep(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
     assert cycle(sandbox, store, clock).ok
     gone = list(sandbox.inventory.ids())[:3]
     sandbox.inventory.remove(gone)
@@ -109,7 +119,9 @@ def test_sudden_shrink_fails_the_sweep(sandbox: Sandbox, store: Store, clock: Fa
     assert len(current_ids(store)) == 70
 
 
-def test_duplicates_across_pages_are_counted_once(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+def test_duplicates_across_pages_are_counted_once(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
     first_id = next(iter(sandbox.inventory.ids()))
     sandbox.inventory.remove([first_id])
     sandbox.inventory.add(1)
@@ -121,7 +133,9 @@ def test_duplicates_across_pages_are_counted_once(sandbox: Sandbox, store: Store
     assert not out.ok and "did not add up" in (out.error or "")
 
 
-def test_unchanged_resweep_writes_almost_nothing(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+def test_unchanged_resweep_writes_almost_nothing(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
     assert cycle(sandbox, store, clock).ok
     before = store.row_counts()
     clock.advance(hours=1)
@@ -140,7 +154,9 @@ def test_unchanged_resweep_writes_almost_nothing(sandbox: Sandbox, store: Store,
     assert sum(1 for _ in store.inventory_at(out.sweep_id - 1)) == 150
 
 
-def test_interrupted_sweep_is_marked_aborted_next_time(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+def test_interrupted_sweep_is_marked_aborted_next_time(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
     sid = store.start_sweep(clock(), "manual")  # as if the process was SIGKILLed mid-sweep
     out = cycle(sandbox, store, clock)
     assert out.ok

@@ -21,8 +21,12 @@ from monitor.vobiz import (
 def client_for(box: Sandbox, **overrides: object) -> tuple[VobizClient, list[float]]:
     sleeps: list[float] = []
     values: dict[str, object] = {
-        "base_url": box.url, "auth_id": box.auth_id, "auth_token": box.auth_token,
-        "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05, "timeout_seconds": 2,
+        "base_url": box.url,
+        "auth_id": box.auth_id,
+        "auth_token": box.auth_token,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        "timeout_seconds": 2,
         "max_requests_per_second": 0,
     }
     cfg = VobizConfig.model_validate(values | overrides)
@@ -134,9 +138,17 @@ def test_other_4xx_is_not_retried(sandbox: Sandbox) -> None:
 
 
 def test_unreachable_api_is_retryable_then_gives_up() -> None:
-    cfg = VobizConfig(base_url="http://127.0.0.1:9", auth_id="PA_X", auth_token="t", max_retries=1,
-                      backoff_base_seconds=0)
-    with VobizClient(cfg, sleep=lambda s: None) as client, pytest.raises(ApiGaveUp, match="cannot reach"):
+    cfg = VobizConfig(
+        base_url="http://127.0.0.1:9",
+        auth_id="PA_X",
+        auth_token="t",
+        max_retries=1,
+        backoff_base_seconds=0,
+    )
+    with (
+        VobizClient(cfg, sleep=lambda s: None) as client,
+        pytest.raises(ApiGaveUp, match="cannot reach"),
+    ):
         client.numbers_page(1)
 
 
@@ -161,7 +173,10 @@ def test_parse_retry_after_forms() -> None:
 
 def test_error_text_both_shapes() -> None:
     assert error_text({"status": "error", "error": {"code": "bad", "message": "why"}}) == "bad: why"
-    assert error_text({"api_id": "1", "error": "not_found", "message": "no such"}) == "not_found: no such"
+    assert (
+        error_text({"api_id": "1", "error": "not_found", "message": "no such"})
+        == "not_found: no such"
+    )
     assert error_text({"message": "only"}) == "only"
 
 
@@ -170,7 +185,9 @@ def test_parse_page_rejects_wrong_shapes() -> None:
         parse_page([], 1, 100)
     with pytest.raises(RetryableApiError):
         parse_page({"items": "nope"}, 1, 100)
-    page = parse_page({"items": [{"id": "a", "e164": "+1"}, {"junk": True}, 5], "total": "x"}, 1, 100)
+    page = parse_page(
+        {"items": [{"id": "a", "e164": "+1"}, {"junk": True}, 5], "total": "x"}, 1, 100
+    )
     assert page.total is None and len(page.records) == 1 and page.malformed == 2
 
 

@@ -1,0 +1,513 @@
+"""The scheduler daemon behind ``did-monitor run``: cron sweeps with catch-up, delivery retries,
+heartbeats, the health listener, and a graceful, bounded shutdown on SIGTERM/SIGINT.
+
+This is the only module that knows wall-clock scheduling. The decisions about time are pure
+functions of ``now`` (``needs_catch_up``, ``sweep_deadline``) so they are tested with fixed
+datetimes; ``Service`` wires them to APScheduler 3 (in-memory job store: the "last complete
+sweep" lives in our own tables, so nothing scheduler-specific has to survive a restart).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.executors.base import BaseExecutor, run_job
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.alerts import DeliveryOutcome, deliver_due
+from monitor.config import ScheduleConfig, Settings
+from monitor.db import current_revision, head_revision, utcnow
+from monitor.errors import LockBusy, MonitorError, SweepCancelled
+from monitor.health import HealthServer, Metrics, assess, describe_failure, parse_listen
+from monitor.heartbeat import Heartbeat
+from monitor.notify import AppriseNotifier, Notifier
+from monitor.pipeline import SweepOutcome, run_cycle
+from monitor.store import Store
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+SWEEP_JOB = "sweep"
+DELIVERY_JOB = "deliver"
+_TICK = timedelta(microseconds=1)
+
+
+# --- time decisions (pure) ----------------------------------------------------------------------
+
+
+def build_trigger(schedule: ScheduleConfig, *, jitter: bool = True) -> CronTrigger:
+    """The sweep's cron trigger in the configured IANA zone (crontab weekday names and numbers)."""
+    trigger = CronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(schedule.timezone))
+    if jitter:
+        trigger.jitter = schedule.jitter_seconds or None
+    return trigger
+
+
+def _seconds(value: timedelta | float) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+
+
+def fire_at_or_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
+    """The trigger's first fire time at or after ``moment`` (to the second, UTC), no jitter."""
+    if getattr(trigger, "jitter", None):
+        trigger = copy.copy(trigger)
+        trigger.jitter = None
+    fire: datetime | None = trigger.get_next_fire_time(None, moment.astimezone(trigger.timezone))
+    return fire.astimezone(UTC) if fire is not None else None
+
+
+def missed_fire_time(
+    trigger: CronTrigger, last_complete_at: datetime, now: datetime, grace: timedelta | float
+) -> datetime | None:
+    """A fire time after ``last_complete_at``, not after ``now``, and no older than ``grace``.
+
+    Only the earliest candidate in that window is computed (one trigger lookup, whatever the
+    downtime), because one such fire time is enough to decide, and coalescing means any number
+    of missed windows is made up by one sweep.
+    """
+    earliest = max(last_complete_at + _TICK, now - _seconds(grace))
+    fire = fire_at_or_after(trigger, earliest)
+    return fire if fire is not None and fire <= now else None
+
+
+def needs_catch_up(
+    trigger: CronTrigger, last_complete_at: datetime | None, now: datetime, grace: timedelta | float
+) -> bool:
+    """Whether the service must sweep once at start: never a complete sweep, or a scheduled
+    sweep fell due since the last complete one's start and is still within the misfire grace."""
+    if last_complete_at is None:
+        return True
+    return missed_fire_time(trigger, last_complete_at, now, grace) is not None
+
+
+def sweep_deadline(
+    trigger: CronTrigger,
+    last_complete_at: datetime | None,
+    started_at: datetime,
+    grace: timedelta | float,
+    slack: timedelta | float = 0,
+) -> datetime | None:
+    """The time after which the data is overdue: the first fire time after the last complete
+    sweep's start plus the misfire grace (plus ``slack``, the configured jitter). Before any
+    complete sweep, the service gets one grace period from ``started_at``. None: never due."""
+    if last_complete_at is None:
+        return started_at + _seconds(grace)
+    fire = fire_at_or_after(trigger, last_complete_at + _TICK)
+    return None if fire is None else fire + _seconds(grace) + _seconds(slack)
+
+
+def is_overdue(
+    trigger: CronTrigger,
+    last_complete_at: datetime | None,
+    now: datetime,
+    started_at: datetime,
+    grace: timedelta | float,
+    slack: timedelta | float = 0,
+) -> bool:
+    deadline = sweep_deadline(trigger, last_complete_at, started_at, grace, slack)
+    return deadline is not None and now > deadline
+
+
+# --- the executor -------------------------------------------------------------------------------
+
+
+class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """Runs each job on a daemon thread of its own.
+
+    APScheduler's default pool is a ``concurrent.futures`` pool, whose workers the interpreter
+    joins at exit: a job stuck in I/O would then hold the process past the shutdown bound until
+    Docker kills it. A daemon thread is abandoned instead; a sweep cut off that way is left
+    ``running`` and marked aborted by the next sweep, like any crash.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._threads: set[threading.Thread] = set()
+        self._guard = threading.Lock()
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        def target() -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException as exc:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+            finally:
+                with self._guard:
+                    self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=target, name=f"did-monitor-{job.id}", daemon=True)
+        with self._guard:
+            self._threads.add(thread)
+        thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for running jobs; True when none is left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._guard:
+                running = list(self._threads)
+            if not running:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            running[0].join(left)
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+class Service:
+    """``did-monitor run``: construct with the frozen settings and a migrated store, then call
+    ``run_forever()`` from the main thread; it returns the process exit code.
+
+    Raises ``ConfigError`` (exit 2) for an unusable ``service.health_listen``, at construction
+    for a malformed value and from ``start()`` when the address cannot be bound.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        run_now: bool = False,
+        notifier: Notifier | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.run_now = run_now
+        self.notifier: Notifier = notifier or AppriseNotifier(
+            settings.alerts.delivery_timeout_seconds
+        )
+        self.clock = clock
+        schedule = settings.schedule
+        self.timezone = ZoneInfo(schedule.timezone)
+        self.trigger = build_trigger(schedule)
+        self.exact_trigger = build_trigger(schedule, jitter=False)
+        self.grace = timedelta(seconds=schedule.misfire_grace_seconds)
+        self.listen = parse_listen(settings.service.health_listen)
+        self.metrics = Metrics(store, [c.name for c in settings.channels])
+        self.heartbeat = Heartbeat(settings.service.heartbeat_url, settings.service.fail_url)
+        self.cancel = threading.Event()  # passed to run_cycle: set, the running sweep aborts
+        self.started_at: datetime | None = None
+        self._executor = _DaemonThreadExecutor()
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": self._executor},
+            timezone=self.timezone,
+        )
+        self._stop = threading.Event()
+        self._signal: int | None = None
+        self._next_trigger = "schedule"
+        self._health: HealthServer | None = None
+        self._migrated = False
+        self._head: str | None = None
+        self._stopped = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def run_forever(self) -> int:
+        """Start, wait for SIGTERM/SIGINT (or ``stop()``), shut down; returns the exit code."""
+        restore = self._install_signal_handlers()
+        try:
+            self.start()
+            # Polling the flag (not an Event set by the handler) keeps the signal handler free of
+            # locks: a handler that takes a lock the interrupted main thread holds deadlocks.
+            while self._signal is None and not self._stop.wait(0.2):
+                pass
+            if self._signal is not None:
+                log.info("received %s: shutting down", signal.Signals(self._signal).name)
+            return self.shutdown()
+        finally:
+            restore()
+
+    def start(self) -> None:
+        """Open the health listener, decide on a catch-up sweep, start the scheduler."""
+        now = self.clock()
+        self.started_at = now
+        if self.listen is not None:
+            self._health = HealthServer(
+                self.listen, health=self.health, ready=self.readiness, metrics=self.metrics.render
+            ).start()
+        reason = self.first_sweep_reason(now)
+        first_run: dict[str, Any] = {}
+        if reason is not None:
+            self._next_trigger = reason
+            # The cron job itself runs now, so coalescing and max_instances=1 cover this sweep too.
+            first_run["next_run_time"] = datetime.now(self.timezone)
+        schedule = self.settings.schedule
+        self.scheduler.add_job(
+            self.sweep_job,
+            self.trigger,
+            id=SWEEP_JOB,
+            name="sweep",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=schedule.misfire_grace_seconds,
+            **first_run,
+        )
+        interval = self.settings.service.retry_interval_seconds
+        self.scheduler.add_job(
+            self.delivery_job,
+            IntervalTrigger(seconds=interval, timezone=self.timezone),
+            id=DELIVERY_JOB,
+            name="deliver",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=interval,
+        )
+        self.scheduler.start()
+        log.info(
+            "did-monitor service started: schedule %r (%s), misfire grace %ds, jitter %ds, "
+            "delivery retries every %ds; next sweep %s",
+            schedule.cron,
+            schedule.timezone,
+            schedule.misfire_grace_seconds,
+            schedule.jitter_seconds,
+            interval,
+            "now" if reason else self._format(self.next_sweep_at()),
+        )
+
+    def stop(self) -> None:
+        """Ask ``run_forever`` to shut down (what the signal handlers do, from any thread)."""
+        self._stop.set()
+
+    def shutdown(self) -> int:
+        """Abort the running sweep, wait for it (bounded), flush deliveries, release everything.
+
+        The whole shutdown takes at most ``service.shutdown_timeout_seconds``: the final
+        delivery flush gets what the running job left of that budget.
+        """
+        if self._stopped:
+            return 0
+        self._stopped = True
+        self.cancel.set()
+        bound = float(self.settings.service.shutdown_timeout_seconds)
+        deadline = time.monotonic() + bound
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if not self._executor.join(bound):
+            log.warning(
+                "a job was still running %gs after shutdown began; leaving it behind (an "
+                "unfinished sweep is marked aborted by the next one)",
+                bound,
+            )
+        self._final_flush(deadline)
+        if self._health is not None:
+            self._health.stop()
+        self.store.dispose()
+        log.info("did-monitor service stopped")
+        return 0
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None  # signal.signal only works in the main thread
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self._signal is not None:  # a second signal: stop waiting for a graceful end
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                raise SystemExit(128 + signum)
+            self._signal = signum
+
+        for sig in previous:
+            signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+    # --- decisions --------------------------------------------------------------------------------
+
+    def first_sweep_reason(self, now: datetime) -> str | None:
+        """Why to sweep immediately at start ("start", "catch-up"), or None to wait for cron."""
+        if self.run_now or self.settings.schedule.run_on_start:
+            log.info("sweeping now: %s", "--once-now" if self.run_now else "schedule.run_on_start")
+            return "start"
+        try:
+            last = self.store.last_sweep("complete")
+        except (SQLAlchemyError, MonitorError) as exc:
+            log.warning(
+                "cannot read the last sweep (%s); sweeping now to be safe", describe_failure(exc)
+            )
+            return "catch-up"
+        if last is None:
+            log.info("catch-up: no complete sweep on record; sweeping now")
+            return "catch-up"
+        missed = missed_fire_time(self.exact_trigger, last["started_at"], now, self.grace)
+        if missed is not None:
+            log.info(
+                "catch-up: the sweep due at %s was missed (last complete sweep #%d started %s); "
+                "sweeping now, once",
+                self._format(missed),
+                last["id"],
+                self._format(last["started_at"]),
+            )
+            return "catch-up"
+        log.info(
+            "no scheduled sweep missed since the last complete one (#%d, started %s)",
+            last["id"],
+            self._format(last["started_at"]),
+        )
+        return None
+
+    def next_sweep_at(self) -> datetime | None:
+        """When the scheduler will sweep next (jitter included); from the cron when it is off."""
+        job = self.scheduler.get_job(SWEEP_JOB) if self.scheduler.running else None
+        if job is not None:
+            when: datetime | None = job.next_run_time
+            return when
+        return fire_at_or_after(self.exact_trigger, datetime.now(UTC) + timedelta(seconds=1))
+
+    # --- jobs (each catches, logs and records its own failure) ----------------------------------
+
+    def sweep_job(self) -> SweepOutcome | None:
+        """One sweep as the scheduler runs it; never raises. None when nothing was swept."""
+        if self.cancel.is_set():
+            return None
+        trigger, self._next_trigger = self._next_trigger, "schedule"
+        started = time.monotonic()
+        outcome: SweepOutcome | None = None
+        try:
+            outcome = run_cycle(
+                self.settings,
+                self.store,
+                self.notifier,
+                trigger=trigger,
+                clock=self.clock,
+                cancel=self.cancel,
+            )
+        except LockBusy:
+            log.info("sweep skipped: another did-monitor replica is sweeping this database")
+            self.metrics.sweep_finished("skipped")
+        except SweepCancelled:
+            log.info("sweep aborted for shutdown: rolled back and recorded as aborted")
+            self.metrics.sweep_finished("aborted", time.monotonic() - started)
+        except Exception as exc:  # nothing kills the daemon: record it and wait for the next run
+            if isinstance(exc, MonitorError):
+                log.error("sweep job failed: %s", exc.message)
+            else:
+                log.exception("sweep job failed unexpectedly")
+            self.metrics.sweep_finished("error", time.monotonic() - started)
+            self.metrics.job_failed(SWEEP_JOB)
+            self.heartbeat.failure()
+        else:
+            self.metrics.sweep_finished("complete" if outcome.ok else "failed", outcome.duration)
+            self.metrics.delivered(outcome.deliveries)
+            if outcome.ok:
+                self.heartbeat.success()
+            else:
+                self.heartbeat.failure()
+        if not self.cancel.is_set():
+            log.info("next sweep %s", self._format(self.next_sweep_at()))
+        return outcome
+
+    def delivery_job(self) -> list[DeliveryOutcome]:
+        """Send whatever the outbox has due (retries between sweeps); never raises."""
+        if self.cancel.is_set():
+            return []
+        return self._deliver()
+
+    def _deliver(self) -> list[DeliveryOutcome]:
+        try:
+            outcomes = deliver_due(self.store, self.settings, self.notifier, self.clock)
+        except Exception as exc:  # nothing kills the daemon
+            if isinstance(exc, MonitorError | SQLAlchemyError):
+                log.error("delivery job failed: %s", describe_failure(exc))
+            else:
+                log.exception("delivery job failed unexpectedly")
+            self.metrics.job_failed(DELIVERY_JOB)
+            return []
+        self.metrics.delivered(outcomes)
+        return outcomes
+
+    def _final_flush(self, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            log.warning("no time left for a final delivery flush; queued alerts stay queued")
+            return
+        outcomes: list[DeliveryOutcome] = []
+        thread = threading.Thread(
+            target=lambda: outcomes.extend(self._deliver()), name="did-monitor-flush", daemon=True
+        )
+        thread.start()
+        thread.join(left)
+        if thread.is_alive():
+            log.warning(
+                "the final delivery flush did not finish in %.0fs; the rest stays queued", left
+            )
+        elif outcomes:
+            failed = sum(1 for o in outcomes if not o.ok)
+            log.info(
+                "final delivery flush: %d sent, %d failed (kept for retry)",
+                len(outcomes) - failed,
+                failed,
+            )
+
+    # --- probes -----------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """``/healthz``: the scheduler runs and the last complete sweep is not overdue."""
+        now = self.clock()
+        last = self.store.last_sweep("complete")
+        last_at: datetime | None = last["started_at"] if last is not None else None
+        deadline = sweep_deadline(
+            self.exact_trigger,
+            last_at,
+            self.started_at or now,
+            self.grace,
+            self.settings.schedule.jitter_seconds,
+        )
+        return assess(
+            now=now,
+            scheduler_running=self.scheduler.running,
+            last_complete_at=last_at,
+            deadline=deadline,
+        )
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """``/readyz``: the database schema is at the latest migration and the scheduler runs."""
+        if not self._migrated:
+            if self._head is None:
+                self._head = head_revision()
+            self._migrated = current_revision(self.store.engine) == self._head
+        running = bool(self.scheduler.running)
+        reasons = []
+        if not self._migrated:
+            reasons.append(
+                "the database is not migrated to the latest revision "
+                "(run `did-monitor db upgrade` or set database.auto_migrate = true)"
+            )
+        if not running:
+            reasons.append("the scheduler is not running")
+        ok = not reasons
+        return ok, {
+            "status": "ready" if ok else "not ready",
+            "reasons": reasons,
+            "database_migrated": self._migrated,
+            "scheduler_running": running,
+        }
+
+    def _format(self, when: datetime | None) -> str:
+        if when is None:
+            return "never (the schedule has no future fire time)"
+        local = when.astimezone(self.timezone)
+        return f"at {local.isoformat(timespec='seconds')}"

@@ -1,0 +1,274 @@
+"""The ``did-monitor`` command end to end as a user runs it: subprocesses, real files, servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.sandbox import Sandbox
+from tests.conftest import HttpReceiver, SmtpSink
+
+TOKEN = "sandbox-token"
+
+
+def did(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+    full_env.update(env or {})
+    full_env.setdefault("COLUMNS", "200")
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_config(tmp_path: Path, sandbox: Sandbox, extra: str = "", db: str | None = None) -> Path:
+    path = tmp_path / "config.toml"
+    db_url = db or f"sqlite:///{tmp_path / 'm.db'}"
+    path.write_text(f"""
+[vobiz]
+base_url = "{sandbox.url}"
+auth_id = "{sandbox.auth_id}"
+max_requests_per_second = 0
+backoff_base_seconds = 0.01
+[database]
+url = "{db_url}"
+{extra}
+""")
+    path.chmod(0o600)
+    return path
+
+
+def test_demo_runs_with_nothing_configured(tmp_path: Path) -> None:
+    result = did("demo", "--numbers", "200", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "sandbox Partner API on http://127.0.0.1:" in out
+    assert "swept 200 numbers" in out
+    assert "open finding(s)" in out and "missing_application" in out
+    assert "New (" in out  # the digest
+    assert str(tmp_path / "did-monitor-demo.db") in out
+    assert (tmp_path / "did-monitor-demo.db").exists()
+    assert "Traceback" not in result.stderr
+
+
+def test_sweep_then_findings_json(
+    tmp_path: Path, sandbox: Sandbox, http_receiver: HttpReceiver, smtp_server: SmtpSink
+) -> None:
+    cfg = write_config(
+        tmp_path,
+        sandbox,
+        f"""
+[[channels]]
+name = "hook"
+url = "{http_receiver.url()}"
+[[channels]]
+name = "mail"
+url = "{smtp_server.url()}"
+min_severity = "critical"
+""",
+    )
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    result = did("--config", str(cfg), "sweep", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "sweep 1 complete: 150 numbers" in result.stdout
+    assert "digest → hook: sent" in result.stdout and "digest → mail: sent" in result.stdout
+    (post,) = http_receiver.posts
+    assert "new" in post["body"]["title"]
+    (mail,) = smtp_server.messages
+    assert "new" in mail["Subject"]
+    assert TOKEN not in result.stdout + result.stderr
+
+    found = did("--config", str(cfg), "findings", "--json", cwd=tmp_path, env=env)
+    assert found.returncode == 0, found.stderr
+    rows = json.loads(found.stdout)
+    assert rows and {r["rule"] for r in rows} <= {
+        "billing_due",
+        "expiring",
+        "missing_application",
+        "blocked",
+    }
+    for key in (
+        "rule",
+        "severity",
+        "e164",
+        "number_id",
+        "account_id",
+        "state",
+        "first_seen",
+        "last_seen",
+        "resolved_at",
+        "message",
+    ):
+        assert key in rows[0]
+    assert rows[0]["first_seen"].endswith("Z") and rows[0]["resolved_at"] is None
+
+    # a second sweep of an unchanged inventory announces nothing
+    again = did("--config", str(cfg), "sweep", cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "0 digest(s)" in again.stdout
+    assert len(http_receiver.posts) == 1
+
+    status = did("--config", str(cfg), "status", cwd=tmp_path, env=env)
+    assert "last sweep: #2 complete" in status.stdout and "hook: ok" in status.stdout
+
+
+def test_wrong_token_exits_1_without_traceback(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(tmp_path, sandbox)
+    result = did(
+        "--config", str(cfg), "sweep", cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": "wrong-token"}
+    )
+    assert result.returncode == 1
+    assert "401" in result.stderr and "Traceback" not in result.stderr
+    assert "wrong-token" not in result.stdout + result.stderr
+
+
+def test_unreachable_api_exits_1(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(tmp_path, sandbox, "")
+    text = cfg.read_text().replace(sandbox.url, "http://127.0.0.1:9") + "\n"
+    cfg.write_text(
+        text.replace("backoff_base_seconds = 0.01", "backoff_base_seconds = 0.01\nmax_retries = 1")
+    )
+    result = did("--config", str(cfg), "sweep", cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": TOKEN})
+    assert result.returncode == 1 and "cannot reach" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[rules.billing_due]\nwithin_dayz = 1\n", "rules.billing_due.within_dayz"),
+        ("[vobiz]\nbase_url = 'http://example.com'\n", "vobiz.base_url"),
+        ("[vobiz\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path, content: str, needle: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(content)
+    result = did("--config", str(cfg), "check-config", cwd=tmp_path)
+    assert result.returncode == 2
+    first = result.stderr.splitlines()[0]
+    assert str(cfg) in first and needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_and_bad_usage(tmp_path: Path) -> None:
+    result = did("--config", str(tmp_path / "nope.toml"), "sweep", cwd=tmp_path)
+    assert result.returncode == 2 and "not found" in result.stderr
+    usage = did("no-such-command", cwd=tmp_path)
+    assert usage.returncode == 2
+
+
+def test_check_config_redacts_and_shows_sources(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(
+        tmp_path,
+        sandbox,
+        """
+[[channels]]
+name = "slack"
+url = "slack://TAAAA/BBBBB/SECRETSECRET"
+""",
+    )
+    result = did(
+        "--config",
+        str(cfg),
+        "check-config",
+        cwd=tmp_path,
+        env={"VOBIZ_AUTH_TOKEN": "tok-123456", "DID_MONITOR__VOBIZ__PER_PAGE": "50"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tok-123456" not in result.stdout and "SECRETSECRET" not in result.stdout
+    assert 'auth_token = "***"' in result.stdout and "# env VOBIZ_AUTH_TOKEN" in result.stdout
+    assert "per_page = 50  # env DID_MONITOR__VOBIZ__PER_PAGE" in result.stdout
+
+
+def test_db_upgrade_from_any_directory(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"DID_MONITOR__DATABASE__URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    first = did("db", "upgrade", cwd=elsewhere, env=env)
+    assert first.returncode == 0, first.stderr
+    second = did("db", "upgrade", cwd=elsewhere, env=env)
+    assert second.returncode == 0 and "latest" in second.stdout
+
+
+def test_test_alert_reports_per_channel(
+    tmp_path: Path, sandbox: Sandbox, http_receiver: HttpReceiver
+) -> None:
+    cfg = write_config(
+        tmp_path,
+        sandbox,
+        f"""
+[[channels]]
+name = "good"
+url = "{http_receiver.url()}"
+[[channels]]
+name = "bad"
+url = "json://127.0.0.1:9/x"
+""",
+    )
+    result = did("--config", str(cfg), "test-alert", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "good: ok" in result.stdout and "bad: FAILED" in result.stdout
+    only = did("--config", str(cfg), "test-alert", "--channel", "good", cwd=tmp_path)
+    assert only.returncode == 0 and len(http_receiver.posts) == 2
+
+
+def test_history_and_silences(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(tmp_path, sandbox)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    nid = next(iter(sandbox.inventory.ids()))
+    item = sandbox.inventory.update(nid, application_id=None)
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    hist = did("--config", str(cfg), "history", item["e164"], cwd=tmp_path)
+    assert hist.returncode == 0 and "application_id" in hist.stdout and "first seen" in hist.stdout
+
+    added = did(
+        "--config",
+        str(cfg),
+        "silence",
+        "add",
+        "--rule",
+        "missing_application",
+        "--number",
+        item["e164"],
+        "--until",
+        "7d",
+        "--reason",
+        "porting",
+        cwd=tmp_path,
+    )
+    assert added.returncode == 0 and "silence 1 added" in added.stdout
+    found = json.loads(
+        did("--config", str(cfg), "findings", "--json", "--all", cwd=tmp_path).stdout
+    )
+    mine = [f for f in found if f["e164"] == item["e164"] and f["rule"] == "missing_application"]
+    assert mine and mine[0]["state"] == "silenced"
+    assert "porting" in did("--config", str(cfg), "silence", "list", cwd=tmp_path).stdout
+    bad = did(
+        "--config",
+        str(cfg),
+        "silence",
+        "add",
+        "--rule",
+        "nope",
+        "--until",
+        "1d",
+        "--reason",
+        "x",
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2 and "unknown rule" in bad.stderr
+    assert did("--config", str(cfg), "silence", "remove", "1", cwd=tmp_path).returncode == 0
+    assert did("--config", str(cfg), "silence", "remove", "1", cwd=tmp_path).returncode == 2

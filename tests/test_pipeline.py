@@ -1,0 +1,209 @@
+"""The alert lifecycle across sweeps: announce once, resolve, remind by tier, silence, route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.config import ChannelConfig, DateRuleConfig, RulesConfig
+from monitor.pipeline import run_cycle
+from monitor.sandbox import Sandbox
+from monitor.store import Store
+from monitor.testing import RecordingNotifier
+from tests.conftest import FakeClock, make_settings
+
+CHAN = ChannelConfig(name="ops", url="json://127.0.0.1:1/x")
+
+
+def run(
+    sandbox: Sandbox,
+    store: Store,
+    clock: FakeClock,
+    notifier: RecordingNotifier,
+    channels: tuple[ChannelConfig, ...] = (CHAN,),
+    **kw: Any,
+) -> Any:
+    return run_cycle(
+        make_settings(sandbox, store.url, channels, **kw), store, notifier, clock=clock
+    )
+
+
+def healthy(sandbox: Sandbox) -> None:
+    """Make every number clean, so each test controls exactly which findings exist."""
+    far = "2027-06-01T00:00:00Z"
+    for nid in list(sandbox.inventory.ids()):
+        sandbox.inventory.update(
+            nid,
+            status="active",
+            is_blocked=False,
+            application_id="app",
+            next_billing_date=far,
+            expires_at=far,
+        )
+
+
+def test_announced_once_then_resolved(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, is_blocked=True)
+    notifier = RecordingNotifier()
+    out = run(sandbox, store, clock, notifier)
+    assert out.ok and out.counts.findings_opened == 1 and out.digests == 1
+    (msg,) = notifier.sent
+    assert "1 new" in msg.title and "blocked" in msg.body
+
+    clock.advance(days=7)  # still blocked: nothing new, nothing sent
+    out = run(sandbox, store, clock, notifier)
+    assert out.digests == 0 and len(notifier.sent) == 1
+
+    sandbox.inventory.update(nid, is_blocked=False)
+    clock.advance(days=7)
+    out = run(sandbox, store, clock, notifier)
+    assert out.counts.findings_resolved == 1
+    assert len(notifier.sent) == 2 and "1 resolved" in notifier.sent[1].title
+    rows = store.findings(include_closed=True)
+    (f,) = [r for r in rows if r["rule"] == "blocked"]
+    assert f["state"] == "resolved" and f["resolved_at"] == clock()
+
+
+def test_resolved_notice_can_be_turned_off(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, is_blocked=True)
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, alerts={"resolved": False})
+    sandbox.inventory.update(nid, is_blocked=False)
+    out = run(sandbox, store, clock, notifier, alerts={"resolved": False})
+    assert out.counts.findings_resolved == 1 and len(notifier.sent) == 1
+
+
+def test_tiered_reminders_send_only_the_most_urgent(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, next_billing_date="2026-12-20T00:00:00Z")  # 27 days ahead
+    rules = RulesConfig(billing_due=DateRuleConfig(within_days=30, reminders=(30, 14, 7, 1)))
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert "[30d]" in notifier.sent[0].body
+    clock.advance(days=7)  # 20 days: still tier 30, quiet
+    assert run(sandbox, store, clock, notifier, rules=rules).digests == 0
+    clock.advance(days=14)  # 6 days: crossed 14 and 7 in one week → one reminder, tier 7
+    run(sandbox, store, clock, notifier, rules=rules)
+    last = notifier.sent[-1]
+    assert len(notifier.sent) == 2 and "1 reminders" in last.title
+    assert "[7d]" in last.body and "[14d]" not in last.body
+    (f,) = store.findings()
+    assert f["tier"] == 7
+
+
+def test_billing_date_moving_updates_the_same_finding(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, next_billing_date="2026-11-26T00:00:00Z")
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier)
+    (before,) = store.findings()
+    sandbox.inventory.update(nid, next_billing_date="2026-11-28T00:00:00Z")
+    run(sandbox, store, clock, notifier)
+    (after,) = store.findings()
+    assert after["id"] == before["id"] and "2026-11-28" in after["message"]
+    assert len(notifier.sent) == 1  # not re-announced
+
+
+def test_silence_holds_back_then_releases(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    from datetime import timedelta
+
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    item = sandbox.inventory.update(nid, is_blocked=True)
+    store.add_silence("blocked", clock() + timedelta(days=3), "known", clock(), e164=item["e164"])
+    notifier = RecordingNotifier()
+    out = run(sandbox, store, clock, notifier)
+    assert out.counts.findings_opened == 1 and notifier.sent == []
+    assert store.findings()[0]["state"] == "silenced"
+    clock.advance(days=4)  # the silence expired: announced now
+    run(sandbox, store, clock, notifier)
+    assert len(notifier.sent) == 1 and "1 new" in notifier.sent[0].title
+
+
+def test_routing_by_severity_rule_account_and_default(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    ids = list(sandbox.inventory.ids())
+    a = sandbox.inventory.update(ids[0], is_blocked=True)
+    b = sandbox.inventory.update(ids[1], next_billing_date="2026-11-25T00:00:00Z")
+    channels = (
+        ChannelConfig(name="critical", url="json://h/1", min_severity="critical"),
+        ChannelConfig(
+            name="customer", url="json://h/2", accounts=(b["account_id"],), rules=("billing_due",)
+        ),
+        ChannelConfig(name="catchall", url="json://h/3", default=True),
+    )
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, channels)
+    assert a["e164"] in notifier.for_channel("critical")[0].body
+    assert b["e164"] not in notifier.for_channel("critical")[0].body
+    assert b["e164"] in notifier.for_channel("customer")[0].body
+    assert a["e164"] not in notifier.for_channel("customer")[0].body
+    assert notifier.for_channel("catchall") == []  # every finding had a specific route
+
+
+def test_failed_delivery_is_kept_and_retried(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    from monitor.alerts import deliver_due
+    from monitor.outbox import Outbox
+
+    healthy(sandbox)
+    sandbox.inventory.update(next(iter(sandbox.inventory.ids())), is_blocked=True)
+    notifier = RecordingNotifier(failing={"ops"})
+    settings = make_settings(sandbox, store.url, (CHAN,))
+    out = run_cycle(settings, store, notifier, clock=clock)
+    assert out.ok and out.delivery_failures == 1
+    assert notifier.sent == []
+    assert deliver_due(store, settings, notifier, clock) == []  # not due before its backoff
+    notifier.failing.clear()
+    clock.advance(minutes=10)
+    (outcome,) = deliver_due(store, settings, notifier, clock)
+    assert outcome.ok
+    assert notifier.sent[0].title.startswith("(retry 1) ")
+    (row,) = [r for r in Outbox(store).deliveries() if r["kind"] == "digest"]
+    assert row["status"] == "sent" and row["attempts"] == 2
+
+
+def test_failing_channel_is_reported_through_the_others(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    from monitor.alerts import deliver_due
+
+    channels = (CHAN, ChannelConfig(name="backup", url="json://h/9"))
+    settings = make_settings(
+        sandbox, store.url, channels, alerts={"failing_after": 2, "retry_backoff_seconds": 1}
+    )
+    notifier = RecordingNotifier(failing={"ops"})
+    run_cycle(settings, store, notifier, clock=clock)
+    clock.advance(minutes=1)
+    deliver_due(store, settings, notifier, clock)
+    failing = [m for m in notifier.for_channel("backup") if "channel failing" in m.title]
+    assert len(failing) == 1 and "ops" in failing[0].body
+    clock.advance(minutes=5)
+    deliver_due(store, settings, notifier, clock)  # third failure: not reported again
+    assert len([m for m in notifier.sent if "channel failing" in m.title]) == 1
+
+
+def test_sweep_failure_alerts_every_channel(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    sandbox.faults.add(times=-1, status=401)
+    notifier = RecordingNotifier()
+    out = run(sandbox, store, clock, notifier)
+    assert not out.ok and "401" in (out.error or "")
+    (msg,) = notifier.sent
+    assert msg.title == "did-monitor: sweep failed" and msg.level == "failure"
+    assert "No finding was resolved" in msg.body
