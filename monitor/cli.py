@@ -211,7 +211,26 @@ def findings(state: State, as_json: bool, show_all: bool) -> None:
     if not show_all:
         rows = [r for r in rows if r["state"] == "open"]
     if as_json:
-        click.echo(json.dumps([finding_json(r) for r in rows], indent=2))
+        from monitor.outbox import Outbox
+
+        history = Outbox(store).notifications_for([r["id"] for r in rows])
+        items = []
+        for row in rows:
+            item = finding_json(row)
+            item["notifications"] = [
+                {
+                    "channel": n["channel"],
+                    "event": n["event"],
+                    "tier": n["tier"],
+                    "at": _iso(n["created_at"]),
+                    "delivery_id": n["delivery_id"],
+                    "delivery_status": n["status"],
+                    "sent_at": _iso(n["sent_at"]),
+                }
+                for n in history.get(row["id"], [])
+            ]
+            items.append(item)
+        click.echo(json.dumps(items, indent=2))
         return
     print_findings(rows)
 

@@ -228,10 +228,26 @@ class Outbox:
             stmt = sa.select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)
             return list(conn.execute(stmt).mappings())
 
-    def notifications_for(self, finding_ids: list[int]) -> list[RowMapping]:
-        out: list[RowMapping] = []
+    def notifications_for(self, finding_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """Every announcement of each finding, with the fate of the delivery that carried it."""
+        out: dict[int, list[dict[str, Any]]] = defaultdict(list)
         with self.store.engine.connect() as conn:
             for part in chunks(finding_ids):
-                stmt = sa.select(NOTIFICATIONS).where(NOTIFICATIONS.c.finding_id.in_(part))
-                out.extend(conn.execute(stmt.order_by(NOTIFICATIONS.c.id)).mappings())
-        return out
+                stmt = (
+                    sa.select(
+                        NOTIFICATIONS.c.finding_id,
+                        NOTIFICATIONS.c.channel,
+                        NOTIFICATIONS.c.event,
+                        NOTIFICATIONS.c.tier,
+                        NOTIFICATIONS.c.created_at,
+                        DELIVERIES.c.id.label("delivery_id"),
+                        DELIVERIES.c.status,
+                        DELIVERIES.c.sent_at,
+                    )
+                    .join(DELIVERIES, DELIVERIES.c.id == NOTIFICATIONS.c.delivery_id)
+                    .where(NOTIFICATIONS.c.finding_id.in_(part))
+                    .order_by(NOTIFICATIONS.c.id)
+                )
+                for row in conn.execute(stmt).mappings():
+                    out[row["finding_id"]].append(dict(row))
+        return dict(out)

@@ -78,18 +78,19 @@ def iter_pages(client: VobizClient, per_page: int, concurrency: int) -> Iterator
         return
     pending: set[Future[Page]] = set()
     next_page = 2
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sweep") as pool:
-        try:
-            while next_page <= last_page or pending:
-                while next_page <= last_page and len(pending) < concurrency * 2:
-                    pending.add(pool.submit(client.numbers_page, next_page, per_page))
-                    next_page += 1
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in sorted(done, key=lambda f: f.result().page if not f.exception() else 0):
-                    yield fut.result()  # re-raises the page's error; the finally cancels the rest
-        finally:
-            for fut in pending:
-                fut.cancel()
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sweep")
+    try:
+        while next_page <= last_page or pending:
+            while next_page <= last_page and len(pending) < concurrency * 2:
+                pending.add(pool.submit(client.numbers_page, next_page, per_page))
+                next_page += 1
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: f.result().page if not f.exception() else 0):
+                yield fut.result()  # re-raises the page's error
+    finally:
+        # On failure or cancellation, do not wait for pages still in flight: the sweep has
+        # already failed, and their retries would only delay the verdict.
+        pool.shutdown(wait=not pending, cancel_futures=True)
 
 
 def _pages_without_total(client: VobizClient, first: Page, per_page: int) -> Iterator[Page]:

@@ -203,6 +203,7 @@ class HttpReceiver:
     port: int
     posts: list[dict[str, Any]] = field(default_factory=list)
     fail_next: int = 0  # answer this many requests with 500
+    reply: bytes = b""  # body of a successful answer (Slack's webhook answers "ok")
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str = "hook") -> str:
@@ -223,9 +224,11 @@ def http_receiver() -> Iterator[HttpReceiver]:
                     rec.fail_next -= 1
                 else:
                     rec.posts.append({"path": self.path, "body": json.loads(body or b"{}")})
+            reply = b"" if failing else rec.reply
             self.send_response(500 if failing else 200)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
+            self.wfile.write(reply)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

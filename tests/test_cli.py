@@ -113,6 +113,9 @@ min_severity = "critical"
     ):
         assert key in rows[0]
     assert rows[0]["first_seen"].endswith("Z") and rows[0]["resolved_at"] is None
+    announced = {n["channel"] for r in rows for n in r["notifications"]}
+    assert "hook" in announced
+    assert all(n["delivery_status"] == "sent" for r in rows for n in r["notifications"])
 
     # a second sweep of an unchanged inventory announces nothing
     again = did("--config", str(cfg), "sweep", cwd=tmp_path, env=env)

@@ -64,3 +64,37 @@ def test_scrub_removes_url_secrets() -> None:
     assert "hunter22pass" not in scrub("auth failed for user:hunter22pass", url)
     slack = "slack://TAAAAA/BBBBBB/CCCCCCsecret"
     assert "CCCCCCsecret" not in scrub("error posting to slack://TAAAAA/BBBBBB/CCCCCCsecret", slack)
+
+
+def test_slack_payload_through_apprise_with_a_stand_in_host(
+    monkeypatch: pytest.MonkeyPatch, http_receiver: HttpReceiver
+) -> None:
+    """The real Apprise Slack plugin, posting to a local receiver instead of hooks.slack.com."""
+    from apprise.plugins.slack import NotifySlack
+
+    from monitor.render import Digest, Item, render_body
+
+    http_receiver.reply = b"ok"
+    monkeypatch.setattr(
+        NotifySlack, "webhook_url", f"http://127.0.0.1:{http_receiver.port}/services"
+    )
+    digest = Digest(
+        new=[
+            Item(
+                rule="blocked",
+                severity="critical",
+                e164="+911234",
+                account_id="MA_A",
+                message="number is blocked",
+                tags=("<!channel>", "<script>x</script>", "a\nb"),
+            )
+        ]
+    )
+    body = render_body(digest, "markdown")
+    chan = ChannelConfig(name="slack", url="slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7")
+    AppriseNotifier(timeout=5).send(chan, "did-monitor: 1 new", body, "markdown", "warning")
+    (post,) = http_receiver.posts
+    assert post["path"] == "/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
+    text = str(post["body"])
+    assert "+911234" in text and "blocked" in text
+    assert "<!channel>" not in text and "<script>" not in text

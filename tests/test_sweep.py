@@ -197,3 +197,53 @@ def test_findings_survive_a_failed_sweep(sandbox: Sandbox, store: Store, clock: 
         statuses = [r[0] for r in conn.execute(sa.select(SWEEPS.c.status).order_by(SWEEPS.c.id))]
     assert open_before == open_after > 0
     assert statuses == ["complete", "failed"]
+
+
+def test_sigkill_mid_sweep_leaves_a_consistent_database(
+    sandbox: Sandbox, tmp_path: Any, clock: FakeClock
+) -> None:
+    """A real process killed with SIGKILL mid-sweep: nothing half-written, next run carries on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "kill.db"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[vobiz]\nbase_url = "{sandbox.url}"\nauth_id = "{sandbox.auth_id}"\n'
+        f'auth_token = "{sandbox.auth_token}"\nper_page = 10\nconcurrency = 1\n'
+        f'max_requests_per_second = 0\n[database]\nurl = "sqlite:///{db}"\n'
+    )
+    cfg.chmod(0o600)
+    sandbox.latency = 0.2  # 15 pages: about 3 s, time enough to kill it half way
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", str(cfg), "sweep", "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while sandbox.request_count < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sandbox.request_count >= 5, "the sweep never got going"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sandbox.latency = 0
+    store = Store(f"sqlite:///{db}")
+    try:
+        assert store.last_sweep()["status"] == "running"  # type: ignore[index]
+        assert current_ids(store) == set()  # the pages it had stored were never committed
+        out = cycle(sandbox, store, clock)
+        assert out.ok
+        statuses = [r["status"] for r in reversed(store.recent_sweeps())]
+        assert statuses == ["aborted", "complete"]
+        assert current_ids(store) == set(sandbox.inventory.ids())
+    finally:
+        store.dispose()
