@@ -256,26 +256,30 @@ def finding_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def print_findings(rows: list[dict[str, Any]], limit: int | None = None) -> None:
+def print_findings(
+    rows: list[dict[str, Any]], limit: int | None = None, *, compact: bool = False
+) -> None:
     if not rows:
         out.print("no findings")
         return
     table = Table(title=f"{len(rows)} finding(s)", title_justify="left")
-    for col in ("rule", "severity", "number", "account", "state", "first seen", "message"):
-        table.add_column(col, overflow="fold")
+    columns = ["rule", "severity", "number", "account"]
+    columns += ["message"] if compact else ["state", "first seen", "message"]
+    for col in columns:
+        table.add_column(col, no_wrap=col != "message", overflow="fold")
     colour = {"critical": "red", "warning": "yellow", "info": "blue"}
     shown = rows if limit is None else rows[:limit]
     for r in shown:
         sev = r["severity"]
-        table.add_row(
+        cells = [
             r["rule"],
             f"[{colour.get(sev, 'white')}]{sev}[/]",
             escape(r["e164"] or ""),
             escape(r["account_id"] or ""),
-            r["state"],
-            r["first_seen"].strftime("%Y-%m-%d"),
-            escape(r["message"]),
-        )
+        ]
+        if not compact:
+            cells += [r["state"], r["first_seen"].strftime("%Y-%m-%d")]
+        table.add_row(*cells, escape(r["message"]))
     out.print(table)
     if limit is not None and len(rows) > limit:
         out.print(f"… and {len(rows) - limit} more (did-monitor findings shows them all)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.panel import Panel
+from rich.rule import Rule
 
 from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
 from monitor.pipeline import run_cycle
@@ -49,10 +49,12 @@ def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console) -> Non
     console.print(f"[bold]3.[/] rules found {len(rows)} open finding(s) — {summary}")
     from monitor.cli import print_findings
 
-    print_findings(rows, limit=15)
+    print_findings(rows, limit=12, compact=True)
     console.print("[bold]4.[/] the alert digest that would be sent (Markdown, as to Slack):")
     for msg in notifier.sent:
-        console.print(Panel(escape(msg.body), title=escape(msg.title), title_align="left"))
+        console.print(Rule(escape(msg.title), align="left"))
+        console.print(escape(msg.body), soft_wrap=True)
+        console.print(Rule())
     if not notifier.sent:
         console.print("(nothing to announce)")
     console.print(

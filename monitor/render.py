@@ -155,7 +155,7 @@ def render_body(
     summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
     if digest.at_risk:
         money = ", ".join(
-            f"{amt.normalize():f} {esc(cur, fmt)}" for cur, amt in digest.at_risk.items()
+            f"{amt.normalize():f} {_currency(cur)}" for cur, amt in digest.at_risk.items()
         )
         summary.append(f"Monthly rental at risk: {money}")
     w.footer(summary)
@@ -163,6 +163,11 @@ def render_body(
     if footer:
         w.paragraph(plain(footer, fmt))
     return w.text()
+
+
+def _currency(code: str) -> str:
+    """Currency codes are short letters; anything else from the API is shown as '?'."""
+    return code if code.isalpha() and len(code) <= 4 else "?"
 
 
 def _line(item: Item, fmt: Format) -> str:

@@ -227,6 +227,9 @@ class Store:
                 if item["state"] == "open" and is_silenced(item, silences):
                     item["state"] = "silenced"
                 out.append(item)
+        rank = {"critical": 0, "warning": 1, "info": 2}
+        states = {"open": 0, "silenced": 1, "resolved": 2}
+        out.sort(key=lambda f: (states.get(f["state"], 3), rank.get(f["severity"], 3), f["rule"]))
         return out
 
     def open_counts(self) -> dict[tuple[str, str], int]:
