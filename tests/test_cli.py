@@ -275,3 +275,32 @@ def test_history_and_silences(tmp_path: Path, sandbox: Sandbox) -> None:
     assert bad.returncode == 2 and "unknown rule" in bad.stderr
     assert did("--config", str(cfg), "silence", "remove", "1", cwd=tmp_path).returncode == 0
     assert did("--config", str(cfg), "silence", "remove", "1", cwd=tmp_path).returncode == 2
+
+
+def test_secrets_stay_out_of_logs_output_and_database(
+    tmp_path: Path, sandbox: Sandbox, http_receiver: HttpReceiver
+) -> None:
+    secret_hook = f"json://hookuser:hookpass1234@127.0.0.1:{http_receiver.port}/hook"
+    cfg = write_config(tmp_path, sandbox, f"""
+[logging]
+level = "DEBUG"
+format = "json"
+[[channels]]
+name = "hook"
+url = "{secret_hook}"
+[[channels]]
+name = "down"
+url = "json://downuser:downpass5678@127.0.0.1:9/x"
+""")
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    outputs = []
+    for args in (("sweep",), ("check-config",), ("status",), ("findings", "--json", "--all"),
+                 ("test-alert",)):
+        result = did("--config", str(cfg), *args, cwd=tmp_path, env=env)
+        outputs.append(result.stdout + result.stderr)
+    text = "\n".join(outputs)
+    assert "digest → hook: sent" in text and "digest → down: failed" in text
+    database = b"".join(p.read_bytes() for p in tmp_path.glob("m.db*"))
+    for secret in (TOKEN, "hookpass1234", "downpass5678"):
+        assert secret not in text, secret
+        assert secret.encode() not in database, secret
