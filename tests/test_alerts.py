@@ -1,0 +1,111 @@
+"""Routing and digest planning (pure), and test alerts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from monitor.alerts import matches, plan_digests, route, send_test
+from monitor.config import AlertsConfig, ChannelConfig, Settings
+from monitor.outbox import Announced, AnnounceState
+from monitor.testing import RecordingNotifier
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def finding(fid: int, **kw: Any) -> dict[str, Any]:
+    base = {
+        "id": fid,
+        "rule": "blocked",
+        "subject": f"n{fid}",
+        "severity": "critical",
+        "e164": f"+91{fid:010d}",
+        "account_id": "MA_A",
+        "message": "number is blocked",
+        "tags": [],
+        "monthly_fee": Decimal("1.5"),
+        "currency": "USD",
+        "tier": None,
+    }
+    return base | kw
+
+
+def test_matches_each_filter() -> None:
+    f = finding(1, severity="warning", rule="billing_due", account_id="MA_B", tags=["vip"])
+    assert matches(ChannelConfig(name="a", url="json://x"), f)
+    assert not matches(ChannelConfig(name="a", url="json://x", min_severity="critical"), f)
+    assert not matches(ChannelConfig(name="a", url="json://x", rules=("blocked",)), f)
+    assert not matches(ChannelConfig(name="a", url="json://x", accounts=("MA_A",)), f)
+    assert matches(ChannelConfig(name="a", url="json://x", tags=("vip", "x")), f)
+    assert not matches(ChannelConfig(name="a", url="json://x", tags=("sales",)), f)
+
+
+def test_default_route_takes_only_the_unmatched() -> None:
+    channels = (
+        ChannelConfig(name="vip", url="json://x", tags=("vip",)),
+        ChannelConfig(name="rest", url="json://y", default=True),
+        ChannelConfig(name="off", url="json://z", enabled=False),
+    )
+    assert route(channels, finding(1, tags=["vip"])) == ["vip"]
+    assert route(channels, finding(2)) == ["rest"]
+
+
+def state(
+    open_rows: list[dict[str, Any]],
+    resolved: list[dict[str, Any]] | None = None,
+    told: dict[tuple[int, str], Announced] | None = None,
+) -> AnnounceState:
+    return AnnounceState(open=open_rows, resolved_now=resolved or [], told=told or {})  # type: ignore[arg-type]
+
+
+def test_quiet_when_nothing_changed() -> None:
+    s = Settings(channels=(ChannelConfig(name="c", url="json://x"),))
+    told = {(1, "c"): Announced(opened=True)}
+    assert plan_digests(state([finding(1)], told=told), s, NOW, 10) == []
+
+
+def test_new_resolved_and_still_open_counts() -> None:
+    s = Settings(channels=(ChannelConfig(name="c", url="json://x"),))
+    told = {(1, "c"): Announced(opened=True), (3, "c"): Announced(opened=True)}
+    (plan,) = plan_digests(state([finding(1), finding(2)], [finding(3)], told), s, NOW, 99)
+    d = plan.digest
+    assert [i.e164 for i in d.new] == [finding(2)["e164"]]
+    assert [i.e164 for i in d.resolved] == [finding(3)["e164"]]
+    assert d.still_open == 1 and d.numbers_swept == 99
+    assert d.at_risk == {"USD": Decimal("3.0")}
+    assert sorted(n["event"] for n in plan.notes) == ["opened", "resolved"]
+
+
+def test_resolved_never_announced_is_not_announced() -> None:
+    s = Settings(channels=(ChannelConfig(name="c", url="json://x"),))
+    assert plan_digests(state([], [finding(3)]), s, NOW, 1) == []
+
+
+def test_resolved_notices_can_be_disabled() -> None:
+    s = Settings(
+        channels=(ChannelConfig(name="c", url="json://x"),), alerts=AlertsConfig(resolved=False)
+    )
+    told = {(3, "c"): Announced(opened=True)}
+    assert plan_digests(state([], [finding(3)], told), s, NOW, 1) == []
+
+
+def test_reminder_only_when_tier_gets_more_urgent() -> None:
+    s = Settings(channels=(ChannelConfig(name="c", url="json://x"),))
+    told = {(1, "c"): Announced(opened=True, tier=14)}
+    assert plan_digests(state([finding(1, tier=14)], told=told), s, NOW, 1) == []
+    (plan,) = plan_digests(state([finding(1, tier=7)], told=told), s, NOW, 1)
+    assert len(plan.digest.reminders) == 1 and plan.notes[0]["event"] == "reminded"
+
+
+def test_send_test_reports_each_channel() -> None:
+    s = Settings(
+        channels=(
+            ChannelConfig(name="ok", url="json://x"),
+            ChannelConfig(name="bad", url="mailto://y"),
+        )
+    )
+    notifier = RecordingNotifier(failing={"bad"})
+    results = dict(send_test(s, notifier))
+    assert results["ok"] is None and "simulated" in (results["bad"] or "")
+    assert notifier.sent[0].body_format == "markdown"

@@ -1,0 +1,38 @@
+"""The outbox: a delivery is claimed by one sender only, and its attempts are on record."""
+
+from __future__ import annotations
+
+from monitor.outbox import Outbox
+from monitor.store import Store
+from tests.conftest import FakeClock
+
+
+def enqueue(outbox: Outbox, clock: FakeClock, channel: str = "c") -> int:
+    return outbox.enqueue(
+        channel=channel, kind="digest", title="t", body="b", body_format="text", now=clock()
+    )
+
+
+def test_claim_is_exclusive(store: Store, clock: FakeClock) -> None:
+    outbox = Outbox(store)
+    enqueue(outbox, clock)
+    (row,) = outbox.due(clock())
+    assert outbox.claim(row, clock())
+    assert not outbox.claim(row, clock())  # a second sender with the same stale read loses
+    assert outbox.due(clock()) == []  # leased while being sent
+    clock.advance(minutes=11)  # a sender that died mid-send: the lease runs out, it is due again
+    (again,) = outbox.due(clock())
+    assert again["status"] == "sending" and again["attempts"] == 1
+
+
+def test_attempts_and_consecutive_failures(store: Store, clock: FakeClock) -> None:
+    outbox = Outbox(store)
+    d1 = enqueue(outbox, clock)
+    outbox.record(d1, "c", clock(), error="boom", duration_ms=5, retry_at=clock())
+    outbox.record(d1, "c", clock(), error="boom again", duration_ms=5, retry_at=clock())
+    assert outbox.consecutive_failures("c") == (2, "boom again")
+    outbox.record(d1, "c", clock(), error=None, duration_ms=5)
+    assert outbox.consecutive_failures("c") == (0, None)
+    health = outbox.channel_health(["c", "never"])
+    assert health["c"]["last_outcome"] == "sent" and health["c"]["pending"] == 0
+    assert health["never"]["last_attempt"] is None
