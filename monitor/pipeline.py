@@ -140,7 +140,7 @@ def _sweep(
                 findings_resolved=resolved,
             )
             digests = store_digests(writer.conn, settings, sweep_id, now, len(fetched.ids))
-            writer.complete(counts)
+            writer.complete(counts, clock())
             writer.commit()
     except (ApiError, IncompleteSweep, DatabaseError) as exc:
         error = exc.message

@@ -534,11 +534,11 @@ class SweepWriter:
             )
         return len(new_rows), len(cleared)
 
-    def complete(self, counts: SweepCounts) -> None:
+    def complete(self, counts: SweepCounts, finished_at: datetime) -> None:
         self.conn.execute(
             sa.update(SWEEPS)
             .where(SWEEPS.c.id == self.sweep_id)
-            .values(status="complete", finished_at=_now(), error=None, **_counts(counts))
+            .values(status="complete", finished_at=finished_at, error=None, **_counts(counts))
         )
 
 

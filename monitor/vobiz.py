@@ -26,7 +26,7 @@ from monitor.model import NumberRecord, parse_number
 NUMBERS_PATH = "/api/v1/partner/numbers"
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
 ME_PATH = "/api/v1/partner/me"
-MAX_RETRY_AFTER = 120.0
+MAX_RETRY_AFTER = 60.0  # a longer ask is honoured up to this, then the retry budget decides
 
 
 @dataclass(slots=True)
