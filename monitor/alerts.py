@@ -197,19 +197,26 @@ def digest_preview(store: Store, settings: Settings, sweep_id: int) -> list[dict
     return [dict(r) for r in Outbox(store).deliveries(limit=1000) if r["sweep_id"] == sweep_id]
 
 
-def enqueue_sweep_failed(
-    store: Store, settings: Settings, sweep_id: int, error: str, now: datetime
+def _broadcast(
+    outbox: Outbox,
+    settings: Settings,
+    kind: str,
+    render: Callable[[Format], tuple[str, str]],
+    now: datetime,
+    *,
+    sweep_id: int | None = None,
+    exclude: str | None = None,
 ) -> int:
-    outbox = Outbox(store)
+    """Queue one service message for every enabled channel (but ``exclude``); returns how many."""
     count = 0
     for chan in settings.channels:
-        if not chan.enabled:
+        if not chan.enabled or chan.name == exclude:
             continue
         fmt = chan.body_format()
-        title, body = render_sweep_failed(error, fmt, now)
+        title, body = render(fmt)
         outbox.enqueue(
             channel=chan.name,
-            kind="sweep_failed",
+            kind=kind,
             title=title,
             body=body,
             body_format=fmt,
@@ -218,6 +225,19 @@ def enqueue_sweep_failed(
         )
         count += 1
     return count
+
+
+def enqueue_sweep_failed(
+    store: Store, settings: Settings, sweep_id: int, error: str, now: datetime
+) -> int:
+    return _broadcast(
+        Outbox(store),
+        settings,
+        "sweep_failed",
+        lambda fmt: render_sweep_failed(error, fmt, now),
+        now,
+        sweep_id=sweep_id,
+    )
 
 
 # --- delivering -------------------------------------------------------------------------------
@@ -329,19 +349,14 @@ def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now:
     failures, error = outbox.consecutive_failures(channel)
     if failures != settings.alerts.failing_after:
         return  # say it once, when the channel crosses the threshold
-    for other in settings.channels:
-        if other.name == channel or not other.enabled:
-            continue
-        fmt = other.body_format()
-        title, body = render_channel_failing(channel, failures, error or "unknown", fmt)
-        outbox.enqueue(
-            channel=other.name,
-            kind="channel_failing",
-            title=title,
-            body=body,
-            body_format=fmt,
-            now=now,
-        )
+    _broadcast(
+        outbox,
+        settings,
+        "channel_failing",
+        lambda fmt: render_channel_failing(channel, failures, error or "unknown", fmt),
+        now,
+        exclude=channel,
+    )
 
 
 def send_test(

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.alerts import DeliveryOutcome, deliver_due, enqueue_sweep_failed, store_digests
@@ -128,13 +128,10 @@ def _sweep(
                 evaluator.rule_ids,
                 previous["started_at"] if previous else None,
             )
-            counts = SweepCounts(
-                numbers_seen=len(fetched.ids),
-                total_reported=fetched.total,
-                pages=fetched.pages,
+            counts = replace(
+                counts,
                 requests=stats.requests,
                 retries=stats.retries,
-                versions_written=writer.versions_written,
                 numbers_gone=gone,
                 findings_opened=opened,
                 findings_resolved=resolved,
