@@ -152,7 +152,12 @@ class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler 
         thread = threading.Thread(target=target, name=f"did-monitor-{job.id}", daemon=True)
         with self._guard:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            with self._guard:
+                self._threads.discard(thread)
+            raise
 
     def join(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for running jobs; True when none is left."""
@@ -244,6 +249,14 @@ class Service:
             self._health = HealthServer(
                 self.listen, health=self.health, ready=self.readiness, metrics=self.metrics.render
             ).start()
+        try:
+            self._start_scheduler(now)
+        except BaseException:
+            if self._health is not None:
+                self._health.stop()
+            raise
+
+    def _start_scheduler(self, now: datetime) -> None:
         reason = self.first_sweep_reason(now)
         first_run: dict[str, Any] = {}
         if reason is not None:
@@ -284,14 +297,14 @@ class Service:
         )
 
     def stop(self) -> None:
-        """Ask ``run_forever`` to shut down (what the signal handlers do, from any thread)."""
+        """Ask ``run_forever`` to shut down, as SIGTERM does; safe to call from any thread."""
         self._stop.set()
 
     def shutdown(self) -> int:
         """Abort the running sweep, wait for it (bounded), flush deliveries, release everything.
 
-        The whole shutdown takes at most ``service.shutdown_timeout_seconds``: the final
-        delivery flush gets what the running job left of that budget.
+        Waiting for the job and the final delivery flush share one budget,
+        ``service.shutdown_timeout_seconds``: the flush gets what the running job left of it.
         """
         if self._stopped:
             return 0
@@ -355,7 +368,7 @@ class Service:
         missed = missed_fire_time(self.exact_trigger, last["started_at"], now, self.grace)
         if missed is not None:
             log.info(
-                "catch-up: the sweep due at %s was missed (last complete sweep #%d started %s); "
+                "catch-up: the sweep due %s was missed (last complete sweep #%d started %s); "
                 "sweeping now, once",
                 self._format(missed),
                 last["id"],

@@ -1,0 +1,81 @@
+"""Dead-man's switch pings: a GET to ``service.heartbeat_url`` after every complete sweep and to
+``service.fail_url`` after a failed one (healthchecks.io, Uptime Kuma push monitors, ...).
+
+A ping is best effort: it has a short timeout, never raises and logs a warning when it fails.
+These URLs usually carry their secret in the path, so they are only ever logged redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from monitor import __version__
+from monitor.config import redact_url
+from monitor.notify import scrub
+
+log = logging.getLogger(__name__)
+DEFAULT_TIMEOUT = 5.0
+
+
+class Heartbeat:
+    """Pings the configured URLs; an empty URL means that ping is not wanted."""
+
+    def __init__(
+        self,
+        heartbeat_url: str = "",
+        fail_url: str = "",
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.heartbeat_url = heartbeat_url
+        self.fail_url = fail_url
+        self.timeout = timeout
+        self._transport = transport
+
+    def success(self) -> bool:
+        """After a complete sweep. True when the ping was answered with 2xx/3xx."""
+        return self._ping(self.heartbeat_url, "heartbeat")
+
+    def failure(self) -> bool:
+        """After a failed sweep. True when the ping was answered with 2xx/3xx."""
+        return self._ping(self.fail_url, "failure ping")
+
+    def _ping(self, url: str, what: str) -> bool:
+        if not url:
+            return False
+        shown = _redacted(url)
+        try:
+            with httpx.Client(
+                timeout=self.timeout,
+                transport=self._transport,
+                follow_redirects=True,
+                headers={"User-Agent": f"did-monitor/{__version__}"},
+            ) as client:
+                response = client.get(url)
+        except Exception as exc:  # httpx errors, and anything else: a ping must never raise
+            log.warning("%s to %s failed: %s", what, shown, _describe(exc, url, shown))
+            return False
+        if response.status_code >= 400:
+            log.warning("%s to %s answered HTTP %d", what, shown, response.status_code)
+            return False
+        log.debug("%s sent to %s", what, shown)
+        return True
+
+
+def _redacted(url: str) -> str:
+    try:
+        return redact_url(url)
+    except ValueError:  # not even parseable as a URL
+        return "(an unparsable URL)"
+
+
+def _describe(exc: Exception, url: str, shown: str) -> str:
+    """The error in one line, with every part of the URL that may be a secret masked."""
+    try:
+        message = scrub(str(exc).replace(url, shown), url)
+    except ValueError:
+        message = ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

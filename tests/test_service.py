@@ -1,0 +1,620 @@
+"""Tests for the scheduler daemon: the time decisions with fixed datetimes, the jobs in-process
+against the sandbox, and ``did-monitor run`` as a real subprocess (SQLite; two replicas on
+PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from monitor.config import ChannelConfig, ScheduleConfig, ServiceConfig, Settings
+from monitor.errors import ConfigError
+from monitor.outbox import CLAIM_LEASE
+from monitor.pipeline import run_cycle
+from monitor.sandbox import Sandbox
+from monitor.service import (
+    Service,
+    build_trigger,
+    is_overdue,
+    missed_fire_time,
+    needs_catch_up,
+    sweep_deadline,
+)
+from monitor.store import SWEEPS, Store
+from monitor.testing import RecordingNotifier
+from tests.conftest import FIXED_NOW, FakeClock, make_settings
+
+WEEKLY = "0 6 * * mon"  # FIXED_NOW, 2026-11-23 12:00 UTC, is a Monday
+DAY = timedelta(days=1)
+
+
+def at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, second, tzinfo=UTC)
+
+
+def trigger(cron: str = WEEKLY, tz: str = "UTC", jitter: int = 0) -> Any:
+    return build_trigger(ScheduleConfig(cron=cron, timezone=tz, jitter_seconds=jitter))
+
+
+# --- needs_catch_up ---------------------------------------------------------------------------
+
+
+def test_never_swept_needs_a_sweep() -> None:
+    assert needs_catch_up(trigger(), None, at(23, 12), DAY)
+
+
+def test_no_fire_time_since_the_last_sweep_needs_none() -> None:
+    last = at(16, 6, 0, 5)  # the sweep of last Monday's window
+    assert not needs_catch_up(trigger(), last, at(23, 5, 59), DAY)
+
+
+def test_a_missed_fire_time_within_the_grace_needs_one() -> None:
+    last = at(16, 6, 0, 5)
+    assert needs_catch_up(trigger(), last, at(23, 7), DAY)
+    assert missed_fire_time(trigger(), last, at(23, 7), DAY) == at(23, 6)
+
+
+def test_a_missed_fire_time_beyond_the_grace_needs_none() -> None:
+    last = at(16, 6, 0, 5)
+    assert not needs_catch_up(trigger(), last, at(23, 7), timedelta(minutes=30))
+    assert needs_catch_up(trigger(), last, at(23, 6, 29), timedelta(minutes=30))
+
+
+def test_a_sweep_started_at_the_fire_time_covers_it() -> None:
+    assert not needs_catch_up(trigger(), at(23, 6), at(23, 6, 30), DAY)
+
+
+def test_years_of_missed_windows_are_one_cheap_decision() -> None:
+    last = datetime(2020, 1, 1, tzinfo=UTC)
+    now = at(23, 12, 0, 30)
+    started = time.perf_counter()
+    assert needs_catch_up(trigger("* * * * *"), last, now, timedelta(hours=1))
+    assert time.perf_counter() - started < 0.5  # one trigger lookup, not one per missed minute
+    # the earliest fire time inside the grace window is the one reported
+    assert missed_fire_time(trigger("* * * * *"), last, now, timedelta(hours=1)) == at(23, 11, 1)
+
+
+def test_a_last_sweep_in_the_future_clock_skew_needs_none() -> None:
+    assert not needs_catch_up(trigger("* * * * *"), at(23, 12, 5), at(23, 12), DAY)
+
+
+def test_the_schedule_time_zone_is_honoured() -> None:
+    kolkata = trigger("0 9 * * *", tz="Asia/Kolkata")  # 09:00 IST is 03:30 UTC
+    last = at(22, 4)
+    assert not needs_catch_up(kolkata, last, at(23, 3, 29), DAY)
+    assert missed_fire_time(kolkata, last, at(23, 3, 31), DAY) == at(23, 3, 30)
+
+
+def test_jitter_does_not_move_the_decision() -> None:
+    jittery = trigger(jitter=3600)
+    for _ in range(20):
+        assert missed_fire_time(jittery, at(16, 6, 0, 5), at(23, 7), DAY) == at(23, 6)
+    assert jittery.jitter == 3600  # the scheduler's trigger keeps its jitter
+
+
+# --- overdue ----------------------------------------------------------------------------------
+
+
+def test_before_any_sweep_the_service_gets_one_grace_period() -> None:
+    started = at(23, 12)
+    assert sweep_deadline(trigger(), None, started, timedelta(hours=2)) == at(23, 14)
+    assert not is_overdue(trigger(), None, at(23, 14), started, timedelta(hours=2))
+    assert is_overdue(trigger(), None, at(23, 14, 0, 1), started, timedelta(hours=2))
+
+
+def test_overdue_is_the_next_fire_time_after_the_last_sweep_plus_grace() -> None:
+    last = at(16, 6, 0, 3)
+    started = at(23, 12)
+    assert sweep_deadline(trigger(), last, started, DAY) == at(24, 6)
+    assert not is_overdue(trigger(), last, at(24, 6), started, DAY)
+    assert is_overdue(trigger(), last, at(24, 6, 0, 1), started, DAY)
+    # a sweep on time resets it to the following week
+    assert not is_overdue(trigger(), at(23, 6, 0, 2), at(24, 6, 0, 1), started, DAY)
+
+
+def test_jitter_is_slack_on_the_deadline() -> None:
+    last = at(16, 6, 0, 3)
+    assert sweep_deadline(trigger(), last, at(23, 12), DAY, slack=600) == at(24, 6, 10)
+
+
+# --- the service in-process -------------------------------------------------------------------
+
+
+@dataclass
+class FakeHeartbeat:
+    pings: list[str] = field(default_factory=list)
+
+    def success(self) -> bool:
+        self.pings.append("success")
+        return True
+
+    def failure(self) -> bool:
+        self.pings.append("failure")
+        return True
+
+
+class ExplodingNotifier:
+    """A notifier with a bug: it raises something that is not a DeliveryError."""
+
+    def send(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("bug in a notifier")
+
+
+def sample(service: Service, name: str, **labels: str) -> float | None:
+    value: float | None = service.metrics.registry.get_sample_value(name, labels)
+    return value
+
+
+def make_service(
+    settings: Settings, store: Store, notifier: Any = None, clock: Any = None, **kwargs: Any
+) -> tuple[Service, FakeHeartbeat]:
+    service = Service(
+        settings,
+        store,
+        notifier=notifier or RecordingNotifier(),
+        clock=clock or FakeClock(),
+        **kwargs,
+    )
+    beat = FakeHeartbeat()
+    service.heartbeat = beat  # type: ignore[assignment]
+    return service, beat
+
+
+def test_first_sweep_reason(sandbox: Sandbox, sqlite_store: Store) -> None:
+    settings = make_settings(sandbox, sqlite_store.url, schedule=ScheduleConfig(cron=WEEKLY))
+    service, _ = make_service(settings, sqlite_store)
+    assert service.first_sweep_reason(FIXED_NOW) == "catch-up"  # never swept
+    run_cycle(settings, sqlite_store, RecordingNotifier(), clock=FakeClock(FIXED_NOW))
+    assert service.first_sweep_reason(FIXED_NOW + timedelta(hours=1)) is None
+    next_window = FIXED_NOW + timedelta(days=7) - timedelta(hours=5)  # next Monday 07:00
+    assert service.first_sweep_reason(next_window) == "catch-up"
+    now_flag, _ = make_service(settings, sqlite_store, run_now=True)
+    assert now_flag.first_sweep_reason(FIXED_NOW) == "start"
+    on_start = make_settings(
+        sandbox, sqlite_store.url, schedule=ScheduleConfig(cron=WEEKLY, run_on_start=True)
+    )
+    assert make_service(on_start, sqlite_store)[0].first_sweep_reason(FIXED_NOW) == "start"
+
+
+def test_sweep_job_sweeps_counts_and_pings(sandbox: Sandbox, sqlite_store: Store) -> None:
+    settings = make_settings(sandbox, sqlite_store.url)
+    service, beat = make_service(settings, sqlite_store)
+    outcome = service.sweep_job()
+    assert outcome is not None and outcome.ok
+    assert sample(service, "did_monitor_sweeps_total", outcome="complete") == 1
+    assert sample(service, "did_monitor_sweep_duration_seconds") == pytest.approx(outcome.duration)
+    assert beat.pings == ["success"]
+    last = sqlite_store.last_sweep("complete")
+    assert last is not None and last["trigger"] == "schedule"
+
+
+def test_a_failed_sweep_pings_the_fail_url(sandbox: Sandbox, sqlite_store: Store) -> None:
+    settings = make_settings(sandbox, sqlite_store.url, vobiz={"auth_token": "wrong"})
+    service, beat = make_service(settings, sqlite_store)
+    outcome = service.sweep_job()
+    assert outcome is not None and not outcome.ok
+    assert sample(service, "did_monitor_sweeps_total", outcome="failed") == 1
+    assert beat.pings == ["failure"]
+
+
+def test_lock_busy_is_logged_as_skipped(
+    sandbox: Sandbox, sqlite_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(sandbox, sqlite_store.url)
+    service, beat = make_service(settings, sqlite_store)
+    lock = sqlite_store.try_lock("sweep", FIXED_NOW, timedelta(hours=6))
+    assert lock is not None
+    with lock, caplog.at_level(logging.INFO, logger="monitor.service"):
+        assert service.sweep_job() is None
+    skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert skipped and skipped[0].levelno == logging.INFO
+    assert sample(service, "did_monitor_sweeps_total", outcome="skipped") == 1
+    assert sqlite_store.last_sweep() is None
+    assert beat.pings == []
+
+
+def test_cancel_aborts_the_running_sweep(sandbox: Sandbox, sqlite_store: Store) -> None:
+    settings = make_settings(sandbox, sqlite_store.url)
+    service, beat = make_service(settings, sqlite_store)
+    sandbox.on_request = lambda path, query: service.cancel.set()
+    assert service.sweep_job() is None
+    assert sample(service, "did_monitor_sweeps_total", outcome="aborted") == 1
+    last = sqlite_store.last_sweep()
+    assert last is not None and last["status"] == "aborted"
+    assert sqlite_store.inventory_size() == 0  # rolled back
+    assert beat.pings == []
+
+
+def test_an_unexpected_error_does_not_escape_a_job(
+    sandbox: Sandbox, sqlite_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    chan = ChannelConfig(name="ops", url="json://127.0.0.1:9/hook")
+    settings = make_settings(sandbox, sqlite_store.url, channels=(chan,))
+    clock = FakeClock()
+    service, beat = make_service(settings, sqlite_store, notifier=ExplodingNotifier(), clock=clock)
+    with caplog.at_level(logging.ERROR, logger="monitor.service"):
+        assert service.sweep_job() is None  # the digest delivery blew up after the sweep
+        clock.advance(seconds=CLAIM_LEASE.total_seconds() + 1)  # the claim on it has lapsed
+        assert service.delivery_job() == []
+    assert sample(service, "did_monitor_sweeps_total", outcome="error") == 1
+    assert sample(service, "did_monitor_job_errors_total", job="sweep") == 1
+    assert sample(service, "did_monitor_job_errors_total", job="deliver") == 1
+    assert beat.pings == ["failure"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "sweep job failed unexpectedly",
+        "delivery job failed unexpectedly",
+    ]
+    assert sqlite_store.last_sweep("complete") is not None  # the sweep itself was stored
+
+
+def test_delivery_job_retries_without_waiting_for_a_sweep(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    chan = ChannelConfig(name="ops", url="json://127.0.0.1:9/hook")
+    settings = make_settings(sandbox, sqlite_store.url, channels=(chan,))
+    notifier = RecordingNotifier(failing={"ops"})
+    clock = FakeClock()
+    service, _ = make_service(settings, sqlite_store, notifier=notifier, clock=clock)
+    outcome = service.sweep_job()
+    assert outcome is not None and outcome.delivery_failures == 1
+    assert sample(service, "did_monitor_delivery_failures_total", channel="ops") == 1
+    notifier.failing.clear()
+    assert service.delivery_job() == []  # not due yet: backoff
+    clock.advance(seconds=settings.alerts.retry_backoff_seconds + 1)
+    delivered = service.delivery_job()
+    assert [(d.channel, d.ok) for d in delivered] == [("ops", True)]
+    assert len(notifier.for_channel("ops")) == 1
+    assert sample(service, "did_monitor_deliveries_total", channel="ops", outcome="sent") == 1
+
+
+def test_a_malformed_health_listen_is_a_config_error(sqlite_store: Store) -> None:
+    settings = make_settings(None, sqlite_store.url, service=ServiceConfig(health_listen="here"))
+    with pytest.raises(ConfigError, match=r"service\.health_listen"):
+        Service(settings, sqlite_store, notifier=RecordingNotifier())
+
+
+def test_a_busy_health_port_is_a_config_error(sqlite_store: Store) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        listen = ServiceConfig(health_listen=f"127.0.0.1:{port}")
+        settings = make_settings(None, sqlite_store.url, service=listen)
+        service, _ = make_service(settings, sqlite_store)
+        with pytest.raises(ConfigError, match="cannot listen"):
+            service.run_forever()
+    assert not service.scheduler.running
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 8.0, what: str = "condition") -> Any:
+    """Poll every 0.1 s until ``predicate`` is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_run_forever_in_a_thread_sweeps_now_and_stops(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    settings = make_settings(sandbox, sqlite_store.url, schedule=ScheduleConfig(cron=WEEKLY))
+    service, _ = make_service(settings, sqlite_store, clock=lambda: datetime.now(UTC), run_now=True)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(service.run_forever()))
+    thread.start()
+    try:
+        wait_for(
+            lambda: sample(service, "did_monitor_sweeps_total", outcome="complete"),
+            what="the start-up sweep",
+        )
+        ok, body = service.health()
+        assert ok, body
+        assert service.readiness()[0]
+        nxt = service.next_sweep_at()
+        assert nxt is not None and nxt.astimezone(UTC).weekday() == 0  # a Monday
+        last = sqlite_store.last_sweep("complete")
+        assert last is not None and last["trigger"] == "start"
+    finally:
+        service.stop()
+        thread.join(10)
+    assert result == [0]
+    assert not service.scheduler.running
+    assert sqlite_store.row_counts()["sweeps"] == 1
+
+
+def test_shutdown_is_bounded_by_a_stuck_job(
+    sandbox: Sandbox, sqlite_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class StuckNotifier:
+        def send(self, *args: Any, **kwargs: Any) -> None:
+            entered.set()
+            release.wait(10)
+
+    chan = ChannelConfig(name="ops", url="json://127.0.0.1:9/hook")
+    settings = make_settings(
+        sandbox,
+        sqlite_store.url,
+        channels=(chan,),
+        schedule=ScheduleConfig(cron=WEEKLY),
+        service=ServiceConfig(shutdown_timeout_seconds=1),
+    )
+    service, _ = make_service(settings, sqlite_store, notifier=StuckNotifier(), run_now=True)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(service.run_forever()))
+    thread.start()
+    try:
+        assert entered.wait(8), "the sweep never reached delivery"
+        with caplog.at_level(logging.WARNING, logger="monitor.service"):
+            started = time.monotonic()
+            service.stop()
+            thread.join(5)
+            elapsed = time.monotonic() - started
+        assert result == [0]
+        assert elapsed < 3
+        assert any("still running" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()
+        service._executor.join(5)
+
+
+# --- the real service, as a subprocess --------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def base_config(sandbox: Sandbox, db_url: str, port: int, **schedule: Any) -> dict[str, Any]:
+    return {
+        "vobiz": {
+            "base_url": sandbox.url,
+            "auth_id": sandbox.auth_id,
+            "auth_token": sandbox.auth_token,
+            "backoff_base_seconds": 0.01,
+            "backoff_max_seconds": 0.05,
+        },
+        "database": {"url": db_url},
+        "schedule": {"cron": "* * * * *", **schedule},
+        "service": {"health_listen": f"127.0.0.1:{port}", "shutdown_timeout_seconds": 5},
+        "logging": {"format": "json"},
+    }
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def get(self, path: str) -> httpx.Response | None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=2)
+        except httpx.TransportError:
+            return None
+
+    def metric(self, sample: str) -> float | None:
+        """The value of one sample of /metrics, e.g. 'x_total{outcome="complete"}'."""
+        response = self.get("/metrics")
+        for line in response.text.splitlines() if response is not None else ():
+            if line.startswith(sample + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def terminate(self, timeout: float = 10) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[[str, dict[str, Any]], Running]]:
+    started: list[Running] = []
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+
+    def start(name: str, config: dict[str, Any]) -> Running:
+        cfg = write_config(tmp_path / f"{name}.toml", config)
+        log_path = tmp_path / f"{name}.log"
+        with log_path.open("wb") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "--config", str(cfg), "run"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+                env=env,
+            )
+        port = int(str(config["service"]["health_listen"]).rsplit(":", 1)[1])
+        running = Running(proc, port, log_path)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait(5)
+
+
+COMPLETE = 'did_monitor_sweeps_total{outcome="complete"}'
+METRIC_NAMES = (
+    "did_monitor_sweep_duration_seconds",
+    "did_monitor_sweeps_total",
+    "did_monitor_numbers",
+    "did_monitor_open_findings",
+    "did_monitor_delivery_failures_total",
+    "did_monitor_last_successful_sweep_timestamp_seconds",
+)
+
+
+def test_run_sweeps_serves_health_and_stops_on_sigterm(
+    sandbox: Sandbox, tmp_path: Path, launch: Callable[[str, dict[str, Any]], Running]
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    port = free_port()
+    service = launch("monitor", base_config(sandbox, db_url, port, run_on_start=True))
+    # ">= 1": with this cron a minute boundary may add a scheduled sweep at any moment
+    wait_for(
+        lambda: (service.metric(COMPLETE) or 0) >= 1, what=f"a complete sweep; log:\n{service.log}"
+    )
+    health = service.get("/healthz")
+    assert health is not None and health.status_code == 200, health and health.text
+    assert health.json()["status"] == "ok"
+    ready = service.get("/readyz")
+    assert ready is not None and ready.status_code == 200
+    metrics = service.get("/metrics")
+    assert metrics is not None
+    for name in METRIC_NAMES:
+        assert name in metrics.text
+    assert 'did_monitor_numbers{status="active"}' in metrics.text
+
+    started = time.monotonic()
+    assert service.terminate() == 0, service.log
+    assert time.monotonic() - started < 5 + 2
+    log = service.log
+    assert "did-monitor service started" in log
+    assert "received SIGTERM" in log
+    assert "did-monitor service stopped" in log
+    assert "sandbox-token" not in log
+    store = Store(db_url)
+    try:
+        first = store.sweep(1)
+        assert first is not None
+        assert (first["status"], first["trigger"], first["numbers_seen"]) == (
+            "complete",
+            "start",
+            150,
+        )
+    finally:
+        store.dispose()
+
+
+def test_a_restart_after_a_missed_window_sweeps_exactly_once(
+    sandbox: Sandbox, tmp_path: Path, launch: Callable[[str, dict[str, Any]], Running]
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    now = datetime.now(UTC)
+    seed_settings = make_settings(sandbox, db_url)
+    store = Store(db_url)
+    store.migrate()
+    try:
+        seeded = run_cycle(
+            seed_settings, store, RecordingNotifier(), clock=FakeClock(now - timedelta(hours=2))
+        )
+        assert seeded.ok
+        missed = now - timedelta(hours=1)  # a daily window that fell while the service was down
+        cron = f"{missed.minute} {missed.hour} * * *"
+        service = launch("monitor", base_config(sandbox, db_url, free_port(), cron=cron))
+
+        def complete_sweeps() -> int:
+            with store.engine.connect() as conn:
+                stmt = sa.select(sa.func.count()).where(SWEEPS.c.status == "complete")
+                return int(conn.execute(stmt).scalar_one())
+
+        wait_for(
+            lambda: service.metric(COMPLETE) == 1,
+            what=f"the catch-up sweep; log:\n{service.log}",
+        )
+        assert complete_sweeps() == 2
+        assert service.terminate() == 0, service.log
+        assert complete_sweeps() == 2
+        assert store.row_counts()["sweeps"] == 2
+        last = store.last_sweep()
+        assert last is not None and last["trigger"] == "catch-up" and last["status"] == "complete"
+        assert "catch-up: the sweep due at" in service.log
+    finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_two_replicas_on_postgresql_sweep_once(
+    pg_url: str, sandbox: Sandbox, launch: Callable[[str, dict[str, Any]], Running]
+) -> None:
+    # Whichever replica takes the lock is held at page 2 until the other has logged its skip,
+    # so the two sweeps overlap whatever the start-up timing.
+    release = threading.Event()
+
+    def hold_page_2(path: str, query: dict[str, str]) -> None:
+        if query.get("page") == "2":
+            release.wait(9)
+
+    sandbox.on_request = hold_page_2
+    far_future = "0 0 1 1 *"  # 1 January: no scheduled sweep during the test
+    replicas = [
+        launch(name, base_config(sandbox, pg_url, free_port(), cron=far_future, run_on_start=True))
+        for name in ("a", "b")
+    ]
+    try:
+        wait_for(
+            lambda: any("sweep skipped" in r.log for r in replicas),
+            what="one replica to skip; logs:\n" + "\n".join(r.log for r in replicas),
+        )
+    finally:
+        release.set()
+    skipper = next(r for r in replicas if "sweep skipped" in r.log)
+    sweeper = next(r for r in replicas if r is not skipper)
+    wait_for(
+        lambda: sweeper.metric(COMPLETE) == 1,
+        what=f"the sweep to finish; log:\n{sweeper.log}",
+    )
+    assert skipper.metric('did_monitor_sweeps_total{outcome="skipped"}') == 1
+    assert [r.terminate() for r in replicas] == [0, 0]
+    store = Store(pg_url)
+    try:
+        rows = store.recent_sweeps()
+        assert [(r["status"], r["trigger"]) for r in rows] == [("complete", "start")]
+    finally:
+        store.dispose()
+
+
+def test_a_bad_health_listen_exits_2(
+    tmp_path: Path, sandbox: Sandbox, launch: Callable[[str, dict[str, Any]], Running]
+) -> None:
+    config = base_config(sandbox, f"sqlite:///{tmp_path / 'monitor.db'}", 1)
+    config["service"]["health_listen"] = "127.0.0.1:99999"
+    service = launch("bad", config)
+    assert service.proc.wait(timeout=10) == 2
+    assert "service.health_listen" in service.log
