@@ -325,20 +325,25 @@ def _deliver_one(
         notifier.send(
             chan, title, row["body"], row["body_format"], KIND_LEVEL.get(row["kind"], "info")
         )
-    except DeliveryError as exc:
+    except Exception as exc:  # a notifier bug must not leave the row claimed or kill the pass
+        error = (
+            exc
+            if isinstance(exc, DeliveryError)
+            else DeliveryError(f"channel {chan.name}: unexpected {type(exc).__name__}")
+        )
         ms = int((time.monotonic() - started) * 1000)
         retry_at = clock() + backoff(settings, row["attempts"] + 1)
         outbox.record(
-            row["id"], chan.name, clock(), error=exc.message, duration_ms=ms, retry_at=retry_at
+            row["id"], chan.name, clock(), error=error.message, duration_ms=ms, retry_at=retry_at
         )
         log.warning(
             "delivery %s to %s failed: %s (retry at %s)",
             row["id"],
             chan.name,
-            exc.message,
+            error.message,
             retry_at.isoformat(),
         )
-        return DeliveryOutcome(row["id"], chan.name, row["kind"], False, exc.message)
+        return DeliveryOutcome(row["id"], chan.name, row["kind"], False, error.message)
     ms = int((time.monotonic() - started) * 1000)
     outbox.record(row["id"], chan.name, clock(), error=None, duration_ms=ms)
     log.info("delivered %s %s to %s in %d ms", row["kind"], row["id"], chan.name, ms)

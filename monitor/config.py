@@ -101,11 +101,45 @@ class ScheduleConfig(_Model):
     def _cron(cls, value: str) -> str:
         from apscheduler.triggers.cron import CronTrigger
 
+        normal = weekday_names(value)
         try:
-            CronTrigger.from_crontab(value)
+            CronTrigger.from_crontab(normal)
         except ValueError as exc:
             raise ValueError(f"not a valid 5-field crontab expression: {exc}") from None
-        return value
+        return normal
+
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def weekday_names(expr: str) -> str:
+    """Rewrite a crontab day-of-week field given in numbers (0 or 7 = Sunday) as day names.
+
+    APScheduler 3 counts weekdays from Monday = 0, so "0 6 * * 1" would fire on Tuesdays;
+    names mean the same thing to both. Fields with names, or that do not parse, are left as they
+    are (the trigger then reports its own error).
+    """
+    fields = expr.split()
+    if len(fields) != 5 or not any(ch.isdigit() for ch in fields[4]) or fields[4].isalpha():
+        return expr
+    days: set[int] = set()
+    for item in fields[4].split(","):
+        span, _, step_text = item.partition("/")
+        if not (step_text or "1").isdigit():
+            return expr
+        step = int(step_text or "1")
+        if span == "*":
+            low, high = 0, 6
+        else:
+            low_text, _, high_text = span.partition("-")
+            if not low_text.isdigit() or not (high_text or low_text).isdigit():
+                return expr  # names mixed with numbers: leave it to the trigger
+            low, high = int(low_text), int(high_text or low_text)
+        if not 0 <= low <= high <= 7 or step < 1:
+            return expr
+        days.update(d % 7 for d in range(low, high + 1, step))
+    names = ",".join(_DAY_NAMES[d] for d in sorted(days, key=lambda d: (d + 6) % 7))
+    return " ".join([*fields[:4], "*" if len(days) == 7 else names])
 
 
 class SweepConfig(_Model):
@@ -181,6 +215,29 @@ class ServiceConfig(_Model):
     fail_url: str = Field(default="", repr=False)
     retry_interval_seconds: int = Field(default=300, ge=10)
     shutdown_timeout_seconds: int = Field(default=30, ge=1)
+
+    @field_validator("health_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        from monitor.health import parse_listen
+
+        try:
+            parse_listen(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message.split(": ", 1)[-1]) from None
+        return value
+
+    @field_validator("heartbeat_url", "fail_url")
+    @classmethod
+    def _ping_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and is_loopback_host(parts.hostname):
+            return value
+        raise ValueError("must be an https:// URL (http:// only for loopback hosts)")
 
 
 class LoggingConfig(_Model):

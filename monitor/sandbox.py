@@ -488,11 +488,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path.rstrip("/") or "/"
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         self._status = 0
+        self._record: RequestRecord | None = RequestRecord("GET", path, query, 0)
         try:
             self._route(path, query)
         finally:
-            with self._sandbox._lock:
-                self._sandbox.requests.append(RequestRecord("GET", path, query, self._status))
+            if self._record is not None:  # closed without an answer
+                self._log(0)
 
     def _route(self, path: str, query: dict[str, str]) -> int:
         sb = self._sandbox
@@ -574,8 +575,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> int:
         return self._send(status, json.dumps(body, separators=(",", ":")).encode(), headers)
 
+    def _log(self, status: int) -> None:
+        record, self._record = self._record, None
+        if record is not None:
+            with self._sandbox._lock:
+                self._sandbox.requests.append(
+                    RequestRecord(record.method, record.path, record.query, status)
+                )
+
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> int:
         self._status = status
+        self._log(status)  # before answering, so a client that has its answer sees the record
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -1,7 +1,7 @@
 """The Vobiz Partner API client: auth, one page at a time, retries with backoff, error bodies.
 
-The only module that imports httpx. Every failure leaves here as an ``ApiError`` subclass that says
-whether retrying can help.
+With ``heartbeat.py`` (dead-man's-switch pings), the only module that imports httpx. Every
+failure leaves here as an ``ApiError`` subclass that says whether retrying can help.
 """
 
 from __future__ import annotations

@@ -281,7 +281,10 @@ def test_secrets_stay_out_of_logs_output_and_database(
     tmp_path: Path, sandbox: Sandbox, http_receiver: HttpReceiver
 ) -> None:
     secret_hook = f"json://hookuser:hookpass1234@127.0.0.1:{http_receiver.port}/hook"
-    cfg = write_config(tmp_path, sandbox, f"""
+    cfg = write_config(
+        tmp_path,
+        sandbox,
+        f"""
 [logging]
 level = "DEBUG"
 format = "json"
@@ -291,11 +294,17 @@ url = "{secret_hook}"
 [[channels]]
 name = "down"
 url = "json://downuser:downpass5678@127.0.0.1:9/x"
-""")
+""",
+    )
     env = {"VOBIZ_AUTH_TOKEN": TOKEN}
     outputs = []
-    for args in (("sweep",), ("check-config",), ("status",), ("findings", "--json", "--all"),
-                 ("test-alert",)):
+    for args in (
+        ("sweep",),
+        ("check-config",),
+        ("status",),
+        ("findings", "--json", "--all"),
+        ("test-alert",),
+    ):
         result = did("--config", str(cfg), *args, cwd=tmp_path, env=env)
         outputs.append(result.stdout + result.stderr)
     text = "\n".join(outputs)

@@ -195,3 +195,45 @@ url = "mailtos://user:mailpass77@smtp.example.com?to=ops@example.com"
 def test_redact_url_keeps_host() -> None:
     assert redact_url("json://user:pw@host:8080/path") == "json://***@host:8080/…"
     assert redact_url("slack://a/b/c") == "slack://***"
+
+
+@pytest.mark.parametrize(
+    ("cron", "normal"),
+    [
+        ("0 6 * * 1", "0 6 * * mon"),
+        ("0 6 * * 0", "0 6 * * sun"),
+        ("0 6 * * 7", "0 6 * * sun"),
+        ("0 6 * * 1-5", "0 6 * * mon,tue,wed,thu,fri"),
+        ("0 6 * * 0-6", "0 6 * * *"),
+        ("0 6 * * */2", "0 6 * * tue,thu,sat,sun"),
+        ("0 6 * * mon", "0 6 * * mon"),
+    ],
+)
+def test_numeric_weekdays_mean_what_crontab_means(tmp_path: Path, cron: str, normal: str) -> None:
+    path = write(tmp_path, f'[schedule]\ncron = "{cron}"\n')
+    assert load(str(path), {}).settings.schedule.cron == normal
+
+
+def test_monday_in_numbers_fires_on_monday() -> None:
+    from datetime import UTC, datetime
+
+    from monitor.config import ScheduleConfig, Settings
+    from monitor.status import next_run
+
+    s = Settings(schedule=ScheduleConfig(cron="0 6 * * 1"))
+    fire = next_run(s, datetime(2026, 11, 24, tzinfo=UTC))  # a Tuesday
+    assert fire is not None and fire.weekday() == 0 and fire.day == 30
+
+
+@pytest.mark.parametrize(
+    ("snippet", "needle"),
+    [
+        ('[service]\nhealth_listen = "http://x:1"\n', "service.health_listen"),
+        ('[service]\nhealth_listen = "127.0.0.1:99999"\n', "service.health_listen"),
+        ('[service]\nheartbeat_url = "http://hc.example.com/ping"\n', "service.heartbeat_url"),
+        ('[service]\nfail_url = "ftp://x"\n', "service.fail_url"),
+    ],
+)
+def test_service_keys_are_checked_at_load(tmp_path: Path, snippet: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load(str(write(tmp_path, snippet)), {})

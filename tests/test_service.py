@@ -24,7 +24,6 @@ import sqlalchemy as sa
 
 from monitor.config import ChannelConfig, ScheduleConfig, ServiceConfig, Settings
 from monitor.errors import ConfigError
-from monitor.outbox import CLAIM_LEASE
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.service import (
@@ -240,16 +239,40 @@ def test_cancel_aborts_the_running_sweep(sandbox: Sandbox, sqlite_store: Store) 
     assert beat.pings == []
 
 
-def test_an_unexpected_error_does_not_escape_a_job(
-    sandbox: Sandbox, sqlite_store: Store, caplog: pytest.LogCaptureFixture
+def test_a_notifier_bug_is_a_failed_delivery_not_a_failed_sweep(
+    sandbox: Sandbox, sqlite_store: Store
 ) -> None:
     chan = ChannelConfig(name="ops", url="json://127.0.0.1:9/hook")
     settings = make_settings(sandbox, sqlite_store.url, channels=(chan,))
     clock = FakeClock()
     service, beat = make_service(settings, sqlite_store, notifier=ExplodingNotifier(), clock=clock)
+    assert service.sweep_job() is not None
+    assert sample(service, "did_monitor_sweeps_total", outcome="complete") == 1
+    assert sample(service, "did_monitor_delivery_failures_total", channel="ops") == 1
+    assert beat.pings == ["success"]
+    clock.advance(hours=1)
+    (outcome,) = service.delivery_job()
+    assert not outcome.ok and "unexpected RuntimeError" in (outcome.error or "")
+    assert sample(service, "did_monitor_job_errors_total", job="sweep") in (None, 0)
+
+
+def test_an_unexpected_error_does_not_escape_a_job(
+    sandbox: Sandbox,
+    sqlite_store: Store,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitor.service
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug in the pipeline")
+
+    monkeypatch.setattr(monitor.service, "run_cycle", broken)
+    monkeypatch.setattr(monitor.service, "deliver_due", broken)
+    settings = make_settings(sandbox, sqlite_store.url)
+    service, beat = make_service(settings, sqlite_store, notifier=RecordingNotifier())
     with caplog.at_level(logging.ERROR, logger="monitor.service"):
-        assert service.sweep_job() is None  # the digest delivery blew up after the sweep
-        clock.advance(seconds=CLAIM_LEASE.total_seconds() + 1)  # the claim on it has lapsed
+        assert service.sweep_job() is None
         assert service.delivery_job() == []
     assert sample(service, "did_monitor_sweeps_total", outcome="error") == 1
     assert sample(service, "did_monitor_job_errors_total", job="sweep") == 1
@@ -259,7 +282,6 @@ def test_an_unexpected_error_does_not_escape_a_job(
         "sweep job failed unexpectedly",
         "delivery job failed unexpectedly",
     ]
-    assert sqlite_store.last_sweep("complete") is not None  # the sweep itself was stored
 
 
 def test_delivery_job_retries_without_waiting_for_a_sweep(
@@ -282,10 +304,11 @@ def test_delivery_job_retries_without_waiting_for_a_sweep(
     assert sample(service, "did_monitor_deliveries_total", channel="ops", outcome="sent") == 1
 
 
-def test_a_malformed_health_listen_is_a_config_error(sqlite_store: Store) -> None:
-    settings = make_settings(None, sqlite_store.url, service=ServiceConfig(health_listen="here"))
-    with pytest.raises(ConfigError, match=r"service\.health_listen"):
-        Service(settings, sqlite_store, notifier=RecordingNotifier())
+def test_a_malformed_health_listen_is_refused_when_the_config_loads() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="health_listen"):
+        ServiceConfig(health_listen="here")
 
 
 def test_a_busy_health_port_is_a_config_error(sqlite_store: Store) -> None:
