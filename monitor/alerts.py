@@ -25,6 +25,7 @@ from monitor.outbox import (
     add_delivery,
     add_notifications,
     load_announce_state,
+    numbers_per_account,
 )
 from monitor.render import (
     Digest,
@@ -92,7 +93,11 @@ class Plan:
 
 
 def plan_digests(
-    state: AnnounceState, settings: Settings, now: datetime, numbers_swept: int
+    state: AnnounceState,
+    settings: Settings,
+    now: datetime,
+    numbers_swept: int,
+    per_account: dict[str, int] | None = None,
 ) -> list[Plan]:
     """Decide what each channel is told after a complete sweep (pure: no I/O).
 
@@ -128,7 +133,11 @@ def plan_digests(
     for plan in plans.values():
         d = plan.digest
         d.still_open -= len(d.new)
-        d.numbers_swept = numbers_swept
+        # A customer's channel learns its own inventory size, never the partner's.
+        accounts = plan.channel.accounts
+        d.numbers_swept = (
+            sum((per_account or {}).get(a, 0) for a in accounts) if accounts else numbers_swept
+        )
         d.swept_at = now
         open_items = [
             _item(r) for r in state.open if plan.channel.name in route(settings.channels, r)
@@ -164,7 +173,8 @@ def store_digests(
 ) -> int:
     """Plan and store this sweep's digests in the sweep's own transaction; returns how many."""
     state = load_announce_state(conn, sweep_id, now)
-    plans = plan_digests(state, settings, now, numbers_swept)
+    per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
+    plans = plan_digests(state, settings, now, numbers_swept, per_account)
     for plan in plans:
         fmt: Format = plan.channel.body_format()
         title = render_title(plan.digest, settings.alerts.title_prefix, settings.alerts.templates)
@@ -207,10 +217,14 @@ def _broadcast(
     sweep_id: int | None = None,
     exclude: str | None = None,
 ) -> int:
-    """Queue one service message for every enabled channel (but ``exclude``); returns how many."""
+    """Queue one service message for every enabled channel (but ``exclude``); returns how many.
+
+    Channels scoped to customer accounts are left out: a reseller's customer hears about its own
+    numbers, not about the partner's sweeps or other channels.
+    """
     count = 0
     for chan in settings.channels:
-        if not chan.enabled or chan.name == exclude:
+        if not chan.enabled or chan.name == exclude or chan.accounts:
             continue
         fmt = chan.body_format()
         title, body = render(fmt)

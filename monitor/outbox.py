@@ -14,7 +14,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from monitor.store import ATTEMPTS, DELIVERIES, FINDINGS, NOTIFICATIONS, SILENCES, Store, chunks
+from monitor.store import (
+    ATTEMPTS,
+    DELIVERIES,
+    FINDINGS,
+    NOTIFICATIONS,
+    SILENCES,
+    VERSIONS,
+    Store,
+    chunks,
+)
 
 CLAIM_LEASE = timedelta(minutes=10)
 
@@ -69,6 +78,16 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
                 state.tier = tier
     silences = list(conn.execute(sa.select(SILENCES).where(SILENCES.c.until > now)).mappings())
     return AnnounceState(open=open_rows, resolved_now=resolved, told=dict(told), silences=silences)
+
+
+def numbers_per_account(conn: Connection) -> dict[str, int]:
+    """How many numbers each customer account holds now (current versions)."""
+    stmt = (
+        sa.select(VERSIONS.c.account_id, sa.func.count())
+        .where(VERSIONS.c.valid_to.is_(None))
+        .group_by(VERSIONS.c.account_id)
+    )
+    return {str(acct): int(n) for acct, n in conn.execute(stmt)}
 
 
 def add_delivery(

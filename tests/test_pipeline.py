@@ -207,3 +207,33 @@ def test_sweep_failure_alerts_every_channel(
     (msg,) = notifier.sent
     assert msg.title == "did-monitor: sweep failed" and msg.level == "failure"
     assert "No finding was resolved" in msg.body
+
+
+def test_customer_channels_see_only_their_own(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    ids = list(sandbox.inventory.ids())
+    mine = sandbox.inventory.update(ids[0], is_blocked=True)
+    other = sandbox.inventory.update(ids[1], is_blocked=True)
+    if other["account_id"] == mine["account_id"]:
+        other = sandbox.inventory.update(ids[1], account_id="MA_OTHER01")
+    own = sum(
+        1
+        for n in sandbox.inventory.ids()
+        if sandbox.inventory.item(sandbox.inventory.index_of(n))["account_id"] == mine["account_id"]
+    )
+    channels = (
+        CHAN,
+        ChannelConfig(name="customer", url="json://h/c", accounts=(mine["account_id"],)),
+    )
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, channels)
+    (msg,) = notifier.for_channel("customer")
+    assert mine["e164"] in msg.body and other["e164"] not in msg.body
+    assert f"Numbers swept: {own}" in msg.body and own < 150
+    # service messages (sweep failed) are not sent to customers
+    sandbox.faults.add(times=-1, status=500)
+    run(sandbox, store, clock, notifier, channels, vobiz={"max_retries": 0})
+    assert [m.title for m in notifier.for_channel("customer")] == [msg.title]
+    assert any("sweep failed" in m.title for m in notifier.for_channel("ops"))
