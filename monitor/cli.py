@@ -388,6 +388,12 @@ def sandbox(
         latency=latency_ms / 1000,
         error_rate=error_rate,
     )
+    try:
+        box.bind()
+    except OSError as exc:
+        raise ConfigError(
+            f"--host/--port: cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
     out.print(f"sandbox Partner API on {box.url} with {numbers} numbers (seed {seed})")
     out.print(f"  credentials: VOBIZ_AUTH_ID={box.auth_id} VOBIZ_AUTH_TOKEN={box.auth_token}")
     out.print(

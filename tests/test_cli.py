@@ -313,3 +313,37 @@ url = "json://downuser:downpass5678@127.0.0.1:9/x"
     for secret in (TOKEN, "hookpass1234", "downpass5678"):
         assert secret not in text, secret
         assert secret.encode() not in database, secret
+
+
+def test_sandbox_command_serves_the_api(tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "sandbox", "--port", str(port), "--numbers", "42"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        headers = {"X-Auth-ID": "PA_SANDBOX", "X-Auth-Token": TOKEN}
+        url = f"http://127.0.0.1:{port}/api/v1/partner/numbers"
+        deadline = time.monotonic() + 15
+        body = None
+        while time.monotonic() < deadline and body is None:
+            try:
+                body = httpx.get(url, headers=headers, timeout=2).json()
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert body is not None and body["total"] == 42
+        # the port is taken now: a second sandbox on it is a usage error, not a traceback
+        busy = did("sandbox", "--port", str(port), cwd=tmp_path)
+        assert busy.returncode == 2 and "cannot listen" in busy.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
