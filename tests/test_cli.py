@@ -326,9 +326,8 @@ def test_sandbox_command_serves_the_api(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "monitor", "sandbox", "--port", str(port), "--numbers", "42"],
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         headers = {"X-Auth-ID": "PA_SANDBOX", "X-Auth-Token": TOKEN}
