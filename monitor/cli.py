@@ -374,8 +374,9 @@ def test_alert(state: State, channel: str | None) -> None:
     "--latency-ms", default=0.0, show_default=True, type=float, help="Added to every request."
 )
 @click.option("--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--warm", is_flag=True, help="Render every page of 100 before serving (benchmarks).")
 def sandbox(
-    host: str, port: int, numbers: int, seed: int, latency_ms: float, error_rate: float
+    host: str, port: int, numbers: int, seed: int, latency_ms: float, error_rate: float, warm: bool
 ) -> None:
     """Serve the fake Partner API (same paths, auth, pagination and envelope) until ^C."""
     from monitor.sandbox import Sandbox

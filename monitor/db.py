@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -108,7 +110,6 @@ class NumberVersion(Base):
     valid_to: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
 
     __table_args__ = (
-        sa.Index("ix_number_versions_number_id_valid_to", "number_id", "valid_to"),
         sa.Index(
             "uq_number_versions_current",
             "number_id",
@@ -235,7 +236,12 @@ metadata = Base.metadata
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
     try:
-        engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        engine = sa.create_engine(
+            url,
+            pool_pre_ping=not url.startswith("sqlite"),
+            json_serializer=_json_text,
+            json_deserializer=orjson.loads,
+        )
     except (ArgumentError, ImportError, ValueError) as exc:
         raise DatabaseError(
             f"database.url is not usable: {exc}",
@@ -246,12 +252,20 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(value)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout = 30000")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA cache_size = -65536")  # 64 MiB: a 100k-number sweep stays in memory
     cur.close()
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import orjson
+
+_LONG_DIGITS = re.compile(rb"\d{19,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +105,23 @@ def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, int) and value == 1)
 
 
+def canonical_json(value: Any) -> bytes:
+    """Sorted-key compact JSON: the same bytes for the same data, whatever the key order."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits, which orjson does not encode
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def loads(data: bytes) -> Any:
+    """Parse JSON fast, without orjson's silent rounding of integers beyond 64 bits."""
+    if _LONG_DIGITS.search(data):
+        return json.loads(data)
+    return orjson.loads(data)
+
+
 def content_hash(raw: dict[str, Any]) -> str:
-    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(raw)).hexdigest()
 
 
 def parse_number(raw: Any) -> NumberRecord | None:

@@ -7,7 +7,6 @@ failure leaves here as an ``ApiError`` subclass that says whether retrying can h
 from __future__ import annotations
 
 import email.utils
-import json
 import random
 import threading
 import time
@@ -21,7 +20,7 @@ import httpx
 from monitor import __version__
 from monitor.config import VobizConfig
 from monitor.errors import ApiError, ApiGaveUp, AuthError, RetryableApiError
-from monitor.model import NumberRecord, parse_number
+from monitor.model import NumberRecord, loads, parse_number
 
 NUMBERS_PATH = "/api/v1/partner/numbers"
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
@@ -239,15 +238,15 @@ class VobizClient:
         if status >= 400:
             raise ApiError(f"GET {path}: {status} {self._message(response)}", status=status)
         try:
-            return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return loads(response.content)
+        except (ValueError, UnicodeDecodeError):  # both parsers' decode errors are ValueErrors
             raise RetryableApiError(f"GET {path}: {status} with a body that is not JSON") from None
 
     @staticmethod
     def _message(response: httpx.Response) -> str:
         try:
-            return error_text(response.json())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return error_text(loads(response.content))
+        except (ValueError, UnicodeDecodeError):
             return response.reason_phrase or ""
 
     # --- endpoints ----------------------------------------------------------------------------

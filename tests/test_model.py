@@ -122,3 +122,13 @@ def test_hash_changes_with_any_field() -> None:
     b = {"id": "1", "e164": "+1", "unknown_future_field": 2}
     assert content_hash(a) != content_hash(b)
     assert content_hash(a) == content_hash(dict(reversed(list(a.items()))))
+
+
+def test_loads_keeps_integers_beyond_64_bits_exact() -> None:
+    from monitor.model import canonical_json, loads
+
+    big = 123456789012345678901234567890
+    assert loads(b'{"a": 123456789012345678901234567890}') == {"a": big}
+    assert loads(b'{"a": 1, "b": "x"}') == {"a": 1, "b": "x"}
+    assert canonical_json({"b": 1, "a": big}) == b'{"a":123456789012345678901234567890,"b":1}'
+    assert canonical_json({"b": 1, "a": 2}) == b'{"a":2,"b":1}'

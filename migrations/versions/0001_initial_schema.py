@@ -160,9 +160,6 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_number_versions_e164"), ["e164"], unique=False)
         batch_op.create_index(
-            "ix_number_versions_number_id_valid_to", ["number_id", "valid_to"], unique=False
-        )
-        batch_op.create_index(
             "uq_number_versions_current",
             ["number_id"],
             unique=True,
@@ -236,7 +233,6 @@ def downgrade() -> None:
             sqlite_where=sa.text("valid_to IS NULL"),
             postgresql_where=sa.text("valid_to IS NULL"),
         )
-        batch_op.drop_index("ix_number_versions_number_id_valid_to")
         batch_op.drop_index(batch_op.f("ix_number_versions_e164"))
         batch_op.drop_index(batch_op.f("ix_number_versions_account_id"))
 
