@@ -391,30 +391,10 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def serve_sandbox(args: argparse.Namespace) -> int:
-    """Fallback server process: the same ``monitor.sandbox.Sandbox`` the CLI command serves."""
-    from monitor.sandbox import Sandbox
-
-    box = Sandbox(
-        numbers=args.numbers, host=LOOPBACK, port=args.serve_sandbox, latency=args.latency_ms / 1000
-    )
-    box.bind()
-    print(f"sandbox (bench fallback) on {box.url} with {args.numbers} numbers", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        box.serve_forever()
-    return 0
-
-
-def sandbox_command(port: int, numbers: int, latency_ms: float, fallback: bool) -> list[str]:
-    common = ["--numbers", str(numbers), "--latency-ms", str(latency_ms)]
-    if fallback:
-        return [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--serve-sandbox",
-            str(port),
-            *common,
-        ]
+def sandbox_command(port: int, numbers: int, latency_ms: float) -> list[str]:
+    """``did-monitor sandbox`` with every page pre-rendered, so the benchmark measures the
+    client: a page generated on demand costs the sandbox milliseconds of CPU, on the same two
+    cores as the sweep."""
     return [
         sys.executable,
         "-m",
@@ -424,50 +404,40 @@ def sandbox_command(port: int, numbers: int, latency_ms: float, fallback: bool) 
         LOOPBACK,
         "--port",
         str(port),
-        *common,
+        "--numbers",
+        str(numbers),
+        "--latency-ms",
+        str(latency_ms),
+        "--warm",
     ]
 
 
 @contextlib.contextmanager
 def sandbox_process(numbers: int, latency_ms: float, workdir: Path) -> Iterator[tuple[str, int]]:
-    """The fake API in its own process on a free loopback port; killed on the way out.
-
-    First ``python -m monitor sandbox``; if that process dies before answering (e.g. the CLI
-    command is broken), the same ``Sandbox`` class served by this script in its own process."""
+    """The fake API in its own process on a free loopback port; stopped on the way out."""
     log_path = workdir / "sandbox.log"
-    fallback = False
     for _attempt in range(SANDBOX_START_ATTEMPTS):
         port = free_port()
-        cmd = sandbox_command(port, numbers, latency_ms, fallback)
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+            proc = subprocess.Popen(
+                sandbox_command(port, numbers, latency_ms),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+            )
         base_url = f"http://{LOOPBACK}:{port}"
-        early_exit: int | None = None
         try:
             deadline = time.monotonic() + SANDBOX_START_TIMEOUT
             while time.monotonic() < deadline and proc.poll() is None:
                 if sandbox_answers(base_url):
                     break
                 time.sleep(0.2)
-            early_exit = proc.poll()  # it exited by itself, before we stopped it
-            if early_exit is None and sandbox_answers(base_url):
-                how = "bench fallback server" if fallback else "python -m monitor sandbox"
-                print(
-                    f"sandbox up at {base_url} (separate process, pid {proc.pid}: {how})",
-                    flush=True,
-                )
+            if proc.poll() is None and sandbox_answers(base_url):
+                print(f"sandbox up at {base_url} (separate process, pid {proc.pid})", flush=True)
                 yield base_url, proc.pid
                 return
         finally:
             stop_process(proc)
-        if not fallback and early_exit not in (None, 0):
-            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-            print(
-                f"'python -m monitor sandbox' exited {early_exit} before answering "
-                f"({tail[-1] if tail else 'no output'}); using the bench fallback server",
-                flush=True,
-            )
-            fallback = True
     tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
     raise RuntimeError(
         f"the sandbox did not start after {SANDBOX_START_ATTEMPTS} attempts:\n{tail}"
@@ -836,7 +806,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-sandbox", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.numbers = QUICK_NUMBERS
@@ -855,8 +824,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.child:
         return child_main(args.child)
-    if args.serve_sandbox is not None:
-        return serve_sandbox(args)
     signal.signal(signal.SIGTERM, _terminate)
     backends = ["sqlite"] + (["postgresql"] if args.postgres else [])
     kinds = ["optimised"] + ([] if args.no_baseline else ["baseline"])
