@@ -395,6 +395,8 @@ def sandbox(
         raise ConfigError(
             f"--host/--port: cannot listen on {host}:{port}: {exc.strerror}"
         ) from None
+    if warm:
+        out.print(f"rendered {box.warm()} pages of 100 ahead of time")
     out.print(f"sandbox Partner API on {box.url} with {numbers} numbers (seed {seed})")
     out.print(f"  credentials: VOBIZ_AUTH_ID={box.auth_id} VOBIZ_AUTH_TOKEN={box.auth_token}")
     out.print(
