@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -12,7 +11,10 @@ from typing import Any
 
 import orjson
 
-_LONG_DIGITS = re.compile(rb"\d{19,}")
+# Digits become "1", everything else "0": a run of 19 ones marks a number orjson would round.
+# translate + find run at memory speed; a regex over a 70 kB page costs five times the parse.
+_DIGIT_MASK = bytes(0x31 if 0x30 <= i <= 0x39 else 0x30 for i in range(256))
+_LONG_RUN = b"1" * 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,7 @@ def canonical_json(value: Any) -> bytes:
 
 def loads(data: bytes) -> Any:
     """Parse JSON fast, without orjson's silent rounding of integers beyond 64 bits."""
-    if _LONG_DIGITS.search(data):
+    if _LONG_RUN in data.translate(_DIGIT_MASK):
         return json.loads(data)
     return orjson.loads(data)
 
