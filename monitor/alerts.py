@@ -172,6 +172,8 @@ def store_digests(
     conn: Connection, settings: Settings, sweep_id: int, now: datetime, numbers_swept: int
 ) -> int:
     """Plan and store this sweep's digests in the sweep's own transaction; returns how many."""
+    if not any(c.enabled for c in settings.channels):
+        return 0  # nobody to tell: do not load every open finding for nothing
     state = load_announce_state(conn, sweep_id, now)
     per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
     plans = plan_digests(state, settings, now, numbers_swept, per_account)

@@ -93,7 +93,7 @@ class NumberVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     number_id: Mapped[str] = mapped_column(sa.String(64))
     e164: Mapped[str] = mapped_column(sa.String(32), index=True)
-    account_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    account_id: Mapped[str] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(32))
     country: Mapped[str | None] = mapped_column(sa.String(8))
     region: Mapped[str | None] = mapped_column(sa.String(128))

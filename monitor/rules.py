@@ -8,8 +8,8 @@ it knows. Rules are registered by id; an id in config that is not registered is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from monitor.config import SEVERITY_RANK, DateRuleConfig, RuleConfig, RulesConfig
 from monitor.model import FindingDraft, NumberRecord
@@ -25,6 +25,10 @@ class RuleContext:
 
     now: datetime
     config: RulesConfig
+    today: date = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "today", self.now.date())  # computed once, not per number
 
 
 RuleFn = Callable[[NumberRecord, RuleContext], Iterator[FindingDraft]]
@@ -88,7 +92,7 @@ def _date_rule(
 ) -> Iterator[FindingDraft]:
     if when is None or num.status in INACTIVE_STATUSES:
         return
-    days = days_until(when, ctx.now)
+    days = (when.date() - ctx.today).days
     if days > cfg.within_days:
         return
     tier = tier_for(days, cfg)

@@ -155,9 +155,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_number_versions")),
     )
     with op.batch_alter_table("number_versions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_number_versions_account_id"), ["account_id"], unique=False
-        )
         batch_op.create_index(batch_op.f("ix_number_versions_e164"), ["e164"], unique=False)
         batch_op.create_index(
             "uq_number_versions_current",
@@ -234,7 +231,6 @@ def downgrade() -> None:
             postgresql_where=sa.text("valid_to IS NULL"),
         )
         batch_op.drop_index(batch_op.f("ix_number_versions_e164"))
-        batch_op.drop_index(batch_op.f("ix_number_versions_account_id"))
 
     op.drop_table("number_versions")
     with op.batch_alter_table("findings", schema=None) as batch_op:
