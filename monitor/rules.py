@@ -1,4 +1,4 @@
-"""Built-in rules and their registry: pure functions of (number, context) → finding drafts.
+"""Built-in rules and their registry: pure functions of (number, context) → a finding or None.
 
 A rule reads no clock, database or network: ``RuleContext.now`` and the rule's own config are all
 it knows. Rules are registered by id; an id in config that is not registered is a config error
@@ -7,7 +7,7 @@ it knows. Rules are registered by id; an id in config that is not registered is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -31,7 +31,7 @@ class RuleContext:
         object.__setattr__(self, "today", self.now.date())  # computed once, not per number
 
 
-RuleFn = Callable[[NumberRecord, RuleContext], Iterator[FindingDraft]]
+RuleFn = Callable[[NumberRecord, RuleContext], FindingDraft | None]
 REGISTRY: dict[str, RuleFn] = {}
 DESCRIPTIONS: dict[str, str] = {}
 
@@ -89,12 +89,12 @@ def _date_rule(
     cfg: DateRuleConfig,
     num: NumberRecord,
     ctx: RuleContext,
-) -> Iterator[FindingDraft]:
+) -> FindingDraft | None:
     if when is None or num.status in INACTIVE_STATUSES:
-        return
+        return None
     days = (when.date() - ctx.today).days
     if days > cfg.within_days:
-        return
+        return None
     tier = tier_for(days, cfg)
     if days < 0:
         text = f"{label} {when.date().isoformat()} passed {-days} day(s) ago"
@@ -102,7 +102,7 @@ def _date_rule(
         text = f"{label} is today ({when.date().isoformat()})"
     else:
         text = f"{label} in {days} day(s), on {when.date().isoformat()}"
-    yield _draft(
+    return _draft(
         rule_id,
         cfg,
         num,
@@ -114,29 +114,31 @@ def _date_rule(
 
 
 @rule("billing_due", "next billing date within N days (or already past)")
-def billing_due(num: NumberRecord, ctx: RuleContext) -> Iterator[FindingDraft]:
+def billing_due(num: NumberRecord, ctx: RuleContext) -> FindingDraft | None:
     cfg = ctx.config.billing_due
-    yield from _date_rule("billing_due", num.next_billing_date, "next billing", cfg, num, ctx)
+    return _date_rule("billing_due", num.next_billing_date, "next billing", cfg, num, ctx)
 
 
 @rule("expiring", "expires_at within N days (or already past); nothing when the API gives none")
-def expiring(num: NumberRecord, ctx: RuleContext) -> Iterator[FindingDraft]:
-    yield from _date_rule("expiring", num.expires_at, "expires", ctx.config.expiring, num, ctx)
+def expiring(num: NumberRecord, ctx: RuleContext) -> FindingDraft | None:
+    return _date_rule("expiring", num.expires_at, "expires", ctx.config.expiring, num, ctx)
 
 
 @rule("missing_application", "no application_id: calls arrive and are hung up")
-def missing_application(num: NumberRecord, ctx: RuleContext) -> Iterator[FindingDraft]:
+def missing_application(num: NumberRecord, ctx: RuleContext) -> FindingDraft | None:
     if num.application_id is None and num.status not in INACTIVE_STATUSES:
         cfg = ctx.config.missing_application
-        yield _draft(
+        return _draft(
             "missing_application", cfg, num, "no application attached: inbound calls are hung up"
         )
+    return None
 
 
 @rule("blocked", "the number is blocked")
-def blocked(num: NumberRecord, ctx: RuleContext) -> Iterator[FindingDraft]:
+def blocked(num: NumberRecord, ctx: RuleContext) -> FindingDraft | None:
     if num.is_blocked:
-        yield _draft("blocked", ctx.config.blocked, num, "number is blocked")
+        return _draft("blocked", ctx.config.blocked, num, "number is blocked")
+    return None
 
 
 def enabled_rules(config: RulesConfig) -> list[tuple[str, RuleFn]]:
@@ -149,6 +151,7 @@ class Evaluator:
     def __init__(self, ctx: RuleContext) -> None:
         self.ctx = ctx
         self._rules = enabled_rules(ctx.config)
+        self._fns = [fn for _, fn in self._rules]
         self.drafts: dict[tuple[str, str], FindingDraft] = {}
         self._by_subject: dict[str, list[tuple[str, str]]] = {}
 
@@ -158,10 +161,12 @@ class Evaluator:
             for key in self._by_subject.pop(num.id, ()):
                 self.drafts.pop(key, None)
             keys = []
-            for _rid, fn in self._rules:
-                for draft in fn(num, self.ctx):
-                    self.drafts[draft.key] = draft
-                    keys.append(draft.key)
+            for fn in self._fns:
+                draft = fn(num, self.ctx)
+                if draft is not None:
+                    key = (draft.rule, draft.subject)
+                    self.drafts[key] = draft
+                    keys.append(key)
             if keys:
                 self._by_subject[num.id] = keys
 
@@ -177,6 +182,7 @@ class Evaluator:
 
 
 def evaluate(numbers: Iterable[NumberRecord], ctx: RuleContext) -> list[FindingDraft]:
+    """Every finding the enabled rules raise about ``numbers`` (one per rule and number)."""
     ev = Evaluator(ctx)
     ev.feed(numbers)
     return list(ev.drafts.values())
