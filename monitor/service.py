@@ -1,15 +1,14 @@
 """The scheduler daemon behind ``did-monitor run``: cron sweeps with catch-up, delivery retries,
 heartbeats, the health listener, and a graceful, bounded shutdown on SIGTERM/SIGINT.
 
-This is the only module that knows wall-clock scheduling. The decisions about time are pure
-functions of ``now`` (``needs_catch_up``, ``sweep_deadline``) so they are tested with fixed
-datetimes; ``Service`` wires them to APScheduler 3 (in-memory job store: the "last complete
-sweep" lives in our own tables, so nothing scheduler-specific has to survive a restart).
+With ``schedule.py`` (the pure decisions about time: catch-up, overdue), the only module that
+knows wall-clock scheduling. ``Service`` wires those decisions to APScheduler 3 (in-memory job
+store: the "last complete sweep" lives in our own tables, so nothing scheduler-specific has to
+survive a restart).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import signal
 import threading
@@ -23,101 +22,29 @@ from zoneinfo import ZoneInfo
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts import DeliveryOutcome, deliver_due
-from monitor.config import ScheduleConfig, Settings
+from monitor.config import Settings
 from monitor.db import current_revision, head_revision, utcnow
 from monitor.errors import LockBusy, MonitorError, SweepCancelled
 from monitor.health import HealthServer, Metrics, assess, describe_failure, parse_listen
 from monitor.heartbeat import Heartbeat
 from monitor.notify import AppriseNotifier, Notifier
 from monitor.pipeline import SweepOutcome, run_cycle
+from monitor.schedule import (
+    build_trigger,
+    fire_at_or_after,
+    missed_fire_time,
+    sweep_deadline,
+)
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 SWEEP_JOB = "sweep"
 DELIVERY_JOB = "deliver"
-_TICK = timedelta(microseconds=1)
-
-
-# --- time decisions (pure) ----------------------------------------------------------------------
-
-
-def build_trigger(schedule: ScheduleConfig, *, jitter: bool = True) -> CronTrigger:
-    """The sweep's cron trigger in the configured IANA zone (crontab weekday names and numbers)."""
-    trigger = CronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(schedule.timezone))
-    if jitter:
-        trigger.jitter = schedule.jitter_seconds or None
-    return trigger
-
-
-def _seconds(value: timedelta | float) -> timedelta:
-    return value if isinstance(value, timedelta) else timedelta(seconds=value)
-
-
-def fire_at_or_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
-    """The trigger's first fire time at or after ``moment`` (to the second, UTC), no jitter."""
-    if getattr(trigger, "jitter", None):
-        trigger = copy.copy(trigger)
-        trigger.jitter = None
-    fire: datetime | None = trigger.get_next_fire_time(None, moment.astimezone(trigger.timezone))
-    return fire.astimezone(UTC) if fire is not None else None
-
-
-def missed_fire_time(
-    trigger: CronTrigger, last_complete_at: datetime, now: datetime, grace: timedelta | float
-) -> datetime | None:
-    """A fire time after ``last_complete_at``, not after ``now``, and no older than ``grace``.
-
-    Only the earliest candidate in that window is computed (one trigger lookup, whatever the
-    downtime), because one such fire time is enough to decide, and coalescing means any number
-    of missed windows is made up by one sweep.
-    """
-    earliest = max(last_complete_at + _TICK, now - _seconds(grace))
-    fire = fire_at_or_after(trigger, earliest)
-    return fire if fire is not None and fire <= now else None
-
-
-def needs_catch_up(
-    trigger: CronTrigger, last_complete_at: datetime | None, now: datetime, grace: timedelta | float
-) -> bool:
-    """Whether the service must sweep once at start: never a complete sweep, or a scheduled
-    sweep fell due since the last complete one's start and is still within the misfire grace."""
-    if last_complete_at is None:
-        return True
-    return missed_fire_time(trigger, last_complete_at, now, grace) is not None
-
-
-def sweep_deadline(
-    trigger: CronTrigger,
-    last_complete_at: datetime | None,
-    started_at: datetime,
-    grace: timedelta | float,
-    slack: timedelta | float = 0,
-) -> datetime | None:
-    """The time after which the data is overdue: the first fire time after the last complete
-    sweep's start plus the misfire grace (plus ``slack``, the configured jitter). Before any
-    complete sweep, the service gets one grace period from ``started_at``. None: never due."""
-    if last_complete_at is None:
-        return started_at + _seconds(grace)
-    fire = fire_at_or_after(trigger, last_complete_at + _TICK)
-    return None if fire is None else fire + _seconds(grace) + _seconds(slack)
-
-
-def is_overdue(
-    trigger: CronTrigger,
-    last_complete_at: datetime | None,
-    now: datetime,
-    started_at: datetime,
-    grace: timedelta | float,
-    slack: timedelta | float = 0,
-) -> bool:
-    deadline = sweep_deadline(trigger, last_complete_at, started_at, grace, slack)
-    return deadline is not None and now > deadline
 
 
 # --- the executor -------------------------------------------------------------------------------

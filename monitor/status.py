@@ -10,19 +10,12 @@ from rich.markup import escape
 
 from monitor.config import Settings
 from monitor.outbox import Outbox
+from monitor.schedule import build_trigger, fire_at_or_after
 from monitor.store import Store
 
 
 def next_run(settings: Settings, now: datetime) -> datetime | None:
-    from zoneinfo import ZoneInfo
-
-    from apscheduler.triggers.cron import CronTrigger
-
-    trigger = CronTrigger.from_crontab(
-        settings.schedule.cron, timezone=ZoneInfo(settings.schedule.timezone)
-    )
-    nxt = trigger.get_next_fire_time(None, now.astimezone(ZoneInfo(settings.schedule.timezone)))
-    return nxt.astimezone(UTC) if nxt else None
+    return fire_at_or_after(build_trigger(settings.schedule, jitter=False), now)
 
 
 def collect(settings: Settings, store: Store, now: datetime | None = None) -> dict[str, Any]:

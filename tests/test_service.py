@@ -26,14 +26,10 @@ from monitor.config import ChannelConfig, ScheduleConfig, ServiceConfig, Setting
 from monitor.errors import ConfigError
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
-from monitor.service import (
-    Service,
+from monitor.schedule import (
     build_trigger,
-    is_overdue,
-    missed_fire_time,
-    needs_catch_up,
-    sweep_deadline,
 )
+from monitor.service import Service
 from monitor.store import SWEEPS, Store
 from monitor.testing import RecordingNotifier
 from tests.conftest import FIXED_NOW, FakeClock, make_settings
@@ -48,87 +44,6 @@ def at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
 
 def trigger(cron: str = WEEKLY, tz: str = "UTC", jitter: int = 0) -> Any:
     return build_trigger(ScheduleConfig(cron=cron, timezone=tz, jitter_seconds=jitter))
-
-
-# --- needs_catch_up ---------------------------------------------------------------------------
-
-
-def test_never_swept_needs_a_sweep() -> None:
-    assert needs_catch_up(trigger(), None, at(23, 12), DAY)
-
-
-def test_no_fire_time_since_the_last_sweep_needs_none() -> None:
-    last = at(16, 6, 0, 5)  # the sweep of last Monday's window
-    assert not needs_catch_up(trigger(), last, at(23, 5, 59), DAY)
-
-
-def test_a_missed_fire_time_within_the_grace_needs_one() -> None:
-    last = at(16, 6, 0, 5)
-    assert needs_catch_up(trigger(), last, at(23, 7), DAY)
-    assert missed_fire_time(trigger(), last, at(23, 7), DAY) == at(23, 6)
-
-
-def test_a_missed_fire_time_beyond_the_grace_needs_none() -> None:
-    last = at(16, 6, 0, 5)
-    assert not needs_catch_up(trigger(), last, at(23, 7), timedelta(minutes=30))
-    assert needs_catch_up(trigger(), last, at(23, 6, 29), timedelta(minutes=30))
-
-
-def test_a_sweep_started_at_the_fire_time_covers_it() -> None:
-    assert not needs_catch_up(trigger(), at(23, 6), at(23, 6, 30), DAY)
-
-
-def test_years_of_missed_windows_are_one_cheap_decision() -> None:
-    last = datetime(2020, 1, 1, tzinfo=UTC)
-    now = at(23, 12, 0, 30)
-    started = time.perf_counter()
-    assert needs_catch_up(trigger("* * * * *"), last, now, timedelta(hours=1))
-    assert time.perf_counter() - started < 0.5  # one trigger lookup, not one per missed minute
-    # the earliest fire time inside the grace window is the one reported
-    assert missed_fire_time(trigger("* * * * *"), last, now, timedelta(hours=1)) == at(23, 11, 1)
-
-
-def test_a_last_sweep_in_the_future_clock_skew_needs_none() -> None:
-    assert not needs_catch_up(trigger("* * * * *"), at(23, 12, 5), at(23, 12), DAY)
-
-
-def test_the_schedule_time_zone_is_honoured() -> None:
-    kolkata = trigger("0 9 * * *", tz="Asia/Kolkata")  # 09:00 IST is 03:30 UTC
-    last = at(22, 4)
-    assert not needs_catch_up(kolkata, last, at(23, 3, 29), DAY)
-    assert missed_fire_time(kolkata, last, at(23, 3, 31), DAY) == at(23, 3, 30)
-
-
-def test_jitter_does_not_move_the_decision() -> None:
-    jittery = trigger(jitter=3600)
-    for _ in range(20):
-        assert missed_fire_time(jittery, at(16, 6, 0, 5), at(23, 7), DAY) == at(23, 6)
-    assert jittery.jitter == 3600  # the scheduler's trigger keeps its jitter
-
-
-# --- overdue ----------------------------------------------------------------------------------
-
-
-def test_before_any_sweep_the_service_gets_one_grace_period() -> None:
-    started = at(23, 12)
-    assert sweep_deadline(trigger(), None, started, timedelta(hours=2)) == at(23, 14)
-    assert not is_overdue(trigger(), None, at(23, 14), started, timedelta(hours=2))
-    assert is_overdue(trigger(), None, at(23, 14, 0, 1), started, timedelta(hours=2))
-
-
-def test_overdue_is_the_next_fire_time_after_the_last_sweep_plus_grace() -> None:
-    last = at(16, 6, 0, 3)
-    started = at(23, 12)
-    assert sweep_deadline(trigger(), last, started, DAY) == at(24, 6)
-    assert not is_overdue(trigger(), last, at(24, 6), started, DAY)
-    assert is_overdue(trigger(), last, at(24, 6, 0, 1), started, DAY)
-    # a sweep on time resets it to the following week
-    assert not is_overdue(trigger(), at(23, 6, 0, 2), at(24, 6, 0, 1), started, DAY)
-
-
-def test_jitter_is_slack_on_the_deadline() -> None:
-    last = at(16, 6, 0, 3)
-    assert sweep_deadline(trigger(), last, at(23, 12), DAY, slack=600) == at(24, 6, 10)
 
 
 # --- the service in-process -------------------------------------------------------------------
