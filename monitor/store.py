@@ -1,8 +1,9 @@
-"""The database door: sweeps, number versions, findings, silences and the alert outbox.
+"""The database door: sweeps, inventory questions, findings, silences.
 
-Only this module (and ``db.py`` for the schema) runs SQL. Writes for one sweep happen inside one
-transaction (``SweepWriter``), so a sweep is either wholly stored or not at all; the sweep's own
-row is committed separately so a failure or a crash is still on record.
+The store layer is this module with ``writer.py`` (one sweep's writes, in one transaction, so a
+sweep is either wholly stored or not at all), ``locks.py`` (one sweep at a time across replicas)
+and ``outbox.py`` (alerts); only they run SQL, ``db.py`` holds the schema. A sweep's own row is
+committed separately, so a failure or a crash is still on record.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 
 from monitor.db import (
     Delivery,
@@ -32,7 +33,10 @@ from monitor.db import (
     upgrade,
 )
 from monitor.errors import DatabaseError
-from monitor.model import FindingDraft, NumberRecord
+
+if TYPE_CHECKING:
+    from monitor.locks import SweepLock
+    from monitor.writer import SweepWriter
 
 SWEEPS = cast(sa.Table, Sweep.__table__)
 VERSIONS = cast(sa.Table, NumberVersion.__table__)
@@ -120,7 +124,7 @@ class Store:
             conn.execute(
                 sa.update(SWEEPS)
                 .where(SWEEPS.c.id == sweep_id)
-                .values(status=status, finished_at=now, error=error[:4000], **_counts(counts))
+                .values(status=status, finished_at=now, error=error[:4000], **sweep_values(counts))
             )
 
     def sweep(self, sweep_id: int) -> RowMapping | None:
@@ -149,6 +153,8 @@ class Store:
             return int(conn.execute(stmt).scalar_one())
 
     def writer(self, sweep_id: int, now: datetime) -> SweepWriter:
+        from monitor.writer import SweepWriter
+
         return SweepWriter(self, sweep_id, now)
 
     # --- inventory questions ------------------------------------------------------------------
@@ -283,6 +289,8 @@ class Store:
 
     def try_lock(self, name: str, now: datetime, stale_after: timedelta) -> SweepLock | None:
         """Take the named lock or return None when another live process holds it."""
+        from monitor.locks import SweepLock
+
         lock = SweepLock(self, name)
         return lock if lock.acquire(now, stale_after) else None
 
@@ -305,7 +313,7 @@ def is_silenced(finding: dict[str, Any] | RowMapping, silences: Iterable[RowMapp
     return False
 
 
-def _counts(counts: SweepCounts) -> dict[str, Any]:
+def sweep_values(counts: SweepCounts) -> dict[str, Any]:
     return {
         "numbers_seen": counts.numbers_seen,
         "total_reported": counts.total_reported,
@@ -336,357 +344,3 @@ class _Tx:
             self._cm.__exit__(*exc)
         except OperationalError as err:
             raise DatabaseError(f"database error: {describe_db_error(err)}") from None
-
-
-_VERSION_COLUMNS = (
-    "number_id",
-    "e164",
-    "account_id",
-    "status",
-    "country",
-    "region",
-    "application_id",
-    "is_blocked",
-    "next_billing_date",
-    "expires_at",
-    "monthly_fee",
-    "currency",
-    "tags",
-    "content_hash",
-    "raw",
-    "valid_from",
-    "valid_to",
-)
-
-
-def _short(hex_digest: str) -> bytes:
-    return bytes.fromhex(hex_digest[:32])
-
-
-def _processor(type_: Any, dialect: Any) -> Any:
-    process = type_._cached_bind_processor(dialect)
-    return process if process is not None else (lambda value: value)
-
-
-class SweepWriter:
-    """Everything one sweep writes, in one transaction: versions, gone numbers, findings.
-
-    Use as a context manager; ``commit()`` makes it durable, leaving the block without it rolls
-    everything back (a failed or interrupted sweep stores nothing but its own sweep row).
-    """
-
-    def __init__(self, store: Store, sweep_id: int, now: datetime) -> None:
-        self.store = store
-        self.sweep_id = sweep_id
-        self.now = now
-        self.versions_written = 0
-        self._conn: Connection | None = None
-        self._current: dict[str, bytes] | None = None
-        dialect = store.engine.dialect
-        self._bind = {
-            name: _processor(VERSIONS.c[name].type, dialect)
-            for name in ("next_billing_date", "expires_at", "monthly_fee", "tags", "raw")
-        }
-        marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(_VERSION_COLUMNS))
-        self._insert_sql = (
-            f"INSERT INTO number_versions ({', '.join(_VERSION_COLUMNS)}) VALUES ({marks})"
-        )
-
-    def __enter__(self) -> SweepWriter:
-        try:
-            self._conn = self.store.engine.connect()
-            self._conn.begin()
-        except OperationalError as exc:
-            raise DatabaseError(f"database error: {describe_db_error(exc)}") from None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._conn is not None
-        if self._conn.in_transaction():
-            self._conn.rollback()
-        self._conn.close()
-
-    @property
-    def conn(self) -> Connection:
-        assert self._conn is not None, "SweepWriter used outside its with-block"
-        return self._conn
-
-    def commit(self) -> None:
-        self.conn.commit()
-
-    def write_page(self, records: Sequence[NumberRecord]) -> int:
-        """Store the records that are new or changed since their current version (set-based)."""
-        current = self._current_hashes()
-        changed: list[str] = []
-        rows: list[tuple[Any, ...]] = []
-        for rec in records:
-            digest = _short(rec.content_hash)
-            old = current.get(rec.id)
-            if old == digest:
-                continue
-            if old is not None:
-                changed.append(rec.id)
-            current[rec.id] = digest
-            rows.append(self._version_row(rec))
-        self._close(changed)
-        self._insert_versions(rows)
-        self.versions_written += len(rows)
-        return len(rows)
-
-    def close_gone(self, seen: set[str]) -> int:
-        """Close the current version of every number this (complete) sweep did not see."""
-        gone = [nid for nid in self._current_hashes() if nid not in seen]
-        self._close(gone)
-        return len(gone)
-
-    def _current_hashes(self) -> dict[str, bytes]:
-        """Every current number's content hash (first 16 bytes), read once per sweep.
-
-        One scan beats a look-up per page by several times, and it also tells which numbers are
-        gone at the end. 100,000 numbers take about 20 MB.
-        """
-        if self._current is None:
-            stmt = sa.select(VERSIONS.c.number_id, VERSIONS.c.content_hash).where(
-                VERSIONS.c.valid_to.is_(None)
-            )
-            result = self.conn.execute(stmt.execution_options(yield_per=5000))
-            self._current = {nid: _short(h) for nid, h in result}
-        return self._current
-
-    def _close(self, number_ids: Sequence[str]) -> None:
-        for part in chunks(number_ids):
-            self.conn.execute(
-                sa.update(VERSIONS)
-                .where(VERSIONS.c.valid_to.is_(None), VERSIONS.c.number_id.in_(part))
-                .values(valid_to=self.sweep_id)
-            )
-
-    def _version_row(self, rec: NumberRecord) -> tuple[Any, ...]:
-        p = self._bind
-        return (
-            rec.id,
-            rec.e164,
-            rec.account_id,
-            rec.status[:32],
-            (rec.country or "")[:8] or None,
-            (rec.region or "")[:128] or None,
-            (rec.application_id or "")[:128] or None,
-            rec.is_blocked,
-            p["next_billing_date"](rec.next_billing_date),
-            p["expires_at"](rec.expires_at),
-            p["monthly_fee"](rec.monthly_fee),
-            (rec.currency or "")[:8] or None,
-            p["tags"](list(rec.tags)),
-            rec.content_hash,
-            p["raw"](rec.raw),
-            self.sweep_id,
-            None,
-        )
-
-    def _insert_versions(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert version rows through the driver's executemany.
-
-        Values were converted by the columns' own SQLAlchemy bind processors (UTC datetimes,
-        decimals, JSON), so what is stored is what ``insert()`` would store, without its
-        per-row parameter bookkeeping, which costs more than SQLite's own work here.
-        """
-        if rows:
-            self.conn.exec_driver_sql(self._insert_sql, rows)
-
-    def apply_findings(
-        self,
-        drafts: dict[tuple[str, str], FindingDraft],
-        evaluated_rules: Iterable[str],
-        previous_sweep_at: datetime | None,
-    ) -> tuple[int, int]:
-        """Open new findings, update changed ones, resolve cleared ones; returns (opened, resolved).
-
-        Only findings of ``evaluated_rules`` can be resolved: a rule switched off in config leaves
-        its findings as they were rather than announcing them all as fixed.
-        """
-        conn = self.conn
-        rules = list(evaluated_rules)
-        open_rows = {
-            (r.rule, r.subject): r
-            for r in conn.execute(
-                sa.select(
-                    FINDINGS.c.id,
-                    FINDINGS.c.rule,
-                    FINDINGS.c.subject,
-                    FINDINGS.c.severity,
-                    FINDINGS.c.message,
-                    FINDINGS.c.due_at,
-                    FINDINGS.c.tier,
-                ).where(FINDINGS.c.state == "open", FINDINGS.c.rule.in_(rules))
-            )
-        }
-        new_rows = []
-        updates = []
-        for key, d in drafts.items():
-            row = open_rows.get(key)
-            if row is None:
-                new_rows.append(
-                    {
-                        "rule": d.rule,
-                        "subject": d.subject,
-                        "number_id": d.number_id,
-                        "e164": d.e164,
-                        "account_id": d.account_id,
-                        "severity": d.severity,
-                        "state": "open",
-                        "message": d.message,
-                        "due_at": d.due_at,
-                        "tier": d.tier,
-                        "monthly_fee": d.monthly_fee,
-                        "currency": d.currency,
-                        "tags": list(d.tags),
-                        "first_seen": self.now,
-                        "last_seen": self.now,
-                        "resolved_at": None,
-                        "opened_sweep_id": self.sweep_id,
-                        "resolved_sweep_id": None,
-                    }
-                )
-            elif (row.severity, row.message, row.due_at, row.tier) != (
-                d.severity,
-                d.message,
-                d.due_at,
-                d.tier,
-            ):
-                updates.append(
-                    {
-                        "fid": row.id,
-                        "severity": d.severity,
-                        "message": d.message,
-                        "due_at": d.due_at,
-                        "tier": d.tier,
-                    }
-                )
-        if new_rows:
-            conn.execute(sa.insert(FINDINGS), new_rows)
-        if updates:
-            conn.execute(
-                sa.update(FINDINGS)
-                .where(FINDINGS.c.id == sa.bindparam("fid"))
-                .values(
-                    severity=sa.bindparam("severity"),
-                    message=sa.bindparam("message"),
-                    due_at=sa.bindparam("due_at"),
-                    tier=sa.bindparam("tier"),
-                ),
-                updates,
-            )
-        cleared = [row.id for key, row in open_rows.items() if key not in drafts]
-        for part in chunks(cleared):
-            conn.execute(
-                sa.update(FINDINGS)
-                .where(FINDINGS.c.id.in_(part))
-                .values(
-                    state="resolved",
-                    resolved_at=self.now,
-                    resolved_sweep_id=self.sweep_id,
-                    last_seen=previous_sweep_at or self.now,
-                )
-            )
-        return len(new_rows), len(cleared)
-
-    def complete(self, counts: SweepCounts, finished_at: datetime) -> None:
-        self.conn.execute(
-            sa.update(SWEEPS)
-            .where(SWEEPS.c.id == self.sweep_id)
-            .values(status="complete", finished_at=finished_at, error=None, **_counts(counts))
-        )
-
-
-class SweepLock:
-    """One sweep at a time across replicas: a PostgreSQL advisory lock, or a lease row on SQLite."""
-
-    def __init__(self, store: Store, name: str) -> None:
-        self.store = store
-        self.name = name
-        self.owner = owner_id()
-        self._conn: Connection | None = None
-
-    def acquire(self, now: datetime, stale_after: timedelta) -> bool:
-        try:
-            if self.store.dialect == "postgresql":
-                return self._acquire_pg()
-            return self._acquire_lease(now, stale_after)
-        except SQLAlchemyError as exc:
-            raise DatabaseError(f"cannot take the sweep lock: {describe_db_error(exc)}") from None
-
-    def _acquire_pg(self) -> bool:
-        import zlib
-
-        conn = self.store.engine.connect()
-        key = zlib.crc32(f"did-monitor:{self.name}".encode())
-        got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-        conn.commit()
-        if got:
-            self._conn = conn
-            self._key = key
-        else:
-            conn.close()
-        return got
-
-    def _acquire_lease(self, now: datetime, stale_after: timedelta) -> bool:
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                sa.insert(LOCKS)
-                .prefix_with("OR IGNORE")
-                .values(name=self.name, owner=None, acquired_at=None)
-            )
-            holder = (
-                conn.execute(sa.select(LOCKS).where(LOCKS.c.name == self.name)).mappings().one()
-            )
-            if holder["owner"] and not _lease_dead(
-                holder["owner"], holder["acquired_at"], now, stale_after
-            ):
-                return False
-            result = conn.execute(
-                sa.update(LOCKS)
-                .where(LOCKS.c.name == self.name, _same_owner(holder["owner"]))
-                .values(owner=self.owner, acquired_at=now)
-            )
-            return bool(result.rowcount)
-
-    def release(self) -> None:
-        try:
-            if self._conn is not None:
-                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-                self._conn.commit()
-                self._conn.close()
-                self._conn = None
-            elif self.store.dialect != "postgresql":
-                with self.store.engine.begin() as conn:
-                    conn.execute(
-                        sa.update(LOCKS)
-                        .where(LOCKS.c.name == self.name, LOCKS.c.owner == self.owner)
-                        .values(owner=None, acquired_at=None)
-                    )
-        except SQLAlchemyError:
-            pass  # a lock we cannot release dies with our connection or goes stale
-
-    def __enter__(self) -> SweepLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _same_owner(owner: str | None) -> Any:
-    col = LOCKS.c.owner
-    return col.is_(None) if owner is None else col == owner
-
-
-def _lease_dead(owner: str, acquired_at: datetime | None, now: datetime, stale: timedelta) -> bool:
-    """A lease is dead when its process on this host is gone, or it is older than ``stale``."""
-    host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-    return acquired_at is None or now - acquired_at > stale
