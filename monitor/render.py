@@ -106,7 +106,7 @@ def rental_at_risk(items: Sequence[Item]) -> dict[str, Decimal]:
 
 
 DEFAULT_TEMPLATES = {
-    "title": "$prefix: $new new, $reminders reminders, $resolved resolved",
+    "title": "$prefix: $summary",
     "intro": "",
     "footer": "",
 }
@@ -126,7 +126,19 @@ def _variables(digest: Digest, prefix: str) -> dict[str, str]:
         "resolved": str(len(digest.resolved)),
         "open": str(digest.still_open),
         "swept": str(digest.numbers_swept),
+        "summary": summary(digest),
     }
+
+
+def summary(digest: Digest) -> str:
+    """ "2 new, 1 reminder, 3 resolved", naming only what is there."""
+    parts = [
+        (len(digest.new), "new", "new"),
+        (len(digest.reminders), "reminder", "reminders"),
+        (len(digest.resolved), "resolved", "resolved"),
+    ]
+    text = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in parts if n)
+    return text or "nothing new"
 
 
 def render_body(

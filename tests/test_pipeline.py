@@ -93,7 +93,7 @@ def test_tiered_reminders_send_only_the_most_urgent(
     clock.advance(days=14)  # 6 days: crossed 14 and 7 in one week → one reminder, tier 7
     run(sandbox, store, clock, notifier, rules=rules)
     last = notifier.sent[-1]
-    assert len(notifier.sent) == 2 and "1 reminders" in last.title
+    assert len(notifier.sent) == 2 and last.title == "did-monitor: 1 reminder"
     assert "[7d]" in last.body and "[14d]" not in last.body
     (f,) = store.findings()
     assert f["tier"] == 7

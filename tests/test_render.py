@@ -118,3 +118,9 @@ def test_rental_at_risk_sums_per_currency() -> None:
         ]
     )
     assert totals == {"INR": Decimal(300), "USD": Decimal("3.75")}
+
+
+def test_default_title_names_only_what_happened() -> None:
+    assert render_title(Digest(new=[item()] * 3), "dm", {}) == "dm: 3 new"
+    d = Digest(reminders=[item()], resolved=[item(), item()])
+    assert render_title(d, "dm", {}) == "dm: 1 reminder, 2 resolved"
