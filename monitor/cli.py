@@ -13,12 +13,12 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from monitor import __version__, logs
 from monitor.config import LoadedConfig, Settings, load, redacted
 from monitor.errors import ConfigError, LockBusy, MonitorError
+from monitor.render import tty
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console(highlight=False, soft_wrap=True)
@@ -27,9 +27,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def fail(error: MonitorError) -> NoReturn:
     first, *rest = str(error).splitlines()
-    err.print(f"[bold red]error:[/] {escape(first)}")
+    err.print(f"[bold red]error:[/] {tty(first)}")
     for line in rest:
-        err.print(escape(line))
+        err.print(tty(line))
     sys.exit(error.exit_code)
 
 
@@ -45,7 +45,7 @@ class State:
         if self._loaded is None:
             self._loaded = load(self.config_path)
             for warning in self._loaded.warnings:
-                err.print(f"[yellow]warning:[/] {escape(warning)}")
+                err.print(f"[yellow]warning:[/] {tty(warning)}")
             logs.setup(self._loaded.settings.logging.level, self._loaded.settings.logging.format)
         return self._loaded
 
@@ -189,12 +189,12 @@ def _print_outcome(outcome: Any) -> None:
         )
     else:
         err.print(
-            f"[bold red]error:[/] sweep {outcome.sweep_id} failed: {escape(outcome.error or '')}"
+            f"[bold red]error:[/] sweep {outcome.sweep_id} failed: {tty(outcome.error or '')}"
         )
         err.print("  no finding was resolved; a 'sweep failed' alert was queued for every channel")
     for d in outcome.deliveries:
-        mark = "[green]sent[/]" if d.ok else f"[red]failed[/]: {escape(d.error or '')}"
-        out.print(f"  {d.kind} → {escape(d.channel)}: {mark}")
+        mark = "[green]sent[/]" if d.ok else f"[red]failed[/]: {tty(d.error or '')}"
+        out.print(f"  {d.kind} → {tty(d.channel)}: {mark}")
 
 
 # --- findings -----------------------------------------------------------------------------------
@@ -274,12 +274,12 @@ def print_findings(
         cells = [
             r["rule"],
             f"[{colour.get(sev, 'white')}]{sev}[/]",
-            escape(r["e164"] or ""),
-            escape(r["account_id"] or ""),
+            tty(r["e164"] or ""),
+            tty(r["account_id"] or ""),
         ]
         if not compact:
             cells += [r["state"], r["first_seen"].strftime("%Y-%m-%d")]
-        table.add_row(*cells, escape(r["message"]))
+        table.add_row(*cells, tty(r["message"]))
     out.print(table)
     if limit is not None and len(rows) > limit:
         out.print(f"… and {len(rows) - limit} more (did-monitor findings shows them all)")
@@ -319,7 +319,7 @@ def check_config(state: State) -> None:
 
 def _print_key(path: str, key: str, value: Any, sources: dict[str, str]) -> None:
     source = sources.get(path, "default")
-    out.print(f"{escape(key)} = {escape(json.dumps(value))}  [dim]# {escape(source)}[/]")
+    out.print(f"{tty(key)} = {tty(json.dumps(value))}  [dim]# {tty(source)}[/]")
 
 
 @cli.group()
@@ -355,9 +355,9 @@ def test_alert(state: State, channel: str | None) -> None:
     )
     for name, error in results:
         if error:
-            out.print(f"{escape(name)}: [red]FAILED[/] {escape(error)}")
+            out.print(f"{tty(name)}: [red]FAILED[/] {tty(error)}")
         else:
-            out.print(f"{escape(name)}: [green]ok[/]")
+            out.print(f"{tty(name)}: [green]ok[/]")
     if any(e for _, e in results):
         sys.exit(1)
 
@@ -440,9 +440,9 @@ def history(state: State, e164: str) -> None:
     store = _store(state.settings)
     rows = store.history(e164)
     if not rows:
-        out.print(f"no number {escape(e164)} in the database")
+        out.print(f"no number {tty(e164)} in the database")
         return
-    table = Table(title=f"history of {escape(e164)}", title_justify="left")
+    table = Table(title=f"history of {tty(e164)}", title_justify="left")
     for col in (
         "from",
         "until",
@@ -460,12 +460,12 @@ def history(state: State, e164: str) -> None:
         table.add_row(
             _iso(r["from_time"]) or "",
             _iso(r["to_time"]) or "(current)",
-            escape(r["status"]),
-            escape(r["account_id"]),
-            escape(r["application_id"] or "—"),
+            tty(r["status"]),
+            tty(r["account_id"]),
+            tty(r["application_id"] or "—"),
             "yes" if r["is_blocked"] else "no",
             _iso(r["next_billing_date"]) or "—",
-            escape(changed),
+            tty(changed),
         )
         prev = r["raw"]
     out.print(table)
@@ -538,11 +538,11 @@ def silence_list(state: State) -> None:
         table.add_row(
             str(r["id"]),
             r["rule"],
-            escape(r["e164"] or "*"),
-            escape(r["account_id"] or "*"),
+            tty(r["e164"] or "*"),
+            tty(r["account_id"] or "*"),
             _iso(r["until"]) or "",
             "yes" if r["until"] > now else "expired",
-            escape(r["reason"]),
+            tty(r["reason"]),
         )
     out.print(table)
 

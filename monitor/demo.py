@@ -6,11 +6,11 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.rule import Rule
 
 from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
 from monitor.pipeline import run_cycle
+from monitor.render import tty
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
@@ -37,7 +37,7 @@ def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console) -> Non
         outcome = run_cycle(settings, store, notifier, trigger="demo")
     c = outcome.counts
     if not outcome.ok:
-        console.print(f"[red]the demo sweep failed: {escape(outcome.error or '')}[/]")
+        console.print(f"[red]the demo sweep failed: {tty(outcome.error or '')}[/]")
         raise SystemExit(1)
     console.print(
         f"[bold]2.[/] swept {c.numbers_seen} numbers in {c.pages} pages ({c.requests} requests) "
@@ -52,8 +52,9 @@ def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console) -> Non
     print_findings(rows, limit=12, compact=True)
     console.print("[bold]4.[/] the alert digest that would be sent (Markdown, as to Slack):")
     for msg in notifier.sent:
-        console.print(Rule(escape(msg.title), align="left"))
-        console.print(escape(msg.body), soft_wrap=True)
+        console.print(Rule(tty(msg.title), align="left"))
+        for line in msg.body.splitlines():
+            console.print(tty(line), soft_wrap=True)
         console.print(Rule())
     if not notifier.sent:
         console.print("(nothing to announce)")

@@ -60,6 +60,13 @@ def plain(text: str, fmt: Format) -> str:
     return text
 
 
+def tty(value: object) -> str:
+    """Text for the terminal: no control characters (no escape sequences), no Rich markup."""
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub(" ", str(value)))
+
+
 def one_line(text: str) -> str:
     """Header-safe text: no CR/LF or other control characters."""
     return _CONTROL.sub(" ", text).strip()

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from monitor.config import Settings
 from monitor.outbox import Outbox
+from monitor.render import tty
 from monitor.schedule import build_trigger, fire_at_or_after
 from monitor.store import Store
 
@@ -64,7 +64,7 @@ def print_status(info: dict[str, Any], out: Console) -> None:
         out.print(
             f"last sweep: #{last['id']} [{colour}]{last['status']}[/] at "
             f"{last['started_at']:%Y-%m-%d %H:%M} UTC, {last['numbers_seen']} numbers"
-            + (f" — {escape(last['error'])}" if last["error"] else "")
+            + (f" — {tty(last['error'])}" if last["error"] else "")
         )
         ok = info["last_complete_sweep"]
         if ok and ok["id"] != last["id"]:
@@ -80,10 +80,8 @@ def print_status(info: dict[str, Any], out: Console) -> None:
         if not ch["enabled"]:
             state = "disabled"
         extra = (
-            f", last error: {escape(ch['last_error'])}"
-            if ch["failing"] and ch["last_error"]
-            else ""
+            f", last error: {tty(ch['last_error'])}" if ch["failing"] and ch["last_error"] else ""
         )
-        out.print(f"  {escape(name)}: {state}, {ch['pending']} waiting to be sent{extra}")
+        out.print(f"  {tty(name)}: {state}, {ch['pending']} waiting to be sent{extra}")
     if info["next_sweep"]:
         out.print(f"next scheduled sweep: {info['next_sweep']:%Y-%m-%d %H:%M} UTC")

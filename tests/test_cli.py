@@ -346,3 +346,18 @@ def test_sandbox_command_serves_the_api(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_api_strings_cannot_drive_the_terminal(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(tmp_path, sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    item = sandbox.inventory.update(
+        nid, is_blocked=True, account_id="MA_\x1b[2J\x1b[31mEVIL[/]", status="blocked\x07"
+    )
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    for args in (("findings",), ("history", item["e164"])):
+        result = did("--config", str(cfg), *args, cwd=tmp_path, env={**env, "COLUMNS": "300"})
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert "EVIL[/]" in result.stdout  # shown as text, markup not interpreted
