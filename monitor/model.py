@@ -40,6 +40,7 @@ class NumberRecord:
     tags: tuple[str, ...]
     raw: dict[str, Any] = field(repr=False, compare=False)
     content_hash: str = field(repr=False, compare=False, default="")
+    raw_json: str = field(repr=False, compare=False, default="")  # canonical: sorted keys
 
 
 @dataclass(slots=True)
@@ -147,6 +148,7 @@ def parse_number(raw: Any) -> NumberRecord | None:
     tags = tuple(str(t) for t in tags_raw if t is not None) if type(tags_raw) is list else ()
     status = (_text(get("status")) or "unknown").lower()
     cost = get("monthly_cost")
+    canonical = canonical_json(raw)  # hashed and stored as is: serialised once per number
     return NumberRecord(
         number_id,
         e164 or "",
@@ -162,5 +164,6 @@ def parse_number(raw: Any) -> NumberRecord | None:
         _text(get("currency")),
         tags,
         raw,
-        content_hash(raw),
+        hashlib.sha256(canonical).hexdigest(),
+        canonical.decode(),
     )

@@ -159,7 +159,7 @@ class SweepWriter:
             (rec.currency or "")[:8] or None,
             p["tags"](list(rec.tags)),
             rec.content_hash,
-            p["raw"](rec.raw),
+            rec.raw_json or p["raw"](rec.raw),  # already JSON text (keys sorted): not again
             self.sweep_id,
             None,
         )
