@@ -111,7 +111,7 @@ def _sweep(
                 writer.write_page(records)
                 evaluator.feed(records)
 
-            fetched = fetch_inventory(api, settings, consume, progress)
+            fetched = fetch_inventory(api, settings, consume, progress, writer.current_ids())
             counts = SweepCounts(
                 numbers_seen=len(fetched.ids),
                 total_reported=fetched.total,

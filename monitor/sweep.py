@@ -11,7 +11,7 @@ followed by a re-read; if the inventory keeps moving, or shrank implausibly, the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -47,10 +47,9 @@ class PassResult:
         return max(self.totals) if self.totals else None
 
     def consistent(self) -> bool:
-        if len(self.totals) > 1:
+        """One stable total, matched by the distinct numbers plus unreadable items."""
+        if len(self.totals) != 1:
             return False
-        if not self.totals:
-            return True  # an API that gives no total: paged until a short page
         return len(self.ids) + self.malformed == next(iter(self.totals))
 
 
@@ -105,53 +104,93 @@ def fetch_inventory(
     settings: Settings,
     consume: Callable[[list[NumberRecord]], None],
     progress: ProgressFn | None = None,
+    known: Collection[str] = (),
 ) -> FetchResult:
-    """Fetch every page, hand each page's new records to ``consume``, and vouch for completeness."""
-    cfg = settings.vobiz
-    seen: set[str] = set()
+    """Fetch every page, hand each page's new records to ``consume``, and vouch for completeness.
+
+    ``known`` are the numbers current before this sweep. When a consistent pass misses some of
+    them, one more pass confirms the absence: a number released while another was bought keeps
+    ``total`` unchanged but shifts pages, so a pass can add up and still have missed a number.
+    A number seen in either pass counts as present; only one missing from both is gone. An API
+    that gives no ``total`` must return the same numbers in two passes.
+    """
     attempts = settings.sweep.reread_attempts + 1
     last: PassResult | None = None
-    for pass_no in range(1, attempts + 1):
-        result = PassResult()
-        prog = SweepProgress(pass_no=pass_no)
-        for page in iter_pages(client, cfg.per_page, cfg.concurrency):
-            result.pages += 1
-            result.items += page.item_count
-            result.malformed += page.malformed
-            if page.total is not None:
-                result.totals.add(page.total)
-                prog.pages_total = max(1, math.ceil(max(result.totals) / cfg.per_page))
-            fresh = []
-            for rec in page.records:
-                if rec.id in result.ids:
-                    result.duplicates += 1
-                    continue
-                result.ids.add(rec.id)
-                fresh.append(rec)
-            # Later passes re-read what the first stored; the writer skips unchanged numbers.
-            consume(fresh)
-            seen.update(r.id for r in fresh)
-            prog.pages_done = result.pages
-            prog.numbers = len(result.ids)
-            if progress:
-                progress(prog)
+    previous: set[str] | None = None
+    confirming: PassResult | None = None
+    for pass_no in range(1, attempts + 2):
+        result = _one_pass(client, settings, consume, progress, pass_no)
+        if confirming is not None:
+            return _fetched(confirming, pass_no, confirming.ids | result.ids)
         last = result
-        if result.consistent():
-            return FetchResult(
-                ids=result.ids,
-                total=result.last_total,
-                pages=result.pages,
-                passes=pass_no,
-                malformed=result.malformed,
-                duplicates=result.duplicates,
-            )
+        if not result.totals:
+            if previous is not None and result.ids == previous:
+                return _fetched(result, pass_no, result.ids)
+        elif result.consistent():
+            if not any(nid not in result.ids for nid in known):
+                return _fetched(result, pass_no, result.ids)
+            confirming = result  # some known numbers are missing: read once more to be sure
+            continue
+        if pass_no >= attempts:
+            break
+        previous = result.ids
     assert last is not None
+    if not last.totals:
+        raise IncompleteSweep(
+            f"the API gave no total and {attempts} pass(es) over the pages did not agree on the "
+            "inventory, so the sweep cannot vouch that it saw every number",
+            hint="raise sweep.reread_attempts, or check the API's envelope",
+        )
     totals = ", ".join(str(t) for t in sorted(last.totals))
     raise IncompleteSweep(
         f"the inventory did not add up after {attempts} pass(es): the API reported total "
         f"{totals} but {len(last.ids)} distinct numbers arrived ({last.malformed} unreadable, "
         f"{last.duplicates} repeated)",
         hint="numbers were probably added or released during the sweep; it will be retried",
+    )
+
+
+def _one_pass(
+    client: VobizClient,
+    settings: Settings,
+    consume: Callable[[list[NumberRecord]], None],
+    progress: ProgressFn | None,
+    pass_no: int,
+) -> PassResult:
+    cfg = settings.vobiz
+    result = PassResult()
+    prog = SweepProgress(pass_no=pass_no)
+    for page in iter_pages(client, cfg.per_page, cfg.concurrency):
+        result.pages += 1
+        result.items += page.item_count
+        result.malformed += page.malformed
+        if page.total is not None:
+            result.totals.add(page.total)
+            prog.pages_total = max(1, math.ceil(max(result.totals) / cfg.per_page))
+        fresh = []
+        for rec in page.records:
+            if rec.id in result.ids:
+                result.duplicates += 1
+                continue
+            result.ids.add(rec.id)
+            fresh.append(rec)
+        # Later passes re-read what the first stored; the writer skips unchanged numbers.
+        consume(fresh)
+        prog.pages_done = result.pages
+        prog.numbers = len(result.ids)
+        if progress:
+            progress(prog)
+    return result
+
+
+def _fetched(result: PassResult, passes: int, ids: set[str]) -> FetchResult:
+    return FetchResult(
+        ids=ids,
+        total=result.last_total,
+        pages=result.pages,
+        passes=passes,
+        malformed=result.malformed,
+        duplicates=result.duplicates,
     )
 
 

@@ -5,7 +5,7 @@ Part of the store layer (with ``store.py``, the only modules that run SQL).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -119,6 +119,10 @@ class SweepWriter:
         gone = [nid for nid in self._current_hashes() if nid not in seen]
         self._close(gone)
         return len(gone)
+
+    def current_ids(self) -> Collection[str]:
+        """The numbers that were current before this sweep (and any it has written since)."""
+        return self._current_hashes().keys()
 
     def _current_hashes(self) -> dict[str, bytes]:
         """Every current number's content hash (first 16 bytes), read once per sweep.

@@ -247,3 +247,51 @@ def test_sigkill_mid_sweep_leaves_a_consistent_database(
         assert current_ids(store) == set(sandbox.inventory.ids())
     finally:
         store.dispose()
+
+
+def test_a_swap_mid_sweep_that_keeps_the_total_is_confirmed(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    """One number released and another bought between pages: the total still adds up, but a
+    number shifted past the reader. A confirming pass must find it rather than call it gone."""
+    assert cycle(sandbox, store, clock, vobiz={"per_page": 20, "concurrency": 1}).ok
+    ids = list(sandbox.inventory.ids())
+    swapped: list[str] = []
+
+    def swap(path: str, query: dict[str, str]) -> None:
+        if query.get("page") == "2" and not swapped:
+            sandbox.inventory.remove([ids[3]])  # on page 1, already read
+            swapped.extend(sandbox.inventory.add(1))  # at the end: the total is unchanged
+
+    sandbox.on_request = swap
+    out = cycle(sandbox, store, clock, vobiz={"per_page": 20, "concurrency": 1})
+    assert out.ok, out.error
+    assert out.counts.numbers_gone == 0  # the number that shifted from page 2 to 1 is not gone
+    assert ids[20] in current_ids(store)
+    assert set(swapped) <= current_ids(store)
+    sandbox.on_request = None
+    later = cycle(sandbox, store, clock, vobiz={"per_page": 20, "concurrency": 1})
+    assert later.ok and later.counts.numbers_gone == 1  # the released one, once really absent
+    assert ids[3] not in current_ids(store)
+
+
+def test_an_api_without_totals_must_agree_with_itself(
+    sandbox: Sandbox, store: Store, clock: FakeClock, monkeypatch: Any
+) -> None:
+    import monitor.vobiz
+
+    original = monitor.vobiz.parse_page
+
+    def no_total(body: Any, page: int, per_page: int) -> Any:
+        body = dict(body)
+        body.pop("total", None)
+        return original(body, page, per_page)
+
+    monkeypatch.setattr(monitor.vobiz, "parse_page", no_total)
+    out = cycle(sandbox, store, clock, vobiz={"per_page": 20})
+    assert out.ok and out.counts.numbers_seen == 150
+    assert out.counts.total_reported is None
+    assert (
+        cycle(sandbox, store, clock, vobiz={"per_page": 20}, sweep={"reread_attempts": 0}).ok
+        is False
+    )
