@@ -135,10 +135,40 @@ def content_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(raw)).hexdigest()
 
 
+def _without_nul(value: Any) -> Any:
+    """The same JSON value without NUL characters in any string (PostgreSQL refuses them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
+def _bounded_id(value: str) -> str:
+    """Ids longer than the column keep a stable identity as a hash of themselves."""
+    if len(value) <= MAX_ID:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:48]
+
+
+MAX_ID = 64  # number_versions.number_id and account_id
+MAX_E164 = 32
+
+
 def parse_number(raw: Any) -> NumberRecord | None:
-    """Parse one API item; None when it has neither ``id`` nor ``e164`` (nothing to key it by)."""
+    """Parse one API item; None when it has neither ``id`` nor ``e164`` (nothing to key it by).
+
+    Text is made storable on every database: NUL characters are dropped (the raw JSON too), ids
+    longer than their column become a stable hash, and an over-long e164 is cut.
+    """
     if not isinstance(raw, dict):
         return None
+    canonical = canonical_json(raw)
+    if b"\\u0000" in canonical:
+        raw = _without_nul(raw)
+        canonical = canonical_json(raw)
     get = raw.get
     e164 = _text(get("e164")) or _text(get("number"))
     number_id = _text(get("id")) or (f"e164:{e164}" if e164 else None)
@@ -148,11 +178,10 @@ def parse_number(raw: Any) -> NumberRecord | None:
     tags = tuple(str(t) for t in tags_raw if t is not None) if type(tags_raw) is list else ()
     status = (_text(get("status")) or "unknown").lower()
     cost = get("monthly_cost")
-    canonical = canonical_json(raw)  # hashed and stored as is: serialised once per number
-    return NumberRecord(
-        number_id,
-        e164 or "",
-        _text(get("account_id")) or _text(get("account_auth_id")) or "",
+    return NumberRecord(  # the canonical JSON is hashed and stored as is: serialised once
+        _bounded_id(number_id),
+        (e164 or "")[:MAX_E164],
+        _bounded_id(_text(get("account_id")) or _text(get("account_auth_id")) or ""),
         status,
         _text(get("country")),
         _text(get("region")),
@@ -161,7 +190,7 @@ def parse_number(raw: Any) -> NumberRecord | None:
         parse_time(get("next_billing_date")),
         parse_time(get("expires_at")),
         parse_money(cost if cost is not None else get("monthly_fee")),
-        _text(get("currency")),
+        (_text(get("currency")) or "")[:8] or None,
         tags,
         raw,
         hashlib.sha256(canonical).hexdigest(),

@@ -36,3 +36,27 @@ def test_versions_round_trip_every_value(store: Store, clock: FakeClock) -> None
     assert row["tags"] == ["vip", "<x>"]
     assert row["raw"] == raw
     assert row["application_id"] is None and row["valid_to"] is None
+
+
+def test_hostile_text_is_storable_on_both_databases(store: Store, clock: FakeClock) -> None:
+    from monitor.model import parse_number
+
+    raw = {
+        "id": "x" * 100,
+        "e164": "+1" * 40,
+        "account_id": "MA_" + "Z" * 90,
+        "region": "Mum\u0000bai",
+        "tags": ["a\u0000b"],
+        "currency": "DOLLARS!!!",
+        "status": "s" * 50,
+        "application_id": None,
+    }
+    rec = parse_number(raw)
+    assert rec is not None
+    sid = store.start_sweep(clock(), "test")
+    with store.writer(sid, clock()) as writer:
+        assert writer.write_page([rec]) == 1
+        writer.commit()
+    (row,) = store.history(rec.e164)
+    assert row["region"] == "Mumbai" and row["tags"] == ["ab"]
+    assert row["number_id"] == rec.id and len(rec.id) <= 64
