@@ -9,19 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor.alerts import DeliveryOutcome, deliver_due, enqueue_sweep_failed, store_digests
 from monitor.config import Settings
-from monitor.db import utcnow
+from monitor.db import describe_db_error, utcnow
 from monitor.errors import (
-    ApiError,
-    DatabaseError,
-    IncompleteSweep,
     LockBusy,
     MonitorError,
     SweepCancelled,
 )
 from monitor.model import NumberRecord
 from monitor.notify import Notifier
+from monitor.render import one_line
 from monitor.rules import Evaluator, RuleContext
 from monitor.store import Store, SweepCounts
 from monitor.sweep import ProgressFn, check_shrink, fetch_inventory
@@ -73,7 +73,10 @@ def run_cycle(
         if aborted:
             log.warning("marked %d interrupted sweep(s) as aborted", aborted)
         outcome = _sweep(settings, store, trigger, clock, client, progress, cancel)
-    outcome.deliveries = deliver_due(store, settings, notifier, clock)
+    try:
+        outcome.deliveries = deliver_due(store, settings, notifier, clock)
+    except (MonitorError, SQLAlchemyError) as exc:  # the sweep stands; deliveries are retried
+        log.error("could not deliver alerts after sweep %d: %s", outcome.sweep_id, exc)
     return outcome
 
 
@@ -88,18 +91,23 @@ def _sweep(
 ) -> SweepOutcome:
     now = clock()
     started = time.monotonic()
-    before = store.inventory_size()
-    previous = store.last_sweep("complete")
-    sweep_id = store.start_sweep(now, trigger)
-    stats = RequestStats()
+    # Before the sweep's row exists: missing credentials are a config error, not a failed sweep.
     own_client = client is None
     api = client or VobizClient(
         settings.vobiz,
-        stats=stats,
+        stats=RequestStats(),
         budget=RetryBudget(settings.vobiz.retry_budget),
         sleep=_pause_until(cancel),
     )
     stats = api.stats
+    try:
+        before = store.inventory_size()
+        previous = store.last_sweep("complete")
+        sweep_id = store.start_sweep(now, trigger)
+    except BaseException:
+        if own_client:
+            api.close()
+        raise
     evaluator = Evaluator(RuleContext(now=now, config=settings.rules))
     counts = SweepCounts(0, None, 0, 0, 0)
     try:
@@ -139,22 +147,36 @@ def _sweep(
             digests = store_digests(writer.conn, settings, sweep_id, now, len(fetched.ids))
             writer.complete(counts, clock())
             writer.commit()
-    except (ApiError, IncompleteSweep, DatabaseError) as exc:
-        error = exc.message
+    except SweepCancelled as exc:
+        _record_failure(
+            settings, store, sweep_id, exc.message, counts, clock, alert=False, status="aborted"
+        )
+        raise
+    except Exception as exc:
+        # Every other failure is a failed sweep: recorded, alerted, and the daemon carries on.
+        if isinstance(exc, MonitorError):
+            error = exc.message
+        elif isinstance(exc, SQLAlchemyError):
+            error = f"database error: {describe_db_error(exc)}"
+        else:
+            log.exception("sweep %d hit an unexpected error", sweep_id)
+            error = f"internal error: {type(exc).__name__}: {exc}"
         if counts.requests == 0:
             counts = SweepCounts(0, None, 0, stats.requests, stats.retries)
-        log.error("sweep %d failed: %s", sweep_id, error)
+        log.error("sweep %d failed: %s", sweep_id, one_line(error))
         _record_failure(settings, store, sweep_id, error, counts, clock)
         return SweepOutcome(sweep_id, False, counts, error, time.monotonic() - started)
     except BaseException as exc:
-        # Shutdown, ^C or a bug: the writer rolled back; say so on the sweep's row, then go on out.
-        reason = (
-            exc.message
-            if isinstance(exc, SweepCancelled)
-            else f"interrupted ({type(exc).__name__})"
-        )
+        # ^C or the interpreter stopping: the writer rolled back; say so on the sweep's row.
         _record_failure(
-            settings, store, sweep_id, reason, counts, clock, alert=False, status="aborted"
+            settings,
+            store,
+            sweep_id,
+            f"interrupted ({type(exc).__name__})",
+            counts,
+            clock,
+            alert=False,
+            status="aborted",
         )
         raise
     finally:
@@ -205,5 +227,5 @@ def _record_failure(
         store.fail_sweep(sweep_id, clock(), error, counts, status=status)
         if alert:
             enqueue_sweep_failed(store, settings, sweep_id, error, clock())
-    except MonitorError as exc:  # the database itself may be what failed
-        log.error("could not record the failure of sweep %d: %s", sweep_id, exc.message)
+    except Exception as exc:  # the database itself may be what failed
+        log.error("could not record the failure of sweep %d: %s", sweep_id, exc)

@@ -180,9 +180,13 @@ class SweepWriter:
         if self.store.dialect == "postgresql":
             # COPY: one stream per page instead of a statement per row in the pipeline.
             driver: Any = self.conn.connection.dbapi_connection  # a psycopg 3 connection
-            with driver.cursor() as cur, cur.copy(self._copy_sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            try:
+                with driver.cursor() as cur, cur.copy(self._copy_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
+                first = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+                raise DatabaseError(f"database error while storing numbers: {first}") from None
         else:
             self.conn.exec_driver_sql(self._insert_sql, rows)
 

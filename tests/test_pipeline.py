@@ -237,3 +237,31 @@ def test_customer_channels_see_only_their_own(
     run(sandbox, store, clock, notifier, channels, vobiz={"max_retries": 0})
     assert [m.title for m in notifier.for_channel("customer")] == [msg.title]
     assert any("sweep failed" in m.title for m in notifier.for_channel("ops"))
+
+
+def test_missing_credentials_are_a_config_error_before_any_sweep(store: Store) -> None:
+    import pytest
+
+    from monitor.errors import ConfigError
+
+    settings = make_settings(None, store.url, (CHAN,))
+    with pytest.raises(ConfigError):
+        run_cycle(settings, store, RecordingNotifier())
+    assert store.last_sweep() is None  # no sweep row left "running"
+
+
+def test_an_unexpected_error_is_a_failed_sweep_with_an_alert(
+    sandbox: Sandbox, store: Store, clock: FakeClock, monkeypatch: Any
+) -> None:
+    import monitor.writer
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug in the findings step")
+
+    monkeypatch.setattr(monitor.writer.SweepWriter, "apply_findings", broken)
+    notifier = RecordingNotifier()
+    out = run(sandbox, store, clock, notifier)
+    assert not out.ok and "RuntimeError" in (out.error or "")
+    assert store.last_sweep()["status"] == "failed"  # type: ignore[index]
+    assert [m.title for m in notifier.sent] == ["did-monitor: sweep failed"]
+    assert store.findings() == []  # rolled back with the rest
