@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from monitor.db import describe_db_error
 from monitor.errors import DatabaseError
@@ -47,25 +47,43 @@ class SweepLock:
         return got
 
     def _acquire_lease(self, now: datetime, stale_after: timedelta) -> bool:
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                sa.insert(LOCKS)
-                .prefix_with("OR IGNORE")
-                .values(name=self.name, owner=None, acquired_at=None)
-            )
-            holder = (
-                conn.execute(sa.select(LOCKS).where(LOCKS.c.name == self.name)).mappings().one()
-            )
-            if holder["owner"] and not _lease_dead(
-                holder["owner"], holder["acquired_at"], now, stale_after
-            ):
+        try:
+            return self._take_lease(now, stale_after)
+        except OperationalError as exc:
+            # Another process's sweep holds SQLite's write lock for its whole transaction, so
+            # the database being busy means just that: someone else is sweeping.
+            if "locked" in str(exc) or "busy" in str(exc):
                 return False
-            result = conn.execute(
-                sa.update(LOCKS)
-                .where(LOCKS.c.name == self.name, _same_owner(holder["owner"]))
-                .values(owner=self.owner, acquired_at=now)
-            )
-            return bool(result.rowcount)
+            raise
+
+    def _take_lease(self, now: datetime, stale_after: timedelta) -> bool:
+        with self.store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA busy_timeout = 2000")  # decide fast whether it is busy
+            conn.commit()
+            try:
+                with conn.begin():
+                    return self._claim(conn, now, stale_after)
+            finally:
+                conn.exec_driver_sql("PRAGMA busy_timeout = 30000")
+                conn.commit()
+
+    def _claim(self, conn: Connection, now: datetime, stale_after: timedelta) -> bool:
+        conn.execute(
+            sa.insert(LOCKS)
+            .prefix_with("OR IGNORE")
+            .values(name=self.name, owner=None, acquired_at=None)
+        )
+        holder = conn.execute(sa.select(LOCKS).where(LOCKS.c.name == self.name)).mappings().one()
+        if holder["owner"] and not _lease_dead(
+            holder["owner"], holder["acquired_at"], now, stale_after
+        ):
+            return False
+        result = conn.execute(
+            sa.update(LOCKS)
+            .where(LOCKS.c.name == self.name, _same_owner(holder["owner"]))
+            .values(owner=self.owner, acquired_at=now)
+        )
+        return bool(result.rowcount)
 
     def release(self) -> None:
         try:
@@ -97,13 +115,18 @@ def _same_owner(owner: str | None) -> Any:
 
 
 def _lease_dead(owner: str, acquired_at: datetime | None, now: datetime, stale: timedelta) -> bool:
-    """A lease is dead when its process on this host is gone, or it is older than ``stale``."""
-    host, _, pid = owner.rpartition(":")
+    """A lease is dead when its process on this host is gone (or is us, restarted with the same
+    pid, as PID 1 in a container is), or when it is older than ``stale``."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
     if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return owner != owner_id()
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return True
         except PermissionError:
             return False
+        return False
     return acquired_at is None or now - acquired_at > stale

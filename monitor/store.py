@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,8 +50,12 @@ LOCKS = cast(sa.Table, ServiceLock.__table__)
 CHUNK = 500  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
 
 
+_INSTANCE = uuid.uuid4().hex[:12]  # tells this process from an earlier one with the same pid
+
+
 def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:instance``: a container restarted as PID 1 is not mistaken for its past self."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_INSTANCE}"
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:

@@ -48,3 +48,30 @@ def test_lease_of_a_dead_process_is_taken_over(sqlite_store: Store, clock: FakeC
         conn.execute(sa.update(LOCKS).values(owner=f"{socket.gethostname()}:{dead_pid}"))
     assert dead_pid != os.getpid()
     assert sqlite_store.try_lock("sweep", clock(), timedelta(hours=6)) is not None
+
+
+def test_a_restarted_pid_1_is_not_its_past_self(sqlite_store: Store, clock: FakeClock) -> None:
+    """In a container the restarted process has the same host name and pid as the killed one."""
+    stale = f"{socket.gethostname()}:{os.getpid()}:an-earlier-instance"
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(sa.insert(LOCKS).values(name="sweep", owner=stale, acquired_at=clock()))
+    assert sqlite_store.try_lock("sweep", clock(), timedelta(hours=6)) is not None
+
+
+def test_a_busy_database_means_someone_else_is_sweeping(
+    sqlite_store: Store, clock: FakeClock
+) -> None:
+    """While another process's sweep holds SQLite's write lock, the answer is "skip", fast."""
+    import time
+
+    holder = sqlite_store.engine.connect()
+    holder.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        other = Store(sqlite_store.url)
+        started = time.monotonic()
+        assert other.try_lock("sweep", clock(), timedelta(hours=6)) is None
+        assert time.monotonic() - started < 10
+        other.dispose()
+    finally:
+        holder.rollback()
+        holder.close()
