@@ -141,6 +141,8 @@ class Finding(Base):
     first_seen: Mapped[datetime]
     last_seen: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    # Set when the due date moves later: reminder tiers announced before it count no more.
+    rearmed_at: Mapped[datetime | None]
     opened_sweep_id: Mapped[int] = mapped_column(sa.ForeignKey("sweeps.id"))
     resolved_sweep_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
 

@@ -64,18 +64,21 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
             NOTIFICATIONS.c.channel,
             NOTIFICATIONS.c.event,
             NOTIFICATIONS.c.tier,
+            NOTIFICATIONS.c.created_at,
+            FINDINGS.c.rearmed_at,
         )
         .join(FINDINGS, FINDINGS.c.id == NOTIFICATIONS.c.finding_id)
         .where(relevant)
     )
-    for fid, channel, event, tier in conn.execute(stmt):
+    for fid, channel, event, tier, at, rearmed_at in conn.execute(stmt):
         state = told[(fid, channel)]
         if event == "resolved":
             state.resolved = True
-        else:
-            state.opened = True
-            if tier is not None and (state.tier is None or tier < state.tier):
-                state.tier = tier
+            continue
+        state.opened = True
+        stale = rearmed_at is not None and at < rearmed_at  # announced for an earlier due date
+        if tier is not None and not stale and (state.tier is None or tier < state.tier):
+            state.tier = tier
     silences = list(conn.execute(sa.select(SILENCES).where(SILENCES.c.until > now)).mappings())
     return AnnounceState(open=open_rows, resolved_now=resolved, told=dict(told), silences=silences)
 

@@ -214,42 +214,52 @@ class SweepWriter:
                     FINDINGS.c.message,
                     FINDINGS.c.due_at,
                     FINDINGS.c.tier,
+                    FINDINGS.c.e164,
+                    FINDINGS.c.account_id,
+                    FINDINGS.c.tags,
+                    FINDINGS.c.monthly_fee,
+                    FINDINGS.c.currency,
+                    FINDINGS.c.rearmed_at,
                 ).where(FINDINGS.c.state == "open", FINDINGS.c.rule.in_(rules))
             )
         }
-        new_rows = []
-        updates = []
+        new_rows: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        cleared = [row.id for key, row in open_rows.items() if key not in drafts]
         for key, d in drafts.items():
             row = open_rows.get(key)
+            if row is not None and row.account_id != d.account_id:
+                # The number changed hands: the old customer's finding ends, the new one's opens,
+                # so each customer's channel hears about its own numbers only.
+                cleared.append(row.id)
+                row = None
             if row is None:
-                new_rows.append(
-                    {
-                        "rule": d.rule,
-                        "subject": d.subject,
-                        "number_id": d.number_id,
-                        "e164": d.e164,
-                        "account_id": d.account_id,
-                        "severity": d.severity,
-                        "state": "open",
-                        "message": d.message,
-                        "due_at": d.due_at,
-                        "tier": d.tier,
-                        "monthly_fee": d.monthly_fee,
-                        "currency": d.currency,
-                        "tags": list(d.tags),
-                        "first_seen": self.now,
-                        "last_seen": self.now,
-                        "resolved_at": None,
-                        "opened_sweep_id": self.sweep_id,
-                        "resolved_sweep_id": None,
-                    }
-                )
-            elif (row.severity, row.message, row.due_at, row.tier) != (
+                new_rows.append(self._finding_row(d))
+                continue
+            current = (
                 d.severity,
                 d.message,
                 d.due_at,
                 d.tier,
-            ):
+                d.e164,
+                list(d.tags),
+                d.monthly_fee,
+                d.currency,
+            )
+            stored = (
+                row.severity,
+                row.message,
+                row.due_at,
+                row.tier,
+                row.e164,
+                list(row.tags or ()),
+                row.monthly_fee,
+                row.currency,
+            )
+            if current != stored:
+                moved_out = (
+                    d.due_at is not None and row.due_at is not None and d.due_at > row.due_at
+                )
                 updates.append(
                     {
                         "fid": row.id,
@@ -257,23 +267,14 @@ class SweepWriter:
                         "message": d.message,
                         "due_at": d.due_at,
                         "tier": d.tier,
+                        "e164": d.e164,
+                        "tags": list(d.tags),
+                        "monthly_fee": d.monthly_fee,
+                        "currency": d.currency,
+                        # a later date re-arms the reminder tiers already announced
+                        "rearmed_at": self.now if moved_out else row.rearmed_at,
                     }
                 )
-        if new_rows:
-            conn.execute(sa.insert(FINDINGS), new_rows)
-        if updates:
-            conn.execute(
-                sa.update(FINDINGS)
-                .where(FINDINGS.c.id == sa.bindparam("fid"))
-                .values(
-                    severity=sa.bindparam("severity"),
-                    message=sa.bindparam("message"),
-                    due_at=sa.bindparam("due_at"),
-                    tier=sa.bindparam("tier"),
-                ),
-                updates,
-            )
-        cleared = [row.id for key, row in open_rows.items() if key not in drafts]
         for part in chunks(cleared):
             conn.execute(
                 sa.update(FINDINGS)
@@ -285,7 +286,54 @@ class SweepWriter:
                     last_seen=previous_sweep_at or self.now,
                 )
             )
+        if new_rows:
+            conn.execute(sa.insert(FINDINGS), new_rows)
+        if updates:
+            conn.execute(
+                sa.update(FINDINGS)
+                .where(FINDINGS.c.id == sa.bindparam("fid"))
+                .values(
+                    {
+                        name: sa.bindparam(name)
+                        for name in (
+                            "severity",
+                            "message",
+                            "due_at",
+                            "tier",
+                            "e164",
+                            "tags",
+                            "monthly_fee",
+                            "currency",
+                            "rearmed_at",
+                        )
+                    }
+                ),
+                updates,
+            )
         return len(new_rows), len(cleared)
+
+    def _finding_row(self, d: FindingDraft) -> dict[str, Any]:
+        return {
+            "rule": d.rule,
+            "subject": d.subject,
+            "number_id": d.number_id,
+            "e164": d.e164,
+            "account_id": d.account_id,
+            "severity": d.severity,
+            "state": "open",
+            "message": d.message,
+            "due_at": d.due_at,
+            "tier": d.tier,
+            "monthly_fee": d.monthly_fee,
+            "currency": d.currency,
+            "tags": list(d.tags),
+            "first_seen": self.now,
+            "last_seen": self.now,
+            "resolved_at": None,
+            "rearmed_at": None,
+            "opened_sweep_id": self.sweep_id,
+            "resolved_sweep_id": None,
+        }
 
     def complete(self, counts: SweepCounts, finished_at: datetime) -> None:
         self.conn.execute(

@@ -265,3 +265,45 @@ def test_an_unexpected_error_is_a_failed_sweep_with_an_alert(
     assert store.last_sweep()["status"] == "failed"  # type: ignore[index]
     assert [m.title for m in notifier.sent] == ["did-monitor: sweep failed"]
     assert store.findings() == []  # rolled back with the rest
+
+
+def test_a_number_changing_hands_moves_its_finding(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, is_blocked=True, account_id="MA_OLDOWNER")
+    channels = (
+        ChannelConfig(name="old", url="json://h/o", accounts=("MA_OLDOWNER",)),
+        ChannelConfig(name="new", url="json://h/n", accounts=("MA_NEWOWNER",)),
+    )
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, channels)
+    sandbox.inventory.update(nid, account_id="MA_NEWOWNER")
+    run(sandbox, store, clock, notifier, channels)
+    assert [m.title for m in notifier.for_channel("old")] == [
+        "did-monitor: 1 new",
+        "did-monitor: 1 resolved",
+    ]
+    assert [m.title for m in notifier.for_channel("new")] == ["did-monitor: 1 new"]
+    (open_finding,) = store.findings()
+    assert open_finding["account_id"] == "MA_NEWOWNER"
+
+
+def test_a_due_date_moved_later_rearms_the_reminders(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    rules = RulesConfig(billing_due=DateRuleConfig(within_days=30, reminders=(30, 7)))
+    sandbox.inventory.update(nid, next_billing_date="2026-11-27T00:00:00Z")  # 4 days: tier 7
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert "[7d]" in notifier.sent[-1].body
+    sandbox.inventory.update(nid, next_billing_date="2026-12-15T00:00:00Z")  # renewed
+    clock.advance(days=1)  # 21 days ahead now
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert len(notifier.sent) == 2 and "[30d]" in notifier.sent[-1].body  # tiers count again
+    clock.advance(days=15)  # 6 days before the new date: tier 7 is announced again
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert len(notifier.sent) == 3 and "[7d]" in notifier.sent[-1].body

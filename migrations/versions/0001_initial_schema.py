@@ -105,6 +105,7 @@ def upgrade() -> None:
         sa.Column("first_seen", monitor.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_seen", monitor.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("rearmed_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("opened_sweep_id", sa.Integer(), nullable=False),
         sa.Column("resolved_sweep_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
