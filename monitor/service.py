@@ -36,6 +36,7 @@ from monitor.pipeline import SweepOutcome, run_cycle
 from monitor.schedule import (
     build_trigger,
     fire_at_or_after,
+    is_overdue,
     missed_fire_time,
     sweep_deadline,
 )
@@ -298,6 +299,15 @@ class Service:
                 "catch-up: the sweep due %s was missed (last complete sweep #%d started %s); "
                 "sweeping now, once",
                 self._format(missed),
+                last["id"],
+                self._format(last["started_at"]),
+            )
+            return "catch-up"
+        if is_overdue(self.exact_trigger, last["started_at"], now, now, self.grace):
+            # Down for longer than the grace: the data is overdue and /healthz says so until a
+            # sweep; waiting for the next window (up to a week) would only prolong that.
+            log.info(
+                "catch-up: the last complete sweep (#%d, started %s) is overdue; sweeping once",
                 last["id"],
                 self._format(last["started_at"]),
             )

@@ -97,6 +97,10 @@ def test_first_sweep_reason(sandbox: Sandbox, sqlite_store: Store) -> None:
     assert service.first_sweep_reason(FIXED_NOW + timedelta(hours=1)) is None
     next_window = FIXED_NOW + timedelta(days=7) - timedelta(hours=5)  # next Monday 07:00
     assert service.first_sweep_reason(next_window) == "catch-up"
+    # down past the grace (a day) over the next window: the data is overdue, so sweep anyway
+    assert service.first_sweep_reason(next_window + timedelta(days=2)) == "catch-up"
+    # but not while the last sweep is merely older than the grace with no window missed
+    assert service.first_sweep_reason(FIXED_NOW + timedelta(days=3)) is None
     now_flag, _ = make_service(settings, sqlite_store, run_now=True)
     assert now_flag.first_sweep_reason(FIXED_NOW) == "start"
     on_start = make_settings(
