@@ -14,10 +14,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, logs
 from monitor.config import LoadedConfig, Settings, load, redacted
-from monitor.errors import ConfigError, LockBusy, MonitorError
+from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError
 from monitor.render import tty
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,6 +77,8 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except MonitorError as exc:
         fail(exc)
+    except SQLAlchemyError as exc:  # a read path met a database that is down or not migrated
+        fail(database_error(exc))
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
@@ -85,6 +88,19 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+def database_error(exc: SQLAlchemyError) -> DatabaseError:
+    from monitor.db import describe_db_error
+
+    text = describe_db_error(exc)
+    missing = "no such table" in text or "does not exist" in text
+    return DatabaseError(
+        f"database error: {text}",
+        hint="run `did-monitor db upgrade` (database.auto_migrate is off)"
+        if missing
+        else "check database.url and that the database server is running",
+    )
 
 
 def _store(settings: Settings, *, migrate: bool | None = None) -> Any:

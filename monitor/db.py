@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from monitor.errors import DatabaseError
+from monitor.errors import ConfigError, DatabaseError
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -245,7 +245,7 @@ def make_engine(url: str) -> Engine:
             json_deserializer=orjson.loads,
         )
     except (ArgumentError, ImportError, ValueError) as exc:
-        raise DatabaseError(
+        raise ConfigError(
             f"database.url is not usable: {exc}",
             hint="e.g. sqlite:///did-monitor.db or postgresql+psycopg://user@host/db",
         ) from None

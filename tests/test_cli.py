@@ -361,3 +361,22 @@ def test_api_strings_cannot_drive_the_terminal(tmp_path: Path, sandbox: Sandbox)
         assert result.returncode == 0, result.stderr
         assert "\x1b" not in result.stdout and "\x07" not in result.stdout
         assert "EVIL[/]" in result.stdout  # shown as text, markup not interpreted
+
+
+def test_database_problems_are_one_line_errors(tmp_path: Path) -> None:
+    unmigrated = {
+        "DID_MONITOR__DATABASE__URL": f"sqlite:///{tmp_path / 'empty.db'}",
+        "DID_MONITOR__DATABASE__AUTO_MIGRATE": "false",
+    }
+    result = did("findings", cwd=tmp_path, env=unmigrated)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "db upgrade" in result.stderr
+    down = {
+        "DID_MONITOR__DATABASE__URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
+        "DID_MONITOR__DATABASE__AUTO_MIGRATE": "false",
+    }
+    result = did("status", cwd=tmp_path, env=down)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "database error" in result.stderr
+    bad = did("findings", cwd=tmp_path, env={"DID_MONITOR__DATABASE__URL": "nonsense://"})
+    assert bad.returncode == 2 and "database.url" in bad.stderr
