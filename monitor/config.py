@@ -285,6 +285,20 @@ class LoadedConfig:
 
 
 SECRET_KEYS = {"auth_token", "url", "heartbeat_url", "fail_url"}
+# Keys whose environment value is taken verbatim, so a numeric-looking token stays a string.
+STRING_KEYS = SECRET_KEYS | {
+    "auth_id",
+    "base_url",
+    "auth_token_file",
+    "cron",
+    "timezone",
+    "name",
+    "health_listen",
+    "title_prefix",
+    "title",
+    "intro",
+    "footer",
+}
 
 
 def resolve_path(cli_path: str | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
@@ -328,7 +342,7 @@ def load(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path if path.exists() else None)) from None
+        raise ConfigError(_describe(exc, path if path.exists() else None, sources)) from None
     return LoadedConfig(
         settings=settings,
         path=path if path.exists() else None,
@@ -383,7 +397,7 @@ def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> Non
             raise ConfigError(f"environment variable {var} does not match the config's structure")
         node = node.setdefault(part, [] if nxt_is_index else {})
     last = parts[-1]
-    value = _parse_env_value(raw)
+    value = raw if last in STRING_KEYS else _parse_env_value(raw)
     if isinstance(node, list) and last.isdigit():
         idx = int(last)
         while len(node) <= idx:
@@ -435,36 +449,51 @@ def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
 
 
 def _holds_secret(data: dict[str, Any]) -> bool:
-    vobiz = data.get("vobiz")
-    if isinstance(vobiz, dict) and vobiz.get("auth_token"):
+    """The API token, a database password, ping URLs and channel URLs are all secrets."""
+
+    def section(name: str) -> dict[str, Any]:
+        value = data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    if section("vobiz").get("auth_token"):
+        return True
+    if urlsplit(str(section("database").get("url") or "")).password:
+        return True
+    if section("service").get("heartbeat_url") or section("service").get("fail_url"):
         return True
     channels = data.get("channels")
-    if isinstance(channels, list):
-        for chan in channels:
-            if isinstance(chan, dict) and "@" in str(chan.get("url", "")):
-                return True
-            if isinstance(chan, dict) and str(chan.get("url", "")).startswith(
-                ("slack", "https://hooks")
-            ):
-                return True
-    return False
+    return isinstance(channels, list) and any(
+        isinstance(c, dict) and c.get("url") for c in channels
+    )
 
 
-def _describe(exc: ValidationError, path: Path | None) -> str:
+def _describe(exc: ValidationError, path: Path | None, sources: dict[str, str]) -> str:
     where = str(path) if path else "configuration"
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            msg = (
-                "unknown key (check the spelling; unknown keys are refused so a typo "
-                "cannot disable a rule)"
-            )
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {loc}: {msg}")
+        label = (
+            str(err["loc"][0])
+            + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
+            if err["loc"]
+            else loc
+        )
+        origin = sources.get(label, "")
+        if origin.startswith("env "):
+            lines.append(f"environment variable {origin[4:]} ({loc}): {_message(err)}")
+            continue
+        lines.append(f"{where}: {loc}: {_message(err)}")
     first, *rest = lines
     return "\n".join([first, *("  " + line for line in rest)])
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return (
+            "unknown key (check the spelling; unknown keys are refused so a typo "
+            "cannot disable a rule)"
+        )
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 # --- redaction --------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ from typing import Literal
 
 Format = Literal["markdown", "text", "html"]
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+# C0 and C1 controls (an 8-bit CSI drives some terminals), bidi overrides that reorder what a
+# reader sees, and line separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]+")
 
 # Characters a message may have, by the start of the Apprise URL; beyond it we split items off.
 LIMITS = {"slack": 35_000, "discord": 1_900, "tgram": 4_000, "mailto": 90_000, "mailtos": 90_000}

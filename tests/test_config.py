@@ -237,3 +237,25 @@ def test_monday_in_numbers_fires_on_monday() -> None:
 def test_service_keys_are_checked_at_load(tmp_path: Path, snippet: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         load(str(write(tmp_path, snippet)), {})
+
+
+def test_environment_strings_stay_strings_and_errors_name_the_variable(tmp_path: Path) -> None:
+    env = {"DID_MONITOR__VOBIZ__AUTH_TOKEN": "123456789012", "DID_MONITOR__VOBIZ__AUTH_ID": "1e5"}
+    s = load(None, env | {"DID_MONITOR_CONFIG": str(write(tmp_path, ""))}).settings
+    assert s.vobiz.auth_token == "123456789012" and s.vobiz.auth_id == "1e5"
+    with pytest.raises(ConfigError) as exc:
+        load(str(write(tmp_path, "")), {"DID_MONITOR__VOBIZ__PER_PAGE": "500"})
+    assert "environment variable DID_MONITOR__VOBIZ__PER_PAGE" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        '[database]\nurl = "postgresql+psycopg://mon:pw@db/mon"\n',
+        '[service]\nheartbeat_url = "https://hc-ping.com/uuid"\n',
+        '[[channels]]\nname = "tg"\nurl = "tgram://bottoken/chatid"\n',
+    ],
+)
+def test_every_kind_of_secret_triggers_the_permission_warning(tmp_path: Path, snippet: str) -> None:
+    path = write(tmp_path, snippet, mode=0o644)
+    assert load(str(path), {}).warnings

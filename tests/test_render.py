@@ -124,3 +124,11 @@ def test_default_title_names_only_what_happened() -> None:
     assert render_title(Digest(new=[item()] * 3), "dm", {}) == "dm: 3 new"
     d = Digest(reminders=[item()], resolved=[item(), item()])
     assert render_title(d, "dm", {}) == "dm: 1 reminder, 2 resolved"
+
+
+def test_terminal_text_has_no_c1_controls_or_bidi_overrides() -> None:
+    from monitor.render import tty
+
+    shown = tty("Mum\u009b31mbai\u202eevil\x1b[2J")
+    assert "\u009b" not in shown and "\u202e" not in shown and "\x1b" not in shown
+    assert esc("a\u202eb", "html") == "a b"
