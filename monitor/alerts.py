@@ -204,11 +204,6 @@ def store_digests(
     return len(plans)
 
 
-def digest_preview(store: Store, settings: Settings, sweep_id: int) -> list[dict[str, Any]]:
-    """The stored digests of one sweep, for the demo and the CLI."""
-    return [dict(r) for r in Outbox(store).deliveries(limit=1000) if r["sweep_id"] == sweep_id]
-
-
 def _broadcast(
     outbox: Outbox,
     settings: Settings,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -326,25 +324,13 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str | None:
+    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    with contextlib.ExitStack():
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(migrations_dir()))
-        return ScriptDirectory.from_config(cfg).get_current_head()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    return ScriptDirectory.from_config(cfg).get_current_head()
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@contextlib.contextmanager
-def connect(engine: Engine) -> Iterator[Connection]:
-    """A transaction whose database failures leave as ``DatabaseError``."""
-    try:
-        with engine.begin() as conn:
-            yield conn
-    except OperationalError as exc:
-        raise DatabaseError(f"database error: {describe_db_error(exc)}") from None

@@ -119,7 +119,6 @@ DEFAULT_TEMPLATES = {
     "intro": "",
     "footer": "",
 }
-TEMPLATE_KEYS = frozenset(DEFAULT_TEMPLATES)
 
 
 def render_title(digest: Digest, prefix: str, templates: Mapping[str, str]) -> str:

@@ -64,11 +64,6 @@ def _draft(
     )
 
 
-def days_until(when: datetime, now: datetime) -> int:
-    """Whole days from now until ``when`` (negative once past), counted by calendar day in UTC."""
-    return (when.date() - now.date()).days
-
-
 def tier_for(days: int, cfg: DateRuleConfig) -> int | None:
     """The most urgent reminder tier that ``days`` has crossed (e.g. 7 of 30/14/7/1), if any."""
     crossed = [t for t in cfg.reminders if days <= t]

@@ -57,9 +57,8 @@ class RequestStats:
 class RetryBudget:
     """A per-sweep allowance of retries, so a dying API fails the sweep in bounded time."""
 
-    def __init__(self, retries: int, deadline: float | None = None) -> None:
+    def __init__(self, retries: int) -> None:
         self._left = retries
-        self._deadline = deadline
         self._lock = threading.Lock()
 
     def take(self) -> bool:
@@ -68,9 +67,6 @@ class RetryBudget:
                 return False
             self._left -= 1
             return True
-
-    def time_left(self, now: float) -> float | None:
-        return None if self._deadline is None else self._deadline - now
 
 
 class RateLimiter:
