@@ -14,11 +14,12 @@ import math
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from monitor.config import Settings
 from monitor.errors import IncompleteSweep
 from monitor.model import NumberRecord
-from monitor.vobiz import Page, VobizClient
+from monitor.vobiz import Page, VobizClient, parse_page
 
 ProgressFn = Callable[["SweepProgress"], None]
 
@@ -75,17 +76,19 @@ def iter_pages(client: VobizClient, per_page: int, concurrency: int) -> Iterator
     last_page = max(1, math.ceil(first.total / per_page))
     if last_page == 1:
         return
-    pending: set[Future[Page]] = set()
+    # Worker threads only fetch and decode (I/O and C): parsing records is Python work, done here
+    # in one thread, since threads that all run Python just take turns holding the GIL.
+    pending: set[Future[tuple[Any, int, int]]] = set()
     next_page = 2
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sweep")
     try:
         while next_page <= last_page or pending:
             while next_page <= last_page and len(pending) < concurrency * 2:
-                pending.add(pool.submit(client.numbers_page, next_page, per_page))
+                pending.add(pool.submit(client.numbers_body, next_page, per_page))
                 next_page += 1
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: f.result().page if not f.exception() else 0):
-                yield fut.result()  # re-raises the page's error
+            for fut in sorted(done, key=lambda f: f.result()[1] if not f.exception() else 0):
+                yield parse_page(*fut.result())  # result() re-raises the page's error
     finally:
         # On failure or cancellation, do not wait for pages still in flight: the sweep has
         # already failed, and their retries would only delay the verdict.

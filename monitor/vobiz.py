@@ -249,9 +249,16 @@ class VobizClient:
 
     def numbers_page(self, page: int, per_page: int | None = None) -> Page:
         """One page of ``GET /partner/numbers``; items under ``items`` or the legacy ``data``."""
+        return parse_page(*self.numbers_body(page, per_page))
+
+    def numbers_body(self, page: int, per_page: int | None = None) -> tuple[Any, int, int]:
+        """The decoded JSON of one numbers page, with its page number and size, not yet parsed
+        into records: fetch threads do the I/O, the sweep's own thread does the Python work."""
         size = max(1, min(per_page or self.config.per_page, 100))
         body = self.get_json(NUMBERS_PATH, {"page": page, "per_page": size})
-        return parse_page(body, page, size)
+        if not isinstance(body, dict):  # checked here, where a retry is still possible
+            raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
+        return body, page, size
 
     def me(self) -> dict[str, Any]:
         body = self.get_json(ME_PATH)
