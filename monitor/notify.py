@@ -43,11 +43,9 @@ def secrets_in(url: str) -> list[str]:
     found += [v for v in re.findall(r"=([^&]+)", parts.query) if len(v) >= 6]
     if parts.scheme not in {"mailto", "mailtos", "json", "jsons", "http", "https"}:
         found.append(parts.netloc)
-    return sorted(
-        {unquote(s) for s in found if s and len(s) >= 4} | {s for s in found if len(s) >= 4},
-        key=len,
-        reverse=True,
-    )
+    # both spellings, longest first, so a secret inside another is masked whole
+    spellings = {form for s in found for form in (s, unquote(s)) if len(form) >= 4}
+    return sorted(spellings, key=len, reverse=True)
 
 
 def scrub(text: str, url: str) -> str:
