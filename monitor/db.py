@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-import orjson
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -240,7 +240,7 @@ def make_engine(url: str) -> Engine:
             url,
             pool_pre_ping=not url.startswith("sqlite"),
             json_serializer=_json_text,
-            json_deserializer=orjson.loads,
+            json_deserializer=msgspec.json.decode,
         )
     except (ArgumentError, ImportError, ValueError) as exc:
         raise ConfigError(
@@ -254,9 +254,9 @@ def make_engine(url: str) -> Engine:
 
 def _json_text(value: Any) -> str:
     try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # integers beyond 64 bits
-        return json.dumps(value)
+        return msgspec.json.encode(value).decode()
+    except TypeError:  # a value msgspec does not encode
+        return json.dumps(value, default=str)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
-# Digits become "1", everything else "0": a run of 19 ones marks a number orjson would round.
-# translate + find run at memory speed; a regex over a 70 kB page costs five times the parse.
-_DIGIT_MASK = bytes(0x31 if 0x30 <= i <= 0x39 else 0x30 for i in range(256))
-_LONG_RUN = b"1" * 19
+import msgspec
 
 
 @dataclass(slots=True)
 class NumberRecord:
-    """One phone number as the API described it, parsed tolerantly; ``raw`` is the item verbatim.
+    """One phone number as the API described it, parsed tolerantly; ``raw_json`` is the item as
+    the API sent it (see ``parse_item``), and ``content_hash`` its SHA-256.
 
     Treat it as immutable. It is not ``frozen`` because a frozen dataclass's ``__init__`` took
     40% of the time to parse a number, and a sweep parses every number of the inventory.
@@ -38,9 +33,13 @@ class NumberRecord:
     monthly_fee: Decimal | None
     currency: str | None
     tags: tuple[str, ...]
-    raw: dict[str, Any] = field(repr=False, compare=False)
-    content_hash: str = field(repr=False, compare=False, default="")
-    raw_json: str = field(repr=False, compare=False, default="")  # canonical: sorted keys
+    content_hash: str = field(repr=False, default="")
+    raw_json: str = field(repr=False, default="")
+
+    @property
+    def raw(self) -> Any:
+        """The item as decoded JSON (decoded on demand: the sweep itself never needs it)."""
+        return msgspec.json.decode(self.raw_json)
 
 
 @dataclass(slots=True)
@@ -118,17 +117,15 @@ def _truthy(value: Any) -> bool:
 
 def canonical_json(value: Any) -> bytes:
     """Sorted-key compact JSON: the same bytes for the same data, whatever the key order."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers beyond 64 bits, which orjson does not encode
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return msgspec.json.encode(value, order="sorted")
 
 
-def loads(data: bytes) -> Any:
-    """Parse JSON fast, without orjson's silent rounding of integers beyond 64 bits."""
-    if _LONG_RUN in data.translate(_DIGIT_MASK):
-        return json.loads(data)
-    return orjson.loads(data)
+_DECODER = msgspec.json.Decoder()
+
+
+def loads(data: bytes | msgspec.Raw) -> Any:
+    """Parse JSON (integers of any size stay exact); raises ``ValueError`` on bad JSON."""
+    return _DECODER.decode(data)
 
 
 def content_hash(raw: dict[str, Any]) -> str:
@@ -157,18 +154,23 @@ MAX_ID = 64  # number_versions.number_id and account_id
 MAX_E164 = 32
 
 
-def parse_number(raw: Any) -> NumberRecord | None:
-    """Parse one API item; None when it has neither ``id`` nor ``e164`` (nothing to key it by).
+def parse_number(raw: Any, verbatim: bytes | None = None) -> NumberRecord | None:
+    """Parse one decoded API item; None when it has neither ``id`` nor ``e164``.
 
     Text is made storable on every database: NUL characters are dropped (the raw JSON too), ids
-    longer than their column become a stable hash, and an over-long e164 is cut.
+    longer than their column become a stable hash, and an over-long e164 is cut. ``verbatim`` is
+    the item's JSON as the API sent it, kept and hashed as is; without it (or when it holds a
+    NUL) the item is stored as sorted-key JSON.
     """
     if not isinstance(raw, dict):
         return None
-    canonical = canonical_json(raw)
-    if b"\\u0000" in canonical:
-        raw = _without_nul(raw)
-        canonical = canonical_json(raw)
+    if verbatim is None or b"\\u0000" in verbatim:
+        text = canonical_json(raw)
+        if b"\\u0000" in text:
+            raw = _without_nul(raw)
+            text = canonical_json(raw)
+    else:
+        text = verbatim
     get = raw.get
     e164 = _text(get("e164")) or _text(get("number"))
     number_id = _text(get("id")) or (f"e164:{e164}" if e164 else None)
@@ -178,7 +180,7 @@ def parse_number(raw: Any) -> NumberRecord | None:
     tags = tuple(str(t) for t in tags_raw if t is not None) if type(tags_raw) is list else ()
     status = (_text(get("status")) or "unknown").lower()
     cost = get("monthly_cost")
-    return NumberRecord(  # the canonical JSON is hashed and stored as is: serialised once
+    return NumberRecord(
         _bounded_id(number_id),
         (e164 or "")[:MAX_E164],
         _bounded_id(_text(get("account_id")) or _text(get("account_auth_id")) or ""),
@@ -192,7 +194,80 @@ def parse_number(raw: Any) -> NumberRecord | None:
         parse_money(cost if cost is not None else get("monthly_fee")),
         (_text(get("currency")) or "")[:8] or None,
         tags,
-        raw,
-        hashlib.sha256(canonical).hexdigest(),
-        canonical.decode(),
+        hashlib.sha256(text).hexdigest(),
+        text.decode(),
+    )
+
+
+# --- the fast path: items as the API documents them, decoded in C ----------------------------
+
+
+class _Item(msgspec.Struct):
+    """The fields the monitor reads, typed as documented; other fields are skipped (they stay in
+    the verbatim JSON). An item that does not fit these types takes ``parse_number``'s tolerant
+    path instead, so both paths give the same record for any item the fast one accepts."""
+
+    id: str | None = None
+    e164: str | None = None
+    number: str | None = None
+    account_id: str | None = None
+    account_auth_id: str | None = None
+    status: str | None = None
+    country: str | None = None
+    region: str | None = None
+    application_id: str | None = None
+    is_blocked: bool | None = None
+    next_billing_date: datetime | None = None
+    expires_at: datetime | None = None
+    monthly_cost: Decimal | None = None
+    monthly_fee: Decimal | None = None
+    currency: str | None = None
+    tags: list[str] | None = None
+
+
+_ITEM = msgspec.json.Decoder(_Item)
+
+
+def _clean(value: str | None) -> str | None:
+    return (value.strip() or None) if value else None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_item(raw: bytes | msgspec.Raw) -> NumberRecord | None:
+    """Parse one item from its JSON bytes: typed decoding in C when the item is as documented,
+    the tolerant ``parse_number`` otherwise. Its bytes are hashed and kept as sent."""
+    verbatim = bytes(raw)
+    try:
+        if b"\\u0000" in verbatim:
+            raise msgspec.ValidationError  # NUL characters need the tolerant path's cleaning
+        it = _ITEM.decode(verbatim)
+    except msgspec.ValidationError:
+        return parse_number(loads(verbatim), verbatim)
+    e164 = _clean(it.e164) or _clean(it.number)
+    number_id = _clean(it.id) or (f"e164:{e164}" if e164 else None)
+    if number_id is None:
+        return None
+    status = (_clean(it.status) or "unknown").lower()
+    fee = it.monthly_cost if it.monthly_cost is not None else it.monthly_fee
+    return NumberRecord(
+        _bounded_id(number_id),
+        (e164 or "")[:MAX_E164],
+        _bounded_id(_clean(it.account_id) or _clean(it.account_auth_id) or ""),
+        status,
+        _clean(it.country),
+        _clean(it.region),
+        _clean(it.application_id),
+        status == "blocked" or it.is_blocked is True,
+        _utc(it.next_billing_date),
+        _utc(it.expires_at),
+        fee if fee is None or fee.is_finite() else None,
+        (_clean(it.currency) or "")[:8] or None,
+        tuple(it.tags) if it.tags else (),
+        hashlib.sha256(verbatim).hexdigest(),
+        verbatim.decode(),
     )

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 
 from monitor import __version__
 from monitor.config import VobizConfig
 from monitor.errors import ApiError, ApiGaveUp, AuthError, RetryableApiError
-from monitor.model import NumberRecord, loads, parse_number
+from monitor.model import NumberRecord, loads, parse_item, parse_number
 
 NUMBERS_PATH = "/api/v1/partner/numbers"
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
@@ -174,12 +175,17 @@ class VobizClient:
 
     # --- requests -----------------------------------------------------------------------------
 
-    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    def get_json(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        decode: Callable[[bytes], Any] = loads,
+    ) -> Any:
         """GET with retries on 429/5xx/timeouts (exponential backoff, jitter, Retry-After)."""
         attempt = 0
         while True:
             try:
-                return self._get_once(path, params)
+                return self._get_once(path, params, decode)
             except RetryableApiError as exc:
                 attempt += 1
                 if attempt > self.config.max_retries:
@@ -205,7 +211,9 @@ class VobizClient:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         return delay
 
-    def _get_once(self, path: str, params: dict[str, Any] | None) -> Any:
+    def _get_once(
+        self, path: str, params: dict[str, Any] | None, decode: Callable[[bytes], Any]
+    ) -> Any:
         self._limiter.wait(self._sleep)
         self.stats.add(requests=1)
         try:
@@ -234,8 +242,8 @@ class VobizClient:
         if status >= 400:
             raise ApiError(f"GET {path}: {status} {self._message(response)}", status=status)
         try:
-            return loads(response.content)
-        except (ValueError, UnicodeDecodeError):  # both parsers' decode errors are ValueErrors
+            return decode(response.content)
+        except (ValueError, UnicodeDecodeError):  # msgspec's decode errors are ValueErrors
             raise RetryableApiError(f"GET {path}: {status} with a body that is not JSON") from None
 
     @staticmethod
@@ -252,10 +260,11 @@ class VobizClient:
         return parse_page(*self.numbers_body(page, per_page))
 
     def numbers_body(self, page: int, per_page: int | None = None) -> tuple[Any, int, int]:
-        """The decoded JSON of one numbers page, with its page number and size, not yet parsed
-        into records: fetch threads do the I/O, the sweep's own thread does the Python work."""
+        """One numbers page decoded down to its items' JSON bytes (see ``decode_numbers``), with
+        its page number and size: fetch threads do the I/O and the C decoding, the sweep's own
+        thread parses the items (Python work, which threads would only take turns at)."""
         size = max(1, min(per_page or self.config.per_page, 100))
-        body = self.get_json(NUMBERS_PATH, {"page": page, "per_page": size})
+        body = self.get_json(NUMBERS_PATH, {"page": page, "per_page": size}, decode_numbers)
         if not isinstance(body, dict):  # checked here, where a retry is still possible
             raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
         return body, page, size
@@ -283,6 +292,32 @@ class VobizClient:
             page += 1
 
 
+_NULL = msgspec.Raw(b"null")
+
+
+class _Envelope(msgspec.Struct):
+    items: msgspec.Raw = _NULL  # any JSON value, not decoded yet (Raw takes no union)
+    data: msgspec.Raw = _NULL
+    total: Any = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def decode_numbers(content: bytes) -> Any:
+    """A numbers envelope as ``{"items": [item JSON bytes, ...], "total": ...}``, so each item
+    can be parsed and kept as sent. A body of another shape is decoded whole, for ``parse_page``
+    to judge; a body that is not JSON raises ``ValueError``."""
+    try:
+        envelope = _ENVELOPE.decode(content)
+        items = envelope.items if bytes(envelope.items) != b"null" else envelope.data
+        return {"items": _RAW_ITEMS.decode(items), "total": envelope.total}
+    except msgspec.ValidationError:
+        pass
+    return loads(content)
+
+
 def parse_page(body: Any, page: int, per_page: int) -> Page:
     """Turn a numbers envelope into a ``Page``; a body of the wrong shape is a retryable fault."""
     if not isinstance(body, dict):
@@ -296,7 +331,7 @@ def parse_page(body: Any, page: int, per_page: int) -> Page:
     records: list[NumberRecord] = []
     malformed = 0
     for item in items:
-        rec = parse_number(item)
+        rec = parse_item(item) if isinstance(item, msgspec.Raw) else parse_number(item)
         if rec is None:
             malformed += 1
         else:

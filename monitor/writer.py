@@ -5,10 +5,12 @@ Part of the store layer (with ``store.py``, the only modules that run SQL).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
@@ -39,13 +41,66 @@ _VERSION_COLUMNS = (
 )
 
 
+_FINDING_COLUMNS = (
+    "rule",
+    "subject",
+    "number_id",
+    "e164",
+    "account_id",
+    "severity",
+    "state",
+    "message",
+    "due_at",
+    "tier",
+    "monthly_fee",
+    "currency",
+    "tags",
+    "first_seen",
+    "last_seen",
+    "resolved_at",
+    "rearmed_at",
+    "opened_sweep_id",
+    "resolved_sweep_id",
+)
+
+
 def _short(hex_digest: str) -> bytes:
     return bytes.fromhex(hex_digest[:32])
 
 
-def _processor(type_: Any, dialect: Any) -> Any:
-    process = type_._cached_bind_processor(dialect)
-    return process if process is not None else (lambda value: value)
+# Values for driver-level inserts, converted as the columns' SQLAlchemy types would (tests hold
+# them to that), without the per-value cost of SQLAlchemy's generic processors.
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """``UTCDateTime`` on SQLite: naive UTC text, in SQLAlchemy's storage format."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_money(value: Decimal | None) -> float | None:
+    """``Numeric`` on SQLite, which SQLAlchemy binds as a float."""
+    return None if value is None else float(value)
+
+
+def _postgres_time(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_JSON = msgspec.json.Encoder()
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return _JSON.encode(values).decode() if values else "[]"
 
 
 class SweepWriter:
@@ -62,16 +117,11 @@ class SweepWriter:
         self.versions_written = 0
         self._conn: Connection | None = None
         self._current: dict[str, bytes] | None = None
-        dialect = store.engine.dialect
-        self._bind = {
-            name: _processor(VERSIONS.c[name].type, dialect)
-            for name in ("next_billing_date", "expires_at", "monthly_fee", "tags", "raw")
-        }
-        marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(_VERSION_COLUMNS))
-        self._copy_sql = f"COPY number_versions ({', '.join(_VERSION_COLUMNS)}) FROM STDIN"
-        self._insert_sql = (
-            f"INSERT INTO number_versions ({', '.join(_VERSION_COLUMNS)}) VALUES ({marks})"
+        self._sqlite = store.dialect == "sqlite"
+        self._time: Callable[[datetime | None], Any] = (
+            _sqlite_time if self._sqlite else _postgres_time
         )
+        self._money: Callable[[Decimal | None], Any] = _sqlite_money if self._sqlite else _same
 
     def __enter__(self) -> SweepWriter:
         try:
@@ -147,7 +197,7 @@ class SweepWriter:
             )
 
     def _version_row(self, rec: NumberRecord) -> tuple[Any, ...]:
-        p = self._bind
+        time = self._time
         return (
             rec.id,
             rec.e164,
@@ -157,38 +207,43 @@ class SweepWriter:
             (rec.region or "")[:128] or None,
             (rec.application_id or "")[:128] or None,
             rec.is_blocked,
-            p["next_billing_date"](rec.next_billing_date),
-            p["expires_at"](rec.expires_at),
-            p["monthly_fee"](rec.monthly_fee),
+            time(rec.next_billing_date),
+            time(rec.expires_at),
+            self._money(rec.monthly_fee),
             (rec.currency or "")[:8] or None,
-            p["tags"](list(rec.tags)),
+            _json_list(rec.tags),
             rec.content_hash,
-            rec.raw_json or p["raw"](rec.raw),  # already JSON text (keys sorted): not again
+            rec.raw_json,  # already JSON text: stored as the API sent it
             self.sweep_id,
             None,
         )
 
     def _insert_versions(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert version rows through the driver: COPY on PostgreSQL, executemany on SQLite.
+        self._bulk_insert("number_versions", _VERSION_COLUMNS, rows)
 
-        Values were converted by the columns' own SQLAlchemy bind processors (UTC datetimes,
-        decimals, JSON), so what is stored is what ``insert()`` would store, without its
-        per-row parameter bookkeeping, which costs more than SQLite's own work here.
+    def _bulk_insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows through the driver: COPY on PostgreSQL, executemany on SQLite.
+
+        Values were converted as the columns' SQLAlchemy types convert them (UTC datetimes,
+        decimals, JSON text), so what is stored is what ``insert()`` would store, without its
+        per-row parameter bookkeeping, which costs more than the database's own work here.
         """
         if not rows:
             return
-        if self.store.dialect == "postgresql":
-            # COPY: one stream per page instead of a statement per row in the pipeline.
+        names = ", ".join(columns)
+        if not self._sqlite:
+            # COPY: one stream instead of a statement per row in the pipeline.
             driver: Any = self.conn.connection.dbapi_connection  # a psycopg 3 connection
             try:
-                with driver.cursor() as cur, cur.copy(self._copy_sql) as copy:
+                with driver.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
             except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
                 first = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
-                raise DatabaseError(f"database error while storing numbers: {first}") from None
+                raise DatabaseError(f"database error while storing {table}: {first}") from None
         else:
-            self.conn.exec_driver_sql(self._insert_sql, rows)
+            marks = ", ".join("?" * len(columns))
+            self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
     def apply_findings(
         self,
@@ -223,7 +278,7 @@ class SweepWriter:
                 ).where(FINDINGS.c.state == "open", FINDINGS.c.rule.in_(rules))
             )
         }
-        new_rows: list[dict[str, Any]] = []
+        new_rows: list[tuple[Any, ...]] = []
         updates: list[dict[str, Any]] = []
         cleared = [row.id for key, row in open_rows.items() if key not in drafts]
         for key, d in drafts.items():
@@ -286,8 +341,7 @@ class SweepWriter:
                     last_seen=previous_sweep_at or self.now,
                 )
             )
-        if new_rows:
-            conn.execute(sa.insert(FINDINGS), new_rows)
+        self._bulk_insert("findings", _FINDING_COLUMNS, new_rows)
         if updates:
             conn.execute(
                 sa.update(FINDINGS)
@@ -312,28 +366,29 @@ class SweepWriter:
             )
         return len(new_rows), len(cleared)
 
-    def _finding_row(self, d: FindingDraft) -> dict[str, Any]:
-        return {
-            "rule": d.rule,
-            "subject": d.subject,
-            "number_id": d.number_id,
-            "e164": d.e164,
-            "account_id": d.account_id,
-            "severity": d.severity,
-            "state": "open",
-            "message": d.message,
-            "due_at": d.due_at,
-            "tier": d.tier,
-            "monthly_fee": d.monthly_fee,
-            "currency": d.currency,
-            "tags": list(d.tags),
-            "first_seen": self.now,
-            "last_seen": self.now,
-            "resolved_at": None,
-            "rearmed_at": None,
-            "opened_sweep_id": self.sweep_id,
-            "resolved_sweep_id": None,
-        }
+    def _finding_row(self, d: FindingDraft) -> tuple[Any, ...]:
+        time, now = self._time, self._time(self.now)
+        return (
+            d.rule,
+            d.subject,
+            d.number_id,
+            d.e164,
+            d.account_id,
+            d.severity,
+            "open",
+            d.message,
+            time(d.due_at),
+            d.tier,
+            self._money(d.monthly_fee),
+            d.currency,
+            _json_list(d.tags),
+            now,
+            now,
+            None,
+            None,
+            self.sweep_id,
+            None,
+        )
 
     def complete(self, counts: SweepCounts, finished_at: datetime) -> None:
         self.conn.execute(

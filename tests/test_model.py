@@ -5,7 +5,13 @@ from decimal import Decimal
 
 import pytest
 
-from monitor.model import content_hash, parse_money, parse_number, parse_time
+from monitor.model import (
+    content_hash,
+    parse_item,
+    parse_money,
+    parse_number,
+    parse_time,
+)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +77,7 @@ def test_seed_item_parses() -> None:
     assert rec.id == raw["id"]
     assert rec.monthly_fee == Decimal(300)
     assert rec.next_billing_date == datetime(2026, 4, 25, 6, 58, 38, tzinfo=UTC)
-    assert rec.raw is raw
+    assert rec.raw == raw
     assert rec.content_hash == content_hash(dict(raw))
 
 
@@ -132,3 +138,64 @@ def test_loads_keeps_integers_beyond_64_bits_exact() -> None:
     assert loads(b'{"a": 1, "b": "x"}') == {"a": 1, "b": "x"}
     assert canonical_json({"b": 1, "a": big}) == b'{"a":123456789012345678901234567890,"b":1}'
     assert canonical_json({"b": 1, "a": 2}) == b'{"a":2,"b":1}'
+
+
+SEED_ITEM = {
+    "id": "aabbccdd-1234-5678-90ab-cdef12345678",
+    "account_id": "MA_XXXXXXXX",
+    "e164": "+918012345678",
+    "country": "IN",
+    "region": "Karnataka",
+    "capabilities": {"voice": True, "sms": False},
+    "status": "active",
+    "monthly_fee": 300,
+    "currency": "INR",
+    "application_id": "20577609616603585",
+    "is_blocked": False,
+    "tags": ["toll-free"],
+    "next_billing_date": "2026-04-25T06:58:38Z",
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # as documented: the typed fast path
+        {"e164": None, "number": "+15550001", "account_id": None, "account_auth_id": "MA_OLD"},
+        {"status": " Blocked ", "application_id": "   ", "region": None, "tags": []},
+        {"is_blocked": True, "monthly_fee": "1.00", "currency": "USD"},
+        {"monthly_cost": 2.5, "monthly_fee": 9, "expires_at": "2026-12-01T00:00:00+05:30"},
+        {"next_billing_date": "2026-04-25T06:58:38.123456", "id": "x" * 80},
+        {"monthly_fee": "NaN"},
+        # wrong types: the tolerant path, which must agree with parse_number on every field
+        {"is_blocked": "true", "region": 7, "tags": "not-a-list"},
+        {"next_billing_date": "2026-04-25", "expires_at": "", "monthly_fee": "abc"},
+        {"id": 12345, "tags": ["a", None, 3], "is_blocked": 1},
+        {"region": "Kar\x00nataka"},
+        {"id": None, "e164": None},
+    ],
+)
+def test_parse_item_agrees_with_the_tolerant_parser(changes: dict[str, object]) -> None:
+    import msgspec
+
+    item = SEED_ITEM | changes
+    verbatim = msgspec.json.encode(item)
+    fast = parse_item(verbatim)
+    tolerant = parse_number(msgspec.json.decode(verbatim), verbatim)
+    assert fast == tolerant
+    if fast is not None:
+        assert "\x00" not in fast.raw_json
+        assert fast.raw == msgspec.json.decode(fast.raw_json)
+
+
+def test_parse_item_keeps_and_hashes_the_item_as_sent() -> None:
+    import hashlib
+
+    verbatim = b'{"id": "n1", "e164": "+1",  "zeta": 1, "alpha": [1, 2]}'
+    rec = parse_item(verbatim)
+    assert rec is not None
+    assert rec.raw_json == verbatim.decode()  # unknown fields and their order are kept
+    assert rec.content_hash == hashlib.sha256(verbatim).hexdigest()
+    # PostgreSQL's JSONB refuses NUL: such an item is stored cleaned, as sorted-key JSON
+    nul = parse_item(b'{"id": "n1", "e164": "+1", "note": "a\\u0000b"}')
+    assert nul is not None and nul.raw_json == '{"e164":"+1","id":"n1","note":"ab"}'
