@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-import httpx
 import pytest
 
 from monitor.config import VobizConfig
@@ -199,11 +198,17 @@ def test_rate_limit_spaces_requests(sandbox: Sandbox) -> None:
     assert len(sleeps) == 1 and 0.1 < sleeps[0] <= 0.2
 
 
-def test_mock_transport_for_unit_use() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.headers["X-Auth-Token"] == "t"
-        return httpx.Response(200, json={"data": [{"id": "z", "e164": "+2"}], "total": 1})
+def test_proxies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib3
 
-    cfg = VobizConfig(auth_id="PA_X", auth_token="t")
-    with VobizClient(cfg, transport=httpx.MockTransport(handler)) as client:
-        assert client.numbers_page(1).records[0].id == "z"
+    from monitor.vobiz import _pool
+
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not isinstance(_pool("https://api.vobiz.ai", 4), urllib3.ProxyManager)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    proxied = _pool("https://api.vobiz.ai", 4)
+    assert isinstance(proxied, urllib3.ProxyManager)
+    assert proxied.proxy is not None and proxied.proxy.host == "proxy.example"
+    monkeypatch.setenv("NO_PROXY", "api.vobiz.ai")
+    assert not isinstance(_pool("https://api.vobiz.ai", 4), urllib3.ProxyManager)
