@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor import fetcher
 from monitor.alerts import DeliveryOutcome, deliver_due, enqueue_sweep_failed, store_digests
 from monitor.config import Settings
 from monitor.db import describe_db_error, utcnow
@@ -119,7 +120,12 @@ def _sweep(
                 writer.write_page(records)
                 evaluator.feed(records)
 
-            fetched = fetch_inventory(api, settings, consume, progress, writer.current_ids())
+            # A helper process fetches pages only with our own client: an injected one (tests,
+            # callers with their own transport or pauses) must be the one that fetches.
+            in_process = own_client and settings.sweep.fetch_process and fetcher.available()
+            fetched = fetch_inventory(
+                api, settings, consume, progress, writer.current_ids(), in_process
+            )
             counts = SweepCounts(
                 numbers_seen=len(fetched.ids),
                 total_reported=fetched.total,

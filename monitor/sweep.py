@@ -13,13 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor import fetcher
 from monitor.config import Settings
 from monitor.errors import IncompleteSweep
 from monitor.model import NumberRecord
-from monitor.vobiz import Page, VobizClient, parse_page
+from monitor.vobiz import Page, VobizClient, decode_numbers, parse_page
 
 ProgressFn = Callable[["SweepProgress"], None]
 
@@ -66,8 +68,11 @@ class FetchResult:
     duplicates: int
 
 
-def iter_pages(client: VobizClient, per_page: int, concurrency: int) -> Iterator[Page]:
-    """Every page of the numbers list: page 1 first, the rest as they complete."""
+def iter_pages(
+    client: VobizClient, per_page: int, concurrency: int, in_process: bool = False
+) -> Iterator[Page]:
+    """Every page of the numbers list: page 1 first, the rest as they complete, fetched by a
+    helper process when ``in_process`` (see ``fetcher``), else by threads."""
     first = client.numbers_page(1, per_page)
     yield first
     if first.total is None:
@@ -75,6 +80,11 @@ def iter_pages(client: VobizClient, per_page: int, concurrency: int) -> Iterator
         return
     last_page = max(1, math.ceil(first.total / per_page))
     if last_page == 1:
+        return
+    if in_process:
+        with closing(fetcher.fetch_pages(client, 2, last_page, per_page, concurrency)) as bodies:
+            for body, page, size in bodies:
+                yield parse_page(decode_numbers(body), page, size)
         return
     # Worker threads only fetch and decode (I/O and C): parsing records is Python work, done here
     # in one thread, since threads that all run Python just take turns holding the GIL.
@@ -108,6 +118,7 @@ def fetch_inventory(
     consume: Callable[[list[NumberRecord]], None],
     progress: ProgressFn | None = None,
     known: Collection[str] = (),
+    in_process: bool = False,
 ) -> FetchResult:
     """Fetch every page, hand each page's new records to ``consume``, and vouch for completeness.
 
@@ -122,7 +133,7 @@ def fetch_inventory(
     previous: set[str] | None = None
     confirming: PassResult | None = None
     for pass_no in range(1, attempts + 2):
-        result = _one_pass(client, settings, consume, progress, pass_no)
+        result = _one_pass(client, settings, consume, progress, pass_no, in_process)
         if confirming is not None:
             return _fetched(confirming, pass_no, confirming.ids | result.ids)
         last = result
@@ -159,11 +170,12 @@ def _one_pass(
     consume: Callable[[list[NumberRecord]], None],
     progress: ProgressFn | None,
     pass_no: int,
+    in_process: bool,
 ) -> PassResult:
     cfg = settings.vobiz
     result = PassResult()
     prog = SweepProgress(pass_no=pass_no)
-    for page in iter_pages(client, cfg.per_page, cfg.concurrency):
+    for page in iter_pages(client, cfg.per_page, cfg.concurrency, in_process):
         result.pages += 1
         result.items += page.item_count
         result.malformed += page.malformed

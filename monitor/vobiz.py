@@ -75,6 +75,15 @@ class RetryBudget:
             self._left -= 1
             return True
 
+    @property
+    def left(self) -> int:
+        return self._left
+
+    def spend(self, retries: int) -> None:
+        """Count retries made elsewhere (the page-fetching helper process) against the budget."""
+        with self._lock:
+            self._left = max(0, self._left - retries)
+
 
 class RateLimiter:
     """Spaces request starts at least ``1 / rate`` seconds apart across threads (0 = unlimited)."""
@@ -296,6 +305,17 @@ class VobizClient:
             raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
         return body, page, size
 
+    def numbers_raw(self, page: int, per_page: int | None = None) -> tuple[bytes, int, int]:
+        """One numbers page as the bytes the API sent, checked as ``numbers_body`` checks it (a
+        broken body is retried here), for a process that parses it elsewhere."""
+        size = max(1, min(per_page or self.config.per_page, 100))
+        body, content = self.get_json(
+            NUMBERS_PATH, {"page": page, "per_page": size}, _numbers_and_bytes
+        )
+        if not isinstance(body, dict):
+            raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
+        return content, page, size
+
     def me(self) -> dict[str, Any]:
         body = self.get_json(ME_PATH)
         if not isinstance(body, dict):
@@ -343,6 +363,10 @@ def decode_numbers(content: bytes) -> Any:
     except msgspec.ValidationError:
         pass
     return loads(content)
+
+
+def _numbers_and_bytes(content: bytes) -> tuple[Any, bytes]:
+    return decode_numbers(content), content
 
 
 def parse_page(body: Any, page: int, per_page: int) -> Page:
