@@ -21,7 +21,7 @@ from monitor import fetcher
 from monitor.config import Settings
 from monitor.errors import IncompleteSweep
 from monitor.model import NumberRecord
-from monitor.vobiz import Page, VobizClient, decode_numbers, parse_page
+from monitor.vobiz import Page, VobizClient, parse_page
 
 ProgressFn = Callable[["SweepProgress"], None]
 
@@ -82,9 +82,8 @@ def iter_pages(
     if last_page == 1:
         return
     if in_process:
-        with closing(fetcher.fetch_pages(client, 2, last_page, per_page, concurrency)) as bodies:
-            for body, page, size in bodies:
-                yield parse_page(decode_numbers(body), page, size)
+        with closing(fetcher.fetch_pages(client, 2, last_page, per_page, concurrency)) as pages:
+            yield from pages
         return
     # Worker threads only fetch and decode (I/O and C): parsing records is Python work, done here
     # in one thread, since threads that all run Python just take turns holding the GIL.

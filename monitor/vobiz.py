@@ -35,8 +35,7 @@ ME_PATH = "/api/v1/partner/me"
 MAX_RETRY_AFTER = 60.0  # a longer ask is honoured up to this, then the retry budget decides
 
 
-@dataclass(slots=True)
-class Page:
+class Page(msgspec.Struct, gc=False, array_like=True):
     """One page of the numbers list: parsed records plus what the envelope claimed."""
 
     page: int
@@ -305,17 +304,6 @@ class VobizClient:
             raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
         return body, page, size
 
-    def numbers_raw(self, page: int, per_page: int | None = None) -> tuple[bytes, int, int]:
-        """One numbers page as the bytes the API sent, checked as ``numbers_body`` checks it (a
-        broken body is retried here), for a process that parses it elsewhere."""
-        size = max(1, min(per_page or self.config.per_page, 100))
-        body, content = self.get_json(
-            NUMBERS_PATH, {"page": page, "per_page": size}, _numbers_and_bytes
-        )
-        if not isinstance(body, dict):
-            raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
-        return content, page, size
-
     def me(self) -> dict[str, Any]:
         body = self.get_json(ME_PATH)
         if not isinstance(body, dict):
@@ -363,10 +351,6 @@ def decode_numbers(content: bytes) -> Any:
     except msgspec.ValidationError:
         pass
     return loads(content)
-
-
-def _numbers_and_bytes(content: bytes) -> tuple[Any, bytes]:
-    return decode_numbers(content), content
 
 
 def parse_page(body: Any, page: int, per_page: int) -> Page:
