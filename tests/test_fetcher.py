@@ -1,0 +1,129 @@
+"""The page-fetching helper process, against the real sandbox over loopback."""
+
+from __future__ import annotations
+
+import multiprocessing
+from contextlib import closing
+from typing import Any
+
+import pytest
+
+from monitor import fetcher
+from monitor.errors import ApiGaveUp, AuthError
+from monitor.sandbox import Sandbox
+from monitor.store import Store
+from monitor.vobiz import VobizClient
+from tests.conftest import FakeClock
+from tests.test_vobiz import client_for
+
+pytestmark = pytest.mark.skipif(not fetcher.available(), reason="needs fork (Linux)")
+
+
+def helpers() -> list[Any]:
+    return [p for p in multiprocessing.active_children() if p.name == "did-monitor-fetch"]
+
+
+def test_pages_arrive_parsed_with_figures_and_budget_accounted(sandbox: Sandbox) -> None:
+    client, _ = client_for(sandbox, retry_budget=50)
+    sandbox.faults.add(page=3, times=2, status=503)
+    with client:
+        pages = list(fetcher.fetch_pages(client, 2, 8, 20, 3))
+        in_threads = {p.page: p for p in (client.numbers_page(n, 20) for n in range(2, 9))}
+    assert sorted(p.page for p in pages) == list(range(2, 9))
+    for page in pages:  # the same records as parsing in this process, field for field
+        assert page.records == in_threads[page.page].records
+        assert page.total == 150 and page.per_page == 20
+    assert client.stats.requests == 7 + 2 + 7  # the helper's 7 pages, 2 retries, then ours
+    assert client.stats.retries == 2 and client.budget.left == 48
+    assert helpers() == []
+
+
+def test_an_error_comes_back_as_itself(sandbox: Sandbox) -> None:
+    client, _ = client_for(sandbox, max_retries=1)
+    sandbox.faults.add(page=4, times=-1, status=500)
+    with client, pytest.raises(ApiGaveUp, match="500") as exc:
+        list(fetcher.fetch_pages(client, 2, 8, 20, 2))
+    assert exc.value.status == 500
+    assert client.stats.retries >= 1
+    assert helpers() == []
+
+
+def test_wrong_credentials_are_an_auth_error(sandbox: Sandbox) -> None:
+    client, _ = client_for(sandbox, auth_token="wrong")
+    with client, pytest.raises(AuthError):
+        list(fetcher.fetch_pages(client, 2, 4, 20, 2))
+
+
+def test_closing_early_stops_the_helper(sandbox: Sandbox) -> None:
+    client, _ = client_for(sandbox)
+    with client, closing(fetcher.fetch_pages(client, 2, 8, 20, 2)) as pages:
+        next(pages)
+        assert len(helpers()) == 1
+    assert helpers() == []
+
+
+def test_a_helper_that_dies_fails_the_pass_plainly(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*_: Any) -> None:
+        import os
+
+        os._exit(3)
+
+    monkeypatch.setattr(fetcher, "_serve", crash)
+    client, _ = client_for(sandbox)
+    with client, pytest.raises(ApiGaveUp, match=r"ended unexpectedly \(exit code 3\)"):
+        list(fetcher.fetch_pages(client, 2, 8, 20, 2))
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_sweeps_agree_whoever_fetches(
+    sandbox: Sandbox,
+    store: Store,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    in_process: bool,
+) -> None:
+    from monitor.pipeline import run_cycle
+    from monitor.testing import RecordingNotifier
+    from tests.conftest import make_settings
+
+    calls: list[int] = []
+    real = fetcher.fetch_pages
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fetcher, "fetch_pages", counted)
+    settings = make_settings(
+        sandbox,
+        store.url,
+        vobiz={"per_page": 20, "concurrency": 3},
+        sweep={"fetch_process": in_process},
+    )
+    out = run_cycle(settings, store, RecordingNotifier(), clock=clock)
+    assert out.ok, out.error
+    assert out.counts.numbers_seen == 150 and out.counts.requests == 8
+    assert sum(store.open_counts().values()) == 25  # the sandbox seed 7 inventory
+    assert bool(calls) is in_process
+
+
+def test_an_injected_client_is_never_replaced_by_a_helper(
+    sandbox: Sandbox, store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller's own client (its own pauses, its own figures) fetches every page itself."""
+    from monitor.pipeline import run_cycle
+    from monitor.testing import RecordingNotifier
+    from tests.conftest import make_settings
+
+    def refuse(*_: Any) -> Any:
+        raise AssertionError("a helper process was used")
+
+    monkeypatch.setattr(fetcher, "fetch_pages", refuse)
+    client, _ = client_for(sandbox)
+    settings = make_settings(sandbox, store.url, vobiz={"per_page": 20})
+    with client:
+        out = run_cycle(settings, store, RecordingNotifier(), clock=clock, client=client)
+    assert out.ok, out.error
+    assert isinstance(client, VobizClient) and client.stats.requests == 8
