@@ -12,14 +12,16 @@ as what they were (an ``ApiGaveUp`` stays an ``ApiGaveUp``), with the requests a
 and the helper is stopped whenever the consumer stops: on failure, cancellation or the end of the
 pass.
 
-Only where ``fork`` is safe to use (Linux, Python before 3.12 or a process without threads it
-could deadlock on); elsewhere, and when ``sweep.fetch_process`` is false, pages are fetched by
-threads of the sweep's process.
+Linux only (see ``_context`` for how the helper is started); elsewhere, and when
+``sweep.fetch_process`` is false, pages are fetched by threads of the sweep's process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import sys
 import threading
@@ -31,10 +33,11 @@ from typing import Any
 import msgspec
 
 from monitor import errors
-from monitor.errors import ApiError, MonitorError
+from monitor.errors import ApiError, MonitorError, SweepCancelled
 from monitor.vobiz import Page, RetryBudget, VobizClient, parse_page
 
 SWITCH_INTERVAL = 0.0005  # seconds; the helper's own, see _serve
+CANCEL_CHECK_SECONDS = 0.2  # how often a sweep waiting for a page looks at its cancel flag
 _PAGE, _DONE, _FAILED = b"P", b"D", b"F"  # first byte of each message: what follows
 _PAGE_DECODER = msgspec.msgpack.Decoder(Page)
 _END_DECODER = msgspec.msgpack.Decoder(tuple[int, int, str, str, int | None, str | None])
@@ -45,34 +48,64 @@ _REBUILT: dict[str, type[ApiError]] = {
 
 
 def available() -> bool:
-    """Whether a helper process can be forked safely here: on Linux, and, from Python 3.12 on
-    (which warns about forking threads that may hold locks), only from a single-threaded process.
-    """
-    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
-        return False
-    return sys.version_info < (3, 12) or threading.active_count() == 1
+    """Whether a helper process can be started here (Linux, where fork and forkserver exist)."""
+    methods = multiprocessing.get_all_start_methods()
+    return sys.platform == "linux" and "fork" in methods and "forkserver" in methods
+
+
+def _context() -> Any:
+    """``fork`` from a process with no other thread (the CLI's ``sweep``): instant, and nothing
+    can hold a lock at fork time. ``forkserver`` otherwise (the service, with its scheduler,
+    health and delivery threads): helpers are forked from a clean single-threaded server that
+    inherits none of our sockets; ``prepare()`` starts that server early."""
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver")
+
+
+def prepare() -> None:
+    """Start the fork server now (it imports this module once, about half a second) if helpers
+    will come from it, so that the first pass does not wait for it."""
+    if available() and threading.active_count() > 1:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["monitor.fetcher"])
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def fetch_pages(
-    client: VobizClient, first: int, last: int, per_page: int, concurrency: int
+    client: VobizClient,
+    first: int,
+    last: int,
+    per_page: int,
+    concurrency: int,
+    cancel: threading.Event | None = None,
 ) -> Generator[Page, None, None]:
-    """Pages ``first``..``last``, parsed, in arrival order, fetched by a forked helper. The
+    """Pages ``first``..``last``, parsed, in arrival order, fetched by a helper process. The
     helper's requests and retries are added to ``client``'s figures and budget. Closing the
-    iterator early stops the helper."""
-    ctx = multiprocessing.get_context("fork")
+    iterator early, or setting ``cancel`` (``SweepCancelled`` is raised), stops the helper."""
+    ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
-    job = (client, first, last, per_page, concurrency, client.budget.left)
-    helper = ctx.Process(target=_serve, args=(job, send), name="did-monitor-fetch", daemon=True)
-    for stream in (sys.stdout, sys.stderr):  # else the helper would write our buffers again
+    job = (client.config, first, last, per_page, concurrency, client.budget.left)
+    helper = ctx.Process(
+        target=_serve, args=(job, send, receive), name="did-monitor-fetch", daemon=True
+    )
+    for stream in (sys.stdout, sys.stderr):  # a forked helper would write our buffers again
         stream.flush()
     helper.start()
     send.close()  # the helper holds the only writing end: its exit ends our reads
     try:
         while True:
+            while not receive.poll(CANCEL_CHECK_SECONDS):
+                if cancel is not None and cancel.is_set():
+                    raise SweepCancelled("shutdown requested: sweep rolled back")
             try:
                 message = receive.recv_bytes()
             except EOFError:
                 helper.join(timeout=5)
+                if cancel is not None and cancel.is_set():  # the whole group was told to stop
+                    raise SweepCancelled("shutdown requested: sweep rolled back") from None
                 raise errors.ApiGaveUp(
                     f"the page-fetching helper process ended unexpectedly "
                     f"(exit code {helper.exitcode})",
@@ -90,25 +123,24 @@ def fetch_pages(
     finally:
         receive.close()
         if helper.is_alive():
-            helper.terminate()
+            helper.kill()  # SIGKILL: the helper ignores SIGTERM sent to the whole group
         helper.join(timeout=5)
-        if helper.is_alive():  # pragma: no cover - SIGTERM ignored: should not happen
-            helper.kill()
-            helper.join()
 
 
-def _serve(job: tuple[Any, ...], send: Connection) -> None:
-    """The helper's whole life: fetch the pages with a bounded pool, send each body back."""
-    # Handlers inherited from the service would keep the helper alive: SIGTERM ends it, and
-    # ^C is the sweep's to handle (it stops the helper).
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def _serve(job: tuple[Any, ...], send: Connection, receive: Connection) -> None:
+    """The helper's whole life: fetch the pages with a bounded pool, send each parsed page back."""
+    # A process-group SIGTERM or ^C is the sweep's to handle: it then stops the helper itself.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        receive.close()  # a forked helper inherits our reading end: only the sweep may hold it
+    _exit_with_parent()
     # Fetch threads wake for a few hundred microseconds of Python per response; the parsing
     # thread would make each of them wait up to the default 5 ms switch interval for the GIL,
     # which throttled the requests in flight (measured: 4.1 s for a pass whose floor is 2.5 s).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    parent, first, last, per_page, concurrency, retries_left = job
-    client = VobizClient(parent.config, budget=RetryBudget(retries_left))
+    config, first, last, per_page, concurrency, retries_left = job
+    client = VobizClient(config, budget=RetryBudget(retries_left))
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
     pending: set[Future[tuple[Any, int, int]]] = set()
     encode = msgspec.msgpack.Encoder().encode
@@ -127,12 +159,26 @@ def _serve(job: tuple[Any, ...], send: Connection) -> None:
                     return
                 send.send_bytes(_PAGE + encode(parsed))
         send.send_bytes(_DONE + encode((*_figures(client), "", "", None, None)))
-    except (BrokenPipeError, OSError):
+    except OSError:
         pass  # the sweep stopped listening: it failed or was cancelled
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         client.close()
         send.close()
+        os._exit(0)  # do not wait for requests still in flight: nobody will read them
+
+
+def _exit_with_parent() -> None:
+    """End the helper as soon as the sweep's process is gone (even killed with SIGKILL)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:  # pragma: no cover - always set in a multiprocessing child
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _figures(client: VobizClient) -> tuple[int, int]:

@@ -101,6 +101,11 @@ def _sweep(
         sleep=_pause_until(cancel),
     )
     stats = api.stats
+    # A helper process fetches pages only with our own client: an injected one (tests, callers
+    # with their own pauses or figures) must be the one that fetches.
+    in_process = own_client and settings.sweep.fetch_process and fetcher.available()
+    if in_process:
+        fetcher.prepare()
     try:
         before = store.inventory_size()
         previous = store.last_sweep("complete")
@@ -120,11 +125,8 @@ def _sweep(
                 writer.write_page(records)
                 evaluator.feed(records)
 
-            # A helper process fetches pages only with our own client: an injected one (tests,
-            # callers with their own transport or pauses) must be the one that fetches.
-            in_process = own_client and settings.sweep.fetch_process and fetcher.available()
             fetched = fetch_inventory(
-                api, settings, consume, progress, writer.current_ids(), in_process
+                api, settings, consume, progress, writer.current_ids(), in_process, cancel
             )
             counts = SweepCounts(
                 numbers_seen=len(fetched.ids),

@@ -11,6 +11,7 @@ followed by a re-read; if the inventory keeps moving, or shrank implausibly, the
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
@@ -69,7 +70,11 @@ class FetchResult:
 
 
 def iter_pages(
-    client: VobizClient, per_page: int, concurrency: int, in_process: bool = False
+    client: VobizClient,
+    per_page: int,
+    concurrency: int,
+    in_process: bool = False,
+    cancel: threading.Event | None = None,
 ) -> Iterator[Page]:
     """Every page of the numbers list: page 1 first, the rest as they complete, fetched by a
     helper process when ``in_process`` (see ``fetcher``), else by threads."""
@@ -82,7 +87,8 @@ def iter_pages(
     if last_page == 1:
         return
     if in_process:
-        with closing(fetcher.fetch_pages(client, 2, last_page, per_page, concurrency)) as pages:
+        pages = fetcher.fetch_pages(client, 2, last_page, per_page, concurrency, cancel)
+        with closing(pages):
             yield from pages
         return
     # Worker threads only fetch and decode (I/O and C): parsing records is Python work, done here
@@ -118,6 +124,7 @@ def fetch_inventory(
     progress: ProgressFn | None = None,
     known: Collection[str] = (),
     in_process: bool = False,
+    cancel: threading.Event | None = None,
 ) -> FetchResult:
     """Fetch every page, hand each page's new records to ``consume``, and vouch for completeness.
 
@@ -132,7 +139,7 @@ def fetch_inventory(
     previous: set[str] | None = None
     confirming: PassResult | None = None
     for pass_no in range(1, attempts + 2):
-        result = _one_pass(client, settings, consume, progress, pass_no, in_process)
+        result = _one_pass(client, settings, consume, progress, pass_no, in_process, cancel)
         if confirming is not None:
             return _fetched(confirming, pass_no, confirming.ids | result.ids)
         last = result
@@ -170,11 +177,12 @@ def _one_pass(
     progress: ProgressFn | None,
     pass_no: int,
     in_process: bool,
+    cancel: threading.Event | None,
 ) -> PassResult:
     cfg = settings.vobiz
     result = PassResult()
     prog = SweepProgress(pass_no=pass_no)
-    for page in iter_pages(client, cfg.per_page, cfg.concurrency, in_process):
+    for page in iter_pages(client, cfg.per_page, cfg.concurrency, in_process, cancel):
         result.pages += 1
         result.items += page.item_count
         result.malformed += page.malformed

@@ -62,18 +62,76 @@ def test_closing_early_stops_the_helper(sandbox: Sandbox) -> None:
     assert helpers() == []
 
 
-def test_a_helper_that_dies_fails_the_pass_plainly(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def crash(*_: Any) -> None:
-        import os
+def test_a_helper_that_dies_fails_the_pass_plainly(sandbox: Sandbox) -> None:
+    import os
+    import signal
 
-        os._exit(3)
+    def kill_the_helper_after_one_page(client: VobizClient) -> None:
+        for _ in fetcher.fetch_pages(client, 2, 8, 20, 1):
+            (helper,) = helpers()
+            os.kill(helper.pid, signal.SIGKILL)
+            helper.join(5)
 
-    monkeypatch.setattr(fetcher, "_serve", crash)
     client, _ = client_for(sandbox)
-    with client, pytest.raises(ApiGaveUp, match=r"ended unexpectedly \(exit code 3\)"):
-        list(fetcher.fetch_pages(client, 2, 8, 20, 2))
+    with client, pytest.raises(ApiGaveUp, match=r"ended unexpectedly \(exit code -9\)"):
+        kill_the_helper_after_one_page(client)
+    assert helpers() == []
+
+
+def test_cancel_stops_a_helper_that_is_waiting_out_a_retry(sandbox: Sandbox) -> None:
+    import threading
+    import time
+
+    from monitor.errors import SweepCancelled
+
+    client, _ = client_for(sandbox, backoff_base_seconds=30, backoff_max_seconds=30)
+    sandbox.faults.add(page=2, times=-1, status=503)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with client, pytest.raises(SweepCancelled):
+        list(fetcher.fetch_pages(client, 2, 4, 20, 1, cancel))
+    assert time.monotonic() - started < 5  # not the 30 s backoff
+    assert helpers() == []
+
+
+def test_a_helper_outlives_no_killed_sweep(sandbox: Sandbox) -> None:
+    """SIGKILL the sweep's process mid-pass: its helper notices and ends too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sandbox.faults.add(page=5, times=-1, status=503)
+    code = f"""
+import sys
+from monitor import fetcher
+from monitor.config import VobizConfig
+from monitor.vobiz import VobizClient
+cfg = VobizConfig(base_url={sandbox.url!r}, auth_id={sandbox.auth_id!r},
+                  auth_token={sandbox.auth_token!r}, backoff_base_seconds=30,
+                  backoff_max_seconds=30, max_requests_per_second=0)
+client = VobizClient(cfg)
+for page in fetcher.fetch_pages(client, 2, 8, 20, 1):
+    print("page", page.page, flush=True)
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("page")
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert len(children) == 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(5)
+    proc.stdout.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{children[0]}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{children[0]}"), "the helper outlived its sweep"
 
 
 @pytest.mark.parametrize("in_process", [True, False])
