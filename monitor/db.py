@@ -244,7 +244,7 @@ def make_engine(url: str) -> Engine:
             url,
             pool_pre_ping=not url.startswith("sqlite"),
             json_serializer=_json_text,
-            json_deserializer=msgspec.json.decode,
+            json_deserializer=_json_value,
         )
     except (ArgumentError, ImportError, ValueError) as exc:
         raise ConfigError(
@@ -254,6 +254,13 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _json_value(text: str | bytes) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:  # e.g. 1e400, which the stdlib reads as infinity
+        return json.loads(text)
 
 
 def _json_text(value: Any) -> str:

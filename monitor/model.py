@@ -83,18 +83,25 @@ def parse_time(value: Any) -> datetime | None:
             return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # before year 1 or after 9999 once in UTC
+        return None
+
+
+MAX_MONEY = Decimal(10) ** 12  # number_versions.monthly_fee is Numeric(18, 6)
 
 
 def parse_money(value: Any) -> Decimal | None:
-    """Money in major units as an exact Decimal; floats go through their shortest repr."""
+    """Money in major units as an exact Decimal; floats go through their shortest repr. Nothing
+    (None) for what is not a finite amount the database column can hold."""
     if value is None or isinstance(value, bool):
         return None
     try:
         amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         return None
-    return amount if amount.is_finite() else None
+    return amount if amount.is_finite() and abs(amount) < MAX_MONEY else None
 
 
 def _text(value: Any) -> str | None:
@@ -195,7 +202,7 @@ def parse_number(raw: Any, verbatim: bytes | None = None) -> NumberRecord | None
         (_text(get("currency")) or "")[:8] or None,
         tags,
         hashlib.sha256(text).hexdigest(),
-        text.decode(),
+        text.decode(errors="replace"),
     )
 
 
@@ -217,10 +224,13 @@ class _Item(msgspec.Struct):
     region: str | None = None
     application_id: str | None = None
     is_blocked: bool | None = None
-    next_billing_date: datetime | None = None
-    expires_at: datetime | None = None
-    monthly_cost: Decimal | None = None
-    monthly_fee: Decimal | None = None
+    # Times and money go through the tolerant parsers, so both paths read them alike
+    # (msgspec rounds sub-microsecond digits where ``fromisoformat`` truncates them, and a JSON
+    # number becomes a Decimal there exactly, here through its float).
+    next_billing_date: str | None = None
+    expires_at: str | None = None
+    monthly_cost: int | float | str | None = None
+    monthly_fee: int | float | str | None = None
     currency: str | None = None
     tags: list[str] | None = None
 
@@ -232,22 +242,27 @@ def _clean(value: str | None) -> str | None:
     return (value.strip() or None) if value else None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is UTC:
-        return value
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def parse_item(raw: bytes | msgspec.Raw) -> NumberRecord | None:
     """Parse one item from its JSON bytes: typed decoding in C when the item is as documented,
-    the tolerant ``parse_number`` otherwise. Its bytes are hashed and kept as sent."""
+    the tolerant ``parse_number`` otherwise; None for an item neither can read. Its bytes are
+    hashed and kept as sent."""
     verbatim = bytes(raw)
     try:
-        if b"\\u0000" in verbatim:
-            raise msgspec.ValidationError  # NUL characters need the tolerant path's cleaning
-        it = _ITEM.decode(verbatim)
+        return _parse_typed(verbatim)
     except msgspec.ValidationError:
+        pass
+    except (ValueError, OverflowError):
+        return None
+    try:
         return parse_number(loads(verbatim), verbatim)
+    except (ValueError, OverflowError):  # e.g. a date beyond year 9999 once made UTC
+        return None
+
+
+def _parse_typed(verbatim: bytes) -> NumberRecord | None:
+    if b"\\u0000" in verbatim:
+        raise msgspec.ValidationError  # NUL characters need the tolerant path's cleaning
+    it = _ITEM.decode(verbatim)
     e164 = _clean(it.e164) or _clean(it.number)
     number_id = _clean(it.id) or (f"e164:{e164}" if e164 else None)
     if number_id is None:
@@ -263,11 +278,11 @@ def parse_item(raw: bytes | msgspec.Raw) -> NumberRecord | None:
         _clean(it.region),
         _clean(it.application_id),
         status == "blocked" or it.is_blocked is True,
-        _utc(it.next_billing_date),
-        _utc(it.expires_at),
-        fee if fee is None or fee.is_finite() else None,
+        parse_time(it.next_billing_date) if it.next_billing_date else None,
+        parse_time(it.expires_at) if it.expires_at else None,
+        parse_money(fee) if fee is not None else None,
         (_clean(it.currency) or "")[:8] or None,
         tuple(it.tags) if it.tags else (),
         hashlib.sha256(verbatim).hexdigest(),
-        verbatim.decode(),
+        verbatim.decode(errors="replace"),
     )

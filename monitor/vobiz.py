@@ -9,6 +9,7 @@ that says whether retrying can help.
 from __future__ import annotations
 
 import email.utils
+import os
 import random
 import threading
 import time
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import msgspec
 import urllib3
@@ -26,7 +27,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from monitor import __version__
 from monitor.config import VobizConfig
-from monitor.errors import ApiError, ApiGaveUp, AuthError, RetryableApiError
+from monitor.errors import ApiError, ApiGaveUp, AuthError, ConfigError, RetryableApiError
 from monitor.model import NumberRecord, loads, parse_item, parse_number
 
 NUMBERS_PATH = "/api/v1/partner/numbers"
@@ -145,13 +146,27 @@ def _pool(base_url: str, connections: int) -> urllib3.PoolManager:
         "num_pools": 2,
         "maxsize": connections,
         "cert_reqs": "CERT_REQUIRED",
-        "ca_certs": certifi.where(),
+        # SSL_CERT_FILE / SSL_CERT_DIR name a trust store of your own (a corporate CA), as in httpx
+        "ca_certs": os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        "ca_cert_dir": os.environ.get("SSL_CERT_DIR") or None,
     }
     parts = urlsplit(base_url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return urllib3.ProxyManager(proxy, **options)
-    return urllib3.PoolManager(**options)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return urllib3.PoolManager(**options)
+    target = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if target.scheme not in ("http", "https"):
+        raise ConfigError(
+            f"the proxy {target.scheme}://{target.hostname}:{target.port or ''} for "
+            f"{parts.scheme} is not supported",
+            hint="use an http:// or https:// proxy in HTTPS_PROXY / HTTP_PROXY / ALL_PROXY",
+        )
+    if target.username is not None:  # user:password@ in the proxy URL: basic auth to the proxy
+        credentials = f"{unquote(target.username)}:{unquote(target.password or '')}"
+        options["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=credentials)
+        target = target._replace(netloc=target.netloc.rsplit("@", 1)[1])
+    return urllib3.ProxyManager(target.geturl(), **options)
 
 
 class VobizClient:
@@ -166,8 +181,6 @@ class VobizClient:
         stats: RequestStats | None = None,
     ) -> None:
         if not config.auth_id or not config.auth_token:
-            from monitor.errors import ConfigError
-
             raise ConfigError(
                 "vobiz.auth_id and vobiz.auth_token are required",
                 hint="set them in [vobiz] or the VOBIZ_AUTH_ID / VOBIZ_AUTH_TOKEN environment "

@@ -82,6 +82,14 @@ _VERSION_TYPES = (
 )
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _storing_failed(exc: Exception) -> DatabaseError:
+    return DatabaseError(f"database error while storing numbers: {_first_line(exc)}")
+
+
 def _short(hex_digest: str) -> bytes:
     return bytes.fromhex(hex_digest[:32])
 
@@ -252,17 +260,19 @@ class SweepWriter:
         if self._sqlite:
             self._bulk_insert("number_versions", _VERSION_COLUMNS, rows)
             return
-        if self._copy is None:
-            driver: Any = self.conn.connection.dbapi_connection  # a psycopg 3 connection
-            cursor = driver.cursor()
-            names = ", ".join(_VERSION_COLUMNS)
-            context = cursor.copy(f"COPY number_versions ({names}) FROM STDIN (FORMAT BINARY)")
-            copy = context.__enter__()
-            copy.set_types(_VERSION_TYPES)
-            self._copy = (cursor, context, copy)
-        write = self._copy[2].write_row
-        for row in rows:
-            write(row)
+        try:
+            if self._copy is None:
+                driver: Any = self.conn.connection.dbapi_connection  # a psycopg 3 connection
+                cursor = driver.cursor()
+                names = ", ".join(_VERSION_COLUMNS)
+                context = cursor.copy(f"COPY number_versions ({names}) FROM STDIN (FORMAT BINARY)")
+                self._copy = (cursor, context, context.__enter__())
+                self._copy[2].set_types(_VERSION_TYPES)
+            write = self._copy[2].write_row
+            for row in rows:
+                write(row)
+        except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
+            raise _storing_failed(exc) from None
 
     def _finish_copy(self) -> None:
         if self._copy is None:
@@ -271,8 +281,7 @@ class SweepWriter:
         try:
             context.__exit__(None, None, None)
         except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
-            first = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
-            raise DatabaseError(f"database error while storing numbers: {first}") from None
+            raise _storing_failed(exc) from None
         finally:
             cursor.close()
 
@@ -294,8 +303,9 @@ class SweepWriter:
                     for row in rows:
                         copy.write_row(row)
             except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
-                first = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
-                raise DatabaseError(f"database error while storing {table}: {first}") from None
+                raise DatabaseError(
+                    f"database error while storing {table}: {_first_line(exc)}"
+                ) from None
         else:
             marks = ", ".join("?" * len(columns))
             self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)

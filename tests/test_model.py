@@ -173,6 +173,10 @@ SEED_ITEM = {
         {"id": 12345, "tags": ["a", None, 3], "is_blocked": 1},
         {"region": "Kar\x00nataka"},
         {"id": None, "e164": None},
+        # sub-microsecond digits are cut, as fromisoformat does, not rounded into the next day
+        {"next_billing_date": "2026-01-31T23:59:59.9999996Z"},
+        {"monthly_fee": 0.12345678901234567891},  # a JSON number is read through its float
+        {"monthly_fee": "1e400"},  # more than Numeric(18, 6) holds: no amount
     ],
 )
 def test_parse_item_agrees_with_the_tolerant_parser(changes: dict[str, object]) -> None:
@@ -199,3 +203,20 @@ def test_parse_item_keeps_and_hashes_the_item_as_sent() -> None:
     # PostgreSQL's JSONB refuses NUL: such an item is stored cleaned, as sorted-key JSON
     nul = parse_item(b'{"id": "n1", "e164": "+1", "note": "a\\u0000b"}')
     assert nul is not None and nul.raw_json == '{"e164":"+1","id":"n1","note":"ab"}'
+
+
+def test_odd_bytes_and_dates_are_never_fatal() -> None:
+    # a date that overflows once made UTC is no date, on either path
+    early = b'"expires_at": "0001-01-01T00:00:00+01:00"'
+    for item in (b'{"id": "n1", "e164": "+1", ', b'{"id": 5, "e164": "+1", '):
+        rec = parse_item(item + early + b"}")
+        assert rec is not None and rec.expires_at is None
+    # bytes that are not UTF-8 in a field the monitor does not read are kept, replaced
+    rec = parse_item(b'{"id": "n1", "e164": "+1", "note": "\xff"}')
+    assert rec is not None and "\ufffd" in rec.raw_json
+
+
+def test_money_the_database_cannot_hold_is_no_amount() -> None:
+    assert parse_money("1e400") is None
+    assert parse_money(10**12) is None
+    assert parse_money("999999999999.999999") == Decimal("999999999999.999999")

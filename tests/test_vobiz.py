@@ -203,7 +203,7 @@ def test_proxies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
     from monitor.vobiz import _pool
 
-    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     assert not isinstance(_pool("https://api.vobiz.ai", 4), urllib3.ProxyManager)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
@@ -212,3 +212,13 @@ def test_proxies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert proxied.proxy is not None and proxied.proxy.host == "proxy.example"
     monkeypatch.setenv("NO_PROXY", "api.vobiz.ai")
     assert not isinstance(_pool("https://api.vobiz.ai", 4), urllib3.ProxyManager)
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "http://me:p%40ss@proxy.example:3128")
+    authed = _pool("https://api.vobiz.ai", 4)
+    assert isinstance(authed, urllib3.ProxyManager) and authed.proxy is not None
+    assert authed.proxy.host == "proxy.example" and authed.proxy.auth is None
+    assert authed.proxy_headers["proxy-authorization"].startswith("Basic ")
+    monkeypatch.setenv("ALL_PROXY", "socks5://proxy.example:1080")
+    with pytest.raises(ConfigError, match="not supported"):
+        _pool("https://api.vobiz.ai", 4)
