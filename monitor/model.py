@@ -259,6 +259,15 @@ def parse_item(raw: bytes | msgspec.Raw) -> NumberRecord | None:
         return None
 
 
+def _time(text: str) -> datetime | None:
+    """``parse_time``, with its commonest case first: RFC 3339 in UTC, as the API sends it."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return parse_time(text)
+    return parsed if parsed.tzinfo is UTC else parse_time(text)
+
+
 def _parse_typed(verbatim: bytes) -> NumberRecord | None:
     if b"\\u0000" in verbatim:
         raise msgspec.ValidationError  # NUL characters need the tolerant path's cleaning
@@ -278,8 +287,8 @@ def _parse_typed(verbatim: bytes) -> NumberRecord | None:
         _clean(it.region),
         _clean(it.application_id),
         status == "blocked" or it.is_blocked is True,
-        parse_time(it.next_billing_date) if it.next_billing_date else None,
-        parse_time(it.expires_at) if it.expires_at else None,
+        _time(it.next_billing_date) if it.next_billing_date else None,
+        _time(it.expires_at) if it.expires_at else None,
         parse_money(fee) if fee is not None else None,
         (_clean(it.currency) or "")[:8] or None,
         tuple(it.tags) if it.tags else (),

@@ -104,7 +104,7 @@ def _sqlite_time(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.isoformat(" ", "microseconds")[:26]  # without its "+00:00"
 
 
 def _sqlite_money(value: Decimal | None) -> float | None:
@@ -125,8 +125,16 @@ def _same(value: Any) -> Any:
 _JSON = msgspec.json.Encoder()
 
 
-def _json_list(values: Sequence[str]) -> str:
-    return _JSON.encode(values).decode() if values else "[]"
+_JSON_LISTS: dict[tuple[str, ...], str] = {}  # tag sets repeat across an inventory
+
+
+def _json_list(values: tuple[str, ...]) -> str:
+    text = _JSON_LISTS.get(values)
+    if text is None:
+        text = _JSON.encode(values).decode()
+        if len(_JSON_LISTS) < 10_000:
+            _JSON_LISTS[values] = text
+    return text
 
 
 class SweepWriter:
