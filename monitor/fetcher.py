@@ -38,6 +38,7 @@ from monitor.vobiz import Page, RetryBudget, VobizClient, parse_page
 
 SWITCH_INTERVAL = 0.0005  # seconds; the helper's own, see _serve
 CANCEL_CHECK_SECONDS = 0.2  # how often a sweep waiting for a page looks at its cancel flag
+HELPERS = 2  # helper processes per pass, at most (see fetch_pages)
 _PAGE, _DONE, _FAILED = b"P", b"D", b"F"  # first byte of each message: what follows
 _PAGE_DECODER = msgspec.msgpack.Decoder(Page)
 _END_DECODER = msgspec.msgpack.Decoder(tuple[int, int, str, str, int | None, str | None])
@@ -82,74 +83,116 @@ def fetch_pages(
     concurrency: int,
     cancel: threading.Event | None = None,
 ) -> Generator[Page, None, None]:
-    """Pages ``first``..``last``, parsed, in arrival order, fetched by a helper process. The
-    helper's requests and retries are added to ``client``'s figures and budget. Closing the
-    iterator early, or setting ``cancel`` (``SweepCancelled`` is raised), stops the helper."""
+    """Pages ``first``..``last``, parsed, in arrival order, fetched by helper processes. Their
+    requests and retries are added to ``client``'s figures and budget. Closing the iterator
+    early, or setting ``cancel`` (``SweepCancelled`` is raised), stops the helpers.
+
+    With ``concurrency`` 2 or more, two helpers share the pages (every other page) and the
+    requests in flight, the rate cap and the remaining retry budget: one helper's fetch threads
+    and parser took turns at its GIL, and pages came slower than the sweep could store them.
+    """
     ctx = _context()
-    receive, send = ctx.Pipe(duplex=False)
-    job = (client.config, first, last, per_page, concurrency, client.budget.left)
-    helper = ctx.Process(
-        target=_serve, args=(job, send, receive), name="did-monitor-fetch", daemon=True
-    )
+    pages = range(first, last + 1)
+    count = max(1, min(HELPERS, concurrency, len(pages)))
+    helpers: dict[Connection, Any] = {}
+    receivers: list[Connection] = []
     for stream in (sys.stdout, sys.stderr):  # a forked helper would write our buffers again
         stream.flush()
-    helper.start()
-    send.close()  # the helper holds the only writing end: its exit ends our reads
     try:
-        while True:
-            while not receive.poll(CANCEL_CHECK_SECONDS):
-                if cancel is not None and cancel.is_set():
-                    raise SweepCancelled("shutdown requested: sweep rolled back")
-            try:
-                message = receive.recv_bytes()
-            except EOFError:
-                helper.join(timeout=5)
-                if cancel is not None and cancel.is_set():  # the whole group was told to stop
-                    raise SweepCancelled("shutdown requested: sweep rolled back") from None
-                raise errors.ApiGaveUp(
-                    f"the page-fetching helper process ended unexpectedly "
-                    f"(exit code {helper.exitcode})",
-                    hint="see the log; set sweep.fetch_process = false to fetch in threads",
-                ) from None
-            if message[:1] == _PAGE:
-                yield _PAGE_DECODER.decode(memoryview(message)[1:])
-                continue
-            requests, retries, name, text, status, hint = _END_DECODER.decode(message[1:])
-            client.stats.add(requests=requests, retries=retries)
-            client.budget.spend(retries)
-            if message[:1] == _DONE:
-                return
-            raise _REBUILT.get(name, errors.ApiGaveUp)(text, status=status, hint=hint)
+        for index in range(count):
+            receive, send = ctx.Pipe(duplex=False)
+            receivers.append(receive)
+            job = (
+                client.config.model_copy(
+                    update={
+                        "max_requests_per_second": client.config.max_requests_per_second / count
+                    }
+                ),
+                pages[index::count],
+                per_page,
+                _share(concurrency, count, index),
+                _share(client.budget.left, count, index),
+            )
+            helper = ctx.Process(
+                target=_serve,
+                args=(job, send, list(receivers)),
+                name="did-monitor-fetch",
+                daemon=True,
+            )
+            helper.start()
+            send.close()  # the helper holds the only writing end: its exit ends our reads
+            helpers[receive] = helper
+        running = set(helpers)
+        while running:
+            ready = multiprocessing.connection.wait(list(running), CANCEL_CHECK_SECONDS)
+            if cancel is not None and cancel.is_set():
+                raise SweepCancelled("shutdown requested: sweep rolled back")
+            for receive in ready:
+                assert isinstance(receive, Connection)
+                message = _receive(receive, helpers[receive], cancel)
+                if message[:1] == _PAGE:
+                    yield _PAGE_DECODER.decode(memoryview(message)[1:])
+                    continue
+                requests, retries, name, text, status, hint = _END_DECODER.decode(message[1:])
+                client.stats.add(requests=requests, retries=retries)
+                client.budget.spend(retries)
+                if message[:1] == _DONE:
+                    running.discard(receive)
+                    continue
+                raise _REBUILT.get(name, errors.ApiGaveUp)(text, status=status, hint=hint)
     finally:
-        receive.close()
-        if helper.is_alive():
-            helper.kill()  # SIGKILL: the helper ignores SIGTERM sent to the whole group
+        for receive in receivers:
+            receive.close()
+        for helper in helpers.values():
+            if helper.is_alive():
+                helper.kill()  # SIGKILL: helpers ignore a SIGTERM sent to the whole group
+        for helper in helpers.values():
+            helper.join(timeout=5)
+
+
+def _share(total: int, parts: int, index: int) -> int:
+    """``index``'s part of ``total`` split as evenly as whole numbers allow."""
+    return total // parts + (1 if index < total % parts else 0)
+
+
+def _receive(receive: Connection, helper: Any, cancel: threading.Event | None) -> bytes:
+    try:
+        return receive.recv_bytes()
+    except EOFError:
         helper.join(timeout=5)
+        if cancel is not None and cancel.is_set():  # the whole group was told to stop
+            raise SweepCancelled("shutdown requested: sweep rolled back") from None
+        raise errors.ApiGaveUp(
+            f"the page-fetching helper process ended unexpectedly (exit code {helper.exitcode})",
+            hint="see the log; set sweep.fetch_process = false to fetch in threads",
+        ) from None
 
 
-def _serve(job: tuple[Any, ...], send: Connection, receive: Connection) -> None:
+def _serve(job: tuple[Any, ...], send: Connection, receivers: list[Connection]) -> None:
     """The helper's whole life: fetch the pages with a bounded pool, send each parsed page back."""
     # A process-group SIGTERM or ^C is the sweep's to handle: it then stops the helper itself.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        receive.close()  # a forked helper inherits our reading end: only the sweep may hold it
+    for receive in receivers:  # a forked helper inherits our reading ends: only we may hold them
+        with contextlib.suppress(OSError):
+            receive.close()
     _exit_with_parent()
     # Fetch threads wake for a few hundred microseconds of Python per response; the parsing
     # thread would make each of them wait up to the default 5 ms switch interval for the GIL,
     # which throttled the requests in flight (measured: 4.1 s for a pass whose floor is 2.5 s).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    config, first, last, per_page, concurrency, retries_left = job
+    config, pages, per_page, concurrency, retries_left = job
     client = VobizClient(config, budget=RetryBudget(retries_left))
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
     pending: set[Future[tuple[Any, int, int]]] = set()
     encode = msgspec.msgpack.Encoder().encode
-    next_page = first
+    todo = iter(pages)
     try:
-        while next_page <= last or pending:
-            while next_page <= last and len(pending) < concurrency * 2:
-                pending.add(pool.submit(client.numbers_body, next_page, per_page))
-                next_page += 1
+        while True:
+            while len(pending) < concurrency * 2 and (page_no := next(todo, None)) is not None:
+                pending.add(pool.submit(client.numbers_body, page_no, per_page))
+            if not pending:
+                break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 try:
