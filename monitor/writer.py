@@ -6,6 +6,8 @@ Part of the store layer (with ``store.py``, the only modules that run SQL).
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,6 +22,8 @@ from monitor.db import describe_db_error
 from monitor.errors import DatabaseError
 from monitor.model import FindingDraft, NumberRecord
 from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store, SweepCounts, chunks, sweep_values
+
+log = logging.getLogger(__name__)
 
 _VERSION_COLUMNS = (
     "number_id",
@@ -137,6 +141,21 @@ def _json_list(values: tuple[str, ...]) -> str:
     return text
 
 
+def _checkpoint_soon(engine: Any) -> None:
+    """Copy the WAL into the database file from a background thread (SQLite does that work
+    without the GIL), so the sweep goes on to its alerts; a checkpoint cut short by the process
+    ending is finished by SQLite the next time the database is opened."""
+
+    def run() -> None:
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # the next sweep's checkpoint will do
+            log.debug("background WAL checkpoint failed: %s", exc)
+
+    threading.Thread(target=run, name="sqlite-checkpoint", daemon=True).start()
+
+
 class SweepWriter:
     """Everything one sweep writes, in one transaction: versions, gone numbers, findings.
 
@@ -161,7 +180,13 @@ class SweepWriter:
     def __enter__(self) -> SweepWriter:
         try:
             self._conn = self.store.engine.connect()
-            self._conn.begin()
+            if self._sqlite:
+                # The commit would otherwise copy the whole sweep from the WAL into the database
+                # file before returning (0.3-0.5 s for a first sweep of 100,000 numbers); a
+                # background checkpoint does it after the commit instead (see ``commit``).
+                self._conn.exec_driver_sql("PRAGMA wal_autocheckpoint = 0")  # begins, too
+            else:
+                self._conn.begin()
         except OperationalError as exc:
             raise DatabaseError(f"database error: {describe_db_error(exc)}") from None
         return self
@@ -175,6 +200,10 @@ class SweepWriter:
                 copy[0].close()
         if self._conn.in_transaction():
             self._conn.rollback()
+        if self._sqlite:  # the pooled connection goes back with SQLite's default
+            with contextlib.suppress(Exception):
+                self._conn.exec_driver_sql("PRAGMA wal_autocheckpoint = 1000")
+                self._conn.commit()
         self._conn.close()
 
     @property
@@ -185,6 +214,8 @@ class SweepWriter:
     def commit(self) -> None:
         self._finish_copy()
         self.conn.commit()
+        if self._sqlite:
+            _checkpoint_soon(self.store.engine)
 
     def write_page(self, records: Sequence[NumberRecord]) -> int:
         """Store the records that are new or changed since their current version (set-based)."""
