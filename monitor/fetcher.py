@@ -39,6 +39,9 @@ from monitor.vobiz import Page, RetryBudget, VobizClient, parse_page
 SWITCH_INTERVAL = 0.0005  # seconds; the helper's own, see _serve
 CANCEL_CHECK_SECONDS = 0.2  # how often a sweep waiting for a page looks at its cancel flag
 HELPERS = 2  # helper processes per pass, at most (see fetch_pages)
+# Fewer pages than this are fetched by threads: starting helpers (up to half a second for a
+# fork server) costs more than they save on a small inventory.
+MIN_PAGES = 20
 _PAGE, _DONE, _FAILED = b"P", b"D", b"F"  # first byte of each message: what follows
 _PAGE_DECODER = msgspec.msgpack.Decoder(Page)
 _END_DECODER = msgspec.msgpack.Decoder(tuple[int, int, str, str, int | None, str | None])

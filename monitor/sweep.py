@@ -86,7 +86,7 @@ def iter_pages(
     last_page = max(1, math.ceil(first.total / per_page))
     if last_page == 1:
         return
-    if in_process:
+    if in_process and last_page - 1 >= fetcher.MIN_PAGES:
         pages = fetcher.fetch_pages(client, 2, last_page, per_page, concurrency, cancel)
         with closing(pages):
             yield from pages

@@ -185,3 +185,18 @@ def test_an_injected_client_is_never_replaced_by_a_helper(
         out = run_cycle(settings, store, RecordingNotifier(), clock=clock, client=client)
     assert out.ok, out.error
     assert isinstance(client, VobizClient) and client.stats.requests == 8
+
+
+def test_small_inventories_are_fetched_by_threads(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.sweep import iter_pages
+
+    def refuse(*_: Any) -> Any:
+        raise AssertionError("helpers started for a handful of pages")
+
+    monkeypatch.setattr(fetcher, "MIN_PAGES", 20)
+    monkeypatch.setattr(fetcher, "fetch_pages", refuse)
+    client, _ = client_for(sandbox)
+    with client:
+        assert len(list(iter_pages(client, 20, 2, in_process=True))) == 8  # 7 more pages < 20
