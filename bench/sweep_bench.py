@@ -235,7 +235,7 @@ def naive_table(metadata: Any) -> Any:
         sa.Column("currency", sa.String(8)),
         sa.Column("tags", JSONType),
         sa.Column("content_hash", sa.String(64)),
-        sa.Column("raw", JSONType),
+        sa.Column("raw", sa.Text),  # the item as sent, like number_versions.raw
     )
 
 
@@ -280,7 +280,7 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
                     "currency": r.currency,
                     "tags": list(r.tags),
                     "content_hash": r.content_hash,
-                    "raw": r.raw,
+                    "raw": r.raw_json,  # as parsed: not decoded and encoded again
                 }
                 for r in page.records
             ]

@@ -243,7 +243,7 @@ def make_engine(url: str) -> Engine:
         engine = sa.create_engine(
             url,
             pool_pre_ping=not url.startswith("sqlite"),
-            json_serializer=_json_text,
+            json_serializer=json_text,
             json_deserializer=_json_value,
         )
     except (ArgumentError, ImportError, ValueError) as exc:
@@ -263,7 +263,7 @@ def _json_value(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
     try:
         return msgspec.json.encode(value).decode()
     except TypeError:  # a value msgspec does not encode

@@ -99,3 +99,6 @@ class LockBusy(MonitorError):
 
 class SweepCancelled(MonitorError):
     """Raised inside a sweep when shutdown was requested; the sweep is rolled back and aborted."""
+
+    def __init__(self, message: str = "shutdown requested: sweep rolled back") -> None:
+        super().__init__(message)

@@ -26,7 +26,6 @@ import signal
 import sys
 import threading
 from collections.abc import Generator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -129,7 +128,7 @@ def fetch_pages(
         while running:
             ready = multiprocessing.connection.wait(list(running), CANCEL_CHECK_SECONDS)
             if cancel is not None and cancel.is_set():
-                raise SweepCancelled("shutdown requested: sweep rolled back")
+                raise SweepCancelled()
             for receive in ready:
                 assert isinstance(receive, Connection)
                 message = _receive(receive, helpers[receive], cancel)
@@ -164,7 +163,7 @@ def _receive(receive: Connection, helper: Any, cancel: threading.Event | None) -
     except EOFError:
         helper.join(timeout=5)
         if cancel is not None and cancel.is_set():  # the whole group was told to stop
-            raise SweepCancelled("shutdown requested: sweep rolled back") from None
+            raise SweepCancelled() from None
         raise errors.ApiGaveUp(
             f"the page-fetching helper process ended unexpectedly (exit code {helper.exitcode})",
             hint="see the log; set sweep.fetch_process = false to fetch in threads",
@@ -186,32 +185,20 @@ def _serve(job: tuple[Any, ...], send: Connection, receivers: list[Connection]) 
     sys.setswitchinterval(SWITCH_INTERVAL)
     config, pages, per_page, concurrency, retries_left = job
     client = VobizClient(config, budget=RetryBudget(retries_left))
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
-    pending: set[Future[tuple[Any, int, int]]] = set()
+    bodies = client.numbers_bodies(pages, per_page, concurrency)
     encode = msgspec.msgpack.Encoder().encode
-    todo = iter(pages)
     try:
-        while True:
-            while len(pending) < concurrency * 2 and (page_no := next(todo, None)) is not None:
-                pending.add(pool.submit(client.numbers_body, page_no, per_page))
-            if not pending:
-                break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                try:
-                    parsed = parse_page(*fut.result())
-                except Exception as exc:  # the page's own error, or a bug: sent as an ApiError
-                    send.send_bytes(_FAILED + encode((*_figures(client), *_describe(exc))))
-                    return
-                send.send_bytes(_PAGE + encode(parsed))
-        send.send_bytes(_DONE + encode((*_figures(client), "", "", None, None)))
-    except OSError:
-        pass  # the sweep stopped listening: it failed or was cancelled
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-        client.close()
-        send.close()
-        os._exit(0)  # do not wait for requests still in flight: nobody will read them
+        for body in bodies:
+            send.send_bytes(_PAGE + encode(parse_page(*body)))
+        end = _DONE + encode((*_figures(client), "", "", None, None))
+    except Exception as exc:  # a page's own error, a bug, or the sweep no longer listening
+        end = _FAILED + encode((*_figures(client), *_describe(exc)))
+    with contextlib.suppress(OSError):
+        send.send_bytes(end)
+    bodies.close()
+    client.close()
+    send.close()
+    os._exit(0)  # do not wait for requests still in flight: nobody will read them
 
 
 def _exit_with_parent() -> None:

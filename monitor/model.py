@@ -135,10 +135,6 @@ def loads(data: bytes | msgspec.Raw) -> Any:
     return _DECODER.decode(data)
 
 
-def content_hash(raw: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(raw)).hexdigest()
-
-
 def _without_nul(value: Any) -> Any:
     """The same JSON value without NUL characters in any string (PostgreSQL refuses them)."""
     if isinstance(value, str):
@@ -179,27 +175,62 @@ def parse_number(raw: Any, verbatim: bytes | None = None) -> NumberRecord | None
     else:
         text = verbatim
     get = raw.get
-    e164 = _text(get("e164")) or _text(get("number"))
-    number_id = _text(get("id")) or (f"e164:{e164}" if e164 else None)
+    tags_raw = get("tags")
+    cost = get("monthly_cost")
+    return _record(
+        number_id=_text(get("id")),
+        e164=_text(get("e164")) or _text(get("number")),
+        account_id=_text(get("account_id")) or _text(get("account_auth_id")),
+        status=_text(get("status")),
+        country=_text(get("country")),
+        region=_text(get("region")),
+        application_id=_text(get("application_id")),
+        blocked=_truthy(get("is_blocked")),
+        next_billing_date=parse_time(get("next_billing_date")),
+        expires_at=parse_time(get("expires_at")),
+        monthly_fee=parse_money(cost if cost is not None else get("monthly_fee")),
+        currency=_text(get("currency")),
+        tags=tuple(str(t) for t in tags_raw if t is not None) if type(tags_raw) is list else (),
+        text=text,
+    )
+
+
+def _record(
+    *,
+    number_id: str | None,
+    e164: str | None,
+    account_id: str | None,
+    status: str | None,
+    country: str | None,
+    region: str | None,
+    application_id: str | None,
+    blocked: bool,
+    next_billing_date: datetime | None,
+    expires_at: datetime | None,
+    monthly_fee: Decimal | None,
+    currency: str | None,
+    tags: tuple[str, ...],
+    text: bytes,
+) -> NumberRecord | None:
+    """The record from fields either parser has read: the keying, defaults and column limits
+    live here once, so the two parsers cannot drift apart on them."""
+    number_id = number_id or (f"e164:{e164}" if e164 else None)
     if number_id is None:
         return None
-    tags_raw = get("tags")
-    tags = tuple(str(t) for t in tags_raw if t is not None) if type(tags_raw) is list else ()
-    status = (_text(get("status")) or "unknown").lower()
-    cost = get("monthly_cost")
+    status = (status or "unknown").lower()
     return NumberRecord(
         _bounded_id(number_id),
         (e164 or "")[:MAX_E164],
-        _bounded_id(_text(get("account_id")) or _text(get("account_auth_id")) or ""),
+        _bounded_id(account_id or ""),
         status,
-        _text(get("country")),
-        _text(get("region")),
-        _text(get("application_id")),
-        status == "blocked" or _truthy(get("is_blocked")),
-        parse_time(get("next_billing_date")),
-        parse_time(get("expires_at")),
-        parse_money(cost if cost is not None else get("monthly_fee")),
-        (_text(get("currency")) or "")[:8] or None,
+        country,
+        region,
+        application_id,
+        status == "blocked" or blocked,
+        next_billing_date,
+        expires_at,
+        monthly_fee,
+        (currency or "")[:8] or None,
         tags,
         hashlib.sha256(text).hexdigest(),
         text.decode(errors="replace"),
@@ -272,26 +303,20 @@ def _parse_typed(verbatim: bytes) -> NumberRecord | None:
     if b"\\u0000" in verbatim:
         raise msgspec.ValidationError  # NUL characters need the tolerant path's cleaning
     it = _ITEM.decode(verbatim)
-    e164 = _clean(it.e164) or _clean(it.number)
-    number_id = _clean(it.id) or (f"e164:{e164}" if e164 else None)
-    if number_id is None:
-        return None
-    status = (_clean(it.status) or "unknown").lower()
     fee = it.monthly_cost if it.monthly_cost is not None else it.monthly_fee
-    return NumberRecord(
-        _bounded_id(number_id),
-        (e164 or "")[:MAX_E164],
-        _bounded_id(_clean(it.account_id) or _clean(it.account_auth_id) or ""),
-        status,
-        _clean(it.country),
-        _clean(it.region),
-        _clean(it.application_id),
-        status == "blocked" or it.is_blocked is True,
-        _time(it.next_billing_date) if it.next_billing_date else None,
-        _time(it.expires_at) if it.expires_at else None,
-        parse_money(fee) if fee is not None else None,
-        (_clean(it.currency) or "")[:8] or None,
-        tuple(it.tags) if it.tags else (),
-        hashlib.sha256(verbatim).hexdigest(),
-        verbatim.decode(errors="replace"),
+    return _record(
+        number_id=_clean(it.id),
+        e164=_clean(it.e164) or _clean(it.number),
+        account_id=_clean(it.account_id) or _clean(it.account_auth_id),
+        status=_clean(it.status),
+        country=_clean(it.country),
+        region=_clean(it.region),
+        application_id=_clean(it.application_id),
+        blocked=it.is_blocked is True,
+        next_billing_date=_time(it.next_billing_date) if it.next_billing_date else None,
+        expires_at=_time(it.expires_at) if it.expires_at else None,
+        monthly_fee=parse_money(fee) if fee is not None else None,
+        currency=_clean(it.currency),
+        tags=tuple(it.tags) if it.tags else (),
+        text=verbatim,
     )

@@ -121,7 +121,7 @@ def _sweep(
 
             def consume(records: list[NumberRecord]) -> None:
                 if cancel is not None and cancel.is_set():
-                    raise SweepCancelled("shutdown requested: sweep rolled back")
+                    raise SweepCancelled()
                 writer.write_page(records)
                 evaluator.feed(records)
 

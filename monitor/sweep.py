@@ -13,10 +13,8 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
 
 from monitor import fetcher
 from monitor.config import Settings
@@ -93,21 +91,10 @@ def iter_pages(
         return
     # Worker threads only fetch and decode (I/O and C): parsing records is Python work, done here
     # in one thread, since threads that all run Python just take turns holding the GIL.
-    pending: set[Future[tuple[Any, int, int]]] = set()
-    next_page = 2
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sweep")
-    try:
-        while next_page <= last_page or pending:
-            while next_page <= last_page and len(pending) < concurrency * 2:
-                pending.add(pool.submit(client.numbers_body, next_page, per_page))
-                next_page += 1
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: f.result()[1] if not f.exception() else 0):
-                yield parse_page(*fut.result())  # result() re-raises the page's error
-    finally:
-        # On failure or cancellation, do not wait for pages still in flight: the sweep has
-        # already failed, and their retries would only delay the verdict.
-        pool.shutdown(wait=not pending, cancel_futures=True)
+    bodies = client.numbers_bodies(range(2, last_page + 1), per_page, concurrency)
+    with closing(bodies):
+        for body in bodies:
+            yield parse_page(*body)
 
 
 def _pages_without_total(client: VobizClient, first: Page, per_page: int) -> Iterator[Page]:

@@ -14,7 +14,8 @@ import random
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -316,6 +317,28 @@ class VobizClient:
         if not isinstance(body, dict):  # checked here, where a retry is still possible
             raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
         return body, page, size
+
+    def numbers_bodies(
+        self, pages: Iterable[int], per_page: int, concurrency: int
+    ) -> Generator[tuple[Any, int, int], None, None]:
+        """``numbers_body`` of each page, fetched by ``concurrency`` threads (as many more
+        queued), yielded as they complete; a page's error is raised when its turn comes. Pages
+        still in flight when the iterator is closed early are abandoned, not waited for: the
+        sweep has failed or stopped, and their retries would only delay it."""
+        todo = iter(pages)
+        pending: set[Future[tuple[Any, int, int]]] = set()
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
+        try:
+            while True:
+                while len(pending) < concurrency * 2 and (page := next(todo, None)) is not None:
+                    pending.add(pool.submit(self.numbers_body, page, per_page))
+                if not pending:
+                    return
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: f.result()[1] if not f.exception() else 0):
+                    yield fut.result()  # re-raises the page's error
+        finally:
+            pool.shutdown(wait=not pending, cancel_futures=True)
 
     def me(self) -> dict[str, Any]:
         body = self.get_json(ME_PATH)

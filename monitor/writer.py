@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from monitor.db import describe_db_error
+from monitor.db import describe_db_error, json_text
 from monitor.errors import DatabaseError
 from monitor.model import FindingDraft, NumberRecord
 from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store, SweepCounts, chunks, sweep_values
@@ -86,12 +85,10 @@ _VERSION_TYPES = (
 )
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _storing_failed(exc: Exception) -> DatabaseError:
-    return DatabaseError(f"database error while storing numbers: {_first_line(exc)}")
+def _storing_failed(exc: Exception, what: str = "numbers") -> DatabaseError:
+    """A psycopg error (SQLAlchemy is not in the COPY path) as a one-line DatabaseError."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseError(f"database error while storing {what}: {first}")
 
 
 def _short(hex_digest: str) -> bytes:
@@ -126,16 +123,13 @@ def _same(value: Any) -> Any:
     return value
 
 
-_JSON = msgspec.json.Encoder()
-
-
 _JSON_LISTS: dict[tuple[str, ...], str] = {}  # tag sets repeat across an inventory
 
 
 def _json_list(values: tuple[str, ...]) -> str:
     text = _JSON_LISTS.get(values)
     if text is None:
-        text = _JSON.encode(values).decode()
+        text = json_text(values)
         if len(_JSON_LISTS) < 10_000:
             _JSON_LISTS[values] = text
     return text
@@ -342,9 +336,7 @@ class SweepWriter:
                     for row in rows:
                         copy.write_row(row)
             except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
-                raise DatabaseError(
-                    f"database error while storing {table}: {_first_line(exc)}"
-                ) from None
+                raise _storing_failed(exc, table) from None
         else:
             marks = ", ".join("?" * len(columns))
             self.conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)

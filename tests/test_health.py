@@ -144,15 +144,19 @@ def probes() -> Probes:
     return Probes()
 
 
+def serve(probes: Probes, **overrides: Any) -> HealthServer:
+    """A started listener on a free loopback port, answering from ``probes``."""
+    handlers: dict[str, Any] = {
+        "health": probes.health,
+        "ready": probes.ready,
+        "metrics": probes.metrics,
+    }
+    return HealthServer(("127.0.0.1", 0), poll_interval=0.05, **(handlers | overrides)).start()
+
+
 @pytest.fixture
 def listener(probes: Probes) -> Iterator[httpx.Client]:
-    server = HealthServer(
-        ("127.0.0.1", 0),
-        health=probes.health,
-        ready=probes.ready,
-        metrics=probes.metrics,
-        poll_interval=0.05,
-    ).start()
+    server = serve(probes)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
             yield client
@@ -204,13 +208,7 @@ def test_a_failing_metrics_callback_is_a_500(probes: Probes) -> None:
     def broken() -> bytes:
         raise ValueError("boom")
 
-    server = HealthServer(
-        ("127.0.0.1", 0),
-        health=probes.health,
-        ready=probes.ready,
-        metrics=broken,
-        poll_interval=0.05,
-    ).start()
+    server = serve(probes, metrics=broken)
     try:
         response = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
         assert response.status_code == 500
@@ -220,13 +218,7 @@ def test_a_failing_metrics_callback_is_a_500(probes: Probes) -> None:
 
 
 def test_stop_closes_the_port(probes: Probes) -> None:
-    server = HealthServer(
-        ("127.0.0.1", 0),
-        health=probes.health,
-        ready=probes.ready,
-        metrics=probes.metrics,
-        poll_interval=0.05,
-    ).start()
+    server = serve(probes)
     port = server.port
     server.stop()
     with pytest.raises(httpx.ConnectError):
