@@ -157,6 +157,7 @@ def profiled(fn: Callable[[], Any], out_path: str) -> Any:
 
 def child_optimised(spec: dict[str, Any]) -> dict[str, Any]:
     """One real cycle: run_cycle with a real client, a real store and a recording notifier."""
+    from monitor.clock import system_clock
     from monitor.pipeline import run_cycle
     from monitor.store import Store
     from monitor.testing import RecordingNotifier
@@ -167,7 +168,7 @@ def child_optimised(spec: dict[str, Any]) -> dict[str, Any]:
     rss_ready = maxrss_mb()
 
     def cycle() -> Any:
-        return run_cycle(settings, store, RecordingNotifier(), trigger="manual")
+        return run_cycle(settings, store, RecordingNotifier(), trigger="manual", clock=system_clock)
 
     cpu0, (helper_cpu0, _) = cpu_seconds(), helper_usage()
     started = time.perf_counter()

@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, logs
+from monitor.clock import Clock, system_clock
 from monitor.config import LoadedConfig, Settings, load, redacted
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError
 from monitor.render import tty
@@ -37,8 +38,9 @@ def fail(error: MonitorError) -> NoReturn:
 class State:
     """Per-invocation state: the config is loaded once, on first use."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, clock: Clock = system_clock) -> None:
         self.config_path = config_path
+        self.clock = clock  # the one place a CLI process takes the time from
         self._loaded: LoadedConfig | None = None
 
     @property
@@ -178,7 +180,14 @@ def sweep(state: State, no_progress: bool) -> None:
     notifier = AppriseNotifier(settings.alerts.delivery_timeout_seconds)
     try:
         with _progress(err.is_terminal and not no_progress) as progress:
-            outcome = run_cycle(settings, store, notifier, trigger="manual", progress=progress)
+            outcome = run_cycle(
+                settings,
+                store,
+                notifier,
+                trigger="manual",
+                clock=state.clock,
+                progress=progress,
+            )
     except LockBusy as exc:
         out.print(exc.message)
         return
@@ -223,7 +232,7 @@ def _print_outcome(outcome: Any) -> None:
 def findings(state: State, as_json: bool, show_all: bool) -> None:
     """Open findings (with --all: resolved and silenced too)."""
     store = _store(state.settings)
-    rows = store.findings(include_closed=show_all)
+    rows = store.findings(state.clock(), include_closed=show_all)
     if not show_all:
         rows = [r for r in rows if r["state"] == "open"]
     if as_json:
@@ -391,8 +400,16 @@ def test_alert(state: State, channel: str | None) -> None:
 )
 @click.option("--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--warm", is_flag=True, help="Render every page of 100 before serving (benchmarks).")
+@pass_state
 def sandbox(
-    host: str, port: int, numbers: int, seed: int, latency_ms: float, error_rate: float, warm: bool
+    state: State,
+    host: str,
+    port: int,
+    numbers: int,
+    seed: int,
+    latency_ms: float,
+    error_rate: float,
+    warm: bool,
 ) -> None:
     """Serve the fake Partner API (same paths, auth, pagination and envelope) until ^C."""
     from monitor.sandbox import Sandbox
@@ -400,6 +417,7 @@ def sandbox(
     box = Sandbox(
         numbers=numbers,
         seed=seed,
+        now=state.clock(),
         host=host,
         port=port,
         latency=latency_ms / 1000,
@@ -435,14 +453,15 @@ def sandbox(
     show_default=True,
     help="SQLite file for the demo (recreated each run).",
 )
-def demo(numbers: int, seed: int, db_path: str) -> None:
+@pass_state
+def demo(state: State, numbers: int, seed: int, db_path: str) -> None:
     """Sandbox API → sweep → SQLite → rules → findings and the digest that would be sent.
 
     Needs no config, credentials or network."""
     from monitor.demo import run_demo
 
     logs.setup("WARNING", "text")
-    run_demo(numbers=numbers, seed=seed, db_path=Path(db_path), console=out)
+    run_demo(numbers=numbers, seed=seed, db_path=Path(db_path), console=out, clock=state.clock)
 
 
 # --- history, silences, status, run ------------------------------------------------------------
@@ -515,7 +534,7 @@ def silence_add(
         raise ConfigError(
             f"--rule: unknown rule {rule!r}", hint=f"rules: {', '.join(REGISTRY)}, or *"
         )
-    now = datetime.now(UTC)
+    now = state.clock()
     end = parse_until(until, now)
     store = _store(state.settings)
     sid = store.add_silence(rule, end, reason, now, e164=e164, account_id=account_id)
@@ -546,7 +565,7 @@ def silence_list(state: State) -> None:
     if not rows:
         out.print("no silences")
         return
-    now = datetime.now(UTC)
+    now = state.clock()
     table = Table()
     for col in ("id", "rule", "number", "account", "until", "active", "reason"):
         table.add_column(col)
@@ -580,7 +599,7 @@ def status(state: State, as_json: bool) -> None:
     """Last sweep, open findings by rule and severity, channel health, next scheduled sweep."""
     from monitor.status import collect
 
-    info = collect(state.settings, _store(state.settings))
+    info = collect(state.settings, _store(state.settings), state.clock())
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -600,5 +619,5 @@ def run(state: State, once_now: bool) -> None:
 
     settings = state.settings
     store = _store(settings)
-    code = Service(settings, store, run_now=once_now).run_forever()
+    code = Service(settings, store, run_now=once_now, clock=state.clock).run_forever()
     sys.exit(code)

@@ -341,7 +341,3 @@ def head_revision() -> str | None:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     return ScriptDirectory.from_config(cfg).get_current_head()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
+from monitor.clock import Clock
 from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
 from monitor.pipeline import run_cycle
 from monitor.render import tty
@@ -16,11 +17,11 @@ from monitor.store import Store
 from monitor.testing import RecordingNotifier
 
 
-def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console) -> None:
+def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console, clock: Clock) -> None:
     db_path = db_path.resolve()
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    with Sandbox(numbers=numbers, seed=seed).start() as box:
+    with Sandbox(numbers=numbers, seed=seed, now=clock()).start() as box:
         console.print(
             f"[bold]1.[/] sandbox Partner API on {box.url} serving {numbers} numbers (seed {seed})"
         )
@@ -34,7 +35,7 @@ def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console) -> Non
         store = Store(settings.database.url)
         store.migrate()
         notifier = RecordingNotifier()
-        outcome = run_cycle(settings, store, notifier, trigger="demo")
+        outcome = run_cycle(settings, store, notifier, trigger="demo", clock=clock)
     c = outcome.counts
     if not outcome.ok:
         console.print(f"[red]the demo sweep failed: {tty(outcome.error or '')}[/]")
@@ -43,7 +44,7 @@ def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console) -> Non
         f"[bold]2.[/] swept {c.numbers_seen} numbers in {c.pages} pages ({c.requests} requests) "
         f"in {outcome.duration:.2f}s into {db_path}"
     )
-    rows = store.findings()
+    rows = store.findings(clock())
     by_rule = Counter(r["rule"] for r in rows)
     summary = ", ".join(f"{rule}: {n}" for rule, n in sorted(by_rule.items())) or "none"
     console.print(f"[bold]3.[/] rules found {len(rows)} open finding(s) — {summary}")

@@ -7,14 +7,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import fetcher
 from monitor.alerts import DeliveryOutcome, deliver_due, enqueue_sweep_failed, store_digests
+from monitor.clock import Clock
 from monitor.config import Settings
-from monitor.db import describe_db_error, utcnow
+from monitor.db import describe_db_error
 from monitor.errors import (
     LockBusy,
     MonitorError,
@@ -29,7 +30,6 @@ from monitor.sweep import ProgressFn, check_shrink, fetch_inventory
 from monitor.vobiz import RequestStats, RetryBudget, VobizClient
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 LOCK_STALE_AFTER = timedelta(hours=6)
 
 
@@ -56,7 +56,7 @@ def run_cycle(
     notifier: Notifier,
     *,
     trigger: str = "manual",
-    clock: Clock = utcnow,
+    clock: Clock,
     client: VobizClient | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,

@@ -78,20 +78,14 @@ def _mix(seed: int, index: int, salt: int) -> int:
     return z ^ (z >> 31)
 
 
-def _today() -> datetime:
-    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 class Inventory:
     """Numbers generated on demand from (seed, index), plus patches; thread-safe."""
 
-    def __init__(self, count: int = 200, seed: int = 1, now: datetime | None = None) -> None:
+    def __init__(self, count: int, seed: int, now: datetime) -> None:
         if count < 0:
             raise ValueError("count must be >= 0")
         self.count = count
         self.seed = seed
-        if now is None:
-            now = _today()
         self.now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
         self._epoch = self.now.timestamp()
         self._dates: dict[int, str] = {}  # day number -> "YYYY-MM-DD"; a few thousand at most
@@ -609,7 +603,8 @@ class Sandbox:
         self,
         numbers: int = 200,
         seed: int = 1,
-        now: datetime | None = None,
+        *,
+        now: datetime,
         auth_id: str = "PA_SANDBOX",
         auth_token: str = "sandbox-token",  # noqa: S107 - a fixed fake credential
         host: str = "127.0.0.1",

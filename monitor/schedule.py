@@ -10,6 +10,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from monitor.config import ScheduleConfig
@@ -23,6 +24,25 @@ def build_trigger(schedule: ScheduleConfig, *, jitter: bool = True) -> CronTrigg
     if jitter:
         trigger.jitter = schedule.jitter_seconds or None
     return trigger
+
+
+class StartNowThen(BaseTrigger):  # type: ignore[misc]
+    """Fires at once when the scheduler first asks, then as ``then`` does.
+
+    APScheduler reads its own wall clock to run jobs; this asks it for "now" in its terms, so
+    the service never passes a time it read itself (a test's clock may be days away from it).
+    """
+
+    def __init__(self, then: CronTrigger) -> None:
+        self.then = then
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is None:
+            return now
+        fire: datetime | None = self.then.get_next_fire_time(previous_fire_time, now)
+        return fire
 
 
 def _seconds(value: timedelta | float) -> timedelta:

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,18 +22,21 @@ from zoneinfo import ZoneInfo
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts import DeliveryOutcome, deliver_due
+from monitor.clock import Clock
 from monitor.config import Settings
-from monitor.db import current_revision, head_revision, utcnow
+from monitor.db import current_revision, head_revision
 from monitor.errors import LockBusy, MonitorError, SweepCancelled
 from monitor.health import HealthServer, Metrics, assess, describe_failure, parse_listen
 from monitor.heartbeat import Heartbeat
 from monitor.notify import AppriseNotifier, Notifier
 from monitor.pipeline import SweepOutcome, run_cycle
 from monitor.schedule import (
+    StartNowThen,
     build_trigger,
     fire_at_or_after,
     is_overdue,
@@ -43,7 +46,6 @@ from monitor.schedule import (
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 SWEEP_JOB = "sweep"
 DELIVERY_JOB = "deliver"
 
@@ -119,7 +121,7 @@ class Service:
         *,
         run_now: bool = False,
         notifier: Notifier | None = None,
-        clock: Clock = utcnow,
+        clock: Clock,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -186,21 +188,20 @@ class Service:
 
     def _start_scheduler(self, now: datetime) -> None:
         reason = self.first_sweep_reason(now)
-        first_run: dict[str, Any] = {}
+        trigger: BaseTrigger = self.trigger
         if reason is not None:
             self._next_trigger = reason
             # The cron job itself runs now, so coalescing and max_instances=1 cover this sweep too.
-            first_run["next_run_time"] = datetime.now(self.timezone)
+            trigger = StartNowThen(self.trigger)
         schedule = self.settings.schedule
         self.scheduler.add_job(
             self.sweep_job,
-            self.trigger,
+            trigger,
             id=SWEEP_JOB,
             name="sweep",
             coalesce=True,
             max_instances=1,
             misfire_grace_time=schedule.misfire_grace_seconds,
-            **first_run,
         )
         interval = self.settings.service.retry_interval_seconds
         self.scheduler.add_job(
@@ -325,7 +326,7 @@ class Service:
         if job is not None:
             when: datetime | None = job.next_run_time
             return when
-        return fire_at_or_after(self.exact_trigger, datetime.now(UTC) + timedelta(seconds=1))
+        return fire_at_or_after(self.exact_trigger, self.clock() + timedelta(seconds=1))
 
     # --- jobs (each catches, logs and records its own failure) ----------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -18,8 +18,7 @@ def next_run(settings: Settings, now: datetime) -> datetime | None:
     return fire_at_or_after(build_trigger(settings.schedule, jitter=False), now)
 
 
-def collect(settings: Settings, store: Store, now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
+def collect(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
 
     def sweep_info(row: Any) -> dict[str, Any] | None:
         if row is None:

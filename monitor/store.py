@@ -218,17 +218,18 @@ class Store:
 
     # --- findings -----------------------------------------------------------------------------
 
-    def findings(self, *, include_closed: bool = False) -> list[dict[str, Any]]:
+    def findings(self, now: datetime, *, include_closed: bool = False) -> list[dict[str, Any]]:
         """Findings for display: open ones (with ``include_closed``, resolved too), newest first.
 
         ``last_seen`` of an open finding is the start of the last complete sweep (it was seen
-        there by definition), so a re-sweep need not rewrite every open finding.
+        there by definition), so a re-sweep need not rewrite every open finding. An open finding
+        under a silence active at ``now`` shows as ``silenced``.
         """
         stmt = sa.select(FINDINGS).order_by(FINDINGS.c.state, FINDINGS.c.rule, FINDINGS.c.e164)
         if not include_closed:
             stmt = stmt.where(FINDINGS.c.state == "open")
         last = self.last_sweep("complete")
-        silences = self.active_silences(_now())
+        silences = self.active_silences(now)
         out = []
         with self.engine.connect() as conn:
             for row in conn.execute(stmt).mappings():
@@ -298,12 +299,6 @@ class Store:
 
         lock = SweepLock(self, name)
         return lock if lock.acquire(now, stale_after) else None
-
-
-def _now() -> datetime:
-    from monitor.db import utcnow
-
-    return utcnow()
 
 
 def is_silenced(finding: dict[str, Any] | RowMapping, silences: Iterable[RowMapping]) -> bool:

@@ -106,21 +106,31 @@ class RateLimiter:
             sleep(start - now)
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date), capped."""
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date header as an aware datetime, or None when absent or unreadable."""
     if not value:
         return None
-    value = value.strip()
     try:
-        seconds = float(value)
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def parse_retry_after(value: str | None, server_now: datetime | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), capped.
+
+    An HTTP date is measured against ``server_now``, the response's own ``Date`` header, so the
+    wait is right whatever our clock says; without one, a date gives None (our own backoff)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        when = _http_date(value)
+        if when is None or server_now is None:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        seconds = (when - server_now).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
@@ -286,7 +296,9 @@ class VobizClient:
             raise RetryableApiError(
                 f"GET {path}: {status} {self._message(response)}",
                 status=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=parse_retry_after(
+                    response.headers.get("Retry-After"), _http_date(response.headers.get("Date"))
+                ),
             )
         if status >= 400:
             raise ApiError(f"GET {path}: {status} {self._message(response)}", status=status)

@@ -60,7 +60,7 @@ def test_announced_once_then_resolved(sandbox: Sandbox, store: Store, clock: Fak
     out = run(sandbox, store, clock, notifier)
     assert out.counts.findings_resolved == 1
     assert len(notifier.sent) == 2 and "1 resolved" in notifier.sent[1].title
-    rows = store.findings(include_closed=True)
+    rows = store.findings(clock(), include_closed=True)
     (f,) = [r for r in rows if r["rule"] == "blocked"]
     assert f["state"] == "resolved" and f["resolved_at"] == clock()
 
@@ -95,7 +95,7 @@ def test_tiered_reminders_send_only_the_most_urgent(
     last = notifier.sent[-1]
     assert len(notifier.sent) == 2 and last.title == "did-monitor: 1 reminder"
     assert "[7d]" in last.body and "[14d]" not in last.body
-    (f,) = store.findings()
+    (f,) = store.findings(clock())
     assert f["tier"] == 7
 
 
@@ -107,10 +107,10 @@ def test_billing_date_moving_updates_the_same_finding(
     sandbox.inventory.update(nid, next_billing_date="2026-11-26T00:00:00Z")
     notifier = RecordingNotifier()
     run(sandbox, store, clock, notifier)
-    (before,) = store.findings()
+    (before,) = store.findings(clock())
     sandbox.inventory.update(nid, next_billing_date="2026-11-28T00:00:00Z")
     run(sandbox, store, clock, notifier)
-    (after,) = store.findings()
+    (after,) = store.findings(clock())
     assert after["id"] == before["id"] and "2026-11-28" in after["message"]
     assert len(notifier.sent) == 1  # not re-announced
 
@@ -125,7 +125,7 @@ def test_silence_holds_back_then_releases(sandbox: Sandbox, store: Store, clock:
     notifier = RecordingNotifier()
     out = run(sandbox, store, clock, notifier)
     assert out.counts.findings_opened == 1 and notifier.sent == []
-    assert store.findings()[0]["state"] == "silenced"
+    assert store.findings(clock())[0]["state"] == "silenced"
     clock.advance(days=4)  # the silence expired: announced now
     run(sandbox, store, clock, notifier)
     assert len(notifier.sent) == 1 and "1 new" in notifier.sent[0].title
@@ -246,7 +246,7 @@ def test_missing_credentials_are_a_config_error_before_any_sweep(store: Store) -
 
     settings = make_settings(None, store.url, (CHAN,))
     with pytest.raises(ConfigError):
-        run_cycle(settings, store, RecordingNotifier())
+        run_cycle(settings, store, RecordingNotifier(), clock=FakeClock())
     assert store.last_sweep() is None  # no sweep row left "running"
 
 
@@ -264,7 +264,7 @@ def test_an_unexpected_error_is_a_failed_sweep_with_an_alert(
     assert not out.ok and "RuntimeError" in (out.error or "")
     assert store.last_sweep()["status"] == "failed"  # type: ignore[index]
     assert [m.title for m in notifier.sent] == ["did-monitor: sweep failed"]
-    assert store.findings() == []  # rolled back with the rest
+    assert store.findings(clock()) == []  # rolled back with the rest
 
 
 def test_a_number_changing_hands_moves_its_finding(
@@ -286,7 +286,7 @@ def test_a_number_changing_hands_moves_its_finding(
         "did-monitor: 1 resolved",
     ]
     assert [m.title for m in notifier.for_channel("new")] == ["did-monitor: 1 new"]
-    (open_finding,) = store.findings()
+    (open_finding,) = store.findings(clock())
     assert open_finding["account_id"] == "MA_NEWOWNER"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from monitor.store import Store, is_silenced
-from tests.conftest import FakeClock
+from tests.conftest import FIXED_NOW, FakeClock
 
 
 def test_silences_round_trip(store: Store, clock: FakeClock) -> None:
@@ -33,6 +33,6 @@ def test_wildcard_silence(store: Store, clock: FakeClock) -> None:
 def test_empty_database_answers(store: Store) -> None:
     assert store.last_sweep() is None
     assert store.inventory_size() == 0
-    assert store.findings(include_closed=True) == []
+    assert store.findings(FIXED_NOW, include_closed=True) == []
     assert store.history("+1") == []
     assert store.open_counts() == {}

@@ -163,11 +163,13 @@ def test_me_and_accounts_drop_customer_tokens(sandbox: Sandbox) -> None:
 
 def test_parse_retry_after_forms() -> None:
     now = datetime(2026, 11, 23, tzinfo=UTC)
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
-    assert parse_retry_after("100000") == 60.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
+    in_30s = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after("7", None) == 7.0
+    assert parse_retry_after(in_30s, now) == 30.0
+    assert parse_retry_after(in_30s, None) is None  # no Date header: our own backoff decides
+    assert parse_retry_after("100000", now) == 60.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
 
 
 def test_error_text_both_shapes() -> None:
