@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, RowMapping
 
+from monitor.compose import Message, compose
 from monitor.config import SEVERITY_RANK, ChannelConfig, Settings
 from monitor.errors import DeliveryError
 from monitor.notify import Notifier
@@ -31,11 +32,8 @@ from monitor.render import (
     Digest,
     Format,
     Item,
-    limit_for,
-    render_body,
     render_channel_failing,
     render_sweep_failed,
-    render_title,
     rental_at_risk,
 )
 from monitor.store import Store, is_silenced
@@ -80,6 +78,9 @@ def _item(row: RowMapping) -> Item:
         monthly_fee=row["monthly_fee"],
         currency=row["currency"],
         tier=row["tier"],
+        due_at=row.get("due_at"),
+        # Account names come with the accounts data where the store has it.
+        account_name=row.get("account_name"),
     )
 
 
@@ -178,30 +179,61 @@ def store_digests(
     per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
     plans = plan_digests(state, settings, now, numbers_swept, per_account)
     for plan in plans:
-        fmt: Format = plan.channel.body_format()
-        title = render_title(plan.digest, settings.alerts.title_prefix, settings.alerts.templates)
-        body = render_body(
-            plan.digest,
-            fmt,
-            limit=limit_for(plan.channel.url, plan.channel.max_length),
-            max_items=settings.alerts.max_items,
-            prefix=settings.alerts.title_prefix,
-            templates=settings.alerts.templates,
-        )
+        msg = compose(plan.digest, plan.channel, settings.alerts)
         delivery_id = add_delivery(
             conn,
             channel=plan.channel.name,
             kind="digest",
-            title=title,
-            body=body,
-            body_format=fmt,
+            title=msg.title,
+            body=msg.body,
+            body_format=msg.body_format,
             now=now,
             sweep_id=sweep_id,
+            parts=msg.parts,
         )
         for note in plan.notes:
             note["delivery_id"] = delivery_id
         add_notifications(conn, plan.notes)
     return len(plans)
+
+
+@dataclass
+class Preview:
+    """What a channel's next digest would be (``message``), or else its last one (``stored``)."""
+
+    channel: ChannelConfig
+    message: Message | None = None
+    stored: RowMapping | None = None
+
+
+def preview_digests(
+    store: Store, settings: Settings, now: datetime, fmt: Format | None = None
+) -> list[Preview]:
+    """Render, without storing or sending, the digest each enabled channel would get if the last
+    complete sweep were announced now; a channel with nothing to announce shows its last
+    stored digest instead. ``fmt`` overrides each channel's body format."""
+    last = store.last_sweep("complete")
+    plans: dict[str, Plan] = {}
+    if last is not None:
+        with store.engine.connect() as conn:
+            state = load_announce_state(conn, last["id"], now)
+            per_account = (
+                numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
+            )
+        for plan in plan_digests(state, settings, now, last["numbers_seen"], per_account):
+            plan.digest.swept_at = last["started_at"]
+            plans[plan.channel.name] = plan
+    outbox = Outbox(store)
+    out = []
+    for chan in settings.channels:
+        if not chan.enabled:
+            continue
+        planned = plans.get(chan.name)
+        if planned is not None:
+            out.append(Preview(chan, message=compose(planned.digest, chan, settings.alerts, fmt)))
+        else:
+            out.append(Preview(chan, stored=outbox.last_digest(chan.name)))
+    return out
 
 
 def _broadcast(
@@ -334,7 +366,12 @@ def _deliver_one(
     started = time.monotonic()
     try:
         notifier.send(
-            chan, title, row["body"], row["body_format"], KIND_LEVEL.get(row["kind"], "info")
+            chan,
+            title,
+            row["body"],
+            row["body_format"],
+            KIND_LEVEL.get(row["kind"], "info"),
+            parts=row["parts"],
         )
     except Exception as exc:  # a notifier bug must not leave the row claimed or kill the pass
         error = (

@@ -387,6 +387,68 @@ def test_alert(state: State, channel: str | None) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--preview", is_flag=True, help="Render the digest without sending it.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "markdown", "text"]),
+    help="Render in this format instead of each channel's own.",
+)
+@click.option("--channel", help="Only this channel.")
+@pass_state
+def digest(state: State, preview: bool, fmt: str | None, channel: str | None) -> None:
+    """Show the digest each channel would get next (or got last), without sending anything.
+
+    The body goes to stdout (redirect it to a file to open an email in a browser); which
+    channel it is, and any attachment, go to stderr."""
+    from monitor.alerts import preview_digests
+
+    if not preview:
+        raise click.UsageError(
+            "digests are sent by `sweep` and `run`; add --preview to see one without sending"
+        )
+    settings = state.settings
+    if not settings.channels:
+        raise ConfigError(
+            "no [[channels]] configured", hint="add one to the config; see config.example.toml"
+        )
+    if channel:
+        settings.channel(channel)  # an unknown name is a usage error naming the known ones
+    previews = preview_digests(_store(settings), settings, datetime.now(UTC), fmt)  # type: ignore[arg-type]
+    for item in previews:
+        if channel is None or item.channel.name == channel:
+            _print_preview(item, fmt)
+
+
+def _print_preview(item: Any, fmt: str | None) -> None:
+    name = tty(item.channel.name)
+    msg = item.message
+    if msg is None and item.stored is None:
+        err.print(f"[bold]── {name}:[/] nothing to announce, and no digest sent yet")
+        return
+    if msg is None:
+        row = item.stored
+        err.print(
+            f"[bold]── {name}:[/] nothing new to announce; its last digest "
+            f"({row['body_format']}, {_iso(row['created_at'])}, {row['status']}):"
+        )
+        err.print(f"   title: {tty(row['title'])}")
+        click.echo(row["body"])
+        return
+    blocks = msg.parts.get("slack")
+    shown = "Slack Block Kit JSON" if blocks and fmt is None else msg.body_format
+    err.print(f"[bold]── {name}:[/] next digest ({shown})")
+    err.print(f"   title: {tty(msg.title)}")
+    for att in msg.parts.get("attachments", []):
+        rows = max(att["content"].count("\n") - 1, 0)
+        err.print(f"   attachment: {tty(att['name'])} ({rows} findings)")
+    if blocks and fmt is None:
+        click.echo(json.dumps(blocks, indent=2, ensure_ascii=False))
+    else:
+        click.echo(msg.body)
+
+
 # --- sandbox and demo ---------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from monitor.errors import ConfigError
+from monitor.templating import check_dir
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -187,8 +188,21 @@ class ChannelConfig(_Model):
     def body_format(self) -> Literal["markdown", "text", "html"]:
         if self.format != "auto":
             return self.format
-        scheme = self.url.split(":", 1)[0].lower()
-        return "html" if scheme in {"mailto", "mailtos"} else "markdown"
+        return "html" if self.kind() == "email" else "markdown"
+
+    def kind(self) -> Literal["email", "slack", "chat"]:
+        """What the URL delivers to: email and Slack get their own message designs."""
+        parts = urlsplit(self.url)
+        scheme = parts.scheme.lower()
+        if scheme in {"mailto", "mailtos"}:
+            return "email"
+        if scheme == "slack" or (scheme == "https" and parts.hostname == "hooks.slack.com"):
+            return "slack"
+        return "chat"
+
+    def uses_blocks(self) -> bool:
+        """Slack channels get a Block Kit message unless a format is set explicitly."""
+        return self.kind() == "slack" and self.format == "auto"
 
 
 class AlertsConfig(_Model):
@@ -200,6 +214,23 @@ class AlertsConfig(_Model):
     delivery_timeout_seconds: float = Field(default=30.0, gt=0)
     max_items: int = Field(default=50, ge=1)
     templates: dict[str, str] = Field(default_factory=dict)
+    # Jinja2 templates (digest.html, digest.txt) that replace the packaged ones; a relative path
+    # is relative to the config file. Checked when the config loads.
+    templates_dir: str | None = None
+    # Rows an email's body shows; past it, the most urgent ones and the whole list as CSV.
+    email_max_rows: int = Field(default=500, ge=10, le=5000)
+    # Public address of the dashboard, linked from digests ("N more" in Slack, the email footer).
+    dashboard_url: str = ""
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme in {"https", "http"} and parts.hostname:
+            return value
+        raise ValueError("must be an http:// or https:// URL, e.g. https://monitor.example.com/")
 
     @field_validator("templates")
     @classmethod
@@ -299,6 +330,8 @@ STRING_KEYS = SECRET_KEYS | {
     "title",
     "intro",
     "footer",
+    "templates_dir",
+    "dashboard_url",
 }
 
 
@@ -344,12 +377,27 @@ def load(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path if path.exists() else None, sources)) from None
+    settings = _check_templates(settings, path)
     return LoadedConfig(
         settings=settings,
         path=path if path.exists() else None,
         sources=sources,
         warnings=tuple(warnings),
     )
+
+
+def _check_templates(settings: Settings, path: Path) -> Settings:
+    """Resolve ``alerts.templates_dir`` against the config file's folder and compile every
+    template in it, so a broken one is a config error (exit 2) naming the file."""
+    folder = settings.alerts.templates_dir
+    if not folder:
+        return settings
+    where = Path(folder).expanduser()
+    if not where.is_absolute():
+        where = path.parent / where
+    check_dir(where)
+    alerts = settings.alerts.model_copy(update={"templates_dir": str(where)})
+    return settings.model_copy(update={"alerts": alerts})
 
 
 def _mark(node: Any, prefix: str, origin: str, sources: dict[str, str]) -> None:

@@ -185,6 +185,8 @@ class Delivery(Base):
     title: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[str] = mapped_column(sa.Text)
     body_format: Mapped[str] = mapped_column(sa.String(16))
+    # Attachments (name, mimetype, content) and a Slack Block Kit message, as JSON; or null.
+    parts: Mapped[Any | None] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(
         sa.String(16), index=True
     )  # pending|sending|sent|failed|dead

@@ -6,12 +6,17 @@ what is sent and the record of it. Failures leave as ``DeliveryError`` with secr
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from typing import Protocol
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import apprise
+from apprise.attachment.memory import AttachMemory
+from apprise.plugins import url_to_dict
 
 from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
@@ -31,7 +36,13 @@ class Notifier(Protocol):
     """Sends a message to a channel; raises ``DeliveryError`` when it did not arrive."""
 
     def send(
-        self, channel: ChannelConfig, title: str, body: str, body_format: str, level: str = "info"
+        self,
+        channel: ChannelConfig,
+        title: str,
+        body: str,
+        body_format: str,
+        level: str = "info",
+        parts: dict[str, Any] | None = None,
     ) -> None: ...
 
 
@@ -55,33 +66,48 @@ def scrub(text: str, url: str) -> str:
 
 
 class AppriseNotifier:
-    """Delivers through Apprise, one channel per call, with a bound on the whole call."""
+    """Delivers through Apprise, one channel per call, with a bound on the whole call.
+
+    ``parts`` travel with the body: ``attachments`` go out as files (email), and a ``slack``
+    Block Kit message is handed to Apprise's Slack plugin as its template (blocks mode), so
+    Apprise still owns the transport.
+    """
 
     def __init__(self, timeout: float = 30.0) -> None:
         self.timeout = timeout
 
     def send(
-        self, channel: ChannelConfig, title: str, body: str, body_format: str, level: str = "info"
+        self,
+        channel: ChannelConfig,
+        title: str,
+        body: str,
+        body_format: str,
+        level: str = "info",
+        parts: dict[str, Any] | None = None,
     ) -> None:
-        app = apprise.Apprise()
-        if not app.add(channel.url):
-            raise DeliveryError(
-                f"channel {channel.name}: Apprise does not understand its URL",
-                permanent=True,
-                hint="check the URL against https://github.com/caronc/apprise/wiki",
-            )
-        try:
-            result = app.notify(
-                body=body,
-                title=title,
-                body_format=body_format,
-                notify_type=NOTIFY_TYPES.get(level, apprise.NotifyType.INFO),
-                timeout=self.timeout,
-            )
-        except Exception as exc:  # apprise plugins may raise anything; it must not kill a sweep
-            raise DeliveryError(
-                f"channel {channel.name}: {scrub(f'{type(exc).__name__}: {exc}', channel.url)}"
-            ) from None
+        parts = parts or {}
+        with tempfile.TemporaryDirectory(prefix="did-monitor-") as scratch:
+            app = apprise.Apprise()
+            if not app.add(_service(channel, parts, Path(scratch))):
+                raise DeliveryError(
+                    f"channel {channel.name}: Apprise does not understand its URL",
+                    permanent=True,
+                    hint="check the URL against https://github.com/caronc/apprise/wiki",
+                )
+            attach = _attachments(parts)
+            try:
+                result = app.notify(
+                    body=body,
+                    title=title,
+                    body_format=body_format,
+                    notify_type=NOTIFY_TYPES.get(level, apprise.NotifyType.INFO),
+                    attach=attach,
+                    timeout=self.timeout,
+                )
+            except Exception as exc:  # apprise plugins may raise anything; it must not kill a sweep
+                raise DeliveryError(
+                    f"channel {channel.name}: {scrub(f'{type(exc).__name__}: {exc}', channel.url)}"
+                ) from None
         if result:
             return
         problems = [
@@ -92,3 +118,35 @@ class AppriseNotifier:
         )
         detail = problems[-1] if problems else (statuses or "not delivered")
         raise DeliveryError(f"channel {channel.name}: {scrub(detail, channel.url)}")
+
+
+def _service(channel: ChannelConfig, parts: dict[str, Any], scratch: Path) -> Any:
+    """The channel's URL, or for a Slack Block Kit message the plugin built from that URL with
+    the message as its template (a file, as the plugin reads it)."""
+    blocks = parts.get("slack")
+    if not blocks or not channel.uses_blocks():
+        return channel.url
+    fields = url_to_dict(channel.url)  # type: ignore[no-untyped-call]
+    if not fields:
+        return channel.url  # add() reports it
+    # The plugin fills in ``{{name}}`` tokens in its template: an API string such as
+    # "{{app_id}}" must stay text, so no "{{" is left in the JSON (\u007b is JSON for "{").
+    text = json.dumps(blocks, ensure_ascii=False).replace("{{", "{\\u007b")
+    template = scratch / "blocks.json"
+    template.write_text(text, encoding="utf-8")
+    fields["template"] = str(template)
+    return apprise.Apprise.instantiate(fields)
+
+
+def _attachments(parts: dict[str, Any]) -> apprise.AppriseAttachment | None:
+    files = parts.get("attachments") or []
+    if not files:
+        return None
+    attach = apprise.AppriseAttachment()
+    for item in files:
+        attach.add(
+            AttachMemory(  # type: ignore[no-untyped-call]
+                content=item["content"], name=item["name"], mimetype=item["mimetype"]
+            )
+        )
+    return attach

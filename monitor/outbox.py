@@ -103,6 +103,7 @@ def add_delivery(
     body_format: str,
     now: datetime,
     sweep_id: int | None = None,
+    parts: dict[str, Any] | None = None,
 ) -> int:
     result = conn.execute(
         sa.insert(DELIVERIES).values(
@@ -113,6 +114,7 @@ def add_delivery(
             title=title,
             body=body,
             body_format=body_format,
+            parts=parts or None,
             status="pending",
             attempts=0,
             next_attempt_at=now,
@@ -249,6 +251,17 @@ class Outbox:
         with self.store.engine.connect() as conn:
             stmt = sa.select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)
             return list(conn.execute(stmt).mappings())
+
+    def last_digest(self, channel: str) -> RowMapping | None:
+        """The most recent digest stored for ``channel``, whatever became of it."""
+        stmt = (
+            sa.select(DELIVERIES)
+            .where(DELIVERIES.c.channel == channel, DELIVERIES.c.kind == "digest")
+            .order_by(DELIVERIES.c.id.desc())
+            .limit(1)
+        )
+        with self.store.engine.connect() as conn:
+            return conn.execute(stmt).mappings().first()
 
     def notifications_for(self, finding_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
         """Every announcement of each finding, with the fate of the delivery that carried it."""

@@ -1,8 +1,10 @@
-"""Digest rendering for Markdown (chat), HTML (email) and plain text, with escaping and size limits.
+"""Digests as data (``Item``, ``Digest``, their urgency order), Markdown and text for chat
+(size-limited), and escaping for every format.
 
 Every string that came from the API passes through ``esc()`` for the target format, so a tag like
 ``<script>`` or a newline in a region cannot inject markup, links or headers. Titles carry only
-our own words and counts (they become email subject headers).
+our own words and counts (they become email subject headers). The email document is
+``document.py``; Slack's Block Kit message is ``slack_blocks.py``.
 """
 
 from __future__ import annotations
@@ -13,15 +15,21 @@ import string
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
+from monitor.config import SEVERITY_RANK
+
 Format = Literal["markdown", "text", "html"]
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+# Most urgent first: the order of every digest's sections.
+SEVERITIES = tuple(sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__, reverse=True))
 # C0 and C1 controls (an 8-bit CSI drives some terminals), bidi overrides that reorder what a
 # reader sees, and line separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]+")
+CONTROL_CHARS = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]+"
+)
 
 # Characters a message may have, by the start of the Apprise URL; beyond it we split items off.
 LIMITS = {"slack": 35_000, "discord": 1_900, "tgram": 4_000, "mailto": 90_000, "mailtos": 90_000}
@@ -41,7 +49,7 @@ def esc(value: object, fmt: Format) -> str:
     while every Markdown dialect (Slack's included) leaves a code span's content uninterpreted.
     Angle brackets become look-alikes so no dialect can read a ``<!channel>`` or a tag.
     """
-    text = _CONTROL.sub(" ", str(value)).strip()
+    text = CONTROL_CHARS.sub(" ", str(value)).strip()
     if len(text) > 120:
         text = text[:119] + "…"
     if fmt == "html":
@@ -54,7 +62,7 @@ def esc(value: object, fmt: Format) -> str:
 
 def plain(text: str, fmt: Format) -> str:
     """Our own words (rule messages, headings) made safe for ``fmt`` without code spans."""
-    text = _CONTROL.sub(" ", text).strip()
+    text = CONTROL_CHARS.sub(" ", text).strip()
     if fmt == "html":
         return html.escape(text, quote=True)
     if fmt == "markdown":
@@ -66,12 +74,12 @@ def tty(value: object) -> str:
     """Text for the terminal: no control characters (no escape sequences), no Rich markup."""
     from rich.markup import escape
 
-    return escape(_CONTROL.sub(" ", str(value)))
+    return escape(CONTROL_CHARS.sub(" ", str(value)))
 
 
 def one_line(text: str) -> str:
     """Header-safe text: no CR/LF or other control characters."""
-    return _CONTROL.sub(" ", text).strip()
+    return CONTROL_CHARS.sub(" ", text).strip()
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,27 @@ class Item:
     monthly_fee: Decimal | None = None
     currency: str | None = None
     tier: int | None = None
+    due_at: datetime | None = None
+    account_name: str | None = None
+
+
+def urgency(item: Item) -> tuple[int, int, datetime, str, str]:
+    """Sort key, most urgent first: severity, then what is broken now (no date) before dates,
+    then the nearest date; rule and number only make the order stable."""
+    return (
+        -SEVERITY_RANK.get(item.severity, -1),
+        0 if item.due_at is None else 1,
+        item.due_at or datetime.min.replace(tzinfo=UTC),
+        item.rule,
+        item.e164,
+    )
+
+
+def days_left(item: Item, now: datetime | None) -> int | None:
+    """Whole days from ``now`` to the item's due date (negative once past); None without one."""
+    if item.due_at is None or now is None:
+        return None
+    return (item.due_at.date() - now.date()).days
 
 
 @dataclass
@@ -123,10 +152,10 @@ DEFAULT_TEMPLATES = {
 
 def render_title(digest: Digest, prefix: str, templates: Mapping[str, str]) -> str:
     tpl = string.Template(templates.get("title") or DEFAULT_TEMPLATES["title"])
-    return one_line(tpl.safe_substitute(_variables(digest, prefix)))[:200]
+    return one_line(tpl.safe_substitute(template_variables(digest, prefix)))[:200]
 
 
-def _variables(digest: Digest, prefix: str) -> dict[str, str]:
+def template_variables(digest: Digest, prefix: str) -> dict[str, str]:
     return {
         "prefix": one_line(prefix),
         "new": str(len(digest.new)),
@@ -151,31 +180,41 @@ def summary(digest: Digest) -> str:
 
 def render_body(
     digest: Digest,
-    fmt: Format,
+    fmt: Literal["markdown", "text"],
     *,
     limit: int = DEFAULT_LIMIT,
     max_items: int = 50,
     prefix: str = "did-monitor",
     templates: Mapping[str, str] | None = None,
 ) -> str:
-    """The digest body in ``fmt``, never longer than ``limit`` characters."""
+    """The digest body in ``fmt`` for a chat channel, never longer than ``limit`` characters:
+    past ``max_items`` per list, or the limit, a list ends with "…and N more". (HTML is the
+    email document, ``document.render_document``: an email has no limit to cut it at.)"""
     tpls = dict(DEFAULT_TEMPLATES, **(templates or {}))
-    variables = _variables(digest, prefix)
+    variables = template_variables(digest, prefix)
     w = _Writer(fmt, limit)
     intro = string.Template(tpls["intro"]).safe_substitute(variables)
     if intro:
         w.paragraph(plain(intro, fmt))
-    for heading, items in (
-        ("New", digest.new),
-        ("Reminders", digest.reminders),
-        ("Resolved", digest.resolved),
-    ):
-        if items:
-            w.section(f"{heading} ({len(items)})", [_line(i, fmt) for i in items], max_items)
+    # Grouped by severity, most urgent first; within each, new before reminders.
+    for severity in SEVERITIES:
+        new = sorted((i for i in digest.new if i.severity == severity), key=urgency)
+        due = sorted((i for i in digest.reminders if i.severity == severity), key=urgency)
+        if not (new or due):
+            continue
+        mark = SEVERITY_MARK.get(severity, "")
+        w.heading(f"{mark} {severity.capitalize()} ({len(new) + len(due)})".strip())
+        for heading, items in (("New", new), ("Reminders", due)):
+            if items:
+                w.section(f"{heading} ({len(items)})", [_line(i, fmt) for i in items], max_items)
+    if digest.resolved:
+        resolved = sorted(digest.resolved, key=urgency)
+        w.heading(f"✅ Resolved ({len(resolved)})")
+        w.section("", [_line(i, fmt) for i in resolved], max_items)
     summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
     if digest.at_risk:
         money = ", ".join(
-            f"{amt.normalize():f} {_currency(cur)}" for cur, amt in digest.at_risk.items()
+            f"{amt.normalize():f} {currency_code(cur)}" for cur, amt in digest.at_risk.items()
         )
         summary.append(f"Monthly rental at risk: {money}")
     w.footer(summary)
@@ -185,7 +224,7 @@ def render_body(
     return w.text()
 
 
-def _currency(code: str) -> str:
+def currency_code(code: str) -> str:
     """Currency codes are short letters; anything else from the API is shown as '?'."""
     return code if code.isalpha() and len(code) <= 4 else "?"
 
@@ -216,41 +255,36 @@ class _Writer:
         return sum(len(p) + 1 for p in self.parts)
 
     def paragraph(self, text: str) -> None:
-        self.parts.append(f"<p>{text}</p>" if self.fmt == "html" else text + "\n")
+        self.parts.append(text + "\n")
+
+    def heading(self, text: str) -> None:
+        """A severity group's heading (our own words and counts only)."""
+        if self.fmt == "markdown":
+            self.parts.append(f"*{text}*")
+        else:
+            self.parts.append(f"{text}\n" + "=" * len(text))
 
     def section(self, heading: str, lines: list[str], max_items: int) -> None:
-        if self.fmt == "markdown":
-            self.parts.append(f"*{heading}*")
-        elif self.fmt == "html":
-            self.parts.append(f"<h3>{heading}</h3><ul>")
+        if not heading:
+            pass
+        elif self.fmt == "markdown":
+            self.parts.append(f"_{heading}_")
         else:
             self.parts.append(f"{heading}\n" + "-" * len(heading))
         shown = 0
         for line in lines:
-            entry = f"<li>{line}</li>" if self.fmt == "html" else f"• {line}"
+            entry = f"• {line}"
             if shown >= max_items or self._size() + len(entry) + self.reserve > self.limit:
                 break
             self.parts.append(entry)
             shown += 1
         if shown < len(lines):
             more = f"…and {len(lines) - shown} more"
-            self.parts.append(
-                f"<li><i>{more}</i></li>"
-                if self.fmt == "html"
-                else f"_{more}_"
-                if self.fmt == "markdown"
-                else more
-            )
-        if self.fmt == "html":
-            self.parts.append("</ul>")
-        else:
-            self.parts.append("")
+            self.parts.append(f"_{more}_" if self.fmt == "markdown" else more)
+        self.parts.append("")
 
     def footer(self, lines: list[str]) -> None:
-        if self.fmt == "html":
-            self.parts.append("<p>" + "<br>".join(lines) + "</p>")
-        else:
-            self.parts.extend(lines)
+        self.parts.extend(lines)
 
     def text(self) -> str:
         out = "\n".join(self.parts).strip() + "\n"
@@ -275,3 +309,14 @@ def render_channel_failing(channel: str, failures: int, error: str, fmt: Format)
         f"(last error: {esc(error, fmt)}). Its messages are kept and retried."
     )
     return "did-monitor: channel failing", f"<p>{text}</p>" if fmt == "html" else text
+
+
+def ordered_items(digest: Digest) -> list[tuple[str, Item]]:
+    """Every item of the digest with its change ("new", "reminder", "resolved"), in reading
+    order: severity groups, most urgent first (new before reminders), then the resolved ones."""
+    out: list[tuple[str, Item]] = []
+    for severity in SEVERITIES:
+        for change, items in (("new", digest.new), ("reminder", digest.reminders)):
+            out += [(change, i) for i in sorted(items, key=urgency) if i.severity == severity]
+    out += [("resolved", i) for i in sorted(digest.resolved, key=urgency)]
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
@@ -15,6 +16,7 @@ class SentMessage:
     body: str
     body_format: str
     level: str
+    parts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -26,12 +28,18 @@ class RecordingNotifier:
     attempts: int = 0
 
     def send(
-        self, channel: ChannelConfig, title: str, body: str, body_format: str, level: str = "info"
+        self,
+        channel: ChannelConfig,
+        title: str,
+        body: str,
+        body_format: str,
+        level: str = "info",
+        parts: dict[str, Any] | None = None,
     ) -> None:
         self.attempts += 1
         if channel.name in self.failing:
             raise DeliveryError(f"channel {channel.name}: simulated failure")
-        self.sent.append(SentMessage(channel.name, title, body, body_format, level))
+        self.sent.append(SentMessage(channel.name, title, body, body_format, level, parts or {}))
 
     def for_channel(self, name: str) -> list[SentMessage]:
         return [m for m in self.sent if m.channel == name]

@@ -380,3 +380,61 @@ def test_database_problems_are_one_line_errors(tmp_path: Path) -> None:
     assert "database error" in result.stderr
     bad = did("findings", cwd=tmp_path, env={"DID_MONITOR__DATABASE__URL": "nonsense://"})
     assert bad.returncode == 2 and "database.url" in bad.stderr
+
+
+def test_email_digest_end_to_end_and_digest_preview(
+    tmp_path: Path, sandbox: Sandbox, smtp_server: SmtpSink
+) -> None:
+    """A sweep mails every finding (10 rows in the body, all in the CSV); the preview shows the
+    email and a Slack channel's Block Kit message without sending anything."""
+    import csv
+    import io
+
+    extra = f"""
+[alerts]
+email_max_rows = 10
+dashboard_url = "https://monitor.example.com/"
+[[channels]]
+name = "mail"
+url = "{smtp_server.url()}"
+"""
+    cfg = write_config(tmp_path, sandbox, extra)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    result = did("--config", str(cfg), "sweep", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    findings = json.loads(did("--config", str(cfg), "findings", "--json", cwd=tmp_path).stdout)
+    assert len(findings) > 10
+    (mail,) = smtp_server.messages
+    html_body = mail.get_body(("html",)).get_content()
+    assert html_body.count("border-top:1px solid #eaecf0") == 10
+    assert f"most urgent of <b>{len(findings)}</b>" in html_body
+    (attachment,) = list(mail.iter_attachments())
+    content = attachment.get_content()
+    text = content if isinstance(content, str) else content.decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sorted((r["rule"], r["number"]) for r in rows) == sorted(
+        (f["rule"], f["e164"]) for f in findings
+    )
+
+    # a Slack channel added later has not been told anything: its next digest has it all
+    slack = 'name = "team"\nurl = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"'
+    cfg.write_text(cfg.read_text() + f"\n[[channels]]\n{slack}\n")
+    shown = did("--config", str(cfg), "digest", "--preview", "--channel", "team", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    blocks = json.loads(shown.stdout)["blocks"]
+    assert blocks[0]["type"] == "header" and len(blocks) <= 50
+    assert "next digest (Slack Block Kit JSON)" in shown.stderr
+    mail_preview = did(
+        "--config", str(cfg), "digest", "--preview", "--channel", "mail", cwd=tmp_path
+    )
+    assert mail_preview.returncode == 0, mail_preview.stderr
+    assert "nothing new to announce; its last digest (html" in mail_preview.stderr
+    assert mail_preview.stdout.startswith("<!DOCTYPE html>")
+    as_text = did("--config", str(cfg), "digest", "--preview", "--format", "text", cwd=tmp_path)
+    assert as_text.returncode == 0, as_text.stderr
+    assert "🔴 Critical (" in as_text.stdout  # the team channel's next digest, as chat text
+    assert len(smtp_server.messages) == 1  # previews send nothing
+    no_flag = did("--config", str(cfg), "digest", cwd=tmp_path)
+    assert no_flag.returncode == 2 and "--preview" in no_flag.stderr
+    unknown = did("--config", str(cfg), "digest", "--preview", "--channel", "x", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no channel named 'x'" in unknown.stderr

@@ -98,3 +98,107 @@ def test_slack_payload_through_apprise_with_a_stand_in_host(
     text = str(post["body"])
     assert "+911234" in text and "blocked" in text
     assert "<!channel>" not in text and "<script>" not in text
+
+
+def _digest(count: int) -> object:
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.render import Digest, Item
+
+    now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    new = [
+        Item(
+            rule="blocked" if i % 2 else "billing_due",
+            severity=("critical", "warning")[i % 2],
+            e164=f"+9198{i:08d}",
+            account_id="MA_A",
+            account_name="Acme <Corp>",
+            message="number is blocked" if i % 2 else "next billing soon",
+            due_at=None if i % 2 else now + timedelta(days=i % 6),
+            tags=("<script>x</script>",),
+        )
+        for i in range(count)
+    ]
+    return Digest(new=new, numbers_swept=600, swept_at=now)
+
+
+def test_email_digest_arrives_with_html_text_and_the_csv_of_every_finding(
+    smtp_server: SmtpSink,
+) -> None:
+    """120 flagged numbers, a body capped at 100 rows: the SMTP server gets the HTML, Apprise's
+    text alternative and the CSV, and between them every number is named."""
+    import csv
+    import io
+
+    from monitor.compose import compose
+    from monitor.config import AlertsConfig
+
+    digest = _digest(120)
+    chan = ChannelConfig(name="mail", url=smtp_server.url("ops@example.com"))
+    msg = compose(digest, chan, AlertsConfig(email_max_rows=100))  # type: ignore[arg-type]
+    AppriseNotifier(timeout=5).send(
+        chan, msg.title, msg.body, msg.body_format, "warning", parts=msg.parts
+    )
+    (mail,) = smtp_server.messages
+    assert mail["Subject"] == "did-monitor: 120 new"
+    html_part = mail.get_body(("html",))
+    text_part = mail.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    html_body = html_part.get_content()
+    assert "<script>" not in html_body and "&lt;script&gt;" in html_body
+    assert "100</b> most urgent of <b>120</b>" in html_body
+    assert "most urgent of 120" in text_part.get_content()
+    (attachment,) = list(mail.iter_attachments())
+    assert attachment.get_filename() == "did-monitor-findings.csv"
+    assert attachment.get_content_type() == "text/csv"
+    content = attachment.get_content()
+    rows = list(
+        csv.DictReader(io.StringIO(content if isinstance(content, str) else content.decode()))
+    )
+    numbers = sorted(i.e164 for i in digest.new)  # type: ignore[attr-defined]
+    assert sorted(r["number"] for r in rows) == numbers
+    assert all(r["account_name"] == "Acme <Corp>" for r in rows)
+
+
+def test_slack_block_kit_digest_through_apprise_blocks_mode(
+    monkeypatch: pytest.MonkeyPatch, http_receiver: HttpReceiver
+) -> None:
+    """The Block Kit message goes out through Apprise's own Slack plugin, to a stand-in host."""
+    import json
+
+    from apprise.plugins.slack import NotifySlack
+
+    from monitor.compose import compose
+    from monitor.config import AlertsConfig
+
+    http_receiver.reply = b"ok"
+    monkeypatch.setattr(
+        NotifySlack, "webhook_url", f"http://127.0.0.1:{http_receiver.port}/services"
+    )
+    chan = ChannelConfig(name="slack", url="slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7")
+    digest = _digest(600)
+    digest.new[0] = digest.new[0].__class__(  # type: ignore[attr-defined]
+        rule="blocked",
+        severity="critical",
+        e164="{{app_id}}",
+        account_id="<!channel>",
+        message="number is blocked",
+    )
+    alerts = AlertsConfig(dashboard_url="https://monitor.example.com/")
+    msg = compose(digest, chan, alerts)  # type: ignore[arg-type]
+    assert "slack" in msg.parts
+    AppriseNotifier(timeout=5).send(
+        chan, msg.title, msg.body, msg.body_format, "warning", parts=msg.parts
+    )
+    (post,) = http_receiver.posts
+    assert post["path"] == "/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
+    (attachment,) = post["body"]["attachments"]
+    blocks = attachment["blocks"]
+    assert blocks == msg.parts["slack"]["blocks"]  # exactly what we built, nothing added
+    assert len(blocks) <= 50
+    assert len(json.dumps(post["body"], ensure_ascii=False).encode()) <= 35_000
+    assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": msg.title}}
+    text = json.dumps(blocks, ensure_ascii=False)
+    assert "`{{app_id}}`" in text  # an API string is never filled in as a template token
+    assert "<!channel>" not in text and "<script>" not in text
+    assert "more*" in text and "<https://monitor.example.com/|Open the dashboard>" in text

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import csv
+import io
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from html.parser import HTMLParser
 
+from monitor.document import CSV_NAME, findings_csv, render_document
 from monitor.render import (
     Digest,
     Item,
     esc,
     limit_for,
+    ordered_items,
     render_body,
     render_title,
     rental_at_risk,
+    urgency,
 )
 
 HOSTILE = [
@@ -44,7 +51,7 @@ def test_markdown_escapes_hostile_api_strings() -> None:
 
 def test_html_escapes_everything_from_the_api() -> None:
     d = Digest(new=[item(tags=tuple(HOSTILE), account_id='"><img src=x onerror=1>')])
-    body = render_body(d, "html")
+    body = render_document(d, "html").body  # HTML is the email document
     assert "<script>" not in body and "<img" not in body
     assert "&lt;script&gt;" in body
 
@@ -132,3 +139,197 @@ def test_terminal_text_has_no_c1_controls_or_bidi_overrides() -> None:
     shown = tty("Mum\u009b31mbai\u202eevil\x1b[2J")
     assert "\u009b" not in shown and "\u202e" not in shown and "\x1b" not in shown
     assert esc("a\u202eb", "html") == "a b"
+
+
+# --- the email document, its CSV, and the chat digest's order ---------------------------------
+
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+SEVERITY_CYCLE = ("info", "critical", "warning")
+
+
+def flagged(count: int, **kw: object) -> list[Item]:
+    """``count`` findings of mixed severities, rules and due dates, in no useful order."""
+    out = []
+    for i in range(count):
+        sev = SEVERITY_CYCLE[i % 3]
+        dated = i % 2 == 0
+        out.append(
+            item(
+                **(
+                    {
+                        "rule": "billing_due" if dated else "blocked",
+                        "severity": sev,
+                        "e164": f"+9198{i:08d}",
+                        "account_id": f"MA_{i % 7}",
+                        "account_name": f"Customer {i % 7}" if i % 7 else None,
+                        "message": "next billing soon" if dated else "number is blocked",
+                        "due_at": NOW + timedelta(days=(i * 5) % 11 - 3) if dated else None,
+                        "monthly_fee": Decimal("1.10"),
+                        "currency": "USD",
+                        "tags": ("vip",) if i % 4 == 0 else (),
+                    }
+                    | kw
+                )
+            )
+        )
+    return out
+
+
+class _Rows(HTMLParser):
+    """Collects the text of every finding row (a ``<tr>`` of ``<tbody>``) and the headings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[str] = []
+        self.headings: list[str] = []
+        self._in_body = self._in_row = self._in_h2 = False
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self._in_row, self._text = True, []
+        elif tag == "h2":
+            self._in_h2, self._text = True, []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tbody":
+            self._in_body = False
+        elif tag == "tr" and self._in_row:
+            self.rows.append(" ".join(self._text))
+            self._in_row = False
+        elif tag == "h2":
+            self.headings.append(" ".join(self._text))
+            self._in_h2 = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_row or self._in_h2:
+            self._text.append(data.strip())
+
+
+def parse_rows(body: str) -> _Rows:
+    parser = _Rows()
+    parser.feed(body)
+    return parser
+
+
+def test_email_names_all_120_flagged_numbers_in_tables_most_urgent_first() -> None:
+    items = flagged(120)
+    d = Digest(new=items[:100], reminders=items[100:], numbers_swept=600, swept_at=NOW)
+    doc = render_document(d, "html")
+    parsed = parse_rows(doc.body)
+    assert len(parsed.rows) == 120 and doc.attachments == ()
+    for it in items:
+        assert sum(it.e164 in row for row in parsed.rows) == 1
+    assert [h.split()[0] for h in parsed.headings] == ["Critical", "Warning", "Info"]
+    # within a section: new before reminders; then no date (broken now) before dated, nearest
+    # date first
+    expected = [
+        i.e164
+        for part in (d.new, d.reminders)
+        for i in sorted(part, key=urgency)
+        if i.severity == "critical"
+    ]
+    shown = [r.split()[0] for r in parsed.rows[: len(expected)]]
+    assert shown == expected
+    assert "<style" not in doc.body and "<script" not in doc.body
+
+
+def test_email_summary_counts_rules_and_exact_money() -> None:
+    items = flagged(9)
+    d = Digest(
+        new=items[:6],
+        reminders=items[6:8],
+        resolved=items[8:],
+        still_open=4,
+        numbers_swept=300,
+        at_risk={"INR": Decimal("300.50"), "USD": Decimal("0.1") + Decimal("0.2")},
+        swept_at=NOW,
+    )
+    body = render_document(d, "html").body
+    assert "6</b> new" in body and "2</b> reminders" in body and "1</b> resolved" in body
+    assert "300</b> numbers swept" in body
+    assert "300.5 INR" in body and "0.3 USD" in body
+    assert "3 Critical" in body and "2 Warning" in body and "3 Info" in body
+    assert "blocked <b>4</b>" in body and "billing_due <b>4</b>" in body
+    assert "1 Resolved" in body
+
+
+def test_email_escapes_hostile_api_strings_in_html_and_text() -> None:
+    d = Digest(
+        new=[
+            item(
+                e164="<img src=x onerror=alert(1)>",
+                account_id='"><script>x</script>',
+                account_name="Acme & <b>Sons</b>",
+                tags=tuple(HOSTILE),
+                message="number is blocked",
+            )
+        ],
+        swept_at=NOW,
+    )
+    html_body = render_document(d, "html").body
+    assert "<img" not in html_body and "<script>" not in html_body and "<b>Sons" not in html_body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html_body
+    assert "Acme &amp; &lt;b&gt;Sons&lt;/b&gt;" in html_body
+    text_body = render_document(d, "text").body
+    assert "line1 line2 Bcc: evil@x" in text_body
+    assert not any(line.startswith("Bcc") for line in text_body.splitlines())
+
+
+def test_email_past_the_row_cap_attaches_every_finding_as_csv() -> None:
+    items = flagged(130)
+    resolved = flagged(5, rule="expiring")
+    d = Digest(new=items, resolved=resolved, swept_at=NOW)
+    doc = render_document(d, "html", max_rows=100)
+    parsed = parse_rows(doc.body)
+    assert len(parsed.rows) == 100
+    assert "100</b> most urgent of <b>135</b> findings" in doc.body
+    assert CSV_NAME in doc.body
+    # the most urgent are the ones shown: every critical one is in the body
+    for it in items:
+        if it.severity == "critical":
+            assert any(it.e164 in r for r in parsed.rows)
+    (att,) = doc.attachments
+    assert att.name == CSV_NAME and att.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(att.content)))
+    assert len(rows) == 135
+    order = ordered_items(d)
+    for row, (change, it) in zip(rows, order, strict=True):
+        assert row["change"] == change and row["number"] == it.e164
+        assert row["severity"] == it.severity and row["rule"] == it.rule
+        assert row["account_id"] == it.account_id
+        assert row["account_name"] == (it.account_name or "")
+        assert row["message"] == it.message
+        assert row["due_date"] == (it.due_at.strftime("%Y-%m-%d") if it.due_at else "")
+        assert row["days_left"] == ("" if it.due_at is None else str((it.due_at - NOW).days))
+        assert Decimal(row["monthly_fee"]) == it.monthly_fee and row["currency"] == "USD"
+        assert row["tags"] == "; ".join(it.tags)
+    text = render_document(d, "text", max_rows=100)
+    assert "100 most urgent of 135" in text.body and text.attachments == doc.attachments
+
+
+def test_csv_cells_cannot_run_as_spreadsheet_formulas() -> None:
+    d = Digest(
+        new=[item(e164="+919800000001", account_id='=HYPERLINK("http://x")', tags=("@SUM(1)",))]
+    )
+    (row,) = list(csv.DictReader(io.StringIO(findings_csv(d))))
+    assert row["number"] == "+919800000001"  # a plain number stays as it is
+    assert row["account_id"] == '\'=HYPERLINK("http://x")'
+    assert row["tags"] == "'@SUM(1)"
+
+
+def test_markdown_digest_is_grouped_by_severity_most_urgent_first() -> None:
+    items = flagged(12)
+    d = Digest(new=items, resolved=[item(rule="expiring", severity="info")], swept_at=NOW)
+    body = render_body(d, "markdown")
+    headings = [line for line in body.splitlines() if line.startswith("*")]
+    assert headings == [
+        "*🔴 Critical (4)*",
+        "*🟠 Warning (4)*",
+        "*🔵 Info (4)*",
+        "*✅ Resolved (1)*",
+    ]
+    for it in items:
+        assert it.e164 in body

@@ -1,0 +1,68 @@
+"""One channel's digest → the message it is sent: title, body, body format and the extra parts.
+
+Email gets the templated document (HTML, or text with ``format = "text"``) with every finding,
+plus the CSV of all of them when the body is capped; Slack gets a Block Kit message (its body,
+the Markdown digest, is kept as the readable record and the fallback); other channels get the
+size-limited Markdown or text digest. Used by the sweep (to store digests) and by
+``did-monitor digest --preview`` (to show them), so a preview is exactly what would be sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.config import AlertsConfig, ChannelConfig
+from monitor.document import render_document
+from monitor.render import Digest, Format, limit_for, render_body, render_title
+from monitor.slack_blocks import build as slack_blocks
+
+
+@dataclass(frozen=True)
+class Message:
+    """What is stored in the outbox and handed to the notifier. ``parts`` is JSON: optional
+    ``attachments`` (name, mimetype, content) and ``slack`` (a Block Kit attachment)."""
+
+    title: str
+    body: str
+    body_format: Format
+    parts: dict[str, Any] = field(default_factory=dict)
+
+
+def compose(
+    digest: Digest,
+    channel: ChannelConfig,
+    alerts: AlertsConfig,
+    fmt: Format | None = None,
+) -> Message:
+    """The message ``channel`` is sent for ``digest``; ``fmt`` overrides its body format (for
+    previews)."""
+    title = render_title(digest, alerts.title_prefix, alerts.templates)
+    body_format: Format = fmt or channel.body_format()
+    if channel.kind() == "email" or body_format == "html":
+        doc = render_document(
+            digest,
+            "html" if body_format == "html" else "text",
+            prefix=alerts.title_prefix,
+            templates=alerts.templates,
+            templates_dir=Path(alerts.templates_dir) if alerts.templates_dir else None,
+            max_rows=alerts.email_max_rows,
+            dashboard_url=alerts.dashboard_url,
+        )
+        parts: dict[str, Any] = {}
+        if doc.attachments:
+            parts["attachments"] = [asdict(a) for a in doc.attachments]
+        return Message(title, doc.body, body_format, parts)
+    body = render_body(
+        digest,
+        body_format,
+        limit=limit_for(channel.url, channel.max_length),
+        max_items=alerts.max_items,
+        prefix=alerts.title_prefix,
+        templates=alerts.templates,
+    )
+    parts = {}
+    if channel.uses_blocks() and fmt is None:
+        parts["slack"] = slack_blocks(digest, alerts.title_prefix, alerts.dashboard_url)
+    return Message(title, body, body_format, parts)

@@ -1,0 +1,254 @@
+"""The email digest: a document from Jinja2 templates (HTML, or text) with every finding, and
+the CSV of the whole list that rides along when the body is capped.
+
+Templates get strings already made one-line and control-free (``_clean``); HTML templates are
+autoescaped on top of that, so nothing from the API can add markup, links or lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import string
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from monitor import templating
+from monitor.render import (
+    CONTROL_CHARS,
+    SEVERITIES,
+    Digest,
+    Item,
+    currency_code,
+    days_left,
+    one_line,
+    ordered_items,
+    render_title,
+    summary,
+    template_variables,
+)
+
+log = logging.getLogger(__name__)
+
+SEVERITY_COLOURS = {  # (text, background): readable with images and colours off alike
+    "critical": ("#b42318", "#fef3f2"),
+    "warning": ("#b54708", "#fffaeb"),
+    "info": ("#175cd3", "#eff8ff"),
+    "resolved": ("#067647", "#ecfdf3"),
+}
+CSV_NAME = "did-monitor-findings.csv"
+CSV_COLUMNS = (
+    "change",
+    "severity",
+    "rule",
+    "number",
+    "account_id",
+    "account_name",
+    "message",
+    "due_date",
+    "days_left",
+    "tier",
+    "monthly_fee",
+    "currency",
+    "tags",
+)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file that rides along with a message (the full list as CSV when the body is capped)."""
+
+    name: str
+    mimetype: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A rendered digest: its body and whatever must travel with it."""
+
+    body: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+def _clean(value: object) -> str:
+    """One line, no control characters, bounded: safe for a template to print as it is."""
+    text = CONTROL_CHARS.sub(" ", str(value)).strip()
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def _when_text(days: int | None) -> str:
+    if days is None:
+        return ""
+    if days < 0:
+        return f"{-days} day{'s' if days != -1 else ''} overdue"
+    if days == 0:
+        return "due today"
+    return f"{days} day{'s' if days != 1 else ''} left"
+
+
+def _row(item: Item, change: str, now: datetime | None) -> dict[str, object]:
+    days = days_left(item, now)
+    return {
+        "change": change,
+        "severity": item.severity,
+        "number": _clean(item.e164),
+        "account": _clean(item.account_name or item.account_id),
+        "account_id": _clean(item.account_id) if item.account_name else "",
+        "rule": _clean(item.rule),
+        "what": _clean(item.message),
+        "due": item.due_at.strftime("%Y-%m-%d") if item.due_at else "",
+        "days_left": days,
+        "when": _when_text(days),
+        "tier": item.tier,
+        "tags": [_clean(t) for t in item.tags],
+    }
+
+
+def _section_key(change: str, item: Item) -> str:
+    return "resolved" if change == "resolved" else item.severity
+
+
+def _context(
+    digest: Digest, prefix: str, templates: Mapping[str, str], max_rows: int, dashboard_url: str
+) -> dict[str, object]:
+    items = ordered_items(digest)
+    totals: dict[str, int] = defaultdict(int)
+    for change, item in items:
+        totals[_section_key(change, item)] += 1
+    sections: dict[str, dict[str, object]] = {}
+    for n, (change, item) in enumerate(items):
+        key = _section_key(change, item)
+        if key not in sections:
+            colour, background = SEVERITY_COLOURS.get(key, SEVERITY_COLOURS["info"])
+            sections[key] = {
+                "key": key,
+                "label": key.capitalize(),
+                "colour": colour,
+                "background": background,
+                "total": totals[key],
+                "rows": [],
+            }
+        if n < max_rows:
+            rows = sections[key]["rows"]
+            assert isinstance(rows, list)
+            rows.append(_row(item, change, digest.swept_at))
+    announced = [*digest.new, *digest.reminders]
+    by_rule: dict[str, int] = defaultdict(int)
+    for it in announced:
+        by_rule[_clean(it.rule)] += 1
+    variables = template_variables(digest, prefix)
+    return {
+        "title": render_title(digest, prefix, templates),
+        "prefix": one_line(prefix),
+        "intro": _clean_paragraph(string.Template(templates.get("intro", "")), variables),
+        "footer": _clean_paragraph(string.Template(templates.get("footer", "")), variables),
+        "swept_at": digest.swept_at,
+        "summary": summary(digest),
+        "new": len(digest.new),
+        "reminders": len(digest.reminders),
+        "resolved": len(digest.resolved),
+        "still_open": digest.still_open,
+        "numbers_swept": digest.numbers_swept,
+        "by_severity": [
+            {"key": s, "label": s.capitalize(), "count": n, "colour": SEVERITY_COLOURS[s][0]}
+            for s in SEVERITIES
+            if (n := sum(1 for i in announced if i.severity == s))
+        ],
+        "by_rule": sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])),
+        "at_risk": [(currency_code(c), amount) for c, amount in digest.at_risk.items()],
+        "sections": list(sections.values()),
+        "total_rows": len(items),
+        "shown_rows": min(len(items), max_rows),
+        "capped": len(items) > max_rows,
+        "attachment": CSV_NAME,
+        "dashboard_url": dashboard_url,
+    }
+
+
+def _clean_paragraph(tpl: string.Template, variables: Mapping[str, str]) -> str:
+    return CONTROL_CHARS.sub(" ", tpl.safe_substitute(variables)).strip()
+
+
+def render_document(
+    digest: Digest,
+    fmt: Literal["html", "text"],
+    *,
+    prefix: str = "did-monitor",
+    templates: Mapping[str, str] | None = None,
+    templates_dir: Path | None = None,
+    max_rows: int = 500,
+    dashboard_url: str = "",
+) -> Document:
+    """The email digest from the ``digest.html`` or ``digest.txt`` template: a summary, then a
+    table per severity, most urgent first. Every item is in it: past ``max_rows`` rows the body
+    shows the most urgent ones, says so, and the whole list rides along as a CSV attachment.
+
+    A user's template (in ``templates_dir``) that fails while rendering is logged and the
+    packaged one used instead: a digest is never lost to a template mistake.
+    """
+    context = _context(digest, prefix, templates or {}, max_rows, dashboard_url)
+    name = "digest.html" if fmt == "html" else "digest.txt"
+    try:
+        body = templating.render(templating.environment(templates_dir), name, context)
+    except Exception as exc:  # a user's template may fail in any way; ours must not
+        if templates_dir is None:
+            raise
+        log.warning(
+            "template %s in %s failed (%s: %s); using the packaged one",
+            name,
+            templates_dir,
+            type(exc).__name__,
+            exc,
+        )
+        body = templating.render(templating.environment(None), name, context)
+    attachments = (
+        (Attachment(CSV_NAME, "text/csv", findings_csv(digest)),) if context["capped"] else ()
+    )
+    return Document(body, attachments)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    """A CSV cell a spreadsheet cannot run: text that would start a formula gets a leading
+    apostrophe (plain numbers such as "+91…" or "-1" stay as they are)."""
+    text = CONTROL_CHARS.sub(" ", "" if value is None else str(value)).strip()
+    if text.startswith(_FORMULA_START) and not re.fullmatch(r"[+-]?\d+(\.\d+)?", text):
+        return "'" + text
+    return text
+
+
+def findings_csv(digest: Digest) -> str:
+    """Every item of ``digest`` as CSV (RFC 4180, header row), in the email's order."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    now = digest.swept_at
+    for change, item in ordered_items(digest):
+        writer.writerow(
+            _cell(v)
+            for v in (
+                change,
+                item.severity,
+                item.rule,
+                item.e164,
+                item.account_id,
+                item.account_name or "",
+                item.message,
+                item.due_at.strftime("%Y-%m-%d") if item.due_at else "",
+                days_left(item, now),
+                item.tier,
+                None if item.monthly_fee is None else f"{item.monthly_fee.normalize():f}",
+                item.currency,
+                "; ".join(item.tags),
+            )
+        )
+    return buf.getvalue()

@@ -1,0 +1,144 @@
+"""A digest as a Slack Block Kit message, kept within Slack's limits.
+
+Slack refuses a message of more than 50 blocks or a section of more than 3,000 characters, and
+Apprise reads a Block Kit message of at most 35,000 bytes. The message is a header with the
+counts, then a heading and packed sections per severity (most urgent first, then the resolved),
+and, when not everything fits, a last block saying how many more and linking the dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from monitor.render import (
+    SEVERITIES,
+    SEVERITY_MARK,
+    Digest,
+    Item,
+    days_left,
+    esc,
+    ordered_items,
+    plain,
+    render_title,
+    summary,
+)
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3_000
+MAX_HEADER = 150
+MAX_BYTES = 30_000  # under Apprise's 35,000-byte cap for a Block Kit message, with room to spare
+_RESERVE_BLOCKS = 2  # the "N more" block and its divider
+_RESERVE_BYTES = 800
+COLOURS = {"critical": "#b42318", "warning": "#dc6803", "info": "#175cd3"}
+HEADINGS = {"resolved": "✅ Resolved"} | {
+    s: f"{SEVERITY_MARK.get(s, '')} {s.capitalize()}".strip() for s in SEVERITIES
+}
+
+
+def _code(value: object) -> str:
+    """An API string as inert Slack mrkdwn: a code span with look-alike angle brackets, and
+    ``&`` escaped as Slack asks."""
+    return esc(value, "markdown").replace("&", "&amp;")
+
+
+def _words(text: str) -> str:
+    return plain(text, "markdown").replace("&", "&amp;")
+
+
+def _line(change: str, item: Item, digest: Digest) -> str:
+    account = _code(item.account_id)
+    if item.account_name:
+        account = f"{_code(item.account_name)} {account}"
+    parts = [f"• {_code(item.e164)} *{_words(item.rule)}* {account}: {_words(item.message)}"]
+    days = days_left(item, digest.swept_at)
+    if item.due_at is not None and days is not None:
+        left = f"{-days}d overdue" if days < 0 else "today" if days == 0 else f"{days}d left"
+        parts.append(f"{item.due_at:%Y-%m-%d} ({left})")
+    if change == "reminder":
+        parts.append(f"reminder{f' {item.tier}d' if item.tier is not None else ''}")
+    if item.tags:
+        parts.append(" ".join(_code(t) for t in item.tags[:5]))
+    text = " · ".join(parts)
+    return text if len(text) <= 900 else text[:899] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _size(block: dict[str, Any]) -> int:
+    return len(json.dumps(block, ensure_ascii=False).encode())
+
+
+def build(digest: Digest, prefix: str, dashboard_url: str = "") -> dict[str, Any]:
+    """The Block Kit attachment (``{"blocks": [...], "color": ...}``) for ``digest``."""
+    announced = [*digest.new, *digest.reminders]
+    by_severity = Counter(i.severity for i in announced)
+    counts = " · ".join(f"*{by_severity[s]}* {s}" for s in SEVERITIES if by_severity[s])
+    facts = [summary(digest), f"{digest.numbers_swept} numbers swept"]
+    if digest.at_risk:
+        money = ", ".join(f"{a.normalize():f} {_code(c)}" for c, a in digest.at_risk.items())
+        facts.append(f"monthly rental at risk: {money}")
+    title = render_title(digest, prefix, {})
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:MAX_HEADER]}},
+        _section(" — ".join(filter(None, [counts, " · ".join(facts)]))),
+    ]
+    rules = Counter(i.rule for i in announced)
+    if rules:
+        by_rule = " · ".join(f"{_words(r)} {n}" for r, n in sorted(rules.items()))
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": by_rule}]})
+    used = sum(_size(b) for b in blocks)
+    items = ordered_items(digest)
+    shown = 0
+    current_key = None
+    text = ""
+
+    def room(extra_blocks: int, extra_bytes: int) -> bool:
+        return (
+            len(blocks) + extra_blocks + _RESERVE_BLOCKS <= MAX_BLOCKS
+            and used + extra_bytes + _RESERVE_BYTES <= MAX_BYTES
+        )
+
+    def flush() -> None:
+        nonlocal text, used
+        if text:
+            block = _section(text)
+            blocks.append(block)
+            used += _size(block)
+            text = ""
+
+    for change, item in items:
+        key = "resolved" if change == "resolved" else item.severity
+        line = _line(change, item, digest)
+        if key != current_key:
+            flush()
+            heading = _section(f"*{HEADINGS.get(key, key)}*")
+            if not room(3, _size(heading) + len(line.encode()) + 100):
+                break
+            blocks += [{"type": "divider"}, heading]
+            used += _size(heading) + 20
+            current_key = key
+        if len(text) + len(line) + 1 > MAX_SECTION - 50:
+            flush()
+        if not room(1 if text else 2, len(text.encode()) + len(line.encode()) + 100):
+            break
+        text = f"{text}\n{line}" if text else line
+        shown += 1
+    flush()
+    more = len(items) - shown
+    if more or dashboard_url:
+        tail = f"…and *{more} more*" if more else ""
+        if dashboard_url:
+            link = f"<{_url(dashboard_url)}|Open the dashboard>"
+            tail = f"{tail}: {link}" if tail else link
+        blocks += [{"type": "divider"}, _section(tail)]
+    top = max((i.severity for i in announced), key=SEVERITIES[::-1].index, default="info")
+    return {"blocks": blocks, "color": COLOURS.get(top, COLOURS["info"])}
+
+
+def _url(url: str) -> str:
+    """A configured URL inside Slack's ``<url|text>``: the characters that would end it escaped."""
+    return url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
