@@ -234,6 +234,8 @@ def _line(item: Item, fmt: Format) -> str:
     tier = f" [{item.tier}d]" if item.tier is not None else ""
     tags = f" tags: {', '.join(esc(t, fmt) for t in item.tags)}" if item.tags else ""
     number, account = esc(item.e164, fmt), esc(item.account_id, fmt)
+    if item.account_name:
+        account = f"{esc(item.account_name, fmt)} {account}"
     rule, message = plain(item.rule, fmt), plain(item.message, fmt)
     if fmt == "markdown":
         return f"{mark} *{rule}*{tier} {number} ({account}): {message}{tags}"

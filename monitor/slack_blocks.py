@@ -130,7 +130,9 @@ def build(digest: Digest, prefix: str, dashboard_url: str = "") -> dict[str, Any
     flush()
     more = len(items) - shown
     if more or dashboard_url:
-        tail = f"…and *{more} more*" if more else ""
+        left = Counter("resolved" if c == "resolved" else i.severity for c, i in items[shown:])
+        split = ", ".join(f"{n} {k}" for k in (*SEVERITIES, "resolved") if (n := left[k]))
+        tail = f"…and *{more} more* ({split})" if more else ""
         if dashboard_url:
             link = f"<{_url(dashboard_url)}|Open the dashboard>"
             tail = f"{tail}: {link}" if tail else link

@@ -259,3 +259,13 @@ def test_environment_strings_stay_strings_and_errors_name_the_variable(tmp_path:
 def test_every_kind_of_secret_triggers_the_permission_warning(tmp_path: Path, snippet: str) -> None:
     path = write(tmp_path, snippet, mode=0o644)
     assert load(str(path), {}).warnings
+
+
+def test_digest_keys_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[alerts]\ndashboard_url = "javascript:alert(1)"\n')
+    with pytest.raises(ConfigError, match=r"alerts\.dashboard_url"):
+        load(str(path))
+    path.write_text("[alerts]\nemail_max_rows = 1\n")
+    with pytest.raises(ConfigError, match=r"alerts\.email_max_rows"):
+        load(str(path))

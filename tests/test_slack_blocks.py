@@ -62,7 +62,7 @@ def test_within_slack_limits_and_says_how_many_more(count: int) -> None:
     more = count + 3 - listed
     last = blocks[-1]["text"]["text"]
     if more:
-        assert f"…and *{more} more*" in last
+        assert f"…and *{more} more* (" in last
     assert "<https://dash.example.com/findings?a=1&amp;b=2|Open the dashboard>" in last
 
 
