@@ -64,5 +64,5 @@ def compose(
     )
     parts = {}
     if channel.uses_blocks() and fmt is None:
-        parts["slack"] = slack_blocks(digest, alerts.title_prefix, alerts.dashboard_url)
+        parts["slack"] = slack_blocks(digest, title, alerts.dashboard_url)
     return Message(title, body, body_format, parts)

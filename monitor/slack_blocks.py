@@ -21,7 +21,6 @@ from monitor.render import (
     esc,
     ordered_items,
     plain,
-    render_title,
     summary,
 )
 
@@ -72,8 +71,9 @@ def _size(block: dict[str, Any]) -> int:
     return len(json.dumps(block, ensure_ascii=False).encode())
 
 
-def build(digest: Digest, prefix: str, dashboard_url: str = "") -> dict[str, Any]:
-    """The Block Kit attachment (``{"blocks": [...], "color": ...}``) for ``digest``."""
+def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]:
+    """The Block Kit attachment (``{"blocks": [...], "color": ...}``) for ``digest``, headed
+    by ``title`` (our own words: ``render.render_title``)."""
     announced = [*digest.new, *digest.reminders]
     by_severity = Counter(i.severity for i in announced)
     counts = " · ".join(f"*{by_severity[s]}* {s}" for s in SEVERITIES if by_severity[s])
@@ -81,7 +81,6 @@ def build(digest: Digest, prefix: str, dashboard_url: str = "") -> dict[str, Any
     if digest.at_risk:
         money = ", ".join(f"{a.normalize():f} {_code(c)}" for c, a in digest.at_risk.items())
         facts.append(f"monthly rental at risk: {money}")
-    title = render_title(digest, prefix, {})
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:MAX_HEADER]}},
         _section(" — ".join(filter(None, [counts, " · ".join(facts)]))),

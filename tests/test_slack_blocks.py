@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from monitor.render import Digest, Item
+from monitor.render import Digest, Item, render_title
 from monitor.slack_blocks import MAX_BLOCKS, MAX_BYTES, MAX_HEADER, MAX_SECTION, build
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
@@ -51,7 +51,7 @@ def texts(payload: dict[str, object]) -> list[str]:
 def test_within_slack_limits_and_says_how_many_more(count: int) -> None:
     gone = [replace(i, e164=f"+1{n}") for n, i in enumerate(items(3, rule="expiring"))]
     d = Digest(new=items(count), resolved=gone, swept_at=NOW)
-    payload = build(d, "did-monitor", "https://dash.example.com/findings?a=1&b=2")
+    payload = build(d, "did-monitor: digest", "https://dash.example.com/findings?a=1&b=2")
     blocks = payload["blocks"]
     assert len(blocks) <= MAX_BLOCKS
     assert len(json.dumps(payload, ensure_ascii=False).encode()) <= MAX_BYTES
@@ -68,7 +68,7 @@ def test_within_slack_limits_and_says_how_many_more(count: int) -> None:
 
 def test_sections_most_urgent_first_and_counts_in_the_header() -> None:
     d = Digest(new=items(9), reminders=items(1, tier=7), resolved=items(1), swept_at=NOW)
-    payload = build(d, "dm")
+    payload = build(d, render_title(d, "dm", {}))
     headings = [t for t in texts(payload) if t.startswith("*") and t.endswith("*")]
     assert headings == ["*🔴 Critical*", "*🟠 Warning*", "*🔵 Info*", "*✅ Resolved*"]
     assert payload["blocks"][0]["text"]["text"] == "dm: 9 new, 1 reminder, 1 resolved"
@@ -87,7 +87,7 @@ def test_api_strings_are_inert_mrkdwn() -> None:
         message="number is blocked",
         tags=("<@U123>", "a\nb"),
     )
-    body = "\n".join(texts(build(Digest(new=[hostile], swept_at=NOW), "dm")))
+    body = "\n".join(texts(build(Digest(new=[hostile], swept_at=NOW), "dm: 1 new")))
     assert "<!channel>" not in body and "<https://evil" not in body and "<@U123>" not in body
     assert "`‹!channel›`" in body and "`*bold* &amp; ʹtickʹ`" in body
     assert "`a b`" in body
