@@ -415,7 +415,7 @@ def digest(state: State, preview: bool, fmt: str | None, channel: str | None) ->
         )
     if channel:
         settings.channel(channel)  # an unknown name is a usage error naming the known ones
-    previews = preview_digests(_store(settings), settings, datetime.now(UTC), fmt)  # type: ignore[arg-type]
+    previews = preview_digests(_store(settings), settings, state.clock(), fmt)  # type: ignore[arg-type]
     for item in previews:
         if channel is None or item.channel.name == channel:
             _print_preview(item, fmt)
