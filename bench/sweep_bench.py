@@ -64,13 +64,6 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def helper_usage() -> tuple[float, float]:
-    """CPU seconds and peak RSS (MB) of this process's finished children: the sweep's
-    page-fetching helper processes (``sweep.fetch_process``), one per pass."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
-
-
 def process_cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU time of another process (Linux /proc), or None when unknown."""
     if pid is None:
@@ -170,12 +163,11 @@ def child_optimised(spec: dict[str, Any]) -> dict[str, Any]:
     def cycle() -> Any:
         return run_cycle(settings, store, RecordingNotifier(), trigger="manual", clock=system_clock)
 
-    cpu0, (helper_cpu0, _) = cpu_seconds(), helper_usage()
+    cpu0 = cpu_seconds()
     started = time.perf_counter()
     outcome = profiled(cycle, spec["profile_out"]) if spec.get("profile_out") else cycle()
     wall = time.perf_counter() - started
     cpu = cpu_seconds() - cpu0
-    helper_cpu, helper_rss = helper_usage()
     rss_peak = maxrss_mb()
     after = store.row_counts()
     sweep_row = store.last_sweep()
@@ -190,8 +182,6 @@ def child_optimised(spec: dict[str, Any]) -> dict[str, Any]:
         "error": outcome.error,
         "wall": wall,
         "cpu": cpu,
-        "helper_cpu": helper_cpu - helper_cpu0,
-        "helper_rss_mb": helper_rss,
         "requests": counts.requests,
         "retries": counts.retries,
         "pages": counts.pages,
@@ -670,12 +660,10 @@ def print_table(variants: list[dict[str, Any]], numbers: int) -> None:
     row("pages", lambda s, v: s["pages"])
     row("pages/s", lambda s, v: s["pages"] / s["wall"])
     row("client CPU, user+sys (s)", lambda s, v: s["cpu"])
-    row("helper process CPU (s)", lambda s, v: s.get("helper_cpu"))
     row("sandbox CPU meanwhile (s)", lambda s, v: s.get("sandbox_cpu"))
     row("numbers seen", lambda s, v: s["numbers_seen"])
     row("RSS after imports (MB)", lambda s, v: s["rss_ready_mb"])
     row("peak RSS (MB)", lambda s, v: s["rss_peak_mb"])
-    row("helper process peak RSS (MB)", lambda s, v: s.get("helper_rss_mb"))
     row("sweeps.versions_written", lambda s, v: s["versions_written"])
     row("rows inserted (all tables)", lambda s, v: s["rows_inserted_total"])
     row("rows updated (gone+resolved)", lambda s, v: s["rows_updated"])
@@ -740,14 +728,7 @@ def print_ratios(variants: list[dict[str, Any]], args: argparse.Namespace) -> bo
         else:
             checks.append(("speed-up vs baseline (baseline did not complete)", None))
         peak = max(s1["rss_peak_mb"], s2["rss_peak_mb"])
-        helper = max(s1.get("helper_rss_mb") or 0, s2.get("helper_rss_mb") or 0)
-        checks.append(
-            (
-                f"peak RSS {peak:.0f} MB, helper process {helper:.0f} MB, each < "
-                f"{TARGET_RSS_MB:g} MB",
-                max(peak, helper) < TARGET_RSS_MB,
-            )
-        )
+        checks.append((f"peak RSS {peak:.0f} MB < {TARGET_RSS_MB:g} MB", peak < TARGET_RSS_MB))
         pct = rows_written(s2) / args.numbers * 100
         checks.append(
             (

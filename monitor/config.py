@@ -146,7 +146,6 @@ def weekday_names(expr: str) -> str:
 class SweepConfig(_Model):
     max_shrink_fraction: float = Field(default=0.2, ge=0, le=1)
     reread_attempts: int = Field(default=2, ge=0, le=10)
-    fetch_process: bool = True
 
 
 class RuleConfig(_Model):

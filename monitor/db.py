@@ -9,7 +9,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -259,17 +258,12 @@ def make_engine(url: str) -> Engine:
 
 
 def _json_value(text: str | bytes) -> Any:
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError:  # e.g. 1e400, which the stdlib reads as infinity
-        return json.loads(text)
+    return json.loads(text)
 
 
 def json_text(value: Any) -> str:
-    try:
-        return msgspec.json.encode(value).decode()
-    except TypeError:  # a value msgspec does not encode
-        return json.dumps(value, default=str)
+    """Compact JSON for the JSON columns; a value JSON has no type for is stored as its text."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -11,16 +11,20 @@ import logging
 
 import httpx
 
-from monitor import __version__
 from monitor.config import redact_url
 from monitor.notify import scrub
+from monitor.vobiz import http_client
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 5.0
 
 
 class Heartbeat:
-    """Pings the configured URLs; an empty URL means that ping is not wanted."""
+    """Pings the configured URLs; an empty URL means that ping is not wanted.
+
+    ``http`` is the client to ping through (the service shares the one its sweeps use, from
+    ``vobiz.http_client``); without it each ping opens and closes its own.
+    """
 
     def __init__(
         self,
@@ -28,12 +32,12 @@ class Heartbeat:
         fail_url: str = "",
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
         self.heartbeat_url = heartbeat_url
         self.fail_url = fail_url
         self.timeout = timeout
-        self._transport = transport
+        self._http = http
 
     def success(self) -> bool:
         """After a complete sweep. True when the ping was answered with 2xx/3xx."""
@@ -48,13 +52,11 @@ class Heartbeat:
             return False
         shown = _redacted(url)
         try:
-            with httpx.Client(
-                timeout=self.timeout,
-                transport=self._transport,
-                follow_redirects=True,
-                headers={"User-Agent": f"did-monitor/{__version__}"},
-            ) as client:
-                response = client.get(url)
+            if self._http is not None:
+                response = self._get(self._http, url)
+            else:
+                with http_client(timeout=self.timeout) as client:
+                    response = self._get(client, url)
         except Exception as exc:  # httpx errors, and anything else: a ping must never raise
             log.warning("%s to %s failed: %s", what, shown, _describe(exc, url, shown))
             return False
@@ -63,6 +65,9 @@ class Heartbeat:
             return False
         log.debug("%s sent to %s", what, shown)
         return True
+
+    def _get(self, client: httpx.Client, url: str) -> httpx.Response:
+        return client.get(url, timeout=self.timeout, follow_redirects=True)
 
 
 def _redacted(url: str) -> str:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import msgspec
 
-
-class NumberRecord(msgspec.Struct, frozen=True, gc=False, array_like=True):
-    """One phone number as the API described it, parsed tolerantly; ``raw_json`` is the item as
-    the API sent it (see ``parse_item``), and ``content_hash`` its SHA-256.
-
-    A msgspec ``Struct``: built in C (a sweep builds one per number of the inventory), left out
-    of the garbage collector's scans (it holds no cycles), and sent between processes as
-    MessagePack without pickling (see ``fetcher``).
-    """
+@dataclass(frozen=True, slots=True)
+class NumberRecord:
+    """One phone number as the API described it, parsed tolerantly; ``raw_json`` is the item in
+    canonical JSON (see ``canonical_json``), and ``content_hash`` its SHA-256."""
 
     id: str
     e164: str
@@ -39,14 +35,14 @@ class NumberRecord(msgspec.Struct, frozen=True, gc=False, array_like=True):
     @property
     def raw(self) -> Any:
         """The item as decoded JSON (decoded on demand: the sweep itself never needs it)."""
-        return msgspec.json.decode(self.raw_json)
+        return json.loads(self.raw_json)
 
 
 @dataclass(slots=True)
 class FindingDraft:
     """What a rule says about one subject in one sweep; the store turns drafts into findings.
 
-    Treat it as immutable (not ``frozen`` for speed, as ``NumberRecord``)."""
+    Treat it as immutable (not ``frozen``: rules build one per finding, and frozen costs more)."""
 
     rule: str
     subject: str
@@ -122,17 +118,26 @@ def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, int) and value == 1)
 
 
-def canonical_json(value: Any) -> bytes:
-    """Sorted-key compact JSON: the same bytes for the same data, whatever the key order."""
-    return msgspec.json.encode(value, order="sorted")
+def canonical_json(value: Any) -> str:
+    """The one form item JSON is kept and hashed in: sorted keys, compact separators, UTF-8
+    text unescaped, so a change in the API's key order or spacing is not a change. Numbers that
+    JSON cannot hold (infinity, NaN) become null."""
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except ValueError:
+        return canonical_json(_finite(value))
 
 
-_DECODER = msgspec.json.Decoder()
-
-
-def loads(data: bytes | msgspec.Raw) -> Any:
-    """Parse JSON (integers of any size stay exact); raises ``ValueError`` on bad JSON."""
-    return _DECODER.decode(data)
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def _without_nul(value: Any) -> Any:
@@ -157,23 +162,24 @@ MAX_ID = 64  # number_versions.number_id and account_id
 MAX_E164 = 32
 
 
-def parse_number(raw: Any, verbatim: bytes | None = None) -> NumberRecord | None:
-    """Parse one decoded API item; None when it has neither ``id`` nor ``e164``.
+def parse_number(raw: Any) -> NumberRecord | None:
+    """Parse one decoded API item; None when it has neither ``id`` nor ``e164`` (or is no
+    object). Never raises: a field of the wrong type is read as absent.
 
     Text is made storable on every database: NUL characters are dropped (the raw JSON too), ids
-    longer than their column become a stable hash, and an over-long e164 is cut. ``verbatim`` is
-    the item's JSON as the API sent it, kept and hashed as is; without it (or when it holds a
-    NUL) the item is stored as sorted-key JSON.
+    longer than their column become a stable hash, and an over-long e164 is cut. The item is
+    kept and hashed as ``canonical_json``; an item holding a lone surrogate is unreadable.
     """
     if not isinstance(raw, dict):
         return None
-    if verbatim is None or b"\\u0000" in verbatim:
+    text = canonical_json(raw)
+    if "\\u0000" in text:  # PostgreSQL refuses NUL in text and JSON
+        raw = _without_nul(raw)
         text = canonical_json(raw)
-        if b"\\u0000" in text:
-            raw = _without_nul(raw)
-            text = canonical_json(raw)
-    else:
-        text = verbatim
+    try:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+    except UnicodeEncodeError:  # a lone surrogate (such as \ud800): no database can store it
+        return None
     get = raw.get
     tags_raw = get("tags")
     cost = get("monthly_cost")
@@ -192,6 +198,7 @@ def parse_number(raw: Any, verbatim: bytes | None = None) -> NumberRecord | None
         currency=_text(get("currency")),
         tags=tuple(str(t) for t in tags_raw if t is not None) if type(tags_raw) is list else (),
         text=text,
+        digest=digest,
     )
 
 
@@ -210,10 +217,10 @@ def _record(
     monthly_fee: Decimal | None,
     currency: str | None,
     tags: tuple[str, ...],
-    text: bytes,
+    text: str,
+    digest: str,
 ) -> NumberRecord | None:
-    """The record from fields either parser has read: the keying, defaults and column limits
-    live here once, so the two parsers cannot drift apart on them."""
+    """The record from the fields read: keying, defaults and column limits."""
     number_id = number_id or (f"e164:{e164}" if e164 else None)
     if number_id is None:
         return None
@@ -232,91 +239,6 @@ def _record(
         monthly_fee,
         (currency or "")[:8] or None,
         tags,
-        hashlib.sha256(text).hexdigest(),
-        text.decode(errors="replace"),
-    )
-
-
-# --- the fast path: items as the API documents them, decoded in C ----------------------------
-
-
-class _Item(msgspec.Struct):
-    """The fields the monitor reads, typed as documented; other fields are skipped (they stay in
-    the verbatim JSON). An item that does not fit these types takes ``parse_number``'s tolerant
-    path instead, so both paths give the same record for any item the fast one accepts."""
-
-    id: str | None = None
-    e164: str | None = None
-    number: str | None = None
-    account_id: str | None = None
-    account_auth_id: str | None = None
-    status: str | None = None
-    country: str | None = None
-    region: str | None = None
-    application_id: str | None = None
-    is_blocked: bool | None = None
-    # Times and money go through the tolerant parsers, so both paths read them alike
-    # (msgspec rounds sub-microsecond digits where ``fromisoformat`` truncates them, and a JSON
-    # number becomes a Decimal there exactly, here through its float).
-    next_billing_date: str | None = None
-    expires_at: str | None = None
-    monthly_cost: int | float | str | None = None
-    monthly_fee: int | float | str | None = None
-    currency: str | None = None
-    tags: list[str] | None = None
-
-
-_ITEM = msgspec.json.Decoder(_Item)
-
-
-def _clean(value: str | None) -> str | None:
-    return (value.strip() or None) if value else None
-
-
-def parse_item(raw: bytes | msgspec.Raw) -> NumberRecord | None:
-    """Parse one item from its JSON bytes: typed decoding in C when the item is as documented,
-    the tolerant ``parse_number`` otherwise; None for an item neither can read. Its bytes are
-    hashed and kept as sent."""
-    verbatim = bytes(raw)
-    try:
-        return _parse_typed(verbatim)
-    except msgspec.ValidationError:
-        pass
-    except (ValueError, OverflowError):
-        return None
-    try:
-        return parse_number(loads(verbatim), verbatim)
-    except (ValueError, OverflowError):  # e.g. a date beyond year 9999 once made UTC
-        return None
-
-
-def _time(text: str) -> datetime | None:
-    """``parse_time``, with its commonest case first: RFC 3339 in UTC, as the API sends it."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return parse_time(text)
-    return parsed if parsed.tzinfo is UTC else parse_time(text)
-
-
-def _parse_typed(verbatim: bytes) -> NumberRecord | None:
-    if b"\\u0000" in verbatim:
-        raise msgspec.ValidationError  # NUL characters need the tolerant path's cleaning
-    it = _ITEM.decode(verbatim)
-    fee = it.monthly_cost if it.monthly_cost is not None else it.monthly_fee
-    return _record(
-        number_id=_clean(it.id),
-        e164=_clean(it.e164) or _clean(it.number),
-        account_id=_clean(it.account_id) or _clean(it.account_auth_id),
-        status=_clean(it.status),
-        country=_clean(it.country),
-        region=_clean(it.region),
-        application_id=_clean(it.application_id),
-        blocked=it.is_blocked is True,
-        next_billing_date=_time(it.next_billing_date) if it.next_billing_date else None,
-        expires_at=_time(it.expires_at) if it.expires_at else None,
-        monthly_fee=parse_money(fee) if fee is not None else None,
-        currency=_clean(it.currency),
-        tags=tuple(it.tags) if it.tags else (),
-        text=verbatim,
+        digest,
+        text,
     )

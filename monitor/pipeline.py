@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor import fetcher
 from monitor.alerts import DeliveryOutcome, deliver_due, enqueue_sweep_failed, store_digests
 from monitor.clock import Clock
 from monitor.config import Settings
@@ -60,11 +60,14 @@ def run_cycle(
     client: VobizClient | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    http: httpx.Client | None = None,
 ) -> SweepOutcome:
     """Sweep, store, evaluate, plan and deliver alerts. Raises ``LockBusy`` if another replica
     is sweeping. API, completeness and database failures are recorded and alerted, then returned
     as ``ok=False`` rather than raised, so a daemon carries on. Setting ``cancel`` aborts the
-    sweep at the next page (rolled back, recorded as aborted) and raises ``SweepCancelled``."""
+    sweep at the next page (rolled back, recorded as aborted) and raises ``SweepCancelled``.
+    Without ``client``, the sweep's own ``VobizClient`` goes through ``http`` when given (the
+    service's shared client from ``vobiz.http_client``)."""
     now = clock()
     lock = store.try_lock("sweep", now, LOCK_STALE_AFTER)
     if lock is None:
@@ -73,7 +76,7 @@ def run_cycle(
         aborted = store.abort_running_sweeps(now)
         if aborted:
             log.warning("marked %d interrupted sweep(s) as aborted", aborted)
-        outcome = _sweep(settings, store, trigger, clock, client, progress, cancel)
+        outcome = _sweep(settings, store, trigger, clock, client, progress, cancel, http)
     try:
         outcome.deliveries = deliver_due(store, settings, notifier, clock)
     except (MonitorError, SQLAlchemyError) as exc:  # the sweep stands; deliveries are retried
@@ -89,6 +92,7 @@ def _sweep(
     client: VobizClient | None,
     progress: ProgressFn | None,
     cancel: threading.Event | None,
+    http: httpx.Client | None,
 ) -> SweepOutcome:
     now = clock()
     started = time.monotonic()
@@ -99,13 +103,9 @@ def _sweep(
         stats=RequestStats(),
         budget=RetryBudget(settings.vobiz.retry_budget),
         sleep=_pause_until(cancel),
+        http=http,
     )
     stats = api.stats
-    # A helper process fetches pages only with our own client: an injected one (tests, callers
-    # with their own pauses or figures) must be the one that fetches.
-    in_process = own_client and settings.sweep.fetch_process and fetcher.available()
-    if in_process:
-        fetcher.prepare()
     try:
         before = store.inventory_size()
         previous = store.last_sweep("complete")
@@ -125,9 +125,7 @@ def _sweep(
                 writer.write_page(records)
                 evaluator.feed(records)
 
-            fetched = fetch_inventory(
-                api, settings, consume, progress, writer.current_ids(), in_process, cancel
-            )
+            fetched = fetch_inventory(api, settings, consume, progress, writer.current_ids())
             counts = SweepCounts(
                 numbers_seen=len(fetched.ids),
                 total_reported=fetched.total,
@@ -210,12 +208,14 @@ def _sweep(
 
 
 def _pause_until(cancel: threading.Event | None) -> Callable[[float], None]:
-    """Backoff pauses that end early on shutdown, so SIGTERM never waits out a Retry-After."""
+    """Backoff and rate-cap pauses that end on shutdown with ``SweepCancelled``, so SIGTERM never
+    waits out a Retry-After, nor turns a retrying page into a failed (and alerted) sweep."""
     if cancel is None:
         return time.sleep
 
     def pause(seconds: float) -> None:
-        cancel.wait(seconds)
+        if cancel.wait(seconds):
+            raise SweepCancelled()
 
     return pause
 

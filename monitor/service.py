@@ -44,6 +44,7 @@ from monitor.schedule import (
     sweep_deadline,
 )
 from monitor.store import Store
+from monitor.vobiz import http_client
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
@@ -137,7 +138,11 @@ class Service:
         self.grace = timedelta(seconds=schedule.misfire_grace_seconds)
         self.listen = parse_listen(settings.service.health_listen)
         self.metrics = Metrics(store, [c.name for c in settings.channels])
-        self.heartbeat = Heartbeat(settings.service.heartbeat_url, settings.service.fail_url)
+        # One HTTP client for the service's lifetime: every sweep's API requests and the pings.
+        self.http = http_client(settings.vobiz.concurrency, settings.vobiz.timeout_seconds)
+        self.heartbeat = Heartbeat(
+            settings.service.heartbeat_url, settings.service.fail_url, http=self.http
+        )
         self.cancel = threading.Event()  # passed to run_cycle: set, the running sweep aborts
         self.started_at: datetime | None = None
         self._executor = _DaemonThreadExecutor()
@@ -253,6 +258,7 @@ class Service:
         if self._health is not None:
             self._health.stop()
         self.store.dispose()
+        self.http.close()
         log.info("did-monitor service stopped")
         return 0
 
@@ -345,6 +351,7 @@ class Service:
                 trigger=trigger,
                 clock=self.clock,
                 cancel=self.cancel,
+                http=self.http,
             )
         except LockBusy:
             log.info("sweep skipped: another did-monitor replica is sweeping this database")

@@ -11,12 +11,10 @@ followed by a re-read; if the inventory keeps moving, or shrank implausibly, the
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 
-from monitor import fetcher
 from monitor.config import Settings
 from monitor.errors import IncompleteSweep
 from monitor.model import NumberRecord
@@ -71,11 +69,11 @@ def iter_pages(
     client: VobizClient,
     per_page: int,
     concurrency: int,
-    in_process: bool = False,
-    cancel: threading.Event | None = None,
 ) -> Iterator[Page]:
-    """Every page of the numbers list: page 1 first, the rest as they complete, fetched by a
-    helper process when ``in_process`` (see ``fetcher``), else by threads."""
+    """Every page of the numbers list: page 1 first, the rest as they complete.
+
+    Worker threads only fetch and decode (I/O and C); the records are parsed here, in the
+    caller's thread, since threads that all run Python just take turns holding the GIL."""
     first = client.numbers_page(1, per_page)
     yield first
     if first.total is None:
@@ -84,13 +82,6 @@ def iter_pages(
     last_page = max(1, math.ceil(first.total / per_page))
     if last_page == 1:
         return
-    if in_process and last_page - 1 >= fetcher.MIN_PAGES:
-        pages = fetcher.fetch_pages(client, 2, last_page, per_page, concurrency, cancel)
-        with closing(pages):
-            yield from pages
-        return
-    # Worker threads only fetch and decode (I/O and C): parsing records is Python work, done here
-    # in one thread, since threads that all run Python just take turns holding the GIL.
     bodies = client.numbers_bodies(range(2, last_page + 1), per_page, concurrency)
     with closing(bodies):
         for body in bodies:
@@ -110,8 +101,6 @@ def fetch_inventory(
     consume: Callable[[list[NumberRecord]], None],
     progress: ProgressFn | None = None,
     known: Collection[str] = (),
-    in_process: bool = False,
-    cancel: threading.Event | None = None,
 ) -> FetchResult:
     """Fetch every page, hand each page's new records to ``consume``, and vouch for completeness.
 
@@ -126,7 +115,7 @@ def fetch_inventory(
     previous: set[str] | None = None
     confirming: PassResult | None = None
     for pass_no in range(1, attempts + 2):
-        result = _one_pass(client, settings, consume, progress, pass_no, in_process, cancel)
+        result = _one_pass(client, settings, consume, progress, pass_no)
         if confirming is not None:
             return _fetched(confirming, pass_no, confirming.ids | result.ids)
         last = result
@@ -163,13 +152,11 @@ def _one_pass(
     consume: Callable[[list[NumberRecord]], None],
     progress: ProgressFn | None,
     pass_no: int,
-    in_process: bool,
-    cancel: threading.Event | None,
 ) -> PassResult:
     cfg = settings.vobiz
     result = PassResult()
     prog = SweepProgress(pass_no=pass_no)
-    for page in iter_pages(client, cfg.per_page, cfg.concurrency, in_process, cancel):
+    for page in iter_pages(client, cfg.per_page, cfg.concurrency):
         result.pages += 1
         result.items += page.item_count
         result.malformed += page.malformed

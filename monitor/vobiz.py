@@ -1,43 +1,41 @@
 """The Vobiz Partner API client: auth, one page at a time, retries with backoff, error bodies.
 
-HTTP goes through urllib3's connection pool rather than httpx: a sweep makes a request per 100
-numbers from several threads and is CPU-bound, and per request httpx spent about twice the CPU
-(measured: 1.8 ms against 0.9 ms a page). Every failure leaves here as an ``ApiError`` subclass
-that says whether retrying can help.
+HTTP goes through one ``httpx.Client`` (see ``http_client``): keep-alive connections sized from
+``vobiz.concurrency``, proxies and the CA bundle taken from the environment by httpx itself
+(``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``). The
+service shares its client with the heartbeat pings. Every failure leaves here as an
+``ApiError`` subclass that says whether retrying can help.
 """
 
 from __future__ import annotations
 
 import email.utils
-import os
+import json
 import random
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
 
-import msgspec
-import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
+import httpx
 
 from monitor import __version__
 from monitor.config import VobizConfig
 from monitor.errors import ApiError, ApiGaveUp, AuthError, ConfigError, RetryableApiError
-from monitor.model import NumberRecord, loads, parse_item, parse_number
+from monitor.model import NumberRecord, parse_number
 
 NUMBERS_PATH = "/api/v1/partner/numbers"
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
 ME_PATH = "/api/v1/partner/me"
 MAX_RETRY_AFTER = 60.0  # a longer ask is honoured up to this, then the retry budget decides
+USER_AGENT = f"did-monitor/{__version__}"
 
 
-class Page(msgspec.Struct, gc=False, array_like=True):
+@dataclass
+class Page:
     """One page of the numbers list: parsed records plus what the envelope claimed."""
 
     page: int
@@ -79,11 +77,6 @@ class RetryBudget:
     @property
     def left(self) -> int:
         return self._left
-
-    def spend(self, retries: int) -> None:
-        """Count retries made elsewhere (the page-fetching helper process) against the budget."""
-        with self._lock:
-            self._left = max(0, self._left - retries)
 
 
 class RateLimiter:
@@ -148,40 +141,37 @@ def error_text(body: Any) -> str:
     return text[:200]
 
 
-def _pool(base_url: str, connections: int) -> urllib3.PoolManager:
-    """Keep-alive connections to the API, verified against certifi's CA bundle (as httpx did),
-    through the proxy that ``HTTPS_PROXY``/``HTTP_PROXY`` name unless ``NO_PROXY`` exempts it."""
-    import certifi
+def http_client(
+    concurrency: int = 1,
+    timeout: float = 30.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """The one kind of HTTP client the monitor uses: keep-alive connections for ``concurrency``
+    requests in flight, ``timeout`` seconds per phase, no redirects unless a request asks, and
+    proxies and CA bundle from the environment through httpx's own ``trust_env``.
 
-    options: dict[str, Any] = {
-        "num_pools": 2,
-        "maxsize": connections,
-        "cert_reqs": "CERT_REQUIRED",
-        # SSL_CERT_FILE / SSL_CERT_DIR name a trust store of your own (a corporate CA), as in httpx
-        "ca_certs": os.environ.get("SSL_CERT_FILE") or certifi.where(),
-        "ca_cert_dir": os.environ.get("SSL_CERT_DIR") or None,
-    }
-    parts = urlsplit(base_url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
-        return urllib3.PoolManager(**options)
-    target = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    if target.scheme not in ("http", "https"):
-        raise ConfigError(
-            f"the proxy {target.scheme}://{target.hostname}:{target.port or ''} for "
-            f"{parts.scheme} is not supported",
-            hint="use an http:// or https:// proxy in HTTPS_PROXY / HTTP_PROXY / ALL_PROXY",
+    Raises ``ConfigError`` for a proxy httpx cannot use (a SOCKS proxy needs ``socksio``)."""
+    try:
+        return httpx.Client(
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            transport=transport,
+            trust_env=True,
         )
-    if target.username is not None:  # user:password@ in the proxy URL: basic auth to the proxy
-        credentials = f"{unquote(target.username)}:{unquote(target.password or '')}"
-        options["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=credentials)
-        target = target._replace(netloc=target.netloc.rsplit("@", 1)[1])
-    return urllib3.ProxyManager(target.geturl(), **options)
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(
+            f"the proxy named in the environment is not usable: {type(exc).__name__}",
+            hint="use an http:// or https:// proxy in HTTPS_PROXY / HTTP_PROXY / ALL_PROXY",
+        ) from None
 
 
 class VobizClient:
-    """Read-only access to the partner endpoints; thread-safe, one instance per sweep or command."""
+    """Read-only access to the partner endpoints; thread-safe, one instance per sweep or command.
+
+    ``http`` is a client from ``http_client`` to share (the service keeps one for its lifetime);
+    without it the client makes its own and closes it on ``close()``.
+    """
 
     def __init__(
         self,
@@ -190,6 +180,7 @@ class VobizClient:
         sleep: Callable[[float], None] = time.sleep,
         budget: RetryBudget | None = None,
         stats: RequestStats | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
         if not config.auth_id or not config.auth_token:
             raise ConfigError(
@@ -203,18 +194,19 @@ class VobizClient:
         self.stats = stats or RequestStats()
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._base = config.base_url.rstrip("/")
-        self._http = _pool(config.base_url, config.concurrency)
+        self._own_http = http is None
+        self._http = http or http_client(config.concurrency, config.timeout_seconds)
+        # Sent with each request, not set on the client: a shared client also pings other hosts.
         self._headers = {
             "X-Auth-ID": config.auth_id,
             "X-Auth-Token": config.auth_token,
             "Accept": "application/json",
-            "Accept-Encoding": "gzip, deflate",
-            "User-Agent": f"did-monitor/{__version__}",
         }
-        self._timeout = urllib3.Timeout(connect=config.timeout_seconds, read=config.timeout_seconds)
+        self._timeout = httpx.Timeout(config.timeout_seconds)
 
     def close(self) -> None:
-        self._http.clear()
+        if self._own_http:
+            self._http.close()
 
     def __enter__(self) -> VobizClient:
         return self
@@ -224,17 +216,12 @@ class VobizClient:
 
     # --- requests -----------------------------------------------------------------------------
 
-    def get_json(
-        self,
-        path: str,
-        params: dict[str, Any] | None = None,
-        decode: Callable[[bytes], Any] = loads,
-    ) -> Any:
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET with retries on 429/5xx/timeouts (exponential backoff, jitter, Retry-After)."""
         attempt = 0
         while True:
             try:
-                return self._get_once(path, params, decode)
+                return self._get_once(path, params)
             except RetryableApiError as exc:
                 attempt += 1
                 if attempt > self.config.max_retries:
@@ -260,59 +247,46 @@ class VobizClient:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         return delay
 
-    def _get_once(
-        self, path: str, params: dict[str, Any] | None, decode: Callable[[bytes], Any]
-    ) -> Any:
+    def _get_once(self, path: str, params: dict[str, Any] | None) -> Any:
         self._limiter.wait(self._sleep)
         self.stats.add(requests=1)
-        url = f"{self._base}{path}?{urlencode(params)}" if params else f"{self._base}{path}"
         try:
-            response = self._http.request(
-                "GET",
-                url,
+            response = self._http.get(
+                f"{self._base}{path}",
+                params=params,
                 headers=self._headers,
                 timeout=self._timeout,
-                retries=False,  # retries are ours: backoff, Retry-After, the sweep's budget
-                redirect=False,
-                preload_content=True,
+                follow_redirects=False,
             )
-        except HTTPError as exc:
-            # urllib3 files a refused connection under its connect timeouts: it is not one
-            if isinstance(exc, Urllib3Timeout) and not isinstance(exc, NewConnectionError):
-                raise RetryableApiError(f"GET {path}: timed out") from None
+        except httpx.TimeoutException:
+            raise RetryableApiError(f"GET {path}: timed out") from None
+        except httpx.HTTPError as exc:
             raise RetryableApiError(
                 f"GET {path}: cannot reach {self.config.base_url}: {type(exc).__name__}",
                 hint="check vobiz.base_url and the network",
             ) from None
-        status = response.status
+        status = response.status_code
         if status in (401, 403):
             raise AuthError(
-                f"GET {path}: {status} {self._message(response)}",
+                f"GET {path}: {status} {_message(response)}",
                 status=status,
                 hint="check vobiz.auth_id / vobiz.auth_token (partner credentials, PA_...) "
                 "and that vobiz.base_url is the API root",
             )
         if status == 429 or status >= 500:
             raise RetryableApiError(
-                f"GET {path}: {status} {self._message(response)}",
+                f"GET {path}: {status} {_message(response)}",
                 status=status,
                 retry_after=parse_retry_after(
                     response.headers.get("Retry-After"), _http_date(response.headers.get("Date"))
                 ),
             )
         if status >= 400:
-            raise ApiError(f"GET {path}: {status} {self._message(response)}", status=status)
+            raise ApiError(f"GET {path}: {status} {_message(response)}", status=status)
         try:
-            return decode(response.data)
-        except (ValueError, UnicodeDecodeError):  # msgspec's decode errors are ValueErrors
-            raise RetryableApiError(f"GET {path}: {status} with a body that is not JSON") from None
-
-    @staticmethod
-    def _message(response: urllib3.BaseHTTPResponse) -> str:
-        try:
-            return error_text(loads(response.data))
+            return json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
-            return response.reason or ""
+            raise RetryableApiError(f"GET {path}: {status} with a body that is not JSON") from None
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -321,11 +295,11 @@ class VobizClient:
         return parse_page(*self.numbers_body(page, per_page))
 
     def numbers_body(self, page: int, per_page: int | None = None) -> tuple[Any, int, int]:
-        """One numbers page decoded down to its items' JSON bytes (see ``decode_numbers``), with
-        its page number and size: fetch threads do the I/O and the C decoding, the sweep's own
-        thread parses the items (Python work, which threads would only take turns at)."""
+        """One numbers page as decoded JSON, with its page number and size: fetch threads do
+        the I/O and the JSON decoding (C), the sweep's own thread parses the items (Python
+        work, which threads would only take turns at)."""
         size = max(1, min(per_page or self.config.per_page, 100))
-        body = self.get_json(NUMBERS_PATH, {"page": page, "per_page": size}, decode_numbers)
+        body = self.get_json(NUMBERS_PATH, {"page": page, "per_page": size})
         if not isinstance(body, dict):  # checked here, where a retry is still possible
             raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
         return body, page, size
@@ -375,34 +349,16 @@ class VobizClient:
             page += 1
 
 
-_NULL = msgspec.Raw(b"null")
-
-
-class _Envelope(msgspec.Struct):
-    items: msgspec.Raw = _NULL  # any JSON value, not decoded yet (Raw takes no union)
-    data: msgspec.Raw = _NULL
-    total: Any = None
-
-
-_ENVELOPE = msgspec.json.Decoder(_Envelope)
-_RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
-
-
-def decode_numbers(content: bytes) -> Any:
-    """A numbers envelope as ``{"items": [item JSON bytes, ...], "total": ...}``, so each item
-    can be parsed and kept as sent. A body of another shape is decoded whole, for ``parse_page``
-    to judge; a body that is not JSON raises ``ValueError``."""
+def _message(response: httpx.Response) -> str:
     try:
-        envelope = _ENVELOPE.decode(content)
-        items = envelope.items if bytes(envelope.items) != b"null" else envelope.data
-        return {"items": _RAW_ITEMS.decode(items), "total": envelope.total}
-    except msgspec.ValidationError:
-        pass
-    return loads(content)
+        return error_text(json.loads(response.content))
+    except (ValueError, UnicodeDecodeError):
+        return response.reason_phrase or ""
 
 
 def parse_page(body: Any, page: int, per_page: int) -> Page:
-    """Turn a numbers envelope into a ``Page``; a body of the wrong shape is a retryable fault."""
+    """Turn a numbers envelope into a ``Page``; a body of the wrong shape is a retryable fault.
+    Items that cannot be read count as ``malformed``: they never fail the page."""
     if not isinstance(body, dict):
         raise RetryableApiError(f"page {page}: expected a JSON object, got {type(body).__name__}")
     items = body.get("items")
@@ -414,7 +370,7 @@ def parse_page(body: Any, page: int, per_page: int) -> Page:
     records: list[NumberRecord] = []
     malformed = 0
     for item in items:
-        rec = parse_item(item) if isinstance(item, msgspec.Raw) else parse_number(item)
+        rec = parse_number(item)
         if rec is None:
             malformed += 1
         else:

@@ -54,15 +54,6 @@ def sandbox() -> Iterator[Sandbox]:
         box.stop()
 
 
-@pytest.fixture(autouse=True)
-def _helpers_even_for_small_inventories(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sweeps in tests have a few pages: let them go through the fetch helpers all the same, so
-    every fault scenario exercises the path large inventories take."""
-    from monitor import fetcher
-
-    monkeypatch.setattr(fetcher, "MIN_PAGES", 1)
-
-
 # --- databases ----------------------------------------------------------------------------------
 
 

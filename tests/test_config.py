@@ -74,6 +74,14 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     assert exc.value.exit_code == 2
 
 
+def test_the_removed_fetch_process_setting_is_an_unknown_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sweep]\nfetch_process = true\n")
+    with pytest.raises(ConfigError) as exc:
+        load(str(path), {})
+    assert "sweep.fetch_process" in str(exc.value) and "unknown key" in str(exc.value)
+    assert exc.value.exit_code == 2
+
+
 def test_unknown_rule_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "[rules.no_such_rule]\nenabled = true\n")
     with pytest.raises(ConfigError, match=r"rules\.no_such_rule"):

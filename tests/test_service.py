@@ -74,6 +74,17 @@ def sample(service: Service, name: str, **labels: str) -> float | None:
     return value
 
 
+_MADE: list[Service] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_services_http() -> Iterator[None]:
+    """Services a test made but never shut down still close their HTTP client's connections."""
+    yield
+    while _MADE:
+        _MADE.pop().http.close()
+
+
 def make_service(
     settings: Settings, store: Store, notifier: Any = None, clock: Any = None, **kwargs: Any
 ) -> tuple[Service, FakeHeartbeat]:
@@ -84,6 +95,7 @@ def make_service(
         clock=clock or FakeClock(),
         **kwargs,
     )
+    _MADE.append(service)
     beat = FakeHeartbeat()
     service.heartbeat = beat  # type: ignore[assignment]
     return service, beat

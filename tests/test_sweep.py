@@ -295,3 +295,78 @@ def test_an_api_without_totals_must_agree_with_itself(
         cycle(sandbox, store, clock, vobiz={"per_page": 20}, sweep={"reread_attempts": 0}).ok
         is False
     )
+
+
+# --- the fetch threads (moved from the removed helper-process tests) ---------------------------
+
+
+def test_pages_from_threads_arrive_parsed_with_figures_and_budget_accounted(
+    sandbox: Sandbox,
+) -> None:
+    from monitor.sweep import iter_pages
+    from tests.test_vobiz import client_for
+
+    client, _ = client_for(sandbox, retry_budget=50)
+    sandbox.faults.add(page=3, times=2, status=503)
+    with client:
+        pages = list(iter_pages(client, 20, 3))
+    assert sorted(p.page for p in pages) == list(range(1, 9))
+    assert all(p.total == 150 and p.per_page == 20 for p in pages)
+    assert sum(len(p.records) for p in pages) == 150
+    assert client.stats.requests == 8 + 2 and client.stats.retries == 2
+    assert client.budget.left == 48
+
+
+def test_a_page_error_from_a_thread_comes_back_as_itself(sandbox: Sandbox) -> None:
+    from monitor.errors import ApiGaveUp, AuthError
+    from monitor.sweep import iter_pages
+    from tests.test_vobiz import client_for
+
+    client, _ = client_for(sandbox, max_retries=1)
+    sandbox.faults.add(page=4, times=-1, status=500)
+    with client, pytest.raises(ApiGaveUp, match="500") as exc:
+        list(iter_pages(client, 20, 2))
+    assert exc.value.status == 500 and client.stats.retries >= 1
+    wrong, _ = client_for(sandbox, auth_token="wrong")
+    with wrong, pytest.raises(AuthError):
+        list(iter_pages(wrong, 20, 2))
+
+
+def test_cancel_stops_a_sweep_that_is_waiting_out_a_retry(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    import threading
+    import time
+
+    from monitor.errors import SweepCancelled
+
+    settings = make_settings(
+        sandbox,
+        store.url,
+        vobiz={"per_page": 20, "backoff_base_seconds": 30, "backoff_max_seconds": 30},
+    )
+    sandbox.faults.add(page=2, times=-1, status=503)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(SweepCancelled):
+        run_cycle(settings, store, RecordingNotifier(), clock=clock, cancel=cancel)
+    assert time.monotonic() - started < 5  # not the 30 s backoff
+    last = store.last_sweep()
+    assert last is not None and last["status"] == "aborted"  # not failed: nothing is alerted
+    assert current_ids(store) == set()
+
+
+def test_an_injected_client_fetches_every_page_itself(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    """A caller's own client (its own pauses, its own figures) is the one that fetches."""
+    from tests.test_vobiz import client_for
+
+    client, _ = client_for(sandbox)
+    settings = make_settings(sandbox, store.url, vobiz={"per_page": 20, "concurrency": 3})
+    with client:
+        out = run_cycle(settings, store, RecordingNotifier(), clock=clock, client=client)
+    assert out.ok, out.error
+    assert client.stats.requests == 8 and out.counts.requests == 8
+    assert sum(store.open_counts().values()) == 25  # the sandbox seed 7 inventory

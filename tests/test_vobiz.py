@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
@@ -200,27 +201,62 @@ def test_rate_limit_spaces_requests(sandbox: Sandbox) -> None:
     assert len(sleeps) == 1 and 0.1 < sleeps[0] <= 0.2
 
 
-def test_proxies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import urllib3
+def test_proxies_and_ca_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """httpx's own ``trust_env``: the proxy variables pick the transport for the API's URL."""
+    import httpx
 
-    from monitor.vobiz import _pool
+    from monitor.vobiz import http_client
+
+    def proxied(url: str) -> bool:
+        with http_client() as client:
+            transport = client._transport_for_url(httpx.URL(url))
+            return transport is not client._transport
 
     for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    assert not isinstance(_pool("https://api.vobiz.ai", 4), urllib3.ProxyManager)
+    assert not proxied("https://api.vobiz.ai/api/v1/partner/me")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    proxied = _pool("https://api.vobiz.ai", 4)
-    assert isinstance(proxied, urllib3.ProxyManager)
-    assert proxied.proxy is not None and proxied.proxy.host == "proxy.example"
+    assert proxied("https://api.vobiz.ai/api/v1/partner/me")
     monkeypatch.setenv("NO_PROXY", "api.vobiz.ai")
-    assert not isinstance(_pool("https://api.vobiz.ai", 4), urllib3.ProxyManager)
+    assert not proxied("https://api.vobiz.ai/api/v1/partner/me")
     monkeypatch.delenv("NO_PROXY")
     monkeypatch.delenv("HTTPS_PROXY")
     monkeypatch.setenv("ALL_PROXY", "http://me:p%40ss@proxy.example:3128")
-    authed = _pool("https://api.vobiz.ai", 4)
-    assert isinstance(authed, urllib3.ProxyManager) and authed.proxy is not None
-    assert authed.proxy.host == "proxy.example" and authed.proxy.auth is None
-    assert authed.proxy_headers["proxy-authorization"].startswith("Basic ")
+    assert proxied("https://api.vobiz.ai/api/v1/partner/me")
+    monkeypatch.delenv("ALL_PROXY")
+    missing = tmp_path / "no-such-ca.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))  # a CA bundle of your own is read
+    with pytest.raises((FileNotFoundError, OSError)):
+        http_client()
+
+
+def test_a_socks_proxy_without_its_package_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("httpx")
+    try:
+        import socksio  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("socksio is installed: a SOCKS proxy works")
+    from monitor.vobiz import http_client
+
     monkeypatch.setenv("ALL_PROXY", "socks5://proxy.example:1080")
-    with pytest.raises(ConfigError, match="not supported"):
-        _pool("https://api.vobiz.ai", 4)
+    with pytest.raises(ConfigError, match="proxy"):
+        http_client()
+
+
+def test_a_shared_client_is_not_closed_by_the_api_client(sandbox: Sandbox) -> None:
+    from monitor.vobiz import http_client
+
+    shared = http_client(2)
+    cfg = VobizConfig(base_url=sandbox.url, auth_id=sandbox.auth_id, auth_token=sandbox.auth_token)
+    with shared:
+        with VobizClient(cfg, http=shared) as client:
+            assert client.numbers_page(1).total == 150
+        assert not shared.is_closed
+        # the credentials go with each API request, never as the shared client's defaults
+        assert "X-Auth-Token" not in shared.headers
