@@ -1,13 +1,21 @@
-"""SQLAlchemy tables, the engine, and the Alembic migration runner."""
+"""SQLAlchemy tables and their handles, the engine, and the Alembic migration runner.
+
+The bottom of the store layer: ``store.py``, ``writer.py``, ``locks.py`` and ``outbox.py`` take
+their table handles and helpers from here, and never from each other.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import uuid
 import zlib
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -17,6 +25,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from monitor.errors import ConfigError, DatabaseError
+from monitor.model import SweepCounts
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -40,6 +49,18 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class JSONText(sa.types.TypeDecorator[Any]):
+    """A JSON column written from text that is already JSON (``NumberRecord.raw_json``, in its
+    canonical form), stored as it is, and read back decoded."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: sa.Dialect) -> None:
+        return None  # the value is JSON text already: encoding it again would nest it
+
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -104,7 +125,7 @@ class NumberVersion(Base):
     content_hash: Mapped[str] = mapped_column(sa.String(64))
     # The item as the API sent it: plain JSON (text, kept verbatim), not JSONB, which would
     # re-encode it and costs PostgreSQL more to ingest than the rest of the row.
-    raw: Mapped[Any] = mapped_column(sa.JSON)
+    raw: Mapped[Any] = mapped_column(JSONText)
     # Always the writing sweep's own id, set by the writer; not a foreign key, whose per-row
     # check doubled the time PostgreSQL took to load a first sweep of 100,000 numbers.
     valid_from: Mapped[int] = mapped_column(sa.Integer)
@@ -188,7 +209,7 @@ class Delivery(Base):
     parts: Mapped[Any | None] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(
         sa.String(16), index=True
-    )  # pending|sending|sent|failed|dead
+    )  # pending|sending|sent|failed|orphaned
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)
@@ -233,6 +254,44 @@ class ServiceLock(Base):
 
 
 metadata = Base.metadata
+
+SWEEPS = cast(sa.Table, Sweep.__table__)
+VERSIONS = cast(sa.Table, NumberVersion.__table__)
+FINDINGS = cast(sa.Table, Finding.__table__)
+SILENCES = cast(sa.Table, Silence.__table__)
+DELIVERIES = cast(sa.Table, Delivery.__table__)
+ATTEMPTS = cast(sa.Table, DeliveryAttempt.__table__)
+NOTIFICATIONS = cast(sa.Table, Notification.__table__)
+LOCKS = cast(sa.Table, ServiceLock.__table__)
+CHUNK = 500  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def sweep_values(counts: SweepCounts) -> dict[str, Any]:
+    """A sweep's figures as ``sweeps`` column values."""
+    return {
+        "numbers_seen": counts.numbers_seen,
+        "total_reported": counts.total_reported,
+        "pages": counts.pages,
+        "requests": counts.requests,
+        "retries": counts.retries,
+        "versions_written": counts.versions_written,
+        "numbers_gone": counts.numbers_gone,
+        "findings_opened": counts.findings_opened,
+        "findings_resolved": counts.findings_resolved,
+    }
+
+
+_INSTANCE = uuid.uuid4().hex[:12]  # tells this process from an earlier one with the same pid
+
+
+def owner_id() -> str:
+    """``host:pid:instance``: a container restarted as PID 1 is not mistaken for its past self."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_INSTANCE}"
 
 
 # --- engine ---------------------------------------------------------------------------------

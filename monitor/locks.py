@@ -9,33 +9,32 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from monitor.db import describe_db_error
+from monitor.db import LOCKS, describe_db_error, owner_id
 from monitor.errors import DatabaseError
-from monitor.store import LOCKS, Store, owner_id
 
 
 class SweepLock:
     """One sweep at a time across replicas: a PostgreSQL advisory lock, or a lease row on SQLite."""
 
-    def __init__(self, store: Store, name: str) -> None:
-        self.store = store
+    def __init__(self, engine: Engine, name: str) -> None:
+        self.engine = engine
         self.name = name
         self.owner = owner_id()
         self._conn: Connection | None = None
 
     def acquire(self, now: datetime, stale_after: timedelta) -> bool:
         try:
-            if self.store.dialect == "postgresql":
+            if self.engine.dialect.name == "postgresql":
                 return self._acquire_pg()
             return self._acquire_lease(now, stale_after)
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot take the sweep lock: {describe_db_error(exc)}") from None
 
     def _acquire_pg(self) -> bool:
-        conn = self.store.engine.connect()
+        conn = self.engine.connect()
         key = zlib.crc32(f"did-monitor:{self.name}".encode())
         got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
         conn.commit()
@@ -57,7 +56,7 @@ class SweepLock:
             raise
 
     def _take_lease(self, now: datetime, stale_after: timedelta) -> bool:
-        with self.store.engine.connect() as conn:
+        with self.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA busy_timeout = 2000")  # decide fast whether it is busy
             conn.commit()
             try:
@@ -92,8 +91,8 @@ class SweepLock:
                 self._conn.commit()
                 self._conn.close()
                 self._conn = None
-            elif self.store.dialect != "postgresql":
-                with self.store.engine.begin() as conn:
+            elif self.engine.dialect.name != "postgresql":
+                with self.engine.begin() as conn:
                     conn.execute(
                         sa.update(LOCKS)
                         .where(LOCKS.c.name == self.name, LOCKS.c.owner == self.owner)

@@ -38,6 +38,21 @@ class NumberRecord:
         return json.loads(self.raw_json)
 
 
+@dataclass(frozen=True)
+class SweepCounts:
+    """The figures of one sweep, as its ``sweeps`` row records them."""
+
+    numbers_seen: int
+    total_reported: int | None
+    pages: int
+    requests: int
+    retries: int
+    versions_written: int = 0
+    numbers_gone: int = 0
+    findings_opened: int = 0
+    findings_resolved: int = 0
+
+
 @dataclass(slots=True)
 class FindingDraft:
     """What a rule says about one subject in one sweep; the store turns drafts into findings.

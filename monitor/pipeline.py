@@ -21,11 +21,11 @@ from monitor.errors import (
     MonitorError,
     SweepCancelled,
 )
-from monitor.model import NumberRecord
+from monitor.model import NumberRecord, SweepCounts
 from monitor.notify import Notifier
 from monitor.render import one_line
 from monitor.rules import Evaluator, RuleContext
-from monitor.store import Store, SweepCounts
+from monitor.store import Store
 from monitor.sweep import ProgressFn, check_shrink, fetch_inventory
 from monitor.vobiz import RequestStats, RetryBudget, VobizClient
 

@@ -8,72 +8,51 @@ committed separately, so a failure or a crash is still on record.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import OperationalError
 
 from monitor.db import (
-    Delivery,
-    DeliveryAttempt,
-    Finding,
-    Notification,
-    NumberVersion,
-    ServiceLock,
-    Silence,
-    Sweep,
+    ATTEMPTS,
+    DELIVERIES,
+    FINDINGS,
+    LOCKS,
+    NOTIFICATIONS,
+    SILENCES,
+    SWEEPS,
+    VERSIONS,
+    chunks,
     describe_db_error,
     make_engine,
+    owner_id,
+    sweep_values,
     upgrade,
 )
 from monitor.errors import DatabaseError
+from monitor.locks import SweepLock
+from monitor.model import SweepCounts
+from monitor.writer import SweepWriter
 
-if TYPE_CHECKING:
-    from monitor.locks import SweepLock
-    from monitor.writer import SweepWriter
-
-SWEEPS = cast(sa.Table, Sweep.__table__)
-VERSIONS = cast(sa.Table, NumberVersion.__table__)
-FINDINGS = cast(sa.Table, Finding.__table__)
-SILENCES = cast(sa.Table, Silence.__table__)
-DELIVERIES = cast(sa.Table, Delivery.__table__)
-ATTEMPTS = cast(sa.Table, DeliveryAttempt.__table__)
-NOTIFICATIONS = cast(sa.Table, Notification.__table__)
-LOCKS = cast(sa.Table, ServiceLock.__table__)
-CHUNK = 500  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
-
-
-_INSTANCE = uuid.uuid4().hex[:12]  # tells this process from an earlier one with the same pid
-
-
-def owner_id() -> str:
-    """``host:pid:instance``: a container restarted as PID 1 is not mistaken for its past self."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_INSTANCE}"
-
-
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-@dataclass(frozen=True)
-class SweepCounts:
-    numbers_seen: int
-    total_reported: int | None
-    pages: int
-    requests: int
-    retries: int
-    versions_written: int = 0
-    numbers_gone: int = 0
-    findings_opened: int = 0
-    findings_resolved: int = 0
+# Re-exported for the modules and tests that ask the store for them.
+__all__ = [
+    "ATTEMPTS",
+    "DELIVERIES",
+    "FINDINGS",
+    "LOCKS",
+    "NOTIFICATIONS",
+    "SILENCES",
+    "SWEEPS",
+    "VERSIONS",
+    "Store",
+    "SweepCounts",
+    "chunks",
+    "is_silenced",
+    "owner_id",
+]
 
 
 class Store:
@@ -158,9 +137,7 @@ class Store:
             return int(conn.execute(stmt).scalar_one())
 
     def writer(self, sweep_id: int, now: datetime) -> SweepWriter:
-        from monitor.writer import SweepWriter
-
-        return SweepWriter(self, sweep_id, now)
+        return SweepWriter(self.engine, sweep_id, now)
 
     # --- inventory questions ------------------------------------------------------------------
 
@@ -295,9 +272,7 @@ class Store:
 
     def try_lock(self, name: str, now: datetime, stale_after: timedelta) -> SweepLock | None:
         """Take the named lock or return None when another live process holds it."""
-        from monitor.locks import SweepLock
-
-        lock = SweepLock(self, name)
+        lock = SweepLock(self.engine, name)
         return lock if lock.acquire(now, stale_after) else None
 
 
@@ -311,20 +286,6 @@ def is_silenced(finding: dict[str, Any] | RowMapping, silences: Iterable[RowMapp
             continue
         return True
     return False
-
-
-def sweep_values(counts: SweepCounts) -> dict[str, Any]:
-    return {
-        "numbers_seen": counts.numbers_seen,
-        "total_reported": counts.total_reported,
-        "pages": counts.pages,
-        "requests": counts.requests,
-        "retries": counts.retries,
-        "versions_written": counts.versions_written,
-        "numbers_gone": counts.numbers_gone,
-        "findings_opened": counts.findings_opened,
-        "findings_resolved": counts.findings_resolved,
-    }
 
 
 class _Tx:

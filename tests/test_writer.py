@@ -1,4 +1,4 @@
-"""One sweep's writes: every value survives the fast insert path, on both databases."""
+"""One sweep's writes: every value survives the insert, on both databases."""
 
 from __future__ import annotations
 
@@ -60,29 +60,3 @@ def test_hostile_text_is_storable_on_both_databases(store: Store, clock: FakeClo
     (row,) = store.history(rec.e164)
     assert row["region"] == "Mumbai" and row["tags"] == ["ab"]
     assert row["number_id"] == rec.id and len(rec.id) <= 64
-
-
-def test_fast_value_conversion_matches_sqlalchemy_on_sqlite() -> None:
-    """The driver-level insert stores exactly what the columns' SQLAlchemy types would."""
-    from datetime import UTC, datetime, timedelta, timezone
-    from decimal import Decimal
-
-    from sqlalchemy.dialects import sqlite
-
-    from monitor.store import VERSIONS
-    from monitor.writer import _sqlite_money, _sqlite_time
-
-    dialect = sqlite.dialect()
-    as_time = VERSIONS.c.next_billing_date.type._cached_bind_processor(dialect)
-    as_money = VERSIONS.c.monthly_fee.type._cached_bind_processor(dialect)
-    ist = timezone(timedelta(hours=5, minutes=30))
-    for value in (
-        datetime(2026, 12, 1, 10, 20, 30, 123456, tzinfo=UTC),
-        datetime(2026, 12, 1, tzinfo=UTC),
-        datetime(2026, 12, 1, 3, 4, 5, tzinfo=ist),
-        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
-    ):
-        assert _sqlite_time(value) == as_time(value)
-    assert _sqlite_time(None) is None
-    for money in (Decimal("1.25"), Decimal(300), Decimal("0.000001"), None):
-        assert _sqlite_money(money) == as_money(money)

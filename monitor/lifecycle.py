@@ -1,0 +1,114 @@
+"""The finding lifecycle, decided in one place and without I/O: this sweep's drafts and the open
+findings → which findings open, which are updated (and whether their reminders re-arm), and
+which resolve. The writer reads the open rows and writes the decision; alerts decide what each
+channel has already been told."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from monitor.model import FindingDraft
+
+Key = tuple[str, str]  # (rule, subject)
+
+
+@dataclass(frozen=True)
+class OpenFinding:
+    """What the lifecycle needs of an open finding row."""
+
+    id: int
+    rule: str
+    subject: str
+    severity: str
+    message: str
+    due_at: datetime | None
+    tier: int | None
+    e164: str | None
+    account_id: str | None
+    tags: tuple[str, ...]
+    monthly_fee: Decimal | None
+    currency: str | None
+    rearmed_at: datetime | None
+
+    @property
+    def key(self) -> Key:
+        return (self.rule, self.subject)
+
+
+@dataclass
+class FindingChanges:
+    """The decision: drafts to open, ``(id, values)`` updates, ids to resolve."""
+
+    opened: list[FindingDraft] = field(default_factory=list)
+    updated: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+
+
+def _shown(d: FindingDraft | OpenFinding) -> tuple[Any, ...]:
+    """What a finding shows; a change in any of it updates the open finding."""
+    return (
+        d.severity,
+        d.message,
+        d.due_at,
+        d.tier,
+        d.e164,
+        tuple(d.tags),
+        d.monthly_fee,
+        d.currency,
+    )
+
+
+def decide(
+    drafts: Mapping[Key, FindingDraft],
+    open_findings: Iterable[OpenFinding],
+    evaluated_rules: Iterable[str],
+    now: datetime,
+) -> FindingChanges:
+    """The lifecycle of one complete sweep.
+
+    - A draft with no open finding opens one.
+    - An open finding of an evaluated rule with no draft resolves. Findings of rules not
+      evaluated (switched off in config) are left as they were, not announced as fixed.
+    - A draft whose number changed hands (another ``account_id``) resolves the old customer's
+      finding and opens the new one's, so each customer hears about their own numbers only.
+    - Otherwise a draft that shows something new updates its finding; a due date moved later
+      re-arms it (``rearmed_at = now``): reminder tiers announced before count no more.
+    """
+    rules = set(evaluated_rules)
+    current = {f.key: f for f in open_findings if f.rule in rules}
+    changes = FindingChanges()
+    changes.resolved.extend(f.id for key, f in current.items() if key not in drafts)
+    for key, draft in drafts.items():
+        found = current.get(key)
+        if found is not None and found.account_id != draft.account_id:
+            changes.resolved.append(found.id)
+            found = None
+        if found is None:
+            changes.opened.append(draft)
+            continue
+        if _shown(draft) == _shown(found):
+            continue
+        moved_out = (
+            draft.due_at is not None and found.due_at is not None and draft.due_at > found.due_at
+        )
+        changes.updated.append(
+            (
+                found.id,
+                {
+                    "severity": draft.severity,
+                    "message": draft.message,
+                    "due_at": draft.due_at,
+                    "tier": draft.tier,
+                    "e164": draft.e164,
+                    "tags": list(draft.tags),
+                    "monthly_fee": draft.monthly_fee,
+                    "currency": draft.currency,
+                    "rearmed_at": now if moved_out else found.rearmed_at,
+                },
+            )
+        )
+    return changes
