@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from monitor.compose import Message, compose
 from monitor.config import SEVERITY_RANK, ChannelConfig, Settings
 from monitor.errors import DeliveryError
+from monitor.model import DeliveryOutcome
 from monitor.notify import Notifier
 from monitor.outbox import (
     AnnounceState,
@@ -284,15 +285,6 @@ def enqueue_sweep_failed(
 
 
 # --- delivering -------------------------------------------------------------------------------
-
-
-@dataclass
-class DeliveryOutcome:
-    delivery_id: int
-    channel: str
-    kind: str
-    ok: bool
-    error: str | None = None
 
 
 KIND_LEVEL = {

@@ -12,19 +12,17 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, logs
 from monitor.clock import Clock, system_clock
 from monitor.config import LoadedConfig, Settings, load, redacted
+from monitor.display import err, finding_json, iso, out, print_findings, print_outcome
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError
 from monitor.render import tty
 
 F = TypeVar("F", bound=Callable[..., Any])
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(error: MonitorError) -> NoReturn:
@@ -114,13 +112,6 @@ def _store(settings: Settings, *, migrate: bool | None = None) -> Any:
     return store
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
-
-# --- sweep ------------------------------------------------------------------------------------
-
-
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Any]:
     """A rich progress bar on a terminal; plain log lines every 10% otherwise."""
@@ -191,7 +182,7 @@ def sweep(state: State, no_progress: bool) -> None:
     except LockBusy as exc:
         out.print(exc.message)
         return
-    _print_outcome(outcome)
+    print_outcome(outcome)
     if not outcome.ok:
         sys.exit(1)
     if outcome.delivery_failures:
@@ -200,26 +191,6 @@ def sweep(state: State, no_progress: bool) -> None:
             "they are kept and retried on the next sweep or by `run`.[/]"
         )
         sys.exit(1)
-
-
-def _print_outcome(outcome: Any) -> None:
-    c = outcome.counts
-    if outcome.ok:
-        out.print(
-            f"sweep {outcome.sweep_id} complete: {c.numbers_seen} numbers in {c.pages} pages "
-            f"({c.requests} requests, {c.retries} retries) in {outcome.duration:.1f}s; "
-            f"{c.versions_written} changed, {c.numbers_gone} gone; findings: "
-            f"{c.findings_opened} opened, {c.findings_resolved} resolved; "
-            f"{outcome.digests} digest(s)"
-        )
-    else:
-        err.print(
-            f"[bold red]error:[/] sweep {outcome.sweep_id} failed: {tty(outcome.error or '')}"
-        )
-        err.print("  no finding was resolved; a 'sweep failed' alert was queued for every channel")
-    for d in outcome.deliveries:
-        mark = "[green]sent[/]" if d.ok else f"[red]failed[/]: {tty(d.error or '')}"
-        out.print(f"  {d.kind} → {tty(d.channel)}: {mark}")
 
 
 # --- findings -----------------------------------------------------------------------------------
@@ -247,10 +218,10 @@ def findings(state: State, as_json: bool, show_all: bool) -> None:
                     "channel": n["channel"],
                     "event": n["event"],
                     "tier": n["tier"],
-                    "at": _iso(n["created_at"]),
+                    "at": iso(n["created_at"]),
                     "delivery_id": n["delivery_id"],
                     "delivery_status": n["status"],
-                    "sent_at": _iso(n["sent_at"]),
+                    "sent_at": iso(n["sent_at"]),
                 }
                 for n in history.get(row["id"], [])
             ]
@@ -258,56 +229,6 @@ def findings(state: State, as_json: bool, show_all: bool) -> None:
         click.echo(json.dumps(items, indent=2))
         return
     print_findings(rows)
-
-
-def finding_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "rule": row["rule"],
-        "severity": row["severity"],
-        "e164": row["e164"],
-        "number_id": row["number_id"],
-        "account_id": row["account_id"],
-        "state": row["state"],
-        "first_seen": _iso(row["first_seen"]),
-        "last_seen": _iso(row["last_seen"]),
-        "resolved_at": _iso(row["resolved_at"]),
-        "message": row["message"],
-        "due_at": _iso(row["due_at"]),
-        "tier": row["tier"],
-        "tags": list(row["tags"] or []),
-        "monthly_fee": None if row["monthly_fee"] is None else str(row["monthly_fee"].normalize()),
-        "currency": row["currency"],
-    }
-
-
-def print_findings(
-    rows: list[dict[str, Any]], limit: int | None = None, *, compact: bool = False
-) -> None:
-    if not rows:
-        out.print("no findings")
-        return
-    table = Table(title=f"{len(rows)} finding(s)", title_justify="left")
-    columns = ["rule", "severity", "number", "account"]
-    columns += ["message"] if compact else ["state", "first seen", "message"]
-    for col in columns:
-        table.add_column(col, no_wrap=col != "message", overflow="fold")
-    colour = {"critical": "red", "warning": "yellow", "info": "blue"}
-    shown = rows if limit is None else rows[:limit]
-    for r in shown:
-        sev = r["severity"]
-        cells = [
-            r["rule"],
-            f"[{colour.get(sev, 'white')}]{sev}[/]",
-            tty(r["e164"] or ""),
-            tty(r["account_id"] or ""),
-        ]
-        if not compact:
-            cells += [r["state"], r["first_seen"].strftime("%Y-%m-%d")]
-        table.add_row(*cells, tty(r["message"]))
-    out.print(table)
-    if limit is not None and len(rows) > limit:
-        out.print(f"… and {len(rows) - limit} more (did-monitor findings shows them all)")
 
 
 # --- config, database, alerts ------------------------------------------------------------------
@@ -555,13 +476,13 @@ def history(state: State, e164: str) -> None:
     for r in rows:
         changed = _diff(prev, r["raw"]) if prev is not None else "first seen"
         table.add_row(
-            _iso(r["from_time"]) or "",
-            _iso(r["to_time"]) or "(current)",
+            iso(r["from_time"]) or "",
+            iso(r["to_time"]) or "(current)",
             tty(r["status"]),
             tty(r["account_id"]),
             tty(r["application_id"] or "—"),
             "yes" if r["is_blocked"] else "no",
-            _iso(r["next_billing_date"]) or "—",
+            iso(r["next_billing_date"]) or "—",
             tty(changed),
         )
         prev = r["raw"]
@@ -600,7 +521,7 @@ def silence_add(
     end = parse_until(until, now)
     store = _store(state.settings)
     sid = store.add_silence(rule, end, reason, now, e164=e164, account_id=account_id)
-    out.print(f"silence {sid} added until {_iso(end)}")
+    out.print(f"silence {sid} added until {iso(end)}")
 
 
 def parse_until(text: str, now: datetime) -> datetime:
@@ -637,7 +558,7 @@ def silence_list(state: State) -> None:
             r["rule"],
             tty(r["e164"] or "*"),
             tty(r["account_id"] or "*"),
-            _iso(r["until"]) or "",
+            iso(r["until"]) or "",
             "yes" if r["until"] > now else "expired",
             tty(r["reason"]),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 import tomllib
 import zoneinfo
@@ -250,8 +251,6 @@ class ServiceConfig(_Model):
     @field_validator("health_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        from monitor.health import parse_listen
-
         try:
             parse_listen(value)
         except ConfigError as exc:
@@ -584,3 +583,53 @@ def redact_database_url(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
     return url
+
+
+# --- service.health_listen -------------------------------------------------------------------
+
+DEFAULT_HOST = "127.0.0.1"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_LISTEN_HINT = (
+    "use host:port such as 127.0.0.1:9108 or 0.0.0.0:9108 ([::1]:9108 for IPv6), or a port alone"
+)
+
+
+def parse_listen(value: str) -> tuple[str, int] | None:
+    """``service.health_listen`` as (host, port); None when empty (the listener is off).
+
+    A port alone means 127.0.0.1. Raises ``ConfigError`` naming the key for anything else.
+    """
+    text = value.strip()
+    if not text:
+        return None
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"service.health_listen = {value!r}: {why}", hint=_LISTEN_HINT)
+
+    if "://" in text or "/" in text:
+        raise bad("give host:port, not a URL")
+    if text.isdigit():
+        host, port_text = DEFAULT_HOST, text
+    elif text.startswith("["):
+        inside, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise bad("an IPv6 address in brackets must be followed by :port")
+        host, port_text = inside, rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad(f"{host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise bad("expected host:port or a port number")
+        if ":" in host:
+            raise bad("write an IPv6 address in brackets, e.g. [::]:9108")
+        if not host:
+            raise bad("the host is missing (write 0.0.0.0:PORT to listen on every interface)")
+        if not _HOSTNAME.match(host):
+            raise bad(f"{host!r} is not a host name or IP address")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise bad(f"the port must be a number from 1 to 65535, not {port_text!r}")
+    return host, int(port_text)

@@ -10,6 +10,7 @@ from rich.rule import Rule
 
 from monitor.clock import Clock
 from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
+from monitor.display import print_findings
 from monitor.pipeline import run_cycle
 from monitor.render import tty
 from monitor.sandbox import Sandbox
@@ -48,8 +49,6 @@ def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console, clock:
     by_rule = Counter(r["rule"] for r in rows)
     summary = ", ".join(f"{rule}: {n}" for rule, n in sorted(by_rule.items())) or "none"
     console.print(f"[bold]3.[/] rules found {len(rows)} open finding(s) — {summary}")
-    from monitor.cli import print_findings
-
     print_findings(rows, limit=12, compact=True)
     console.print("[bold]4.[/] the alert digest that would be sent (Markdown, as to Slack):")
     for msg in notifier.sent:

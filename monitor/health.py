@@ -8,10 +8,8 @@ library user's own metrics cannot collide with ours.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import re
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +17,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -31,10 +28,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.alerts import DeliveryOutcome
+from monitor.config import parse_listen as parse_listen  # its home is config; kept importable here
 from monitor.db import describe_db_error
 from monitor.errors import ConfigError, MonitorError
-from monitor.store import VERSIONS, Store
+from monitor.model import DeliveryOutcome
+from monitor.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,57 +40,6 @@ Probe = Callable[[], tuple[bool, dict[str, Any]]]
 """Answers (ok, JSON-able explanation); it may raise, which the listener reports as 503."""
 
 SWEEP_OUTCOMES = ("complete", "failed", "aborted", "skipped", "error")
-DEFAULT_HOST = "127.0.0.1"
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
-_LISTEN_HINT = (
-    "use host:port such as 127.0.0.1:9108 or 0.0.0.0:9108 ([::1]:9108 for IPv6), or a port alone"
-)
-
-
-# --- configuration ------------------------------------------------------------------------------
-
-
-def parse_listen(value: str) -> tuple[str, int] | None:
-    """``service.health_listen`` as (host, port); None when empty (the listener is off).
-
-    A port alone means 127.0.0.1. Raises ``ConfigError`` naming the key for anything else.
-    """
-    text = value.strip()
-    if not text:
-        return None
-
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"service.health_listen = {value!r}: {why}", hint=_LISTEN_HINT)
-
-    if "://" in text or "/" in text:
-        raise bad("give host:port, not a URL")
-    if text.isdigit():
-        host, port_text = DEFAULT_HOST, text
-    elif text.startswith("["):
-        inside, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise bad("an IPv6 address in brackets must be followed by :port")
-        host, port_text = inside, rest[1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise bad(f"{host!r} is not an IPv6 address") from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise bad("expected host:port or a port number")
-        if ":" in host:
-            raise bad("write an IPv6 address in brackets, e.g. [::]:9108")
-        if not host:
-            raise bad("the host is missing (write 0.0.0.0:PORT to listen on every interface)")
-        if not _HOSTNAME.match(host):
-            raise bad(f"{host!r} is not a host name or IP address")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise bad(f"the port must be a number from 1 to 65535, not {port_text!r}")
-    return host, int(port_text)
-
-
 # --- health verdicts ----------------------------------------------------------------------------
 
 
@@ -147,14 +94,8 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def numbers_by_status(store: Store) -> dict[str, int]:
-    """How many numbers the current inventory holds in each status (read-only)."""
-    stmt = (
-        sa.select(VERSIONS.c.status, sa.func.count())
-        .where(VERSIONS.c.valid_to.is_(None))
-        .group_by(VERSIONS.c.status)
-    )
-    with store.engine.connect() as conn:
-        return {str(row[0]): int(row[1]) for row in conn.execute(stmt)}
+    """How many numbers the current inventory holds in each status (the store's answer)."""
+    return store.numbers_by_status()
 
 
 class _StoreCollector(Collector):

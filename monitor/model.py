@@ -53,6 +53,17 @@ class SweepCounts:
     findings_resolved: int = 0
 
 
+@dataclass
+class DeliveryOutcome:
+    """How one try at sending one stored delivery went."""
+
+    delivery_id: int
+    channel: str
+    kind: str
+    ok: bool
+    error: str | None = None
+
+
 @dataclass(slots=True)
 class FindingDraft:
     """What a rule says about one subject in one sweep; the store turns drafts into findings.

@@ -12,7 +12,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.alerts import DeliveryOutcome, deliver_due, enqueue_sweep_failed, store_digests
+from monitor.alerts import deliver_due, enqueue_sweep_failed, store_digests
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.db import describe_db_error
@@ -21,7 +21,7 @@ from monitor.errors import (
     MonitorError,
     SweepCancelled,
 )
-from monitor.model import NumberRecord, SweepCounts
+from monitor.model import DeliveryOutcome, NumberRecord, SweepCounts
 from monitor.notify import Notifier
 from monitor.render import one_line
 from monitor.rules import Evaluator, RuleContext

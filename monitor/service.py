@@ -26,13 +26,14 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.alerts import DeliveryOutcome, deliver_due
+from monitor.alerts import deliver_due
 from monitor.clock import Clock
-from monitor.config import Settings
+from monitor.config import Settings, parse_listen
 from monitor.db import current_revision, head_revision
 from monitor.errors import LockBusy, MonitorError, SweepCancelled
-from monitor.health import HealthServer, Metrics, assess, describe_failure, parse_listen
+from monitor.health import HealthServer, Metrics, assess, describe_failure
 from monitor.heartbeat import Heartbeat
+from monitor.model import DeliveryOutcome
 from monitor.notify import AppriseNotifier, Notifier
 from monitor.pipeline import SweepOutcome, run_cycle
 from monitor.schedule import (

@@ -136,6 +136,16 @@ class Store:
             )
             return int(conn.execute(stmt).scalar_one())
 
+    def numbers_by_status(self) -> dict[str, int]:
+        """How many numbers the current inventory holds in each status."""
+        stmt = (
+            sa.select(VERSIONS.c.status, sa.func.count())
+            .where(VERSIONS.c.valid_to.is_(None))
+            .group_by(VERSIONS.c.status)
+        )
+        with self.engine.connect() as conn:
+            return {str(row[0]): int(row[1]) for row in conn.execute(stmt)}
+
     def writer(self, sweep_id: int, now: datetime) -> SweepWriter:
         return SweepWriter(self.engine, sweep_id, now)
 
