@@ -7,7 +7,9 @@ datetimes; ``service.py`` applies them to APScheduler 3, ``health.py`` and ``sta
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -72,16 +74,6 @@ def missed_fire_time(
     return fire if fire is not None and fire <= now else None
 
 
-def needs_catch_up(
-    trigger: CronTrigger, last_complete_at: datetime | None, now: datetime, grace: timedelta | float
-) -> bool:
-    """Whether the service must sweep once at start: never a complete sweep, or a scheduled
-    sweep fell due since the last complete one's start and is still within the misfire grace."""
-    if last_complete_at is None:
-        return True
-    return missed_fire_time(trigger, last_complete_at, now, grace) is not None
-
-
 def sweep_deadline(
     trigger: CronTrigger,
     last_complete_at: datetime | None,
@@ -108,3 +100,28 @@ def is_overdue(
 ) -> bool:
     deadline = sweep_deadline(trigger, last_complete_at, started_at, grace, slack)
     return deadline is not None and now > deadline
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """Why the service sweeps once at start: ``never`` (no complete sweep on record),
+    ``missed`` (the fire time ``missed`` fell due since the last complete sweep's start and is
+    within the misfire grace) or ``overdue`` (down past the grace over a window: the data is
+    overdue, and waiting for the next window would only prolong that)."""
+
+    why: Literal["never", "missed", "overdue"]
+    missed: datetime | None = None
+
+
+def catch_up(
+    trigger: CronTrigger, last_complete_at: datetime | None, now: datetime, grace: timedelta | float
+) -> CatchUp | None:
+    """The start-up catch-up decision (the service applies it); None: wait for the schedule."""
+    if last_complete_at is None:
+        return CatchUp("never")
+    missed = missed_fire_time(trigger, last_complete_at, now, grace)
+    if missed is not None:
+        return CatchUp("missed", missed)
+    if is_overdue(trigger, last_complete_at, now, now, grace):
+        return CatchUp("overdue")
+    return None

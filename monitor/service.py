@@ -39,9 +39,8 @@ from monitor.pipeline import SweepOutcome, run_cycle
 from monitor.schedule import (
     StartNowThen,
     build_trigger,
+    catch_up,
     fire_at_or_after,
-    is_overdue,
-    missed_fire_time,
     sweep_deadline,
 )
 from monitor.store import Store
@@ -298,34 +297,34 @@ class Service:
                 "cannot read the last sweep (%s); sweeping now to be safe", describe_failure(exc)
             )
             return "catch-up"
-        if last is None:
-            log.info("catch-up: no complete sweep on record; sweeping now")
-            return "catch-up"
-        missed = missed_fire_time(self.exact_trigger, last["started_at"], now, self.grace)
-        if missed is not None:
+        decision = catch_up(
+            self.exact_trigger, last["started_at"] if last else None, now, self.grace
+        )
+        if decision is None:
+            assert last is not None
             log.info(
-                "catch-up: the sweep due %s was missed (last complete sweep #%d started %s); "
-                "sweeping now, once",
-                self._format(missed),
+                "no scheduled sweep missed since the last complete one (#%d, started %s)",
                 last["id"],
                 self._format(last["started_at"]),
             )
-            return "catch-up"
-        if is_overdue(self.exact_trigger, last["started_at"], now, now, self.grace):
-            # Down for longer than the grace: the data is overdue and /healthz says so until a
-            # sweep; waiting for the next window (up to a week) would only prolong that.
+            return None
+        if last is None:
+            log.info("catch-up: no complete sweep on record; sweeping now")
+        elif decision.why == "missed":
+            log.info(
+                "catch-up: the sweep due %s was missed (last complete sweep #%d started %s); "
+                "sweeping now, once",
+                self._format(decision.missed),
+                last["id"],
+                self._format(last["started_at"]),
+            )
+        else:
             log.info(
                 "catch-up: the last complete sweep (#%d, started %s) is overdue; sweeping once",
                 last["id"],
                 self._format(last["started_at"]),
             )
-            return "catch-up"
-        log.info(
-            "no scheduled sweep missed since the last complete one (#%d, started %s)",
-            last["id"],
-            self._format(last["started_at"]),
-        )
-        return None
+        return "catch-up"
 
     def next_sweep_at(self) -> datetime | None:
         """When the scheduler will sweep next (jitter included); from the cron when it is off."""

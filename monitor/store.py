@@ -8,7 +8,7 @@ committed separately, so a failure or a crash is still on record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -122,11 +122,6 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(stmt).mappings().first()
 
-    def recent_sweeps(self, limit: int = 10) -> list[RowMapping]:
-        with self.engine.connect() as conn:
-            stmt = sa.select(SWEEPS).order_by(SWEEPS.c.id.desc()).limit(limit)
-            return list(conn.execute(stmt).mappings())
-
     def inventory_size(self) -> int:
         with self.engine.connect() as conn:
             stmt = (
@@ -150,33 +145,6 @@ class Store:
         return SweepWriter(self.engine, sweep_id, now)
 
     # --- inventory questions ------------------------------------------------------------------
-
-    def inventory_at(self, sweep_id: int) -> Iterator[RowMapping]:
-        """The numbers as they stood at sweep ``sweep_id``."""
-        stmt = sa.select(VERSIONS).where(
-            VERSIONS.c.valid_from <= sweep_id,
-            sa.or_(VERSIONS.c.valid_to.is_(None), VERSIONS.c.valid_to > sweep_id),
-        )
-        with self.engine.connect() as conn:
-            yield from conn.execute(stmt.execution_options(yield_per=1000)).mappings()
-
-    def changes_between(self, before: int, after: int) -> dict[str, list[str]]:
-        """Number ids added, removed and changed between two sweeps."""
-        with self.engine.connect() as conn:
-
-            def ids_at(sid: int) -> dict[str, int]:
-                stmt = sa.select(VERSIONS.c.number_id, VERSIONS.c.id).where(
-                    VERSIONS.c.valid_from <= sid,
-                    sa.or_(VERSIONS.c.valid_to.is_(None), VERSIONS.c.valid_to > sid),
-                )
-                return {r.number_id: r.id for r in conn.execute(stmt)}
-
-            old, new = ids_at(before), ids_at(after)
-        return {
-            "added": sorted(new.keys() - old.keys()),
-            "removed": sorted(old.keys() - new.keys()),
-            "changed": sorted(k for k in old.keys() & new.keys() if old[k] != new[k]),
-        }
 
     def history(self, e164: str) -> list[RowMapping]:
         """Every stored version of the number(s) with this E.164, oldest first, with sweep times."""

@@ -7,12 +7,18 @@ from typing import Any
 
 from monitor.config import ScheduleConfig
 from monitor.schedule import (
+    CatchUp,
     build_trigger,
     is_overdue,
     missed_fire_time,
-    needs_catch_up,
     sweep_deadline,
 )
+from monitor.schedule import catch_up as _catch_up
+
+
+def needs_catch_up(*args: Any) -> bool:
+    return _catch_up(*args) is not None
+
 
 WEEKLY = "0 6 * * mon"  # 2026-11-23 is a Monday
 DAY = timedelta(days=1)
@@ -44,10 +50,15 @@ def test_a_missed_fire_time_within_the_grace_needs_one() -> None:
     assert missed_fire_time(trigger(), last, at(23, 7), DAY) == at(23, 6)
 
 
-def test_a_missed_fire_time_beyond_the_grace_needs_none() -> None:
+def test_a_missed_fire_time_beyond_the_grace_is_an_overdue_catch_up() -> None:
+    """Beyond the grace the window is not made up as "missed", but the data is overdue: the
+    service sweeps once anyway (as it always did; the decision now lives here alone)."""
     last = at(16, 6, 0, 5)
-    assert not needs_catch_up(trigger(), last, at(23, 7), timedelta(minutes=30))
-    assert needs_catch_up(trigger(), last, at(23, 6, 29), timedelta(minutes=30))
+    assert _catch_up(trigger(), last, at(23, 7), timedelta(minutes=30)) == CatchUp("overdue")
+    assert _catch_up(trigger(), last, at(23, 6, 29), timedelta(minutes=30)) == CatchUp(
+        "missed", at(23, 6)
+    )
+    assert _catch_up(trigger(), None, at(23, 7), DAY) == CatchUp("never")
 
 
 def test_a_sweep_started_at_the_fire_time_covers_it() -> None:

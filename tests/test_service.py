@@ -558,8 +558,9 @@ def test_two_replicas_on_postgresql_sweep_once(
     assert [r.terminate() for r in replicas] == [0, 0]
     store = Store(pg_url)
     try:
-        rows = store.recent_sweeps()
-        assert [(r["status"], r["trigger"]) for r in rows] == [("complete", "start")]
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(SWEEPS.c.status, SWEEPS.c.trigger)).all()
+        assert [tuple(r) for r in rows] == [("complete", "start")]
     finally:
         store.dispose()
 
