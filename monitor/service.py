@@ -5,6 +5,10 @@ With ``schedule.py`` (the pure decisions about time: catch-up, overdue), the onl
 knows wall-clock scheduling. ``Service`` wires those decisions to APScheduler 3 (in-memory job
 store: the "last complete sweep" lives in our own tables, so nothing scheduler-specific has to
 survive a restart).
+
+Longer than 400 lines because start-up, the jobs and the bounded shutdown share one piece of
+state (the cancel flag, the executor, the health listener) whose ordering is the point; the
+decisions themselves live in ``schedule.py``, ``pipeline.py`` and ``health.py``.
 """
 
 from __future__ import annotations
