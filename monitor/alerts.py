@@ -91,7 +91,7 @@ class Plan:
 
     channel: ChannelConfig
     digest: Digest = field(default_factory=Digest)
-    notes: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
 
 def plan_digests(
@@ -120,17 +120,17 @@ def plan_digests(
             plan.digest.still_open += 1
             if told is None or not told.opened:
                 plan.digest.new.append(_item(row))
-                plan.notes.append(_note(row, name, "opened", now))
+                plan.notifications.append(_note(row, name, "opened", now))
             elif row["tier"] is not None and (told.tier is None or row["tier"] < told.tier):
                 plan.digest.reminders.append(_item(row))
-                plan.notes.append(_note(row, name, "reminded", now))
+                plan.notifications.append(_note(row, name, "reminded", now))
     if settings.alerts.resolved:
         for row in state.resolved_now:
             for name in route(settings.channels, row):
                 told = state.told.get((row["id"], name))
                 if told is not None and told.opened and not told.resolved:
                     plans[name].digest.resolved.append(_item(row))
-                    plans[name].notes.append(_note(row, name, "resolved", now))
+                    plans[name].notifications.append(_note(row, name, "resolved", now))
     out = []
     for plan in plans.values():
         d = plan.digest
@@ -192,9 +192,9 @@ def store_digests(
             sweep_id=sweep_id,
             parts=msg.parts,
         )
-        for note in plan.notes:
+        for note in plan.notifications:
             note["delivery_id"] = delivery_id
-        add_notifications(conn, plan.notes)
+        add_notifications(conn, plan.notifications)
     return len(plans)
 
 

@@ -5,17 +5,17 @@
     MonitorError                  base; ``exit_code`` says how the CLI ends
     ├── ConfigError               bad configuration (exit 2)
     ├── ApiError                  the Vobiz API failed us (exit 1)
-    │   ├── AuthError             401/403: wrong credentials or base path; permanent
+    │   ├── AuthError             401/403: wrong credentials or base path; not retried
     │   ├── RetryableApiError     429, 5xx, timeouts, broken bodies; retried with backoff
     │   └── ApiGaveUp             retries or the retry budget ran out
     ├── IncompleteSweep           the sweep did not see the whole inventory (exit 1)
     ├── DatabaseError             the database refused or is unreachable (exit 1)
-    ├── DeliveryError             an alert channel failed (exit 1); ``permanent``: retry is futile
+    ├── DeliveryError             an alert channel failed (exit 1); the outbox retries it
     ├── SweepCancelled            the service is shutting down; the sweep was rolled back
     └── LockBusy                  another replica holds the sweep lock (not a failure: skipped)
 
-Each error carries the decision the caller needs (``permanent`` vs retryable) rather than
-leaving callers to inspect library exceptions.
+Each error carries the decision the caller needs (a ``RetryableApiError`` is worth another try,
+every other ``ApiError`` is not) rather than leaving callers to inspect library exceptions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ class MonitorError(Exception):
     """Raised for any failure the program expects; the CLI prints it as one line, no traceback."""
 
     exit_code = 1
-    permanent = True
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -57,8 +56,6 @@ class AuthError(ApiError):
 class RetryableApiError(ApiError):
     """Raised on 429, 5xx, timeouts and unreadable bodies: worth another try after a pause."""
 
-    permanent = False
-
     def __init__(
         self,
         message: str,
@@ -84,11 +81,8 @@ class DatabaseError(MonitorError):
 
 
 class DeliveryError(MonitorError):
-    """Raised when an alert could not be delivered to a channel."""
-
-    def __init__(self, message: str, *, permanent: bool = False, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.permanent = permanent
+    """Raised when an alert could not be delivered to a channel; the outbox keeps the message
+    and retries it with backoff (a channel URL fixed in the config is then used)."""
 
 
 class LockBusy(MonitorError):

@@ -91,7 +91,6 @@ class AppriseNotifier:
             if not app.add(_service(channel, parts, Path(scratch))):
                 raise DeliveryError(
                     f"channel {channel.name}: Apprise does not understand its URL",
-                    permanent=True,
                     hint="check the URL against https://github.com/caronc/apprise/wiki",
                 )
             attach = _attachments(parts)

@@ -293,9 +293,9 @@ class _Writer:
         return out[: self.limit]
 
 
-def render_sweep_failed(error: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
+def render_sweep_failed(error: str, fmt: Format, failed_at: datetime) -> tuple[str, str]:
     """Title and body of the alert sent when a sweep could not see the whole inventory."""
-    when = swept_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = failed_at.strftime("%Y-%m-%d %H:%M UTC")
     body_text = (
         f"The sweep started {when} did not complete: {esc(error, fmt)}. "
         "No finding was resolved and no number was reported gone. "

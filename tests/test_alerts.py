@@ -74,7 +74,7 @@ def test_new_resolved_and_still_open_counts() -> None:
     assert [i.e164 for i in d.resolved] == [finding(3)["e164"]]
     assert d.still_open == 1 and d.numbers_swept == 99
     assert d.at_risk == {"USD": Decimal("3.0")}
-    assert sorted(n["event"] for n in plan.notes) == ["opened", "resolved"]
+    assert sorted(n["event"] for n in plan.notifications) == ["opened", "resolved"]
 
 
 def test_resolved_never_announced_is_not_announced() -> None:
@@ -95,7 +95,7 @@ def test_reminder_only_when_tier_gets_more_urgent() -> None:
     told = {(1, "c"): Announced(opened=True, tier=14)}
     assert plan_digests(state([finding(1, tier=14)], told=told), s, NOW, 1) == []
     (plan,) = plan_digests(state([finding(1, tier=7)], told=told), s, NOW, 1)
-    assert len(plan.digest.reminders) == 1 and plan.notes[0]["event"] == "reminded"
+    assert len(plan.digest.reminders) == 1 and plan.notifications[0]["event"] == "reminded"
 
 
 def test_send_test_reports_each_channel() -> None:

@@ -28,7 +28,6 @@ def test_receiver_error_becomes_delivery_error(http_receiver: HttpReceiver) -> N
     with pytest.raises(DeliveryError) as exc:
         AppriseNotifier(timeout=5).send(chan, "t", "b", "text")
     assert exc.value.message.startswith("channel hook:")
-    assert not exc.value.permanent
 
 
 def test_unreachable_channel_fails_cleanly() -> None:
@@ -37,11 +36,11 @@ def test_unreachable_channel_fails_cleanly() -> None:
         AppriseNotifier(timeout=3).send(chan, "t", "b", "text")
 
 
-def test_bad_url_is_permanent() -> None:
+def test_bad_url_is_a_delivery_error_with_a_hint() -> None:
     chan = ChannelConfig(name="typo", url="nosuchscheme://what")
     with pytest.raises(DeliveryError) as exc:
         AppriseNotifier().send(chan, "t", "b", "text")
-    assert exc.value.permanent and "does not understand" in exc.value.message
+    assert "does not understand" in exc.value.message and exc.value.hint
 
 
 def test_email_arrives_as_html_with_safe_headers(smtp_server: SmtpSink) -> None:
