@@ -320,9 +320,12 @@ def _json_value(text: str | bytes) -> Any:
     return json.loads(text)
 
 
+_JSON_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def json_text(value: Any) -> str:
     """Compact JSON for the JSON columns; a value JSON has no type for is stored as its text."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _JSON_TEXT(value)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -144,16 +144,20 @@ def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, int) and value == 1)
 
 
+# Built once: json.dumps with options builds a new encoder per call, and this runs per item.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
 def canonical_json(value: Any) -> str:
     """The one form item JSON is kept and hashed in: sorted keys, compact separators, UTF-8
     text unescaped, so a change in the API's key order or spacing is not a change. Numbers that
     JSON cannot hold (infinity, NaN) become null."""
     try:
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        return _CANONICAL(value)
     except ValueError:
-        return canonical_json(_finite(value))
+        return _CANONICAL(_finite(value))
 
 
 def _finite(value: Any) -> Any:
