@@ -16,7 +16,7 @@ from monitor.model import FindingDraft
 Key = tuple[str, str]  # (rule, subject)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpenFinding:
     """What the lifecycle needs of an open finding row."""
 

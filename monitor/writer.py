@@ -49,6 +49,9 @@ _UPDATED = (
 )
 
 
+BATCH = 2000  # finding rows per executemany
+
+
 def _short(hex_digest: str) -> bytes:
     return bytes.fromhex(hex_digest[:32])
 
@@ -190,15 +193,17 @@ class SweepWriter:
                     last_seen=previous_sweep_at or self.now,
                 )
             )
-        if changes.opened:
-            self.conn.execute(sa.insert(FINDINGS), [self._finding_row(d) for d in changes.opened])
-        if changes.updated:
-            self.conn.execute(
-                sa.update(FINDINGS)
-                .where(FINDINGS.c.id == sa.bindparam("fid"))
-                .values({name: sa.bindparam(name) for name in _UPDATED}),
-                [{"fid": fid, **values} for fid, values in changes.updated],
-            )
+        # In batches: a first sweep of a large inventory opens 100,000s of findings, and their
+        # parameter rows all at once would double the sweep's peak memory.
+        for part in chunks(changes.opened, BATCH):
+            self.conn.execute(sa.insert(FINDINGS), [self._finding_row(d) for d in part])
+        update = (
+            sa.update(FINDINGS)
+            .where(FINDINGS.c.id == sa.bindparam("fid"))
+            .values({name: sa.bindparam(name) for name in _UPDATED})
+        )
+        for changed in chunks(changes.updated, BATCH):
+            self.conn.execute(update, [{"fid": fid, **values} for fid, values in changed])
         return len(changes.opened), len(changes.resolved)
 
     def _finding_row(self, d: FindingDraft) -> dict[str, Any]:
