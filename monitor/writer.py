@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from monitor.db import FINDINGS, SWEEPS, VERSIONS, chunks, describe_db_error, sweep_values
 from monitor.errors import DatabaseError
-from monitor.lifecycle import OpenFinding, decide
+from monitor.lifecycle import FindingChanges, OpenFinding, decide
 from monitor.model import FindingDraft, NumberRecord, SweepCounts
 
 _OPEN_COLUMNS = (
@@ -174,14 +174,27 @@ class SweepWriter:
     ) -> tuple[int, int]:
         """Write what ``lifecycle.decide`` makes of the drafts and the open findings; returns
         (opened, resolved). A resolved finding was last seen at the previous complete sweep."""
-        rules = list(evaluated_rules)
-        rows = self.conn.execute(
-            sa.select(*_OPEN_COLUMNS).where(FINDINGS.c.state == "open", FINDINGS.c.rule.in_(rules))
-        )
-        open_findings = [
-            OpenFinding(**{**row._asdict(), "tags": tuple(row.tags or ())}) for row in rows
-        ]
-        changes = decide(drafts, open_findings, rules, self.now)
+        opened = resolved = 0
+        # One rule at a time, its open findings streamed: a large inventory has 100,000s of open
+        # findings, and holding every one (with its row) at once dominated the sweep's memory.
+        for rule in dict.fromkeys(evaluated_rules):
+            rows = self.conn.execute(
+                sa.select(*_OPEN_COLUMNS)
+                .where(FINDINGS.c.state == "open", FINDINGS.c.rule == rule)
+                .execution_options(yield_per=BATCH)
+            )
+            open_findings = [
+                OpenFinding(**{**row._asdict(), "tags": tuple(row.tags or ())}) for row in rows
+            ]
+            ours = {key: d for key, d in drafts.items() if key[0] == rule}
+            changes = decide(ours, open_findings, [rule], self.now)
+            del open_findings
+            self._write(changes, previous_sweep_at)
+            opened += len(changes.opened)
+            resolved += len(changes.resolved)
+        return opened, resolved
+
+    def _write(self, changes: FindingChanges, previous_sweep_at: datetime | None) -> None:
         for part in chunks(changes.resolved):
             self.conn.execute(
                 sa.update(FINDINGS)
@@ -204,7 +217,6 @@ class SweepWriter:
         )
         for changed in chunks(changes.updated, BATCH):
             self.conn.execute(update, [{"fid": fid, **values} for fid, values in changed])
-        return len(changes.opened), len(changes.resolved)
 
     def _finding_row(self, d: FindingDraft) -> dict[str, Any]:
         return {
