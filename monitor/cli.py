@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -357,7 +357,7 @@ def _print_preview(item: Any, fmt: str | None) -> None:
         row = item.stored
         err.print(
             f"[bold]── {name}:[/] nothing new to announce; its last digest "
-            f"({row['body_format']}, {_iso(row['created_at'])}, {row['status']}):"
+            f"({row['body_format']}, {iso(row['created_at'])}, {row['status']}):"
         )
         err.print(f"   title: {tty(row['title'])}")
         click.echo(row["body"])
