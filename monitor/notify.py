@@ -20,6 +20,7 @@ from apprise.plugins import url_to_dict
 
 from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
+from monitor.slack_blocks import header as slack_header
 
 # At DEBUG apprise logs full URLs, tokens included (LIBRARY_NOTES): never let it below INFO.
 logging.getLogger("apprise").setLevel(logging.INFO)
@@ -88,7 +89,7 @@ class AppriseNotifier:
         parts = parts or {}
         with tempfile.TemporaryDirectory(prefix="did-monitor-") as scratch:
             app = apprise.Apprise()
-            if not app.add(_service(channel, parts, Path(scratch))):
+            if not app.add(_service(channel, title, parts, Path(scratch))):
                 raise DeliveryError(
                     f"channel {channel.name}: Apprise does not understand its URL",
                     hint="check the URL against https://github.com/caronc/apprise/wiki",
@@ -119,12 +120,17 @@ class AppriseNotifier:
         raise DeliveryError(f"channel {channel.name}: {scrub(detail, channel.url)}")
 
 
-def _service(channel: ChannelConfig, parts: dict[str, Any], scratch: Path) -> Any:
+def _service(channel: ChannelConfig, title: str, parts: dict[str, Any], scratch: Path) -> Any:
     """The channel's URL, or for a Slack Block Kit message the plugin built from that URL with
-    the message as its template (a file, as the plugin reads it)."""
+    the message as its template (a file, as the plugin reads it), headed by ``title`` (which
+    says so when the message is a retry)."""
     blocks = parts.get("slack")
     if not blocks or not channel.uses_blocks():
         return channel.url
+    first = blocks["blocks"][0] if blocks.get("blocks") else {}
+    if first.get("type") == "header":
+        first = first | {"text": {"type": "plain_text", "text": slack_header(title)}}
+        blocks = blocks | {"blocks": [first, *blocks["blocks"][1:]]}
     fields = url_to_dict(channel.url)  # type: ignore[no-untyped-call]
     if not fields:
         return channel.url  # add() reports it

@@ -36,14 +36,19 @@ HEADINGS = {"resolved": "✅ Resolved"} | {
 }
 
 
+def _inert(text: str) -> str:
+    """``&`` escaped as Slack asks, and no ``{{``: Apprise fills ``{{name}}`` tokens into a Block
+    Kit template, so a zero-width space keeps such text as it reads."""
+    return text.replace("&", "&amp;").replace("{{", "{\u200b{")
+
+
 def _code(value: object) -> str:
-    """An API string as inert Slack mrkdwn: a code span with look-alike angle brackets, and
-    ``&`` escaped as Slack asks."""
-    return esc(value, "markdown").replace("&", "&amp;")
+    """An API string as inert Slack mrkdwn: a code span with look-alike angle brackets."""
+    return _inert(esc(value, "markdown"))
 
 
 def _words(text: str) -> str:
-    return plain(text, "markdown").replace("&", "&amp;")
+    return _inert(plain(text, "markdown"))
 
 
 def _line(change: str, item: Item, digest: Digest) -> str:
@@ -82,7 +87,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
         money = ", ".join(f"{a.normalize():f} {_code(c)}" for c, a in digest.at_risk.items())
         facts.append(f"monthly rental at risk: {money}")
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:MAX_HEADER]}},
+        {"type": "header", "text": {"type": "plain_text", "text": header(title)}},
         _section(" — ".join(filter(None, [counts, " · ".join(facts)]))),
     ]
     rules = Counter(i.rule for i in announced)
@@ -138,6 +143,11 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
         blocks += [{"type": "divider"}, _section(tail)]
     top = max((i.severity for i in announced), key=SEVERITIES[::-1].index, default="info")
     return {"blocks": blocks, "color": COLOURS.get(top, COLOURS["info"])}
+
+
+def header(title: str) -> str:
+    """Plain text for the header block (at most 150 characters; no template tokens)."""
+    return title.replace("{{", "{\u200b{")[:MAX_HEADER]
 
 
 def _url(url: str) -> str:
