@@ -322,14 +322,25 @@ def test_alert(state: State, channel: str | None) -> None:
     help="Render in this format instead of each channel's own.",
 )
 @click.option("--channel", help="Only this channel.")
+@click.option(
+    "--copy-templates",
+    "copy_to",
+    metavar="DIR",
+    help="Copy the packaged email templates into DIR (for alerts.templates_dir) and stop.",
+)
 @pass_state
-def digest(state: State, preview: bool, fmt: str | None, channel: str | None) -> None:
+def digest(
+    state: State, preview: bool, fmt: str | None, channel: str | None, copy_to: str | None
+) -> None:
     """Show the digest each channel would get next (or got last), without sending anything.
 
     The body goes to stdout (redirect it to a file to open an email in a browser); which
     channel it is, and any attachment, go to stderr."""
     from monitor.alerts import preview_digests
 
+    if copy_to:
+        _copy_templates(Path(copy_to))
+        return
     if not preview:
         raise click.UsageError(
             "digests are sent by `sweep` and `run`; add --preview to see one without sending"
@@ -345,6 +356,24 @@ def digest(state: State, preview: bool, fmt: str | None, channel: str | None) ->
     for item in previews:
         if channel is None or item.channel.name == channel:
             _print_preview(item, fmt)
+
+
+def _copy_templates(target: Path) -> None:
+    """Copy each packaged template into ``target``, never over a file already there."""
+    from monitor.templating import PACKAGED, TEMPLATE_NAMES
+
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in TEMPLATE_NAMES:
+            dest = target / name
+            if dest.exists():
+                out.print(f"{tty(dest)} exists: left as it is")
+                continue
+            dest.write_text((PACKAGED / name).read_text(encoding="utf-8"), encoding="utf-8")
+            out.print(f"copied {tty(dest)}")
+    except OSError as exc:
+        raise ConfigError(f"--copy-templates: cannot write to {target}: {exc.strerror}") from None
+    out.print(f'edit them, then set alerts.templates_dir = "{tty(target)}"')
 
 
 def _print_preview(item: Any, fmt: str | None) -> None:

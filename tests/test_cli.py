@@ -438,3 +438,16 @@ url = "{smtp_server.url()}"
     assert no_flag.returncode == 2 and "--preview" in no_flag.stderr
     unknown = did("--config", str(cfg), "digest", "--preview", "--channel", "x", cwd=tmp_path)
     assert unknown.returncode == 2 and "no channel named 'x'" in unknown.stderr
+
+
+def test_copy_templates_then_use_them(tmp_path: Path) -> None:
+    copied = did("digest", "--copy-templates", "tpl", cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert (tmp_path / "tpl" / "digest.html").is_file()
+    (tmp_path / "tpl" / "digest.txt").write_text("mine\n")
+    again = did("digest", "--copy-templates", "tpl", cwd=tmp_path)
+    assert "exists: left as it is" in again.stdout
+    assert (tmp_path / "tpl" / "digest.txt").read_text() == "mine\n"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[alerts]\ntemplates_dir = "tpl"\n')
+    assert did("--config", str(cfg), "check-config", cwd=tmp_path).returncode == 0
