@@ -23,7 +23,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor import __version__, logs
 from monitor.clock import Clock, system_clock
 from monitor.config import LoadedConfig, Settings, load, redacted
-from monitor.display import err, finding_json, iso, out, print_findings, print_outcome
+from monitor.display import (
+    err,
+    finding_json,
+    iso,
+    out,
+    print_findings,
+    print_outcome,
+    print_preview,
+)
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError
 from monitor.render import tty
 
@@ -355,7 +363,7 @@ def digest(
     previews = preview_digests(_store(settings), settings, state.clock(), fmt)  # type: ignore[arg-type]
     for item in previews:
         if channel is None or item.channel.name == channel:
-            _print_preview(item, fmt)
+            print_preview(item, fmt)
 
 
 def _copy_templates(target: Path) -> None:
@@ -374,34 +382,6 @@ def _copy_templates(target: Path) -> None:
     except OSError as exc:
         raise ConfigError(f"--copy-templates: cannot write to {target}: {exc.strerror}") from None
     out.print(f'edit them, then set alerts.templates_dir = "{tty(target)}"')
-
-
-def _print_preview(item: Any, fmt: str | None) -> None:
-    name = tty(item.channel.name)
-    msg = item.message
-    if msg is None and item.stored is None:
-        err.print(f"[bold]── {name}:[/] nothing to announce, and no digest sent yet")
-        return
-    if msg is None:
-        row = item.stored
-        err.print(
-            f"[bold]── {name}:[/] nothing new to announce; its last digest "
-            f"({row['body_format']}, {iso(row['created_at'])}, {row['status']}):"
-        )
-        err.print(f"   title: {tty(row['title'])}")
-        click.echo(row["body"])
-        return
-    blocks = msg.parts.get("slack")
-    shown = "Slack Block Kit JSON" if blocks and fmt is None else msg.body_format
-    err.print(f"[bold]── {name}:[/] next digest ({shown})")
-    err.print(f"   title: {tty(msg.title)}")
-    for att in msg.parts.get("attachments", []):
-        rows = max(att["content"].count("\n") - 1, 0)
-        err.print(f"   attachment: {tty(att['name'])} ({rows} findings)")
-    if blocks and fmt is None:
-        click.echo(json.dumps(blocks, indent=2, ensure_ascii=False))
-    else:
-        click.echo(msg.body)
 
 
 # --- sandbox and demo ---------------------------------------------------------------------------

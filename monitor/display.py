@@ -3,15 +3,18 @@ the JSON shape of a finding. Printing only: no command logic, no database."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 
 from monitor.render import tty
 
 if TYPE_CHECKING:  # only the type: importing the pipeline would slow every CLI command
+    from monitor.alerts import Preview
     from monitor.pipeline import SweepOutcome
 
 out = Console(highlight=False, soft_wrap=True)
@@ -93,3 +96,35 @@ def print_findings(
     out.print(table)
     if limit is not None and len(rows) > limit:
         out.print(f"… and {len(rows) - limit} more (did-monitor findings shows them all)")
+
+
+# --- digests ----------------------------------------------------------------------------------
+
+
+def print_preview(item: Preview, fmt: str | None) -> None:
+    """A channel's digest preview: the body on stdout as it would be sent (raw, for a file or a
+    pipe), what it is on stderr."""
+    name = tty(item.channel.name)
+    msg, row = item.message, item.stored
+    if msg is None:
+        if row is None:
+            err.print(f"[bold]── {name}:[/] nothing to announce, and no digest sent yet")
+            return
+        err.print(
+            f"[bold]── {name}:[/] nothing new to announce; its last digest "
+            f"({row['body_format']}, {iso(row['created_at'])}, {row['status']}):"
+        )
+        err.print(f"   title: {tty(row['title'])}")
+        click.echo(row["body"])
+        return
+    blocks = msg.parts.get("slack")
+    shown = "Slack Block Kit JSON" if blocks and fmt is None else msg.body_format
+    err.print(f"[bold]── {name}:[/] next digest ({shown})")
+    err.print(f"   title: {tty(msg.title)}")
+    for att in msg.parts.get("attachments", []):
+        rows = max(att["content"].count("\n") - 1, 0)
+        err.print(f"   attachment: {tty(att['name'])} ({rows} findings)")
+    if blocks and fmt is None:
+        click.echo(json.dumps(blocks, indent=2, ensure_ascii=False))
+    else:
+        click.echo(msg.body)
