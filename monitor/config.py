@@ -51,6 +51,64 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+# --- listen addresses -----------------------------------------------------------------------------
+
+DEFAULT_LISTEN_HOST = "127.0.0.1"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_LISTEN_HINT = (
+    "use host:port such as 127.0.0.1:9108 or 0.0.0.0:9108 ([::1]:9108 for IPv6), or a port alone"
+)
+
+
+def parse_listen(value: str, key: str = "service.health_listen") -> tuple[str, int] | None:
+    """A listen address as (host, port); None when empty (the listener is off).
+
+    A port alone means 127.0.0.1. Raises ``ConfigError`` naming ``key`` for anything else.
+    """
+    text = value.strip()
+    if not text:
+        return None
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{key} = {value!r}: {why}", hint=_LISTEN_HINT)
+
+    if "://" in text or "/" in text:
+        raise bad("give host:port, not a URL")
+    if text.isdigit():
+        host, port_text = DEFAULT_LISTEN_HOST, text
+    elif text.startswith("["):
+        inside, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise bad("an IPv6 address in brackets must be followed by :port")
+        host, port_text = inside, rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad(f"{host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise bad("expected host:port or a port number")
+        if ":" in host:
+            raise bad("write an IPv6 address in brackets, e.g. [::]:9108")
+        if not host:
+            raise bad("the host is missing (write 0.0.0.0:PORT to listen on every interface)")
+        if not _HOSTNAME.match(host):
+            raise bad(f"{host!r} is not a host name or IP address")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise bad(f"the port must be a number from 1 to 65535, not {port_text!r}")
+    return host, int(port_text)
+
+
+def _listen_value(value: str, key: str) -> str:
+    try:
+        parse_listen(value, key)
+    except ConfigError as exc:
+        raise ValueError(exc.message.split(": ", 1)[-1]) from None
+    return value
+
+
 class VobizConfig(_Model):
     base_url: str = "https://api.vobiz.ai"
     auth_id: str = ""
@@ -255,11 +313,7 @@ class ServiceConfig(_Model):
     @field_validator("health_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        try:
-            parse_listen(value)
-        except ConfigError as exc:
-            raise ValueError(exc.message.split(": ", 1)[-1]) from None
-        return value
+        return _listen_value(value, "service.health_listen")
 
     @field_validator("heartbeat_url", "fail_url")
     @classmethod
@@ -272,6 +326,55 @@ class ServiceConfig(_Model):
         if parts.scheme == "http" and is_loopback_host(parts.hostname):
             return value
         raise ValueError("must be an https:// URL (http:// only for loopback hosts)")
+
+
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: valid in a header, no spaces
+
+
+class DashboardConfig(_Model):
+    """``[dashboard]``: the read-only web pages on the service's one HTTP listener.
+
+    ``listen`` and ``service.health_listen`` name the same listener (set either); the pages,
+    ``/metrics`` and the probes are all served there. With ``username``/``password`` or
+    ``token`` set, everything but ``/healthz``, ``/readyz`` and the stylesheet asks for them.
+    """
+
+    listen: str = ""
+    enabled: bool = True
+    username: str = ""
+    password: str = Field(default="", repr=False)
+    password_file: str | None = None
+    token: str = Field(default="", repr=False)
+    token_file: str | None = None
+    page_size: int = Field(default=50, ge=10, le=500)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _listen_value(value, "dashboard.listen")
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if ":" in value or (value and not value.isprintable()):
+            raise ValueError("a user name cannot hold ':' or control characters")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if value and (len(value) < 16 or not _TOKEN_CHARS.match(value)):
+            raise ValueError(
+                "the token must be at least 16 visible ASCII characters without spaces "
+                "(e.g. from `openssl rand -hex 32`)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> DashboardConfig:
+        if bool(self.username) != bool(self.password):
+            raise ValueError("set both username and password for basic auth, or neither")
+        return self
 
 
 class LoggingConfig(_Model):
@@ -288,6 +391,7 @@ class Settings(_Model):
     channels: tuple[ChannelConfig, ...] = ()
     alerts: AlertsConfig = AlertsConfig()
     service: ServiceConfig = ServiceConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
@@ -297,6 +401,22 @@ class Settings(_Model):
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    @model_validator(mode="after")
+    def _one_listener(self) -> Settings:
+        service, dashboard = self.service.health_listen.strip(), self.dashboard.listen.strip()
+        if service and dashboard and parse_listen(service) != parse_listen(dashboard):
+            raise ValueError(
+                f"service.health_listen ({service!r}) and dashboard.listen ({dashboard!r}) "
+                "name two addresses, but the service has one listener: set one of them"
+            )
+        return self
+
+    def listen_address(self) -> tuple[str, int] | None:
+        """Where the one HTTP listener binds, from either key; None when it is off."""
+        if self.dashboard.listen.strip():
+            return parse_listen(self.dashboard.listen, "dashboard.listen")
+        return parse_listen(self.service.health_listen)
 
     def channel(self, name: str) -> ChannelConfig:
         for chan in self.channels:
@@ -318,7 +438,7 @@ class LoadedConfig:
     warnings: tuple[str, ...] = ()
 
 
-SECRET_KEYS = {"auth_token", "url", "heartbeat_url", "fail_url"}
+SECRET_KEYS = {"auth_token", "url", "heartbeat_url", "fail_url", "password", "token"}
 # Keys whose environment value is taken verbatim, so a numeric-looking token stays a string.
 STRING_KEYS = SECRET_KEYS | {
     "auth_id",
@@ -328,6 +448,10 @@ STRING_KEYS = SECRET_KEYS | {
     "timezone",
     "name",
     "health_listen",
+    "listen",
+    "username",
+    "password_file",
+    "token_file",
     "title_prefix",
     "title",
     "intro",
@@ -468,23 +592,28 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
+# (section, key): the value may come from ``<key>_file`` instead (Docker/Kubernetes secrets).
+SECRET_FILE_KEYS = (("vobiz", "auth_token"), ("dashboard", "password"), ("dashboard", "token"))
+
+
 def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Path) -> None:
-    vobiz = data.get("vobiz")
-    if not isinstance(vobiz, dict) or not vobiz.get("auth_token_file"):
-        return
-    if sources.get("vobiz.auth_token", "").startswith("env"):
-        return  # an explicit environment token wins over the secret file
-    secret_path = Path(str(vobiz["auth_token_file"]))
-    if not secret_path.is_absolute():
-        secret_path = path.parent / secret_path
-    try:
-        vobiz["auth_token"] = secret_path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"vobiz.auth_token_file: cannot read {secret_path}: {exc.strerror}",
-            hint="mount the secret file or unset auth_token_file",
-        ) from None
-    sources["vobiz.auth_token"] = f"secret file {secret_path}"
+    for section_name, key in SECRET_FILE_KEYS:
+        section = data.get(section_name)
+        if not isinstance(section, dict) or not section.get(f"{key}_file"):
+            continue
+        if sources.get(f"{section_name}.{key}", "").startswith("env"):
+            continue  # an explicit environment value wins over the secret file
+        secret_path = Path(str(section[f"{key}_file"]))
+        if not secret_path.is_absolute():
+            secret_path = path.parent / secret_path
+        try:
+            section[key] = secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{section_name}.{key}_file: cannot read {secret_path}: {exc.strerror}",
+                hint=f"mount the secret file or unset {key}_file",
+            ) from None
+        sources[f"{section_name}.{key}"] = f"secret file {secret_path}"
 
 
 def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
@@ -500,7 +629,8 @@ def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
 
 
 def _holds_secret(data: dict[str, Any]) -> bool:
-    """The API token, a database password, ping URLs and channel URLs are all secrets."""
+    """The API token, a database password, ping URLs, channel URLs and the dashboard's
+    password and token are all secrets."""
 
     def section(name: str) -> dict[str, Any]:
         value = data.get(name)
@@ -511,6 +641,8 @@ def _holds_secret(data: dict[str, Any]) -> bool:
     if urlsplit(str(section("database").get("url") or "")).password:
         return True
     if section("service").get("heartbeat_url") or section("service").get("fail_url"):
+        return True
+    if section("dashboard").get("password") or section("dashboard").get("token"):
         return True
     channels = data.get("channels")
     return isinstance(channels, list) and any(
@@ -579,6 +711,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
         chan["url"] = redact_url(chan["url"])
     for key in ("heartbeat_url", "fail_url"):
         data["service"][key] = redact_url(data["service"][key])
+    for key in ("password", "token"):
+        data["dashboard"][key] = "***" if data["dashboard"][key] else ""
     return data
 
 
@@ -587,53 +721,3 @@ def redact_database_url(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
     return url
-
-
-# --- service.health_listen -------------------------------------------------------------------
-
-DEFAULT_HOST = "127.0.0.1"
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
-_LISTEN_HINT = (
-    "use host:port such as 127.0.0.1:9108 or 0.0.0.0:9108 ([::1]:9108 for IPv6), or a port alone"
-)
-
-
-def parse_listen(value: str) -> tuple[str, int] | None:
-    """``service.health_listen`` as (host, port); None when empty (the listener is off).
-
-    A port alone means 127.0.0.1. Raises ``ConfigError`` naming the key for anything else.
-    """
-    text = value.strip()
-    if not text:
-        return None
-
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"service.health_listen = {value!r}: {why}", hint=_LISTEN_HINT)
-
-    if "://" in text or "/" in text:
-        raise bad("give host:port, not a URL")
-    if text.isdigit():
-        host, port_text = DEFAULT_HOST, text
-    elif text.startswith("["):
-        inside, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise bad("an IPv6 address in brackets must be followed by :port")
-        host, port_text = inside, rest[1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise bad(f"{host!r} is not an IPv6 address") from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise bad("expected host:port or a port number")
-        if ":" in host:
-            raise bad("write an IPv6 address in brackets, e.g. [::]:9108")
-        if not host:
-            raise bad("the host is missing (write 0.0.0.0:PORT to listen on every interface)")
-        if not _HOSTNAME.match(host):
-            raise bad(f"{host!r} is not a host name or IP address")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise bad(f"the port must be a number from 1 to 65535, not {port_text!r}")
-    return host, int(port_text)

@@ -1,24 +1,19 @@
-"""The service's optional HTTP listener: ``/healthz``, ``/readyz`` and Prometheus ``/metrics``.
+"""What ``/healthz`` and ``/readyz`` answer, and the Prometheus metrics behind ``/metrics``.
 
-The listener only serves; what "healthy" and "ready" mean is decided by the probes the service
-hands it (``assess`` below turns the service's facts into a verdict). Metrics live in a registry
-of their own, never prometheus-client's global one, so two services in one process (tests) or a
-library user's own metrics cannot collide with ours.
+The web listener (``monitor.web``) only serves; what "healthy" and "ready" mean is decided by
+the probes the service hands it (``assess`` below turns the service's facts into a verdict).
+Metrics live in a registry of their own, never prometheus-client's global one, so two services in
+one process (tests) or a library user's own metrics cannot collide with ours.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -28,9 +23,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.config import parse_listen as parse_listen  # its home is config; kept importable here
 from monitor.db import describe_db_error
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import MonitorError
 from monitor.model import DeliveryOutcome
 from monitor.store import Store
 
@@ -203,121 +197,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-# --- the listener -------------------------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class HealthServer:
-    """Serves the probes and metrics on a daemon thread; ``start()`` binds, ``stop()`` closes."""
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        *,
-        health: Probe,
-        ready: Probe,
-        metrics: Callable[[], bytes],
-        poll_interval: float = 0.5,
-    ) -> None:
-        self.address = address
-        self.poll_interval = poll_interval  # how soon stop() is noticed
-        self._routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
-            "/healthz": lambda: _probe_response(health),
-            "/readyz": lambda: _probe_response(ready),
-            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, metrics()),
-        }
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the health listener is not started")
-        return int(self._server.server_address[1])
-
-    def start(self) -> HealthServer:
-        host, port = self.address
-        server_class = _Server6 if ":" in host else _Server
-        try:
-            self._server = server_class((host, port), self._handler_class())
-        except OSError as exc:
-            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            raise ConfigError(
-                f"service.health_listen = {shown!r}: cannot listen there: {exc.strerror or exc}",
-                hint="pick a free port and an address of this machine (0.0.0.0 in a container)",
-            ) from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": self.poll_interval},
-            name="did-monitor-health",
-            daemon=True,
-        )
-        self._thread.start()
-        log.info(
-            "health listener on http://%s:%d (/healthz, /readyz, /metrics)",
-            f"[{host}]" if ":" in host else host,
-            self.port,
-        )
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._server.server_close()
-        self._server = self._thread = None
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        routes = self._routes
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "did-monitor"
-
-            def do_GET(self) -> None:
-                route = routes.get(self.path.split("?", 1)[0].rstrip("/") or "/")
-                if route is None:
-                    status, ctype, body = _json(
-                        404, {"error": "not found", "paths": sorted(routes)}
-                    )
-                else:
-                    try:
-                        status, ctype, body = route()
-                    except Exception as exc:  # a broken probe must answer, not kill the listener
-                        log.warning(
-                            "health listener: %s failed: %s", self.path, describe_failure(exc)
-                        )
-                        status, ctype, body = _json(
-                            500, {"status": "error", "reasons": [describe_failure(exc)]}
-                        )
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("health listener: " + format, *args)
-
-        return Handler
-
-
-def _json(status: int, body: dict[str, Any]) -> tuple[int, str, bytes]:
-    return status, "application/json", json.dumps(body, indent=1).encode() + b"\n"
-
-
-def _probe_response(probe: Probe) -> tuple[int, str, bytes]:
-    try:
-        ok, body = probe()
-    except Exception as exc:  # e.g. the database is down: that is an answer, 503, not a crash
-        return _json(503, {"status": "failing", "reasons": [describe_failure(exc)]})
-    return _json(200 if ok else 503, body)

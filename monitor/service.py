@@ -1,5 +1,6 @@
 """The scheduler daemon behind ``did-monitor run``: cron sweeps with catch-up, delivery retries,
-heartbeats, the health listener, and a graceful, bounded shutdown on SIGTERM/SIGINT.
+heartbeats, the web listener (dashboard, health, metrics), and a graceful, bounded shutdown on
+SIGTERM/SIGINT.
 
 With ``schedule.py`` (the pure decisions about time: catch-up, overdue), the only module that
 knows wall-clock scheduling. ``Service`` wires those decisions to APScheduler 3 (in-memory job
@@ -32,10 +33,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts import deliver_due
 from monitor.clock import Clock
-from monitor.config import Settings, parse_listen
+from monitor.config import Settings
 from monitor.db import current_revision, head_revision
 from monitor.errors import LockBusy, MonitorError, SweepCancelled
-from monitor.health import HealthServer, Metrics, assess, describe_failure
+from monitor.health import Metrics, assess, describe_failure
 from monitor.heartbeat import Heartbeat
 from monitor.model import DeliveryOutcome
 from monitor.notify import AppriseNotifier, Notifier
@@ -49,6 +50,8 @@ from monitor.schedule import (
 )
 from monitor.store import Store
 from monitor.vobiz import http_client
+from monitor.web.app import listener
+from monitor.web.server import WebServer
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
@@ -140,7 +143,7 @@ class Service:
         self.trigger = build_trigger(schedule)
         self.exact_trigger = build_trigger(schedule, jitter=False)
         self.grace = timedelta(seconds=schedule.misfire_grace_seconds)
-        self.listen = parse_listen(settings.service.health_listen)
+        self.listen = settings.listen_address()
         self.metrics = Metrics(store, [c.name for c in settings.channels])
         # One HTTP client for the service's lifetime: every sweep's API requests and the pings.
         self.http = http_client(settings.vobiz.concurrency, settings.vobiz.timeout_seconds)
@@ -158,7 +161,7 @@ class Service:
         self._stop = threading.Event()
         self._signal: int | None = None
         self._next_trigger = "schedule"
-        self._health: HealthServer | None = None
+        self._web: WebServer | None = None
         self._migrated = False
         self._head: str | None = None
         self._stopped = False
@@ -184,15 +187,22 @@ class Service:
         """Open the health listener, decide on a catch-up sweep, start the scheduler."""
         now = self.clock()
         self.started_at = now
-        if self.listen is not None:
-            self._health = HealthServer(
-                self.listen, health=self.health, ready=self.readiness, metrics=self.metrics.render
-            ).start()
+        self._web = listener(
+            self.settings,
+            self.store,
+            health=self.health,
+            ready=self.readiness,
+            registry=self.metrics.registry,
+            clock=self.clock,
+            next_sweep=self.next_sweep_at,
+        )
+        if self._web is not None:
+            self._web.start()
         try:
             self._start_scheduler(now)
         except BaseException:
-            if self._health is not None:
-                self._health.stop()
+            if self._web is not None:
+                self._web.stop()
             raise
 
     def _start_scheduler(self, now: datetime) -> None:
@@ -259,8 +269,8 @@ class Service:
                 bound,
             )
         self._final_flush(deadline)
-        if self._health is not None:
-            self._health.stop()
+        if self._web is not None:
+            self._web.stop()
         self.store.dispose()
         self.http.close()
         log.info("did-monitor service stopped")

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
 from monitor.sandbox import Sandbox
 from monitor.store import Store
+from monitor.web.app import build_app
+from monitor.web.server import WebServer
 
 FIXED_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 PG_ADMIN_URL = os.environ.get(
@@ -243,3 +246,11 @@ def http_receiver() -> Iterator[HttpReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def serve_probes(
+    health: Any, ready: Any, registry: CollectorRegistry | None = None, **app: Any
+) -> WebServer:
+    """A started web listener on a free loopback port, answering from the given probes."""
+    built = build_app(health=health, ready=ready, registry=registry or CollectorRegistry(), **app)
+    return WebServer(("127.0.0.1", 0), built).start()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load, redact_url, redacted
+from monitor.config import load, parse_listen, redact_url, redacted
 from monitor.errors import ConfigError
 
 
@@ -277,3 +277,113 @@ def test_digest_keys_are_checked(tmp_path: Path) -> None:
     path.write_text("[alerts]\nemail_max_rows = 1\n")
     with pytest.raises(ConfigError, match=r"alerts\.email_max_rows"):
         load(str(path))
+
+
+# --- parse_listen -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", None),
+        ("  ", None),
+        ("9108", ("127.0.0.1", 9108)),
+        ("127.0.0.1:9108", ("127.0.0.1", 9108)),
+        ("0.0.0.0:9108", ("0.0.0.0", 9108)),
+        ("localhost:80", ("localhost", 80)),
+        ("monitor.internal:65535", ("monitor.internal", 65535)),
+        ("[::]:9108", ("::", 9108)),
+        ("[::1]:1", ("::1", 1)),
+    ],
+)
+def test_parse_listen_accepts(value: str, expected: tuple[str, int] | None) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("here", "expected host:port"),
+        (":9108", "host is missing"),
+        ("127.0.0.1:", "port must be a number"),
+        ("127.0.0.1:0", "port must be a number"),
+        ("127.0.0.1:65536", "port must be a number"),
+        ("127.0.0.1:http", "port must be a number"),
+        ("::1:9108", "IPv6 address in brackets"),
+        ("[::1]9108", "followed by :port"),
+        ("[nope]:9108", "not an IPv6 address"),
+        ("bad_host!:9108", "not a host name"),
+        ("http://0.0.0.0:9108", "not a URL"),
+        ("0.0.0.0:9108/healthz", "not a URL"),
+    ],
+)
+def test_parse_listen_refuses_with_the_key_named(value: str, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_listen(value)
+    assert info.value.message.startswith(f"service.health_listen = {value!r}: ")
+    assert why in info.value.message
+    assert info.value.hint and "host:port" in info.value.hint
+    assert info.value.exit_code == 2
+
+
+# --- [dashboard] ---------------------------------------------------------------------------------
+
+
+def test_dashboard_listen_and_health_listen_name_one_listener(tmp_path: Path) -> None:
+    assert load(str(write(tmp_path, ""))).settings.listen_address() is None
+    legacy = write(tmp_path, '[service]\nhealth_listen = "9108"\n')
+    assert load(str(legacy)).settings.listen_address() == ("127.0.0.1", 9108)
+    new = write(tmp_path, '[dashboard]\nlisten = "0.0.0.0:8080"\n')
+    assert load(str(new)).settings.listen_address() == ("0.0.0.0", 8080)
+    same = write(
+        tmp_path, '[service]\nhealth_listen = "9108"\n[dashboard]\nlisten = "127.0.0.1:9108"\n'
+    )
+    assert load(str(same)).settings.listen_address() == ("127.0.0.1", 9108)
+    two = write(tmp_path, '[service]\nhealth_listen = "9108"\n[dashboard]\nlisten = "9109"\n')
+    with pytest.raises(ConfigError, match="one listener"):
+        load(str(two))
+    bad = write(tmp_path, '[dashboard]\nlisten = "http://x:1"\n')
+    with pytest.raises(ConfigError, match=r"dashboard\.listen.*not a URL"):
+        load(str(bad))
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('username = "ops"', "both username and password"),
+        ('password = "x"', "both username and password"),
+        ('token = "short"', "at least 16"),
+        ('token = "has spaces in it, too many"', "without spaces"),
+        ('username = "a:b"\npassword = "x"', "cannot hold ':'"),
+        ("page_size = 5", "page_size"),
+    ],
+)
+def test_dashboard_access_settings_are_checked(tmp_path: Path, text: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why) as info:
+        load(str(write(tmp_path, f"[dashboard]\n{text}\n")))
+    assert "dashboard" in info.value.message
+
+
+def test_dashboard_secrets_from_files_are_masked(tmp_path: Path) -> None:
+    (tmp_path / "web-password").write_text("correct horse\n")
+    (tmp_path / "web-token").write_text("0123456789abcdef0123\n")
+    path = write(
+        tmp_path,
+        '[dashboard]\nlisten = "9108"\nusername = "ops"\npassword_file = "web-password"\n'
+        'token_file = "web-token"\n',
+    )
+    loaded = load(str(path))
+    dashboard = loaded.settings.dashboard
+    assert dashboard.password == "correct horse" and dashboard.token == "0123456789abcdef0123"
+    shown = redacted(loaded.settings)["dashboard"]
+    assert shown["password"] == "***" and shown["token"] == "***"
+    assert "correct horse" not in repr(loaded.settings)
+    assert loaded.sources["dashboard.password"].startswith("secret file")
+    missing = write(tmp_path, '[dashboard]\nusername = "ops"\npassword_file = "nope"\n')
+    with pytest.raises(ConfigError, match=r"^dashboard\.password_file: cannot read"):
+        load(str(missing))
+
+
+def test_a_config_with_a_dashboard_password_must_be_private(tmp_path: Path) -> None:
+    path = write(tmp_path, '[dashboard]\nusername = "ops"\npassword = "pw"\n', mode=0o644)
+    assert any("readable by other users" in w for w in load(str(path)).warnings)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]  # no stubs here; only safe_load is used
 
-from monitor.config import load
-from monitor.health import HealthServer, parse_listen
+from monitor.config import load, parse_listen
+from tests.conftest import serve_probes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,13 +131,7 @@ class Verdict:
 @pytest.fixture
 def health_port() -> Iterator[tuple[int, Verdict]]:
     verdict = Verdict()
-    server = HealthServer(
-        ("127.0.0.1", 0),
-        health=verdict.probe,
-        ready=verdict.probe,
-        metrics=lambda: b"",
-        poll_interval=0.05,
-    ).start()
+    server = serve_probes(verdict.probe, verdict.probe)
     try:
         yield server.port, verdict
     finally:

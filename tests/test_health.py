@@ -1,74 +1,22 @@
-"""Tests for the health listener and the metrics: address parsing, verdicts, a real loopback
-listener, and metrics read from a real swept database."""
+"""Tests for the health verdicts and the metrics read from a real swept database (the listener
+that serves them: tests/test_web_server.py)."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.exc import OperationalError
 
 from monitor.alerts import DeliveryOutcome
-from monitor.errors import ConfigError, DatabaseError
-from monitor.health import HealthServer, Metrics, assess, numbers_by_status, parse_listen
+from monitor.health import Metrics, assess
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
 from tests.conftest import FIXED_NOW, FakeClock, make_settings
-
-# --- parse_listen -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("", None),
-        ("  ", None),
-        ("9108", ("127.0.0.1", 9108)),
-        ("127.0.0.1:9108", ("127.0.0.1", 9108)),
-        ("0.0.0.0:9108", ("0.0.0.0", 9108)),
-        ("localhost:80", ("localhost", 80)),
-        ("monitor.internal:65535", ("monitor.internal", 65535)),
-        ("[::]:9108", ("::", 9108)),
-        ("[::1]:1", ("::1", 1)),
-    ],
-)
-def test_parse_listen_accepts(value: str, expected: tuple[str, int] | None) -> None:
-    assert parse_listen(value) == expected
-
-
-@pytest.mark.parametrize(
-    ("value", "why"),
-    [
-        ("here", "expected host:port"),
-        (":9108", "host is missing"),
-        ("127.0.0.1:", "port must be a number"),
-        ("127.0.0.1:0", "port must be a number"),
-        ("127.0.0.1:65536", "port must be a number"),
-        ("127.0.0.1:http", "port must be a number"),
-        ("::1:9108", "IPv6 address in brackets"),
-        ("[::1]9108", "followed by :port"),
-        ("[nope]:9108", "not an IPv6 address"),
-        ("bad_host!:9108", "not a host name"),
-        ("http://0.0.0.0:9108", "not a URL"),
-        ("0.0.0.0:9108/healthz", "not a URL"),
-    ],
-)
-def test_parse_listen_refuses_with_the_key_named(value: str, why: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        parse_listen(value)
-    assert info.value.message.startswith(f"service.health_listen = {value!r}: ")
-    assert why in info.value.message
-    assert info.value.hint and "host:port" in info.value.hint
-    assert info.value.exit_code == 2
-
 
 # --- assess -------------------------------------------------------------------------------------
 
@@ -119,124 +67,6 @@ def test_assess_with_no_deadline_is_never_overdue() -> None:
     assert ok
 
 
-# --- the listener -------------------------------------------------------------------------------
-
-
-class Probes:
-    def __init__(self) -> None:
-        self.healthy: bool | BaseException = True
-        self.metrics_text = b"# nothing\n"
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        if isinstance(self.healthy, BaseException):
-            raise self.healthy
-        return self.healthy, {"status": "ok" if self.healthy else "failing"}
-
-    def ready(self) -> tuple[bool, dict[str, Any]]:
-        return True, {"status": "ready"}
-
-    def metrics(self) -> bytes:
-        return self.metrics_text
-
-
-@pytest.fixture
-def probes() -> Probes:
-    return Probes()
-
-
-def serve(probes: Probes, **overrides: Any) -> HealthServer:
-    """A started listener on a free loopback port, answering from ``probes``."""
-    handlers: dict[str, Any] = {
-        "health": probes.health,
-        "ready": probes.ready,
-        "metrics": probes.metrics,
-    }
-    return HealthServer(("127.0.0.1", 0), poll_interval=0.05, **(handlers | overrides)).start()
-
-
-@pytest.fixture
-def listener(probes: Probes) -> Iterator[httpx.Client]:
-    server = serve(probes)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
-            yield client
-    finally:
-        server.stop()
-
-
-def test_healthz_answers_200_or_503_with_json(listener: httpx.Client, probes: Probes) -> None:
-    ok = listener.get("/healthz")
-    assert ok.status_code == 200
-    assert ok.headers["content-type"] == "application/json"
-    assert ok.json() == {"status": "ok"}
-    probes.healthy = False
-    failing = listener.get("/healthz")
-    assert failing.status_code == 503
-    assert failing.json() == {"status": "failing"}
-
-
-def test_a_probe_that_raises_is_503_without_secrets(listener: httpx.Client, probes: Probes) -> None:
-    probes.healthy = OperationalError("SELECT 1", {}, Exception("connection refused"))
-    response = listener.get("/healthz")
-    assert response.status_code == 503
-    assert response.json() == {
-        "status": "failing",
-        "reasons": ["database error: connection refused"],
-    }
-    probes.healthy = DatabaseError("cannot reach the database")
-    assert listener.get("/healthz").json()["reasons"] == ["cannot reach the database"]
-    probes.healthy = RuntimeError("postgresql://user:secret@db/x")
-    response = listener.get("/healthz")
-    assert response.status_code == 503
-    assert "secret" not in response.text and "RuntimeError" in response.text
-
-
-def test_readyz_metrics_and_unknown_paths(listener: httpx.Client, probes: Probes) -> None:
-    assert listener.get("/readyz").status_code == 200
-    assert listener.get("/readyz/?probe=1").status_code == 200
-    probes.metrics_text = b"did_monitor_x 1.0\n"
-    metrics = listener.get("/metrics")
-    assert metrics.status_code == 200
-    assert metrics.headers["content-type"].startswith("text/plain")
-    assert metrics.text == "did_monitor_x 1.0\n"
-    missing = listener.get("/")
-    assert missing.status_code == 404
-    assert missing.json()["paths"] == ["/healthz", "/metrics", "/readyz"]
-
-
-def test_a_failing_metrics_callback_is_a_500(probes: Probes) -> None:
-    def broken() -> bytes:
-        raise ValueError("boom")
-
-    server = serve(probes, metrics=broken)
-    try:
-        response = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
-        assert response.status_code == 500
-        assert response.json()["status"] == "error"
-    finally:
-        server.stop()
-
-
-def test_stop_closes_the_port(probes: Probes) -> None:
-    server = serve(probes)
-    port = server.port
-    server.stop()
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-
-
-def test_an_address_in_use_is_a_config_error(probes: Probes) -> None:
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        port = held.getsockname()[1]
-        server = HealthServer(
-            ("127.0.0.1", port), health=probes.health, ready=probes.ready, metrics=probes.metrics
-        )
-        with pytest.raises(ConfigError, match="cannot listen there"):
-            server.start()
-
-
 # --- metrics ------------------------------------------------------------------------------------
 
 
@@ -267,7 +97,7 @@ def test_metrics_read_the_inventory_and_findings(sandbox: Sandbox, sqlite_store:
         labels[0][1]: v for (name, labels), v in got.items() if name == "did_monitor_numbers"
     }
     assert sum(by_status.values()) == 150
-    assert by_status == {k: float(v) for k, v in numbers_by_status(sqlite_store).items()}
+    assert by_status == {k: float(v) for k, v in sqlite_store.numbers_by_status().items()}
     assert by_status["active"] > 0
     findings = {
         (dict(labels)["rule"], dict(labels)["severity"]): v

@@ -1,0 +1,129 @@
+"""The web app of the service's one listener: ``/healthz``, ``/readyz``, ``/metrics`` and, when
+enabled, the read-only dashboard beside them.
+
+``build_app`` only wires: verdicts come from the probes the service hands in (``monitor.health``),
+metrics from prometheus-client's own ASGI app over the service's registry, pages from
+``monitor.web.views``. Everything passes through ``security.Guard``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, make_asgi_app
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from monitor.config import Settings
+from monitor.health import Probe, describe_failure
+from monitor.store import Store
+from monitor.web.security import Access, Guard, plain_error
+from monitor.web.server import WebServer
+from monitor.web.views import Dashboard
+
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body, indent=1) + "\n", status, media_type="application/json")
+
+
+def probe_endpoint(probe: Probe) -> Any:
+    """200 or 503 with the probe's JSON; a probe that raises is a 503 saying why, safely."""
+
+    def endpoint(request: Request) -> Response:
+        try:
+            ok, body = probe()
+        except Exception as exc:  # e.g. the database is down: that is an answer, 503
+            return _json(503, {"status": "failing", "reasons": [describe_failure(exc)]})
+        return _json(200 if ok else 503, body)
+
+    return endpoint
+
+
+class _Mounted:
+    """An ASGI app as a route's endpoint (a plain function would be taken for a view)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def build_app(
+    *,
+    health: Probe,
+    ready: Probe,
+    registry: CollectorRegistry,
+    dashboard: Dashboard | None = None,
+    access: Access | None = None,
+) -> Starlette:
+    """The listener's app. Without ``dashboard`` it serves the probes and metrics only; an
+    unknown path is then a JSON 404 that lists the known ones."""
+    routes: list[BaseRoute] = [
+        Route("/healthz", probe_endpoint(health), methods=["GET"]),
+        Route("/readyz", probe_endpoint(ready), methods=["GET"]),
+        Route("/metrics", _Mounted(make_asgi_app(registry)), methods=["GET"]),
+    ]
+    if dashboard is not None:
+        routes += dashboard.routes()
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if dashboard is not None:
+            detail = exc.detail if isinstance(exc, HTTPException) else "not found"
+            return dashboard.error_page(request.scope, 404, str(detail))
+        return _json(404, {"error": "not found", "paths": sorted(PROBE_PATHS)})
+
+    def error_page(scope: Scope, status: int, message: str) -> Response:
+        if dashboard is not None and scope["path"] not in PROBE_PATHS:
+            return dashboard.error_page(scope, status, message)
+        return plain_error(scope, status, message)
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: not_found},
+        middleware=[Middleware(Guard, access=access, error_page=error_page)],
+    )
+    return app
+
+
+def listener(
+    settings: Settings,
+    store: Store,
+    *,
+    health: Probe,
+    ready: Probe,
+    registry: CollectorRegistry,
+    clock: Callable[[], datetime],
+    next_sweep: Callable[[], datetime | None] | None = None,
+) -> WebServer | None:
+    """The service's listener as configured (not started); None when no listen key is set."""
+    address = settings.listen_address()
+    if address is None:
+        return None
+    config = settings.dashboard
+    dashboard = (
+        Dashboard(store, settings, clock=clock, next_sweep=next_sweep) if config.enabled else None
+    )
+    app = build_app(
+        health=health,
+        ready=ready,
+        registry=registry,
+        dashboard=dashboard,
+        access=Access.from_config(config),
+    )
+    return WebServer(
+        address,
+        app,
+        key="dashboard.listen" if config.listen.strip() else "service.health_listen",
+        serves=("dashboard at /, " if dashboard else "") + ", ".join(PROBE_PATHS),
+    )

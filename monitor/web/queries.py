@@ -1,0 +1,341 @@
+"""The dashboard's read-only questions to the database, each bounded: a page of rows, or one
+aggregate per sweep.
+
+Each function takes the ``Store`` and plain arguments and returns plain data, so they can move
+to the reports shared with the CLI unchanged. Every list is paginated (``Page``), every filter
+is an equality an index serves, and the per-sweep series read the ``sweeps`` row counters or the
+versions' opening and closing sweeps, never the inventory as it stood at each sweep.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from monitor.store import FINDINGS, SILENCES, SWEEPS, VERSIONS, Store
+
+T = TypeVar("T")
+
+SEVERITIES: Final = ("critical", "warning", "info")
+STATES: Final = ("open", "silenced", "resolved", "all")
+HISTORY_SWEEPS: Final = 52  # a year of weekly sweeps in the charts
+NUMBER_FINDINGS_LIMIT: Final = 500
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a longer list: ``items`` are rows ``offset + 1`` to ``offset + len(items)``."""
+
+    items: list[T]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def _offset(page: int, per_page: int) -> int:
+    return (max(page, 1) - 1) * per_page
+
+
+# --- sweeps ---------------------------------------------------------------------------------------
+
+
+def sweeps_page(store: Store, page: int, per_page: int) -> Page[RowMapping]:
+    """Every sweep, newest first."""
+    with store.engine.connect() as conn:
+        total = int(conn.execute(sa.select(sa.func.count()).select_from(SWEEPS)).scalar_one())
+        rows = conn.execute(
+            sa.select(SWEEPS)
+            .order_by(SWEEPS.c.id.desc())
+            .limit(per_page)
+            .offset(_offset(page, per_page))
+        ).mappings()
+        return Page(list(rows), max(page, 1), per_page, total)
+
+
+def data_version(store: Store) -> tuple[Any, ...]:
+    """Changes whenever a sweep starts or ends: what the charts' cache is keyed on."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(SWEEPS.c.id, SWEEPS.c.status, SWEEPS.c.finished_at)
+            .order_by(SWEEPS.c.id.desc())
+            .limit(1)
+        ).first()
+    return tuple(row) if row is not None else ()
+
+
+def complete_sweeps(store: Store, limit: int = HISTORY_SWEEPS) -> list[RowMapping]:
+    """The last ``limit`` complete sweeps, oldest first (the x axis of every history chart)."""
+    stmt = (
+        sa.select(
+            SWEEPS.c.id,
+            SWEEPS.c.started_at,
+            SWEEPS.c.numbers_seen,
+            SWEEPS.c.findings_opened,
+            SWEEPS.c.findings_resolved,
+        )
+        .where(SWEEPS.c.status == "complete")
+        .order_by(SWEEPS.c.id.desc())
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return list(reversed(list(conn.execute(stmt).mappings())))
+
+
+def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[float]]:
+    """Monthly rental of the active numbers per currency, as it stood at each of ``sweep_ids``
+    (ascending); one value per sweep for every currency seen.
+
+    A version counts at sweep s when ``valid_from <= s`` and it was not closed by s, so the
+    total at s is what opened up to s minus what closed up to s: two grouped sums over the
+    versions instead of one inventory per sweep. Floats: this feeds a chart, not an invoice.
+    """
+    if not sweep_ids:
+        return {}
+    last = sweep_ids[-1]
+    active = VERSIONS.c.status == "active"
+    fee = sa.func.sum(VERSIONS.c.monthly_fee)
+    opened = (
+        sa.select(VERSIONS.c.valid_from, VERSIONS.c.currency, fee)
+        .where(active, VERSIONS.c.valid_from <= last)
+        .group_by(VERSIONS.c.valid_from, VERSIONS.c.currency)
+    )
+    closed = (
+        sa.select(VERSIONS.c.valid_to, VERSIONS.c.currency, fee)
+        .where(active, VERSIONS.c.valid_to.is_not(None), VERSIONS.c.valid_to <= last)
+        .group_by(VERSIONS.c.valid_to, VERSIONS.c.currency)
+    )
+    deltas: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    with store.engine.connect() as conn:
+        for sweep_id, currency, amount in conn.execute(opened):
+            deltas[currency or "?"][int(sweep_id)] += float(amount or 0)
+        for sweep_id, currency, amount in conn.execute(closed):
+            deltas[currency or "?"][int(sweep_id)] -= float(amount or 0)
+    out: dict[str, list[float]] = {}
+    for currency, changes in sorted(deltas.items()):
+        points = sorted(changes.items())
+        running, i, series = 0.0, 0, []
+        for sweep_id in sweep_ids:
+            while i < len(points) and points[i][0] <= sweep_id:
+                running += points[i][1]
+                i += 1
+            series.append(round(running, 2))
+        out[currency] = series
+    return out
+
+
+# --- findings -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FindingFilter:
+    """The findings page's filters; empty strings mean "any"."""
+
+    rule: str = ""
+    severity: str = ""
+    account: str = ""
+    state: str = "open"
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """The non-default filters as query parameters (with ``changes`` applied)."""
+        values = {
+            "rule": self.rule,
+            "severity": self.severity,
+            "account": self.account,
+            "state": self.state,
+        } | changes
+        return {k: str(v) for k, v in values.items() if v and not (k == "state" and v == "open")}
+
+
+def _silenced(now: datetime) -> sa.ColumnElement[bool]:
+    """An open finding is silenced while a silence matches it (as ``store.is_silenced``)."""
+
+    def loose(column: sa.Column[Any], target: sa.Column[Any]) -> sa.ColumnElement[bool]:
+        return sa.or_(column.is_(None), column == "", column == target)
+
+    return sa.and_(
+        FINDINGS.c.state == "open",
+        sa.exists().where(
+            SILENCES.c.until > now,
+            sa.or_(SILENCES.c.rule == "*", SILENCES.c.rule == FINDINGS.c.rule),
+            loose(SILENCES.c.e164, FINDINGS.c.e164),
+            loose(SILENCES.c.account_id, FINDINGS.c.account_id),
+        ),
+    )
+
+
+def findings_page(
+    store: Store, filters: FindingFilter, page: int, per_page: int, now: datetime
+) -> Page[dict[str, Any]]:
+    """Findings matching ``filters``, newest first; ``state`` of each is open, silenced or
+    resolved (silenced: open, but a silence holds its announcements back)."""
+    silenced = _silenced(now)
+    where: list[sa.ColumnElement[bool]] = []
+    if filters.state == "open":
+        where += [FINDINGS.c.state == "open", sa.not_(silenced)]
+    elif filters.state == "silenced":
+        where.append(silenced)
+    elif filters.state == "resolved":
+        where.append(FINDINGS.c.state == "resolved")
+    if filters.rule:
+        where.append(FINDINGS.c.rule == filters.rule)
+    if filters.severity:
+        where.append(FINDINGS.c.severity == filters.severity)
+    if filters.account:
+        where.append(FINDINGS.c.account_id == filters.account)
+    count = sa.select(sa.func.count()).select_from(FINDINGS).where(*where)
+    rows = (
+        sa.select(FINDINGS, silenced.label("silenced"))
+        .where(*where)
+        .order_by(FINDINGS.c.id.desc())
+        .limit(per_page)
+        .offset(_offset(page, per_page))
+    )
+    with store.engine.connect() as conn:
+        total = int(conn.execute(count).scalar_one())
+        items = [_finding(row) for row in conn.execute(rows).mappings()]
+    return Page(items, max(page, 1), per_page, total)
+
+
+def findings_of_number(store: Store, e164: str, now: datetime) -> list[dict[str, Any]]:
+    """Every finding about the number(s) with this E.164, newest first (bounded)."""
+    stmt = (
+        sa.select(FINDINGS, _silenced(now).label("silenced"))
+        .where(FINDINGS.c.e164 == e164)
+        .order_by(FINDINGS.c.id.desc())
+        .limit(NUMBER_FINDINGS_LIMIT)
+    )
+    with store.engine.connect() as conn:
+        return [_finding(row) for row in conn.execute(stmt).mappings()]
+
+
+def _finding(row: RowMapping) -> dict[str, Any]:
+    item = dict(row)
+    if item.pop("silenced") and item["state"] == "open":
+        item["state"] = "silenced"
+    return item
+
+
+def finding_rules(store: Store, configured: Iterable[str]) -> list[str]:
+    """Rule ids to offer in the filter: the configured ones and any with an open finding."""
+    stmt = sa.select(FINDINGS.c.rule).where(FINDINGS.c.state == "open").distinct()
+    with store.engine.connect() as conn:
+        seen = {str(r[0]) for r in conn.execute(stmt)}
+    return sorted(seen | set(configured))
+
+
+# --- numbers --------------------------------------------------------------------------------------
+
+# The fields a version's "what changed" column compares, in display order.
+VERSION_FIELDS: Final = (
+    "status",
+    "account_id",
+    "application_id",
+    "is_blocked",
+    "next_billing_date",
+    "expires_at",
+    "monthly_fee",
+    "currency",
+    "region",
+    "tags",
+)
+
+
+def number_history(store: Store, e164: str) -> list[dict[str, Any]]:
+    """Every stored version of this E.164, oldest first, each with ``changed``: the fields that
+    differ from the version before it of the same number id."""
+    out: list[dict[str, Any]] = []
+    previous: dict[str, dict[str, Any]] = {}
+    for row in store.history(e164):
+        item = dict(row)
+        item.pop("raw", None)
+        before = previous.get(item["number_id"])
+        item["changed"] = (
+            [f for f in VERSION_FIELDS if before[f] != item[f]] if before is not None else []
+        )
+        previous[item["number_id"]] = item
+        out.append(item)
+    return out
+
+
+# --- accounts -------------------------------------------------------------------------------------
+
+
+@dataclass
+class AccountRow:
+    """One customer: its current numbers, the monthly rental of its active ones per currency
+    (exact decimals) and its open findings."""
+
+    account_id: str
+    numbers: int
+    active: int
+    rental: dict[str, Decimal] = field(default_factory=dict)
+    open_findings: int = 0
+
+
+def accounts_page(store: Store, page: int, per_page: int) -> Page[AccountRow]:
+    """Accounts in the current inventory, those with no active number first, then by id."""
+    current = VERSIONS.c.valid_to.is_(None)
+    active = sa.func.sum(sa.case((VERSIONS.c.status == "active", 1), else_=0))
+    grouped = (
+        sa.select(VERSIONS.c.account_id, sa.func.count().label("numbers"), active.label("active"))
+        .where(current)
+        .group_by(VERSIONS.c.account_id)
+    )
+    ordered = (
+        grouped.order_by(sa.case((active == 0, 0), else_=1), VERSIONS.c.account_id)
+        .limit(per_page)
+        .offset(_offset(page, per_page))
+    )
+    total_stmt = sa.select(sa.func.count(sa.distinct(VERSIONS.c.account_id))).where(current)
+    with store.engine.connect() as conn:
+        total = int(conn.execute(total_stmt).scalar_one())
+        rows = [
+            AccountRow(str(r.account_id), int(r.numbers), int(r.active or 0))
+            for r in conn.execute(ordered)
+        ]
+        by_id = {r.account_id: r for r in rows}
+        if by_id:
+            fees = sa.select(
+                VERSIONS.c.account_id, VERSIONS.c.currency, VERSIONS.c.monthly_fee
+            ).where(current, VERSIONS.c.status == "active", VERSIONS.c.account_id.in_(by_id))
+            for account_id, currency, fee in conn.execute(fees):
+                if fee is None:
+                    continue
+                rental = by_id[account_id].rental
+                key = currency or "?"
+                # Decimal(str(...)): SQLite hands back floats; the column holds 6 decimals.
+                rental[key] = rental.get(key, Decimal(0)) + Decimal(str(fee)).quantize(_MICRO)
+            opened = (
+                sa.select(FINDINGS.c.account_id, sa.func.count())
+                .where(FINDINGS.c.state == "open", FINDINGS.c.account_id.in_(by_id))
+                .group_by(FINDINGS.c.account_id)
+            )
+            for account_id, count in conn.execute(opened):
+                by_id[account_id].open_findings = int(count)
+    return Page(rows, max(page, 1), per_page, total)
+
+
+_MICRO: Final = Decimal("0.000001")

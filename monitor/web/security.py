@@ -1,0 +1,161 @@
+"""What every response of the listener passes through: GET/HEAD only, access control,
+security headers, and a last-resort error answer that never shows a traceback or a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monitor.config import DashboardConfig
+from monitor.errors import MonitorError
+from monitor.health import describe_failure
+
+log = logging.getLogger(__name__)
+
+READ_METHODS: Final = frozenset({"GET", "HEAD"})
+OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})  # orchestrators probe without credentials
+OPEN_PREFIXES: Final = ("/static/",)  # a stylesheet holds nothing worth protecting
+PAGE_CSP: Final = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+HEADERS: Final = (
+    ("content-security-policy", PAGE_CSP),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cache-control", "no-store"),
+)
+REALM: Final = "did-monitor"
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may read the protected paths: basic-auth credentials, a bearer token, or both
+    (either one suffices). Compared in constant time."""
+
+    username: str = ""
+    password: str = ""
+    token: str = ""
+
+    @classmethod
+    def from_config(cls, config: DashboardConfig) -> Access:
+        return cls(config.username, config.password, config.token)
+
+    @property
+    def required(self) -> bool:
+        return bool(self.password or self.token)
+
+    def allows(self, authorization: str | None) -> bool:
+        if not self.required:
+            return True
+        scheme, _, value = (authorization or "").strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer" and self.token:
+            return hmac.compare_digest(value.encode(), self.token.encode())
+        if scheme.lower() == "basic" and self.password:
+            try:
+                user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            # Both compared, always: which half was wrong must not show in the timing.
+            user_ok = hmac.compare_digest(user.encode(), self.username.encode())
+            password_ok = hmac.compare_digest(password.encode(), self.password.encode())
+            return bool(sep) and user_ok and password_ok
+        return False
+
+    def challenge(self) -> str:
+        if self.password:
+            return f'Basic realm="{REALM}", charset="UTF-8"'
+        return f'Bearer realm="{REALM}"'
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+ErrorPage = Callable[[Scope, int, str], Response]
+
+
+def plain_error(scope: Scope, status: int, message: str) -> Response:
+    """The default error answer: JSON, as the probes answer."""
+    body = json.dumps({"status": "error", "reasons": [message]}, indent=1) + "\n"
+    return Response(body, status, media_type="application/json")
+
+
+class Guard:
+    """ASGI middleware in front of everything the listener serves.
+
+    A trailing slash is ignored (``/readyz/`` is ``/readyz``); a method other than GET or HEAD
+    is a 405 (the service is read-only); a protected path without valid credentials is a 401;
+    every response gets the security headers (a route may set its own CSP); an exception before
+    the response started becomes a 500 saying only what ``describe_failure`` says.
+    """
+
+    def __init__(
+        self, app: ASGIApp, access: Access | None = None, error_page: ErrorPage = plain_error
+    ) -> None:
+        self.app = app
+        self.access = access or Access()
+        self.error_page = error_page
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            scope = dict(scope, path=path.rstrip("/") or "/")
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS:
+                    headers.setdefault(name, value)
+            await send(message)
+
+        if scope["method"] not in READ_METHODS:
+            response: Response = PlainTextResponse(
+                "method not allowed: this service is read-only\n",
+                405,
+                headers={"Allow": "GET, HEAD"},
+            )
+            await response(scope, receive, send_with_headers)
+            return
+        if not is_open(scope["path"]) and not self.access.allows(
+            Headers(scope=scope).get("authorization")
+        ):
+            response = PlainTextResponse(
+                "authentication required\n",
+                401,
+                headers={"WWW-Authenticate": self.access.challenge()},
+            )
+            await response(scope, receive, send_with_headers)
+            return
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # a broken view or probe must answer, not kill the listener
+            if started:
+                raise
+            if isinstance(exc, MonitorError | SQLAlchemyError):
+                log.warning("web: %s failed: %s", scope["path"], describe_failure(exc))
+            else:
+                log.exception("web: %s failed unexpectedly", scope["path"])
+            response = self.error_page(scope, 500, describe_failure(exc))
+            await response(scope, receive, send_with_headers)

@@ -1,0 +1,291 @@
+"""The dashboard's pages: overview, findings, number, accounts, sweeps, and their charts.
+
+Pages are Jinja2 templates shipped in the package, autoescaped: every string from the API is
+text in them, never markup. Views are plain functions of the request run on Starlette's thread
+pool (the store is synchronous); they read, never write. Charts are cached until a sweep starts
+or ends, the only events that change them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import Scope
+
+from monitor.config import Settings
+from monitor.status import collect
+from monitor.store import Store
+from monitor.web import charts, queries
+from monitor.web.queries import SEVERITIES, STATES, FindingFilter
+
+Clock = Callable[[], datetime]
+CHART_CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+MAX_FILTER_LENGTH: Final = 128
+MAX_PAGE: Final = 1_000_000
+
+
+class BadRequest(Exception):
+    """Raised when a query parameter has a value the page cannot use (a 400 saying which)."""
+
+
+# --- template helpers -----------------------------------------------------------------------------
+
+
+def when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "—"
+
+
+def duration(started: datetime | None, finished: datetime | None) -> str:
+    if started is None or finished is None:
+        return "—"
+    seconds = (finished - started).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs} s"
+
+
+def money(value: Decimal | float | None) -> str:
+    if value is None:
+        return "—"
+    amount = Decimal(str(value))
+    if amount == amount.quantize(Decimal("0.01")):
+        return f"{amount:,.2f}"
+    return f"{amount.normalize():,f}"
+
+
+def number_url(e164: str) -> str:
+    return "/numbers/" + quote(e164, safe="+")
+
+
+def with_page(params: Mapping[str, str], page: int) -> dict[str, Any]:
+    return {**params, "page": page}
+
+
+@pass_context
+def url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
+    """A path on this site (relative to the host, so links survive a reverse proxy)."""
+    request: Request = context["request"]
+    root = str(request.scope.get("root_path", ""))
+    return root + str(request.app.url_path_for(name, **params))
+
+
+def environment() -> Environment:
+    """The templates' environment: autoescape on for every template, undefined names fail."""
+    env = Environment(
+        loader=PackageLoader("monitor.web", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=when, money=money, number_url=number_url, with_page=with_page)
+    # Set before Jinja2Templates adds its own url_for, which builds absolute URLs from Host.
+    env.globals.update(duration=duration, urlencode=urlencode, url_for=url_for)
+    return env
+
+
+def _page_number(request: Request) -> int:
+    raw = request.query_params.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"page must be a whole number from 1 to {MAX_PAGE}, not {raw[:20]!r}")
+    return int(raw)
+
+
+def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = request.query_params.get(name, default) or default
+    if value and value not in allowed:
+        raise BadRequest(f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _text(request: Request, name: str) -> str:
+    value = request.query_params.get(name, "").strip()
+    if len(value) > MAX_FILTER_LENGTH:
+        raise BadRequest(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
+    return value
+
+
+# --- the dashboard --------------------------------------------------------------------------------
+
+
+class Dashboard:
+    """The pages over one store. ``next_sweep`` answers when the scheduler sweeps next (the
+    service's own answer, jitter included); without it the cron's next fire time is shown."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        clock: Clock,
+        next_sweep: Callable[[], datetime | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.next_sweep = next_sweep
+        self.per_page = settings.dashboard.page_size
+        self.templates = Jinja2Templates(env=environment())
+        self._charts: dict[str, tuple[tuple[Any, ...], bytes]] = {}
+        self._lock = threading.Lock()
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.overview, methods=["GET"], name="overview"),
+            Route("/findings", self.findings, methods=["GET"], name="findings"),
+            Route("/numbers/{e164:path}", self.number, methods=["GET"], name="number"),
+            Route("/accounts", self.accounts, methods=["GET"], name="accounts"),
+            Route("/sweeps", self.sweeps, methods=["GET"], name="sweeps"),
+            Route("/charts/{name}.svg", self.chart, methods=["GET"], name="chart"),
+            Mount("/static", StaticFiles(packages=[("monitor.web", "static")]), name="static"),
+        ]
+
+    def _render(
+        self, request: Request, template: str, context: Mapping[str, Any], status: int = 200
+    ) -> Response:
+        page = {"now": self.clock(), "active": template.removesuffix(".html")} | dict(context)
+        return self.templates.TemplateResponse(request, template, page, status_code=status)
+
+    def error_page(self, scope: Scope, status: int, message: str) -> Response:
+        """An HTML error page; plain text if even that cannot be drawn."""
+        try:
+            return self._render(
+                Request(scope), "error.html", {"status": status, "message": message}, status
+            )
+        except Exception:  # the error may be in the templates themselves
+            return PlainTextResponse(f"{status}: {message}\n", status)
+
+    def _guarded(self, request: Request, build: Callable[[], Response]) -> Response:
+        try:
+            return build()
+        except BadRequest as exc:
+            return self.error_page(request.scope, 400, str(exc))
+
+    # --- pages ------------------------------------------------------------------------------------
+
+    def overview(self, request: Request) -> Response:
+        now = self.clock()
+        info = collect(self.settings, self.store, now)
+        if self.next_sweep is not None:
+            info["next_sweep"] = self.next_sweep()
+        by_status = self.store.numbers_by_status()
+        context = {
+            "info": info,
+            "by_status": sorted(by_status.items(), key=lambda kv: (-kv[1], kv[0])),
+            "inventory_total": sum(by_status.values()),
+            "failing_after": self.settings.alerts.failing_after,
+            "schedule_cron": self.settings.schedule.cron,
+        }
+        return self._render(request, "overview.html", context)
+
+    def findings(self, request: Request) -> Response:
+        def build() -> Response:
+            filters = FindingFilter(
+                rule=_text(request, "rule"),
+                severity=_choice(request, "severity", SEVERITIES, ""),
+                account=_text(request, "account"),
+                state=_choice(request, "state", STATES, "open"),
+            )
+            page = queries.findings_page(
+                self.store, filters, _page_number(request), self.per_page, self.clock()
+            )
+            rules = queries.finding_rules(self.store, type(self.settings.rules).model_fields)
+            context = {
+                "page": page,
+                "filters": filters,
+                "rules": rules,
+                "severities": SEVERITIES,
+                "states": STATES,
+            }
+            return self._render(request, "findings.html", context)
+
+        return self._guarded(request, build)
+
+    def number(self, request: Request) -> Response:
+        e164 = str(request.path_params["e164"])
+        history = queries.number_history(self.store, e164)
+        findings = queries.findings_of_number(self.store, e164, self.clock())
+        if not history and not findings:
+            return self.error_page(request.scope, 404, f"no number {e164} on record")
+        current = history[-1] if history and history[-1]["valid_to"] is None else None
+        context = {
+            "e164": e164,
+            "history": list(reversed(history)),
+            "current": current,
+            "findings": findings,
+            "findings_limit": queries.NUMBER_FINDINGS_LIMIT,
+        }
+        return self._render(request, "number.html", context)
+
+    def accounts(self, request: Request) -> Response:
+        def build() -> Response:
+            page = queries.accounts_page(self.store, _page_number(request), self.per_page)
+            return self._render(request, "accounts.html", {"page": page})
+
+        return self._guarded(request, build)
+
+    def sweeps(self, request: Request) -> Response:
+        def build() -> Response:
+            page = queries.sweeps_page(self.store, _page_number(request), self.per_page)
+            return self._render(request, "sweeps.html", {"page": page})
+
+        return self._guarded(request, build)
+
+    # --- charts -----------------------------------------------------------------------------------
+
+    def chart(self, request: Request) -> Response:
+        name = str(request.path_params["name"])
+        draw = self._chart_drawers().get(name)
+        if draw is None:
+            return self.error_page(request.scope, 404, f"no chart named {name}")
+        version = queries.data_version(self.store)
+        with self._lock:
+            cached = self._charts.get(name)
+        if cached is None or cached[0] != version:
+            cached = (version, draw())
+            with self._lock:
+                self._charts[name] = cached
+        return Response(
+            cached[1],
+            media_type="image/svg+xml",
+            headers={"Content-Security-Policy": CHART_CSP, "Cache-Control": "no-cache"},
+        )
+
+    def _chart_drawers(self) -> dict[str, Callable[[], bytes]]:
+        def history() -> tuple[list[Any], list[datetime]]:
+            sweeps = queries.complete_sweeps(self.store)
+            return sweeps, [s["started_at"] for s in sweeps]
+
+        def inventory() -> bytes:
+            sweeps, times = history()
+            return charts.inventory_chart(times, [s["numbers_seen"] for s in sweeps])
+
+        def rental() -> bytes:
+            sweeps, times = history()
+            series = queries.rental_by_sweep(self.store, [s["id"] for s in sweeps])
+            return charts.rental_chart(times, series)
+
+        def findings() -> bytes:
+            sweeps, times = history()
+            return charts.findings_chart(
+                times,
+                [s["findings_opened"] for s in sweeps],
+                [s["findings_resolved"] for s in sweeps],
+            )
+
+        def status() -> bytes:
+            return charts.status_chart(self.store.numbers_by_status())
+
+        return {"inventory": inventory, "rental": rental, "findings": findings, "status": status}

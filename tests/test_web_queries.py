@@ -1,0 +1,126 @@
+"""Tests for the dashboard's queries on both databases: per-sweep rental against the inventory
+as it stood at each sweep, findings filters and pages, accounts' order and exact sums."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from monitor.pipeline import run_cycle
+from monitor.sandbox import Sandbox
+from monitor.store import Store
+from monitor.testing import RecordingNotifier
+from monitor.web import queries
+from monitor.web.queries import FindingFilter
+from tests.conftest import FakeClock, make_settings
+
+
+def sweep_three_times(sandbox: Sandbox, store: Store, clock: FakeClock) -> list[int]:
+    """Three complete sweeps with fees, statuses and membership changing between them."""
+    settings = make_settings(sandbox, store.url)
+    notifier = RecordingNotifier()
+    ids = []
+    for step in range(3):
+        if step == 1:
+            sandbox.inventory.update(0, monthly_fee="999.50")
+            sandbox.inventory.update(1, status="inactive")
+            sandbox.inventory.remove([2, 3])
+        if step == 2:
+            sandbox.inventory.add(4)
+            sandbox.inventory.update(1, status="active")
+            sandbox.inventory.update(0, currency="EUR")
+        outcome = run_cycle(settings, store, notifier, clock=clock)
+        assert outcome.ok
+        ids.append(outcome.sweep_id)
+        clock.advance(days=7)
+    return ids
+
+
+def test_rental_by_sweep_matches_the_inventory_at_each_sweep(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    ids = sweep_three_times(sandbox, store, clock)
+    expected: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(ids))
+    for i, sweep_id in enumerate(ids):
+        for row in store.inventory_at(sweep_id):
+            if row["status"] == "active" and row["monthly_fee"] is not None:
+                expected[row["currency"]][i] += float(row["monthly_fee"])
+    got = queries.rental_by_sweep(store, ids)
+    assert set(got) == set(expected) == {"INR", "USD", "EUR"}
+    for currency, series in expected.items():
+        assert got[currency] == [round(v, 2) for v in series], currency
+    assert got["EUR"] == [0.0, 0.0, 999.5]
+    assert queries.rental_by_sweep(store, []) == {}
+
+
+def test_complete_sweeps_and_sweeps_page(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    ids = sweep_three_times(sandbox, store, clock)
+    history = queries.complete_sweeps(store, limit=2)
+    assert [s["id"] for s in history] == ids[1:]  # the last two, oldest first
+    page = queries.sweeps_page(store, 2, 2)
+    assert page.total == 3 and page.pages == 2 and page.has_prev and not page.has_next
+    assert [s["id"] for s in page.items] == [ids[0]]
+
+
+def test_findings_page_filters_and_counts(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    sweep_three_times(sandbox, store, clock)
+    now = clock()
+    everything = store.findings(include_closed=True)
+    open_ = [f for f in everything if f["state"] == "open"]
+    page = queries.findings_page(store, FindingFilter(), 1, 5, now)
+    assert page.total == len(open_) and len(page.items) == 5
+    assert [f["id"] for f in page.items] == sorted((f["id"] for f in open_), reverse=True)[:5]
+    rule, severity = open_[0]["rule"], open_[0]["severity"]
+    narrowed = queries.findings_page(
+        store, FindingFilter(rule=rule, severity=severity), 1, 500, now
+    )
+    assert narrowed.total == sum(
+        1 for f in open_ if f["rule"] == rule and f["severity"] == severity
+    )
+    account = open_[0]["account_id"]
+    mine = queries.findings_page(store, FindingFilter(account=account, state="all"), 1, 500, now)
+    assert mine.total == sum(1 for f in everything if f["account_id"] == account)
+    resolved = queries.findings_page(store, FindingFilter(state="resolved"), 1, 500, now)
+    assert resolved.total == sum(1 for f in everything if f["state"] == "resolved")
+    store.add_silence(rule, now.replace(year=2030), "test", now, account_id=account)
+    silenced = queries.findings_page(store, FindingFilter(state="silenced"), 1, 500, now)
+    assert {f["state"] for f in silenced.items} == {"silenced"}
+    assert silenced.total == sum(
+        1 for f in open_ if f["rule"] == rule and f["account_id"] == account
+    )
+    after = queries.findings_page(store, FindingFilter(), 1, 500, now)
+    assert after.total == len(open_) - silenced.total
+    assert FindingFilter(rule="x", state="open").query(page=2) == {"rule": "x", "page": "2"}
+
+
+def test_accounts_page_orders_idle_customers_first_with_exact_rental(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    account = sandbox.inventory.item(7)["account_id"]
+    for index in range(sandbox.inventory.total):
+        if sandbox.inventory.item(index)["account_id"] == account:
+            sandbox.inventory.update(index, status="inactive")
+    sweep_three_times(sandbox, store, clock)
+    page = queries.accounts_page(store, 1, 500)
+    assert page.items[0].account_id == account and page.items[0].active == 0
+    assert page.items[0].rental == {}
+    last = store.last_sweep("complete")
+    assert last is not None
+    expected: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for row in store.inventory_at(last["id"]):
+        if row["status"] == "active" and row["monthly_fee"] is not None:
+            expected[row["account_id"]][row["currency"]] += Decimal(str(row["monthly_fee"]))
+    for item in page.items:
+        assert item.rental == dict(expected.get(item.account_id, {})), item.account_id
+    assert page.total == len({r["account_id"] for r in store.inventory_at(last["id"])})
+    assert sum(i.open_findings for i in page.items) == sum(store.open_counts().values())
+
+
+def test_number_history_names_what_changed(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    e164 = sandbox.inventory.item(0)["e164"]
+    sweep_three_times(sandbox, store, clock)
+    history = queries.number_history(store, e164)
+    assert [v["changed"] for v in history] == [[], ["monthly_fee"], ["currency"]]
+    assert "raw" not in history[0]

@@ -1,0 +1,149 @@
+"""Tests for the web listener on a real loopback socket: the probes and metrics answer as they
+did before the dashboard (status codes, JSON bodies, content types), and the listener binds,
+refuses a taken address and stops."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import OperationalError
+
+from monitor.errors import ConfigError, DatabaseError
+from monitor.web.app import build_app
+from monitor.web.server import WebServer
+from tests.conftest import serve_probes
+
+
+class Probes:
+    def __init__(self) -> None:
+        self.healthy: bool | BaseException = True
+        self.registry = CollectorRegistry()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        if isinstance(self.healthy, BaseException):
+            raise self.healthy
+        return self.healthy, {"status": "ok" if self.healthy else "failing"}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        return True, {"status": "ready"}
+
+
+@pytest.fixture
+def probes() -> Probes:
+    return Probes()
+
+
+@pytest.fixture
+def listener(probes: Probes) -> Iterator[httpx.Client]:
+    server = serve_probes(probes.health, probes.ready, probes.registry)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def test_healthz_answers_200_or_503_with_json(listener: httpx.Client, probes: Probes) -> None:
+    ok = listener.get("/healthz")
+    assert ok.status_code == 200
+    assert ok.headers["content-type"] == "application/json"
+    assert ok.json() == {"status": "ok"}
+    probes.healthy = False
+    failing = listener.get("/healthz")
+    assert failing.status_code == 503
+    assert failing.json() == {"status": "failing"}
+
+
+def test_a_probe_that_raises_is_503_without_secrets(listener: httpx.Client, probes: Probes) -> None:
+    probes.healthy = OperationalError("SELECT 1", {}, Exception("connection refused"))
+    response = listener.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "failing",
+        "reasons": ["database error: connection refused"],
+    }
+    probes.healthy = DatabaseError("cannot reach the database")
+    assert listener.get("/healthz").json()["reasons"] == ["cannot reach the database"]
+    probes.healthy = RuntimeError("postgresql://user:secret@db/x")
+    response = listener.get("/healthz")
+    assert response.status_code == 503
+    assert "secret" not in response.text and "RuntimeError" in response.text
+
+
+def test_readyz_metrics_and_unknown_paths(listener: httpx.Client, probes: Probes) -> None:
+    assert listener.get("/readyz").status_code == 200
+    assert listener.get("/readyz/?probe=1").status_code == 200
+    Gauge("did_monitor_x", "a test gauge", registry=probes.registry).set(1)
+    metrics = listener.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert "did_monitor_x 1.0\n" in metrics.text
+    missing = listener.get("/")  # no dashboard configured: the probes alone
+    assert missing.status_code == 404
+    assert missing.json()["paths"] == ["/healthz", "/metrics", "/readyz"]
+
+
+def test_a_failing_metrics_collector_is_a_500(probes: Probes) -> None:
+    class Broken(Collector):
+        def collect(self) -> Any:
+            raise ValueError("boom")
+
+    probes.registry.register(Broken())
+    server = serve_probes(probes.health, probes.ready, probes.registry)
+    try:
+        response = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
+        assert response.status_code == 500
+        assert response.json()["status"] == "error"
+        # the listener survives it
+        assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_only_get_and_head_are_served(listener: httpx.Client) -> None:
+    assert listener.head("/healthz").status_code == 200
+    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+        response = listener.request(method, "/healthz")
+        assert response.status_code == 405, method
+        assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_stop_closes_the_port(probes: Probes) -> None:
+    server = serve_probes(probes.health, probes.ready)
+    port = server.port
+    server.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_an_address_in_use_is_a_config_error(probes: Probes) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        app = build_app(health=probes.health, ready=probes.ready, registry=probes.registry)
+        server = WebServer(("127.0.0.1", port), app, key="dashboard.listen")
+        with pytest.raises(
+            ConfigError, match=r"^dashboard.listen = '127.0.0.1:\d+': cannot listen"
+        ):
+            server.start()
+
+
+def test_ipv6_loopback(probes: Probes) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6")
+    app = build_app(health=probes.health, ready=probes.ready, registry=probes.registry)
+    try:
+        server = WebServer(("::1", 0), app).start()
+    except ConfigError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc.message}")
+    try:
+        assert httpx.get(f"http://[::1]:{server.port}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()

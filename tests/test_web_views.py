@@ -1,0 +1,292 @@
+"""Tests for the dashboard's pages through Starlette's test client, over a real SQLite database
+swept from the sandbox: what each page shows, filters and pagination, escaping of hostile API
+strings, security headers, read-only methods, access control, and that no secret is rendered."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
+
+from monitor.config import ChannelConfig, DashboardConfig, Settings
+from monitor.pipeline import run_cycle
+from monitor.sandbox import Sandbox
+from monitor.store import Store
+from monitor.testing import RecordingNotifier
+from monitor.web.app import build_app
+from monitor.web.security import Access
+from monitor.web.views import Dashboard
+from tests.conftest import FakeClock, make_settings
+
+HOSTILE = ("<script>alert(1)</script>", "<!channel>", "<b>bold</b>")
+CHANNEL_SECRET = "hunter2-channel-secret"
+
+
+@dataclass
+class Swept:
+    store: Store
+    settings: Settings
+    clock: FakeClock
+    hostile_e164: str
+    idle_account: str
+
+
+@pytest.fixture
+def swept(sandbox: Sandbox, sqlite_store: Store, clock: FakeClock) -> Swept:
+    """Three sweeps: a first one, one after a number turned hostile and blocked and a whole
+    account went inactive, and one that failed."""
+    channels = (ChannelConfig(name="ops", url=f"json://user:{CHANNEL_SECRET}@127.0.0.1:9/hook"),)
+    settings = make_settings(
+        sandbox, sqlite_store.url, channels, dashboard=DashboardConfig(page_size=10)
+    )
+    notifier = RecordingNotifier()
+    assert run_cycle(settings, sqlite_store, notifier, clock=clock).ok
+    first = sandbox.inventory.item(0)
+    sandbox.inventory.update(0, tags=list(HOSTILE), region=HOSTILE[0], is_blocked=True)
+    account = sandbox.inventory.item(5)["account_id"]
+    for index in range(sandbox.inventory.total):
+        if sandbox.inventory.item(index)["account_id"] == account:
+            sandbox.inventory.update(index, status="inactive")
+    clock.advance(days=7)
+    assert run_cycle(settings, sqlite_store, notifier, clock=clock).ok
+    sandbox.faults.add(page=2, times=-1, status=500)
+    clock.advance(days=7)
+    assert not run_cycle(settings, sqlite_store, notifier, clock=clock).ok
+    sandbox.faults.clear()
+    return Swept(sqlite_store, settings, clock, first["e164"], account)
+
+
+def client_for(swept: Swept, access: Access | None = None) -> TestClient:
+    dashboard = Dashboard(swept.store, swept.settings, clock=swept.clock)
+    app = build_app(
+        health=lambda: (True, {"status": "ok"}),
+        ready=lambda: (True, {"status": "ready"}),
+        registry=CollectorRegistry(),
+        dashboard=dashboard,
+        access=access,
+    )
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(swept: Swept) -> Iterator[TestClient]:
+    with client_for(swept) as c:
+        yield c
+
+
+def assert_safe_html(html: str) -> None:
+    """No script and no inline style at all: the CSP allows neither."""
+    assert "<script" not in html.lower()
+    assert " style=" not in html and "<style" not in html
+
+
+def test_overview_shows_the_last_sweep_inventory_findings_channels_and_charts(
+    client: TestClient, swept: Swept
+) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.text
+    assert_safe_html(html)
+    last = swept.store.last_sweep()
+    assert last is not None and last["status"] == "failed"
+    assert f"#{last['id']}" in html and "failed" in html
+    assert "last complete sweep: #2" in html
+    total = sum(swept.store.numbers_by_status().values())
+    assert f"{total} numbers" in html
+    for (rule, _severity), _count in swept.store.open_counts().items():
+        assert f"?rule={rule}&amp;severity=" in html
+    assert ">ops<" in html
+    charts = re.findall(r'<img src="(/charts/\w+\.svg)"', html)
+    assert sorted(charts) == [
+        "/charts/findings.svg",
+        "/charts/inventory.svg",
+        "/charts/rental.svg",
+        "/charts/status.svg",
+    ]
+    assert "Next sweep" in html and "UTC" in html
+
+
+def test_charts_are_svg_without_script(client: TestClient) -> None:
+    for name in ("inventory", "rental", "findings", "status"):
+        response = client.get(f"/charts/{name}.svg")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "image/svg+xml"
+        svg = response.text
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+        assert "<script" not in svg and "kozea.github.io" not in svg
+        assert "script-src" not in response.headers["content-security-policy"]
+    rental = client.get("/charts/rental.svg").text
+    assert "INR" in rental and "USD" in rental
+    assert client.get("/charts/nothing.svg").status_code == 404
+
+
+def test_security_headers_on_every_response(client: TestClient) -> None:
+    for path in ("/", "/findings", "/healthz", "/metrics", "/static/dashboard.css", "/nowhere"):
+        headers = client.get(path).headers
+        csp = headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp, path
+        assert "unsafe-inline" not in csp and "script-src" not in csp, path
+        assert headers["x-content-type-options"] == "nosniff", path
+
+
+def test_read_only_every_other_method_is_405(client: TestClient) -> None:
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        for path in ("/", "/findings", "/static/dashboard.css", "/charts/status.svg"):
+            response = client.request(method, path)
+            assert response.status_code == 405, (method, path)
+            assert response.headers["allow"] == "GET, HEAD"
+    assert client.head("/").status_code == 200
+
+
+def test_findings_filter_paginate_and_link_to_numbers(client: TestClient, swept: Swept) -> None:
+    open_total = sum(swept.store.open_counts().values())
+    assert open_total > 10  # more than one page of 10
+    first = client.get("/findings")
+    assert first.status_code == 200
+    assert_safe_html(first.text)
+    assert f"1–10 of {open_total}" in first.text
+    assert 'rel="next" href="/findings?page=2"' in first.text
+    second = client.get("/findings?page=2")
+    assert f"11–{min(20, open_total)} of {open_total}" in second.text
+    links = re.findall(r'href="(/numbers/[^"]+)"', first.text)
+    assert len(links) == 10
+    assert client.get(links[0]).status_code == 200
+
+    blocked = client.get("/findings?rule=blocked&severity=critical")
+    count = swept.store.open_counts()[("blocked", "critical")]
+    assert f"of {count}" in blocked.text
+    assert "/numbers/" + swept.hostile_e164 in blocked.text
+
+    account = client.get(f"/findings?account={swept.idle_account}&state=all")
+    assert account.status_code == 200
+    mine = [
+        f
+        for f in swept.store.findings(include_closed=True)
+        if f["account_id"] == swept.idle_account
+    ]
+    assert mine and f"of {len(mine)}" in account.text
+    assert "No finding matches." in client.get("/findings?account=nobody").text
+    assert client.get("/findings?state=resolved").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query", ["severity=loud", "state=gone", "page=0", "page=x", "rule=" + "r" * 200]
+)
+def test_a_bad_filter_is_a_400_naming_it(client: TestClient, query: str) -> None:
+    response = client.get(f"/findings?{query}")
+    assert response.status_code == 400
+    assert query.split("=")[0] in response.text
+
+
+def test_silenced_findings_are_their_own_state(client: TestClient, swept: Swept) -> None:
+    swept.store.add_silence(
+        "blocked", swept.clock.now.replace(year=2030), "agreed", swept.clock.now
+    )
+    open_page = client.get("/findings?rule=blocked")
+    assert "No finding matches." in open_page.text
+    silenced = client.get("/findings?rule=blocked&state=silenced")
+    assert "badge-silenced" in silenced.text and swept.hostile_e164 in silenced.text
+
+
+def test_number_page_history_findings_and_hostile_strings_as_text(
+    client: TestClient, swept: Swept
+) -> None:
+    response = client.get("/numbers/" + swept.hostile_e164)
+    assert response.status_code == 200
+    html = response.text
+    assert_safe_html(html)
+    for hostile in HOSTILE:
+        assert hostile not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;!channel&gt;" in html
+    assert "is_blocked" in html and "tags" in html  # what the second sweep changed
+    assert html.count("#1 ·") >= 1 and "#2 ·" in html
+    assert "blocked" in html  # the finding it raised
+    missing = client.get("/numbers/+10000000000")
+    assert missing.status_code == 404 and "no number +10000000000 on record" in missing.text
+
+
+def test_accounts_with_no_active_number_come_first(client: TestClient, swept: Swept) -> None:
+    response = client.get("/accounts")
+    assert response.status_code == 200
+    html = response.text
+    assert_safe_html(html)
+    first_row = html.index("<tbody>")
+    assert html.index(swept.idle_account, first_row) < html.index("</tr>", first_row)
+    assert "no active number" in html
+    assert re.search(r"[\d,]+\.\d\d (INR|USD)", html)
+
+
+def test_sweeps_show_outcome_duration_counts_and_the_failure_reason(client: TestClient) -> None:
+    html = client.get("/sweeps").text
+    assert_safe_html(html)
+    assert html.count("badge-complete") == 2 and html.count("badge-failed") == 1
+    assert "500" in html  # the failed sweep's reason names the API error
+    assert " s</td>" in html
+
+
+def test_no_secret_is_rendered(client: TestClient, swept: Swept) -> None:
+    token = swept.settings.vobiz.auth_token
+    assert token
+    for path in (
+        "/",
+        "/findings?state=all",
+        "/accounts",
+        "/sweeps",
+        "/numbers/" + swept.hostile_e164,
+    ):
+        html = client.get(path).text
+        assert token not in html and CHANNEL_SECRET not in html, path
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def test_basic_auth_and_bearer_token(swept: Swept) -> None:
+    token = "t" * 32
+    with client_for(swept, Access("ops", "s3cret pass", token)) as c:
+        denied = c.get("/")
+        assert denied.status_code == 401
+        assert denied.headers["www-authenticate"].startswith('Basic realm="did-monitor"')
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/", headers=basic("ops", "s3cret pass")).status_code == 200
+        assert c.get("/", headers=basic("ops", "wrong")).status_code == 401
+        assert c.get("/", headers=basic("root", "s3cret pass")).status_code == 401
+        assert c.get("/", headers={"Authorization": "Basic !!notbase64"}).status_code == 401
+        assert c.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert c.get("/", headers={"Authorization": "Bearer nope"}).status_code == 401
+        # probes and the stylesheet stay open for orchestrators and the login page
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").status_code == 200
+        assert c.get("/static/dashboard.css").status_code == 200
+    with client_for(swept, Access(token=token)) as c:
+        denied = c.get("/findings")
+        assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_view_that_fails_answers_500_without_details(
+    swept: Swept, caplog: pytest.LogCaptureFixture
+) -> None:
+    swept.store.engine.dispose()
+    with swept.store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE silences")
+    with client_for(swept) as c:
+        response = c.get("/findings")
+    assert response.status_code == 500
+    assert "Traceback" not in response.text and "database error" in response.text
+
+
+def test_the_dashboard_can_be_turned_off(swept: Swept) -> None:
+    app = build_app(
+        health=lambda: (True, {}), ready=lambda: (True, {}), registry=CollectorRegistry()
+    )
+    with TestClient(app) as c:
+        assert c.get("/").status_code == 404
+        assert c.get("/findings").json()["paths"] == ["/healthz", "/metrics", "/readyz"]
