@@ -139,6 +139,26 @@ class NumberVersion(Base):
             sqlite_where=sa.text("valid_to IS NULL"),
             postgresql_where=sa.text("valid_to IS NULL"),
         ),
+        # Covering indexes for the dashboard: the current inventory per account and status
+        # (accounts, numbers by status) and the versions' opening and closing sweeps (rental per
+        # sweep), read without touching the wide rows.
+        sa.Index(
+            "ix_number_versions_current_account",
+            "account_id",
+            "status",
+            "currency",
+            "monthly_fee",
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        ),
+        sa.Index(
+            "ix_number_versions_status_span",
+            "status",
+            "valid_from",
+            "valid_to",
+            "currency",
+            "monthly_fee",
+        ),
     )
 
 
@@ -150,7 +170,7 @@ class Finding(Base):
     rule: Mapped[str] = mapped_column(sa.String(64))
     subject: Mapped[str] = mapped_column(sa.String(128))
     number_id: Mapped[str | None] = mapped_column(sa.String(64))
-    e164: Mapped[str | None] = mapped_column(sa.String(32))
+    e164: Mapped[str | None] = mapped_column(sa.String(32), index=True)
     account_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     severity: Mapped[str] = mapped_column(sa.String(16))
     state: Mapped[str] = mapped_column(sa.String(16), index=True)  # open|resolved

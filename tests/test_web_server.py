@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from monitor.errors import ConfigError, DatabaseError
 from monitor.web.app import build_app
 from monitor.web.server import WebServer
-from tests.conftest import serve_probes
+from tests.conftest import FIXED_NOW, free_port, serve_probes
 
 
 class Probes:
@@ -145,5 +145,36 @@ def test_ipv6_loopback(probes: Probes) -> None:
         pytest.skip(f"no IPv6 loopback here: {exc.message}")
     try:
         assert httpx.get(f"http://[::1]:{server.port}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_the_service_listener_follows_the_config(sqlite_store: Any) -> None:
+    from monitor.config import DashboardConfig, DatabaseConfig, ServiceConfig, Settings
+    from monitor.web.app import listener
+
+    def make(**sections: Any) -> WebServer | None:
+        settings = Settings(database=DatabaseConfig(url=sqlite_store.url), **sections)
+        return listener(
+            settings,
+            sqlite_store,
+            health=lambda: (True, {}),
+            ready=lambda: (True, {}),
+            registry=CollectorRegistry(),
+            clock=lambda: FIXED_NOW,
+        )
+
+    assert make() is None  # off unless configured
+    legacy = make(service=ServiceConfig(health_listen="9108"))
+    assert legacy is not None and legacy.address == ("127.0.0.1", 9108)
+    assert legacy.key == "service.health_listen" and legacy.serves.startswith("dashboard at /")
+    port = free_port()
+    off = make(dashboard=DashboardConfig(listen=f"127.0.0.1:{port}", enabled=False))
+    assert off is not None and off.key == "dashboard.listen" and "dashboard" not in off.serves
+    server = off.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
+            assert client.get("/").status_code == 404
+            assert client.get("/healthz").status_code == 200
     finally:
         server.stop()

@@ -24,6 +24,7 @@ sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginIm
 
 WIDTH: Final = 720
 HEIGHT: Final = 300
+LOG_SCALE_RATIO: Final = 20
 _SCRIPT = re.compile(rb"<script\b[^>]*>.*?</script>", re.DOTALL)
 _STYLE = Style(
     background="#ffffff",
@@ -53,6 +54,7 @@ def _config(**extra: Any) -> dict[str, Any]:
         "truncate_label": 20,
         "no_data_text": "no complete sweep yet",
         "margin": 12,
+        "margin_right": 36,  # room for the last date label
         **extra,
     }
 
@@ -75,12 +77,15 @@ def inventory_chart(times: Sequence[datetime], sizes: Sequence[int]) -> bytes:
 
 
 def rental_chart(times: Sequence[datetime], series: Mapping[str, Sequence[float]]) -> bytes:
-    """Monthly rental of the active numbers, one line per currency (each on its own scale
-    would mislead; one axis, as the amounts are)."""
-    chart = pygal.Line(**_config(title="Monthly rental of active numbers", dots_size=2))
+    """Monthly rental of the active numbers, one line per currency. Amounts in currencies of
+    very different size (INR beside USD) share a logarithmic axis, so each line keeps a shape."""
+    peaks = [max(values) for values in series.values() if values and max(values) > 0]
+    log = len(peaks) > 1 and max(peaks) > LOG_SCALE_RATIO * min(peaks)
+    title = "Monthly rental of active numbers" + (" (log scale)" if log else "")
+    chart = pygal.Line(**_config(title=title, dots_size=2, logarithmic=log))
     chart.x_labels = _labels(times)
     for currency, values in series.items():
-        chart.add(currency, list(values))
+        chart.add(currency, [v if v > 0 or not log else None for v in values])
     return _svg(chart)
 
 

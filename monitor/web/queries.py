@@ -213,9 +213,10 @@ def findings_page(
         .limit(per_page)
         .offset(_offset(page, per_page))
     )
+    seen = _last_complete_start(store)
     with store.engine.connect() as conn:
         total = int(conn.execute(count).scalar_one())
-        items = [_finding(row) for row in conn.execute(rows).mappings()]
+        items = [_finding(row, seen) for row in conn.execute(rows).mappings()]
     return Page(items, max(page, 1), per_page, total)
 
 
@@ -227,12 +228,22 @@ def findings_of_number(store: Store, e164: str, now: datetime) -> list[dict[str,
         .order_by(FINDINGS.c.id.desc())
         .limit(NUMBER_FINDINGS_LIMIT)
     )
+    seen = _last_complete_start(store)
     with store.engine.connect() as conn:
-        return [_finding(row) for row in conn.execute(stmt).mappings()]
+        return [_finding(row, seen) for row in conn.execute(stmt).mappings()]
 
 
-def _finding(row: RowMapping) -> dict[str, Any]:
+def _last_complete_start(store: Store) -> datetime | None:
+    last = store.last_sweep("complete")
+    return last["started_at"] if last is not None else None
+
+
+def _finding(row: RowMapping, last_complete: datetime | None) -> dict[str, Any]:
+    """A finding for display. An open one was seen by the last complete sweep by definition
+    (a re-sweep does not rewrite every open finding's ``last_seen``), as ``store.findings``."""
     item = dict(row)
+    if item["state"] == "open" and last_complete is not None:
+        item["last_seen"] = max(item["last_seen"], last_complete)
     if item.pop("silenced") and item["state"] == "open":
         item["state"] = "silenced"
     return item

@@ -61,14 +61,24 @@ class WebServer:
     def start(self) -> WebServer:
         host, port = self.address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP named, not left 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+        # whose protocol says TCP, and with it on every keep-alive response waits 40 ms for the
+        # client's delayed ACK between its headers and its body.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
-            sock = socket.create_server((host, port), family=family, backlog=128)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
         except OSError as exc:
+            sock.close()
             raise ConfigError(
                 f"{self.key} = {format_address(host, port)!r}: cannot listen there: "
                 f"{exc.strerror or exc}",
                 hint="pick a free port and an address of this machine (0.0.0.0 in a container)",
             ) from None
+        # uvicorn's own start/stop lines repeat ours (with terminal colour codes attached);
+        # its warnings and errors still come through.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         config = uvicorn.Config(
             self.app,
             log_config=None,  # the service's logging stays as configured
