@@ -65,7 +65,7 @@ def test_complete_sweeps_and_sweeps_page(sandbox: Sandbox, store: Store, clock: 
 def test_findings_page_filters_and_counts(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
     sweep_three_times(sandbox, store, clock)
     now = clock()
-    everything = store.findings(include_closed=True)
+    everything = store.findings(clock(), include_closed=True)
     open_ = [f for f in everything if f["state"] == "open"]
     page = queries.findings_page(store, FindingFilter(), 1, 5, now)
     assert page.total == len(open_) and len(page.items) == 5

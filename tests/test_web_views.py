@@ -166,7 +166,7 @@ def test_findings_filter_paginate_and_link_to_numbers(client: TestClient, swept:
     assert account.status_code == 200
     mine = [
         f
-        for f in swept.store.findings(include_closed=True)
+        for f in swept.store.findings(swept.clock(), include_closed=True)
         if f["account_id"] == swept.idle_account
     ]
     assert mine and f"of {len(mine)}" in account.text

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.health import Probe, describe_failure
 from monitor.store import Store
@@ -103,7 +104,7 @@ def listener(
     health: Probe,
     ready: Probe,
     registry: CollectorRegistry,
-    clock: Callable[[], datetime],
+    clock: Clock,
     next_sweep: Callable[[], datetime | None] | None = None,
 ) -> WebServer | None:
     """The service's listener as configured (not started); None when no listen key is set."""

@@ -23,13 +23,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import Scope
 
+from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.status import collect
 from monitor.store import Store
 from monitor.web import charts, queries
 from monitor.web.queries import SEVERITIES, STATES, FindingFilter
 
-Clock = Callable[[], datetime]
 CHART_CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 MAX_FILTER_LENGTH: Final = 128
 MAX_PAGE: Final = 1_000_000
