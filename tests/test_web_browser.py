@@ -72,7 +72,7 @@ def sweep_history(box: Sandbox, db_url: str) -> None:
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[str, Sandbox, str]]:
     """A running service swept once; yields (base URL, sandbox, database URL)."""
-    box = Sandbox(numbers=400, seed=11).start()
+    box = Sandbox(numbers=400, seed=11, now=datetime.now(UTC)).start()
     box.inventory.update(0, tags=HOSTILE_TAGS, region=HOSTILE_REGION, is_blocked=True)
     port = free_port()
     db_url = f"sqlite:///{tmp_path / 'monitor.db'}"
