@@ -16,7 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from monitor.db import FINDINGS, SWEEPS, VERSIONS, chunks, describe_db_error, sweep_values
+from monitor.db import (
+    FINDINGS,
+    SWEEPS,
+    VERSIONS,
+    chunks,
+    describe_db_error,
+    sweep_values,
+)
 from monitor.errors import DatabaseError
 from monitor.lifecycle import FindingChanges, OpenFinding, decide
 from monitor.model import FindingDraft, NumberRecord, SweepCounts
@@ -50,6 +57,42 @@ _UPDATED = (
 
 
 BATCH = 2000  # finding rows per executemany
+# number_versions columns for COPY: every one the writer sets, tags last (sent as JSON text)
+_VERSION_COLUMNS = (
+    "number_id",
+    "e164",
+    "account_id",
+    "status",
+    "country",
+    "region",
+    "application_id",
+    "is_blocked",
+    "next_billing_date",
+    "expires_at",
+    "monthly_fee",
+    "currency",
+    "content_hash",
+    "raw",
+    "valid_from",
+    "valid_to",
+    "tags",
+)
+_COPY_VERSIONS = f"COPY number_versions ({', '.join(_VERSION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+# The columns' PostgreSQL types, for psycopg to encode each value in binary (raw is json, whose
+# binary form is its text); the values themselves are the Python ones insert() would take.
+_COPY_TYPES = (
+    *["text"] * 7,
+    "bool",
+    "timestamptz",
+    "timestamptz",
+    "numeric",
+    "text",
+    "text",
+    "text",
+    "int4",
+    "int4",
+    "jsonb",
+)
 
 
 def _short(hex_digest: str) -> bytes:
@@ -70,6 +113,7 @@ class SweepWriter:
         self.versions_written = 0
         self._conn: Connection | None = None
         self._current: dict[str, bytes] | None = None
+        self._postgres = engine.dialect.name == "postgresql"
 
     def __enter__(self) -> SweepWriter:
         try:
@@ -108,10 +152,31 @@ class SweepWriter:
             current[rec.id] = digest
             rows.append(self._version_row(rec))
         self._close(changed)
-        if rows:
+        if rows and self._postgres:
+            self._copy_versions(rows)
+        elif rows:
             self.conn.execute(sa.insert(VERSIONS), rows)
         self.versions_written += len(rows)
         return len(rows)
+
+    def _copy_versions(self, rows: list[dict[str, Any]]) -> None:
+        """PostgreSQL only: the page's versions through one COPY instead of ``insert()``.
+
+        The one driver-level path, kept because the benchmark misses its target without it:
+        a first sweep of 100,000 numbers took 11.9 s with ``insert()`` (psycopg's pipelined
+        executemany: one INSERT per row for the server to run) against a 6.75 s target. COPY
+        takes the same Python values, which psycopg encodes in binary from the column types
+        named in ``_COPY_TYPES``, so nothing is converted by hand.
+        """
+        driver: Any = self.conn.connection.dbapi_connection  # a psycopg 3 connection
+        try:
+            with driver.cursor() as cursor, cursor.copy(_COPY_VERSIONS) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    copy.write_row([row[c] for c in _VERSION_COLUMNS])
+        except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseError(f"database error while storing numbers: {first}") from None
 
     def close_gone(self, seen: set[str]) -> int:
         """Close the current version of every number this (complete) sweep did not see."""
