@@ -26,6 +26,7 @@ from monitor.render import (
     Digest,
     Item,
     currency_code,
+    dashboard_link,
     days_left,
     one_line,
     ordered_items,
@@ -118,6 +119,9 @@ def _section_key(change: str, item: Item) -> str:
 def _context(
     digest: Digest, prefix: str, templates: Mapping[str, str], max_rows: int, dashboard_url: str
 ) -> dict[str, object]:
+    def link(item: Item) -> str:
+        return dashboard_link(dashboard_url, "numbers", item.e164) if dashboard_url else ""
+
     items = ordered_items(digest)
     totals: dict[str, int] = defaultdict(int)
     for change, item in items:
@@ -138,7 +142,7 @@ def _context(
         if n < max_rows:
             rows = sections[key]["rows"]
             assert isinstance(rows, list)
-            rows.append(_row(item, change, digest.swept_at))
+            rows.append(_row(item, change, digest.swept_at) | {"link": link(item)})
     announced = [*digest.new, *digest.reminders]
     by_rule: dict[str, int] = defaultdict(int)
     for it in announced:
@@ -169,6 +173,7 @@ def _context(
         "capped": len(items) > max_rows,
         "attachment": CSV_NAME,
         "dashboard_url": dashboard_url,
+        "findings_url": dashboard_link(dashboard_url, "findings") if dashboard_url else "",
     }
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from monitor.config import SEVERITY_RANK
 
@@ -40,6 +41,16 @@ def limit_for(url: str, override: int | None = None) -> int:
     if override:
         return override
     return LIMITS.get(url.split(":", 1)[0].lower(), DEFAULT_LIMIT)
+
+
+def dashboard_link(base: str, page: str = "", e164: str | None = None) -> str:
+    """A page of the dashboard at ``base`` (``alerts.dashboard_url``): its findings list, or a
+    number's page; the number is percent-encoded, so no API string can change the link."""
+    parts = urlsplit(base)
+    path = parts.path.rstrip("/") + (f"/{page}" if page else "/")
+    if e164 is not None:
+        path += "/" + quote(e164, safe="+")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def esc(value: object, fmt: Format) -> str:

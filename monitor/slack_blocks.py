@@ -17,6 +17,7 @@ from monitor.render import (
     SEVERITY_MARK,
     Digest,
     Item,
+    dashboard_link,
     days_left,
     esc,
     ordered_items,
@@ -138,7 +139,8 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
         split = ", ".join(f"{n} {k}" for k in (*SEVERITIES, "resolved") if (n := left[k]))
         tail = f"…and *{more} more* ({split})" if more else ""
         if dashboard_url:
-            link = f"<{_url(dashboard_url)}|Open the dashboard>"
+            findings = dashboard_link(dashboard_url, "findings")
+            link = f"<{_url(findings)}|See all findings on the dashboard>"
             tail = f"{tail}: {link}" if tail else link
         blocks += [{"type": "divider"}, _section(tail)]
     top = max((i.severity for i in announced), key=SEVERITIES[::-1].index, default="info")

@@ -205,4 +205,7 @@ def test_slack_block_kit_digest_through_apprise_blocks_mode(
     # an API string is never filled in as a template token (a zero-width space breaks it up)
     assert "`{\u200b{app_id}}`" in text
     assert "<!channel>" not in text and "<script>" not in text
-    assert "more*" in text and "<https://monitor.example.com/|Open the dashboard>" in text
+    assert (
+        "more*" in text
+        and "<https://monitor.example.com/findings|See all findings on the dashboard>" in text
+    )

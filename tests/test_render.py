@@ -333,3 +333,15 @@ def test_markdown_digest_is_grouped_by_severity_most_urgent_first() -> None:
     ]
     for it in items:
         assert it.e164 in body
+
+
+def test_with_a_dashboard_each_number_links_to_its_page() -> None:
+    hostile = item(e164='+91"><script>/../x?y#z')
+    d = Digest(new=[item(e164="+919800000001"), hostile], swept_at=NOW)
+    body = render_document(d, "html", dashboard_url="https://mon.example.com/dash/").body
+    assert 'href="https://mon.example.com/dash/numbers/+919800000001"' in body
+    assert (
+        'href="https://mon.example.com/dash/numbers/+91%22%3E%3Cscript%3E%2F..%2Fx%3Fy%23z"' in body
+    )
+    assert 'href="https://mon.example.com/dash/findings"' in body
+    assert "href" not in render_document(d, "html").body

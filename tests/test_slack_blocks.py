@@ -51,7 +51,7 @@ def texts(payload: dict[str, object]) -> list[str]:
 def test_within_slack_limits_and_says_how_many_more(count: int) -> None:
     gone = [replace(i, e164=f"+1{n}") for n, i in enumerate(items(3, rule="expiring"))]
     d = Digest(new=items(count), resolved=gone, swept_at=NOW)
-    payload = build(d, "did-monitor: digest", "https://dash.example.com/findings?a=1&b=2")
+    payload = build(d, "did-monitor: digest", "https://dash.example.com/monitor/?a=1&b=2")
     blocks = payload["blocks"]
     assert len(blocks) <= MAX_BLOCKS
     assert len(json.dumps(payload, ensure_ascii=False).encode()) <= MAX_BYTES
@@ -63,7 +63,7 @@ def test_within_slack_limits_and_says_how_many_more(count: int) -> None:
     last = blocks[-1]["text"]["text"]
     if more:
         assert f"…and *{more} more* (" in last
-    assert "<https://dash.example.com/findings?a=1&amp;b=2|Open the dashboard>" in last
+    assert "<https://dash.example.com/monitor/findings|See all findings on the dashboard>" in last
 
 
 def test_sections_most_urgent_first_and_counts_in_the_header() -> None:
