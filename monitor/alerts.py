@@ -296,10 +296,12 @@ KIND_LEVEL = {
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:
+    """Doubling from ``retry_backoff_seconds`` up to ``retry_backoff_max_seconds``; never more
+    than 30 days, so the next attempt is always a date the database can hold."""
     base = settings.alerts.retry_backoff_seconds
-    return timedelta(
-        seconds=min(settings.alerts.retry_backoff_max_seconds, base * 2 ** max(attempts - 1, 0))
-    )
+    doublings = min(max(attempts - 1, 0), 40)
+    delay = min(settings.alerts.retry_backoff_max_seconds, base * 2**doublings)
+    return timedelta(seconds=min(delay, 30 * 86_400))
 
 
 def deliver_due(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,20 +18,24 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.table import Table
+from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, logs
 from monitor.clock import Clock, system_clock
-from monitor.config import LoadedConfig, Settings, load, redacted
+from monitor.config import LoadedConfig, Settings, load, redact_database_url, redacted
 from monitor.display import (
+    Column,
     err,
     finding_json,
     iso,
+    json_default,
     out,
     print_findings,
     print_outcome,
     print_preview,
+    print_table,
+    stdout,
 )
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError
 from monitor.render import tty
@@ -116,13 +121,36 @@ def database_error(exc: SQLAlchemyError) -> DatabaseError:
     )
 
 
-def _store(settings: Settings, *, migrate: bool | None = None) -> Any:
+def _store(settings: Settings, *, migrate: bool | None = None, read: bool = False) -> Any:
+    """The store; ``read``: for commands that only look, which never create a database."""
     from monitor.store import Store
 
-    store = Store(settings.database.url)
+    url = settings.database.url
+    if read:
+        _must_exist(url)
+    store = Store(url)
     if settings.database.auto_migrate if migrate is None else migrate:
         store.migrate()
     return store
+
+
+def _must_exist(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return  # the engine reports a bad URL in its own words
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    if not Path(parsed.database).exists():
+        raise DatabaseError(
+            f"no database at {redact_database_url(url)}: nothing has been swept into it yet",
+            hint="run `did-monitor sweep` first, or check database.url (and --config)",
+        )
+
+
+# --- sweep ------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -183,7 +211,7 @@ def sweep(state: State, no_progress: bool) -> None:
     store = _store(settings)
     notifier = AppriseNotifier(settings.alerts.delivery_timeout_seconds)
     try:
-        with _progress(err.is_terminal and not no_progress) as progress:
+        with _progress(err.is_terminal and not no_progress) as progress, _interruptible():
             outcome = run_cycle(
                 settings,
                 store,
@@ -195,6 +223,12 @@ def sweep(state: State, no_progress: bool) -> None:
     except LockBusy as exc:
         out.print(exc.message)
         return
+    except KeyboardInterrupt as exc:  # ^C, or SIGTERM turned into one by _interruptible
+        by = str(exc) or "SIGINT"
+        err.print(
+            f"[bold red]interrupted[/] by {by}: the sweep was rolled back and recorded as aborted"
+        )
+        sys.exit(143 if by == "SIGTERM" else 130)
     print_outcome(outcome)
     if not outcome.ok:
         sys.exit(1)
@@ -206,6 +240,24 @@ def sweep(state: State, no_progress: bool) -> None:
         sys.exit(1)
 
 
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM interrupts like ^C while a sweep runs (so it rolls back and is marked aborted)."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # --- findings -----------------------------------------------------------------------------------
 
 
@@ -215,16 +267,30 @@ def sweep(state: State, no_progress: bool) -> None:
 @pass_state
 def findings(state: State, as_json: bool, show_all: bool) -> None:
     """Open findings (with --all: resolved and silenced too)."""
-    store = _store(state.settings)
+    store = _store(state.settings, read=True)
+    if as_json:
+        _stream_findings_json(store, show_all, state.clock())
+        return
     rows = store.findings(state.clock(), include_closed=show_all)
     if not show_all:
         rows = [r for r in rows if r["state"] == "open"]
-    if as_json:
-        from monitor.outbox import Outbox
+    print_findings(rows)
 
-        history = Outbox(store).notifications_for([r["id"] for r in rows])
-        items = []
-        for row in rows:
+
+def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
+    """A JSON array, one finding per line, written batch by batch as the rows arrive."""
+    from monitor.outbox import Outbox
+
+    outbox = Outbox(store)
+    stream = stdout()
+    stream.write("[")
+    first = True
+    for batch in store.iter_findings(now, include_closed=show_all):
+        if not show_all:
+            batch = [r for r in batch if r["state"] == "open"]
+        history = outbox.notifications_for([r["id"] for r in batch])
+        lines = []
+        for row in batch:
             item = finding_json(row)
             item["notifications"] = [
                 {
@@ -238,10 +304,11 @@ def findings(state: State, as_json: bool, show_all: bool) -> None:
                 }
                 for n in history.get(row["id"], [])
             ]
-            items.append(item)
-        click.echo(json.dumps(items, indent=2))
-        return
-    print_findings(rows)
+            lines.append(("\n  " if first else ",\n  ") + json.dumps(item, ensure_ascii=False))
+            first = False
+        stream.write("".join(lines))
+    stream.write("\n]\n" if not first else "]\n")
+    stream.flush()
 
 
 # --- config, database, alerts ------------------------------------------------------------------
@@ -252,12 +319,13 @@ def findings(state: State, as_json: bool, show_all: bool) -> None:
 def check_config(state: State) -> None:
     """Validate the config and print the effective settings, secrets redacted."""
     loaded = state.loaded
-    out.print(f"config: {loaded.path or '(no file: defaults and environment)'} is valid")
+    where = escape(str(loaded.path)) if loaded.path else "(no file: defaults and environment)"
+    out.print(f"config: {where} is valid")
     data = redacted(loaded.settings)
     for section, values in data.items():
         if isinstance(values, list):
             for i, item in enumerate(values):
-                out.print(f"\n[bold][[{section}]][/]  # {i}")
+                out.print(f"\n[bold]{escape(f'[[{section}]]')}[/]  # {i}")
                 for key, value in item.items():
                     _print_key(f"{section}[{i}].{key}", key, value, loaded.sources)
             continue
@@ -278,7 +346,8 @@ def check_config(state: State) -> None:
 
 def _print_key(path: str, key: str, value: Any, sources: dict[str, str]) -> None:
     source = sources.get(path, "default")
-    out.print(f"{tty(key)} = {tty(json.dumps(value))}  [dim]# {tty(source)}[/]")
+    shown = escape(tty(json.dumps(value, ensure_ascii=False)))
+    out.print(f"{escape(tty(key))} = {shown}  [dim]# {escape(tty(source))}[/]")
 
 
 @cli.group()
@@ -389,7 +458,7 @@ def _copy_templates(target: Path) -> None:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--numbers", default=500, show_default=True, type=click.IntRange(0, 5_000_000))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option(
@@ -469,38 +538,33 @@ def demo(state: State, numbers: int, seed: int, db_path: str) -> None:
 @pass_state
 def history(state: State, e164: str) -> None:
     """One number's stored changes over time."""
-    store = _store(state.settings)
+    store = _store(state.settings, read=True)
     rows = store.history(e164)
     if not rows:
-        out.print(f"no number {tty(e164)} in the database")
-        return
-    table = Table(title=f"history of {tty(e164)}", title_justify="left")
-    for col in (
-        "from",
-        "until",
-        "status",
-        "account",
-        "application",
-        "blocked",
-        "next billing",
-        "changed",
-    ):
-        table.add_column(col)
+        raise MonitorError(
+            f"no number {tty(e164)} in the database",
+            hint="numbers are stored in E.164 form, e.g. +14155550100; see `did-monitor findings`",
+        )
+    names = ("from", "until", "status", "account", "application", "blocked", "next billing")
+    columns = [*(Column(n) for n in names), Column("changed", free_text=True)]
     prev: dict[str, Any] | None = None
+    cells = []
     for r in rows:
         changed = _diff(prev, r["raw"]) if prev is not None else "first seen"
-        table.add_row(
-            iso(r["from_time"]) or "",
-            iso(r["to_time"]) or "(current)",
-            tty(r["status"]),
-            tty(r["account_id"]),
-            tty(r["application_id"] or "—"),
-            "yes" if r["is_blocked"] else "no",
-            iso(r["next_billing_date"]) or "—",
-            tty(changed),
+        cells.append(
+            [
+                iso(r["from_time"]) or "",
+                iso(r["to_time"]) or "(current)",
+                tty(r["status"]),
+                tty(r["account_id"]),
+                tty(r["application_id"] or "—"),
+                "yes" if r["is_blocked"] else "no",
+                iso(r["next_billing_date"]) or "—",
+                tty(changed),
+            ]
         )
         prev = r["raw"]
-    out.print(table)
+    print_table(out, columns, cells, title=f"history of {tty(e164)}")
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -538,13 +602,25 @@ def silence_add(
     out.print(f"silence {sid} added until {iso(end)}")
 
 
+MAX_SILENCE = timedelta(days=36_525)
+
+
 def parse_until(text: str, now: datetime) -> datetime:
     from monitor.model import parse_time
 
     units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
     if text[:-1].isdigit() and text[-1:] in units:
-        return now + timedelta(seconds=int(text[:-1]) * units[text[-1]])
-    when = parse_time(text)
+        seconds = int(text[:-1]) * units[text[-1]]
+        if seconds > MAX_SILENCE.total_seconds():
+            raise ConfigError(
+                f"--until: {text} is too far ahead (at most 100 years)",
+                hint="a silence that should never end is better a disabled rule",
+            )
+        return now + timedelta(seconds=seconds)
+    try:
+        when = parse_time(text)
+    except (ValueError, OverflowError):
+        when = None
     if when is None:
         raise ConfigError(
             f"--until: cannot read {text!r}", hint="use 2026-12-31, an RFC 3339 time, or 7d / 12h"
@@ -557,33 +633,35 @@ def parse_until(text: str, now: datetime) -> datetime:
 @silence.command("list")
 @pass_state
 def silence_list(state: State) -> None:
-    store = _store(state.settings)
+    store = _store(state.settings, read=True)
     rows = store.silences()
     if not rows:
         out.print("no silences")
         return
     now = state.clock()
-    table = Table()
-    for col in ("id", "rule", "number", "account", "until", "active", "reason"):
-        table.add_column(col)
+    names = ("id", "rule", "number", "account", "until", "active")
+    columns = [*(Column(n) for n in names), Column("reason", free_text=True)]
+    cells = []
     for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["rule"],
-            tty(r["e164"] or "*"),
-            tty(r["account_id"] or "*"),
-            iso(r["until"]) or "",
-            "yes" if r["until"] > now else "expired",
-            tty(r["reason"]),
+        cells.append(
+            [
+                str(r["id"]),
+                r["rule"],
+                tty(r["e164"] or "*"),
+                tty(r["account_id"] or "*"),
+                iso(r["until"]) or "",
+                "yes" if r["until"] > now else "expired",
+                tty(r["reason"]),
+            ]
         )
-    out.print(table)
+    print_table(out, columns, cells)
 
 
 @silence.command("remove")
 @click.argument("silence_id", type=int)
 @pass_state
 def silence_remove(state: State, silence_id: int) -> None:
-    store = _store(state.settings)
+    store = _store(state.settings, read=True)
     if not store.remove_silence(silence_id):
         raise ConfigError(f"no silence with id {silence_id}", hint="see `did-monitor silence list`")
     out.print(f"silence {silence_id} removed")
@@ -596,9 +674,9 @@ def status(state: State, as_json: bool) -> None:
     """Last sweep, open findings by rule and severity, channel health, next scheduled sweep."""
     from monitor.status import collect
 
-    info = collect(state.settings, _store(state.settings), state.clock())
+    info = collect(state.settings, _store(state.settings, read=True), state.clock())
     if as_json:
-        click.echo(json.dumps(info, indent=2, default=str))
+        stdout().write(json.dumps(info, indent=2, default=json_default, ensure_ascii=False) + "\n")
         return
     from monitor.status import print_status
 

@@ -18,14 +18,17 @@ import re
 import stat
 import tomllib
 import zoneinfo
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from monitor import redact
 from monitor.errors import ConfigError
 from monitor.templating import check_dir
 
@@ -123,6 +126,25 @@ class VobizConfig(_Model):
     backoff_base_seconds: float = Field(default=0.5, ge=0)
     backoff_max_seconds: float = Field(default=30.0, ge=0)
 
+    @field_validator("auth_id", "auth_token")
+    @classmethod
+    def _header_safe(cls, value: str) -> str:
+        # Sent as HTTP header values: a stray CR/LF (a secret file saved on Windows) or a
+        # character outside Latin-1 would fail every request, quoting the secret in the error.
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            raise ValueError(
+                "contains a control character (a carriage return or line feed?); "
+                "remove it, e.g. re-save the secret file without Windows line endings"
+            )
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "contains characters that cannot be sent in an HTTP header (outside Latin-1); "
+                "copy the credential again from the Vobiz console"
+            ) from None
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _https_only(cls, value: str) -> str:
@@ -140,6 +162,22 @@ class VobizConfig(_Model):
 class DatabaseConfig(_Model):
     url: str = Field(default="sqlite:///did-monitor.db", repr=False)
     auto_migrate: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _persistent(cls, value: str) -> str:
+        # Every command is its own process: an in-memory database would forget each sweep.
+        stripped = value.strip()
+        if (
+            stripped in {"sqlite://", "sqlite:///"}
+            or ":memory:" in stripped
+            or (stripped.startswith("sqlite") and "mode=memory" in stripped)
+        ):
+            raise ValueError(
+                "an in-memory SQLite database forgets everything when the command ends; "
+                "use a file, e.g. sqlite:///did-monitor.db"
+            )
+        return value
 
 
 class ScheduleConfig(_Model):
@@ -167,10 +205,18 @@ class ScheduleConfig(_Model):
 
         normal = weekday_names(value)
         try:
-            CronTrigger.from_crontab(normal)
+            trigger = CronTrigger.from_crontab(normal, timezone="UTC")
         except ValueError as exc:
             raise ValueError(f"not a valid 5-field crontab expression: {exc}") from None
+        # A fixed reference, not the clock: a date like 31 February never comes in any year.
+        if trigger.get_next_fire_time(None, _CRON_REFERENCE) is None:
+            raise ValueError(
+                f"{value!r} never fires (a day that no month has?); e.g. '0 6 * * mon'"
+            )
         return normal
+
+
+_CRON_REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -247,6 +293,18 @@ class ChannelConfig(_Model):
     format: Literal["auto", "markdown", "text", "html"] = "auto"
     max_length: int | None = Field(default=None, ge=500)
 
+    @model_validator(mode="after")
+    def _apprise_understands(self) -> ChannelConfig:
+        from monitor.notify import check_url
+
+        problem = check_url(self.url)
+        if problem is not None:
+            raise ValueError(
+                f"channel {self.name!r}: Apprise cannot use its url ({problem}); "
+                "see the Apprise wiki for the URL format of this service"
+            )
+        return self
+
     def body_format(self) -> Literal["markdown", "text", "html"]:
         if self.format != "auto":
             return self.format
@@ -270,8 +328,9 @@ class ChannelConfig(_Model):
 class AlertsConfig(_Model):
     resolved: bool = True
     title_prefix: str = Field(default="did-monitor", max_length=60)
-    retry_backoff_seconds: int = Field(default=300, ge=1)
-    retry_backoff_max_seconds: int = Field(default=6 * 3600, ge=1)
+    # Bounded so the delay doubling per attempt always fits a date (a week / 30 days at most).
+    retry_backoff_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
+    retry_backoff_max_seconds: int = Field(default=6 * 3600, ge=1, le=30 * 86_400)
     failing_after: int = Field(default=3, ge=1)
     delivery_timeout_seconds: float = Field(default=30.0, gt=0)
     max_items: int = Field(default=50, ge=1)
@@ -381,6 +440,16 @@ class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "text"] = "auto"
 
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
 
 class Settings(_Model):
     vobiz: VobizConfig = VobizConfig()
@@ -396,8 +465,8 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _unique_channels(self) -> Settings:
-        names = [c.name for c in self.channels]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(c.name for c in self.channels)
+        dupes = sorted(n for n, k in counts.items() if k > 1)
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
         return self
@@ -484,9 +553,17 @@ def load(
     warnings: list[str] = []
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            # utf-8-sig: a byte-order mark (editors on Windows add one) is not part of the TOML.
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not a text file (byte {exc.start} is not UTF-8)",
+                hint="the config must be a UTF-8 TOML file; see config.example.toml",
+            ) from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, not a config file") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
         _mark(data, "", f"file {path}", sources)
@@ -498,12 +575,14 @@ def load(
         )
 
     _apply_env(data, env, sources)
-    _apply_secret_files(data, sources, path)
+    warnings.extend(_apply_secret_files(data, sources, path))
+    _remember_secrets(data)  # before validation: its messages and Apprise's logs are scrubbed
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path if path.exists() else None, sources)) from None
     settings = _check_templates(settings, path)
+    _remember_secrets(settings.model_dump())
     return LoadedConfig(
         settings=settings,
         path=path if path.exists() else None,
@@ -545,12 +624,16 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, 
         if env.get(var):
             vobiz[key] = env[var]
             sources[f"vobiz.{key}"] = f"env {var}"
-    for var in sorted(env):
+    overrides = []
+    for var in env:
         if not var.startswith(ENV_PREFIX):
             continue
         parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__") if p]
-        if not parts:
-            continue
+        if parts:
+            overrides.append((parts, var))
+    # Indices in numeric order (CHANNELS__2 before CHANNELS__10), so a list grows one by one.
+    overrides.sort(key=lambda o: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in o[0]])
+    for parts, var in overrides:
         _set_path(data, parts, env[var], var)
         label = parts[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts[1:])
         sources[label] = f"env {var}"
@@ -563,25 +646,53 @@ def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> Non
     for depth, part in enumerate(parts[:-1]):
         nxt_is_index = parts[depth + 1].isdigit()
         if isinstance(node, list):
-            idx = int(part)
-            while len(node) <= idx:
-                node.append({})
-            node = node[idx]
+            node = node[_list_index(node, part, var)]
+            if not isinstance(node, dict | list):
+                raise _mismatch(var, parts[: depth + 1])
             continue
         if not isinstance(node, dict):
-            raise ConfigError(f"environment variable {var} does not match the config's structure")
+            raise _mismatch(var, parts[:depth])
         node = node.setdefault(part, [] if nxt_is_index else {})
     last = parts[-1]
     value = raw if last in STRING_KEYS else _parse_env_value(raw)
-    if isinstance(node, list) and last.isdigit():
-        idx = int(last)
-        while len(node) <= idx:
-            node.append({})
-        node[idx] = value
+    if isinstance(node, list):
+        idx = _list_index(node, last, var)
+        if idx == len(node):
+            node.append(value)
+        else:
+            node[idx] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise ConfigError(f"environment variable {var} does not match the config's structure")
+        raise _mismatch(var, parts[:-1])
+
+
+def _list_index(node: list[Any], part: str, var: str) -> int:
+    """The list position ``part`` names: an existing item, or the next one (never a gap)."""
+    if not part.isdigit():
+        raise ConfigError(
+            f"environment variable {var}: {part!r} is not a list index",
+            hint="list items are numbered from 0, e.g. DID_MONITOR__CHANNELS__0__URL",
+        )
+    idx = int(part)
+    if idx > len(node):
+        raise ConfigError(
+            f"environment variable {var}: index {idx} is past the end "
+            f"({len(node)} item(s) defined, so the next is {len(node)})",
+            hint="number list items from 0 without gaps; a new channel needs its name and url",
+        )
+    if idx == len(node):
+        node.append({})
+    return idx
+
+
+def _mismatch(var: str, at: list[str]) -> ConfigError:
+    where = ".".join(at) or "the top level"
+    return ConfigError(
+        f"environment variable {var} does not match the config's structure "
+        f"({where} is not a table)",
+        hint="DID_MONITOR__SECTION__KEY, e.g. DID_MONITOR__VOBIZ__PER_PAGE",
+    )
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -596,7 +707,9 @@ def _parse_env_value(raw: str) -> Any:
 SECRET_FILE_KEYS = (("vobiz", "auth_token"), ("dashboard", "password"), ("dashboard", "token"))
 
 
-def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Path) -> None:
+def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Path) -> list[str]:
+    """Read the ``*_file`` secrets; returns warnings (a secret file other users can read)."""
+    warnings: list[str] = []
     for section_name, key in SECRET_FILE_KEYS:
         section = data.get(section_name)
         if not isinstance(section, dict) or not section.get(f"{key}_file"):
@@ -606,14 +719,56 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
         secret_path = Path(str(section[f"{key}_file"]))
         if not secret_path.is_absolute():
             secret_path = path.parent / secret_path
+        name = f"{section_name}.{key}_file"
         try:
-            section[key] = secret_path.read_text(encoding="utf-8").strip()
+            # Editors end files with a newline (CR LF on Windows); utf-8-sig drops a BOM.
+            section[key] = secret_path.read_text(encoding="utf-8-sig").strip()
+            mode = secret_path.stat().st_mode
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{name}: {secret_path} is not a text file (not UTF-8)",
+                hint="the file must hold only the secret, as text",
+            ) from None
         except OSError as exc:
             raise ConfigError(
-                f"{section_name}.{key}_file: cannot read {secret_path}: {exc.strerror}",
+                f"{name}: cannot read {secret_path}: {exc.strerror}",
                 hint=f"mount the secret file or unset {key}_file",
             ) from None
         sources[f"{section_name}.{key}"] = f"secret file {secret_path}"
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            warnings.append(
+                f"{secret_path} ({name}) is readable by other users; run: chmod 600 {secret_path}"
+            )
+    return warnings
+
+
+def _remember_secrets(data: Any) -> None:
+    """Tell the scrubber every secret value the configuration holds."""
+    if not isinstance(data, dict):
+        return
+
+    def section(name: str) -> dict[str, Any]:
+        value = data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    vobiz, service, dashboard = section("vobiz"), section("service"), section("dashboard")
+    values: list[str] = [
+        str(vobiz.get("auth_token") or ""),
+        str(dashboard.get("password") or ""),
+        str(dashboard.get("token") or ""),
+    ]
+    urls = [
+        str(vobiz.get("base_url") or ""),
+        str(section("database").get("url") or ""),
+        str(service.get("heartbeat_url") or ""),
+        str(service.get("fail_url") or ""),
+    ]
+    channels = data.get("channels")
+    if isinstance(channels, list | tuple):
+        urls += [str(c.get("url") or "") for c in channels if isinstance(c, dict)]
+    for url in filter(None, urls):
+        values += redact.url_secrets(url)
+    redact.remember(values)
 
 
 def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
@@ -638,7 +793,10 @@ def _holds_secret(data: dict[str, Any]) -> bool:
 
     if section("vobiz").get("auth_token"):
         return True
-    if urlsplit(str(section("database").get("url") or "")).password:
+    try:
+        if urlsplit(str(section("database").get("url") or "")).password:
+            return True
+    except ValueError:
         return True
     if section("service").get("heartbeat_url") or section("service").get("fail_url"):
         return True
@@ -661,13 +819,20 @@ def _describe(exc: ValidationError, path: Path | None, sources: dict[str, str]) 
             if err["loc"]
             else loc
         )
-        origin = sources.get(label, "")
+        origin = sources.get(label) or next(
+            (
+                v
+                for k, v in sources.items()
+                if v.startswith("env ") and k.startswith((f"{label}.", f"{label}["))
+            ),
+            "",
+        )
         if origin.startswith("env "):
             lines.append(f"environment variable {origin[4:]} ({loc}): {_message(err)}")
             continue
         lines.append(f"{where}: {loc}: {_message(err)}")
     first, *rest = lines
-    return "\n".join([first, *("  " + line for line in rest)])
+    return redact.scrub("\n".join([first, *("  " + line for line in rest)]))
 
 
 def _message(err: Any) -> str:
@@ -686,19 +851,26 @@ def redact_url(url: str) -> str:
     """Mask credentials and tokens inside a URL, keeping scheme and host readable."""
     if not url:
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host, port_number = parts.hostname or "", parts.port
+    except ValueError:
+        return "***"
     scheme = parts.scheme or "?"
-    host = parts.hostname or ""
+    port = f":{port_number}" if port_number else ""
     if scheme in {"http", "https", "json", "jsons", "form", "forms", "xml", "xmls"}:
-        port = f":{parts.port}" if parts.port else ""
         path = "/…" if parts.path not in {"", "/"} else ""
         userinfo = "***@" if parts.username or parts.password else ""
         return f"{scheme}://{userinfo}{host}{port}{path}"
     if scheme in {"mailto", "mailtos"}:
-        port = f":{parts.port}" if parts.port else ""
         userinfo = "***@" if parts.password else ""
         return f"{scheme}://{userinfo}{host}{port}/…"
     return f"{scheme}://***"
+
+
+def redact_base_url(url: str) -> str:
+    """The API base URL with any ``user:password@`` masked (host and path stay readable)."""
+    return redact_database_url(url)
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
@@ -706,6 +878,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     token = data["vobiz"].get("auth_token")
     data["vobiz"]["auth_token"] = "***" if token else ""
+    data["vobiz"]["base_url"] = redact_base_url(data["vobiz"]["base_url"])
     data["database"]["url"] = redact_database_url(data["database"]["url"])
     for chan in data["channels"]:
         chan["url"] = redact_url(chan["url"])
@@ -717,7 +890,21 @@ def redacted(settings: Settings) -> dict[str, Any]:
 
 
 def redact_database_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+    """A database (or any) URL with its password masked, in the userinfo or the query."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "***"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    secret_query = any(redact.CREDENTIAL_KEYS.match(k) for k, _ in pairs)
+    if password is None and not secret_query:
+        return url  # rebuilding would also drop the empty host of sqlite:////abs/path
+    netloc = parts.netloc
+    if password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = urlencode(
+        [(k, "***" if redact.CREDENTIAL_KEYS.match(k) else v) for k, v in pairs], safe="*"
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from monitor import __version__
 from monitor.errors import ConfigError, DatabaseError
 from monitor.model import SweepCounts
 
@@ -392,17 +393,34 @@ MIGRATION_LOCK_KEY = zlib.crc32(b"did-monitor:migrate")
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``; idempotent; replicas serialise on an advisory lock."""
     from alembic import command
+    from alembic.util.exc import CommandError
 
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             command.upgrade(alembic_config(conn), revision)
+    except CommandError:
+        raise unknown_revision(engine) from None
     except OperationalError as exc:
         raise DatabaseError(
             f"cannot migrate the database: {describe_db_error(exc)}",
             hint="check database.url and that the server is running",
         ) from None
+
+
+def unknown_revision(engine: Engine) -> DatabaseError:
+    """The error for a schema this version cannot read: a newer did-monitor migrated it."""
+    try:
+        found = current_revision(engine)
+    except SQLAlchemyError:
+        found = None
+    return DatabaseError(
+        f"the database's schema (revision {found or 'unknown'}) was written by a newer "
+        f"did-monitor than this one ({__version__}, which knows up to revision "
+        f"{head_revision()})",
+        hint="upgrade did-monitor to the version that wrote it, or point database.url elsewhere",
+    )
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -1,28 +1,101 @@
 """Terminal output for the CLI and the demo: rich consoles, finding tables, sweep outcomes and
-the JSON shape of a finding. Printing only: no command logic, no database."""
+the JSON shape of a finding. Printing only: no command logic, no database.
+
+Every write passes the secret scrubber. Tables keep key columns (numbers, ids, severities)
+whole: Rich squeezes every column of a table wider than the terminal, cutting
+``+916085945572`` to ``+91608594557…``; here key columns are sized to their longest value and
+never wrap, only free text (messages, reasons) folds, and when even that does not fit the table
+is printed wider than the terminal (lines wrap on screen, values stay whole). Piped output is
+never squeezed to 80 columns.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from monitor.redact import ScrubbingStream
 from monitor.render import tty
 
 if TYPE_CHECKING:  # only the type: importing the pipeline would slow every CLI command
     from monitor.alerts import Preview
     from monitor.pipeline import SweepOutcome
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class ScrubbedConsole(Console):
+    """A rich console whose every write passes the secret scrubber."""
+
+    @property
+    def file(self) -> IO[str]:
+        return cast(IO[str], ScrubbingStream(super().file))
+
+    @file.setter
+    def file(self, new_file: IO[str]) -> None:
+        self._file = new_file
+
+
+out = ScrubbedConsole(highlight=False, soft_wrap=True)
+err = ScrubbedConsole(stderr=True, highlight=False, soft_wrap=True)
+FREE_TEXT_MIN = 24  # a folded message column narrower than this is unreadable
+
+
+def stdout() -> ScrubbingStream:
+    """Standard output for machine-readable text (JSON), scrubbed like everything else."""
+    return ScrubbingStream(sys.stdout)
 
 
 def iso(value: datetime | None) -> str | None:
+    """The one time format of JSON output: ISO 8601 in UTC with ``Z``."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    free_text: bool = False  # folds over several lines; every other column keeps its width
+
+
+def print_table(
+    console: Console,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str | Text]],
+    *,
+    title: str | None = None,
+) -> None:
+    """Print ``rows`` (cells as markup strings or ``Text``) with key columns kept whole."""
+    widths = [Text.from_markup(c.header).cell_len for c in columns]
+    for row in rows:
+        for i, cell in enumerate(row):
+            text = cell if isinstance(cell, Text) else Text.from_markup(cell)
+            widths[i] = max(widths[i], text.cell_len)
+    table = Table(title=title, title_justify="left")
+    needed = 1
+    for col, width in zip(columns, widths, strict=True):
+        if col.free_text:
+            table.add_column(col.header, overflow="fold", min_width=min(width, FREE_TEXT_MIN))
+            needed += min(width, FREE_TEXT_MIN) + 3
+        else:
+            table.add_column(col.header, no_wrap=True, min_width=width)
+            needed += width + 3
+    for row in rows:
+        table.add_row(*row)
+    width = console.width if console.is_terminal else max(console.width, sum(widths) + 64)
+    console.print(table, width=max(width, needed), crop=False)
 
 
 # --- sweep ------------------------------------------------------------------------------------
@@ -42,13 +115,23 @@ def print_outcome(outcome: SweepOutcome) -> None:
         err.print(
             f"[bold red]error:[/] sweep {outcome.sweep_id} failed: {tty(outcome.error or '')}"
         )
-        err.print("  no finding was resolved; a 'sweep failed' alert was queued for every channel")
+        queued = outcome.failure_alerts
+        if queued is None:
+            told = "the 'sweep failed' alert could not be queued (see the log)"
+        elif queued == 0:
+            told = "no channel takes service alerts, so nobody else was told"
+        else:
+            told = f"a 'sweep failed' alert was queued for {queued} channel(s)"
+        err.print(f"  no finding was resolved; {told}")
     for d in outcome.deliveries:
         mark = "[green]sent[/]" if d.ok else f"[red]failed[/]: {tty(d.error or '')}"
         out.print(f"  {d.kind} → {tty(d.channel)}: {mark}")
 
 
-def finding_json(row: dict[str, Any]) -> dict[str, Any]:
+def finding_json(row: dict[str, Any], *, raw_times: bool = False) -> dict[str, Any]:
+    """One finding as JSON-ready data; ``raw_times`` leaves datetimes for an encoder that writes
+    them in UTC with ``Z`` itself (msgspec)."""
+    to_text: Callable[[datetime | None], Any] = (lambda v: v) if raw_times else iso
     return {
         "id": row["id"],
         "rule": row["rule"],
@@ -57,11 +140,11 @@ def finding_json(row: dict[str, Any]) -> dict[str, Any]:
         "number_id": row["number_id"],
         "account_id": row["account_id"],
         "state": row["state"],
-        "first_seen": iso(row["first_seen"]),
-        "last_seen": iso(row["last_seen"]),
-        "resolved_at": iso(row["resolved_at"]),
+        "first_seen": to_text(row["first_seen"]),
+        "last_seen": to_text(row["last_seen"]),
+        "resolved_at": to_text(row["resolved_at"]),
         "message": row["message"],
-        "due_at": iso(row["due_at"]),
+        "due_at": to_text(row["due_at"]),
         "tier": row["tier"],
         "tags": list(row["tags"] or []),
         "monthly_fee": None if row["monthly_fee"] is None else str(row["monthly_fee"].normalize()),
@@ -75,13 +158,12 @@ def print_findings(
     if not rows:
         out.print("no findings")
         return
-    table = Table(title=f"{len(rows)} finding(s)", title_justify="left")
-    columns = ["rule", "severity", "number", "account"]
-    columns += ["message"] if compact else ["state", "first seen", "message"]
-    for col in columns:
-        table.add_column(col, no_wrap=col != "message", overflow="fold")
+    names = ["rule", "severity", "number", "account"]
+    names += [] if compact else ["state", "first seen"]
+    columns = [*(Column(n) for n in names), Column("message", free_text=True)]
     colour = {"critical": "red", "warning": "yellow", "info": "blue"}
     shown = rows if limit is None else rows[:limit]
+    cells_of_rows = []
     for r in shown:
         sev = r["severity"]
         cells = [
@@ -92,8 +174,8 @@ def print_findings(
         ]
         if not compact:
             cells += [r["state"], r["first_seen"].strftime("%Y-%m-%d")]
-        table.add_row(*cells, tty(r["message"]))
-    out.print(table)
+        cells_of_rows.append([*cells, tty(r["message"])])
+    print_table(out, columns, cells_of_rows, title=f"{len(rows)} finding(s)")
     if limit is not None and len(rows) > limit:
         out.print(f"… and {len(rows) - limit} more (did-monitor findings shows them all)")
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 import apprise
 from apprise.attachment.memory import AttachMemory
 from apprise.plugins import url_to_dict
 
-from monitor.config import ChannelConfig
+from monitor import redact
 from monitor.errors import DeliveryError
+from monitor.redact import url_secrets
 from monitor.slack_blocks import header as slack_header
 
 # At DEBUG apprise logs full URLs, tokens included (LIBRARY_NOTES): never let it below INFO.
@@ -33,12 +33,24 @@ NOTIFY_TYPES = {
 }
 
 
+class Channel(Protocol):
+    """What sending needs to know of a channel (``config.ChannelConfig`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def uses_blocks(self) -> bool: ...
+
+
 class Notifier(Protocol):
     """Sends a message to a channel; raises ``DeliveryError`` when it did not arrive."""
 
     def send(
         self,
-        channel: ChannelConfig,
+        channel: Channel,
         title: str,
         body: str,
         body_format: str,
@@ -49,21 +61,53 @@ class Notifier(Protocol):
 
 def secrets_in(url: str) -> list[str]:
     """Parts of an Apprise URL that may be credentials (password, path tokens, query values)."""
-    parts = urlsplit(url)
-    found = [parts.password or "", parts.username or ""]
-    found += [seg for seg in parts.path.split("/") if len(seg) >= 6]
-    found += [v for v in re.findall(r"=([^&]+)", parts.query) if len(v) >= 6]
-    if parts.scheme not in {"mailto", "mailtos", "json", "jsons", "http", "https"}:
-        found.append(parts.netloc)
+    found = url_secrets(url)
     # both spellings, longest first, so a secret inside another is masked whole
     spellings = {form for s in found for form in (s, unquote(s)) if len(form) >= 4}
     return sorted(spellings, key=len, reverse=True)
 
 
 def scrub(text: str, url: str) -> str:
+    """``text`` without ``url``'s secrets nor any other known secret."""
     for secret in secrets_in(url):
         text = text.replace(secret, "***")
-    return text
+    return redact.scrub(text)
+
+
+def check_url(url: str) -> str | None:
+    """Why Apprise cannot use ``url`` (its own parser's words, scrubbed), or None if it can.
+
+    Apprise's log lines about the URL (which quote it whole) are captured, not logged.
+    """
+    logger = logging.getLogger("apprise")
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
+        with capture as captured:
+            try:
+                usable = bool(apprise.Apprise().add(url))
+            except Exception as exc:  # a plugin's parser may raise on a hostile URL
+                usable = False
+                captured.write(type(exc).__name__)
+            text = captured.getvalue()
+    finally:
+        logger.propagate = propagate
+    if usable:
+        return None
+    reasons = [line.strip().rstrip(".") for line in str(text).splitlines() if line.strip()]
+    return scrub("; ".join(reasons) or "unsupported or incomplete URL", url)
+
+
+def with_timeouts(url: str, timeout: float) -> str:
+    """``url`` with Apprise's connect/read timeouts (``cto``/``rto``) set to ``timeout`` unless
+    the URL sets them itself: Apprise's plugins otherwise give up reading after 4 s."""
+    parts = urlsplit(url)
+    args = parse_qs(parts.query, keep_blank_values=True)
+    extra = {k: f"{timeout:g}" for k in ("cto", "rto") if k not in args}
+    if not extra:
+        return url
+    query = "&".join(filter(None, [parts.query, urlencode(extra)]))
+    return urlunsplit(parts._replace(query=query))
 
 
 class AppriseNotifier:
@@ -79,7 +123,7 @@ class AppriseNotifier:
 
     def send(
         self,
-        channel: ChannelConfig,
+        channel: Channel,
         title: str,
         body: str,
         body_format: str,
@@ -89,7 +133,7 @@ class AppriseNotifier:
         parts = parts or {}
         with tempfile.TemporaryDirectory(prefix="did-monitor-") as scratch:
             app = apprise.Apprise()
-            if not app.add(_service(channel, title, parts, Path(scratch))):
+            if not app.add(_service(channel, title, parts, Path(scratch), self.timeout)):
                 raise DeliveryError(
                     f"channel {channel.name}: Apprise does not understand its URL",
                     hint="check the URL against https://github.com/caronc/apprise/wiki",
@@ -120,20 +164,23 @@ class AppriseNotifier:
         raise DeliveryError(f"channel {channel.name}: {scrub(detail, channel.url)}")
 
 
-def _service(channel: ChannelConfig, title: str, parts: dict[str, Any], scratch: Path) -> Any:
+def _service(
+    channel: Channel, title: str, parts: dict[str, Any], scratch: Path, timeout: float
+) -> Any:
     """The channel's URL, or for a Slack Block Kit message the plugin built from that URL with
     the message as its template (a file, as the plugin reads it), headed by ``title`` (which
     says so when the message is a retry)."""
+    url = with_timeouts(channel.url, timeout)
     blocks = parts.get("slack")
     if not blocks or not channel.uses_blocks():
-        return channel.url
+        return url
     first = blocks["blocks"][0] if blocks.get("blocks") else {}
     if first.get("type") == "header":
         first = first | {"text": {"type": "plain_text", "text": slack_header(title)}}
         blocks = blocks | {"blocks": [first, *blocks["blocks"][1:]]}
-    fields = url_to_dict(channel.url)  # type: ignore[no-untyped-call]
+    fields = url_to_dict(url)  # type: ignore[no-untyped-call]
     if not fields:
-        return channel.url  # add() reports it
+        return url  # add() reports it
     # The plugin fills in ``{{name}}`` tokens in its template: an API string such as
     # "{{app_id}}" must stay text, so no "{{" is left in the JSON (\u007b is JSON for "{").
     text = json.dumps(blocks, ensure_ascii=False).replace("{{", "{\\u007b")

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from monitor.redact import scrub
 from monitor.store import (
     ATTEMPTS,
     DELIVERIES,
@@ -111,8 +112,9 @@ def add_delivery(
             sweep_id=sweep_id,
             channel=channel,
             kind=kind,
-            title=title,
-            body=body,
+            # What leaves for a channel leaves the process: no secret in it, whatever its source.
+            title=scrub(title),
+            body=scrub(body),
             body_format=body_format,
             parts=parts or None,
             status="pending",
@@ -184,6 +186,7 @@ class Outbox:
     ) -> None:
         ok = error is None
         status = final_status or ("sent" if ok else "failed")
+        error = None if error is None else scrub(error)
         with self.store.engine.begin() as conn:
             conn.execute(
                 sa.insert(ATTEMPTS).values(

@@ -23,6 +23,7 @@ from monitor.errors import (
 )
 from monitor.model import DeliveryOutcome, NumberRecord, SweepCounts
 from monitor.notify import Notifier
+from monitor.redact import scrub
 from monitor.render import one_line
 from monitor.rules import Evaluator, RuleContext
 from monitor.store import Store
@@ -44,6 +45,8 @@ class SweepOutcome:
     duration: float = 0.0
     digests: int = 0
     deliveries: list[DeliveryOutcome] = field(default_factory=list)
+    # Channels a "sweep failed" alert was queued for (None: queuing it failed too).
+    failure_alerts: int | None = 0
 
     @property
     def delivery_failures(self) -> int:
@@ -167,18 +170,21 @@ def _sweep(
         else:
             log.exception("sweep %d hit an unexpected error", sweep_id)
             error = f"internal error: {type(exc).__name__}: {exc}"
+        error = scrub(error)  # an API body or a library's message may quote a secret
         if counts.requests == 0:
             counts = SweepCounts(0, None, 0, stats.requests, stats.retries)
         log.error("sweep %d failed: %s", sweep_id, one_line(error))
-        _record_failure(settings, store, sweep_id, error, counts, clock)
-        return SweepOutcome(sweep_id, False, counts, error, time.monotonic() - started)
+        queued = _record_failure(settings, store, sweep_id, error, counts, clock)
+        return SweepOutcome(
+            sweep_id, False, counts, error, time.monotonic() - started, failure_alerts=queued
+        )
     except BaseException as exc:
         # ^C or the interpreter stopping: the writer rolled back; say so on the sweep's row.
         _record_failure(
             settings,
             store,
             sweep_id,
-            f"interrupted ({type(exc).__name__})",
+            f"interrupted ({exc or type(exc).__name__}): rolled back",
             counts,
             clock,
             alert=False,
@@ -230,10 +236,12 @@ def _record_failure(
     *,
     alert: bool = True,
     status: str = "failed",
-) -> None:
+) -> int | None:
+    """Record the sweep as failed (or aborted); returns how many channels were alerted, None
+    when the database refused the record or the alerts."""
     try:
         store.fail_sweep(sweep_id, clock(), error, counts, status=status)
-        if alert:
-            enqueue_sweep_failed(store, settings, sweep_id, error, clock())
+        return enqueue_sweep_failed(store, settings, sweep_id, error, clock()) if alert else 0
     except Exception as exc:  # the database itself may be what failed
         log.error("could not record the failure of sweep %d: %s", sweep_id, exc)
+        return None

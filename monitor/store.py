@@ -8,7 +8,7 @@ committed separately, so a failure or a crash is still on record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from monitor.db import (
     ATTEMPTS,
+    CHUNK,
     DELIVERIES,
     FINDINGS,
     LOCKS,
@@ -35,6 +36,7 @@ from monitor.db import (
 from monitor.errors import DatabaseError
 from monitor.locks import SweepLock
 from monitor.model import SweepCounts
+from monitor.redact import scrub
 from monitor.writer import SweepWriter
 
 # Re-exported for the modules and tests that ask the store for them.
@@ -53,6 +55,26 @@ __all__ = [
     "is_silenced",
     "owner_id",
 ]
+
+
+LISTED_FINDING_COLUMNS = (
+    "id",
+    "rule",
+    "severity",
+    "e164",
+    "number_id",
+    "account_id",
+    "state",
+    "first_seen",
+    "last_seen",
+    "resolved_at",
+    "message",
+    "due_at",
+    "tier",
+    "tags",
+    "monthly_fee",
+    "currency",
+)
 
 
 class Store:
@@ -108,7 +130,12 @@ class Store:
             conn.execute(
                 sa.update(SWEEPS)
                 .where(SWEEPS.c.id == sweep_id)
-                .values(status=status, finished_at=now, error=error[:4000], **sweep_values(counts))
+                .values(
+                    status=status,
+                    finished_at=now,
+                    error=scrub(error)[:4000],
+                    **sweep_values(counts),
+                )
             )
 
     def sweep(self, sweep_id: int) -> RowMapping | None:
@@ -198,6 +225,35 @@ class Store:
         states = {"open": 0, "silenced": 1, "resolved": 2}
         out.sort(key=lambda f: (states.get(f["state"], 3), rank.get(f["severity"], 3), f["rule"]))
         return out
+
+    def iter_findings(
+        self, now: datetime, *, include_closed: bool = False, batch: int = CHUNK
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Findings as ``findings()`` describes them, in batches straight from the cursor, so
+        memory holds one batch however many there are: open first (most severe first), then
+        resolved. Silenced ones keep their place among the open (``state`` says "silenced")."""
+        state_rank = sa.case((FINDINGS.c.state == "open", 0), else_=1)
+        severity_rank = sa.case(
+            (FINDINGS.c.severity == "critical", 0), (FINDINGS.c.severity == "warning", 1), else_=2
+        )
+        order = (state_rank, severity_rank, FINDINGS.c.rule, FINDINGS.c.id)
+        stmt = sa.select(FINDINGS).order_by(*order)
+        if not include_closed:
+            stmt = stmt.where(FINDINGS.c.state == "open")
+        last = self.last_sweep("complete")
+        silences = self.active_silences(now)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(stmt).mappings()
+            for part in result.partitions(batch):
+                rows = []
+                for row in part:
+                    item = dict(row)
+                    if item["state"] == "open" and last is not None:
+                        item["last_seen"] = max(item["last_seen"], last["started_at"])
+                    if item["state"] == "open" and silences and is_silenced(item, silences):
+                        item["state"] = "silenced"
+                    rows.append(item)
+                yield rows
 
     def open_counts(self) -> dict[tuple[str, str], int]:
         stmt = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
+from monitor.notify import Channel
 
 
 @dataclass
@@ -29,7 +29,7 @@ class RecordingNotifier:
 
     def send(
         self,
-        channel: ChannelConfig,
+        channel: Channel,
         title: str,
         body: str,
         body_format: str,

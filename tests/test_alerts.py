@@ -102,7 +102,7 @@ def test_send_test_reports_each_channel() -> None:
     s = Settings(
         channels=(
             ChannelConfig(name="ok", url="json://x"),
-            ChannelConfig(name="bad", url="mailto://y"),
+            ChannelConfig(name="bad", url="mailto://user:pw@example.com"),
         )
     )
     notifier = RecordingNotifier(failing={"bad"})

@@ -368,6 +368,12 @@ def test_database_problems_are_one_line_errors(tmp_path: Path) -> None:
         "DID_MONITOR__DATABASE__URL": f"sqlite:///{tmp_path / 'empty.db'}",
         "DID_MONITOR__DATABASE__AUTO_MIGRATE": "false",
     }
+    # A read command never creates the database: a missing one is an error naming it.
+    result = did("findings", cwd=tmp_path, env=unmigrated)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "no database at sqlite:///" in result.stderr and "empty.db" in result.stderr
+    assert not (tmp_path / "empty.db").exists()
+    (tmp_path / "empty.db").touch()
     result = did("findings", cwd=tmp_path, env=unmigrated)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "db upgrade" in result.stderr
@@ -451,3 +457,120 @@ def test_copy_templates_then_use_them(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text('[alerts]\ntemplates_dir = "tpl"\n')
     assert did("--config", str(cfg), "check-config", cwd=tmp_path).returncode == 0
+
+
+# --- hostile and careless input: clear errors, no tracebacks -----------------------------------
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(tmp_path, sandbox)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    cases = [
+        (("silence", "add", "--rule", "*", "--until", "99999999d", "--reason", "x"), 2),
+        (("silence", "add", "--rule", "*", "--until", "99999-01-01", "--reason", "x"), 2),
+        (("sandbox", "--port", "99999"), 2),
+    ]
+    for args, code in cases:
+        result = did("--config", str(cfg), *args, cwd=tmp_path, env=env)
+        assert result.returncode == code, (args, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 6
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    unknown = did("--config", str(cfg), "history", "+19999999999", cwd=tmp_path, env=env)
+    assert unknown.returncode == 1 and "no number +19999999999" in unknown.stderr
+
+
+def test_a_database_from_a_newer_version_is_one_line(tmp_path: Path, sandbox: Sandbox) -> None:
+    import sqlite3
+
+    cfg = write_config(tmp_path, sandbox)
+    assert did("--config", str(cfg), "db", "upgrade", cwd=tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff9999'")
+    for command in ("status", "findings", "sweep"):
+        result = did("--config", str(cfg), command, cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": TOKEN})
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        first = result.stderr.splitlines()[0]
+        assert "ffff9999" in first and "newer did-monitor" in first
+        assert len(result.stderr.splitlines()) <= 2
+
+
+def test_check_config_shows_tables_and_urls_readably(
+    tmp_path: Path, sandbox: Sandbox, http_receiver: HttpReceiver
+) -> None:
+    url = http_receiver.url("hooks/abcdefsecretpath")
+    cfg = write_config(tmp_path, sandbox, f'[[channels]]\nname = "hook"\nurl = "{url}"\n')
+    result = did("--config", str(cfg), "check-config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[[channels]]" in result.stdout
+    assert f'"json://127.0.0.1:{http_receiver.port}/…"' in result.stdout
+    assert "abcdefsecretpath" not in result.stdout
+
+
+def test_tables_never_cut_numbers_or_severities(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(tmp_path, sandbox)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    listed = json.loads(did("--config", str(cfg), "findings", "--json", cwd=tmp_path).stdout)
+    assert listed
+    for columns in ("80", "60"):
+        table = did("--config", str(cfg), "findings", cwd=tmp_path, env={"COLUMNS": columns})
+        assert table.returncode == 0
+        for finding in listed:
+            assert finding["e164"] in table.stdout and finding["severity"] in table.stdout
+        assert "…" not in table.stdout
+
+
+def test_every_json_time_is_utc_with_z(tmp_path: Path, sandbox: Sandbox) -> None:
+    import re
+
+    cfg = write_config(tmp_path, sandbox)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+    for args in (("status", "--json"), ("findings", "--json", "--all")):
+        text = did("--config", str(cfg), *args, cwd=tmp_path).stdout
+        times = re.findall(r'"(\d{4}-\d\d-\d\d[ T][^"]*)"', text)
+        assert times and all(iso.match(t) for t in times), times[:5]
+
+
+def test_sweep_failure_says_who_was_told(tmp_path: Path, sandbox: Sandbox) -> None:
+    sandbox.faults.add(times=-1, status=401)
+    cfg = write_config(tmp_path, sandbox)
+    result = did("--config", str(cfg), "sweep", cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": TOKEN})
+    assert result.returncode == 1
+    assert "queued for every channel" not in result.stderr
+    assert "no channel takes service alerts" in result.stderr
+
+
+def test_sigterm_during_a_sweep_rolls_back_and_exits_143(tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+    import time
+
+    box = Sandbox(numbers=3000, seed=3, latency=0.2).start()
+    try:
+        cfg = write_config(tmp_path, box)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+        env.update(VOBIZ_AUTH_TOKEN=TOKEN, DID_MONITOR__SWEEP__FETCH_PROCESS="false")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(cfg), "sweep", "--no-progress"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and box.request_count < 3:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        box.stop()
+    assert proc.returncode == 143, err
+    assert "SIGTERM" in err and "rolled back" in err and "Traceback" not in err
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        rows = conn.execute("SELECT status, error FROM sweeps").fetchall()
+        versions = conn.execute("SELECT count(*) FROM number_versions").fetchone()[0]
+    assert rows == [("aborted", rows[0][1])] and "SIGTERM" in rows[0][1]
+    assert versions == 0

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.config import load, parse_listen, redact_url, redacted
 from monitor.errors import ConfigError
@@ -261,7 +264,7 @@ def test_environment_strings_stay_strings_and_errors_name_the_variable(tmp_path:
     [
         '[database]\nurl = "postgresql+psycopg://mon:pw@db/mon"\n',
         '[service]\nheartbeat_url = "https://hc-ping.com/uuid"\n',
-        '[[channels]]\nname = "tg"\nurl = "tgram://bottoken/chatid"\n',
+        '[[channels]]\nname = "tg"\nurl = "tgram://123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQr/12345"\n',
     ],
 )
 def test_every_kind_of_secret_triggers_the_permission_warning(tmp_path: Path, snippet: str) -> None:
@@ -387,3 +390,159 @@ def test_dashboard_secrets_from_files_are_masked(tmp_path: Path) -> None:
 def test_a_config_with_a_dashboard_password_must_be_private(tmp_path: Path) -> None:
     path = write(tmp_path, '[dashboard]\nusername = "ops"\npassword = "pw"\n', mode=0o644)
     assert any("readable by other users" in w for w in load(str(path)).warnings)
+
+
+# --- hostile and careless input --------------------------------------------------------------
+
+TOKEN = "TOKSECRET-7f3a9c2e41"
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [(TOKEN + "\r", "control character"), (TOKEN + "\n", "control"), ("tök€n-x", "Latin-1")],
+)
+def test_header_invalid_token_is_a_config_error_naming_the_key(
+    tmp_path: Path, value: str, needle: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(str(write(tmp_path, "")), {"VOBIZ_AUTH_TOKEN": value})
+    assert exc.value.exit_code == 2
+    text = str(exc.value)
+    assert "VOBIZ_AUTH_TOKEN" in text and needle in text
+    assert value.strip() not in text and TOKEN not in text
+
+
+def test_binary_files_and_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    with pytest.raises(ConfigError, match="not a text file"):
+        load(str(path), {})
+    path.write_bytes(b"\xef\xbb\xbf[vobiz]\nauth_id = 'PA_1'\n")
+    assert load(str(path), {}).settings.vobiz.auth_id == "PA_1"
+    secret = tmp_path / "token"
+    secret.write_bytes(b"\xff\xfe\x00binary")
+    path.write_text(f"[vobiz]\nauth_token_file = '{secret}'\n")
+    with pytest.raises(ConfigError, match=r"auth_token_file.*not a text file"):
+        load(str(path), {})
+
+
+def test_world_readable_token_file_warns_naming_it(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN + "\r\n")  # saved on Windows: the line ending is not the token
+    secret.chmod(0o644)
+    loaded = load(str(write(tmp_path, f"[vobiz]\nauth_token_file = '{secret}'\n")), {})
+    assert loaded.settings.vobiz.auth_token == TOKEN
+    assert any(str(secret) in w and "chmod 600" in w for w in loaded.warnings)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "needle"),
+    [
+        ('[schedule]\ncron = "0 6 31 2 *"', "never fires"),
+        ('[database]\nurl = "sqlite:///:memory:"', "in-memory"),
+        ('[database]\nurl = "sqlite://"', "in-memory"),
+        ("[alerts]\nretry_backoff_seconds = 99999999999999", "alerts.retry_backoff_seconds"),
+        ('[[channels]]\nname = "a"\nurl = "notaurl"', "channel 'a'"),
+        ('[[channels]]\nname = "b"\nurl = "slack://"', "channel 'b'"),
+        ('[[channels]]\nname = "c"\nurl = "slak://T0AAAA/B0BBBB/cccccccccccc"', "channel 'c'"),
+    ],
+)
+def test_config_errors_at_load(tmp_path: Path, snippet: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(str(write(tmp_path, snippet)), {})
+    assert needle in str(exc.value) and exc.value.exit_code == 2
+    assert "cccccccccccc" not in str(exc.value)
+
+
+def test_apprise_does_not_log_a_mistyped_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError):
+        load(str(write(tmp_path, '[[channels]]\nname = "c"\nurl = "slak://T0/B0/cccccccccc"')), {})
+    assert "cccccccccc" not in caplog.text
+
+
+def test_log_level_names_in_any_case(tmp_path: Path) -> None:
+    loaded = load(str(write(tmp_path, '[logging]\nlevel = "debug"\nformat = "JSON"')), {})
+    assert loaded.settings.logging.level == "DEBUG" and loaded.settings.logging.format == "json"
+
+
+def test_environment_channel_index_past_the_end(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[channels]]\nname = "a"\nurl = "json://localhost/a"\n')
+    with pytest.raises(ConfigError) as exc:
+        load(str(path), {"DID_MONITOR__CHANNELS__3__URL": "json://localhost/x"})
+    assert "DID_MONITOR__CHANNELS__3__URL" in str(exc.value) and "past the end" in str(exc.value)
+    with pytest.raises(ConfigError, match="DID_MONITOR__CHANNELS__2000000__URL"):
+        load(str(path), {"DID_MONITOR__CHANNELS__2000000__URL": "json://localhost/x"})
+    # the next index adds a channel; indices sort as numbers
+    env = {
+        f"DID_MONITOR__CHANNELS__{i}__{key}": value
+        for i in range(1, 12)
+        for key, value in (("NAME", f"c{i}"), ("URL", f"json://localhost/{i}"))
+    }
+    loaded = load(str(path), env)
+    assert [c.name for c in loaded.settings.channels] == ["a", *(f"c{i}" for i in range(1, 12))]
+
+
+def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(str(write(tmp_path, "")), {"DID_MONITOR__ALERTS__RETRY_BACKOFF_SECONDS": "9" * 14})
+    assert "DID_MONITOR__ALERTS__RETRY_BACKOFF_SECONDS" in str(exc.value)
+    with pytest.raises(ConfigError, match="DID_MONITOR__VOBIZ__PER_PAGE__X"):
+        load(str(write(tmp_path, "")), {"DID_MONITOR__VOBIZ__PER_PAGE__X": "1"})
+
+
+def test_base_url_and_database_password_are_shown_masked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[vobiz]
+base_url = "https://user:pw-secret-1@api.example.com/v1"
+[database]
+url = "postgresql+psycopg://app@db.example.com/m?password=pw-secret-2&sslmode=require"
+""",
+    )
+    shown = str(redacted(load(str(path), {}).settings))
+    assert "pw-secret" not in shown
+    assert "api.example.com/v1" in shown and "sslmode=require" in shown
+
+
+# --- fuzz: the loader never raises anything but ConfigError ----------------------------------
+
+_SEGMENTS = [
+    "vobiz", "database", "schedule", "sweep", "channels", "alerts", "service", "logging",
+    "rules", "blocked", "expiring", "auth_token", "auth_id", "base_url", "per_page", "url",
+    "cron", "timezone", "level", "name", "retry_backoff_seconds", "reminders", "0", "1", "2",
+    "99999999", "auth_token_file", "health_listen", "enabled", "format", "max_length",
+]  # fmt: skip
+
+
+def _load_quietly(text: bytes, env: dict[str, str]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.toml"
+        path.write_bytes(text)
+        with contextlib.suppress(ConfigError):
+            load(str(path), env)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_fuzz_config_file_bytes(text: bytes) -> None:
+    _load_quietly(text, {})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=4).map(
+            lambda parts: "DID_MONITOR__" + "__".join(p.upper() for p in parts)
+        ),
+        st.text(max_size=40) | st.sampled_from(["[1, 2]", "true", "1e999", "-1", "{a = 1}"]),
+        max_size=5,
+    )
+)
+def test_fuzz_environment_overrides(env: dict[str, str]) -> None:
+    env = {k: v.replace("\x00", "") for k, v in env.items()}
+    _load_quietly(b'[[channels]]\nname = "a"\nurl = "json://localhost/a"\n', env)

@@ -14,7 +14,7 @@ def test_json_lines_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> N
     line = capsys.readouterr().err.strip().splitlines()[-1]
     data = json.loads(line)
     assert data["message"] == "sweep 3 complete" and data["numbers"] == 10
-    assert data["level"] == "info" and data["time"].endswith("+00:00")
+    assert data["level"] == "info" and data["time"].endswith("Z")
 
 
 def test_noisy_libraries_stay_quiet_even_at_debug() -> None:

@@ -1,0 +1,248 @@
+"""The one scrubber: masks secrets in any text before it leaves the process.
+
+Secret *values* are learned once, when the configuration loads (``remember``): the API token and
+id, passwords and tokens inside channel, ping and database URLs. ``scrub`` then replaces every
+spelling of them (as given, URL-encoded, JSON-escaped) with ``***``, and also masks whatever looks
+like a credential in a URL, whoever wrote the text: ``user:password@``, ``?password=`` /
+``token=`` / ``key=`` values, and the path tokens of chat webhooks (Slack, Discord, Apprise
+schemes). It is applied where text leaves: log handlers, the database (sweep and delivery errors,
+rendered alerts), command output. ``strip_credentials`` drops credential-looking keys from item
+JSON before it is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import IO, Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
+
+MASK = "***"
+# Shorter values would mask ordinary words; no real token or password is this short.
+MIN_SECRET_LENGTH = 4
+
+_lock = threading.Lock()
+_values: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+# Any scheme but these is an Apprise service whose whole location is tokens (Slack, Discord,
+# Telegram, a mistyped "slak://", ...): masked after the "://".
+_PLAIN_SCHEMES = (
+    r"https?|mailtos?|jsons?|forms?|xmls?|file|ftp|sqlite|postgres(?:ql)?(?:\+\w+)?|"
+    r"mysql(?:\+\w+)?|redis|wss?"
+)
+_URL_TOKEN = re.compile(
+    rf"(?<![\w+.\-])(?!(?:{_PLAIN_SCHEMES})://)([a-z][a-z0-9+.\-]*://)[^\s\"'<>);,]+",
+    re.IGNORECASE,
+)
+# json://, form://, xml://: the host stays readable, the path (often a token) does not.
+_HOOK_PATH = re.compile(r"\b((?:json|form|xml)s?://[^/\s\"'<>]+)/[^\s\"'<>);,…]+", re.IGNORECASE)
+_USERINFO = re.compile(r"\b([a-z][a-z0-9+.\-]*://)[^\s/@\"'<>:]*:[^\s/@\"'<>]+@", re.IGNORECASE)
+_QUERY_SECRET = re.compile(
+    r"([?&;](?:[a-z_\-]*(?:pass(?:word)?|passwd|pwd|token|secret|key|apikey|auth|sig|"
+    r"signature|credential)[a-z_\-]*)=)[^&\s\"'<>#]+",
+    re.IGNORECASE,
+)
+# Webhook URLs whose path is the credential.
+_WEBHOOK_PATH = re.compile(
+    r"\b(https?://(?:hooks\.slack\.com/services|(?:[a-z0-9-]+\.)?discord(?:app)?\.com/api/webhooks|"
+    r"api\.telegram\.org/bot|outlook\.office\.com/webhook|[a-z0-9.-]+\.webhook\.office\.com))"
+    r"/[^\s\"'<>]+",
+    re.IGNORECASE,
+)
+
+CREDENTIAL_KEYS = re.compile(
+    r"^(?:.*(?:password|passwd|passphrase|secret|api_?key|access_?key|private_?key|"
+    r"credentials?|bearer)|(?:.*[_\-])?(?:auth_?)?token|authtoken|pin|pwd)$",
+    re.IGNORECASE,
+)
+
+
+def remember(values: Iterable[str | None]) -> None:
+    """Add secret values to mask from now on (every spelling of each)."""
+    global _pattern
+    fresh = set()
+    for value in values:
+        if not value or len(value) < MIN_SECRET_LENGTH:
+            continue
+        fresh.update(_spellings(value))
+    with _lock:
+        if fresh - _values:
+            _values.update(s for s in fresh if len(s) >= MIN_SECRET_LENGTH)
+            ordered = sorted(_values, key=len, reverse=True)  # a secret inside another: whole
+            _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def forget_all() -> None:
+    """Drop every remembered value (tests that load several configurations)."""
+    global _pattern
+    with _lock:
+        _values.clear()
+        _pattern = None
+
+
+def _spellings(value: str) -> set[str]:
+    forms = {value, quote(value, safe=""), quote_plus(value), unquote(value)}
+    forms.add(json.dumps(value)[1:-1])
+    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    return forms
+
+
+_SECRET_QUERY_KEY = re.compile(
+    r"^[a-z_\-]*(?:pass(?:word)?|passwd|pwd|token|secret|key|apikey|auth|sig|signature|"
+    r"credential)[a-z_\-]*$",
+    re.IGNORECASE,
+)
+# Schemes whose location is a host, not a credential: only passwords and secret query values.
+_HOST_SCHEMES = re.compile(r"^(?:https?|mailtos?|sqlite|postgres(?:ql)?|mysql|.*sql.*)$")
+
+
+def url_secrets(url: str) -> list[str]:
+    """Parts of a URL that may be credentials: the password, secret-looking query values, and for
+    Apprise services (Slack, Discord, json://, ...) the tokens in host and path."""
+    try:
+        parts = urlsplit(url)
+        password, username = parts.password, parts.username
+    except ValueError:
+        return [url]
+    found = [password or "", (username or "") if password else ""]
+    found += [v for k, v in parse_qsl(parts.query) if _SECRET_QUERY_KEY.match(k)]
+    scheme = parts.scheme.lower()
+    if scheme in {"http", "https"}:
+        found += [seg for seg in parts.path.split("/") if len(seg) >= 16]  # webhook-style ids
+    elif not _HOST_SCHEMES.match(scheme):
+        found += [seg for seg in parts.path.split("/") if len(seg) >= 6]
+        if scheme not in {"json", "jsons", "form", "forms", "xml", "xmls"}:
+            found += [seg for seg in parts.netloc.split("@") if seg]  # bot tokens, webhook ids
+    return [s for s in found if s]
+
+
+def scrub(text: str) -> str:
+    """``text`` with every known secret and credential-shaped URL part masked."""
+    if not text:
+        return text
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    if "://" in text:
+        text = _URL_TOKEN.sub(lambda m: m.group(1) + MASK, text)
+        text = _HOOK_PATH.sub(lambda m: m.group(1) + "/" + MASK, text)
+        text = _WEBHOOK_PATH.sub(lambda m: m.group(1) + "/" + MASK, text)
+        text = _USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+    if "=" in text:
+        text = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+def scrub_value(value: Any) -> Any:
+    """``scrub`` applied to every string inside plain data (dicts, lists)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_value(v) for v in value]
+    return value
+
+
+def strip_credentials(value: Any) -> Any:
+    """Item JSON without credential-looking keys (``auth_token``, ``password``, ...), at any
+    depth; returns ``value`` itself when there is nothing to remove."""
+    if isinstance(value, dict):
+        if not any(isinstance(k, str) and CREDENTIAL_KEYS.match(k) for k in value) and not any(
+            isinstance(v, dict | list) for v in value.values()
+        ):
+            return value
+        return {
+            k: strip_credentials(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and CREDENTIAL_KEYS.match(k))
+        }
+    if isinstance(value, list):
+        return [strip_credentials(v) for v in value]
+    return value
+
+
+# A key that may be credential-looking, found in the item's JSON text without parsing it.
+_MAYBE_CREDENTIAL_KEY = re.compile(
+    rb'"[^"]*(?:token|pass|pwd|secret|key|credential|bearer|pin)[^"]*"\s*:', re.IGNORECASE
+)
+
+
+def item_json_without_credentials(text: str | bytes, dumps: Callable[[Any], str]) -> str | bytes:
+    """An item's JSON text with credential-looking keys removed at any depth (``dumps`` writes
+    the cleaned value); the text itself when it has none, which a byte scan tells cheaply."""
+    data = text.encode() if isinstance(text, str) else text
+    if not _MAYBE_CREDENTIAL_KEY.search(data):
+        return text
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return text
+    if not has_credentials(value):
+        return text
+    return dumps(strip_credentials(value))
+
+
+def has_credentials(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(
+            (isinstance(k, str) and CREDENTIAL_KEYS.match(k)) or has_credentials(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(has_credentials(v) for v in value)
+    return False
+
+
+class ScrubFilter(logging.Filter):
+    """Rewrites each record's message (arguments merged) and exception text, scrubbed, so every
+    handler and formatter sees only masked text, whichever library logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a library's bad format string: keep what we can show
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg = scrub(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        record.exc_info = None if record.exc_text else record.exc_info
+        for key, value in list(vars(record).items()):
+            if key not in _STD_ATTRS and isinstance(value, str):
+                setattr(record, key, scrub(value))
+        return True
+
+
+_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class ScrubFormatter(logging.Formatter):
+    """Wraps a formatter and scrubs its output (a last net for text the filter cannot see)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(self.inner.format(record))
+
+
+class ScrubbingStream:
+    """A text stream that scrubs what is written to it (command output: rich consoles, JSON)."""
+
+    def __init__(self, inner: IO[str]) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(scrub(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)

@@ -1,0 +1,240 @@
+"""The scrubber: no secret leaves the process, whatever text carries it and whoever wrote it.
+
+End to end against a hostile fake API on loopback: the API token is set to a recognisable value
+and searched for in stdout, stderr, every table of the database (SQLite and PostgreSQL) and every
+message the SMTP and webhook sinks received.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from monitor import logs, redact
+from monitor.config import redact_database_url
+from tests.conftest import HttpReceiver, SmtpSink
+from tests.test_cli import did
+
+SECRET = "TOKSECRET-7f3a9c2e41"
+HOOK_SECRET = "hookpathsecret-55aa77"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_scrubber() -> Iterator[None]:
+    redact.forget_all()
+    yield
+    redact.forget_all()
+
+
+def test_remembered_values_are_masked_in_every_spelling() -> None:
+    redact.remember(['p@ss w/rd"x', "tiny"])
+    text = 'a p@ss w/rd"x b p%40ss%20w%2Frd%22x c p%40ss+w%2Frd%22x d "p@ss w/rd\\"x" tiny'
+    assert redact.scrub(text) == 'a *** b *** c *** d "***" ***'
+    redact.remember(["abc"])  # too short to mask without garbling ordinary words
+    assert redact.scrub("abc") == "abc"
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("GET https://bob:hunter2@api.example.com/x failed", "hunter2"),
+        ("db postgresql+psycopg://app:s3cr3t@db:5432/m down", "s3cr3t"),
+        ("see https://example.com/cb?user=1&password=pw-123&x=1", "pw-123"),
+        ("url http://h/x?api_key=K-999&access_token=T-888", "K-999"),
+        ("Unsupported URL: slak://T0AAAA/B0BBBB/cccccccccc)", "cccccccccc"),
+        ("posting to slack://T0AAAA/B0BBBB/cccccccccc", "B0BBBB"),
+        ("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", "JHMHI8qBe7bk2ZwO5U711o3dV_js"),
+        ("POST https://hooks.slack.com/services/T0/B0/XyZsecret", "XyZsecret"),
+        ("POST https://discord.com/api/webhooks/123/tok-abc", "tok-abc"),
+    ],
+)
+def test_credential_shaped_url_parts_are_masked_whoever_wrote_them(text: str, hidden: str) -> None:
+    scrubbed = redact.scrub(text)
+    assert hidden not in scrubbed and "***" in scrubbed
+
+
+def test_channel_url_tokens_are_learned_from_the_config() -> None:
+    redact.remember(redact.url_secrets(f"json://127.0.0.1:9/{HOOK_SECRET}/x?token=q-77777"))
+    line = f'HTTP Request: POST http://127.0.0.1:9/{HOOK_SECRET}/x "200 OK"'
+    assert HOOK_SECRET not in redact.scrub(line)
+    # hosts and plain words stay readable
+    assert redact.url_secrets("postgresql+psycopg://postgres@127.0.0.1/db") == []
+    assert redact.url_secrets("mailto://smtp.example.com?from=a@b&to=c@d") == []
+
+
+def test_credential_keys_are_removed_from_item_json_at_any_depth() -> None:
+    item = {
+        "id": "n1",
+        "auth_token": "cust-token",
+        "sip": {"username": "u", "password": "pw", "nested": [{"api_key": "k", "ok": 1}]},
+        "monkey": "stays",
+    }
+    assert redact.strip_credentials(item) == {
+        "id": "n1",
+        "sip": {"username": "u", "nested": [{"ok": 1}]},
+        "monkey": "stays",
+    }
+    text = json.dumps(item)
+    cleaned = redact.item_json_without_credentials(text, json.dumps)
+    assert "cust-token" not in str(cleaned) and '"monkey"' in str(cleaned)
+    plain = b'{"id": "n2", "e164": "+1555"}'
+    assert redact.item_json_without_credentials(plain, json.dumps) is plain
+
+
+def test_log_records_of_any_library_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    redact.remember([SECRET])
+    logs.setup("DEBUG", "text")
+    try:
+        logging.getLogger("httpx").warning("HTTP Request: GET %s", f"https://x/?token={SECRET}")
+        logging.getLogger("apprise").error("Unsupported URL: slack://%s/abc/def", SECRET)
+        try:
+            raise ValueError(f"Invalid header value b'{SECRET}\\r'")
+        except ValueError:
+            logging.getLogger("monitor.x").exception("boom %s", SECRET)
+        logs.setup("DEBUG", "json")
+        logging.getLogger("urllib3").warning("x", extra={"url": f"https://u:{SECRET}@h"})
+        # raised to WARNING whatever the level: request lines are never logged
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    finally:
+        logging.getLogger().handlers.clear()
+    err = capsys.readouterr().err
+    assert SECRET not in err and err.count("***") >= 4
+
+
+def test_database_url_and_base_url_show_masked() -> None:
+    assert redact_database_url("postgresql://app:pw1234@db/m") == "postgresql://app:***@db/m"
+    masked = redact_database_url("postgresql://db/m?user=app&password=pw1234")
+    assert "pw1234" not in masked and "user=app" in masked
+    assert redact_database_url("sqlite:////abs/path.db") == "sqlite:////abs/path.db"
+
+
+# --- end to end: a hostile API that echoes the token ------------------------------------------
+
+
+class Hostile:
+    """A loopback API whose answer a test chooses: ``respond(handler) -> (status, body)``."""
+
+    def __init__(self) -> None:
+        self.respond: Callable[[BaseHTTPRequestHandler], tuple[int, bytes]] = lambda h: (
+            200,
+            b"{}",
+        )
+        self.requests = 0
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hostile.requests += 1
+                status, body = hostile.respond(self)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[Hostile]:
+    api = Hostile()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+def every_stored_text(url: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        with engine.connect() as conn:
+            return "\n".join(
+                repr(row) for table in meta.sorted_tables for row in conn.execute(table.select())
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("body_kind", ["error_echo", "item_token"])
+def test_the_token_never_leaves_the_process(
+    tmp_path: Path,
+    db_url: str,
+    hostile: Hostile,
+    http_receiver: HttpReceiver,
+    smtp_server: SmtpSink,
+    body_kind: str,
+) -> None:
+    if body_kind == "error_echo":
+        message = f"your token {SECRET} is invalid (try %s)" % SECRET.replace("-", "%2D")
+        hostile.respond = lambda h: (400, json.dumps({"error": {"message": message}}).encode())
+    else:
+        item = {
+            "id": "n1",
+            "e164": "+14155550100",
+            "account_id": "MA_1",
+            "status": "active",
+            "application_id": None,
+            "auth_token": SECRET,
+            "sip": {"password": SECRET},
+        }
+        page = {"items": [item], "total": 1, "page": 1, "per_page": 100}
+        hostile.respond = lambda h: (200, json.dumps(page).encode())
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"""
+[vobiz]
+base_url = "{hostile.url}"
+auth_id = "PA_TEST"
+max_requests_per_second = 0
+max_retries = 0
+[database]
+url = "{db_url}"
+[sweep]
+fetch_process = false
+[logging]
+level = "debug"
+[[channels]]
+name = "hook"
+url = "{http_receiver.url(HOOK_SECRET)}"
+[[channels]]
+name = "mail"
+url = "{smtp_server.url()}"
+""")
+    cfg.chmod(0o600)
+    env = {"VOBIZ_AUTH_TOKEN": SECRET}
+    runs = [did("--config", str(cfg), "sweep", "--no-progress", cwd=tmp_path, env=env)]
+    runs.append(did("--config", str(cfg), "status", "--json", cwd=tmp_path, env=env))
+    runs.append(did("--config", str(cfg), "findings", "--json", cwd=tmp_path, env=env))
+    runs.append(did("--config", str(cfg), "check-config", cwd=tmp_path, env=env))
+    for run in runs:
+        assert "Traceback" not in run.stderr
+        assert SECRET not in run.stdout + run.stderr
+        assert HOOK_SECRET not in run.stdout + run.stderr
+    if body_kind == "error_echo":
+        assert runs[0].returncode == 1 and "***" in runs[0].stderr
+    else:
+        assert runs[0].returncode == 0, runs[0].stderr
+    stored = every_stored_text(db_url)
+    assert SECRET not in stored and HOOK_SECRET not in stored
+    assert http_receiver.posts and smtp_server.messages
+    assert SECRET not in json.dumps([p["body"] for p in http_receiver.posts])
+    assert SECRET not in "".join(str(m) for m in smtp_server.messages)
