@@ -108,16 +108,30 @@ def url_secrets(url: str) -> list[str]:
         password, username = parts.password, parts.username
     except ValueError:
         return [url]
-    found = [password or "", (username or "") if password else ""]
+    found = [password or ""]
+    if password and username and _looks_like_token(username):
+        found.append(username)  # e.g. an API key sent as the user
     found += [v for k, v in parse_qsl(parts.query) if _SECRET_QUERY_KEY.match(k)]
     scheme = parts.scheme.lower()
-    if scheme in {"http", "https"}:
-        found += [seg for seg in parts.path.split("/") if len(seg) >= 16]  # webhook-style ids
-    elif not _HOST_SCHEMES.match(scheme):
-        found += [seg for seg in parts.path.split("/") if len(seg) >= 6]
-        if scheme not in {"json", "jsons", "form", "forms", "xml", "xmls"}:
-            found += [seg for seg in parts.netloc.split("@") if seg]  # bot tokens, webhook ids
+    if not _HOST_SCHEMES.match(scheme) or scheme in {"http", "https"}:
+        found += [seg for seg in parts.path.split("/") if _looks_like_token(seg)]
+        if not _HOST_SCHEMES.match(scheme) and scheme not in _HOOK_SCHEMES:
+            found += [seg for seg in re.split(r"[@:]", parts.netloc) if _looks_like_token(seg)]
     return [s for s in found if s]
+
+
+_HOOK_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
+
+
+def _looks_like_token(segment: str) -> bool:
+    """A path or host part that is a token (webhook ids, keys), not a word like "alerts": masking
+    a word would garble every message that uses it ("did-monitor" in every title)."""
+    if len(segment) < 6 or (segment.isdigit() and len(segment) < 9):
+        return False
+    letters = sum(ch.isalpha() for ch in segment)
+    digits = sum(ch.isdigit() for ch in segment)
+    mixed_case = segment != segment.lower() and segment != segment.upper()
+    return len(segment) >= 24 or (digits > 0 and letters > 0) or mixed_case or digits >= 9
 
 
 def scrub(text: str) -> str:

@@ -57,6 +57,15 @@ def sandbox() -> Iterator[Sandbox]:
         box.stop()
 
 
+@pytest.fixture(autouse=True)
+def _scrubber_forgets_between_tests() -> Iterator[None]:
+    """Secrets a test's configuration taught the scrubber stay with that test."""
+    from monitor import redact
+
+    yield
+    redact.forget_all()
+
+
 # --- databases ----------------------------------------------------------------------------------
 
 
