@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import msgspec
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -285,26 +286,28 @@ def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
     stream = stdout()
     stream.write("[")
     first = True
+    # msgspec writes aware UTC datetimes as ISO 8601 with "Z", like _iso, at C speed.
+    encode = msgspec.json.Encoder().encode
     for batch in store.iter_findings(now, include_closed=show_all):
         if not show_all:
             batch = [r for r in batch if r["state"] == "open"]
         history = outbox.notifications_for([r["id"] for r in batch])
         lines = []
         for row in batch:
-            item = finding_json(row)
+            item = finding_json(row, raw_times=True)
             item["notifications"] = [
                 {
                     "channel": n["channel"],
                     "event": n["event"],
                     "tier": n["tier"],
-                    "at": iso(n["created_at"]),
+                    "at": n["created_at"],
                     "delivery_id": n["delivery_id"],
                     "delivery_status": n["status"],
-                    "sent_at": iso(n["sent_at"]),
+                    "sent_at": n["sent_at"],
                 }
                 for n in history.get(row["id"], [])
             ]
-            lines.append(("\n  " if first else ",\n  ") + json.dumps(item, ensure_ascii=False))
+            lines.append(("\n  " if first else ",\n  ") + encode(item).decode())
             first = False
         stream.write("".join(lines))
     stream.write("\n]\n" if not first else "]\n")

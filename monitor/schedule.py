@@ -125,3 +125,25 @@ def catch_up(
     if is_overdue(trigger, last_complete_at, now, now, grace):
         return CatchUp("overdue")
     return None
+
+
+# A failed sweep is retried soon, then less often: minutes while a glitch may pass, hours when
+# the API or database is down for longer, until one completes (the next cron time also sweeps).
+RETRY_DELAYS = (
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+    timedelta(hours=2),
+    timedelta(hours=4),
+)
+
+
+def retry_at(failures: int, failed_at: datetime, next_fire: datetime | None) -> datetime | None:
+    """When to retry after ``failures`` consecutive failed sweeps (1 = the first), or None when
+    the next scheduled sweep comes sooner anyway."""
+    delay = RETRY_DELAYS[min(max(failures, 1), len(RETRY_DELAYS)) - 1]
+    when = failed_at + delay
+    if next_fire is not None and next_fire <= when:
+        return None
+    return when

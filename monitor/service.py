@@ -46,6 +46,7 @@ from monitor.schedule import (
     build_trigger,
     catch_up,
     fire_at_or_after,
+    retry_at,
     sweep_deadline,
 )
 from monitor.store import Store
@@ -55,6 +56,7 @@ from monitor.web.server import WebServer
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
+RETRY_JOB = "sweep-retry"
 DELIVERY_JOB = "deliver"
 
 
@@ -162,6 +164,7 @@ class Service:
         self._signal: int | None = None
         self._next_trigger = "schedule"
         self._web: WebServer | None = None
+        self._failed_sweeps = 0  # consecutive; a failed sweep is retried until one completes
         self._migrated = False
         self._head: str | None = None
         self._stopped = False
@@ -357,6 +360,7 @@ class Service:
         trigger, self._next_trigger = self._next_trigger, "schedule"
         started = time.monotonic()
         outcome: SweepOutcome | None = None
+        succeeded: bool | None = None  # None: skipped or cancelled, nothing to retry
         try:
             outcome = run_cycle(
                 self.settings,
@@ -381,16 +385,57 @@ class Service:
             self.metrics.sweep_finished("error", time.monotonic() - started)
             self.metrics.job_failed(SWEEP_JOB)
             self.heartbeat.failure()
+            succeeded = False
         else:
+            succeeded = outcome.ok
             self.metrics.sweep_finished("complete" if outcome.ok else "failed", outcome.duration)
             self.metrics.delivered(outcome.deliveries)
             if outcome.ok:
                 self.heartbeat.success()
             else:
                 self.heartbeat.failure()
+        if succeeded is not None and not self.cancel.is_set():
+            self._schedule_retry(succeeded)
         if not self.cancel.is_set():
             log.info("next sweep %s", self._format(self.next_sweep_at()))
         return outcome
+
+    def _schedule_retry(self, succeeded: bool) -> None:
+        """After a failure, sweep again soon (5 min, 15, 30, 1 h, 2 h, then every 4 h) until
+        one completes; the cron schedule goes on as well."""
+        if succeeded:
+            if self._failed_sweeps:
+                log.info("sweep complete after %d failed attempt(s)", self._failed_sweeps)
+            self._failed_sweeps = 0
+            return
+        self._failed_sweeps += 1
+        if not self.scheduler.running:
+            return
+        now = self.clock()
+        job = self.scheduler.get_job(SWEEP_JOB)
+        next_fire = job.next_run_time if job is not None else None
+        when = retry_at(self._failed_sweeps, now, next_fire)
+        if when is None:
+            log.info("the failed sweep is retried at the next scheduled time")
+            return
+        self.scheduler.add_job(
+            self._retry_job,
+            "date",
+            run_date=when,
+            id=RETRY_JOB,
+            name="sweep retry",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+        log.info(
+            "sweep failed %d time(s) in a row; retrying at %s",
+            self._failed_sweeps,
+            self._format(when),
+        )
+
+    def _retry_job(self) -> None:
+        self._next_trigger = "retry"
+        self.sweep_job()
 
     def delivery_job(self) -> list[DeliveryOutcome]:
         """Send whatever the outbox has due (retries between sweeps); never raises."""

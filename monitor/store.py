@@ -237,21 +237,26 @@ class Store:
             (FINDINGS.c.severity == "critical", 0), (FINDINGS.c.severity == "warning", 1), else_=2
         )
         order = (state_rank, severity_rank, FINDINGS.c.rule, FINDINGS.c.id)
-        stmt = sa.select(FINDINGS).order_by(*order)
+        # Only what a listing shows: each further column costs a conversion per row.
+        columns = [FINDINGS.c[name] for name in LISTED_FINDING_COLUMNS]
+        stmt = sa.select(*columns).order_by(*order)
         if not include_closed:
             stmt = stmt.where(FINDINGS.c.state == "open")
         last = self.last_sweep("complete")
+        last_start = last["started_at"] if last is not None else None
         silences = self.active_silences(now)
+        names = LISTED_FINDING_COLUMNS
         with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=batch).execute(stmt).mappings()
+            result = conn.execution_options(yield_per=batch).execute(stmt)
             for part in result.partitions(batch):
                 rows = []
                 for row in part:
-                    item = dict(row)
-                    if item["state"] == "open" and last is not None:
-                        item["last_seen"] = max(item["last_seen"], last["started_at"])
-                    if item["state"] == "open" and silences and is_silenced(item, silences):
-                        item["state"] = "silenced"
+                    item = dict(zip(names, row, strict=True))
+                    if item["state"] == "open":
+                        if last_start is not None and item["last_seen"] < last_start:
+                            item["last_seen"] = last_start
+                        if silences and is_silenced(item, silences):
+                            item["state"] = "silenced"
                     rows.append(item)
                 yield rows
 

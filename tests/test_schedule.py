@@ -11,6 +11,7 @@ from monitor.schedule import (
     build_trigger,
     is_overdue,
     missed_fire_time,
+    retry_at,
     sweep_deadline,
 )
 from monitor.schedule import catch_up as _catch_up
@@ -115,3 +116,20 @@ def test_overdue_is_the_next_fire_time_after_the_last_sweep_plus_grace() -> None
 def test_jitter_is_slack_on_the_deadline() -> None:
     last = at(16, 6, 0, 3)
     assert sweep_deadline(trigger(), last, at(23, 12), DAY, slack=600) == at(24, 6, 10)
+
+
+def test_a_failed_sweep_is_retried_in_minutes_then_hours() -> None:
+    t = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    delays = [retry_at(n, t, None) for n in range(1, 9)]
+    assert [d - t for d in delays if d] == [
+        timedelta(minutes=5),
+        timedelta(minutes=15),
+        timedelta(minutes=30),
+        timedelta(hours=1),
+        timedelta(hours=2),
+        timedelta(hours=4),
+        timedelta(hours=4),
+        timedelta(hours=4),
+    ]
+    # the next cron time comes first: no separate retry
+    assert retry_at(4, t, t + timedelta(minutes=30)) is None

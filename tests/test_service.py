@@ -573,3 +573,28 @@ def test_a_bad_health_listen_exits_2(
     service = launch("bad", config)
     assert service.proc.wait(timeout=10) == 2
     assert "service.health_listen" in service.log
+
+
+def test_a_failed_sweep_is_retried_until_one_completes(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    from monitor.service import RETRY_JOB
+
+    clock = FakeClock()
+    wrong = make_settings(sandbox, sqlite_store.url, vobiz={"auth_token": "wrong"})
+    service, _beat = make_service(wrong, sqlite_store, clock=clock)
+    service.scheduler.start(paused=True)
+    try:
+        for minutes in (5, 15, 30):
+            outcome = service.sweep_job()
+            assert outcome is not None and not outcome.ok
+            job = service.scheduler.get_job(RETRY_JOB)
+            assert job is not None
+            assert job.next_run_time == FIXED_NOW + timedelta(minutes=minutes)
+        service.settings = make_settings(sandbox, sqlite_store.url)
+        service._retry_job()
+        last = sqlite_store.last_sweep()
+        assert last is not None and last["status"] == "complete" and last["trigger"] == "retry"
+        assert service._failed_sweeps == 0
+    finally:
+        service.scheduler.shutdown(wait=False)
