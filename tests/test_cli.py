@@ -547,7 +547,7 @@ def test_sigterm_during_a_sweep_rolls_back_and_exits_143(tmp_path: Path) -> None
     import sqlite3
     import time
 
-    box = Sandbox(numbers=3000, seed=3, latency=0.2).start()
+    box = Sandbox(numbers=20_000, seed=3, latency=0.2).start()
     try:
         cfg = write_config(tmp_path, box)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}

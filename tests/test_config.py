@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import load, parse_listen, redact_url, redacted
@@ -527,13 +527,13 @@ def _load_quietly(text: bytes, env: dict[str, str]) -> None:
             load(str(path), env)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_fuzz_config_file_bytes(text: bytes) -> None:
     _load_quietly(text, {})
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.dictionaries(
         st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=4).map(
