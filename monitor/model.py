@@ -10,6 +10,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from monitor.redact import has_credentials, strip_credentials
+
 
 @dataclass(frozen=True, slots=True)
 class NumberRecord:
@@ -196,12 +198,20 @@ def parse_number(raw: Any) -> NumberRecord | None:
     """Parse one decoded API item; None when it has neither ``id`` nor ``e164`` (or is no
     object). Never raises: a field of the wrong type is read as absent.
 
-    Text is made storable on every database: NUL characters are dropped (the raw JSON too), ids
-    longer than their column become a stable hash, and an over-long e164 is cut. The item is
-    kept and hashed as ``canonical_json``; an item holding a lone surrogate is unreadable.
+    An item whose ``id`` is present but null, blank or not a scalar is unreadable (None), not
+    keyed by its e164: another key would make it a new number and the old one "gone".
+    Credential-looking keys (``auth_token``, ``password``, ...) are dropped before the item is
+    kept. Text is made storable on every database: NUL characters are dropped (the raw JSON
+    too), ids longer than their column become a stable hash, and an over-long e164 is cut. The
+    item is kept and hashed as ``canonical_json``; an item holding a lone surrogate is
+    unreadable.
     """
     if not isinstance(raw, dict):
         return None
+    if "id" in raw and _text(raw["id"]) is None:
+        return None  # an id that is null, blank or nested: unreadable, never keyed otherwise
+    if has_credentials(raw):
+        raw = strip_credentials(raw)  # a customer's auth_token is not ours to keep
     text = canonical_json(raw)
     if "\\u0000" in text:  # PostgreSQL refuses NUL in text and JSON
         raw = _without_nul(raw)

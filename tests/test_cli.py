@@ -551,7 +551,7 @@ def test_sigterm_during_a_sweep_rolls_back_and_exits_143(tmp_path: Path) -> None
     try:
         cfg = write_config(tmp_path, box)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
-        env.update(VOBIZ_AUTH_TOKEN=TOKEN, DID_MONITOR__SWEEP__FETCH_PROCESS="false")
+        env.update(VOBIZ_AUTH_TOKEN=TOKEN)
         proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "--config", str(cfg), "sweep", "--no-progress"],
             cwd=tmp_path,

@@ -208,8 +208,6 @@ max_requests_per_second = 0
 max_retries = 0
 [database]
 url = "{db_url}"
-[sweep]
-fetch_process = false
 [logging]
 level = "debug"
 [[channels]]
