@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitor.sandbox import Sandbox
-from tests.conftest import HttpReceiver, SmtpSink
+from tests.conftest import FIXED_NOW, HttpReceiver, SmtpSink
 
 TOKEN = "sandbox-token"
 
@@ -547,7 +547,7 @@ def test_sigterm_during_a_sweep_rolls_back_and_exits_143(tmp_path: Path) -> None
     import sqlite3
     import time
 
-    box = Sandbox(numbers=20_000, seed=3, latency=0.2).start()
+    box = Sandbox(numbers=20_000, seed=3, latency=0.2, now=FIXED_NOW).start()
     try:
         cfg = write_config(tmp_path, box)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
