@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -38,7 +39,7 @@ from monitor.display import (
     print_table,
     stdout,
 )
-from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError
+from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError, SweepCancelled
 from monitor.render import tty
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -212,7 +213,10 @@ def sweep(state: State, no_progress: bool) -> None:
     store = _store(settings)
     notifier = AppriseNotifier(settings.alerts.delivery_timeout_seconds)
     try:
-        with _progress(err.is_terminal and not no_progress) as progress, _interruptible():
+        with (
+            _progress(err.is_terminal and not no_progress) as progress,
+            _interruptible() as stop,
+        ):
             outcome = run_cycle(
                 settings,
                 store,
@@ -220,12 +224,13 @@ def sweep(state: State, no_progress: bool) -> None:
                 trigger="manual",
                 clock=state.clock,
                 progress=progress,
+                cancel=stop.event,
             )
     except LockBusy as exc:
         out.print(exc.message)
         return
-    except KeyboardInterrupt as exc:  # ^C, or SIGTERM turned into one by _interruptible
-        by = str(exc) or "SIGINT"
+    except (SweepCancelled, KeyboardInterrupt):
+        by = stop.signal_name or "SIGINT"
         err.print(
             f"[bold red]interrupted[/] by {by}: the sweep was rolled back and recorded as aborted"
         )
@@ -241,22 +246,37 @@ def sweep(state: State, no_progress: bool) -> None:
         sys.exit(1)
 
 
-@contextmanager
-def _interruptible() -> Iterator[None]:
-    """SIGTERM interrupts like ^C while a sweep runs (so it rolls back and is marked aborted)."""
+class _Stop:
+    """Set by the first SIGTERM/SIGINT: the sweep stops at its next page and rolls back."""
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name: str | None = None
+
+
+@contextmanager
+def _interruptible() -> Iterator[_Stop]:
+    """SIGTERM and ^C ask the running sweep to stop (it rolls back and is marked aborted);
+    a second one interrupts at once. The handler only sets an event: raising inside worker
+    handshakes could leave a lock held and the process unable to exit."""
+    stop = _Stop()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.event.is_set():
+            raise KeyboardInterrupt
+        stop.signal_name = signal.Signals(signum).name
+        stop.event.set()
 
     try:
-        previous = signal.signal(signal.SIGTERM, on_term)
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield stop
         return
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- findings -----------------------------------------------------------------------------------

@@ -295,7 +295,7 @@ class ChannelConfig(_Model):
 
     @model_validator(mode="after")
     def _apprise_understands(self) -> ChannelConfig:
-        from monitor.notify import check_url
+        from monitor.apprise_url import check_url
 
         problem = check_url(self.url)
         if problem is not None:

@@ -12,7 +12,7 @@ import logging
 import httpx
 
 from monitor.config import redact_url
-from monitor.notify import scrub
+from monitor.apprise_url import scrub
 from monitor.vobiz import http_client
 
 log = logging.getLogger(__name__)

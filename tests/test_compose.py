@@ -29,7 +29,11 @@ ALERTS = AlertsConfig(email_max_rows=10)
 
 def test_email_gets_the_html_document_and_the_csv_past_the_cap() -> None:
     msg = compose(
-        DIGEST, ChannelConfig(name="m", url="mailtos://smtp.example.com?to=a@b.c"), ALERTS
+        DIGEST,
+        ChannelConfig(
+            name="m", url="mailtos://smtp.example.com?from=m@example.com&to=a@example.com"
+        ),
+        ALERTS,
     )
     assert msg.body_format == "html" and msg.body.startswith("<!DOCTYPE html>")
     (att,) = msg.parts["attachments"]
@@ -38,7 +42,9 @@ def test_email_gets_the_html_document_and_the_csv_past_the_cap() -> None:
 
 
 def test_text_email_gets_the_text_template() -> None:
-    chan = ChannelConfig(name="m", url="mailto://smtp.example.com?to=a@b.c", format="text")
+    chan = ChannelConfig(
+        name="m", url="mailto://smtp.example.com?from=m@example.com&to=a@example.com", format="text"
+    )
     msg = compose(DIGEST, chan, ALERTS)
     assert msg.body_format == "text" and "CRITICAL (12)" in msg.body
     assert "attachments" in msg.parts
@@ -65,7 +71,9 @@ def test_slack_with_an_explicit_format_and_other_chat_get_plain_markdown() -> No
 
 
 def test_preview_format_overrides_the_channels() -> None:
-    mail = ChannelConfig(name="m", url="mailto://smtp.example.com?to=a@b.c")
+    mail = ChannelConfig(
+        name="m", url="mailto://smtp.example.com?from=m@example.com&to=a@example.com"
+    )
     assert compose(DIGEST, mail, ALERTS, "text").body_format == "text"
     slack = ChannelConfig(name="s", url="slack://T1/B1/abc123")
     as_html = compose(DIGEST, slack, ALERTS, "html")
