@@ -57,42 +57,50 @@ _UPDATED = (
 
 
 BATCH = 2000  # finding rows per executemany
-# number_versions columns for COPY: every one the writer sets, tags last (sent as JSON text)
-_VERSION_COLUMNS = (
-    "number_id",
-    "e164",
-    "account_id",
-    "status",
-    "country",
-    "region",
-    "application_id",
-    "is_blocked",
-    "next_billing_date",
-    "expires_at",
-    "monthly_fee",
-    "currency",
-    "content_hash",
-    "raw",
-    "valid_from",
-    "valid_to",
-    "tags",
-)
-_COPY_VERSIONS = f"COPY number_versions ({', '.join(_VERSION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-# The columns' PostgreSQL types, for psycopg to encode each value in binary (raw is json, whose
-# binary form is its text); the values themselves are the Python ones insert() would take.
-_COPY_TYPES = (
-    *["text"] * 7,
-    "bool",
-    "timestamptz",
-    "timestamptz",
-    "numeric",
-    "text",
-    "text",
-    "text",
-    "int4",
-    "int4",
-    "jsonb",
-)
+# PostgreSQL's types of the columns the writer sets, for COPY (see SweepWriter._copy): psycopg
+# encodes each value in binary from them (raw is json, whose binary form is its text).
+_COPY_TYPES: dict[str, dict[str, str]] = {
+    "number_versions": {
+        "number_id": "text",
+        "e164": "text",
+        "account_id": "text",
+        "status": "text",
+        "country": "text",
+        "region": "text",
+        "application_id": "text",
+        "is_blocked": "bool",
+        "next_billing_date": "timestamptz",
+        "expires_at": "timestamptz",
+        "monthly_fee": "numeric",
+        "currency": "text",
+        "tags": "jsonb",
+        "content_hash": "text",
+        "raw": "text",
+        "valid_from": "int4",
+        "valid_to": "int4",
+    },
+    "findings": {
+        "rule": "text",
+        "subject": "text",
+        "number_id": "text",
+        "e164": "text",
+        "account_id": "text",
+        "severity": "text",
+        "state": "text",
+        "message": "text",
+        "due_at": "timestamptz",
+        "tier": "int4",
+        "monthly_fee": "numeric",
+        "currency": "text",
+        "tags": "jsonb",
+        "first_seen": "timestamptz",
+        "last_seen": "timestamptz",
+        "resolved_at": "timestamptz",
+        "rearmed_at": "timestamptz",
+        "opened_sweep_id": "int4",
+        "resolved_sweep_id": "int4",
+    },
+}
 
 
 def _short(hex_digest: str) -> bytes:
@@ -152,31 +160,43 @@ class SweepWriter:
             current[rec.id] = digest
             rows.append(self._version_row(rec))
         self._close(changed)
-        if rows and self._postgres:
-            self._copy_versions(rows)
-        elif rows:
-            self.conn.execute(sa.insert(VERSIONS), rows)
+        self._insert(VERSIONS, rows)
         self.versions_written += len(rows)
         return len(rows)
 
-    def _copy_versions(self, rows: list[dict[str, Any]]) -> None:
-        """PostgreSQL only: the page's versions through one COPY instead of ``insert()``.
+    def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """``insert()`` with every row (executemany); on PostgreSQL, one COPY instead."""
+        if not rows:
+            return
+        if self._postgres:
+            self._copy(table.name, rows)
+        else:
+            self.conn.execute(sa.insert(table), rows)
+
+    def _copy(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """PostgreSQL only: ``rows`` through one binary COPY instead of ``insert()``.
 
         The one driver-level path, kept because the benchmark misses its target without it:
         a first sweep of 100,000 numbers took 11.9 s with ``insert()`` (psycopg's pipelined
         executemany: one INSERT per row for the server to run) against a 6.75 s target. COPY
-        takes the same Python values, which psycopg encodes in binary from the column types
-        named in ``_COPY_TYPES``, so nothing is converted by hand.
+        takes the same Python values, which psycopg encodes from the column types named in
+        ``_COPY_TYPES``, so nothing is converted by hand.
         """
+        types = _COPY_TYPES[table]
         driver: Any = self.conn.connection.dbapi_connection  # a psycopg 3 connection
         try:
-            with driver.cursor() as cursor, cursor.copy(_COPY_VERSIONS) as copy:
-                copy.set_types(_COPY_TYPES)
+            with (
+                driver.cursor() as cursor,
+                cursor.copy(
+                    f"COPY {table} ({', '.join(types)}) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(list(types.values()))
                 for row in rows:
-                    copy.write_row([row[c] for c in _VERSION_COLUMNS])
+                    copy.write_row([row[c] for c in types])
         except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseError(f"database error while storing numbers: {first}") from None
+            raise DatabaseError(f"database error while storing {table}: {first}") from None
 
     def close_gone(self, seen: set[str]) -> int:
         """Close the current version of every number this (complete) sweep did not see."""
@@ -274,7 +294,7 @@ class SweepWriter:
         # In batches: a first sweep of a large inventory opens 100,000s of findings, and their
         # parameter rows all at once would double the sweep's peak memory.
         for part in chunks(changes.opened, BATCH):
-            self.conn.execute(sa.insert(FINDINGS), [self._finding_row(d) for d in part])
+            self._insert(FINDINGS, [self._finding_row(d) for d in part])
         update = (
             sa.update(FINDINGS)
             .where(FINDINGS.c.id == sa.bindparam("fid"))
