@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from monitor.redact import scrub
+from monitor.redact import scrub, scrub_value
 from monitor.store import (
     ATTEMPTS,
     DELIVERIES,
@@ -116,7 +116,7 @@ def add_delivery(
             title=scrub(title),
             body=scrub(body),
             body_format=body_format,
-            parts=parts or None,
+            parts=scrub_value(parts) if parts else None,  # attachments and Slack blocks too
             status="pending",
             attempts=0,
             next_attempt_at=now,

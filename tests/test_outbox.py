@@ -36,3 +36,32 @@ def test_attempts_and_consecutive_failures(store: Store, clock: FakeClock) -> No
     health = outbox.channel_health(["c", "never"])
     assert health["c"]["last_outcome"] == "sent" and health["c"]["pending"] == 0
     assert health["never"]["last_attempt"] is None
+
+
+def test_attachments_and_slack_blocks_are_scrubbed_like_the_body(
+    store: Store, clock: FakeClock
+) -> None:
+    from monitor import redact
+
+    secret = "s3cr3t-Token-Value-1234"
+    redact.remember([secret])
+    try:
+        parts = {
+            "attachments": [{"name": "f.csv", "mimetype": "text/csv", "content": f"a,{secret}"}],
+            "slack": {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": secret}}]},
+        }
+        outbox = Outbox(store)
+        outbox.enqueue(
+            channel="c",
+            kind="digest",
+            title="t",
+            body=secret,
+            body_format="text",
+            now=clock(),
+            parts=parts,
+        )
+        (row,) = outbox.due(clock())
+        assert secret not in str(row["parts"]) and secret not in row["body"]
+        assert row["parts"]["attachments"][0]["content"] == "a,***"
+    finally:
+        redact.forget_all()
