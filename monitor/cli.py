@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import msgspec
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -298,6 +297,17 @@ def findings(state: State, as_json: bool, show_all: bool) -> None:
     print_findings(rows)
 
 
+def _json_default(value: Any) -> Any:
+    """What the JSON encoder meets besides plain data: datetimes, as ISO 8601 UTC with "Z"."""
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# The standard library's encoder (C), built once; compact, with times written by iso().
+_FINDING_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+
+
 def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
     """A JSON array, one finding per line, written batch by batch as the rows arrive."""
     from monitor.outbox import Outbox
@@ -306,8 +316,7 @@ def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
     stream = stdout()
     stream.write("[")
     first = True
-    # msgspec writes aware UTC datetimes as ISO 8601 with "Z", like _iso, at C speed.
-    encode = msgspec.json.Encoder().encode
+    encode = _FINDING_ENCODER.encode
     for batch in store.iter_findings(now, include_closed=show_all):
         if not show_all:
             batch = [r for r in batch if r["state"] == "open"]
@@ -327,7 +336,7 @@ def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
                 }
                 for n in history.get(row["id"], [])
             ]
-            lines.append(("\n  " if first else ",\n  ") + encode(item).decode())
+            lines.append(("\n  " if first else ",\n  ") + encode(item))
             first = False
         stream.write("".join(lines))
     stream.write("\n]\n" if not first else "]\n")

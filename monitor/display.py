@@ -130,7 +130,7 @@ def print_outcome(outcome: SweepOutcome) -> None:
 
 def finding_json(row: dict[str, Any], *, raw_times: bool = False) -> dict[str, Any]:
     """One finding as JSON-ready data; ``raw_times`` leaves datetimes for an encoder that writes
-    them in UTC with ``Z`` itself (msgspec)."""
+    them itself (the CLI's streaming one, with ``iso``)."""
     to_text: Callable[[datetime | None], Any] = (lambda v: v) if raw_times else iso
     return {
         "id": row["id"],
