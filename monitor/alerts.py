@@ -100,6 +100,7 @@ def plan_digests(
     now: datetime,
     numbers_swept: int,
     per_account: dict[str, int] | None = None,
+    caveat: str = "",
 ) -> list[Plan]:
     """Decide what each channel is told after a complete sweep (pure: no I/O).
 
@@ -141,6 +142,7 @@ def plan_digests(
             sum((per_account or {}).get(a, 0) for a in accounts) if accounts else numbers_swept
         )
         d.swept_at = now
+        d.caveat = caveat
         open_items = [
             _item(r) for r in state.open if plan.channel.name in route(settings.channels, r)
         ]
@@ -171,14 +173,19 @@ def _note(row: RowMapping, channel: str, event: str, now: datetime) -> dict[str,
 
 
 def store_digests(
-    conn: Connection, settings: Settings, sweep_id: int, now: datetime, numbers_swept: int
+    conn: Connection,
+    settings: Settings,
+    sweep_id: int,
+    now: datetime,
+    numbers_swept: int,
+    caveat: str = "",
 ) -> int:
     """Plan and store this sweep's digests in the sweep's own transaction; returns how many."""
     if not any(c.enabled for c in settings.channels):
         return 0  # nobody to tell: do not load every open finding for nothing
     state = load_announce_state(conn, sweep_id, now)
     per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
-    plans = plan_digests(state, settings, now, numbers_swept, per_account)
+    plans = plan_digests(state, settings, now, numbers_swept, per_account, caveat)
     for plan in plans:
         msg = compose(plan.digest, plan.channel, settings.alerts)
         delivery_id = add_delivery(

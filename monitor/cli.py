@@ -235,7 +235,7 @@ def sweep(state: State, no_progress: bool) -> None:
         )
         sys.exit(143 if by == "SIGTERM" else 130)
     print_outcome(outcome)
-    if not outcome.ok:
+    if not outcome.ok or outcome.partial:
         sys.exit(1)
     if outcome.delivery_failures:
         err.print(

@@ -255,6 +255,21 @@ def weekday_names(expr: str) -> str:
 class SweepConfig(_Model):
     max_shrink_fraction: float = Field(default=0.2, ge=0, le=1)
     reread_attempts: int = Field(default=2, ge=0, le=10)
+    # Seconds a sweep may take before it fails ("90m", "4h" and "1d" are read too).
+    max_duration: int = Field(default=4 * 3600, ge=60, le=7 * 86_400)
+
+    @field_validator("max_duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+            if text[:-1].isdigit() and text[-1:] in units:
+                return int(text[:-1]) * units[text[-1]]
+            if text.isdigit():
+                return int(text)
+            raise ValueError("give seconds, or a duration such as 90m, 4h or 1d")
+        return value
 
 
 class RuleConfig(_Model):
@@ -517,6 +532,7 @@ STRING_KEYS = SECRET_KEYS | {
     "timezone",
     "name",
     "health_listen",
+    "max_duration",
     "listen",
     "username",
     "password_file",

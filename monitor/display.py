@@ -104,13 +104,16 @@ def print_table(
 def print_outcome(outcome: SweepOutcome) -> None:
     c = outcome.counts
     if outcome.ok:
+        word = "PARTIAL" if outcome.partial else "complete"
         out.print(
-            f"sweep {outcome.sweep_id} complete: {c.numbers_seen} numbers in {c.pages} pages "
+            f"sweep {outcome.sweep_id} {word}: {c.numbers_seen} numbers in {c.pages} pages "
             f"({c.requests} requests, {c.retries} retries) in {outcome.duration:.1f}s; "
             f"{c.versions_written} changed, {c.numbers_gone} gone; findings: "
             f"{c.findings_opened} opened, {c.findings_resolved} resolved; "
             f"{outcome.digests} digest(s)"
         )
+        if outcome.partial:
+            err.print(f"[yellow]warning:[/] sweep {outcome.sweep_id}: {tty(outcome.partial)}")
     else:
         err.print(
             f"[bold red]error:[/] sweep {outcome.sweep_id} failed: {tty(outcome.error or '')}"

@@ -160,6 +160,7 @@ def _context(
         "resolved": len(digest.resolved),
         "still_open": digest.still_open,
         "numbers_swept": digest.numbers_swept,
+        "caveat": digest.caveat,
         "by_severity": [
             {"key": s, "label": s.capitalize(), "count": n, "colour": SEVERITY_COLOURS[s][0]}
             for s in SEVERITIES

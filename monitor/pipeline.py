@@ -27,7 +27,13 @@ from monitor.redact import scrub
 from monitor.render import one_line
 from monitor.rules import Evaluator, RuleContext
 from monitor.store import Store
-from monitor.sweep import ProgressFn, check_shrink, fetch_inventory
+from monitor.sweep import (
+    FetchResult,
+    ProgressFn,
+    check_identities,
+    check_shrink,
+    fetch_inventory,
+)
 from monitor.vobiz import RequestStats, RetryBudget, VobizClient
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,8 @@ class SweepOutcome:
     deliveries: list[DeliveryOutcome] = field(default_factory=list)
     # Channels a "sweep failed" alert was queued for (None: queuing it failed too).
     failure_alerts: int | None = 0
+    # Why the sweep was partial (unreadable items): stored, nothing resolved, nothing gone.
+    partial: str | None = None
 
     @property
     def delivery_failures(self) -> int:
@@ -128,7 +136,9 @@ def _sweep(
                 writer.write_page(records)
                 evaluator.feed(records)
 
-            fetched = fetch_inventory(api, settings, consume, progress, writer.current_ids())
+            known = writer.current_ids()
+            deadline = started + settings.sweep.max_duration
+            fetched = fetch_inventory(api, settings, consume, progress, known, deadline)
             counts = SweepCounts(
                 numbers_seen=len(fetched.ids),
                 total_reported=fetched.total,
@@ -137,13 +147,18 @@ def _sweep(
                 retries=stats.retries,
                 versions_written=writer.versions_written,
             )
-            check_shrink(settings, before, len(fetched.ids))
+            check_shrink(settings, before, len(fetched.ids) + fetched.malformed)
+            check_identities(settings, known, fetched.ids, fetched.malformed)
             evaluator.keep_only(fetched.ids)
-            gone = writer.close_gone(fetched.ids)
+            # Items it could not read make the sweep partial: what it did read is stored and may
+            # open findings, but it cannot vouch that a number is gone or a problem fixed.
+            partial = _partial_reason(fetched)
+            gone = 0 if partial else writer.close_gone(fetched.ids)
             opened, resolved = writer.apply_findings(
                 evaluator.drafts,
                 evaluator.rule_ids,
                 previous["started_at"] if previous else None,
+                resolve=partial is None,
             )
             counts = replace(
                 counts,
@@ -153,8 +168,10 @@ def _sweep(
                 findings_opened=opened,
                 findings_resolved=resolved,
             )
-            digests = store_digests(writer.conn, settings, sweep_id, now, len(fetched.ids))
-            writer.complete(counts, clock())
+            digests = store_digests(
+                writer.conn, settings, sweep_id, now, len(fetched.ids), partial or ""
+            )
+            writer.complete(counts, clock(), partial=partial)
             writer.commit()
     except SweepCancelled as exc:
         _record_failure(
@@ -210,7 +227,18 @@ def _sweep(
         digests,
         duration,
     )
-    return SweepOutcome(sweep_id, True, counts, None, duration, digests)
+    if partial:
+        log.warning("sweep %d was partial: %s", sweep_id, partial)
+    return SweepOutcome(sweep_id, True, counts, None, duration, digests, partial=partial)
+
+
+def _partial_reason(fetched: FetchResult) -> str | None:
+    if not fetched.malformed:
+        return None
+    return (
+        f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()}); "
+        "nothing was resolved and no number counted as gone"
+    )
 
 
 def _pause_until(cancel: threading.Event | None) -> Callable[[float], None]:

@@ -140,6 +140,8 @@ class Digest:
     numbers_swept: int = 0
     at_risk: dict[str, Decimal] = field(default_factory=dict)
     swept_at: datetime | None = None
+    # Set when the sweep was partial: what it could not read, and that nothing was resolved.
+    caveat: str = ""
 
     @property
     def is_quiet(self) -> bool:
@@ -223,6 +225,8 @@ def render_body(
         w.heading(f"✅ Resolved ({len(resolved)})")
         w.section("", [_line(i, fmt) for i in resolved], max_items)
     summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
+    if digest.caveat:
+        summary.append(f"⚠ {digest.caveat}")
     if digest.at_risk:
         money = ", ".join(
             f"{amt.normalize():f} {currency_code(cur)}" for cur, amt in digest.at_risk.items()

@@ -387,7 +387,7 @@ class Service:
             self.heartbeat.failure()
             succeeded = False
         else:
-            succeeded = outcome.ok
+            succeeded = outcome.ok and not outcome.partial  # a partial sweep is retried too
             self.metrics.sweep_finished("complete" if outcome.ok else "failed", outcome.duration)
             self.metrics.delivered(outcome.deliveries)
             if outcome.ok:

@@ -84,6 +84,8 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     by_severity = Counter(i.severity for i in announced)
     counts = " · ".join(f"*{by_severity[s]}* {s}" for s in SEVERITIES if by_severity[s])
     facts = [summary(digest), f"{digest.numbers_swept} numbers swept"]
+    if digest.caveat:
+        facts.append(f"⚠ {digest.caveat}")
     if digest.at_risk:
         money = ", ".join(f"{a.normalize():f} {_code(c)}" for c, a in digest.at_risk.items())
         facts.append(f"monthly rental at risk: {money}")

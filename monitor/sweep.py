@@ -11,6 +11,7 @@ followed by a re-read; if the inventory keeps moving, or shrank implausibly, the
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class PassResult:
     malformed: int = 0
     duplicates: int = 0
     pages: int = 0
+    unreadable: list[tuple[int, int]] = field(default_factory=list)  # (page, position)
 
     @property
     def last_total(self) -> int | None:
@@ -63,6 +65,13 @@ class FetchResult:
     passes: int
     malformed: int
     duplicates: int
+    unreadable: list[tuple[int, int]] = field(default_factory=list)  # (page, position)
+
+    def where_unreadable(self, limit: int = 10) -> str:
+        """``page 3 position 17, ...`` for the first ``limit`` unreadable items."""
+        shown = ", ".join(f"page {p} position {i}" for p, i in self.unreadable[:limit])
+        more = len(self.unreadable) - limit
+        return shown + (f" and {more} more" if more > 0 else "")
 
 
 def iter_pages(
@@ -70,28 +79,66 @@ def iter_pages(
     per_page: int,
     concurrency: int,
 ) -> Iterator[Page]:
-    """Every page of the numbers list: page 1 first, the rest as they complete.
+    """Every page of the numbers list: page 1 first, the rest as they complete, bounded by what
+    page 1 promised.
 
     Worker threads only fetch and decode (I/O and C); the records are parsed here, in the
-    caller's thread, since threads that all run Python just take turns holding the GIL."""
+    caller's thread, since threads that all run Python just take turns holding the GIL.
+    An API that sends more items than ``per_page`` asked for is paged by the size it sends (so
+    no page is fetched twice); an empty page before the promised end, or a page that repeats an
+    earlier one (an API that ignores ``?page=``), ends the pass as incomplete rather than
+    paging on forever."""
     first = client.numbers_page(1, per_page)
+    seen = _PageGuard(first)
     yield first
+    size = max(per_page, first.item_count)
     if first.total is None:
-        yield from _pages_without_total(client, first, per_page)
+        yield from _pages_without_total(client, first, per_page, size, seen)
         return
-    last_page = max(1, math.ceil(first.total / per_page))
-    if last_page == 1:
+    last_page = max(1, math.ceil(first.total / size))
+    if last_page == 1 or first.item_count >= first.total:
         return
     bodies = client.numbers_bodies(range(2, last_page + 1), per_page, concurrency)
     with closing(bodies):
         for body in bodies:
-            yield parse_page(*body)
+            page = parse_page(*body)
+            if page.item_count == 0:
+                raise IncompleteSweep(
+                    f"page {page.page} came back empty, but page 1 promised {first.total} "
+                    f"numbers ({last_page} pages of {size}): the API's total cannot be trusted",
+                    hint="the sweep is failed rather than read on; it will be retried",
+                )
+            seen.check(page)
+            yield page
 
 
-def _pages_without_total(client: VobizClient, first: Page, per_page: int) -> Iterator[Page]:
+class _PageGuard:
+    """Remembers each page's ids (as a hash) to notice an API that serves the same page again."""
+
+    def __init__(self, first: Page) -> None:
+        self._pages: dict[int, int] = {}
+        self.check(first)
+
+    def check(self, page: Page) -> None:
+        if not page.records:
+            return
+        key = hash(tuple(rec.id for rec in page.records))
+        earlier = self._pages.setdefault(key, page.page)
+        if earlier != page.page:
+            raise IncompleteSweep(
+                f"page {page.page} repeats page {earlier}: the API seems to ignore ?page=, so "
+                "the sweep cannot see the whole inventory",
+                hint="check vobiz.base_url; the sweep is failed rather than paged on forever",
+            )
+
+
+def _pages_without_total(
+    client: VobizClient, first: Page, per_page: int, size: int, seen: _PageGuard
+) -> Iterator[Page]:
     page = first
-    while page.item_count >= per_page:
+    while page.item_count >= size:
         page = client.numbers_page(page.page + 1, per_page)
+        seen.check(page)
         yield page
 
 
@@ -101,6 +148,7 @@ def fetch_inventory(
     consume: Callable[[list[NumberRecord]], None],
     progress: ProgressFn | None = None,
     known: Collection[str] = (),
+    deadline: float | None = None,
 ) -> FetchResult:
     """Fetch every page, hand each page's new records to ``consume``, and vouch for completeness.
 
@@ -108,14 +156,15 @@ def fetch_inventory(
     them, one more pass confirms the absence: a number released while another was bought keeps
     ``total`` unchanged but shifts pages, so a pass can add up and still have missed a number.
     A number seen in either pass counts as present; only one missing from both is gone. An API
-    that gives no ``total`` must return the same numbers in two passes.
+    that gives no ``total`` must return the same numbers in two passes. Past ``deadline``
+    (``time.monotonic()``, from ``sweep.max_duration``) the sweep fails at its next page.
     """
     attempts = settings.sweep.reread_attempts + 1
     last: PassResult | None = None
     previous: set[str] | None = None
     confirming: PassResult | None = None
     for pass_no in range(1, attempts + 2):
-        result = _one_pass(client, settings, consume, progress, pass_no)
+        result = _one_pass(client, settings, consume, progress, pass_no, deadline)
         if confirming is not None:
             return _fetched(confirming, pass_no, confirming.ids | result.ids)
         last = result
@@ -152,14 +201,25 @@ def _one_pass(
     consume: Callable[[list[NumberRecord]], None],
     progress: ProgressFn | None,
     pass_no: int,
+    deadline: float | None,
 ) -> PassResult:
     cfg = settings.vobiz
     result = PassResult()
     prog = SweepProgress(pass_no=pass_no)
     for page in iter_pages(client, cfg.per_page, cfg.concurrency):
+        if deadline is not None and time.monotonic() > deadline:
+            limit = settings.sweep.max_duration
+            raise IncompleteSweep(
+                f"the sweep ran longer than sweep.max_duration = {limit}s and was stopped "
+                f"at pass {pass_no}, page {page.page}",
+                hint="raise sweep.max_duration, or vobiz.max_requests_per_second for a faster "
+                "sweep",
+            )
         result.pages += 1
         result.items += page.item_count
         result.malformed += page.malformed
+        if len(result.unreadable) < 1000:
+            result.unreadable.extend((page.page, pos) for pos in page.unreadable)
         if page.total is not None:
             result.totals.add(page.total)
             prog.pages_total = max(1, math.ceil(max(result.totals) / cfg.per_page))
@@ -187,6 +247,7 @@ def _fetched(result: PassResult, passes: int, ids: set[str]) -> FetchResult:
         passes=passes,
         malformed=result.malformed,
         duplicates=result.duplicates,
+        unreadable=result.unreadable,
     )
 
 
@@ -201,4 +262,25 @@ def check_shrink(settings: Settings, before: int, now_seen: int) -> None:
             f"the inventory shrank from {before} to {now_seen} numbers ({drop:.0%}), more than "
             f"sweep.max_shrink_fraction = {limit:g} allows",
             hint="if the drop is real, raise sweep.max_shrink_fraction for one sweep",
+        )
+
+
+def check_identities(
+    settings: Settings, known: Collection[str], seen: Collection[str], unreadable: int = 0
+) -> None:
+    """Refuse a sweep in which most numbers changed identity at once (all "gone", as many
+    "new"): an API that renamed or re-keyed its ids, not a real turnover. Judged like a shrink,
+    by ``sweep.max_shrink_fraction`` of the numbers known before. ``unreadable`` items may be
+    known numbers: they do not count as vanished (the sweep is partial instead)."""
+    limit = settings.sweep.max_shrink_fraction
+    if not known or limit >= 1:
+        return
+    vanished = sum(1 for nid in known if nid not in seen)
+    if vanished - unreadable > len(known) * limit:
+        raise IncompleteSweep(
+            f"{vanished} of the {len(known)} numbers known before are missing from this sweep "
+            f"while it saw {len(seen)}: the API's ids seem to have changed (a renamed id field?), "
+            f"more than sweep.max_shrink_fraction = {limit:g} allows",
+            hint="nothing was resolved; if the change is real, raise sweep.max_shrink_fraction "
+            "for one sweep",
         )

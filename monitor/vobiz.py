@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -30,6 +31,14 @@ from monitor.model import NumberRecord, parse_number
 NUMBERS_PATH = "/api/v1/partner/numbers"
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
 ME_PATH = "/api/v1/partner/me"
+# A page of 100 numbers is about 50 KB: a body this large (after decompression) is a fault or
+# a gzip bomb, and is refused before it can take the memory.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# One number's JSON as stored; a larger item is unreadable, not a 50 MB row.
+MAX_ITEM_CHARS = 64 * 1024
+# Deeper nesting than any real item needs; past it json.loads would hit the recursion limit.
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = re.compile(rb'(?:[\[{]\s*(?:"(?:[^"\\]|\\.)*"\s*:\s*)?){%d}' % MAX_JSON_DEPTH)
 MAX_RETRY_AFTER = 60.0  # a longer ask is honoured up to this, then the retry budget decides
 USER_AGENT = f"did-monitor/{__version__}"
 
@@ -44,6 +53,8 @@ class Page:
     records: list[NumberRecord]
     item_count: int
     malformed: int
+    # 1-based positions on the page of items that could not be read (or had no usable id)
+    unreadable: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -251,13 +262,15 @@ class VobizClient:
         self._limiter.wait(self._sleep)
         self.stats.add(requests=1)
         try:
-            response = self._http.get(
+            with self._http.stream(
+                "GET",
                 f"{self._base}{path}",
                 params=params,
                 headers=self._headers,
                 timeout=self._timeout,
                 follow_redirects=False,
-            )
+            ) as response:
+                content = self._read_body(response, path)
         except httpx.TimeoutException:
             raise RetryableApiError(f"GET {path}: timed out") from None
         except httpx.HTTPError as exc:
@@ -268,25 +281,45 @@ class VobizClient:
         status = response.status_code
         if status in (401, 403):
             raise AuthError(
-                f"GET {path}: {status} {_message(response)}",
+                f"GET {path}: {status} {_message(response, content)}",
                 status=status,
                 hint="check vobiz.auth_id / vobiz.auth_token (partner credentials, PA_...) "
                 "and that vobiz.base_url is the API root",
             )
         if status == 429 or status >= 500:
             raise RetryableApiError(
-                f"GET {path}: {status} {_message(response)}",
+                f"GET {path}: {status} {_message(response, content)}",
                 status=status,
                 retry_after=parse_retry_after(
                     response.headers.get("Retry-After"), _http_date(response.headers.get("Date"))
                 ),
             )
         if status >= 400:
-            raise ApiError(f"GET {path}: {status} {_message(response)}", status=status)
-        try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            raise RetryableApiError(f"GET {path}: {status} with a body that is not JSON") from None
+            raise ApiError(f"GET {path}: {status} {_message(response, content)}", status=status)
+        return decode_json(content, f"GET {path}: {status}")
+
+    def _read_body(self, response: httpx.Response, path: str) -> bytes:
+        """The body, decompressed, within ``timeout_seconds`` for the whole response (httpx's
+        timeout is per read: a body trickling a byte a second would never end) and within
+        ``MAX_RESPONSE_BYTES``."""
+        deadline = time.monotonic() + self.config.timeout_seconds
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise RetryableApiError(
+                    f"GET {path}: the response is larger than "
+                    f"{MAX_RESPONSE_BYTES // (1024 * 1024)} MiB (decompressed); refused",
+                    hint="a page of 100 numbers is about 50 KB: check vobiz.base_url",
+                )
+            if time.monotonic() > deadline:
+                raise RetryableApiError(
+                    f"GET {path}: timed out: the response took longer than "
+                    f"vobiz.timeout_seconds = {self.config.timeout_seconds:g} to arrive"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -349,11 +382,23 @@ class VobizClient:
             page += 1
 
 
-def _message(response: httpx.Response) -> str:
+def _message(response: httpx.Response, content: bytes) -> str:
     try:
-        return error_text(json.loads(response.content))
-    except (ValueError, UnicodeDecodeError):
+        return error_text(decode_json(content, ""))
+    except ApiError:
         return response.reason_phrase or ""
+
+
+def decode_json(content: bytes, what: str) -> Any:
+    """A response body as JSON. Invalid UTF-8 inside a string is kept as lone surrogates, so
+    one bad item is unreadable on its own instead of failing its whole page; nesting deeper
+    than ``MAX_JSON_DEPTH`` is refused before the parser could exhaust the stack."""
+    if _TOO_DEEP.search(content):
+        raise RetryableApiError(f"{what}: the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(content.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        raise RetryableApiError(f"{what} with a body that is not JSON") from None
 
 
 def parse_page(body: Any, page: int, per_page: int) -> Page:
@@ -368,11 +413,11 @@ def parse_page(body: Any, page: int, per_page: int) -> Page:
         raise RetryableApiError(f"page {page}: the envelope has no items list")
     total = body.get("total")
     records: list[NumberRecord] = []
-    malformed = 0
-    for item in items:
+    unreadable: list[int] = []
+    for position, item in enumerate(items, 1):
         rec = parse_number(item)
-        if rec is None:
-            malformed += 1
+        if rec is None or len(rec.raw_json) > MAX_ITEM_CHARS:
+            unreadable.append(position)
         else:
             records.append(rec)
     return Page(
@@ -381,5 +426,6 @@ def parse_page(body: Any, page: int, per_page: int) -> Page:
         total=total if isinstance(total, int) and not isinstance(total, bool) else None,
         records=records,
         item_count=len(items),
-        malformed=malformed,
+        malformed=len(unreadable),
+        unreadable=unreadable,
     )

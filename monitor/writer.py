@@ -256,9 +256,13 @@ class SweepWriter:
         drafts: dict[tuple[str, str], FindingDraft],
         evaluated_rules: Iterable[str],
         previous_sweep_at: datetime | None,
+        *,
+        resolve: bool = True,
     ) -> tuple[int, int]:
         """Write what ``lifecycle.decide`` makes of the drafts and the open findings; returns
-        (opened, resolved). A resolved finding was last seen at the previous complete sweep."""
+        (opened, resolved). A resolved finding was last seen at the previous complete sweep.
+        With ``resolve=False`` (a partial sweep, which cannot vouch that a problem is gone) no
+        finding resolves for want of a draft; new ones still open."""
         opened = resolved = 0
         # One rule at a time, its open findings streamed: a large inventory has 100,000s of open
         # findings, and holding every one (with its row) at once dominated the sweep's memory.
@@ -273,6 +277,9 @@ class SweepWriter:
             ]
             ours = {key: d for key, d in drafts.items() if key[0] == rule}
             changes = decide(ours, open_findings, [rule], self.now)
+            if not resolve:
+                unseen = {f.id for f in open_findings if f.key not in ours}
+                changes.resolved = [fid for fid in changes.resolved if fid not in unseen]
             del open_findings
             self._write(changes, previous_sweep_at)
             opened += len(changes.opened)
@@ -326,9 +333,17 @@ class SweepWriter:
             "resolved_sweep_id": None,
         }
 
-    def complete(self, counts: SweepCounts, finished_at: datetime) -> None:
+    def complete(
+        self, counts: SweepCounts, finished_at: datetime, *, partial: str | None = None
+    ) -> None:
+        """Record the sweep as ``complete``, or as ``partial`` with the reason in ``error``."""
         self.conn.execute(
             sa.update(SWEEPS)
             .where(SWEEPS.c.id == self.sweep_id)
-            .values(status="complete", finished_at=finished_at, error=None, **sweep_values(counts))
+            .values(
+                status="partial" if partial else "complete",
+                finished_at=finished_at,
+                error=partial,
+                **sweep_values(counts),
+            )
         )

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -263,3 +263,54 @@ def serve_probes(
     """A started web listener on a free loopback port, answering from the given probes."""
     built = build_app(health=health, ready=ready, registry=registry or CollectorRegistry(), **app)
     return WebServer(("127.0.0.1", 0), built).start()
+
+
+# --- a hostile fake API ------------------------------------------------------------------------
+
+
+class Hostile:
+    """A loopback API whose answer a test chooses: ``respond(handler) -> (status, body)``."""
+
+    def __init__(self) -> None:
+        self.respond: Callable[[BaseHTTPRequestHandler], tuple[int, bytes]] = lambda h: (
+            200,
+            b"{}",
+        )
+        self.requests = 0
+        # Set to write the whole response itself (trickling, compressed bodies).
+        self.raw: Callable[[BaseHTTPRequestHandler], Any] | None = None
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hostile.requests += 1
+                if hostile.raw is not None:
+                    hostile.raw(self)
+                    return
+                status, body = hostile.respond(self)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[Hostile]:
+    api = Hostile()
+    try:
+        yield api
+    finally:
+        api.close()

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from monitor import logs, redact
 from monitor.config import redact_database_url
-from tests.conftest import HttpReceiver, SmtpSink
+from tests.conftest import Hostile, HttpReceiver, SmtpSink
 from tests.test_cli import did
 
 SECRET = "TOKSECRET-7f3a9c2e41"
@@ -117,49 +114,6 @@ def test_database_url_and_base_url_show_masked() -> None:
 
 
 # --- end to end: a hostile API that echoes the token ------------------------------------------
-
-
-class Hostile:
-    """A loopback API whose answer a test chooses: ``respond(handler) -> (status, body)``."""
-
-    def __init__(self) -> None:
-        self.respond: Callable[[BaseHTTPRequestHandler], tuple[int, bytes]] = lambda h: (
-            200,
-            b"{}",
-        )
-        self.requests = 0
-        hostile = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hostile.requests += 1
-                status, body = hostile.respond(self)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def hostile() -> Iterator[Hostile]:
-    api = Hostile()
-    try:
-        yield api
-    finally:
-        api.close()
 
 
 def every_stored_text(url: str) -> str:

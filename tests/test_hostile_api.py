@@ -1,0 +1,244 @@
+"""Every sweep ends, and one bad item never rewrites the truth: a hostile fake API on loopback.
+
+Covers ``vobiz`` (whole-request deadline, size and depth caps, item reading) and ``sweep`` /
+``pipeline`` (paging bounded by page 1's promise, partial sweeps, identity changes).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.errors import ApiError, IncompleteSweep
+from monitor.model import parse_number
+from monitor.pipeline import run_cycle
+from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store
+from monitor.sweep import fetch_inventory
+from monitor.testing import RecordingNotifier
+from monitor.vobiz import VobizClient, parse_page
+from tests.conftest import FakeClock, Hostile, make_settings
+
+
+def item(n: int, **extra: Any) -> dict[str, Any]:
+    base = {
+        "id": f"n{n}",
+        "e164": f"+1415555{n:04d}",
+        "account_id": "MA_1",
+        "status": "active",
+        "application_id": "app" if n != 2 else None,  # n2 has a critical finding
+    }
+    return base | extra
+
+
+def query(h: BaseHTTPRequestHandler) -> dict[str, int]:
+    return {k: int(v[0]) for k, v in parse_qs(urlsplit(h.path).query).items() if v[0].isdigit()}
+
+
+def body(items: list[Any], total: int | None, page: int = 1) -> bytes:
+    env: dict[str, Any] = {"items": items, "page": page, "per_page": 100}
+    if total is not None:
+        env["total"] = total
+    return json.dumps(env).encode()
+
+
+def sweep(api: Hostile, store: Store, clock: FakeClock, **vobiz: Any) -> Any:
+    s = make_settings(
+        None,
+        store.url,
+        vobiz={
+            "base_url": api.url,
+            "auth_id": "PA_1",
+            "auth_token": "tok-1234",
+            "max_retries": 0,
+            "timeout_seconds": 2,
+            **vobiz,
+        },
+    )
+    return run_cycle(s, store, RecordingNotifier(), clock=clock)
+
+
+@pytest.fixture
+def db(sqlite_store: Store) -> Store:
+    return sqlite_store
+
+
+def test_a_huge_total_with_empty_pages_ends_at_once(
+    hostile: Hostile, db: Store, clock: FakeClock
+) -> None:
+    hostile.respond = lambda h: (
+        200,
+        body([item(1), item(2)] if query(h).get("page", 1) == 1 else [], 1_000_000_000),
+    )
+    started = time.monotonic()
+    outcome = sweep(hostile, db, clock, per_page=2)
+    assert not outcome.ok and "came back empty" in (outcome.error or "")
+    assert hostile.requests < 30 and time.monotonic() - started < 10
+
+
+def test_an_api_ignoring_page_without_total_ends(
+    hostile: Hostile, db: Store, clock: FakeClock
+) -> None:
+    hostile.respond = lambda h: (200, body([item(1), item(2)], None))
+    outcome = sweep(hostile, db, clock, per_page=2)
+    assert not outcome.ok and "repeats page 1" in (outcome.error or "")
+    assert hostile.requests <= 3
+
+
+def test_an_api_ignoring_per_page_is_read_once(
+    hostile: Hostile, db: Store, clock: FakeClock
+) -> None:
+    everything = [item(n) for n in range(1, 251)]
+    hostile.respond = lambda h: (200, body(everything, 250))
+    outcome = sweep(hostile, db, clock, per_page=100)
+    assert outcome.ok and outcome.counts.numbers_seen == 250
+    assert hostile.requests == 1
+
+
+def test_a_trickling_response_ends_at_the_timeout(
+    hostile: Hostile, db: Store, clock: FakeClock
+) -> None:
+    def trickle(h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        h.send_response(200)
+        h.send_header("Content-Length", "1000")
+        h.end_headers()
+        try:
+            for _ in range(40):
+                h.wfile.write(b" ")
+                h.wfile.flush()
+                time.sleep(0.25)
+        except OSError:
+            pass
+        return 0, b""
+
+    hostile.raw = trickle
+    started = time.monotonic()
+    outcome = sweep(hostile, db, clock, timeout_seconds=1)
+    assert not outcome.ok and "took longer than vobiz.timeout_seconds" in (outcome.error or "")
+    assert time.monotonic() - started < 6
+
+
+def test_a_gzip_bomb_is_refused(hostile: Hostile, db: Store, clock: FakeClock) -> None:
+    bomb = gzip.compress(b'{"items": [' + b" " * (40 * 1024 * 1024) + b"]}", 1)
+
+    def send(h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        h.send_response(200)
+        h.send_header("Content-Encoding", "gzip")
+        h.send_header("Content-Length", str(len(bomb)))
+        h.end_headers()
+        h.wfile.write(bomb)
+        return 0, b""
+
+    hostile.raw = send
+    outcome = sweep(hostile, db, clock)
+    assert not outcome.ok and "larger than 32 MiB" in (outcome.error or "")
+
+
+def test_deep_nesting_is_a_clear_failure(hostile: Hostile, db: Store, clock: FakeClock) -> None:
+    deep = b'{"items": [{"id": "n1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+    hostile.respond = lambda h: (200, deep)
+    outcome = sweep(hostile, db, clock)
+    assert not outcome.ok and "nested deeper" in (outcome.error or "")
+
+
+def test_an_unreadable_item_makes_the_sweep_partial(
+    hostile: Hostile, db: Store, clock: FakeClock
+) -> None:
+    good = [item(1), item(2), item(3), item(4)]
+    hostile.respond = lambda h: (200, body(good, 4))
+    assert sweep(hostile, db, clock).ok
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(FINDINGS)).scalar() == 1
+    clock.advance(days=7)
+    # n2 (the critical one) holds an invalid UTF-8 byte; n3 has a null id; n4 a nested one
+    page = body([item(1), item(2, region="@@"), {**item(3), "id": None}, item(4, id={"a": 1})], 4)
+    page = page.replace(b"@@", b"\xff\xfe", 1)
+    hostile.respond = lambda h: (200, page)
+    outcome = sweep(hostile, db, clock)
+    assert outcome.ok and outcome.partial
+    assert "3 item(s) could not be read" in outcome.partial
+    assert "page 1 position 2" in outcome.partial and "page 1 position 4" in outcome.partial
+    assert outcome.counts.numbers_gone == 0 and outcome.counts.findings_resolved == 0
+    with db.engine.connect() as conn:
+        states = conn.execute(sa.select(FINDINGS.c.state)).scalars().all()
+        row = conn.execute(sa.select(SWEEPS).order_by(SWEEPS.c.id.desc())).mappings().first()
+        current = conn.execute(
+            sa.select(sa.func.count()).select_from(VERSIONS).where(VERSIONS.c.valid_to.is_(None))
+        ).scalar()
+    assert states == ["open"] and current == 4
+    assert row is not None and row["status"] == "partial" and "position 2" in row["error"]
+
+
+def test_ids_renamed_at_once_fail_like_a_shrink(
+    hostile: Hostile, db: Store, clock: FakeClock
+) -> None:
+    good = [item(n) for n in range(1, 11)]
+    hostile.respond = lambda h: (200, body(good, 10))
+    assert sweep(hostile, db, clock).ok
+    renamed = [{**{k: v for k, v in i.items() if k != "id"}, "number_id": i["id"]} for i in good]
+    hostile.respond = lambda h: (200, body(renamed, 10))
+    clock.advance(days=7)
+    outcome = sweep(hostile, db, clock)
+    assert not outcome.ok and "ids seem to have changed" in (outcome.error or "")
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.select(FINDINGS.c.state)).scalars().all() == ["open"]
+
+
+def test_the_sweep_deadline_stops_a_long_sweep(
+    hostile: Hostile, db: Store, clock: FakeClock
+) -> None:
+    hostile.respond = lambda h: (200, body([item(1)], 1))
+    s = make_settings(
+        None, db.url, vobiz={"base_url": hostile.url, "auth_id": "A", "auth_token": "tok1"}
+    )
+    with VobizClient(s.vobiz) as api, pytest.raises(IncompleteSweep, match="max_duration"):
+        fetch_inventory(api, s, lambda recs: None, deadline=time.monotonic() - 1)
+
+
+# --- fuzz: reading items never raises ----------------------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["id", "e164", "status", "tags", "auth_token", "next_billing_date", "x"]
+            )
+            | st.text(max_size=8),
+            children,
+            max_size=6,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(_JSON, max_size=5), _JSON)
+def test_fuzz_item_parser_never_raises(items: list[Any], total: Any) -> None:
+    page = parse_page({"items": items, "total": total}, 1, 100)
+    assert page.item_count == len(items) == len(page.records) + page.malformed
+    for raw in items:
+        rec = parse_number(raw)
+        assert rec is None or "auth_token" not in rec.raw_json
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=300))
+def test_fuzz_page_bodies_fail_only_as_api_errors(data: bytes) -> None:
+    from monitor.vobiz import decode_json
+
+    try:
+        decoded = decode_json(data, "GET")
+        parse_page(decoded, 1, 100)
+    except ApiError:
+        pass
