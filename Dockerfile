@@ -19,10 +19,12 @@
 #                         at a mounted secret, e.g. /run/secrets/vobiz_auth_token, over a token in
 #                         the environment.
 #   Health                DID_MONITOR__SERVICE__HEALTH_LISTEN=0.0.0.0:9108 is set below so the
-#                         HEALTHCHECK has /healthz to ask; /readyz and /metrics (Prometheus) are
-#                         served there too. Change the port with that variable (the HEALTHCHECK
-#                         follows it); setting it in the config file has no effect while the
-#                         variable is set, because environment variables win.
+#                         HEALTHCHECK has /healthz to ask; /readyz, /metrics (Prometheus) and the
+#                         read-only dashboard (/) are served there too. Change the port with that
+#                         variable (the HEALTHCHECK follows it); setting it in the config file has
+#                         no effect while the variable is set, because environment variables win.
+#                         Publish it on loopback (as above) or give the dashboard a password:
+#                         dashboard.username plus dashboard.password_file at a mounted secret.
 #   Shutdown              on SIGTERM the running sweep is aborted and rolled back within
 #                         service.shutdown_timeout_seconds (30 s by default): give the container
 #                         a longer stop timeout (`docker stop -t 45`, compose stop_grace_period).
