@@ -76,8 +76,11 @@ def main() -> int:
         return 1
     listed = len(json.loads(result.stdout))
     print(f"findings --json: {listed} findings in {elapsed:.2f} s, peak RSS {peak_mb:.0f} MB")
-    ok = listed == args.findings and elapsed < 3 * args.findings / 100_000 + 0.5 and peak_mb < 200
-    print("target (100,000 in < 3 s, < 200 MB):", "met" if ok else "NOT met")
+    # The target scales with the count (3 s per 100,000), with no slack: 3.38 s is a miss.
+    limit_s = 3 * args.findings / 100_000
+    ok = listed == args.findings and elapsed < limit_s and peak_mb < 200
+    verdict = "met" if ok else "NOT met"
+    print(f"target ({args.findings} in < {limit_s:.2f} s, < 200 MB): {verdict}")
     return 0 if ok else 1
 
 

@@ -136,9 +136,10 @@ def _sweep(
                 writer.write_page(records)
                 evaluator.feed(records)
 
-            known = writer.current_ids()
             deadline = started + settings.sweep.max_duration
-            fetched = fetch_inventory(api, settings, consume, progress, known, deadline)
+            fetched = fetch_inventory(
+                api, settings, consume, progress, writer.misses_current, deadline
+            )
             counts = SweepCounts(
                 numbers_seen=len(fetched.ids),
                 total_reported=fetched.total,
@@ -148,7 +149,8 @@ def _sweep(
                 versions_written=writer.versions_written,
             )
             check_shrink(settings, before, len(fetched.ids) + fetched.malformed)
-            check_identities(settings, known, fetched.ids, fetched.malformed)
+            known, vanished = writer.count_current(fetched.ids)
+            check_identities(settings, known, vanished, len(fetched.ids), fetched.malformed)
             evaluator.keep_only(fetched.ids)
             # Items it could not read make the sweep partial: what it did read is stored and may
             # open findings, but it cannot vouch that a number is gone or a problem fixed.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 
@@ -147,16 +147,17 @@ def fetch_inventory(
     settings: Settings,
     consume: Callable[[list[NumberRecord]], None],
     progress: ProgressFn | None = None,
-    known: Collection[str] = (),
+    misses_known: Callable[[set[str]], bool] | None = None,
     deadline: float | None = None,
 ) -> FetchResult:
     """Fetch every page, hand each page's new records to ``consume``, and vouch for completeness.
 
-    ``known`` are the numbers current before this sweep. When a consistent pass misses some of
-    them, one more pass confirms the absence: a number released while another was bought keeps
-    ``total`` unchanged but shifts pages, so a pass can add up and still have missed a number.
-    A number seen in either pass counts as present; only one missing from both is gone. An API
-    that gives no ``total`` must return the same numbers in two passes. Past ``deadline``
+    ``misses_known(ids)`` tells whether a number current before this sweep is not among ``ids``
+    (the writer answers it from the database). When a consistent pass misses one, one more pass
+    confirms the absence: a number released while another was bought keeps ``total`` unchanged
+    but shifts pages, so a pass can add up and still have missed a number. A number seen in
+    either pass counts as present; only one missing from both is gone. An API that gives no
+    ``total`` must return the same numbers in two passes. Past ``deadline``
     (``time.monotonic()``, from ``sweep.max_duration``) the sweep fails at its next page.
     """
     attempts = settings.sweep.reread_attempts + 1
@@ -172,7 +173,7 @@ def fetch_inventory(
             if previous is not None and result.ids == previous:
                 return _fetched(result, pass_no, result.ids)
         elif result.consistent():
-            if not any(nid not in result.ids for nid in known):
+            if misses_known is None or not misses_known(result.ids):
                 return _fetched(result, pass_no, result.ids)
             confirming = result  # some known numbers are missing: read once more to be sure
             continue
@@ -266,20 +267,21 @@ def check_shrink(settings: Settings, before: int, now_seen: int) -> None:
 
 
 def check_identities(
-    settings: Settings, known: Collection[str], seen: Collection[str], unreadable: int = 0
+    settings: Settings, known: int, vanished: int, seen: int, unreadable: int = 0
 ) -> None:
     """Refuse a sweep in which most numbers changed identity at once (all "gone", as many
     "new"): an API that renamed or re-keyed its ids, not a real turnover. Judged like a shrink,
-    by ``sweep.max_shrink_fraction`` of the numbers known before. ``unreadable`` items may be
-    known numbers: they do not count as vanished (the sweep is partial instead)."""
+    by ``sweep.max_shrink_fraction`` of the ``known`` numbers, ``vanished`` of which this sweep
+    did not see (it saw ``seen``). ``unreadable`` items may be known numbers: they do not count
+    as vanished (the sweep is partial instead). Counts, not ids: the writer counts them in the
+    database, so the sweep never holds the known ids."""
     limit = settings.sweep.max_shrink_fraction
     if not known or limit >= 1:
         return
-    vanished = sum(1 for nid in known if nid not in seen)
-    if vanished - unreadable > len(known) * limit:
+    if vanished - unreadable > known * limit:
         raise IncompleteSweep(
-            f"{vanished} of the {len(known)} numbers known before are missing from this sweep "
-            f"while it saw {len(seen)}: the API's ids seem to have changed (a renamed id field?), "
+            f"{vanished} of the {known} numbers known before are missing from this sweep "
+            f"while it saw {seen}: the API's ids seem to have changed (a renamed id field?), "
             f"more than sweep.max_shrink_fraction = {limit:g} allows",
             hint="nothing was resolved; if the change is real, raise sweep.max_shrink_fraction "
             "for one sweep",

@@ -8,7 +8,8 @@ multi-row statements, "insertmanyvalues", where the driver supports it).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Generator, Iterable, Sequence
+from contextlib import closing
 from datetime import datetime
 from typing import Any
 
@@ -103,10 +104,6 @@ _COPY_TYPES: dict[str, dict[str, str]] = {
 }
 
 
-def _short(hex_digest: str) -> bytes:
-    return bytes.fromhex(hex_digest[:32])
-
-
 class SweepWriter:
     """Everything one sweep writes, in one transaction: versions, gone numbers, findings.
 
@@ -120,7 +117,6 @@ class SweepWriter:
         self.now = now
         self.versions_written = 0
         self._conn: Connection | None = None
-        self._current: dict[str, bytes] | None = None
         self._postgres = engine.dialect.name == "postgresql"
 
     def __enter__(self) -> SweepWriter:
@@ -146,18 +142,20 @@ class SweepWriter:
         self.conn.commit()
 
     def write_page(self, records: Sequence[NumberRecord]) -> int:
-        """Store the records that are new or changed since their current version (set-based)."""
-        current = self._current_hashes()
+        """Store the records that are new or changed since their current version.
+
+        The current hashes are looked up per page (the partial unique index on ``number_id``
+        answers it), not held for the whole inventory: at 1,000,000 numbers that map alone was
+        over 100 MB of the sweep's peak memory."""
+        current = self._current_hashes([rec.id for rec in records])
         changed: list[str] = []
         rows: list[dict[str, Any]] = []
         for rec in records:
-            digest = _short(rec.content_hash)
             old = current.get(rec.id)
-            if old == digest:
+            if old == rec.content_hash:
                 continue
             if old is not None:
                 changed.append(rec.id)
-            current[rec.id] = digest
             rows.append(self._version_row(rec))
         self._close(changed)
         self._insert(VERSIONS, rows)
@@ -198,29 +196,45 @@ class SweepWriter:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseError(f"database error while storing {table}: {first}") from None
 
-    def close_gone(self, seen: set[str]) -> int:
+    def close_gone(self, seen: Collection[str]) -> int:
         """Close the current version of every number this (complete) sweep did not see."""
-        gone = [nid for nid in self._current_hashes() if nid not in seen]
+        gone = [nid for nid in self._current_ids() if nid not in seen]
         self._close(gone)
         return len(gone)
 
-    def current_ids(self) -> Collection[str]:
-        """The numbers that were current before this sweep (and any it has written since)."""
-        return self._current_hashes().keys()
+    def misses_current(self, seen: Collection[str]) -> bool:
+        """Whether a current number (from before this sweep, or written since) is not in
+        ``seen``: the ids are streamed from the database, never all held at once."""
+        stream = self._current_ids()
+        with closing(stream):
+            return any(nid not in seen for nid in stream)
 
-    def _current_hashes(self) -> dict[str, bytes]:
-        """Every current number's content hash (first 16 bytes), read once per sweep.
+    def count_current(self, seen: Collection[str]) -> tuple[int, int]:
+        """How many numbers are current (from before this sweep, or written since), and how
+        many of them are not in ``seen``; streamed from the database."""
+        known = missing = 0
+        for nid in self._current_ids():
+            known += 1
+            missing += nid not in seen
+        return known, missing
 
-        One scan beats a look-up per page by several times, and it also tells which numbers are
-        gone at the end. 100,000 numbers take about 20 MB.
-        """
-        if self._current is None:
+    def _current_ids(self) -> Generator[str, None, None]:
+        stmt = sa.select(VERSIONS.c.number_id).where(VERSIONS.c.valid_to.is_(None))
+        result = self.conn.execute(stmt.execution_options(yield_per=5000))
+        try:
+            yield from result.scalars()
+        finally:
+            result.close()
+
+    def _current_hashes(self, number_ids: Sequence[str]) -> dict[str, str]:
+        """The current version's content hash of each of ``number_ids`` that has one."""
+        found: dict[str, str] = {}
+        for part in chunks(number_ids):
             stmt = sa.select(VERSIONS.c.number_id, VERSIONS.c.content_hash).where(
-                VERSIONS.c.valid_to.is_(None)
+                VERSIONS.c.valid_to.is_(None), VERSIONS.c.number_id.in_(part)
             )
-            result = self.conn.execute(stmt.execution_options(yield_per=5000))
-            self._current = {nid: _short(h) for nid, h in result}
-        return self._current
+            found.update((nid, digest) for nid, digest in self.conn.execute(stmt))
+        return found
 
     def _close(self, number_ids: Sequence[str]) -> None:
         for part in chunks(number_ids):
