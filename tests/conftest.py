@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -216,6 +217,7 @@ class HttpReceiver:
     posts: list[dict[str, Any]] = field(default_factory=list)
     fail_next: int = 0  # answer this many requests with 500
     reply: bytes = b""  # body of a successful answer (Slack's webhook answers "ok")
+    delay: float = 0.0  # seconds to wait before answering (a slow webhook)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str = "hook") -> str:
@@ -237,6 +239,8 @@ def http_receiver() -> Iterator[HttpReceiver]:
                 else:
                     rec.posts.append({"path": self.path, "body": json.loads(body or b"{}")})
             reply = b"" if failing else rec.reply
+            if rec.delay:
+                time.sleep(rec.delay)
             self.send_response(500 if failing else 200)
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()

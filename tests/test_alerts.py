@@ -109,3 +109,16 @@ def test_send_test_reports_each_channel() -> None:
     results = dict(send_test(s, notifier))
     assert results["ok"] is None and "simulated" in (results["bad"] or "")
     assert notifier.sent[0].body_format == "markdown"
+
+
+def test_backoff_never_overflows_a_date() -> None:
+    from datetime import timedelta
+
+    from monitor.alerts import backoff
+    from monitor.config import AlertsConfig
+
+    s = Settings(
+        alerts=AlertsConfig(retry_backoff_seconds=7 * 86_400, retry_backoff_max_seconds=30 * 86_400)
+    )
+    assert backoff(s, 10_000) == timedelta(days=30)
+    assert backoff(Settings(), 1) == timedelta(minutes=5)

@@ -210,3 +210,21 @@ def test_slack_block_kit_digest_through_apprise_blocks_mode(
         "more*" in text
         and "<https://monitor.example.com/findings|See all findings on the dashboard>" in text
     )
+
+
+def test_delivery_timeout_reaches_apprise_as_cto_and_rto() -> None:
+    from monitor.apprise_url import with_timeouts
+
+    assert with_timeouts("json://h/x", 12.5) == "json://h/x?cto=12.5&rto=12.5"
+    assert with_timeouts("json://h/x?rto=3", 20) == "json://h/x?rto=3&cto=20"
+    assert with_timeouts("slack://T/B/C?cto=1&rto=2", 9) == "slack://T/B/C?cto=1&rto=2"
+
+
+def test_a_slow_webhook_within_the_delivery_timeout_is_delivered(
+    http_receiver: HttpReceiver,
+) -> None:
+    # Apprise's own read timeout is 4 s; delivery_timeout_seconds (here 10) is what counts.
+    http_receiver.delay = 5.0
+    chan = ChannelConfig(name="slow", url=http_receiver.url())
+    AppriseNotifier(timeout=10).send(chan, "t", "b", "text")
+    assert len(http_receiver.posts) == 1
