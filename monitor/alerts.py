@@ -37,6 +37,7 @@ from monitor.render import (
     render_sweep_failed,
     rental_at_risk,
 )
+from monitor.rules import event_rules
 from monitor.store import Store, is_silenced
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,10 @@ def plan_digests(
                 plan.digest.reminders.append(_item(row))
                 plan.notifications.append(_note(row, name, "reminded", now))
     if settings.alerts.resolved:
+        events = event_rules()  # they resolve themselves: "resolved" would be noise
         for row in state.resolved_now:
+            if row["rule"] in events:
+                continue
             for name in route(settings.channels, row):
                 told = state.told.get((row["id"], name))
                 if told is not None and told.opened and not told.resolved:

@@ -35,8 +35,10 @@ from monitor.display import (
     print_findings,
     print_outcome,
     print_preview,
+    print_report,
     print_table,
     stdout,
+    when_text,
 )
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError, SweepCancelled
 from monitor.render import tty
@@ -343,6 +345,83 @@ def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
     stream.flush()
 
 
+# --- reports ------------------------------------------------------------------------------------
+
+_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    help="Output format (default: table on a terminal, CSV otherwise).",
+)
+
+
+@cli.command()
+@click.option("--account", help="Only this customer account (MA_...).")
+@click.option("--status", help="Only numbers in this status (e.g. active).")
+@click.option("--country", help="Only numbers in this country (ISO-2, e.g. IN).")
+@_FORMAT
+@pass_state
+def inventory(
+    state: State, account: str | None, status: str | None, country: str | None, fmt: str | None
+) -> None:
+    """The numbers of the latest complete sweep, one row each."""
+    from monitor.reports import INVENTORY_FIELDS
+    from monitor.reports import inventory as report
+
+    rep = report(_store(state.settings).engine, account=account, status=status, country=country)
+    title = (
+        f"{len(rep.rows)} number(s) in sweep {rep.sweep.id} of {when_text(rep.sweep.started_at)}"
+    )
+    headers = {
+        "e164": "number",
+        "number_id": "id",
+        "account_id": "account",
+        "application_id": "application",
+        "monthly_fee": "fee",
+        "next_billing_date": "next billing",
+        "expires_at": "expires",
+    }
+    dates = ("next_billing_date", "expires_at")
+    print_report(rep, INVENTORY_FIELDS, fmt, title, dates, right=("monthly_fee",), headers=headers)
+
+
+@cli.command()
+@click.option("--account", help="Only this customer account (MA_...).")
+@click.option("--at", "at", metavar="DATE", help="As of the complete sweep in force then.")
+@_FORMAT
+@pass_state
+def costs(state: State, account: str | None, at: str | None, fmt: str | None) -> None:
+    """Invoice lines: per account and currency, active numbers and their monthly rental."""
+    from monitor.reports import COST_FIELDS, parse_when
+    from monitor.reports import costs as report
+
+    settings = state.settings
+    when = parse_when(at, settings.rules_zone, "--at") if at else None
+    rep = report(_store(settings).engine, account=account, at=when)
+    title = f"monthly rental of active numbers, sweep {rep.sweep.id} of "
+    title += when_text(rep.sweep.started_at)
+    print_report(
+        rep, COST_FIELDS, fmt, title, right=("active_numbers", "monthly_rental", "unpriced")
+    )
+
+
+@cli.command()
+@click.option("--since", metavar="SWEEP_ID|DATE", help="Compare this sweep with the latest.")
+@_FORMAT
+@pass_state
+def diff(state: State, since: str | None, fmt: str | None) -> None:
+    """Numbers added, removed and changed between two complete sweeps (default: the last two)."""
+    from monitor.reports import DIFF_FIELDS
+    from monitor.reports import diff as report
+
+    settings = state.settings
+    rep = report(_store(settings).engine, since=since, tz=settings.rules_zone)
+    assert rep.since is not None
+    title = f"changes from sweep {rep.since.id} ({when_text(rep.since.started_at)}) "
+    title += f"to sweep {rep.sweep.id} ({when_text(rep.sweep.started_at)})"
+    print_report(rep, DIFF_FIELDS, fmt, title)
+
+
 # --- config, database, alerts ------------------------------------------------------------------
 
 
@@ -621,12 +700,9 @@ def silence() -> None:
 def silence_add(
     state: State, rule: str, e164: str | None, account_id: str | None, until: str, reason: str
 ) -> None:
-    from monitor.rules import REGISTRY
-
-    if rule != "*" and rule not in REGISTRY:
-        raise ConfigError(
-            f"--rule: unknown rule {rule!r}", hint=f"rules: {', '.join(REGISTRY)}, or *"
-        )
+    known = state.settings.rules.rule_ids  # built-in and user-defined
+    if rule != "*" and rule not in known:
+        raise ConfigError(f"--rule: unknown rule {rule!r}", hint=f"rules: {', '.join(known)}, or *")
     now = state.clock()
     end = parse_until(until, now)
     store = _store(state.settings)

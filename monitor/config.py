@@ -19,16 +19,25 @@ import stat
 import tomllib
 import zoneinfo
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor import redact
+from monitor.conditions import ConditionError, Today, compile_condition, compile_template
 from monitor.errors import ConfigError
 from monitor.templating import check_dir
 
@@ -112,6 +121,15 @@ def _listen_value(value: str, key: str) -> str:
     return value
 
 
+def iana_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone; ``ValueError`` saying so otherwise."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'UTC', 'Asia/Kolkata')") from None
+    return value
+
+
 class VobizConfig(_Model):
     base_url: str = "https://api.vobiz.ai"
     auth_id: str = ""
@@ -190,13 +208,7 @@ class ScheduleConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _iana(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown IANA time zone {value!r} (e.g. 'UTC', 'Asia/Kolkata')"
-            ) from None
-        return value
+        return iana_zone(value)
 
     @field_validator("cron")
     @classmethod
@@ -255,6 +267,7 @@ def weekday_names(expr: str) -> str:
 class SweepConfig(_Model):
     max_shrink_fraction: float = Field(default=0.2, ge=0, le=1)
     reread_attempts: int = Field(default=2, ge=0, le=10)
+    accounts: bool = True  # also read the customer accounts (no_active_number, names in costs)
     # Seconds a sweep may take before it fails ("90m", "4h" and "1d" are read too).
     max_duration: int = Field(default=4 * 3600, ge=60, le=7 * 86_400)
 
@@ -272,9 +285,90 @@ class SweepConfig(_Model):
         return value
 
 
+class Scope(_Model):
+    """Which numbers a rule looks at: each list that is set must match (an empty list matches
+    everything). ``countries`` and ``statuses`` compare case-insensitively."""
+
+    accounts: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+
+    @field_validator("countries")
+    @classmethod
+    def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.upper() for v in value)
+
+    @field_validator("statuses", "regions")
+    @classmethod
+    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.casefold() for v in value)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.accounts or self.countries or self.regions or self.tags or self.statuses)
+
+
+# Keys of a rule's table that an ``[[rules.<id>.override]]`` cannot set.
+_FIXED_KEYS = frozenset({"include", "exclude", "override", "id", "message", "when", "description"})
+
+
 class RuleConfig(_Model):
+    """Every rule's table: on/off, severity, scope, and per-account overrides.
+
+    ``override`` entries are resolved once, when the config loads, into one effective config per
+    account (``for_account``); an unknown key in one is a config error naming it.
+    """
+
     enabled: bool = True
     severity: Severity = "warning"
+    include: Scope = Scope()
+    exclude: Scope = Scope()
+    override: tuple[dict[str, Any], ...] = ()
+    _by_account: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resolve_overrides(self) -> RuleConfig:
+        if not self.override:
+            return self
+        settable = set(type(self).model_fields) - _FIXED_KEYS
+        base = self.model_dump(exclude={"override"})
+        resolved: dict[str, Any] = {}
+        for i, entry in enumerate(self.override):
+            where = f"override[{i}]"
+            accounts = entry.get("accounts")
+            if (
+                not isinstance(accounts, list)
+                or not accounts
+                or not all(isinstance(a, str) and a for a in accounts)
+            ):
+                raise ValueError(f"{where}.accounts: must be a non-empty list of account ids")
+            unknown = sorted(set(entry) - settable - {"accounts"})
+            if unknown:
+                raise ValueError(
+                    f"{where}: unknown key {unknown[0]!r} for this rule "
+                    f"(an override sets: {', '.join(sorted(settable))})"
+                )
+            values = {k: v for k, v in entry.items() if k != "accounts"}
+            try:
+                effective = type(self).model_validate(base | values)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                key = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"{where}.{key}: {_message(first)}") from None
+            for account in accounts:
+                if account in resolved:
+                    raise ValueError(f"{where}: account {account!r} is already in an override")
+                resolved[account] = effective
+        self._by_account = resolved
+        return self
+
+    def for_account(self, account_id: str | None) -> Any:
+        """The effective config for ``account_id``: its override, or this table."""
+        if self._by_account and account_id is not None:
+            return self._by_account.get(account_id, self)
+        return self
 
 
 class DateRuleConfig(RuleConfig):
@@ -289,11 +383,138 @@ class DateRuleConfig(RuleConfig):
         return tuple(sorted(set(value), reverse=True))
 
 
+ChangeKind = Literal["application", "blocked", "monthly_fee", "account"]
+
+
+class ChangedConfig(RuleConfig):
+    changes: tuple[ChangeKind, ...] = ("application", "blocked", "monthly_fee", "account")
+
+
+class UserRuleConfig(RuleConfig):
+    """A rule written in the config: conditions over the item's JSON and a message template."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    description: str = ""
+    message: str
+    when: Any
+    _test: Any = PrivateAttr(default=None)
+    _render: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> UserRuleConfig:
+        try:
+            self._test = compile_condition(self.when, "when")
+            self._render = compile_template(self.message, "message")
+        except ConditionError as exc:
+            raise ValueError(f"rule {self.id!r}: {exc}") from None
+        return self
+
+    def compiled(self) -> tuple[Callable[[Any, Today], bool], Callable[[Any, Any], str]]:
+        """(condition, message renderer), compiled when the config loaded."""
+        return self._test, self._render
+
+
+class AvailabilityWatch(_Model):
+    country: str = Field(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")
+    region: str | None = Field(default=None, min_length=1, max_length=128)
+    min_available: int = Field(default=5, ge=1, le=100_000)
+
+    @field_validator("country")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class AvailabilityConfig(RuleConfig):
+    """The optional availability watch: nothing is requested until ``watch`` lists a pair."""
+
+    watch: tuple[AvailabilityWatch, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_pairs(self) -> AvailabilityConfig:
+        pairs = [(w.country, (w.region or "").casefold()) for w in self.watch]
+        if len(pairs) != len(set(pairs)):
+            raise ValueError("watch: each country/region pair may be listed once")
+        return self
+
+
+BUILTIN_RULES = (
+    "billing_due",
+    "expiring",
+    "missing_application",
+    "blocked",
+    "not_active",
+    "kyc_pending",
+    "voice_disabled",
+    "trial_number",
+    "commitment_ends",
+    "disappeared",
+    "changed",
+    "no_active_number",
+    "low_availability",
+)
+
+
 class RulesConfig(_Model):
+    timezone: str | None = None  # the day dates are counted in; None: schedule.timezone
     billing_due: DateRuleConfig = DateRuleConfig(within_days=7, severity="warning")
     expiring: DateRuleConfig = DateRuleConfig(within_days=14, severity="warning")
     missing_application: RuleConfig = RuleConfig(severity="critical")
     blocked: RuleConfig = RuleConfig(severity="critical")
+    not_active: RuleConfig = RuleConfig(severity="warning")
+    kyc_pending: RuleConfig = RuleConfig(severity="warning")
+    voice_disabled: RuleConfig = RuleConfig(severity="critical")
+    trial_number: RuleConfig = RuleConfig(severity="info")
+    commitment_ends: DateRuleConfig = DateRuleConfig(within_days=30, severity="info")
+    disappeared: RuleConfig = RuleConfig(severity="warning")
+    changed: ChangedConfig = ChangedConfig(severity="info")
+    no_active_number: RuleConfig = RuleConfig(severity="critical")
+    low_availability: AvailabilityConfig = AvailabilityConfig(severity="warning")
+    custom: tuple[UserRuleConfig, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rule_defaults(cls, data: Any) -> Any:
+        """A table that sets some keys keeps the rule's own defaults for the others (a bare
+        ``[rules.expiring]`` still means 14 days, ``[rules.blocked]`` still critical)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name in BUILTIN_RULES:
+            given = out.get(name)
+            if isinstance(given, dict):
+                default = cls.model_fields[name].default
+                out[name] = default.model_dump(exclude={"override"}) | given
+        return out
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str | None) -> str | None:
+        return None if value is None else iana_zone(value)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> RulesConfig:
+        seen: set[str] = set()
+        for i, rule in enumerate(self.custom):
+            if rule.id in BUILTIN_RULES:
+                raise ValueError(f"custom[{i}].id: {rule.id!r} is a built-in rule's id")
+            if rule.id in seen:
+                raise ValueError(f"custom[{i}].id: rule id {rule.id!r} is used twice")
+            seen.add(rule.id)
+        return self
+
+    def rule(self, rule_id: str) -> RuleConfig:
+        """The table of a built-in or user-defined rule; ``KeyError`` for an unknown id."""
+        if rule_id in BUILTIN_RULES:
+            return getattr(self, rule_id)  # type: ignore[no-any-return]
+        for rule in self.custom:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return BUILTIN_RULES + tuple(r.id for r in self.custom)
 
 
 class ChannelConfig(_Model):
@@ -501,6 +722,11 @@ class Settings(_Model):
         if self.dashboard.listen.strip():
             return parse_listen(self.dashboard.listen, "dashboard.listen")
         return parse_listen(self.service.health_listen)
+
+    @property
+    def rules_zone(self) -> zoneinfo.ZoneInfo:
+        """The time zone rules count days in: ``rules.timezone``, else ``schedule.timezone``."""
+        return zoneinfo.ZoneInfo(self.rules.timezone or self.schedule.timezone)
 
     def channel(self, name: str) -> ChannelConfig:
         for chan in self.channels:
@@ -852,6 +1078,15 @@ def _describe(exc: ValidationError, path: Path | None, sources: dict[str, str]) 
 
 
 def _message(err: Any) -> str:
+    if (
+        err["type"] == "extra_forbidden"
+        and tuple(err["loc"][:1]) == ("rules",)
+        and len(err["loc"]) == 2
+    ):
+        return (
+            f"unknown rule {err['loc'][1]!r} (built-in rules: {', '.join(BUILTIN_RULES)}; "
+            "define your own under [[rules.custom]])"
+        )
     if err["type"] == "extra_forbidden":
         return (
             "unknown key (check the spelling; unknown keys are refused so a typo "
@@ -896,6 +1131,11 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data["vobiz"]["auth_token"] = "***" if token else ""
     data["vobiz"]["base_url"] = redact_base_url(data["vobiz"]["base_url"])
     data["database"]["url"] = redact_database_url(data["database"]["url"])
+    for table in [v for v in data["rules"].values() if isinstance(v, dict)] + data["rules"][
+        "custom"
+    ]:
+        for key in ("include", "exclude"):  # only the lists that are set
+            table[key] = {k: v for k, v in table[key].items() if v}
     for chan in data["channels"]:
         chan["url"] = redact_url(chan["url"])
     for key in ("heartbeat_url", "fail_url"):

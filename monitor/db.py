@@ -163,6 +163,32 @@ class NumberVersion(Base):
     )
 
 
+class AccountVersion(Base):
+    """A customer account's state, valid from sweep ``valid_from`` until (excluding) ``valid_to``,
+    stored change-only like numbers. ``raw`` is the API's object without any credential (the
+    customer's ``auth_token`` never reaches the database)."""
+
+    __tablename__ = "account_versions"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str | None] = mapped_column(sa.String(256))
+    status: Mapped[str | None] = mapped_column(sa.String(32))
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    raw: Mapped[Any] = mapped_column(JSONType)
+    valid_from: Mapped[int] = mapped_column(sa.ForeignKey("sweeps.id"))
+    valid_to: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
+
+    __table_args__ = (
+        sa.Index(
+            "uq_account_versions_current",
+            "account_id",
+            unique=True,
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        ),
+    )
+
+
 class Finding(Base):
     """One episode of a (rule, subject) problem: opened by a sweep, resolved by a later one."""
 

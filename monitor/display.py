@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from monitor import formats
 from monitor.redact import ScrubbingStream
 from monitor.render import tty
 
@@ -213,3 +214,41 @@ def print_preview(item: Preview, fmt: str | None) -> None:
         click.echo(json.dumps(blocks, indent=2, ensure_ascii=False))
     else:
         click.echo(msg.body)
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+def when_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def print_report(
+    report: Any,
+    fields: tuple[str, ...],
+    fmt: str | None,
+    title: str,
+    dates: tuple[str, ...] = (),
+    **kw: Any,
+) -> None:
+    """Print a ``monitor.reports.Report`` as a table, CSV (rows only) or JSON (with sweeps)."""
+    rows = [r.as_dict() for r in report.rows]
+    chosen = formats.pick(fmt, out.is_terminal)
+    if chosen == "csv":
+        click.echo(formats.csv_text(rows, fields), nl=False)
+    elif chosen == "json":
+        doc: dict[str, Any] = {"report": report.name, "sweep": report.sweep.as_dict()}
+        if report.since is not None:
+            doc["since"] = report.since.as_dict()
+        doc["rows"] = rows
+        if report.name == "costs":
+            doc["totals"] = [t.as_dict() for t in report.totals]
+        click.echo(formats.json_text(doc), nl=False)
+    elif not rows:
+        out.print(f"{title}: nothing to show")
+    else:
+        for row in rows:  # a table shows days; CSV and JSON keep the exact times
+            for key in dates:
+                row[key] = row[key][:10] if row.get(key) else row.get(key)
+        footer = [t.as_dict() for t in report.totals]
+        out.print(formats.table(rows, fields, title, footer=footer, **kw))

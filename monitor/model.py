@@ -128,6 +128,15 @@ def parse_money(value: Any) -> Decimal | None:
     return amount if amount.is_finite() and abs(amount) < MAX_MONEY else None
 
 
+def money_text(amount: Decimal) -> str:
+    """An exact amount as plain text with at least two decimals: ``1`` → ``1.00``,
+    ``1.000000`` → ``1.00``, ``0.125`` → ``0.125`` (never rounded, never an exponent)."""
+    normal = amount.normalize()
+    if normal.as_tuple().exponent >= -2:  # type: ignore[operator]
+        normal = normal.quantize(Decimal("0.01"))
+    return format(normal, "f")
+
+
 def _text(value: Any) -> str | None:
     if type(value) is str:  # the common case first: this runs ten times per number
         return value.strip() or None

@@ -12,11 +12,15 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.account_store import status_counts, write_accounts
+from monitor.accounts import fetch_accounts
 from monitor.alerts import deliver_due, enqueue_sweep_failed, store_digests
+from monitor.availability import fetch_availability
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.db import describe_db_error
 from monitor.errors import (
+    ApiError,
     LockBusy,
     MonitorError,
     SweepCancelled,
@@ -25,6 +29,7 @@ from monitor.model import DeliveryOutcome, NumberRecord, SweepCounts
 from monitor.notify import Notifier
 from monitor.redact import scrub
 from monitor.render import one_line
+from monitor.reports import version_changes
 from monitor.rules import Evaluator, RuleContext
 from monitor.store import Store
 from monitor.sweep import (
@@ -125,7 +130,9 @@ def _sweep(
         if own_client:
             api.close()
         raise
-    evaluator = Evaluator(RuleContext(now=now, config=settings.rules))
+    evaluator = Evaluator(
+        RuleContext(now=now, config=settings.rules, tz=settings.rules_zone, sweep_id=sweep_id)
+    )
     counts = SweepCounts(0, None, 0, 0, 0)
     try:
         with store.writer(sweep_id, now) as writer:
@@ -148,6 +155,11 @@ def _sweep(
                 retries=stats.retries,
                 versions_written=writer.versions_written,
             )
+            accounts = (
+                fetch_accounts(api.get_json, settings.vobiz.per_page)
+                if settings.sweep.accounts
+                else None
+            )
             check_shrink(settings, before, len(fetched.ids) + fetched.malformed)
             known, vanished = writer.count_current(fetched.ids)
             check_identities(settings, known, vanished, len(fetched.ids), fetched.malformed)
@@ -156,6 +168,21 @@ def _sweep(
             # open findings, but it cannot vouch that a number is gone or a problem fixed.
             partial = _partial_reason(fetched)
             gone = 0 if partial else writer.close_gone(fetched.ids)
+            if partial is None and previous is not None and evaluator.wants_changes:
+                # Only on a whole sweep with a complete predecessor: a partial or failed read
+                # must never report numbers as gone or changed.
+                evaluator.feed_changes(version_changes(writer.conn, previous["id"], sweep_id))
+            if accounts is not None:
+                write_accounts(writer.conn, sweep_id, accounts)
+            if evaluator.watches:
+                _watch_availability(api, evaluator)
+            if evaluator.wants_accounts:
+                evaluator.finish(
+                    {a.account_id: a.as_rule_input() for a in accounts}
+                    if accounts is not None
+                    else None,
+                    status_counts(writer.conn),
+                )
             opened, resolved = writer.apply_findings(
                 evaluator.drafts,
                 evaluator.rule_ids,
@@ -214,6 +241,15 @@ def _sweep(
         if own_client:
             api.close()
     duration = time.monotonic() - started
+    for rule_id, failure in evaluator.errors.items():
+        log.warning(
+            "rule %s failed on %d item(s) in sweep %d (first: %s: %s); the sweep went on",
+            rule_id,
+            failure.count,
+            sweep_id,
+            failure.subject,
+            failure.error,
+        )
     log.info(
         "sweep %d complete: %d numbers, %d pages, %d requests (%d retries), %d versions written, "
         "%d gone, %d findings opened, %d resolved, %d digests, %.1fs",
@@ -241,6 +277,16 @@ def _partial_reason(fetched: FetchResult) -> str | None:
         f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()}); "
         "nothing was resolved and no number counted as gone"
     )
+
+
+def _watch_availability(api: VobizClient, evaluator: Evaluator) -> None:
+    """Count the numbers for sale in each watched place. Optional and on another API: when it
+    cannot be read, the sweep stands and the watch's findings stay as they were."""
+    try:
+        evaluator.feed_availability(fetch_availability(api.get_json, evaluator.watches))
+    except ApiError as exc:
+        evaluator.skip("low_availability")
+        log.warning("availability watch skipped: %s", one_line(str(exc)))
 
 
 def _pause_until(cancel: threading.Event | None) -> Callable[[float], None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.config import ChannelConfig, DateRuleConfig, RulesConfig
+from monitor.config import ChangedConfig, ChannelConfig, DateRuleConfig, RulesConfig
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import Store
@@ -38,7 +38,16 @@ def healthy(sandbox: Sandbox) -> None:
             application_id="app",
             next_billing_date=far,
             expires_at=far,
+            voice_enabled=True,
+            capabilities={"voice": True, "sms": True, "mms": False, "fax": False},
+            is_trial_number=False,
+            aadhaar_verification_required=False,
+            minimum_commitment_months=0,
         )
+    # The sandbox keeps two customer accounts without numbers: give each an active one.
+    last = list(sandbox.inventory.ids())[-len(sandbox.inventory.empty_account_ids) :]
+    for nid, account in zip(last, sandbox.inventory.empty_account_ids, strict=True):
+        sandbox.inventory.update(nid, account_id=account)
 
 
 def test_announced_once_then_resolved(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
@@ -72,9 +81,10 @@ def test_resolved_notice_can_be_turned_off(
     nid = next(iter(sandbox.inventory.ids()))
     sandbox.inventory.update(nid, is_blocked=True)
     notifier = RecordingNotifier()
-    run(sandbox, store, clock, notifier, alerts={"resolved": False})
+    quiet = RulesConfig(changed=ChangedConfig(enabled=False))  # "was unblocked" would be news
+    run(sandbox, store, clock, notifier, alerts={"resolved": False}, rules=quiet)
     sandbox.inventory.update(nid, is_blocked=False)
-    out = run(sandbox, store, clock, notifier, alerts={"resolved": False})
+    out = run(sandbox, store, clock, notifier, alerts={"resolved": False}, rules=quiet)
     assert out.counts.findings_resolved == 1 and len(notifier.sent) == 1
 
 
@@ -278,9 +288,10 @@ def test_a_number_changing_hands_moves_its_finding(
         ChannelConfig(name="new", url="json://h/n", accounts=("MA_NEWOWNER",)),
     )
     notifier = RecordingNotifier()
-    run(sandbox, store, clock, notifier, channels)
+    quiet = RulesConfig(changed=ChangedConfig(enabled=False))  # the move itself is news too
+    run(sandbox, store, clock, notifier, channels, rules=quiet)
     sandbox.inventory.update(nid, account_id="MA_NEWOWNER")
-    run(sandbox, store, clock, notifier, channels)
+    run(sandbox, store, clock, notifier, channels, rules=quiet)
     assert [m.title for m in notifier.for_channel("old")] == [
         "did-monitor: 1 new",
         "did-monitor: 1 resolved",

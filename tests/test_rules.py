@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.config import DateRuleConfig, RuleConfig, RulesConfig
 from monitor.model import parse_number
@@ -81,7 +83,9 @@ def test_blocked_by_flag_or_status() -> None:
 
 def test_released_numbers_are_not_nagged_about() -> None:
     rec = num(status="released", application_id=None, next_billing_date=day(1))
-    assert evaluate([rec], ctx()) == []
+    # Only not_active says so; billing, routing and the other number rules stay quiet.
+    assert [d.rule for d in evaluate([rec], ctx())] == ["not_active"]
+    assert evaluate([rec], ctx(not_active=RuleConfig(enabled=False))) == []
 
 
 def test_thresholds_severity_and_enabled_come_from_config() -> None:
@@ -121,3 +125,256 @@ def test_identity_is_rule_and_number() -> None:
 def test_rules_are_pure() -> None:
     rec = num(next_billing_date=day(2))
     assert evaluate([rec], ctx()) == evaluate([rec], ctx())
+
+
+# --- the rules added for partners ----------------------------------------------------------
+
+
+def drafts_of(rec: Any, **rules: Any) -> dict[str, Any]:
+    return {d.rule: d for d in evaluate([rec], ctx(**rules))}
+
+
+@pytest.mark.parametrize(
+    ("status", "flagged"),
+    [
+        ("active", False),
+        ("blocked", False),  # the blocked rule's business
+        ("pending_purchase", True),
+        ("pending_release", True),
+        ("released", True),
+        ("inactive", True),
+        ("expired", True),
+        ("PORTING", True),  # a status the monitor does not know
+        (None, True),  # no status at all
+    ],
+)
+def test_not_active(status: str | None, flagged: bool) -> None:
+    found = drafts_of(num(status=status))
+    assert ("not_active" in found) is flagged
+    if status == "PORTING":
+        assert (
+            "porting" in found["not_active"].message and "not know" in found["not_active"].message
+        )
+
+
+@pytest.mark.parametrize(
+    ("required", "verified", "flagged"),
+    [
+        (True, False, True),
+        (True, True, False),
+        (False, False, False),
+        ("true", None, True),
+        (None, None, False),
+        (True, "yes", False),
+        ({"odd": 1}, False, False),
+    ],
+)
+def test_kyc_pending(required: Any, verified: Any, flagged: bool) -> None:
+    rec = num(aadhaar_verification_required=required, aadhaar_verified=verified)
+    assert ("kyc_pending" in drafts_of(rec)) is flagged
+
+
+@pytest.mark.parametrize(
+    ("fields", "flagged"),
+    [
+        ({"voice_enabled": False}, True),
+        ({"capabilities": {"voice": False}}, True),
+        ({"voice_enabled": True, "capabilities": {"voice": True}}, False),
+        ({"voice_enabled": False, "application_id": None}, False),  # no application: not meant
+        ({"voice_enabled": None, "capabilities": None}, False),
+        ({"capabilities": ["voice"]}, False),
+        ({"voice_enabled": "false"}, True),
+    ],
+)
+def test_voice_disabled(fields: dict[str, Any], flagged: bool) -> None:
+    assert ("voice_disabled" in drafts_of(num(**fields))) is flagged
+
+
+def test_trial_number_is_info() -> None:
+    found = drafts_of(num(is_trial_number=True))
+    assert found["trial_number"].severity == "info"
+    assert "trial_number" not in drafts_of(num(is_trial_number=False))
+    assert "trial_number" not in drafts_of(num(is_trial_number="maybe"))
+
+
+@pytest.mark.parametrize(
+    ("purchased", "months", "flagged"),
+    [
+        ("2026-01-10T00:00:00Z", 11, True),  # ends 2026-12-10: 17 days from NOW
+        ("2026-01-10T00:00:00Z", 12, False),  # ends 2027-01-10: 48 days, beyond 30
+        ("2025-01-10T00:00:00Z", 3, False),  # long over
+        ("2026-01-10T00:00:00Z", 0, False),
+        ("2026-01-10T00:00:00Z", "11", True),
+        ("2026-01-10T00:00:00Z", 1.5, False),  # not a whole number of months
+        ("not a date", 11, False),
+        (None, 11, False),
+    ],
+)
+def test_commitment_ends(purchased: Any, months: Any, flagged: bool) -> None:
+    rec = num(purchased_at=purchased, minimum_commitment_months=months)
+    found = drafts_of(rec)
+    assert ("commitment_ends" in found) is flagged
+    if flagged:
+        assert "ends in 17 day(s), on 2026-12-10" in found["commitment_ends"].message
+
+
+def test_commitment_end_on_a_short_month_is_its_last_day() -> None:
+    from monitor.rules.builtin import add_months
+
+    assert add_months(datetime(2026, 1, 31).date(), 1).isoformat() == "2026-02-28"
+    assert add_months(datetime(2024, 1, 31).date(), 1).isoformat() == "2024-02-29"
+    assert add_months(datetime(2026, 11, 30).date(), 14).isoformat() == "2028-01-30"
+
+
+def test_dates_are_days_in_the_rules_time_zone() -> None:
+    """18:30 UTC is already the next day in Asia/Kolkata (UTC+5:30)."""
+    from zoneinfo import ZoneInfo
+
+    kolkata = ZoneInfo("Asia/Kolkata")
+    rec = num(next_billing_date="2026-11-30T18:30:00Z")
+    rules = RulesConfig(billing_due=DateRuleConfig(within_days=7))
+    utc_noon = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    (in_utc,) = evaluate([rec], RuleContext(now=utc_noon, config=rules))
+    assert "in 7 day(s), on 2026-11-30" in in_utc.message
+    assert evaluate([rec], RuleContext(now=utc_noon, config=rules, tz=kolkata)) == []  # 8 days
+    # 18:29 UTC on the 23rd is 23:59 in Kolkata, still 8 days; a minute later it is the 24th.
+    late = datetime(2026, 11, 23, 18, 29, tzinfo=UTC)
+    assert evaluate([rec], RuleContext(now=late, config=rules, tz=kolkata)) == []
+    midnight = datetime(2026, 11, 23, 18, 30, tzinfo=UTC)
+    (d,) = evaluate([rec], RuleContext(now=midnight, config=rules, tz=kolkata))
+    assert "in 7 day(s), on 2026-12-01" in d.message
+
+
+def test_include_and_exclude_scope_every_rule() -> None:
+    from monitor.config import Scope
+
+    rec = num(is_blocked=True, country="IN", region="Delhi", tags=["vip", "test"])
+    only_us = RuleConfig(severity="critical", include=Scope(countries=("us",)))
+    assert "blocked" not in drafts_of(rec, blocked=only_us)
+    only_in = RuleConfig(severity="critical", include=Scope(countries=("in",), regions=("delhi",)))
+    assert "blocked" in drafts_of(rec, blocked=only_in)
+    no_test = RuleConfig(exclude=Scope(tags=("test",)))
+    assert "blocked" not in drafts_of(rec, blocked=no_test)
+    other_account = RuleConfig(include=Scope(accounts=("MA_B",)))
+    assert "blocked" not in drafts_of(rec, blocked=other_account)
+    not_blocked_status = RuleConfig(exclude=Scope(statuses=("ACTIVE",)))
+    assert "blocked" not in drafts_of(rec, blocked=not_blocked_status)
+
+
+def test_per_account_overrides() -> None:
+    rules = RulesConfig.model_validate(
+        {
+            "billing_due": {
+                "within_days": 7,
+                "override": [{"accounts": ["MA_BIG"], "within_days": 21, "severity": "info"}],
+            },
+            "blocked": {"override": [{"accounts": ["MA_QUIET"], "enabled": False}]},
+        }
+    )
+    due = day(15)
+    small = num(next_billing_date=due, is_blocked=True)
+    big = num(id="n2", account_id="MA_BIG", next_billing_date=due)
+    quiet = num(id="n3", account_id="MA_QUIET", is_blocked=True)
+    found = {(d.rule, d.subject): d for d in evaluate([small, big, quiet], RuleContext(NOW, rules))}
+    assert ("billing_due", "n1") not in found  # 15 days > 7
+    assert found[("billing_due", "n2")].severity == "info"  # 15 days <= 21 for MA_BIG
+    assert ("blocked", "n1") in found and ("blocked", "n3") not in found
+
+
+def test_a_rule_enabled_only_by_an_override() -> None:
+    rules = RulesConfig.model_validate(
+        {"trial_number": {"enabled": False, "override": [{"accounts": ["MA_A"], "enabled": True}]}}
+    )
+    recs = [num(is_trial_number=True), num(id="n2", account_id="MA_B", is_trial_number=True)]
+    assert [d.subject for d in evaluate(recs, RuleContext(NOW, rules))] == ["n1"]
+
+
+def test_a_failing_rule_is_recorded_and_the_rest_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.rules.base import REGISTRY as REG
+    from monitor.rules.base import RuleSpec
+
+    def broken(s: Any, cfg: Any, c: Any) -> None:
+        raise RuntimeError("boom")
+
+    spec = REG["trial_number"]
+    monkeypatch.setitem(REG, "trial_number", RuleSpec(spec.id, spec.description, "number", broken))
+    ev = Evaluator(ctx())
+    ev.feed([num(is_blocked=True), num(id="n2", is_blocked=True)])
+    assert {k[0] for k in ev.drafts} == {"blocked"}
+    assert ev.errors["trial_number"].count == 2 and "boom" in ev.errors["trial_number"].error
+
+
+def test_messages_carry_no_markup_from_the_api() -> None:
+    rec = num(status="<b>[x](http://e.vil)</b>`@here`")
+    (d,) = [d for d in evaluate([rec], ctx()) if d.rule == "not_active"]
+    for bad in "<>[]`":
+        assert bad not in d.message
+
+
+# --- no rule raises, whatever the item ------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=20,
+)
+FIELDS = st.sampled_from(
+    [
+        "id",
+        "e164",
+        "account_id",
+        "status",
+        "application_id",
+        "voice_enabled",
+        "capabilities",
+        "is_trial_number",
+        "aadhaar_verification_required",
+        "aadhaar_verified",
+        "minimum_commitment_months",
+        "purchased_at",
+        "created_at",
+        "next_billing_date",
+        "expires_at",
+        "monthly_fee",
+        "tags",
+        "region",
+        "country",
+        "is_blocked",
+    ]
+)
+ITEMS = st.dictionaries(FIELDS, JSON | st.sampled_from(["2026-11-30T18:30:00Z", "2026-12-01"]))
+USER_RULES = RulesConfig.model_validate(
+    {
+        "custom": [
+            {
+                "id": "everything",
+                "message": "{e164} {capabilities.voice} {tags.0} {status}",
+                "when": {
+                    "any": [
+                        {"path": "capabilities.voice", "eq": False},
+                        {"path": "tags.0", "regex": "^v"},
+                        {"path": "monthly_fee", "gt": 1},
+                        {"path": "next_billing_date", "days_until_lt": 3},
+                        {"path": "purchased_at", "days_since_gt": 30},
+                        {"path": "status", "not_in": ["active", 1, True]},
+                        {"not": {"path": "region", "present": True}},
+                    ]
+                },
+            }
+        ]
+    }
+)
+
+
+@given(item=ITEMS)
+@settings(max_examples=300, deadline=None)
+def test_no_rule_raises_on_any_json_shaped_item(item: dict[str, Any]) -> None:
+    rec = parse_number({"id": "n1"} | item)
+    if rec is None:
+        return
+    ev = Evaluator(RuleContext(now=NOW, config=USER_RULES))
+    ev.feed([rec])
+    ev.finish()
+    assert ev.errors == {}
+    for d in ev.drafts.values():
+        assert d.message and "\n" not in d.message

@@ -6,12 +6,21 @@ Split by reason to change: ``inventory`` (the generated numbers and accounts), `
 
 from __future__ import annotations
 
-from monitor.sandbox.faults import ACCOUNTS_PATH, ME_PATH, NUMBERS_PATH, Fault, FaultKind, FaultPlan
+from monitor.sandbox.faults import (
+    ACCOUNTS_PATH,
+    AVAILABILITY_PATH,
+    ME_PATH,
+    NUMBERS_PATH,
+    Fault,
+    FaultKind,
+    FaultPlan,
+)
 from monitor.sandbox.inventory import DELETE, Inventory
 from monitor.sandbox.server import RequestRecord, Sandbox
 
 __all__ = [
     "ACCOUNTS_PATH",
+    "AVAILABILITY_PATH",
     "DELETE",
     "ME_PATH",
     "NUMBERS_PATH",

@@ -10,6 +10,9 @@ from typing import Final, Literal
 NUMBERS_PATH: Final = "/api/v1/partner/numbers"
 ACCOUNTS_PATH: Final = "/api/v1/partner/accounts"
 ME_PATH: Final = "/api/v1/partner/me"
+# The messaging API's read-only listing of WhatsApp-capable numbers for sale (seed 003). The
+# sandbox serves no order or verification endpoint: the monitor must never call one.
+AVAILABILITY_PATH: Final = "/api/v1/messaging/numbers/whatsapp/availability"
 FaultKind = Literal["status", "garbage", "timeout", "close"]
 
 

@@ -76,6 +76,7 @@ class Inventory:
         self._pool = [str(a["auth_id"]) for a in self._accounts[:pool]]
         # The last two accounts never receive a number: "customer with no active number".
         self.empty_account_ids = tuple(str(a["auth_id"]) for a in self._accounts[pool:])
+        self.for_sale: dict[tuple[str, str | None], int] = {}  # see ``availability``
 
     @property
     def total(self) -> int:
@@ -106,6 +107,29 @@ class Inventory:
             dict(a)
             for a in self._accounts
             if needle in str(a["name"]).lower() or needle in str(a["auth_id"]).lower()
+        ]
+
+    def availability(self, country: str, region: str | None) -> list[dict[str, Any]]:
+        """Numbers for sale in (country, region): a count set in ``for_sale`` (by upper-case
+        country and region, or None for the whole country), else 0-12 drawn from the seed."""
+        key = (country.upper(), region or None)
+        with self._lock:
+            count = self.for_sale.get(key)
+        if count is None:
+            salt = sum(ord(c) for c in f"{key[0]}/{key[1] or ''}")
+            count = _mix(self.seed, salt, 11) % 13
+        us = key[0] == "US"
+        prefix = "+1" if us else "+91"
+        return [
+            {
+                "e164": f"{prefix}{8_000_000_000 + _mix(self.seed, i, 12) % 10**9}",
+                "country": key[0],
+                "region": key[1],
+                "setup_fee": "0.00",
+                "monthly_fee": "1.00" if us else "300.00",
+                "currency": "USD" if us else "INR",
+            }
+            for i in range(count)
         ]
 
     def page(

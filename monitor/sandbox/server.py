@@ -20,7 +20,13 @@ from types import TracebackType
 from typing import Any, Final, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from monitor.sandbox.faults import ACCOUNTS_PATH, ME_PATH, NUMBERS_PATH, FaultPlan
+from monitor.sandbox.faults import (
+    ACCOUNTS_PATH,
+    AVAILABILITY_PATH,
+    ME_PATH,
+    NUMBERS_PATH,
+    FaultPlan,
+)
 from monitor.sandbox.inventory import Inventory, _mix
 
 _ACCOUNT_NUMBERS: Final = re.compile(r"/api/v1/partner/accounts/([^/]+)/numbers")
@@ -116,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(401, "invalid X-Auth-ID or X-Auth-Token")
         match = _ACCOUNT_NUMBERS.fullmatch(path)
         numbers = path == NUMBERS_PATH or match is not None
-        if not numbers and path not in (ACCOUNTS_PATH, ME_PATH):
+        if not numbers and path not in (ACCOUNTS_PATH, ME_PATH, AVAILABILITY_PATH):
             message = f"no route for GET {path}"
             return self._json(
                 404, {"api_id": str(uuid.uuid4()), "error": "not_found", "message": message}
@@ -141,6 +147,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(503, "upstream temporarily unavailable")
             if roll < sb.error_rate + sb.rate_limit_rate:
                 return self._error(429, "too many requests", {"Retry-After": "1"})
+        if path == AVAILABILITY_PATH:
+            country = query.get("country", "")
+            if not re.fullmatch(r"[A-Za-z]{2}", country):
+                return self._error(400, "country must be an ISO-2 code")
+            items = sb.inventory.availability(country, query.get("region") or None)
+            return self._json(200, {"items": items})
         if path == ME_PATH:
             return self._json(
                 200, {"auth_id": sb.auth_id, "name": "Sandbox Partner", "balance": "1234.50"}

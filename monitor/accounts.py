@@ -1,0 +1,138 @@
+"""Customer accounts: fetched whole with every sweep, credentials removed before anything else.
+
+``GET /api/v1/partner/accounts`` pages through ``{accounts[], total, page, size}``. Each account
+carries that customer's own ``auth_token``: it, and every other field whose name looks like a
+credential, is dropped here, as the page is read, so no later stage (store, logs, rules,
+reports) ever holds one. An account list that does not add up to its ``total`` fails the sweep,
+as an incomplete number list does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.errors import ApiError, IncompleteSweep
+
+ACCOUNTS_PATH = "/api/v1/partner/accounts"
+MAX_PAGES = 10_000  # 1,000,000 accounts at 100 a page: a stuck total cannot loop forever
+
+# Field names that hold secrets, whatever their case or separators: auth_token, authToken,
+# api_key, client_secret, password, private_key, otp, pin, credentials, signing keys...
+_CREDENTIAL = re.compile(
+    r"token|secret|passw|pwd|api_?key|private_?key|access_?key|signing_?key|credential|"
+    r"^otp$|^pin$|^key$|session|cookie|bearer|jwt",
+    re.IGNORECASE,
+)
+
+
+def looks_like_credential(name: str) -> bool:
+    return bool(_CREDENTIAL.search(name.replace("-", "_")))
+
+
+def without_credentials(value: Any) -> Any:
+    """``value`` with every credential-looking key removed, at any depth."""
+    if isinstance(value, dict):
+        return {
+            k: without_credentials(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and looks_like_credential(k))
+        }
+    if isinstance(value, list):
+        return [without_credentials(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """One customer account as stored: id (``auth_id``, ``MA_...``), name, status, and the
+    API's object without any credential (``raw``, with ``content_hash`` over its JSON)."""
+
+    account_id: str
+    name: str | None
+    status: str | None
+    raw: dict[str, Any]
+    content_hash: str
+
+    def as_rule_input(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status}
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip().replace("\x00", "")[:limit]
+    return None
+
+
+def parse_account(item: Any) -> AccountRecord | None:
+    """An account from one API object (credentials already dropped or not); None without id."""
+    if not isinstance(item, dict):
+        return None
+    clean = without_credentials(item)
+    account_id = _text(clean.get("auth_id"), 64) or _text(clean.get("id"), 64)
+    if account_id is None:
+        return None
+    text = json.dumps(clean, sort_keys=True, separators=(",", ":"), default=str)
+    text = text.replace("\\u0000", "")  # PostgreSQL refuses NUL in text
+    return AccountRecord(
+        account_id=account_id,
+        name=_text(clean.get("name"), 256),
+        status=(_text(clean.get("status"), 32) or "").lower() or None,
+        raw=json.loads(text),
+        content_hash=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+GetJson = Callable[[str, dict[str, Any]], Any]
+
+
+def fetch_accounts(
+    get_json: GetJson, per_page: int = 100, attempts: int = 2
+) -> list[AccountRecord]:
+    """Every customer account, read page by page; raises ``IncompleteSweep`` when the distinct
+    accounts do not add up to the ``total`` the API reports (after ``attempts`` full reads).
+
+    ``get_json(path, params)`` is the API client's GET (retries and errors are its business).
+    """
+    problem = ""
+    for _ in range(max(1, attempts)):
+        accounts, problem = _one_pass(get_json, per_page)
+        if not problem:
+            return sorted(accounts.values(), key=lambda a: a.account_id)
+    raise IncompleteSweep(
+        f"the account list is incomplete: {problem}",
+        hint="accounts changed while they were read, or the API misreports its total; "
+        "the sweep will be retried",
+    )
+
+
+def _one_pass(get_json: GetJson, per_page: int) -> tuple[dict[str, AccountRecord], str]:
+    accounts: dict[str, AccountRecord] = {}
+    total: int | None = None
+    for page in range(1, MAX_PAGES + 1):
+        body = get_json(ACCOUNTS_PATH, {"page": page, "per_page": per_page})
+        if not isinstance(body, dict) or not isinstance(body.get("accounts"), list):
+            raise ApiError(f"GET {ACCOUNTS_PATH} page {page}: the body has no 'accounts' list")
+        items = body["accounts"]
+        page_total = body.get("total")
+        if isinstance(page_total, int) and not isinstance(page_total, bool) and page_total >= 0:
+            if total is not None and page_total != total:
+                return accounts, f"the total moved from {total} to {page_total}"
+            total = page_total
+        for item in items:
+            record = parse_account(item)
+            if record is not None:
+                accounts[record.account_id] = record
+        size = body.get("size")
+        step = size if isinstance(size, int) and size > 0 else per_page
+        if not items or (total is not None and page * step >= total):
+            break
+    else:
+        return accounts, f"more than {MAX_PAGES} pages"
+    if total is not None and len(accounts) != total:
+        return accounts, f"{len(accounts)} distinct accounts read, the API reports {total}"
+    return accounts, ""

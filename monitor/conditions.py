@@ -1,0 +1,331 @@
+"""The condition language of user-defined rules: dotted paths, operators, message templates.
+
+Pure and self-contained (config validates with it, the rules evaluate with it). A condition is a
+TOML table, compiled once when the config loads:
+
+- a leaf ``{ path = "capabilities.voice", eq = false }``: a dotted path into the item's JSON
+  (a number segment indexes a list) and exactly one operator;
+- ``{ all = [ ... ] }``, ``{ any = [ ... ] }``, ``{ not = { ... } }``; a list means ``all``.
+
+Operators: ``eq``, ``ne``, ``in``, ``not_in``, ``regex``, ``missing``, ``present``, ``lt``,
+``le``, ``gt``, ``ge``, ``days_until_lt``, ``days_since_gt``. A value that does not fit an
+operator (text compared with ``lt``, a date that does not parse) makes the leaf false, never an
+error: items are data from outside.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+MAX_DEPTH = 12  # path segments and nesting of all/any/not
+MAX_TEXT = 10_000  # characters of an item's string a regex looks at
+_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+OPERATORS = (
+    "eq",
+    "ne",
+    "in",
+    "not_in",
+    "regex",
+    "missing",
+    "present",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "days_until_lt",
+    "days_since_gt",
+)
+
+
+class ConditionError(ValueError):
+    """Raised when a condition, path or template in the config cannot be compiled; ``key``
+    names where (e.g. ``when.all[1].regex``)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Today:
+    """The day conditions count from, in the time zone dates are read in."""
+
+    date: date
+    tz: tzinfo = UTC
+
+
+Predicate = Callable[[Any, Today], bool]
+_MISSING = object()
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+
+def parse_path(text: Any, key: str = "path") -> tuple[str, ...]:
+    """``"capabilities.voice"`` → ``("capabilities", "voice")``; raises ``ConditionError``."""
+    if not isinstance(text, str) or not text:
+        raise ConditionError(key, "must be a non-empty dotted path such as 'capabilities.voice'")
+    parts = tuple(text.split("."))
+    if len(parts) > MAX_DEPTH:
+        raise ConditionError(key, f"path {text!r} is deeper than {MAX_DEPTH} levels")
+    for part in parts:
+        if not _SEGMENT.match(part):
+            raise ConditionError(
+                key,
+                f"bad path {text!r}: each dot-separated part is letters, digits, '_' or '-'",
+            )
+    return parts
+
+
+def lookup(item: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in a JSON-shaped ``item``, or ``_MISSING``."""
+    node = item
+    for part in path:
+        if isinstance(node, dict):  # JSON objects decode to dicts (an ABC check costs more)
+            if part not in node:
+                return _MISSING
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit():
+            index = int(part)
+            if index >= len(node):
+                return _MISSING
+            node = node[index]
+        else:
+            return _MISSING
+    return node
+
+
+def is_missing(value: Any) -> bool:
+    """Absent, null, or blank text: what the monitor treats as "not set"."""
+    return value is _MISSING or value is None or (isinstance(value, str) and not value.strip())
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+def as_decimal(value: Any) -> Decimal | None:
+    """A finite number from a JSON number or numeric text; None for anything else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float | Decimal | str):
+        try:
+            number = Decimal(str(value).strip())
+        except (InvalidOperation, ValueError):
+            return None
+        return number if number.is_finite() else None
+    return None
+
+
+def as_local_date(value: Any, tz: tzinfo) -> date | None:
+    """An RFC 3339 time (UTC when it has no offset) or a bare date, as a date in ``tz``.
+
+    A bare date is already a calendar day and is taken as is; a time is moved into ``tz`` first,
+    so ``2026-12-08T18:30:00Z`` is the 9th in Asia/Kolkata.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if len(text) == 10:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(tz).date()
+    except (OverflowError, ValueError):
+        return None
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(actual) is type(expected) and actual == expected
+    if isinstance(expected, int | float):
+        number = as_decimal(actual)
+        return number is not None and number == as_decimal(expected)
+    if isinstance(expected, list):
+        return isinstance(actual, list) and actual == expected
+    return isinstance(actual, str) and actual == expected
+
+
+def _check_value(value: Any, key: str) -> Any:
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str | bool | int | float) for v in value):
+        return value
+    raise ConditionError(key, "must be text, a number, true/false, or a list of those")
+
+
+# --- compiling --------------------------------------------------------------------------------
+
+
+def compile_condition(spec: Any, key: str = "when", depth: int = 0) -> Predicate:
+    """Compile a condition table (see the module docstring); raises ``ConditionError``."""
+    if depth > MAX_DEPTH:
+        raise ConditionError(key, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(spec, list):
+        return _all([compile_condition(s, f"{key}[{i}]", depth + 1) for i, s in enumerate(spec)])
+    if not isinstance(spec, Mapping):
+        raise ConditionError(key, "must be a table such as { path = 'status', eq = 'active' }")
+    keys = set(spec)
+    for group in ("all", "any"):
+        if group in keys:
+            if keys != {group}:
+                raise ConditionError(key, f"'{group}' cannot be mixed with other keys")
+            items = spec[group]
+            if not isinstance(items, list) or not items:
+                raise ConditionError(f"{key}.{group}", "must be a non-empty list of conditions")
+            parts = [
+                compile_condition(s, f"{key}.{group}[{i}]", depth + 1) for i, s in enumerate(items)
+            ]
+            return _all(parts) if group == "all" else _any(parts)
+    if "not" in keys:
+        if keys != {"not"}:
+            raise ConditionError(key, "'not' cannot be mixed with other keys")
+        inner = compile_condition(spec["not"], f"{key}.not", depth + 1)
+        return lambda item, today: not inner(item, today)
+    if "path" not in keys:
+        raise ConditionError(key, "needs 'path' and one operator, or 'all', 'any' or 'not'")
+    path = parse_path(spec["path"], f"{key}.path")
+    ops = sorted(keys - {"path"})
+    unknown = [op for op in ops if op not in OPERATORS]
+    if unknown:
+        raise ConditionError(
+            f"{key}.{unknown[0]}", f"unknown operator (use one of {', '.join(OPERATORS)})"
+        )
+    if len(ops) != 1:
+        raise ConditionError(key, "needs exactly one operator beside 'path'")
+    op = ops[0]
+    return _leaf(path, op, spec[op], f"{key}.{op}")
+
+
+def _all(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+
+    def every(item: Any, today: Today) -> bool:
+        # A plain loop: all() over a generator costs a generator per number and rule.
+        for p in parts:  # noqa: SIM110
+            if not p(item, today):
+                return False
+        return True
+
+    return every
+
+
+def _any(parts: list[Predicate]) -> Predicate:
+    def some(item: Any, today: Today) -> bool:
+        for p in parts:  # noqa: SIM110  (as in _all)
+            if p(item, today):
+                return True
+        return False
+
+    return some
+
+
+def _leaf(path: tuple[str, ...], op: str, value: Any, key: str) -> Predicate:
+    if op in ("missing", "present"):
+        if not isinstance(value, bool):
+            raise ConditionError(key, "must be true or false")
+        want_missing = value if op == "missing" else not value
+        return lambda item, _t: is_missing(lookup(item, path)) == want_missing
+    if op in ("eq", "ne"):
+        expected = _check_value(value, key)
+        if op == "eq":
+            return lambda item, _t: _equal(lookup(item, path), expected)
+        return lambda item, _t: not _equal(lookup(item, path), expected)
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not value:
+            raise ConditionError(key, "must be a non-empty list of values")
+        options = [_check_value(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        inside = op == "in"
+        return lambda item, _t: any(_equal(lookup(item, path), v) for v in options) == inside
+    if op == "regex":
+        if not isinstance(value, str):
+            raise ConditionError(key, "must be a regular expression in a string")
+        try:
+            pattern = re.compile(value)
+        except re.error as exc:
+            raise ConditionError(key, f"not a valid regular expression: {exc}") from None
+
+        def search(item: Any, _t: Today) -> bool:
+            found = lookup(item, path)
+            return isinstance(found, str) and pattern.search(found[:MAX_TEXT]) is not None
+
+        return search
+    bound = as_decimal(value) if not isinstance(value, str) else None
+    if bound is None:
+        raise ConditionError(key, "must be a number")
+    if op in ("days_until_lt", "days_since_gt"):
+        since = op == "days_since_gt"
+
+        def days(item: Any, today: Today) -> bool:
+            when = as_local_date(lookup(item, path), today.tz)
+            if when is None:
+                return False
+            if since:
+                return (today.date - when).days > bound
+            return (when - today.date).days < bound
+
+        return days
+    compare: Callable[[Decimal, Decimal], bool] = {
+        "lt": Decimal.__lt__,
+        "le": Decimal.__le__,
+        "gt": Decimal.__gt__,
+        "ge": Decimal.__ge__,
+    }[op]
+
+    def number(item: Any, _t: Today) -> bool:
+        found = as_decimal(lookup(item, path))
+        return found is not None and compare(found, bound)
+
+    return number
+
+
+# --- message templates ------------------------------------------------------------------------
+
+
+def compile_template(text: Any, key: str = "message") -> Callable[[Any, Callable[[Any], str]], str]:
+    """``"{e164} is {status}"`` → a function of (item, value formatter) → text.
+
+    Placeholders are dotted paths (checked here); ``{{`` and ``}}`` are literal braces. A path
+    the item lacks becomes ``—``. ``show`` turns each value into safe text (the caller's job).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConditionError(key, "must be non-empty text")
+    pieces: list[str | tuple[str, ...]] = []
+    work = text.replace("{{", "\x00").replace("}}", "\x01")
+    pos = 0
+    for match in _PLACEHOLDER.finditer(work):
+        pieces.append(work[pos : match.start()])
+        pieces.append(parse_path(match.group(1).strip(), f"{key} placeholder {{{match.group(1)}}}"))
+        pos = match.end()
+    pieces.append(work[pos:])
+    literal = "".join(p for p in pieces if isinstance(p, str))
+    if "{" in literal or "}" in literal:
+        raise ConditionError(key, "unbalanced '{' or '}' (write {{ or }} for a literal brace)")
+
+    def render(item: Any, show: Callable[[Any], str]) -> str:
+        out = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                out.append(piece.replace("\x00", "{").replace("\x01", "}"))
+            else:
+                value = lookup(item, piece)
+                out.append("—" if value is _MISSING or value is None else show(value))
+        return "".join(out)
+
+    return render

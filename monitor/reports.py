@@ -1,0 +1,413 @@
+"""Reports over stored sweeps: inventory, costs, diff. Plain queries returning rows.
+
+Shared by the CLI and the web dashboard; nothing here prints. Every report reads complete
+sweeps only (a failed or partial sweep is never a state of the inventory). Money is summed as
+``Decimal``, never as a float, and a sum is only ever taken within one currency.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, time, tzinfo
+from decimal import Decimal
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from monitor.db import AccountVersion, NumberVersion, Sweep
+from monitor.errors import ConfigError
+from monitor.model import money_text, parse_time
+
+_SWEEPS = cast(sa.Table, Sweep.__table__)
+_VERSIONS = cast(sa.Table, NumberVersion.__table__)
+_ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
+
+Row = Mapping[Any, Any]  # RowMapping or dict
+
+
+@dataclass(frozen=True)
+class SweepRef:
+    """The complete sweep a report describes."""
+
+    id: int
+    started_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "started_at": iso(self.started_at)}
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 UTC with ``Z``, as every report prints times."""
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+# --- which sweep ------------------------------------------------------------------------------
+
+
+def _ref(row: RowMapping | None) -> SweepRef | None:
+    return SweepRef(row["id"], row["started_at"]) if row is not None else None
+
+
+def complete_sweeps(conn: Connection, limit: int = 2) -> list[SweepRef]:
+    """The latest complete sweeps, newest first."""
+    stmt = (
+        sa.select(_SWEEPS.c.id, _SWEEPS.c.started_at)
+        .where(_SWEEPS.c.status == "complete")
+        .order_by(_SWEEPS.c.id.desc())
+        .limit(limit)
+    )
+    return [SweepRef(r.id, r.started_at) for r in conn.execute(stmt)]
+
+
+def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
+    """The last complete sweep that started at or before ``when``."""
+    stmt = (
+        sa.select(_SWEEPS.c.id, _SWEEPS.c.started_at)
+        .where(_SWEEPS.c.status == "complete", _SWEEPS.c.started_at <= when)
+        .order_by(_SWEEPS.c.started_at.desc(), _SWEEPS.c.id.desc())
+        .limit(1)
+    )
+    return _ref(conn.execute(stmt).mappings().first())
+
+
+def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
+    """A date (the end of that day in ``tz``) or an RFC 3339 time; ``ConfigError`` otherwise."""
+    stripped = text.strip()
+    if len(stripped) == 10:
+        try:
+            day = datetime.fromisoformat(stripped).date()
+        except ValueError:
+            day = None
+        if day is not None:
+            return datetime.combine(day, time.max, tz)
+    when = parse_time(stripped)
+    if when is None:
+        raise ConfigError(
+            f"{option}: cannot read {text!r}", hint="use a date (2026-11-30) or an RFC 3339 time"
+        )
+    return when
+
+
+def _sweep_at(conn: Connection, at: datetime | None, option: str) -> SweepRef:
+    if at is None:
+        latest = complete_sweeps(conn, 1)
+        if not latest:
+            raise ConfigError("no complete sweep yet", hint="run `did-monitor sweep` first")
+        return latest[0]
+    found = sweep_in_force(conn, at)
+    if found is None:
+        raise ConfigError(f"{option}: no complete sweep on or before {iso(at)}")
+    return found
+
+
+# --- inventory --------------------------------------------------------------------------------
+
+
+def _current_at(sweep_id: int) -> Any:
+    return sa.and_(
+        _VERSIONS.c.valid_from <= sweep_id,
+        sa.or_(_VERSIONS.c.valid_to.is_(None), _VERSIONS.c.valid_to > sweep_id),
+    )
+
+
+@dataclass(frozen=True)
+class InventoryRow:
+    e164: str
+    number_id: str
+    account_id: str
+    status: str
+    country: str | None
+    region: str | None
+    application_id: str | None
+    monthly_fee: Decimal | None
+    currency: str | None
+    next_billing_date: datetime | None
+    expires_at: datetime | None
+    tags: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Stable keys and JSON-ready values (money as exact text, times RFC 3339 UTC)."""
+        out = asdict(self)
+        out["monthly_fee"] = money_text(self.monthly_fee) if self.monthly_fee is not None else None
+        out["next_billing_date"] = iso(self.next_billing_date)
+        out["expires_at"] = iso(self.expires_at)
+        out["tags"] = list(self.tags)
+        return out
+
+
+INVENTORY_FIELDS = tuple(InventoryRow.__dataclass_fields__)
+
+
+@dataclass
+class Report:
+    """A report's rows and the sweep(s) they describe."""
+
+    name: str
+    sweep: SweepRef
+    rows: list[Any]
+    since: SweepRef | None = None
+    totals: list[Any] = field(default_factory=list)
+
+
+def inventory(
+    engine: Engine,
+    *,
+    account: str | None = None,
+    status: str | None = None,
+    country: str | None = None,
+    at: datetime | None = None,
+) -> Report:
+    """The numbers of the latest complete sweep (or the one in force at ``at``), one row each,
+    by account then number. ``status`` and ``country`` match case-insensitively."""
+    with engine.connect() as conn:
+        ref = _sweep_at(conn, at, "--at")
+        stmt = sa.select(_VERSIONS).where(_current_at(ref.id))
+        if account:
+            stmt = stmt.where(_VERSIONS.c.account_id == account)
+        if status:
+            stmt = stmt.where(_VERSIONS.c.status == status.strip().lower())
+        if country:
+            stmt = stmt.where(sa.func.upper(_VERSIONS.c.country) == country.strip().upper())
+        stmt = stmt.order_by(_VERSIONS.c.account_id, _VERSIONS.c.e164, _VERSIONS.c.number_id)
+        rows = [
+            InventoryRow(
+                e164=r["e164"],
+                number_id=r["number_id"],
+                account_id=r["account_id"],
+                status=r["status"],
+                country=r["country"],
+                region=r["region"],
+                application_id=r["application_id"],
+                monthly_fee=r["monthly_fee"],
+                currency=r["currency"],
+                next_billing_date=r["next_billing_date"],
+                expires_at=r["expires_at"],
+                tags=tuple(str(t) for t in r["tags"] or ()),
+            )
+            for r in conn.execute(stmt).mappings()
+        ]
+    return Report("inventory", ref, rows)
+
+
+# --- costs ------------------------------------------------------------------------------------
+
+
+@dataclass
+class CostRow:
+    """One invoice line: an account's active numbers in one currency and their monthly rental.
+    ``account_name`` is the name the accounts endpoint gave (none if unknown); ``unpriced``
+    counts active numbers the API gave no monthly fee for (not in the sum)."""
+
+    account_id: str
+    currency: str
+    account_name: str | None = None
+    active_numbers: int = 0
+    monthly_rental: Decimal = Decimal(0)
+    unpriced: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["monthly_rental"] = money_text(self.monthly_rental)
+        return {f: out[f] for f in COST_FIELDS}
+
+
+COST_FIELDS = (
+    "account_id",
+    "account_name",
+    "currency",
+    "active_numbers",
+    "monthly_rental",
+    "unpriced",
+)
+
+
+def account_names(conn: Connection, sweep_id: int) -> dict[str, str | None]:
+    """Customer account names as the sweep ``sweep_id`` read them (empty before accounts were
+    swept)."""
+    stmt = sa.select(_ACCOUNTS.c.account_id, _ACCOUNTS.c.name).where(
+        _ACCOUNTS.c.valid_from <= sweep_id,
+        sa.or_(_ACCOUNTS.c.valid_to.is_(None), _ACCOUNTS.c.valid_to > sweep_id),
+    )
+    return {r.account_id: r.name for r in conn.execute(stmt)}
+
+
+def costs(engine: Engine, *, account: str | None = None, at: datetime | None = None) -> Report:
+    """Per account and currency, the active numbers and the sum of their monthly rental, as of
+    the latest complete sweep (or the one in force at ``at``). ``totals`` has one row per
+    currency over every account shown (``account_id`` is ``"*"``)."""
+    with engine.connect() as conn:
+        ref = _sweep_at(conn, at, "--at")
+        stmt = sa.select(
+            _VERSIONS.c.account_id, _VERSIONS.c.currency, _VERSIONS.c.monthly_fee
+        ).where(_current_at(ref.id), _VERSIONS.c.status == "active")
+        if account:
+            stmt = stmt.where(_VERSIONS.c.account_id == account)
+        lines: dict[tuple[str, str], CostRow] = {}
+        totals: dict[str, CostRow] = {}
+        for acct, currency, fee in conn.execute(stmt.execution_options(yield_per=5000)):
+            cur = (currency or "").upper()
+            for line in (
+                lines.setdefault((acct, cur), CostRow(acct, cur)),
+                totals.setdefault(cur, CostRow("*", cur)),
+            ):
+                line.active_numbers += 1
+                if fee is None:
+                    line.unpriced += 1
+                else:
+                    line.monthly_rental += Decimal(fee)
+        names = account_names(conn, ref.id)
+    rows = [lines[k] for k in sorted(lines)]
+    for row in rows:
+        row.account_name = names.get(row.account_id)
+    return Report("costs", ref, rows, totals=[totals[k] for k in sorted(totals)])
+
+
+# --- diff -------------------------------------------------------------------------------------
+
+
+def version_changes(
+    conn: Connection, before: int, after: int
+) -> Iterator[tuple[RowMapping | None, RowMapping | None]]:
+    """(version at ``before``, version at ``after``) for each number that differs between the
+    two sweeps; None on the side where the number did not exist. Reads only the versions that
+    closed or opened in between, so an unchanged inventory costs one scan and no rows.
+
+    Works inside a sweep's own transaction too (``after`` being that sweep).
+    """
+    old_stmt = sa.select(_VERSIONS).where(
+        _VERSIONS.c.valid_from <= before,
+        _VERSIONS.c.valid_to > before,
+        _VERSIONS.c.valid_to <= after,
+    )
+    new_stmt = sa.select(_VERSIONS).where(
+        _VERSIONS.c.valid_from > before,
+        _VERSIONS.c.valid_from <= after,
+        sa.or_(_VERSIONS.c.valid_to.is_(None), _VERSIONS.c.valid_to > after),
+    )
+    old = {r["number_id"]: r for r in conn.execute(old_stmt).mappings()}
+    new = {r["number_id"]: r for r in conn.execute(new_stmt).mappings()}
+    for number_id in sorted(old.keys() | new.keys()):
+        a, b = old.get(number_id), new.get(number_id)
+        if a is not None and b is not None and a["content_hash"] == b["content_hash"]:
+            continue  # changed and changed back
+        yield a, b
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A JSON object as {dotted path: leaf value}; lists are leaves."""
+    if isinstance(value, dict) and (value or not prefix):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _value_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One difference: ``change`` is added, removed or changed; a changed number has one row
+    per field (a dotted path into the item's JSON) with its value before and after."""
+
+    change: str
+    e164: str
+    number_id: str
+    account_id: str
+    field: str | None = None
+    before: str | None = None
+    after: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DIFF_FIELDS = tuple(DiffRow.__dataclass_fields__)
+_MISSING = object()
+
+
+def _raw(row: Row) -> dict[str, Any]:
+    raw = row["raw"]
+    if isinstance(raw, str | bytes):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def diff_rows(before: Row | None, after: Row | None) -> list[DiffRow]:
+    """What ``version_changes`` yields for one number, as report rows."""
+    if before is None and after is not None:
+        return [DiffRow("added", after["e164"], after["number_id"], after["account_id"])]
+    if after is None and before is not None:
+        return [DiffRow("removed", before["e164"], before["number_id"], before["account_id"])]
+    assert before is not None
+    assert after is not None
+    old, new = flatten(_raw(before)), flatten(_raw(after))
+    rows = []
+    for path in sorted(old.keys() | new.keys()):
+        a, b = old.get(path, _MISSING), new.get(path, _MISSING)
+        if a == b and type(a) is type(b):
+            continue
+        rows.append(
+            DiffRow(
+                "changed",
+                after["e164"],
+                after["number_id"],
+                after["account_id"],
+                path,
+                None if a is _MISSING else _value_text(a),
+                None if b is _MISSING else _value_text(b),
+            )
+        )
+    return rows
+
+
+def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) -> Report:
+    """Numbers added, removed and changed between two complete sweeps: by default the last two;
+    with ``since`` (a sweep id, a date or an RFC 3339 time), that sweep (or the one in force
+    then) against the latest. Ordered by change, then number."""
+    with engine.connect() as conn:
+        latest = complete_sweeps(conn, 2)
+        if not latest:
+            raise ConfigError("no complete sweep yet", hint="run `did-monitor sweep` first")
+        if since is None:
+            if len(latest) < 2:
+                raise ConfigError(
+                    "only one complete sweep so far: nothing to compare it with",
+                    hint="sweep again later, or compare with --since",
+                )
+            base = latest[1]
+        elif since.strip().isdigit():
+            row = (
+                conn.execute(sa.select(_SWEEPS).where(_SWEEPS.c.id == int(since)))
+                .mappings()
+                .first()
+            )
+            if row is None or row["status"] != "complete":
+                raise ConfigError(
+                    f"--since: sweep {since.strip()} is not a complete sweep",
+                    hint="see `did-monitor status` for recent sweeps",
+                )
+            base = SweepRef(row["id"], row["started_at"])
+        else:
+            found = sweep_in_force(conn, parse_when(since, tz or UTC, "--since"))
+            if found is None:
+                raise ConfigError(f"--since: no complete sweep on or before {since.strip()}")
+            base = found
+        rows: list[DiffRow] = []
+        for before, after in version_changes(conn, base.id, latest[0].id):
+            rows.extend(diff_rows(before, after))
+    order = {"added": 0, "removed": 1, "changed": 2}
+    rows.sort(key=lambda r: (order[r.change], r.account_id, r.e164, r.number_id, r.field or ""))
+    return Report("diff", latest[0], rows, since=base)

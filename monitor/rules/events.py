@@ -1,0 +1,146 @@
+"""Rules over a sweep as a whole: changes between two complete sweeps, and customer accounts.
+
+Change rules get a number's stored version in the previous complete sweep (``before``) and in
+this one (``after``); either is None when the number was added or is gone. They run only on a
+complete sweep that has a complete predecessor, so a failed or partial read never reports a
+number as gone. Their findings are events: told once, resolved silently by the next sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.conditions import as_decimal
+from monitor.config import AvailabilityWatch, ChangedConfig, RuleConfig
+from monitor.model import FindingDraft
+from monitor.rules.base import RuleContext, money, row_draft, rule, show
+
+Row = Mapping[Any, Any]  # RowMapping or dict
+
+
+def _event_subject(row: Row, what: str, ctx: RuleContext) -> str:
+    # The sweep's id keeps each change its own finding: a second change to the same field next
+    # week is news again, not an update of last week's.
+    return f"{row.get('number_id')}:{what}@{ctx.sweep_id or 0}"
+
+
+@rule("disappeared", "in the last complete sweep, absent from this one", "change", event=True)
+def disappeared(
+    before: Row | None, after: Row | None, cfg: RuleConfig, ctx: RuleContext
+) -> list[FindingDraft]:
+    if before is None or after is not None:
+        return []
+    text = (
+        f"no longer in the inventory (was {show(before.get('status'))} "
+        f"on account {show(before.get('account_id'))})"
+    )
+    return [row_draft("disappeared", cfg, before, text, str(before.get("number_id")))]
+
+
+def _fee(row: Row) -> Any:
+    return as_decimal(row.get("monthly_fee"))
+
+
+@rule("changed", "application, blocked, monthly fee or account changed", "change", event=True)
+def changed(
+    before: Row | None, after: Row | None, cfg: ChangedConfig, ctx: RuleContext
+) -> list[FindingDraft]:
+    if before is None or after is None:
+        return []
+    out = []
+
+    def tell(what: str, text: str) -> None:
+        if what in cfg.changes:
+            out.append(row_draft("changed", cfg, after, text, _event_subject(after, what, ctx)))
+
+    old_app, new_app = before.get("application_id"), after.get("application_id")
+    if old_app != new_app:
+        if new_app is None:
+            tell("application", f"application {show(old_app)} was removed: calls are hung up")
+        elif old_app is None:
+            tell("application", f"application {show(new_app)} was attached")
+        else:
+            tell("application", f"application changed from {show(old_app)} to {show(new_app)}")
+    if bool(before.get("is_blocked")) != bool(after.get("is_blocked")):
+        tell("blocked", "number was blocked" if after.get("is_blocked") else "number was unblocked")
+    old_fee, new_fee = _fee(before), _fee(after)
+    if old_fee != new_fee or (
+        old_fee is not None and before.get("currency") != after.get("currency")
+    ):
+        tell(
+            "monthly_fee",
+            f"monthly fee changed from {money(old_fee, before.get('currency'))} "
+            f"to {money(new_fee, after.get('currency'))}",
+        )
+    if before.get("account_id") != after.get("account_id"):
+        tell(
+            "account",
+            f"moved from account {show(before.get('account_id'))} "
+            f"to {show(after.get('account_id'))}",
+        )
+    return out
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+# Account states in which a customer is expected to take calls; others (suspended, closed...)
+# are left alone by the account rules.
+LIVE_ACCOUNT_STATUSES = frozenset({"", "active"})
+
+
+@dataclass
+class AccountView:
+    """A customer account as the account rules see it: the API's fields (none when the account
+    is known from its numbers only) and how many of its numbers are in each status."""
+
+    account_id: str
+    name: str | None = None
+    status: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@rule("no_active_number", "a customer account with no active number", "account")
+def no_active_number(acct: AccountView, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    if (acct.status or "").casefold() not in LIVE_ACCOUNT_STATUSES or acct.counts.get("active"):
+        return None
+    label = show(acct.account_id) + (f" ({show(acct.name)})" if acct.name else "")
+    others = sum(acct.counts.values())
+    if others:
+        detail = ", ".join(f"{n} {show(s)}" for s, n in sorted(acct.counts.items()))
+        text = f"account {label} has no active number ({detail}): its inbound calls fail"
+    else:
+        text = f"account {label} has no number at all: it cannot receive inbound calls"
+    return FindingDraft(
+        rule="no_active_number",
+        subject=f"account:{acct.account_id}",
+        severity=cfg.severity,
+        message=text,
+        account_id=acct.account_id,
+    )
+
+
+# --- availability -----------------------------------------------------------------------------
+
+
+@rule(
+    "low_availability",
+    "fewer than N WhatsApp-capable numbers for sale in a watched place",
+    "availability",
+)
+def low_availability(
+    watch: AvailabilityWatch, available: int, cfg: RuleConfig, ctx: RuleContext
+) -> FindingDraft | None:
+    if available >= watch.min_available:
+        return None
+    place = watch.country + (f"/{show(watch.region)}" if watch.region else "")
+    return FindingDraft(
+        rule="low_availability",
+        subject=f"availability:{watch.country}:{(watch.region or '*').casefold()}"[:128],
+        severity=cfg.severity,
+        message=(
+            f"only {available} WhatsApp-capable number(s) for sale in {place} "
+            f"(watching for at least {watch.min_available})"
+        ),
+    )

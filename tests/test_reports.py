@@ -1,0 +1,227 @@
+"""Reports (inventory, costs, diff) and the change rules, over real sweeps of the sandbox into
+SQLite and PostgreSQL; every figure is checked against one computed here from the sandbox."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor import reports
+from monitor.config import ChannelConfig
+from monitor.errors import ConfigError
+from monitor.pipeline import run_cycle
+from monitor.sandbox import Sandbox
+from monitor.store import Store
+from monitor.testing import RecordingNotifier
+from tests.conftest import FakeClock, make_settings
+
+CHAN = ChannelConfig(name="ops", url="json://127.0.0.1:1/x")
+
+
+def sweep(sandbox: Sandbox, store: Store, clock: FakeClock, notifier: Any = None) -> Any:
+    out = run_cycle(
+        make_settings(sandbox, store.url, (CHAN,)),
+        store,
+        notifier or RecordingNotifier(),
+        clock=clock,
+    )
+    assert out.ok, out.error
+    clock.advance(days=7)
+    return out
+
+
+def items(sandbox: Sandbox) -> list[dict[str, Any]]:
+    inv = sandbox.inventory
+    return [inv.item(inv.index_of(nid)) for nid in inv.ids()]
+
+
+def expected_costs(sandbox: Sandbox) -> dict[tuple[str, str], tuple[int, Decimal]]:
+    lines: dict[tuple[str, str], tuple[int, Decimal]] = defaultdict(lambda: (0, Decimal(0)))
+    for it in items(sandbox):
+        if it["status"] != "active":
+            continue
+        count, total = lines[(it["account_id"], it["currency"])]
+        lines[(it["account_id"], it["currency"])] = (
+            count + 1,
+            total + Decimal(str(it["monthly_fee"])),
+        )
+    return dict(lines)
+
+
+def test_costs_match_the_sums_of_the_inventory(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    sweep(sandbox, store, clock)
+    rep = reports.costs(store.engine)
+    got = {(r.account_id, r.currency): (r.active_numbers, r.monthly_rental) for r in rep.rows}
+    assert got == expected_costs(sandbox)
+    assert all(isinstance(r.monthly_rental, Decimal) for r in rep.rows)
+    for total in rep.totals:
+        mine = [r for r in rep.rows if r.currency == total.currency]
+        assert total.monthly_rental == sum((r.monthly_rental for r in mine), Decimal(0))
+        assert total.active_numbers == sum(r.active_numbers for r in mine)
+    account = rep.rows[0].account_id
+    only = reports.costs(store.engine, account=account)
+    assert {r.account_id for r in only.rows} == {account}
+
+
+def test_costs_at_a_date_use_the_sweep_in_force_then(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    first_at = clock.now
+    sweep(sandbox, store, clock)
+    before = expected_costs(sandbox)
+    active = next(it for it in items(sandbox) if it["status"] == "active")
+    sandbox.inventory.update(active["id"], monthly_fee="999.99")
+    sweep(sandbox, store, clock)
+    assert {
+        (r.account_id, r.currency): (r.active_numbers, r.monthly_rental)
+        for r in reports.costs(store.engine, at=first_at + timedelta(days=1)).rows
+    } == before
+    latest = reports.costs(store.engine)
+    assert latest.sweep.id == 2
+    with pytest.raises(ConfigError, match="no complete sweep on or before"):
+        reports.costs(store.engine, at=first_at - timedelta(days=1))
+
+
+def test_inventory_rows_and_filters(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    sweep(sandbox, store, clock)
+    every = items(sandbox)
+    rep = reports.inventory(store.engine)
+    assert len(rep.rows) == len(every)
+    assert {r.number_id for r in rep.rows} == {it["id"] for it in every}
+    active_in = reports.inventory(store.engine, status="ACTIVE", country="in").rows
+    assert len(active_in) == sum(
+        1 for it in every if it["status"] == "active" and it["country"] == "IN"
+    )
+    account = every[0]["account_id"]
+    assert {r.account_id for r in reports.inventory(store.engine, account=account).rows} == {
+        account
+    }
+    row = rep.rows[0].as_dict()
+    assert list(row) == list(reports.INVENTORY_FIELDS)
+    json.dumps(row)  # JSON-ready as it is
+
+
+def test_changes_are_reported_told_once_and_resolve_silently(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    notifier = RecordingNotifier()
+    sweep(sandbox, store, clock, notifier)
+    inv = sandbox.inventory
+    ids = list(inv.ids())
+    changed_id, gone_id = ids[0], ids[1]
+    old = inv.item(inv.index_of(changed_id))
+    inv.update(changed_id, application_id=None, monthly_fee="777.25", account_id="MA_MOVED")
+    inv.remove([gone_id])
+    (added_id,) = inv.add(1)
+    notifier.sent.clear()
+    second = sweep(sandbox, store, clock, notifier)
+
+    rep = reports.diff(store.engine)
+    assert (rep.since and rep.since.id, rep.sweep.id) == (1, second.sweep_id)
+    by_change = defaultdict(list)
+    for r in rep.rows:
+        by_change[r.change].append(r)
+    assert [r.number_id for r in by_change["added"]] == [added_id]
+    assert [r.number_id for r in by_change["removed"]] == [gone_id]
+    fields = {r.field: (r.before, r.after) for r in by_change["changed"]}
+    assert fields["monthly_fee"] == (str(old["monthly_fee"]), "777.25")
+    assert fields["account_id"] == (old["account_id"], "MA_MOVED")
+    assert fields["application_id"][1] is None
+
+    events = {
+        f["subject"]: f
+        for f in store.findings(clock.now)
+        if f["rule"] in ("changed", "disappeared")
+    }
+    subjects = set(events)
+    assert gone_id in subjects  # disappeared
+    kinds = {s.split(":")[1].split("@")[0] for s in subjects if s.startswith(changed_id + ":")}
+    assert kinds >= {"application", "monthly_fee", "account"}
+    assert all(f["severity"] == "info" for f in events.values() if f["rule"] == "changed")
+    (digest,) = notifier.sent
+    assert "moved from account" in digest.body and "no longer in the inventory" in digest.body
+
+    notifier.sent.clear()
+    sweep(sandbox, store, clock, notifier)  # nothing changed: the events resolve, untold
+    assert not [f for f in store.findings(clock.now) if f["rule"] in ("changed", "disappeared")]
+    assert all("moved from account" not in m.body for m in notifier.sent)
+    assert reports.diff(store.engine).rows == []
+    since_first = reports.diff(store.engine, since="1")
+    assert {r.change for r in since_first.rows} == {"added", "removed", "changed"}
+
+
+def test_diff_needs_two_complete_sweeps(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
+    with pytest.raises(ConfigError, match="no complete sweep yet"):
+        reports.diff(store.engine)
+    sweep(sandbox, store, clock)
+    with pytest.raises(ConfigError, match="only one complete sweep"):
+        reports.diff(store.engine)
+    with pytest.raises(ConfigError, match="not a complete sweep"):
+        reports.diff(store.engine, since="99")
+
+
+def test_a_failed_sweep_reports_nothing_gone(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    sweep(sandbox, store, clock)
+    sandbox.inventory.remove([next(iter(sandbox.inventory.ids()))])
+    sandbox.faults.add(page=2, times=100, status=500)
+    settings = make_settings(sandbox, store.url, (CHAN,), vobiz={"max_retries": 0})
+    out = run_cycle(settings, store, RecordingNotifier(), clock=clock)
+    assert not out.ok
+    assert not [f for f in store.findings(clock.now) if f["rule"] == "disappeared"]
+    assert reports.costs(store.engine).sweep.id == 1  # the failed sweep is no state
+
+
+def did(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def test_report_commands_print_stable_csv_and_json(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    import os
+
+    sweep(sandbox, sqlite_store, clock)
+    env = os.environ | {"DID_MONITOR__DATABASE__URL": sqlite_store.url}
+    env.pop("DID_MONITOR_CONFIG", None)
+    env["DID_MONITOR_CONFIG"] = str(tmp_path / "none.toml")
+    (tmp_path / "none.toml").write_text("")
+    out = did("costs", "--format", "csv", env=env)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert list(rows[0]) == list(reports.COST_FIELDS)
+    want = expected_costs(sandbox)
+    assert {
+        (r["account_id"], r["currency"]): (int(r["active_numbers"]), Decimal(r["monthly_rental"]))
+        for r in rows
+    } == want
+    doc = json.loads(did("costs", "--format", "json", env=env).stdout)
+    assert doc["report"] == "costs" and doc["sweep"]["id"] == 1
+    assert {t["currency"] for t in doc["totals"]} == {c for _, c in want}
+    inv = json.loads(did("inventory", "--format", "json", "--status", "active", env=env).stdout)
+    assert inv["rows"] and all(r["status"] == "active" for r in inv["rows"])
+    table = did("inventory", "--format", "table", env=env)
+    assert table.returncode == 0 and "number(s) in sweep 1" in table.stdout
+    bad = did("diff", env=env)
+    assert bad.returncode == 2 and "only one complete sweep" in bad.stderr
+    bad = did("costs", "--at", "someday", env=env)
+    assert bad.returncode == 2 and "--at: cannot read" in bad.stderr
