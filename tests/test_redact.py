@@ -152,7 +152,13 @@ def test_the_token_never_leaves_the_process(
             "sip": {"password": SECRET},
         }
         page = {"items": [item], "total": 1, "page": 1, "per_page": 100}
-        hostile.respond = lambda h: (200, json.dumps(page).encode())
+        # The customer's own token arrives with its account, too.
+        account = {"auth_id": "MA_1", "name": "C", "auth_token": SECRET, "api_key": SECRET}
+        accounts = {"accounts": [account], "total": 1, "page": 1, "size": 100}
+        hostile.respond = lambda h: (
+            200,
+            json.dumps(accounts if "/partner/accounts" in h.path else page).encode(),
+        )
     cfg = tmp_path / "config.toml"
     cfg.write_text(f"""
 [vobiz]

@@ -379,5 +379,5 @@ def test_an_injected_client_fetches_every_page_itself(
     with client:
         out = run_cycle(settings, store, RecordingNotifier(), clock=clock, client=client)
     assert out.ok, out.error
-    assert client.stats.requests == 8 and out.counts.requests == 8
-    assert sum(store.open_counts().values()) == 25  # the sandbox seed 7 inventory
+    assert client.stats.requests == 8 + 1 and out.counts.requests == 8 + 1  # + accounts
+    assert sum(store.open_counts().values()) == 48  # the sandbox seed 7 inventory

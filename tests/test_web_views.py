@@ -154,7 +154,9 @@ def test_findings_filter_paginate_and_link_to_numbers(client: TestClient, swept:
     second = client.get("/findings?page=2")
     assert f"11–{min(20, open_total)} of {open_total}" in second.text
     links = re.findall(r'href="(/numbers/[^"]+)"', first.text)
-    assert len(links) == 10
+    # A finding about a customer account (no_active_number) has no number to link to.
+    # The sandbox has two customers without numbers: at most two rows without a link.
+    assert 8 <= len(links) <= 10
     assert client.get(links[0]).status_code == 200
 
     blocked = client.get("/findings?rule=blocked&severity=critical")
