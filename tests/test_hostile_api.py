@@ -62,6 +62,7 @@ def sweep(api: Hostile, store: Store, clock: FakeClock, **vobiz: Any) -> Any:
             "timeout_seconds": 2,
             **vobiz,
         },
+        sweep={"accounts": False},  # this API answers every path with the numbers it is given
     )
     return run_cycle(s, store, RecordingNotifier(), clock=clock)
 
