@@ -214,9 +214,20 @@ class VobizClient:
             "Accept": "application/json",
         }
         self._timeout = httpx.Timeout(config.timeout_seconds)
+        # Requests in flight and whether ``close`` was called: fetch threads of an iterator
+        # closed early may still be in a request (or wake from a backoff) after the sweep ends.
+        self._state_lock = threading.Lock()
+        self._in_flight = 0
+        self._closed = False
 
     def close(self) -> None:
-        if self._own_http:
+        """Refuse new requests and close the client's own HTTP client once no request is in
+        flight: now, or when the last one ends. Closing the pool under a request that is still
+        connecting would leave that connection outside the pool, its socket never closed."""
+        with self._state_lock:
+            self._closed = True
+            idle = self._in_flight == 0
+        if idle and self._own_http:
             self._http.close()
 
     def __enter__(self) -> VobizClient:
@@ -260,6 +271,21 @@ class VobizClient:
 
     def _get_once(self, path: str, params: dict[str, Any] | None) -> Any:
         self._limiter.wait(self._sleep)
+        with self._state_lock:
+            if self._closed:
+                # an abandoned fetch thread waking from its backoff: the sweep is over
+                raise ApiError(f"GET {path}: not sent, the client is closed")
+            self._in_flight += 1
+        try:
+            return self._request(path, params)
+        finally:
+            with self._state_lock:
+                self._in_flight -= 1
+                last = self._closed and self._in_flight == 0
+            if last and self._own_http:
+                self._http.close()
+
+    def _request(self, path: str, params: dict[str, Any] | None) -> Any:
         self.stats.add(requests=1)
         try:
             with self._http.stream(
@@ -343,7 +369,8 @@ class VobizClient:
         """``numbers_body`` of each page, fetched by ``concurrency`` threads (as many more
         queued), yielded as they complete; a page's error is raised when its turn comes. Pages
         still in flight when the iterator is closed early are abandoned, not waited for: the
-        sweep has failed or stopped, and their retries would only delay it."""
+        sweep has failed or stopped, and their retries would only delay it. Once the client is
+        closed they send nothing more, and its own HTTP client closes when the last ends."""
         todo = iter(pages)
         pending: set[Future[tuple[Any, int, int]]] = set()
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")

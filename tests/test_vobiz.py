@@ -260,3 +260,25 @@ def test_a_shared_client_is_not_closed_by_the_api_client(sandbox: Sandbox) -> No
         assert not shared.is_closed
         # the credentials go with each API request, never as the shared client's defaults
         assert "X-Auth-Token" not in shared.headers
+
+
+def test_close_waits_out_a_request_in_flight_then_closes_its_pool(sandbox: Sandbox) -> None:
+    """A fetch thread abandoned mid-request still gets its page over an open pool (closing the
+    pool under a connecting request would orphan that socket); the pool closes when it ends, and
+    a thread waking from a backoff afterwards sends nothing."""
+    import threading
+
+    sandbox.faults.add(page=1, kind="timeout", delay=0.5)
+    client, _ = client_for(sandbox, timeout_seconds=5)
+    pages: list[int] = []
+    worker = threading.Thread(target=lambda: pages.append(client.numbers_page(1).page))
+    worker.start()
+    while client.stats.requests == 0:
+        threading.Event().wait(0.01)
+    client.close()
+    assert not client._http.is_closed  # the request in flight keeps it open
+    worker.join(10)
+    assert pages == [1] and client._http.is_closed
+    with pytest.raises(ApiError, match="client is closed"):
+        client.numbers_page(2)
+    assert client.stats.requests == 1
