@@ -8,7 +8,7 @@ sweeps only (a failed or partial sweep is never a state of the inventory). Money
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time, tzinfo
 from decimal import Decimal
@@ -234,30 +234,42 @@ def account_names(conn: Connection, sweep_id: int) -> dict[str, str | None]:
     return {r.account_id: r.name for r in conn.execute(stmt)}
 
 
+def cost_lines(
+    conn: Connection, sweep_id: int | None, accounts: Collection[str] | None = None
+) -> tuple[dict[tuple[str, str], CostRow], dict[str, CostRow]]:
+    """The invoice lines ((account, currency) → row) and per-currency totals of the active
+    numbers in force at complete sweep ``sweep_id``, or of the current rows when it is ``None``
+    (the dashboard's view, served by the partial index on current rows). ``accounts`` limits
+    the accounts read. Currencies are upper-cased; an unknown currency is ``""``."""
+    where = _current_at(sweep_id) if sweep_id is not None else _VERSIONS.c.valid_to.is_(None)
+    stmt = sa.select(_VERSIONS.c.account_id, _VERSIONS.c.currency, _VERSIONS.c.monthly_fee).where(
+        where, _VERSIONS.c.status == "active"
+    )
+    if accounts is not None:
+        stmt = stmt.where(_VERSIONS.c.account_id.in_(list(accounts)))
+    lines: dict[tuple[str, str], CostRow] = {}
+    totals: dict[str, CostRow] = {}
+    for acct, currency, fee in conn.execute(stmt.execution_options(yield_per=5000)):
+        cur = (currency or "").upper()
+        for line in (
+            lines.setdefault((acct, cur), CostRow(acct, cur)),
+            totals.setdefault(cur, CostRow("*", cur)),
+        ):
+            line.active_numbers += 1
+            if fee is None:
+                line.unpriced += 1
+            else:
+                line.monthly_rental += Decimal(fee)
+    return lines, totals
+
+
 def costs(engine: Engine, *, account: str | None = None, at: datetime | None = None) -> Report:
     """Per account and currency, the active numbers and the sum of their monthly rental, as of
     the latest complete sweep (or the one in force at ``at``). ``totals`` has one row per
     currency over every account shown (``account_id`` is ``"*"``)."""
     with engine.connect() as conn:
         ref = _sweep_at(conn, at, "--at")
-        stmt = sa.select(
-            _VERSIONS.c.account_id, _VERSIONS.c.currency, _VERSIONS.c.monthly_fee
-        ).where(_current_at(ref.id), _VERSIONS.c.status == "active")
-        if account:
-            stmt = stmt.where(_VERSIONS.c.account_id == account)
-        lines: dict[tuple[str, str], CostRow] = {}
-        totals: dict[str, CostRow] = {}
-        for acct, currency, fee in conn.execute(stmt.execution_options(yield_per=5000)):
-            cur = (currency or "").upper()
-            for line in (
-                lines.setdefault((acct, cur), CostRow(acct, cur)),
-                totals.setdefault(cur, CostRow("*", cur)),
-            ):
-                line.active_numbers += 1
-                if fee is None:
-                    line.unpriced += 1
-                else:
-                    line.monthly_rental += Decimal(fee)
+        lines, totals = cost_lines(conn, ref.id, [account] if account else None)
         names = account_names(conn, ref.id)
     rows = [lines[k] for k in sorted(lines)]
     for row in rows:

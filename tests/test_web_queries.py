@@ -9,6 +9,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
+from monitor import reports
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import VERSIONS, Store
@@ -115,22 +116,36 @@ def test_accounts_page_orders_idle_customers_first_with_exact_rental(
             sandbox.inventory.update(index, status="inactive")
     sweep_three_times(sandbox, store, clock)
     page = queries.accounts_page(store, 1, 500)
-    assert page.items[0].account_id == account and page.items[0].active == 0
-    assert page.items[0].rental == {}
+    # Customers without any number exist only in the account list; they and the customer whose
+    # numbers all went inactive come first, by id.
+    empty = sorted(sandbox.inventory.empty_account_ids)
+    idle = sorted([*empty, account])
+    assert [i.account_id for i in page.items[: len(idle)]] == idle
+    assert all(i.active == 0 and i.rental == {} for i in page.items[: len(idle)])
+    assert all(i.numbers == 0 for i in page.items if i.account_id in empty)
+    names = {str(a["auth_id"]): a["name"] for a in sandbox.inventory.accounts()}
+    assert {i.account_id: i.name for i in page.items} == {
+        i.account_id: names.get(i.account_id) for i in page.items
+    }
+    assert all(i.name for i in page.items if i.account_id in empty)
+    # Rental per currency is what `did-monitor costs` reports.
+    report = reports.costs(store.engine)
+    expected: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    for line in report.rows:
+        if line.active_numbers > line.unpriced:
+            expected[line.account_id][line.currency] = line.monthly_rental
+    for item in page.items:
+        assert item.rental == expected.get(item.account_id, {}), item.account_id
     last = store.last_sweep("complete")
     assert last is not None
-    expected: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for row in inventory_at(store, last["id"]):
-        if row["status"] == "active" and row["monthly_fee"] is not None:
-            expected[row["account_id"]][row["currency"]] += Decimal(str(row["monthly_fee"]))
-    for item in page.items:
-        assert item.rental == dict(expected.get(item.account_id, {})), item.account_id
-    assert page.total == len({r["account_id"] for r in inventory_at(store, last["id"])})
-    # Customers without any number (no_active_number finds them from the account list) are not
-    # on this page, which lists the accounts the inventory knows.
+    inventory = {r["account_id"] for r in inventory_at(store, last["id"])}
+    assert page.total == len(inventory | set(names)) == len(page.items)
     shown = {i.account_id for i in page.items}
     on_page = [f for f in store.findings(clock.now) if f["account_id"] in shown]
     assert sum(i.open_findings for i in page.items) == len(on_page)
+    # Pages split the same order.
+    first, second = queries.accounts_page(store, 1, 2), queries.accounts_page(store, 2, 2)
+    assert first.items + second.items == page.items[:4] and first.total == page.total
 
 
 def test_number_history_names_what_changed(

@@ -8,6 +8,7 @@ import base64
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import escape as html_escape
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -213,14 +214,23 @@ def test_number_page_history_findings_and_hostile_strings_as_text(
     assert missing.status_code == 404 and "no number +10000000000 on record" in missing.text
 
 
-def test_accounts_with_no_active_number_come_first(client: TestClient, swept: Swept) -> None:
+def test_accounts_with_no_active_number_come_first(
+    client: TestClient, swept: Swept, sandbox: Sandbox
+) -> None:
     response = client.get("/accounts")
     assert response.status_code == 200
     html = response.text
     assert_safe_html(html)
-    first_row = html.index("<tbody>")
-    assert html.index(swept.idle_account, first_row) < html.index("</tr>", first_row)
-    assert "no active number" in html
+    # The idle customer and the two with no number at all (only in the account list) lead, by
+    # id, each with its name; a customer's auth_token is never shown.
+    body = html[html.index("<tbody>") :]
+    rows = body.split("</tr>")
+    idle = sorted([swept.idle_account, *sandbox.inventory.empty_account_ids])
+    accounts = {str(a["auth_id"]): a for a in sandbox.inventory.accounts()}
+    for row, account_id in zip(rows, idle, strict=False):
+        assert account_id in row and "no active number" in row
+        assert html_escape(accounts[account_id]["name"]) in row
+        assert accounts[account_id]["auth_token"] not in html
     assert re.search(r"[\d,]+\.\d\d (INR|USD)", html)
 
 

@@ -19,6 +19,8 @@ from typing import Any, Final, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
+from monitor import reports
+from monitor.account_store import ACCOUNTS
 from monitor.store import FINDINGS, SILENCES, SWEEPS, VERSIONS, Store
 
 T = TypeVar("T")
@@ -296,49 +298,66 @@ def number_history(store: Store, e164: str) -> list[dict[str, Any]]:
 
 @dataclass
 class AccountRow:
-    """One customer: its current numbers, the monthly rental of its active ones per currency
-    (exact decimals) and its open findings."""
+    """One customer: its name (from the account list, none if unknown), its current numbers,
+    the monthly rental of its active ones per currency (exact decimals, summed as
+    ``did-monitor costs`` sums them: upper-cased currency, ``""`` if unknown), the active
+    numbers without a fee, and its open findings."""
 
     account_id: str
     numbers: int
     active: int
+    name: str | None = None
     rental: dict[str, Decimal] = field(default_factory=dict)
+    unpriced: int = 0
     open_findings: int = 0
 
 
 def accounts_page(store: Store, page: int, per_page: int) -> Page[AccountRow]:
-    """Accounts in the current inventory, those with no active number first, then by id."""
+    """Customers in the current inventory or the current account list (a customer with no
+    number at all is only in the latter), those with no active number first, then by id."""
     current = VERSIONS.c.valid_to.is_(None)
     active = sa.func.sum(sa.case((VERSIONS.c.status == "active", 1), else_=0))
-    grouped = (
+    numbers = (
         sa.select(VERSIONS.c.account_id, sa.func.count().label("numbers"), active.label("active"))
         .where(current)
         .group_by(VERSIONS.c.account_id)
+        .subquery()
     )
+    named = (
+        sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.name)
+        .where(ACCOUNTS.c.valid_to.is_(None))
+        .subquery()
+    )
+    ids = sa.union(
+        sa.select(VERSIONS.c.account_id).where(current), sa.select(named.c.account_id)
+    ).subquery()
+    idle = sa.func.coalesce(numbers.c.active, 0) == 0
     ordered = (
-        grouped.order_by(sa.case((active == 0, 0), else_=1), VERSIONS.c.account_id)
+        sa.select(ids.c.account_id, numbers.c.numbers, numbers.c.active, named.c.name)
+        .select_from(
+            ids.outerjoin(numbers, numbers.c.account_id == ids.c.account_id).outerjoin(
+                named, named.c.account_id == ids.c.account_id
+            )
+        )
+        .order_by(sa.case((idle, 0), else_=1), ids.c.account_id)
         .limit(per_page)
         .offset(_offset(page, per_page))
     )
-    total_stmt = sa.select(sa.func.count(sa.distinct(VERSIONS.c.account_id))).where(current)
+    total_stmt = sa.select(sa.func.count()).select_from(ids)
     with store.engine.connect() as conn:
         total = int(conn.execute(total_stmt).scalar_one())
         rows = [
-            AccountRow(str(r.account_id), int(r.numbers), int(r.active or 0))
+            AccountRow(str(r.account_id), int(r.numbers or 0), int(r.active or 0), r.name)
             for r in conn.execute(ordered)
         ]
         by_id = {r.account_id: r for r in rows}
         if by_id:
-            fees = sa.select(
-                VERSIONS.c.account_id, VERSIONS.c.currency, VERSIONS.c.monthly_fee
-            ).where(current, VERSIONS.c.status == "active", VERSIONS.c.account_id.in_(by_id))
-            for account_id, currency, fee in conn.execute(fees):
-                if fee is None:
-                    continue
-                rental = by_id[account_id].rental
-                key = currency or "?"
-                # Decimal(str(...)): SQLite hands back floats; the column holds 6 decimals.
-                rental[key] = rental.get(key, Decimal(0)) + Decimal(str(fee)).quantize(_MICRO)
+            lines, _ = reports.cost_lines(conn, None, by_id)
+            for (account_id, currency), line in lines.items():
+                row = by_id[account_id]
+                row.unpriced += line.unpriced
+                if line.active_numbers > line.unpriced:
+                    row.rental[currency] = line.monthly_rental
             opened = (
                 sa.select(FINDINGS.c.account_id, sa.func.count())
                 .where(FINDINGS.c.state == "open", FINDINGS.c.account_id.in_(by_id))
@@ -347,6 +366,3 @@ def accounts_page(store: Store, page: int, per_page: int) -> Page[AccountRow]:
             for account_id, count in conn.execute(opened):
                 by_id[account_id].open_findings = int(count)
     return Page(rows, max(page, 1), per_page, total)
-
-
-_MICRO: Final = Decimal("0.000001")
