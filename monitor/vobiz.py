@@ -216,9 +216,10 @@ class VobizClient:
         self._timeout = httpx.Timeout(config.timeout_seconds)
         # Requests in flight and whether ``close`` was called: fetch threads of an iterator
         # closed early may still be in a request (or wake from a backoff) after the sweep ends.
-        self._state_lock = threading.Lock()
+        self._state_lock = threading.Condition()
         self._in_flight = 0
         self._closed = False
+        self._batch = threading.local()  # a fetch thread's ``numbers_bodies`` stop flag
 
     def close(self) -> None:
         """Refuse new requests and close the client's own HTTP client once no request is in
@@ -271,10 +272,11 @@ class VobizClient:
 
     def _get_once(self, path: str, params: dict[str, Any] | None) -> Any:
         self._limiter.wait(self._sleep)
+        stop: threading.Event | None = getattr(self._batch, "stop", None)
         with self._state_lock:
-            if self._closed:
+            if self._closed or (stop is not None and stop.is_set()):
                 # an abandoned fetch thread waking from its backoff: the sweep is over
-                raise ApiError(f"GET {path}: not sent, the client is closed")
+                raise ApiError(f"GET {path}: not sent, the client is closed or the pages dropped")
             self._in_flight += 1
         try:
             return self._request(path, params)
@@ -282,6 +284,7 @@ class VobizClient:
             with self._state_lock:
                 self._in_flight -= 1
                 last = self._closed and self._in_flight == 0
+                self._state_lock.notify_all()
             if last and self._own_http:
                 self._http.close()
 
@@ -369,22 +372,37 @@ class VobizClient:
         """``numbers_body`` of each page, fetched by ``concurrency`` threads (as many more
         queued), yielded as they complete; a page's error is raised when its turn comes. Pages
         still in flight when the iterator is closed early are abandoned, not waited for: the
-        sweep has failed or stopped, and their retries would only delay it. Once the client is
-        closed they send nothing more, and its own HTTP client closes when the last ends."""
+        sweep has failed or stopped, and their retries would only delay it. They send nothing
+        more, and the requests they have on the wire are waited out (bounded by
+        ``timeout_seconds``), so a shared HTTP client closed next is not closed under them."""
         todo = iter(pages)
         pending: set[Future[tuple[Any, int, int]]] = set()
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
+        stop = threading.Event()
+
+        def fetch(page: int) -> tuple[Any, int, int]:
+            self._batch.stop = stop
+            return self.numbers_body(page, per_page)
+
         try:
             while True:
                 while len(pending) < concurrency * 2 and (page := next(todo, None)) is not None:
-                    pending.add(pool.submit(self.numbers_body, page, per_page))
+                    pending.add(pool.submit(fetch, page))
                 if not pending:
                     return
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: f.result()[1] if not f.exception() else 0):
                     yield fut.result()  # re-raises the page's error
         finally:
+            stop.set()
             pool.shutdown(wait=not pending, cancel_futures=True)
+            if pending:
+                self._wait_idle(self.config.timeout_seconds * 2)
+
+    def _wait_idle(self, seconds: float) -> None:
+        """Until no request is in flight, or ``seconds`` have passed."""
+        with self._state_lock:
+            self._state_lock.wait_for(lambda: self._in_flight == 0, timeout=seconds)
 
     def me(self) -> dict[str, Any]:
         body = self.get_json(ME_PATH)
