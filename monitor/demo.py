@@ -18,8 +18,7 @@ from monitor.config import (
     Settings,
     VobizConfig,
 )
-from monitor.display import print_findings
-from monitor.formats import table
+from monitor.display import print_findings, print_report_table
 from monitor.pipeline import run_cycle
 from monitor.render import tty
 from monitor.reports import COST_FIELDS, costs
@@ -78,14 +77,13 @@ def run_demo(*, numbers: int, seed: int, db_path: Path, console: Console, clock:
         f"[bold]4.[/] what to bill each customer for numbers this month "
         f"(did-monitor costs; {len(report.rows)} invoice line(s)):"
     )
-    console.print(
-        table(
-            [r.as_dict() for r in report.rows],
-            COST_FIELDS,
-            f"monthly rental of active numbers, sweep {report.sweep.id}",
-            right=("active_numbers", "monthly_rental", "unpriced"),
-            footer=[t.as_dict() for t in report.totals],
-        )
+    print_report_table(
+        console,
+        [r.as_dict() for r in report.rows],
+        COST_FIELDS,
+        f"monthly rental of active numbers, sweep {report.sweep.id}",
+        right=("active_numbers", "monthly_rental", "unpriced"),
+        footer=[t.as_dict() for t in report.totals],
     )
     console.print("[bold]5.[/] the alert digest that would be sent (Markdown, as to Slack):")
     for msg in notifier.sent:

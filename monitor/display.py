@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import click
 from rich.console import Console
@@ -69,6 +69,7 @@ def json_default(value: Any) -> Any:
 class Column:
     header: str
     free_text: bool = False  # folds over several lines; every other column keeps its width
+    right: bool = False  # right-justified (amounts, counts)
 
 
 def print_table(
@@ -77,24 +78,33 @@ def print_table(
     rows: Sequence[Sequence[str | Text]],
     *,
     title: str | None = None,
+    footer: Sequence[Sequence[str | Text]] = (),
 ) -> None:
-    """Print ``rows`` (cells as markup strings or ``Text``) with key columns kept whole."""
+    """Print ``rows`` (cells as markup strings or ``Text``) with key columns kept whole;
+    ``footer`` rows (e.g. totals) come after a line, in bold."""
     widths = [Text.from_markup(c.header).cell_len for c in columns]
-    for row in rows:
+    for row in [*rows, *footer]:
         for i, cell in enumerate(row):
             text = cell if isinstance(cell, Text) else Text.from_markup(cell)
             widths[i] = max(widths[i], text.cell_len)
     table = Table(title=title, title_justify="left")
     needed = 1
     for col, width in zip(columns, widths, strict=True):
+        justify: Literal["left", "right"] = "right" if col.right else "left"
         if col.free_text:
-            table.add_column(col.header, overflow="fold", min_width=min(width, FREE_TEXT_MIN))
+            table.add_column(
+                col.header, overflow="fold", min_width=min(width, FREE_TEXT_MIN), justify=justify
+            )
             needed += min(width, FREE_TEXT_MIN) + 3
         else:
-            table.add_column(col.header, no_wrap=True, min_width=width)
+            table.add_column(col.header, no_wrap=True, min_width=width, justify=justify)
             needed += width + 3
     for row in rows:
         table.add_row(*row)
+    if footer and rows:
+        table.add_section()
+    for row in footer:
+        table.add_row(*row, style="bold")
     width = console.width if console.is_terminal else max(console.width, sum(widths) + 64)
     console.print(table, width=max(width, needed), crop=False)
 
@@ -251,4 +261,32 @@ def print_report(
             for key in dates:
                 row[key] = row[key][:10] if row.get(key) else row.get(key)
         footer = [t.as_dict() for t in report.totals]
-        out.print(formats.table(rows, fields, title, footer=footer, **kw))
+        print_report_table(out, rows, fields, title, footer=footer, **kw)
+
+
+def print_report_table(
+    console: Console,
+    rows: Sequence[dict[str, Any]],
+    fields: Sequence[str],
+    title: str,
+    *,
+    headers: dict[str, str] | None = None,
+    right: Sequence[str] = (),
+    footer: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Report rows as a table whose key columns (numbers, ids, amounts) are never cut."""
+    columns = [
+        Column(
+            (headers or {}).get(f, f.replace("_", " ")),
+            free_text=f in formats.WRAP,
+            right=f in right,
+        )
+        for f in fields
+    ]
+    print_table(
+        console,
+        columns,
+        [[formats.shown(r.get(f)) for f in fields] for r in rows],
+        title=tty(title),
+        footer=[[formats.shown(r.get(f)) for f in fields] for r in footer],
+    )

@@ -14,8 +14,6 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from rich.table import Table
-
 from monitor.render import one_line, tty
 
 Format = Literal["table", "csv", "json"]
@@ -26,8 +24,10 @@ FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 _FORMULA = re.compile(r"^(?:[=@\t\r]|[+-](?![0-9][0-9.]*$))")
 
 
-# Columns that may wrap on a narrow terminal; numbers, accounts and amounts never do.
-_WRAP = frozenset({"number_id", "region", "application_id", "tags", "field", "before", "after"})
+# Columns that may fold on a narrow terminal; numbers, accounts and amounts are never cut.
+WRAP = frozenset(
+    {"account_name", "number_id", "region", "application_id", "tags", "field", "before", "after"}
+)
 
 
 def pick(fmt: str | None, is_terminal: bool) -> Format:
@@ -64,34 +64,8 @@ def json_text(document: Any) -> str:
     return json.dumps(document, indent=2, ensure_ascii=True, default=str) + "\n"
 
 
-def table(
-    rows: Sequence[dict[str, Any]],
-    fields: Sequence[str],
-    title: str,
-    *,
-    headers: dict[str, str] | None = None,
-    right: Sequence[str] = (),
-    footer: Sequence[dict[str, Any]] = (),
-) -> Table:
-    """A Rich table; ``footer`` rows (e.g. totals) come after a line, in bold."""
-    out = Table(title=tty(title), title_justify="left", show_footer=False)
-    for f in fields:
-        out.add_column(
-            (headers or {}).get(f, f.replace("_", " ")),
-            justify="right" if f in right else "left",
-            overflow="fold",
-            no_wrap=f not in _WRAP,
-        )
-    for row in rows:
-        out.add_row(*(_shown(row.get(f)) for f in fields))
-    if footer and rows:
-        out.add_section()
-    for row in footer:
-        out.add_row(*(_shown(row.get(f)) for f in fields), style="bold")
-    return out
-
-
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """One value as terminal text (markup and control characters made harmless)."""
     if value is None or value == "" or value == []:
         return "—"
     if isinstance(value, bool):
