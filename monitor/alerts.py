@@ -83,6 +83,7 @@ def _item(row: RowMapping) -> Item:
         due_at=row.get("due_at"),
         # Account names come with the accounts data where the store has it.
         account_name=row.get("account_name"),
+        has_number=row["e164"] is not None,
     )
 
 

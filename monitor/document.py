@@ -28,6 +28,7 @@ from monitor.render import (
     currency_code,
     dashboard_link,
     days_left,
+    number_text,
     one_line,
     ordered_items,
     render_title,
@@ -99,7 +100,7 @@ def _row(item: Item, change: str, now: datetime | None) -> dict[str, object]:
     return {
         "change": change,
         "severity": item.severity,
-        "number": _clean(item.e164),
+        "number": _clean(number_text(item)),
         "account": _clean(item.account_name or item.account_id),
         "account_id": _clean(item.account_id) if item.account_name else "",
         "rule": _clean(item.rule),
@@ -120,7 +121,9 @@ def _context(
     digest: Digest, prefix: str, templates: Mapping[str, str], max_rows: int, dashboard_url: str
 ) -> dict[str, object]:
     def link(item: Item) -> str:
-        return dashboard_link(dashboard_url, "numbers", item.e164) if dashboard_url else ""
+        if not dashboard_url or not item.has_number:
+            return ""
+        return dashboard_link(dashboard_url, "numbers", item.e164)
 
     items = ordered_items(digest)
     totals: dict[str, int] = defaultdict(int)

@@ -9,11 +9,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from monitor.db import AccountVersion
 from monitor.redact import scrub, scrub_value
 from monitor.store import (
     ATTEMPTS,
@@ -27,6 +28,7 @@ from monitor.store import (
 )
 
 CLAIM_LEASE = timedelta(minutes=10)
+_ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
 
 
 @dataclass
@@ -48,13 +50,23 @@ class AnnounceState:
     silences: list[RowMapping] = field(default_factory=list)
 
 
+def _with_account_names() -> sa.Select[Any]:
+    """Findings with their customer's current name (``account_name``, none if the account list
+    does not know the account); at most one current version per account (unique index)."""
+    named = sa.and_(_ACCOUNTS.c.account_id == FINDINGS.c.account_id, _ACCOUNTS.c.valid_to.is_(None))
+    return sa.select(FINDINGS, _ACCOUNTS.c.name.label("account_name")).select_from(
+        FINDINGS.outerjoin(_ACCOUNTS, named)
+    )
+
+
 def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> AnnounceState:
-    open_rows = list(conn.execute(sa.select(FINDINGS).where(FINDINGS.c.state == "open")).mappings())
+    """The open findings, those resolved by ``sweep_id``, what each channel was told of them, and
+    the silences in force at ``now``. Finding rows carry ``account_name`` for the digest."""
+    findings = _with_account_names()
+    open_rows = list(conn.execute(findings.where(FINDINGS.c.state == "open")).mappings())
     resolved = list(
         conn.execute(
-            sa.select(FINDINGS).where(
-                FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id
-            )
+            findings.where(FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id)
         ).mappings()
     )
     told: dict[tuple[int, str], Announced] = defaultdict(Announced)

@@ -108,6 +108,23 @@ class Item:
     tier: int | None = None
     due_at: datetime | None = None
     account_name: str | None = None
+    # False for a finding about an account or an availability watch: ``e164`` then holds the
+    # finding's subject ("account:<id>", "availability:<country>:<region>").
+    has_number: bool = True
+
+
+def number_text(item: Item) -> str:
+    """What a digest shows in the number column (unescaped): the number, or for a finding without
+    one what it is about: the account's name (or id), or the watched country and region."""
+    if item.has_number:
+        return item.e164
+    kind, _, rest = item.e164.partition(":")
+    if kind == "account":
+        return item.account_name or item.account_id or rest
+    if kind == "availability":
+        country, _, region = rest.partition(":")
+        return f"availability {country}" + (f" {region}" if region and region != "*" else "")
+    return item.e164
 
 
 def urgency(item: Item) -> tuple[int, int, datetime, str, str]:
@@ -248,7 +265,7 @@ def _line(item: Item, fmt: Format) -> str:
     mark = SEVERITY_MARK.get(item.severity, "")
     tier = f" [{item.tier}d]" if item.tier is not None else ""
     tags = f" tags: {', '.join(esc(t, fmt) for t in item.tags)}" if item.tags else ""
-    number, account = esc(item.e164, fmt), esc(item.account_id, fmt)
+    number, account = esc(number_text(item), fmt), esc(item.account_id, fmt)
     if item.account_name:
         account = f"{esc(item.account_name, fmt)} {account}"
     rule, message = plain(item.rule, fmt), plain(item.message, fmt)

@@ -20,6 +20,7 @@ from monitor.render import (
     dashboard_link,
     days_left,
     esc,
+    number_text,
     ordered_items,
     plain,
     summary,
@@ -56,7 +57,8 @@ def _line(change: str, item: Item, digest: Digest) -> str:
     account = _code(item.account_id)
     if item.account_name:
         account = f"{_code(item.account_name)} {account}"
-    parts = [f"• {_code(item.e164)} *{_words(item.rule)}* {account}: {_words(item.message)}"]
+    subject = _code(number_text(item))
+    parts = [f"• {subject} *{_words(item.rule)}* {account}: {_words(item.message)}"]
     days = days_left(item, digest.swept_at)
     if item.due_at is not None and days is not None:
         left = f"{-days}d overdue" if days < 0 else "today" if days == 0 else f"{days}d left"

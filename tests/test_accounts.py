@@ -19,6 +19,7 @@ from monitor.accounts import (
 from monitor.config import ChannelConfig
 from monitor.db import metadata
 from monitor.errors import ApiError, IncompleteSweep
+from monitor.outbox import load_announce_state
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import Store
@@ -160,3 +161,20 @@ def test_customer_tokens_never_reach_the_database_or_the_logs(
                 str(r[0]) for r in conn.execute(sa.text(f"SELECT t::text FROM {table.name} t"))
             )
             assert not [t for t in tokens if t in text], table.name
+
+
+def test_digests_name_the_account_of_findings_with_and_without_numbers(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    settings = make_settings(sandbox, store.url, (CHAN,))
+    notifier = RecordingNotifier()
+    assert run_cycle(settings, store, notifier, clock=clock).ok
+    body = "\n".join(m.body for m in notifier.sent)
+    names = {str(a["auth_id"]): str(a["name"]) for a in sandbox.inventory.accounts()}
+    for empty in sandbox.inventory.empty_account_ids:
+        assert names[empty] in body  # the account finding shows the customer's name
+    assert "account:" not in body
+    with store.engine.connect() as conn:
+        state = load_announce_state(conn, 1, clock.now)
+    assert state.open and all(r["account_name"] == names.get(r["account_id"]) for r in state.open)
+    assert any(r["e164"] is not None and r["account_name"] for r in state.open)

@@ -12,6 +12,7 @@ from monitor.render import (
     Item,
     esc,
     limit_for,
+    number_text,
     ordered_items,
     render_body,
     render_title,
@@ -345,3 +346,33 @@ def test_with_a_dashboard_each_number_links_to_its_page() -> None:
     )
     assert 'href="https://mon.example.com/dash/findings"' in body
     assert "href" not in render_document(d, "html").body
+
+
+def test_findings_without_a_number_show_their_account_or_watch_escaped() -> None:
+    account = item(
+        rule="no_active_number",
+        e164="account:MA_<b>X",
+        account_id="MA_<b>X",
+        account_name="Acme & <i>Sons</i>",
+        message="customer has no active number",
+        has_number=False,
+    )
+    unnamed = item(e164="account:MA_PLAIN", account_id="MA_PLAIN", has_number=False)
+    watch = item(rule="low_availability", e164="availability:IN:*", account_id="", has_number=False)
+    regional = item(e164="availability:IN:mumbai", account_id="", has_number=False)
+    assert number_text(account) == "Acme & <i>Sons</i>"
+    assert number_text(unnamed) == "MA_PLAIN"
+    assert number_text(watch) == "availability IN"
+    assert number_text(regional) == "availability IN mumbai"
+    d = Digest(new=[account, unnamed, watch, regional], swept_at=NOW)
+    body = render_document(d, "html", dashboard_url="https://mon.example.com/").body
+    assert "account:" not in body and "availability:" not in body
+    assert "<i>Sons" not in body and "Acme &amp; &lt;i&gt;Sons&lt;/i&gt;" in body
+    assert "MA_&lt;b&gt;X" in body and "<b>X" not in body
+    assert "/numbers/" not in body  # nothing to link to
+    text = render_document(d, "text").body
+    assert "account:" not in text and "availability IN mumbai" in text
+    for fmt in ("markdown", "text"):
+        rendered = render_body(d, fmt)  # type: ignore[arg-type]
+        assert "account:" not in rendered and "availability:" not in rendered, fmt
+        assert "<i>Sons" not in rendered or fmt == "text", fmt
