@@ -598,7 +598,8 @@ def run_fetch_only(
         "kind": "fetch-only",
         "backend": "none",
         "sweep": 1,
-        "db_url": "sqlite://",
+        # never opened (no DB in this run), but settings refuse an in-memory database
+        "db_url": f"sqlite:///{workdir / 'fetch-only.db'}",
         "base_url": base_url,
         "concurrency": args.concurrency,
         "numbers": args.numbers,
