@@ -5,18 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from monitor.redact import has_credentials, strip_credentials
+from monitor.redact import TooDeep, has_credentials, strip_credentials
 
 
 @dataclass(frozen=True, slots=True)
 class NumberRecord:
     """One phone number as the API described it, parsed tolerantly; ``raw_json`` is the item in
-    canonical JSON (see ``canonical_json``), and ``content_hash`` its SHA-256."""
+    canonical JSON (see ``canonical_json``), and ``content_hash`` its SHA-256. ``item`` is the
+    same item decoded, kept while the sweep's page is in hand so rules need not decode it again
+    (None on a record built from stored text)."""
 
     id: str
     e164: str
@@ -33,11 +35,12 @@ class NumberRecord:
     tags: tuple[str, ...]
     content_hash: str = ""
     raw_json: str = ""
+    item: Any = field(default=None, compare=False, repr=False)
 
     @property
     def raw(self) -> Any:
-        """The item as decoded JSON (decoded on demand: the sweep itself never needs it)."""
-        return json.loads(self.raw_json)
+        """The item as decoded JSON: ``item``, or ``raw_json`` decoded."""
+        return self.item if self.item is not None else json.loads(self.raw_json)
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ def _bounded_id(value: str) -> str:
 
 
 MAX_ID = 64  # number_versions.number_id and account_id
+MAX_DEPTH = 64  # levels of nesting in one item; deeper is unreadable
 MAX_E164 = 32
 
 
@@ -212,15 +216,18 @@ def parse_number(raw: Any) -> NumberRecord | None:
     Credential-looking keys (``auth_token``, ``password``, ...) are dropped before the item is
     kept. Text is made storable on every database: NUL characters are dropped (the raw JSON
     too), ids longer than their column become a stable hash, and an over-long e164 is cut. The
-    item is kept and hashed as ``canonical_json``; an item holding a lone surrogate is
-    unreadable.
+    item is kept and hashed as ``canonical_json``; an item holding a lone surrogate, or nested
+    deeper than ``MAX_DEPTH`` levels, is unreadable.
     """
     if not isinstance(raw, dict):
         return None
     if "id" in raw and _text(raw["id"]) is None:
         return None  # an id that is null, blank or nested: unreadable, never keyed otherwise
-    if has_credentials(raw):
-        raw = strip_credentials(raw)  # a customer's auth_token is not ours to keep
+    try:
+        if has_credentials(raw, MAX_DEPTH):
+            raw = strip_credentials(raw)  # a customer's auth_token is not ours to keep
+    except TooDeep:
+        return None
     text = canonical_json(raw)
     if "\\u0000" in text:  # PostgreSQL refuses NUL in text and JSON
         raw = _without_nul(raw)
@@ -248,6 +255,7 @@ def parse_number(raw: Any) -> NumberRecord | None:
         tags=tuple(str(t) for t in tags_raw if t is not None) if type(tags_raw) is list else (),
         text=text,
         digest=digest,
+        item=raw,
     )
 
 
@@ -268,6 +276,7 @@ def _record(
     tags: tuple[str, ...],
     text: str,
     digest: str,
+    item: dict[str, Any],
 ) -> NumberRecord | None:
     """The record from the fields read: keying, defaults and column limits."""
     number_id = number_id or (f"e164:{e164}" if e164 else None)
@@ -290,4 +299,5 @@ def _record(
         tags,
         digest,
         text,
+        item,
     )

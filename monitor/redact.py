@@ -17,7 +17,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import IO, Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
@@ -188,40 +188,34 @@ def strip_credentials(value: Any) -> Any:
     return value
 
 
-# A key that may be credential-looking, found in the item's JSON text without parsing it.
-_MAYBE_CREDENTIAL_KEY = re.compile(
-    rb'"[^"]*(?:token|pass|pwd|secret|key|credential|bearer|pin)[^"]*"\s*:', re.IGNORECASE
-)
+class TooDeep(ValueError):
+    """JSON nested deeper than a walk allows."""
 
 
-def item_json_without_credentials(text: str | bytes, dumps: Callable[[Any], str]) -> str | bytes:
-    """An item's JSON text with credential-looking keys removed at any depth (``dumps`` writes
-    the cleaned value); the text itself when it has none, which a byte scan tells cheaply."""
-    data = text.encode() if isinstance(text, str) else text
-    if not _MAYBE_CREDENTIAL_KEY.search(data):
-        return text
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        return text
-    if not has_credentials(value):
-        return text
-    return dumps(strip_credentials(value))
+@functools.lru_cache(maxsize=1024)
+def _keys_hold_credential(keys: tuple[Any, ...]) -> bool:
+    return any(isinstance(k, str) and is_credential_key(k) for k in keys)
 
 
-def has_credentials(value: Any) -> bool:
-    """Whether a credential-looking key stands anywhere in ``value`` (JSON-shaped data)."""
+def has_credentials(value: Any, max_depth: int = 64) -> bool:
+    """Whether a credential-looking key stands anywhere in ``value`` (JSON-shaped data).
+
+    Raises ``TooDeep`` past ``max_depth`` levels of nesting. Each object's key tuple is checked
+    once and cached: every item of a sweep repeats the same few key sets."""
+    if max_depth < 0:
+        raise TooDeep("JSON nested too deep")
     if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(k, str) and is_credential_key(k):
-                return True
-            if isinstance(v, dict | list) and has_credentials(v):
-                return True
+        if _keys_hold_credential(tuple(value)):
+            return True
+        values: Iterable[Any] = value.values()
+    elif isinstance(value, list):
+        values = value
+    else:
         return False
-    if isinstance(value, list):
-        for v in value:
-            if isinstance(v, dict | list) and has_credentials(v):
-                return True
+    for v in values:
+        kind = type(v)
+        if (kind is dict or kind is list) and has_credentials(v, max_depth - 1):
+            return True
     return False
 
 

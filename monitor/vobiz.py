@@ -12,7 +12,6 @@ from __future__ import annotations
 import email.utils
 import json
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -36,9 +35,6 @@ ME_PATH = "/api/v1/partner/me"
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 # One number's JSON as stored; a larger item is unreadable, not a 50 MB row.
 MAX_ITEM_CHARS = 64 * 1024
-# Deeper nesting than any real item needs; past it json.loads would hit the recursion limit.
-MAX_JSON_DEPTH = 64
-_TOO_DEEP = re.compile(rb'(?:[\[{]\s*(?:"(?:[^"\\]|\\.)*"\s*:\s*)?){%d}' % MAX_JSON_DEPTH)
 MAX_RETRY_AFTER = 60.0  # a longer ask is honoured up to this, then the retry budget decides
 USER_AGENT = f"did-monitor/{__version__}"
 
@@ -436,13 +432,15 @@ def _message(response: httpx.Response, content: bytes) -> str:
 
 def decode_json(content: bytes, what: str) -> Any:
     """A response body as JSON. Invalid UTF-8 inside a string is kept as lone surrogates, so
-    one bad item is unreadable on its own instead of failing its whole page; nesting deeper
-    than ``MAX_JSON_DEPTH`` is refused before the parser could exhaust the stack."""
-    if _TOO_DEEP.search(content):
-        raise RetryableApiError(f"{what}: the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    one bad item is unreadable on its own instead of failing its whole page. Nesting deeper
+    than the interpreter's recursion limit (about 1,000 levels) is refused by the parser itself
+    (``RecursionError``, a clean error in the C decoder); an item nested deeper than
+    ``model.MAX_DEPTH`` is unreadable on its own."""
     try:
         return json.loads(content.decode("utf-8", "surrogateescape"))
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise RetryableApiError(f"{what}: the JSON is nested deeper than can be read") from None
+    except ValueError:
         raise RetryableApiError(f"{what} with a body that is not JSON") from None
 
 

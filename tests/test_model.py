@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from monitor.model import (
+    MAX_DEPTH,
     canonical_json,
     parse_money,
     parse_number,
@@ -121,6 +122,15 @@ def test_unkeyable_items_are_none() -> None:
     assert parse_number("garbage") is None
     fallback = parse_number({"e164": "+15550002"})
     assert fallback is not None and fallback.id == "e164:+15550002"
+
+
+def test_an_item_nested_too_deep_is_unreadable_and_a_shallow_one_keeps_its_decoded_form() -> None:
+    deep: object = "leaf"
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    assert parse_number({"id": "n1", "x": deep}) is None
+    rec = parse_number({"id": "n1", "x": [[1]]})
+    assert rec is not None and rec.raw == {"id": "n1", "x": [[1]]} == rec.item
 
 
 def test_hash_changes_with_any_field() -> None:
