@@ -360,6 +360,11 @@ def make_engine(url: str) -> Engine:
         ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        # executemany of an INSERT as multi-row INSERTs ("insertmanyvalues", SQLAlchemy's own
+        # batching): the sqlite3 driver lets go of the GIL around every statement it steps, so
+        # one statement per row hands the interpreter to the sweep's fetch threads 100,000
+        # times, and the sweep's thread waits to get it back each time.
+        engine.dialect.use_insertmanyvalues_wo_returning = True
     return engine
 
 

@@ -22,6 +22,10 @@ from monitor.model import NumberRecord
 from monitor.vobiz import Page, VobizClient, parse_page
 
 ProgressFn = Callable[["SweepProgress"], None]
+# New records are handed to ``consume`` in batches of at least this many (the rest at the end of
+# a pass): each database statement costs the same whatever its size, and the sweep's thread
+# waits for the fetch threads to give back the GIL after each one.
+CONSUME_BATCH = 500
 
 
 @dataclass
@@ -207,6 +211,7 @@ def _one_pass(
     cfg = settings.vobiz
     result = PassResult()
     prog = SweepProgress(pass_no=pass_no)
+    fresh: list[NumberRecord] = []
     for page in iter_pages(client, cfg.per_page, cfg.concurrency):
         if deadline is not None and time.monotonic() > deadline:
             limit = settings.sweep.max_duration
@@ -224,7 +229,6 @@ def _one_pass(
         if page.total is not None:
             result.totals.add(page.total)
             prog.pages_total = max(1, math.ceil(max(result.totals) / cfg.per_page))
-        fresh = []
         for rec in page.records:
             if rec.id in result.ids:
                 result.duplicates += 1
@@ -232,11 +236,15 @@ def _one_pass(
             result.ids.add(rec.id)
             fresh.append(rec)
         # Later passes re-read what the first stored; the writer skips unchanged numbers.
-        consume(fresh)
+        if len(fresh) >= CONSUME_BATCH:
+            consume(fresh)
+            fresh = []
         prog.pages_done = result.pages
         prog.numbers = len(result.ids)
         if progress:
             progress(prog)
+    if fresh:
+        consume(fresh)
     return result
 
 

@@ -9,7 +9,6 @@ multi-row statements, "insertmanyvalues", where the driver supports it).
 from __future__ import annotations
 
 from collections.abc import Collection, Generator, Iterable, Sequence
-from contextlib import closing
 from datetime import datetime
 from typing import Any
 
@@ -146,18 +145,13 @@ class SweepWriter:
 
         The current hashes are looked up per page (the partial unique index on ``number_id``
         answers it), not held for the whole inventory: at 1,000,000 numbers that map alone was
-        over 100 MB of the sweep's peak memory."""
+        over 100 MB of the sweep's peak memory. A record whose hash is among them is unchanged
+        (the hash covers the item's JSON, id included); every other record gets a new version,
+        and whatever current version its number had is closed first."""
         current = self._current_hashes([rec.id for rec in records])
-        changed: list[str] = []
-        rows: list[dict[str, Any]] = []
-        for rec in records:
-            old = current.get(rec.id)
-            if old == rec.content_hash:
-                continue
-            if old is not None:
-                changed.append(rec.id)
-            rows.append(self._version_row(rec))
-        self._close(changed)
+        rows = [self._version_row(rec) for rec in records if rec.content_hash not in current]
+        if len(current) > len(records) - len(rows):  # some current version is not unchanged
+            self._close([row["number_id"] for row in rows])
         self._insert(VERSIONS, rows)
         self.versions_written += len(rows)
         return len(rows)
@@ -196,27 +190,31 @@ class SweepWriter:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseError(f"database error while storing {table}: {first}") from None
 
+    # Every number the sweep has seen has a current version (it wrote or kept each one), so
+    # the current numbers it did not see are counted without reading them.
+
     def close_gone(self, seen: Collection[str]) -> int:
         """Close the current version of every number this (complete) sweep did not see."""
+        if self._current_count() <= len(seen):
+            return 0
         gone = [nid for nid in self._current_ids() if nid not in seen]
         self._close(gone)
         return len(gone)
 
     def misses_current(self, seen: Collection[str]) -> bool:
         """Whether a current number (from before this sweep, or written since) is not in
-        ``seen``: the ids are streamed from the database, never all held at once."""
-        stream = self._current_ids()
-        with closing(stream):
-            return any(nid not in seen for nid in stream)
+        ``seen``, the numbers this sweep has seen."""
+        return self._current_count() > len(seen)
 
     def count_current(self, seen: Collection[str]) -> tuple[int, int]:
         """How many numbers are current (from before this sweep, or written since), and how
-        many of them are not in ``seen``; streamed from the database."""
-        known = missing = 0
-        for nid in self._current_ids():
-            known += 1
-            missing += nid not in seen
-        return known, missing
+        many of them are not in ``seen``, the numbers this sweep has seen."""
+        known = self._current_count()
+        return known, known - len(seen)
+
+    def _current_count(self) -> int:
+        stmt = sa.select(sa.func.count()).where(VERSIONS.c.valid_to.is_(None))
+        return int(self.conn.execute(stmt).scalar_one())
 
     def _current_ids(self) -> Generator[str, None, None]:
         stmt = sa.select(VERSIONS.c.number_id).where(VERSIONS.c.valid_to.is_(None))
@@ -226,14 +224,19 @@ class SweepWriter:
         finally:
             result.close()
 
-    def _current_hashes(self, number_ids: Sequence[str]) -> dict[str, str]:
-        """The current version's content hash of each of ``number_ids`` that has one."""
-        found: dict[str, str] = {}
+    def _current_hashes(self, number_ids: Sequence[str]) -> set[str]:
+        """The content hashes of the current versions of ``number_ids`` (one per version: no
+        two numbers share an item, so no two versions a hash), as one aggregated row per
+        query: the sqlite3 driver lets go of the GIL for each row it steps, and each time the
+        sweep's thread then waits for the fetch threads to give it back."""
+        found: set[str] = set()
         for part in chunks(number_ids):
-            stmt = sa.select(VERSIONS.c.number_id, VERSIONS.c.content_hash).where(
+            stmt = sa.select(sa.func.aggregate_strings(VERSIONS.c.content_hash, ",")).where(
                 VERSIONS.c.valid_to.is_(None), VERSIONS.c.number_id.in_(part)
             )
-            found.update((nid, digest) for nid, digest in self.conn.execute(stmt))
+            hashes = self.conn.execute(stmt).scalar()
+            if hashes:
+                found.update(hashes.split(","))
         return found
 
     def _close(self, number_ids: Sequence[str]) -> None:
