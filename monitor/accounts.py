@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,19 +89,26 @@ def parse_account(item: Any) -> AccountRecord | None:
 
 
 GetJson = Callable[[str, dict[str, Any]], Any]
+# The pages given, fetched (concurrently) and yielded as (body, page) in any order.
+GetPages = Callable[[range], Iterable[tuple[Any, int]]]
 
 
 def fetch_accounts(
-    get_json: GetJson, per_page: int = 100, attempts: int = 2
+    get_json: GetJson,
+    per_page: int = 100,
+    attempts: int = 2,
+    get_pages: GetPages | None = None,
 ) -> list[AccountRecord]:
-    """Every customer account, read page by page; raises ``IncompleteSweep`` when the distinct
-    accounts do not add up to the ``total`` the API reports (after ``attempts`` full reads).
+    """Every customer account; raises ``IncompleteSweep`` when the distinct accounts do not add
+    up to the ``total`` the API reports (after ``attempts`` full reads).
 
     ``get_json(path, params)`` is the API client's GET (retries and errors are its business).
+    Page 1 gives the total; the other pages go through ``get_pages`` when given (the client's
+    concurrent paging), else one by one. An API that gives no total is read until an empty page.
     """
     problem = ""
     for _ in range(max(1, attempts)):
-        accounts, problem = _one_pass(get_json, per_page)
+        accounts, problem = _one_pass(get_json, per_page, get_pages)
         if not problem:
             return sorted(accounts.values(), key=lambda a: a.account_id)
     raise IncompleteSweep(
@@ -110,29 +118,47 @@ def fetch_accounts(
     )
 
 
-def _one_pass(get_json: GetJson, per_page: int) -> tuple[dict[str, AccountRecord], str]:
+def _one_pass(
+    get_json: GetJson, per_page: int, get_pages: GetPages | None
+) -> tuple[dict[str, AccountRecord], str]:
     accounts: dict[str, AccountRecord] = {}
-    total: int | None = None
-    for page in range(1, MAX_PAGES + 1):
-        body = get_json(ACCOUNTS_PATH, {"page": page, "per_page": per_page})
+    totals: list[int] = []
+
+    def fetch(page: int) -> Any:
+        return get_json(ACCOUNTS_PATH, {"page": page, "per_page": per_page})
+
+    def read(body: Any, page: int) -> tuple[int, int]:
+        """Keep the page's accounts; returns how many items it had and the page size."""
         if not isinstance(body, dict) or not isinstance(body.get("accounts"), list):
             raise ApiError(f"GET {ACCOUNTS_PATH} page {page}: the body has no 'accounts' list")
-        items = body["accounts"]
-        page_total = body.get("total")
-        if isinstance(page_total, int) and not isinstance(page_total, bool) and page_total >= 0:
-            if total is not None and page_total != total:
-                return accounts, f"the total moved from {total} to {page_total}"
-            total = page_total
-        for item in items:
+        total = body.get("total")
+        if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            totals.append(total)
+        for item in body["accounts"]:
             record = parse_account(item)
             if record is not None:
                 accounts[record.account_id] = record
         size = body.get("size")
-        step = size if isinstance(size, int) and size > 0 else per_page
-        if not items or (total is not None and page * step >= total):
-            break
+        return len(body["accounts"]), size if isinstance(size, int) and size > 0 else per_page
+
+    items, step = read(fetch(1), 1)
+    if totals:
+        last = math.ceil(totals[0] / step)
+        if last > MAX_PAGES:
+            return accounts, f"more than {MAX_PAGES} pages"
+        rest = range(2, last + 1) if items else range(0)
+        bodies = get_pages(rest) if get_pages else ((fetch(p), p) for p in rest)
+        for body, page in bodies:
+            read(body, page)
     else:
-        return accounts, f"more than {MAX_PAGES} pages"
-    if total is not None and len(accounts) != total:
-        return accounts, f"{len(accounts)} distinct accounts read, the API reports {total}"
+        page = 1
+        while items:
+            if page >= MAX_PAGES:
+                return accounts, f"more than {MAX_PAGES} pages"
+            page += 1
+            items, _ = read(fetch(page), page)
+    if len(set(totals)) > 1:
+        return accounts, f"the total moved from {totals[0]} to {totals[-1]}"
+    if totals and len(accounts) != totals[0]:
+        return accounts, f"{len(accounts)} distinct accounts read, the API reports {totals[0]}"
     return accounts, ""

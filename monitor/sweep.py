@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from monitor.config import Settings
 from monitor.errors import IncompleteSweep
 from monitor.model import NumberRecord
-from monitor.vobiz import Page, VobizClient, parse_page
+from monitor.vobiz import NUMBERS_PATH, Page, VobizClient, parse_page
 
 ProgressFn = Callable[["SweepProgress"], None]
 # New records are handed to ``consume`` in batches of at least this many (the rest at the end of
@@ -102,7 +102,7 @@ def iter_pages(
     last_page = max(1, math.ceil(first.total / size))
     if last_page == 1 or first.item_count >= first.total:
         return
-    bodies = client.numbers_bodies(range(2, last_page + 1), per_page, concurrency)
+    bodies = client.page_bodies(NUMBERS_PATH, range(2, last_page + 1), per_page, concurrency)
     with closing(bodies):
         for body in bodies:
             page = parse_page(*body)

@@ -14,7 +14,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +28,6 @@ from monitor.errors import ApiError, ApiGaveUp, AuthError, ConfigError, Retryabl
 from monitor.model import NumberRecord, parse_number
 
 NUMBERS_PATH = "/api/v1/partner/numbers"
-ACCOUNTS_PATH = "/api/v1/partner/accounts"
 ME_PATH = "/api/v1/partner/me"
 # A page of 100 numbers is about 50 KB: a body this large (after decompression) is a fault or
 # a gzip bomb, and is refused before it can take the memory.
@@ -350,35 +349,37 @@ class VobizClient:
 
     def numbers_page(self, page: int, per_page: int | None = None) -> Page:
         """One page of ``GET /partner/numbers``; items under ``items`` or the legacy ``data``."""
-        return parse_page(*self.numbers_body(page, per_page))
+        return parse_page(*self.page_body(NUMBERS_PATH, page, per_page))
 
-    def numbers_body(self, page: int, per_page: int | None = None) -> tuple[Any, int, int]:
-        """One numbers page as decoded JSON, with its page number and size: fetch threads do
-        the I/O and the JSON decoding (C), the sweep's own thread parses the items (Python
-        work, which threads would only take turns at)."""
+    def page_body(
+        self, path: str, page: int, per_page: int | None = None
+    ) -> tuple[dict[str, Any], int, int]:
+        """One page of a paged list as decoded JSON, with its page number and size: fetch
+        threads do the I/O and the JSON decoding (C), the sweep's own thread parses the items
+        (Python work, which threads would only take turns at)."""
         size = max(1, min(per_page or self.config.per_page, 100))
-        body = self.get_json(NUMBERS_PATH, {"page": page, "per_page": size})
+        body = self.get_json(path, {"page": page, "per_page": size})
         if not isinstance(body, dict):  # checked here, where a retry is still possible
             raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
         return body, page, size
 
-    def numbers_bodies(
-        self, pages: Iterable[int], per_page: int, concurrency: int
-    ) -> Generator[tuple[Any, int, int], None, None]:
-        """``numbers_body`` of each page, fetched by ``concurrency`` threads (as many more
+    def page_bodies(
+        self, path: str, pages: Iterable[int], per_page: int, concurrency: int
+    ) -> Generator[tuple[dict[str, Any], int, int], None, None]:
+        """``page_body`` of each page, fetched by ``concurrency`` threads (as many more
         queued), yielded as they complete; a page's error is raised when its turn comes. Pages
         still in flight when the iterator is closed early are abandoned, not waited for: the
         sweep has failed or stopped, and their retries would only delay it. They send nothing
         more, and the requests they have on the wire are waited out (bounded by
         ``timeout_seconds``), so a shared HTTP client closed next is not closed under them."""
         todo = iter(pages)
-        pending: set[Future[tuple[Any, int, int]]] = set()
+        pending: set[Future[tuple[dict[str, Any], int, int]]] = set()
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
         stop = threading.Event()
 
-        def fetch(page: int) -> tuple[Any, int, int]:
+        def fetch(page: int) -> tuple[dict[str, Any], int, int]:
             self._batch.stop = stop
-            return self.numbers_body(page, per_page)
+            return self.page_body(path, page, per_page)
 
         try:
             while True:
@@ -405,22 +406,6 @@ class VobizClient:
         if not isinstance(body, dict):
             raise ApiError(f"GET {ME_PATH}: unexpected body")
         return {k: body.get(k) for k in ("auth_id", "name", "balance")}
-
-    def accounts(self, per_page: int = 100) -> Iterator[dict[str, Any]]:
-        """Every customer account, without its ``auth_token`` (a customer secret we never keep)."""
-        page = 1
-        while True:
-            body = self.get_json(ACCOUNTS_PATH, {"page": page, "per_page": per_page})
-            items = body.get("accounts") if isinstance(body, dict) else None
-            if not isinstance(items, list) or not items:
-                return
-            for acct in items:
-                if isinstance(acct, dict):
-                    yield {k: v for k, v in acct.items() if k != "auth_token"}
-            total = body.get("total")
-            if isinstance(total, int) and page * per_page >= total:
-                return
-            page += 1
 
 
 def _message(response: httpx.Response, content: bytes) -> str:
