@@ -282,9 +282,12 @@ def _fetch_accounts(api: VobizClient, settings: Settings) -> list[AccountRecord]
     cfg = settings.vobiz
 
     def get_pages(pages: range) -> Iterator[tuple[Any, int]]:
-        with closing(api.page_bodies(ACCOUNTS_PATH, pages, cfg.per_page, cfg.concurrency)) as it:
-            for body, page, _size in it:
-                yield body, page
+        with closing(
+            api.fetch_pages(
+                ACCOUNTS_PATH, pages, cfg.per_page, cfg.concurrency, lambda b, p, _: (b, p)
+            )
+        ) as it:
+            yield from it
 
     return fetch_accounts(api.get_json, cfg.per_page, get_pages=get_pages)
 

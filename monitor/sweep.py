@@ -1,4 +1,4 @@
-"""One sweep: pages fetched concurrently → completeness gate → stored as they arrive.
+"""One sweep: pages fetched and parsed concurrently → completeness gate → stored as they arrive.
 
 Page 1 gives ``total``; the remaining pages are fetched by a bounded pool of workers (the client
 spaces requests to the configured rate) and handed to the caller in arrival order, so memory
@@ -86,8 +86,10 @@ def iter_pages(
     """Every page of the numbers list: page 1 first, the rest as they complete, bounded by what
     page 1 promised.
 
-    Worker threads only fetch and decode (I/O and C); the records are parsed here, in the
-    caller's thread, since threads that all run Python just take turns holding the GIL.
+    Worker threads fetch, decode and parse each page (``VobizClient.fetch_pages``); the
+    caller's thread stores them. Threads that all run Python take turns at the GIL, but the
+    database lets go of it, so parsing there overlaps the sweep's writes (100,000 numbers,
+    first sweep on SQLite: 8.5 s parsed in the sweep's thread, 7.6-8.0 s in the workers).
     An API that sends more items than ``per_page`` asked for is paged by the size it sends (so
     no page is fetched twice); an empty page before the promised end, or a page that repeats an
     earlier one (an API that ignores ``?page=``), ends the pass as incomplete rather than
@@ -102,10 +104,11 @@ def iter_pages(
     last_page = max(1, math.ceil(first.total / size))
     if last_page == 1 or first.item_count >= first.total:
         return
-    bodies = client.page_bodies(NUMBERS_PATH, range(2, last_page + 1), per_page, concurrency)
-    with closing(bodies):
-        for body in bodies:
-            page = parse_page(*body)
+    pages = client.fetch_pages(
+        NUMBERS_PATH, range(2, last_page + 1), per_page, concurrency, parse_page
+    )
+    with closing(pages):
+        for page in pages:
             if page.item_count == 0:
                 raise IncompleteSweep(
                     f"page {page.page} came back empty, but page 1 promised {first.total} "

@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -36,6 +36,7 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_ITEM_CHARS = 64 * 1024
 MAX_RETRY_AFTER = 60.0  # a longer ask is honoured up to this, then the retry budget decides
 USER_AGENT = f"did-monitor/{__version__}"
+T = TypeVar("T")
 
 
 @dataclass
@@ -354,32 +355,39 @@ class VobizClient:
     def page_body(
         self, path: str, page: int, per_page: int | None = None
     ) -> tuple[dict[str, Any], int, int]:
-        """One page of a paged list as decoded JSON, with its page number and size: fetch
-        threads do the I/O and the JSON decoding (C), the sweep's own thread parses the items
-        (Python work, which threads would only take turns at)."""
+        """One page of a paged list as decoded JSON, with its page number and size."""
         size = max(1, min(per_page or self.config.per_page, 100))
         body = self.get_json(path, {"page": page, "per_page": size})
         if not isinstance(body, dict):  # checked here, where a retry is still possible
             raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
         return body, page, size
 
-    def page_bodies(
-        self, path: str, pages: Iterable[int], per_page: int, concurrency: int
-    ) -> Generator[tuple[dict[str, Any], int, int], None, None]:
-        """``page_body`` of each page, fetched by ``concurrency`` threads (as many more
-        queued), yielded as they complete; a page's error is raised when its turn comes. Pages
+    def fetch_pages(
+        self,
+        path: str,
+        pages: Iterable[int],
+        per_page: int,
+        concurrency: int,
+        read: Callable[[dict[str, Any], int, int], T],
+    ) -> Generator[T, None, None]:
+        """``read(body, page, size)`` of each page's ``page_body``, run by ``concurrency``
+        threads (as many more queued) and yielded as they complete; a page's error is raised
+        when its turn comes.
+
+        The threads fetch, decode and ``read`` (the numbers are parsed there): while the
+        sweep's thread waits on the database, which lets go of the GIL, they can run. Pages
         still in flight when the iterator is closed early are abandoned, not waited for: the
         sweep has failed or stopped, and their retries would only delay it. They send nothing
         more, and the requests they have on the wire are waited out (bounded by
         ``timeout_seconds``), so a shared HTTP client closed next is not closed under them."""
         todo = iter(pages)
-        pending: set[Future[tuple[dict[str, Any], int, int]]] = set()
+        pending: set[Future[tuple[int, T]]] = set()
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
         stop = threading.Event()
 
-        def fetch(page: int) -> tuple[dict[str, Any], int, int]:
+        def fetch(page: int) -> tuple[int, T]:
             self._batch.stop = stop
-            return self.page_body(path, page, per_page)
+            return page, read(*self.page_body(path, page, per_page))
 
         try:
             while True:
@@ -388,8 +396,8 @@ class VobizClient:
                 if not pending:
                     return
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in sorted(done, key=lambda f: f.result()[1] if not f.exception() else 0):
-                    yield fut.result()  # re-raises the page's error
+                for fut in sorted(done, key=lambda f: f.result()[0] if not f.exception() else 0):
+                    yield fut.result()[1]  # re-raises the page's error
         finally:
             stop.set()
             pool.shutdown(wait=not pending, cancel_futures=True)
