@@ -95,10 +95,7 @@ _COPY_TYPES: dict[str, dict[str, str]] = {
         "tags": "jsonb",
         "first_seen": "timestamptz",
         "last_seen": "timestamptz",
-        "resolved_at": "timestamptz",
-        "rearmed_at": "timestamptz",
         "opened_sweep_id": "int4",
-        "resolved_sweep_id": "int4",
     },
 }
 
@@ -344,11 +341,8 @@ class SweepWriter:
             "tags": list(d.tags),
             "first_seen": self.now,
             "last_seen": self.now,
-            "resolved_at": None,
-            "rearmed_at": None,
             "opened_sweep_id": self.sweep_id,
-            "resolved_sweep_id": None,
-        }
+        }  # resolved_at, rearmed_at and resolved_sweep_id start null
 
     def complete(
         self, counts: SweepCounts, finished_at: datetime, *, partial: str | None = None
