@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -131,8 +133,15 @@ def parse_money(value: Any) -> Decimal | None:
     (None) for what is not a finite amount the database column can hold."""
     if value is None or isinstance(value, bool):
         return None
+    return _money(str(value).strip())
+
+
+@functools.lru_cache(maxsize=1024)
+def _money(text: str) -> Decimal | None:
+    """One shared Decimal per amount: an inventory repeats a few prices, and a sweep holds one
+    per finding until its end (immutable, so sharing is safe)."""
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(text)
     except (InvalidOperation, ValueError):
         return None
     return amount if amount.is_finite() and abs(amount) < MAX_MONEY else None
@@ -259,7 +268,9 @@ def parse_number(raw: Any) -> NumberRecord | None:
         expires_at=parse_time(get("expires_at")),
         monthly_fee=parse_money(cost if cost is not None else get("monthly_fee")),
         currency=_text(get("currency")),
-        tags=tuple(str(t) for t in tags_raw if t is not None) if type(tags_raw) is list else (),
+        tags=tuple(sys.intern(str(t)) for t in tags_raw if t is not None)
+        if type(tags_raw) is list
+        else (),
         text=text,
         digest=digest,
         item=raw,
@@ -285,24 +296,26 @@ def _record(
     digest: str,
     item: dict[str, Any],
 ) -> NumberRecord | None:
-    """The record from the fields read: keying, defaults and column limits."""
+    """The record from the fields read: keying, defaults and column limits. Values many numbers
+    share (account, status, place, currency) are interned: a sweep holds them in every finding
+    until its end, and at 1,000,000 numbers one copy per number is tens of MB."""
     number_id = number_id or (f"e164:{e164}" if e164 else None)
     if number_id is None:
         return None
-    status = (status or "unknown").lower()
+    status = sys.intern((status or "unknown").lower())
     return NumberRecord(
         _bounded_id(number_id),
         (e164 or "")[:MAX_E164],
-        _bounded_id(account_id or ""),
+        sys.intern(_bounded_id(account_id or "")),
         status,
-        country,
-        region,
+        sys.intern(country) if country else None,
+        sys.intern(region) if region else None,
         application_id,
         status == "blocked" or blocked,
         next_billing_date,
         expires_at,
         monthly_fee,
-        (currency or "")[:8] or None,
+        sys.intern(currency[:8]) if currency else None,
         tags,
         digest,
         text,

@@ -182,7 +182,7 @@ def _sweep(
                     status_counts(writer.conn),
                 )
             opened, resolved = writer.apply_findings(
-                evaluator.drafts,
+                evaluator.by_rule,
                 evaluator.rule_ids,
                 previous["started_at"] if previous else None,
                 resolve=partial is None,

@@ -267,20 +267,23 @@ class SweepWriter:
 
     def apply_findings(
         self,
-        drafts: dict[tuple[str, str], FindingDraft],
+        by_rule: dict[str, dict[str, FindingDraft]],
         evaluated_rules: Iterable[str],
         previous_sweep_at: datetime | None,
         *,
         resolve: bool = True,
     ) -> tuple[int, int]:
-        """Write what ``lifecycle.decide`` makes of the drafts and the open findings; returns
-        (opened, resolved). A resolved finding was last seen at the previous complete sweep.
-        With ``resolve=False`` (a partial sweep, which cannot vouch that a problem is gone) no
-        finding resolves for want of a draft; new ones still open."""
+        """Write what ``lifecycle.decide`` makes of the drafts (rule → subject → draft) and the
+        open findings; returns (opened, resolved). A resolved finding was last seen at the
+        previous complete sweep. With ``resolve=False`` (a partial sweep, which cannot vouch
+        that a problem is gone) no finding resolves for want of a draft; new ones still open.
+
+        One rule at a time, smallest first, its open findings streamed and its drafts taken out
+        of ``by_rule`` as it is done: a large inventory has 100,000s of drafts and open
+        findings, and holding them all at once dominated the sweep's memory."""
         opened = resolved = 0
-        # One rule at a time, its open findings streamed: a large inventory has 100,000s of open
-        # findings, and holding every one (with its row) at once dominated the sweep's memory.
-        for rule in dict.fromkeys(evaluated_rules):
+        rules = sorted(dict.fromkeys(evaluated_rules), key=lambda r: len(by_rule.get(r, ())))
+        for rule in rules:
             rows = self.conn.execute(
                 sa.select(*_OPEN_COLUMNS)
                 .where(FINDINGS.c.state == "open", FINDINGS.c.rule == rule)
@@ -289,12 +292,12 @@ class SweepWriter:
             open_findings = [
                 OpenFinding(**{**row._asdict(), "tags": tuple(row.tags or ())}) for row in rows
             ]
-            ours = {key: d for key, d in drafts.items() if key[0] == rule}
+            ours = {(rule, subject): d for subject, d in by_rule.pop(rule, {}).items()}
             changes = decide(ours, open_findings, [rule], self.now)
             if not resolve:
                 unseen = {f.id for f in open_findings if f.key not in ours}
                 changes.resolved = [fid for fid in changes.resolved if fid not in unseen]
-            del open_findings
+            del open_findings, ours
             self._write(changes, previous_sweep_at)
             opened += len(changes.opened)
             resolved += len(changes.resolved)

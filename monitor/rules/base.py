@@ -13,6 +13,7 @@ There are three kinds, by what they look at:
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -166,7 +167,7 @@ def draft(
         rule=rule_id,
         subject=subject or rec.id,
         severity=severity or cfg.severity,
-        message=message,
+        message=sys.intern(message),  # dated messages repeat: a sweep holds one per finding
         number_id=rec.id,
         e164=rec.e164,
         account_id=rec.account_id,

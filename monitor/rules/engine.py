@@ -79,7 +79,8 @@ class Evaluator:
         for user in rules.custom:
             if _enabled(user):
                 self._number.append(_active(user, user.id, user_rule(user)))
-        self.drafts: dict[tuple[str, str], FindingDraft] = {}
+        # rule → subject → draft: the writer takes (and frees) one rule's drafts at a time
+        self.by_rule: dict[str, dict[str, FindingDraft]] = {}
         self.errors: dict[str, RuleFailure] = {}
         self._number_ids = [a.rule_id for a in self._number]
         self._skipped: set[str] = set()
@@ -110,12 +111,13 @@ class Evaluator:
 
     def feed(self, numbers: Iterable[NumberRecord]) -> None:
         """Evaluate ``numbers``; a number fed again replaces what its earlier reading produced."""
-        ctx, drafts = self.ctx, self.drafts
-        # No index by subject: a number's drafts are keyed (rule, number id), so re-feeding it
-        # pops them directly (an index cost ~20 MB at 1,000,000 numbers).
+        ctx = self.ctx
+        own = [self.by_rule.setdefault(rule_id, {}) for rule_id in self._number_ids]
+        # No index by subject: a number's drafts are keyed by its id under each rule, so
+        # re-feeding it pops them directly (an index cost ~20 MB at 1,000,000 numbers).
         for num in numbers:
-            for rule_id in self._number_ids:
-                drafts.pop((rule_id, num.id), None)
+            for drafts in own:
+                drafts.pop(num.id, None)
             subject = Subject(num)
             for active in self._number:
                 cfg = active.cfg.for_account(num.account_id) if active.overridden else active.cfg
@@ -131,12 +133,21 @@ class Evaluator:
                     self._fail(active.rule_id, num.e164 or num.id, exc)
                     continue
                 if found is not None:
-                    drafts[found.key] = found
+                    self._keep(found)
+
+    def _keep(self, draft: FindingDraft) -> None:
+        self.by_rule.setdefault(draft.rule, {})[draft.subject] = draft
+
+    @property
+    def drafts(self) -> dict[tuple[str, str], FindingDraft]:
+        """Every draft, by (rule, subject)."""
+        return {(d.rule, d.subject): d for ds in self.by_rule.values() for d in ds.values()}
 
     def keep_only(self, subjects: set[str]) -> None:
         """Forget drafts about numbers the authoritative pass did not see (gone mid-sweep)."""
-        for key in [k for k in self.drafts if k[1] not in subjects]:
-            del self.drafts[key]
+        for drafts in self.by_rule.values():
+            for subject in [s for s in drafts if s not in subjects]:
+                del drafts[subject]
 
     @property
     def wants_accounts(self) -> bool:
@@ -171,7 +182,7 @@ class Evaluator:
                     self._fail(active.rule_id, str(row.get("e164") or row.get("number_id")), exc)
                     continue
                 for d in found:
-                    self.drafts[d.key] = d
+                    self._keep(d)
 
     def finish(
         self,
@@ -208,7 +219,7 @@ class Evaluator:
                     self._fail(active.rule_id, view.account_id, exc)
                     continue
                 if found is not None:
-                    self.drafts[found.key] = found
+                    self._keep(found)
 
     @property
     def watches(self) -> tuple[AvailabilityWatch, ...]:
@@ -233,7 +244,7 @@ class Evaluator:
                     self._fail(active.rule_id, watch.country, exc)
                     continue
                 if found is not None:
-                    self.drafts[found.key] = found
+                    self._keep(found)
 
 
 def evaluate(numbers: Iterable[NumberRecord], ctx: RuleContext) -> list[FindingDraft]:
