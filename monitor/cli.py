@@ -12,11 +12,11 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
 from rich.markup import escape
@@ -42,8 +42,6 @@ from monitor.display import (
 )
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError, SweepCancelled
 from monitor.render import tty
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(error: MonitorError) -> NoReturn:
