@@ -294,7 +294,7 @@ def main() -> int:
         if store.last_sweep() is None:
             facts = fill(store, numbers, args.sweeps)
             print(
-                f"filled {store.dialect}: {numbers:,} numbers, {args.sweeps} sweeps "
+                f"filled {store.engine.dialect.name}: {numbers:,} numbers, {args.sweeps} sweeps "
                 f"in {time.perf_counter() - t0:.1f} s"
             )
         else:
@@ -303,7 +303,7 @@ def main() -> int:
                 account = conn.execute(sa.select(VERSIONS.c.account_id).limit(1)).scalar_one()
             facts = {"e164": some, "account": account}
             print(f"reusing {url}")
-        if store.dialect == "postgresql":
+        if store.engine.dialect.name == "postgresql":
             # What autovacuum does soon after a sweep's load in production: planner statistics
             # and the visibility map that lets the covering indexes answer without the rows.
             with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -23,7 +23,6 @@ from monitor.db import (
     CHUNK,
     DELIVERIES,
     FINDINGS,
-    LOCKS,
     NOTIFICATIONS,
     SILENCES,
     SWEEPS,
@@ -46,16 +45,13 @@ __all__ = [
     "ATTEMPTS",
     "DELIVERIES",
     "FINDINGS",
-    "LOCKS",
     "NOTIFICATIONS",
     "SILENCES",
     "SWEEPS",
     "VERSIONS",
     "Store",
-    "SweepCounts",
     "chunks",
     "is_silenced",
-    "owner_id",
 ]
 
 
@@ -82,13 +78,9 @@ LISTED_FINDING_COLUMNS = (
 class Store:
     """Opens the engine for ``url`` and answers every question the program asks of the database."""
 
-    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = engine or make_engine(url)
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
+        self.engine = make_engine(url)
 
     def migrate(self) -> None:
         upgrade(self.engine)
@@ -139,10 +131,6 @@ class Store:
                     **sweep_values(counts),
                 )
             )
-
-    def sweep(self, sweep_id: int) -> RowMapping | None:
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(SWEEPS).where(SWEEPS.c.id == sweep_id)).mappings().first()
 
     def last_sweep(self, status: str | None = None) -> RowMapping | None:
         stmt = sa.select(SWEEPS).order_by(SWEEPS.c.id.desc()).limit(1)

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import RowMapping
 
 from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
 from monitor.sandbox import Sandbox
-from monitor.store import Store
+from monitor.store import SWEEPS, Store
 from monitor.web.app import build_app
 from monitor.web.server import WebServer
 
@@ -144,6 +146,12 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
         yield st
     finally:
         st.dispose()
+
+
+def sweep_row(store: Store, sweep_id: int) -> RowMapping:
+    """The stored row of one sweep."""
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(SWEEPS).where(SWEEPS.c.id == sweep_id)).mappings().one()
 
 
 def make_settings(

@@ -150,7 +150,7 @@ def test_customer_tokens_never_reach_the_database_or_the_logs(
     caplog.set_level(logging.DEBUG)
     assert sweep(sandbox, store, clock).ok
     assert not [t for t in tokens if t in caplog.text]
-    if store.dialect == "sqlite":
+    if store.engine.dialect.name == "sqlite":
         path = Path(store.engine.url.database or "")
         stored = b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
         assert stored and not [t for t in tokens if t.encode() in stored]

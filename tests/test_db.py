@@ -15,6 +15,7 @@ from monitor.db import (
     upgrade,
 )
 from monitor.store import SWEEPS, Store
+from tests.conftest import sweep_row
 
 
 def test_migrations_match_the_models(store: Store) -> None:
@@ -49,8 +50,7 @@ def test_downgrade_and_upgrade_round_trip(db_url: str) -> None:
 def test_datetimes_come_back_aware_utc(store: Store) -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     sid = store.start_sweep(when, "test")
-    row = store.sweep(sid)
-    assert row is not None
+    row = sweep_row(store, sid)
     assert row["started_at"] == when and row["started_at"].tzinfo is not None
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(SWEEPS)).scalar_one() == 1

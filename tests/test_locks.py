@@ -10,14 +10,15 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from monitor.store import LOCKS, Store
+from monitor.db import LOCKS
+from monitor.store import Store
 from tests.conftest import FakeClock
 
 
 def test_one_lock_holder_at_a_time(store: Store, clock: FakeClock) -> None:
     first = store.try_lock("sweep", clock(), timedelta(hours=1))
     assert first is not None
-    if store.dialect == "postgresql":
+    if store.engine.dialect.name == "postgresql":
         # advisory locks are per session: a second connection cannot take it
         other = Store(store.url)
         try:

@@ -32,7 +32,7 @@ from monitor.schedule import (
 from monitor.service import Service
 from monitor.store import SWEEPS, Store
 from monitor.testing import RecordingNotifier
-from tests.conftest import FIXED_NOW, FakeClock, make_settings
+from tests.conftest import FIXED_NOW, FakeClock, make_settings, sweep_row
 
 WEEKLY = "0 6 * * mon"  # FIXED_NOW, 2026-11-23 12:00 UTC, is a Monday
 DAY = timedelta(days=1)
@@ -475,8 +475,7 @@ def test_run_sweeps_serves_health_and_stops_on_sigterm(
     assert "sandbox-token" not in log
     store = Store(db_url)
     try:
-        first = store.sweep(1)
-        assert first is not None
+        first = sweep_row(store, 1)
         assert (first["status"], first["trigger"], first["numbers_seen"]) == (
             "complete",
             "start",

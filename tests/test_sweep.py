@@ -13,7 +13,7 @@ from monitor.sandbox import Sandbox
 from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store
 from monitor.sweep import PassResult, check_shrink
 from monitor.testing import RecordingNotifier
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, make_settings, sweep_row
 
 
 def cycle(sandbox: Sandbox, store: Store, clock: FakeClock, **kw: Any) -> Any:
@@ -170,8 +170,7 @@ def test_interrupted_sweep_is_marked_aborted_next_time(
     sid = store.start_sweep(clock(), "manual")  # as if the process was SIGKILLed mid-sweep
     out = cycle(sandbox, store, clock)
     assert out.ok
-    row = store.sweep(sid)
-    assert row is not None and row["status"] == "aborted"
+    assert sweep_row(store, sid)["status"] == "aborted"
 
 
 def test_pass_consistency_rules() -> None:
