@@ -84,14 +84,6 @@ def remember(values: Iterable[str | None]) -> None:
             _pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
 
-def forget_all() -> None:
-    """Drop every remembered value (tests that load several configurations)."""
-    global _pattern
-    with _lock:
-        _values.clear()
-        _pattern = None
-
-
 def _spellings(value: str) -> set[str]:
     forms = {value, quote(value, safe=""), quote_plus(value), unquote(value)}
     forms.add(json.dumps(value)[1:-1])

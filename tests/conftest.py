@@ -61,12 +61,13 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 @pytest.fixture(autouse=True)
-def _scrubber_forgets_between_tests() -> Iterator[None]:
-    """Secrets a test's configuration taught the scrubber stay with that test."""
+def _scrubber_forgets_between_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets a test's configuration taught the scrubber stay with that test: each test starts
+    with none remembered (the product never forgets one)."""
     from monitor import redact
 
-    yield
-    redact.forget_all()
+    monkeypatch.setattr(redact, "_values", set())
+    monkeypatch.setattr(redact, "_pattern", None)
 
 
 # --- databases ----------------------------------------------------------------------------------

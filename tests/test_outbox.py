@@ -44,24 +44,21 @@ def test_attachments_and_slack_blocks_are_scrubbed_like_the_body(
     from monitor import redact
 
     secret = "s3cr3t-Token-Value-1234"
-    redact.remember([secret])
-    try:
-        parts = {
-            "attachments": [{"name": "f.csv", "mimetype": "text/csv", "content": f"a,{secret}"}],
-            "slack": {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": secret}}]},
-        }
-        outbox = Outbox(store)
-        outbox.enqueue(
-            channel="c",
-            kind="digest",
-            title="t",
-            body=secret,
-            body_format="text",
-            now=clock(),
-            parts=parts,
-        )
-        (row,) = outbox.due(clock())
-        assert secret not in str(row["parts"]) and secret not in row["body"]
-        assert row["parts"]["attachments"][0]["content"] == "a,***"
-    finally:
-        redact.forget_all()
+    redact.remember([secret])  # forgotten after the test (conftest)
+    parts = {
+        "attachments": [{"name": "f.csv", "mimetype": "text/csv", "content": f"a,{secret}"}],
+        "slack": {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": secret}}]},
+    }
+    outbox = Outbox(store)
+    outbox.enqueue(
+        channel="c",
+        kind="digest",
+        title="t",
+        body=secret,
+        body_format="text",
+        now=clock(),
+        parts=parts,
+    )
+    (row,) = outbox.due(clock())
+    assert secret not in str(row["parts"]) and secret not in row["body"]
+    assert row["parts"]["attachments"][0]["content"] == "a,***"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ from tests.test_cli import did
 
 SECRET = "TOKSECRET-7f3a9c2e41"
 HOOK_SECRET = "hookpathsecret-55aa77"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_scrubber() -> Iterator[None]:
-    redact.forget_all()
-    yield
-    redact.forget_all()
 
 
 def test_remembered_values_are_masked_in_every_spelling() -> None:
