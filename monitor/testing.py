@@ -25,7 +25,6 @@ class RecordingNotifier:
 
     sent: list[SentMessage] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
-    attempts: int = 0
 
     def send(
         self,
@@ -36,10 +35,6 @@ class RecordingNotifier:
         level: str = "info",
         parts: dict[str, Any] | None = None,
     ) -> None:
-        self.attempts += 1
         if channel.name in self.failing:
             raise DeliveryError(f"channel {channel.name}: simulated failure")
         self.sent.append(SentMessage(channel.name, title, body, body_format, level, parts or {}))
-
-    def for_channel(self, name: str) -> list[SentMessage]:
-        return [m for m in self.sent if m.channel == name]

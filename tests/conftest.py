@@ -23,6 +23,7 @@ from sqlalchemy.engine import RowMapping
 from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
 from monitor.sandbox import Sandbox
 from monitor.store import SWEEPS, Store
+from monitor.testing import RecordingNotifier, SentMessage
 from monitor.web.app import build_app
 from monitor.web.server import WebServer
 
@@ -153,6 +154,11 @@ def sweep_row(store: Store, sweep_id: int) -> RowMapping:
     """The stored row of one sweep."""
     with store.engine.connect() as conn:
         return conn.execute(sa.select(SWEEPS).where(SWEEPS.c.id == sweep_id)).mappings().one()
+
+
+def sent_to(notifier: RecordingNotifier, channel: str) -> list[SentMessage]:
+    """What ``notifier`` recorded for one channel, in order."""
+    return [m for m in notifier.sent if m.channel == channel]
 
 
 def make_settings(

@@ -9,7 +9,7 @@ from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, make_settings, sent_to
 
 CHAN = ChannelConfig(name="ops", url="json://127.0.0.1:1/x")
 
@@ -157,11 +157,11 @@ def test_routing_by_severity_rule_account_and_default(
     )
     notifier = RecordingNotifier()
     run(sandbox, store, clock, notifier, channels)
-    assert a["e164"] in notifier.for_channel("critical")[0].body
-    assert b["e164"] not in notifier.for_channel("critical")[0].body
-    assert b["e164"] in notifier.for_channel("customer")[0].body
-    assert a["e164"] not in notifier.for_channel("customer")[0].body
-    assert notifier.for_channel("catchall") == []  # every finding had a specific route
+    assert a["e164"] in sent_to(notifier, "critical")[0].body
+    assert b["e164"] not in sent_to(notifier, "critical")[0].body
+    assert b["e164"] in sent_to(notifier, "customer")[0].body
+    assert a["e164"] not in sent_to(notifier, "customer")[0].body
+    assert sent_to(notifier, "catchall") == []  # every finding had a specific route
 
 
 def test_failed_delivery_is_kept_and_retried(
@@ -200,7 +200,7 @@ def test_failing_channel_is_reported_through_the_others(
     run_cycle(settings, store, notifier, clock=clock)
     clock.advance(minutes=1)
     deliver_due(store, settings, notifier, clock)
-    failing = [m for m in notifier.for_channel("backup") if "channel failing" in m.title]
+    failing = [m for m in sent_to(notifier, "backup") if "channel failing" in m.title]
     assert len(failing) == 1 and "ops" in failing[0].body
     clock.advance(minutes=5)
     deliver_due(store, settings, notifier, clock)  # third failure: not reported again
@@ -239,14 +239,14 @@ def test_customer_channels_see_only_their_own(
     )
     notifier = RecordingNotifier()
     run(sandbox, store, clock, notifier, channels)
-    (msg,) = notifier.for_channel("customer")
+    (msg,) = sent_to(notifier, "customer")
     assert mine["e164"] in msg.body and other["e164"] not in msg.body
     assert f"Numbers swept: {own}" in msg.body and own < 150
     # service messages (sweep failed) are not sent to customers
     sandbox.faults.add(times=-1, status=500)
     run(sandbox, store, clock, notifier, channels, vobiz={"max_retries": 0})
-    assert [m.title for m in notifier.for_channel("customer")] == [msg.title]
-    assert any("sweep failed" in m.title for m in notifier.for_channel("ops"))
+    assert [m.title for m in sent_to(notifier, "customer")] == [msg.title]
+    assert any("sweep failed" in m.title for m in sent_to(notifier, "ops"))
 
 
 def test_missing_credentials_are_a_config_error_before_any_sweep(store: Store) -> None:
@@ -292,11 +292,11 @@ def test_a_number_changing_hands_moves_its_finding(
     run(sandbox, store, clock, notifier, channels, rules=quiet)
     sandbox.inventory.update(nid, account_id="MA_NEWOWNER")
     run(sandbox, store, clock, notifier, channels, rules=quiet)
-    assert [m.title for m in notifier.for_channel("old")] == [
+    assert [m.title for m in sent_to(notifier, "old")] == [
         "did-monitor: 1 new",
         "did-monitor: 1 resolved",
     ]
-    assert [m.title for m in notifier.for_channel("new")] == ["did-monitor: 1 new"]
+    assert [m.title for m in sent_to(notifier, "new")] == ["did-monitor: 1 new"]
     (open_finding,) = store.findings(clock())
     assert open_finding["account_id"] == "MA_NEWOWNER"
 

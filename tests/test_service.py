@@ -32,7 +32,7 @@ from monitor.schedule import (
 from monitor.service import Service
 from monitor.store import SWEEPS, Store
 from monitor.testing import RecordingNotifier
-from tests.conftest import FIXED_NOW, FakeClock, make_settings, sweep_row
+from tests.conftest import FIXED_NOW, FakeClock, make_settings, sent_to, sweep_row
 
 WEEKLY = "0 6 * * mon"  # FIXED_NOW, 2026-11-23 12:00 UTC, is a Monday
 DAY = timedelta(days=1)
@@ -231,7 +231,7 @@ def test_delivery_job_retries_without_waiting_for_a_sweep(
     clock.advance(seconds=settings.alerts.retry_backoff_seconds + 1)
     delivered = service.delivery_job()
     assert [(d.channel, d.ok) for d in delivered] == [("ops", True)]
-    assert len(notifier.for_channel("ops")) == 1
+    assert len(sent_to(notifier, "ops")) == 1
     assert sample(service, "did_monitor_deliveries_total", channel="ops", outcome="sent") == 1
 
 
