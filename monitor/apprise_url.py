@@ -1,5 +1,5 @@
-"""Apprise URLs outside sending: checked with Apprise's own parser when the config loads,
-given connect/read timeouts, and their secrets scrubbed from text.
+"""Apprise URLs outside sending: checked with Apprise's own parser when the config loads, and
+given connect/read timeouts (their secrets are masked by ``redact.scrub(text, url)``).
 
 Apart from ``notify.py`` (which sends), the only module that imports apprise: the config needs
 the parser's verdict, and ``notify.py`` depends on the config, so the check lives here.
@@ -8,27 +8,11 @@ the parser's verdict, and ``notify.py`` depends on the config, so the check live
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import apprise
 
-from monitor import redact
-from monitor.redact import url_secrets
-
-
-def secrets_in(url: str) -> list[str]:
-    """Parts of an Apprise URL that may be credentials (password, path tokens, query values)."""
-    found = url_secrets(url)
-    # both spellings, longest first, so a secret inside another is masked whole
-    spellings = {form for s in found for form in (s, unquote(s)) if len(form) >= 4}
-    return sorted(spellings, key=len, reverse=True)
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` without ``url``'s secrets nor any other known secret."""
-    for secret in secrets_in(url):
-        text = text.replace(secret, "***")
-    return redact.scrub(text)
+from monitor.redact import scrub
 
 
 def check_url(url: str) -> str | None:

@@ -11,8 +11,8 @@ import logging
 
 import httpx
 
-from monitor.apprise_url import scrub
 from monitor.config import redact_url
+from monitor.redact import scrub
 from monitor.vobiz import http_client
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ import apprise
 from apprise.attachment.memory import AttachMemory
 from apprise.plugins import url_to_dict
 
-from monitor.apprise_url import scrub, with_timeouts
+from monitor.apprise_url import with_timeouts
 from monitor.errors import DeliveryError
+from monitor.redact import scrub
 from monitor.slack_blocks import header as slack_header
 
 # At DEBUG apprise logs full URLs, tokens included (LIBRARY_NOTES): never let it below INFO.

@@ -134,10 +134,15 @@ def _looks_like_token(segment: str) -> bool:
     return len(segment) >= 24 or (digits > 0 and letters > 0) or mixed_case or digits >= 9
 
 
-def scrub(text: str) -> str:
-    """``text`` with every known secret and credential-shaped URL part masked."""
+def scrub(text: str, url: str = "") -> str:
+    """``text`` with every known secret and credential-shaped URL part masked; given ``url`` (a
+    channel's or a ping's), also that URL's ``url_secrets``, as written and decoded."""
     if not text:
         return text
+    if url:  # both spellings, longest first, so a secret inside another is masked whole
+        found = {f for s in url_secrets(url) for f in (s, unquote(s)) if len(f) >= 4}
+        for secret in sorted(found, key=len, reverse=True):
+            text = text.replace(secret, MASK)
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)

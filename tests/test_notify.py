@@ -6,7 +6,8 @@ import pytest
 
 from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
-from monitor.notify import AppriseNotifier, scrub
+from monitor.notify import AppriseNotifier
+from monitor.redact import scrub
 from tests.conftest import HttpReceiver, SmtpSink
 
 
