@@ -2,9 +2,9 @@
 
 ``GET /api/v1/partner/accounts`` pages through ``{accounts[], total, page, size}``. Each account
 carries that customer's own ``auth_token``: it, and every other field whose name looks like a
-credential, is dropped here, as the page is read, so no later stage (store, logs, rules,
-reports) ever holds one. An account list that does not add up to its ``total`` fails the sweep,
-as an incomplete number list does.
+credential (``redact.is_credential_key``), is dropped here, as the page is read, so no later
+stage (store, logs, rules, reports) ever holds one. An account list that does not add up to its
+``total`` fails the sweep, as an incomplete number list does.
 """
 
 from __future__ import annotations
@@ -12,40 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.errors import ApiError, IncompleteSweep
+from monitor.redact import strip_credentials
 
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
 MAX_PAGES = 10_000  # 1,000,000 accounts at 100 a page: a stuck total cannot loop forever
-
-# Field names that hold secrets, whatever their case or separators: auth_token, authToken,
-# api_key, client_secret, password, private_key, otp, pin, credentials, signing keys...
-_CREDENTIAL = re.compile(
-    r"token|secret|passw|pwd|api_?key|private_?key|access_?key|signing_?key|credential|"
-    r"^otp$|^pin$|^key$|session|cookie|bearer|jwt",
-    re.IGNORECASE,
-)
-
-
-def looks_like_credential(name: str) -> bool:
-    return bool(_CREDENTIAL.search(name.replace("-", "_")))
-
-
-def without_credentials(value: Any) -> Any:
-    """``value`` with every credential-looking key removed, at any depth."""
-    if isinstance(value, dict):
-        return {
-            k: without_credentials(v)
-            for k, v in value.items()
-            if not (isinstance(k, str) and looks_like_credential(k))
-        }
-    if isinstance(value, list):
-        return [without_credentials(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -73,7 +48,7 @@ def parse_account(item: Any) -> AccountRecord | None:
     """An account from one API object (credentials already dropped or not); None without id."""
     if not isinstance(item, dict):
         return None
-    clean = without_credentials(item)
+    clean = strip_credentials(item)
     account_id = _text(clean.get("auth_id"), 64) or _text(clean.get("id"), 64)
     if account_id is None:
         return None

@@ -63,13 +63,17 @@ def test_credential_keys_are_removed_from_item_json_at_any_depth() -> None:
     item = {
         "id": "n1",
         "auth_token": "cust-token",
-        "sip": {"username": "u", "password": "pw", "nested": [{"api_key": "k", "ok": 1}]},
+        "sip": {"username": "u", "password": "pw", "nested": [{"api-key": "k", "ok": 1}]},
         "monkey": "stays",
+        "key_count": 2,
+        "sessionId": "s-1",
+        "otp": "123456",
     }
     assert redact.strip_credentials(item) == {
         "id": "n1",
         "sip": {"username": "u", "nested": [{"ok": 1}]},
         "monkey": "stays",
+        "key_count": 2,
     }
     assert redact.has_credentials(item) and not redact.has_credentials({"monkey": [{"ok": 1}]})
     with pytest.raises(redact.TooDeep):
