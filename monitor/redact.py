@@ -42,11 +42,13 @@ _URL_TOKEN = re.compile(
 # json://, form://, xml://: the host stays readable, the path (often a token) does not.
 _HOOK_PATH = re.compile(r"\b((?:json|form|xml)s?://[^/\s\"'<>]+)/[^\s\"'<>);,…]+", re.IGNORECASE)
 _USERINFO = re.compile(r"\b([a-z][a-z0-9+.\-]*://)[^\s/@\"'<>:]*:[^\s/@\"'<>]+@", re.IGNORECASE)
-_QUERY_SECRET = re.compile(
-    r"([?&;](?:[a-z_\-]*(?:pass(?:word)?|passwd|pwd|token|secret|key|apikey|auth|sig|"
-    r"signature|credential)[a-z_\-]*)=)[^&\s\"'<>#]+",
-    re.IGNORECASE,
+# A URL query key whose value is a secret: ?password=, &api_key=, &sig=...
+_CREDENTIAL_QUERY_NAME = (
+    r"[a-z_\-]*(?:pass(?:word)?|passwd|pwd|token|secret|key|apikey|auth|sig|signature|"
+    r"credential)[a-z_\-]*"
 )
+_QUERY_SECRET = re.compile(rf"([?&;]{_CREDENTIAL_QUERY_NAME}=)[^&\s\"'<>#]+", re.IGNORECASE)
+_SECRET_QUERY_KEY = re.compile(rf"^{_CREDENTIAL_QUERY_NAME}$", re.IGNORECASE)
 # Webhook URLs whose path is the credential.
 _WEBHOOK_PATH = re.compile(
     r"\b(https?://(?:hooks\.slack\.com/services|(?:[a-z0-9-]+\.)?discord(?:app)?\.com/api/webhooks|"
@@ -93,11 +95,6 @@ def _spellings(value: str) -> set[str]:
     return forms
 
 
-_SECRET_QUERY_KEY = re.compile(
-    r"^[a-z_\-]*(?:pass(?:word)?|passwd|pwd|token|secret|key|apikey|auth|sig|signature|"
-    r"credential)[a-z_\-]*$",
-    re.IGNORECASE,
-)
 # Schemes whose location is a host, not a credential: only passwords and secret query values.
 _HOST_SCHEMES = re.compile(r"^(?:https?|mailtos?|sqlite|postgres(?:ql)?|mysql|.*sql.*)$")
 
