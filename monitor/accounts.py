@@ -69,20 +69,17 @@ GetPages = Callable[[range], Iterable[tuple[Any, int]]]
 
 
 def fetch_accounts(
-    get_json: GetJson,
-    per_page: int = 100,
-    attempts: int = 2,
-    get_pages: GetPages | None = None,
+    get_json: GetJson, per_page: int = 100, get_pages: GetPages | None = None
 ) -> list[AccountRecord]:
     """Every customer account; raises ``IncompleteSweep`` when the distinct accounts do not add
-    up to the ``total`` the API reports (after ``attempts`` full reads).
+    up to the ``total`` the API reports (after two full reads).
 
     ``get_json(path, params)`` is the API client's GET (retries and errors are its business).
     Page 1 gives the total; the other pages go through ``get_pages`` when given (the client's
     concurrent paging), else one by one. An API that gives no total is read until an empty page.
     """
     problem = ""
-    for _ in range(max(1, attempts)):
+    for _ in range(2):
         accounts, problem = _one_pass(get_json, per_page, get_pages)
         if not problem:
             return sorted(accounts.values(), key=lambda a: a.account_id)

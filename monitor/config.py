@@ -781,12 +781,7 @@ def resolve_path(cli_path: str | None, environ: Mapping[str, str]) -> tuple[Path
     return Path(DEFAULT_CONFIG), False
 
 
-def load(
-    cli_path: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    require_file: bool = False,
-) -> LoadedConfig:
+def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read, merge and validate the configuration; raise ``ConfigError`` naming file and key."""
     env = dict(os.environ if environ is None else environ)
     path, explicit = resolve_path(cli_path, env)
@@ -810,7 +805,7 @@ def load(
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
         _mark(data, "", f"file {path}", sources)
         warnings.extend(_permission_warnings(path, data))
-    elif explicit or require_file:
+    elif explicit:
         raise ConfigError(
             f"{path}: config file not found",
             hint="copy config.example.toml to config.toml, or pass --config PATH",

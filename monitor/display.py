@@ -166,9 +166,7 @@ def finding_json(row: dict[str, Any], *, raw_times: bool = False) -> dict[str, A
     }
 
 
-def print_findings(
-    rows: list[dict[str, Any]], limit: int | None = None, *, compact: bool = False
-) -> None:
+def print_findings(rows: list[dict[str, Any]], *, compact: bool = False) -> None:
     if not rows:
         out.print("no findings")
         return
@@ -176,9 +174,8 @@ def print_findings(
     names += [] if compact else ["state", "first seen"]
     columns = [*(Column(n) for n in names), Column("message", free_text=True)]
     colour = {"critical": "red", "warning": "yellow", "info": "blue"}
-    shown = rows if limit is None else rows[:limit]
     cells_of_rows = []
-    for r in shown:
+    for r in rows:
         sev = r["severity"]
         cells = [
             r["rule"],
@@ -190,8 +187,6 @@ def print_findings(
             cells += [r["state"], r["first_seen"].strftime("%Y-%m-%d")]
         cells_of_rows.append([*cells, tty(r["message"])])
     print_table(out, columns, cells_of_rows, title=f"{len(rows)} finding(s)")
-    if limit is not None and len(rows) > limit:
-        out.print(f"… and {len(rows) - limit} more (did-monitor findings shows them all)")
 
 
 # --- digests ----------------------------------------------------------------------------------

@@ -96,9 +96,8 @@ def is_overdue(
     now: datetime,
     started_at: datetime,
     grace: timedelta | float,
-    slack: timedelta | float = 0,
 ) -> bool:
-    deadline = sweep_deadline(trigger, last_complete_at, started_at, grace, slack)
+    deadline = sweep_deadline(trigger, last_complete_at, started_at, grace)
     return deadline is not None and now > deadline
 
 

@@ -102,14 +102,13 @@ class Store:
             )
             return int(result.inserted_primary_key[0])
 
-    def abort_running_sweeps(self, now: datetime, exclude: int | None = None) -> int:
+    def abort_running_sweeps(self, now: datetime) -> int:
         """Mark sweeps left ``running`` by a dead process as aborted (hold the lock to call)."""
         with self._begin() as conn:
-            stmt = sa.update(SWEEPS).where(SWEEPS.c.status == "running")
-            if exclude is not None:
-                stmt = stmt.where(SWEEPS.c.id != exclude)
             result = conn.execute(
-                stmt.values(
+                sa.update(SWEEPS)
+                .where(SWEEPS.c.status == "running")
+                .values(
                     status="aborted",
                     finished_at=now,
                     error="interrupted: the process stopped before the sweep finished",
