@@ -13,12 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
@@ -194,6 +189,3 @@ class Metrics:
 
     def job_failed(self, job: str) -> None:
         self.job_errors.labels(job).inc()
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

@@ -262,11 +262,6 @@ class Outbox:
             info["consecutive_failures"], info["last_error"] = self.consecutive_failures(name)
         return out
 
-    def deliveries(self, limit: int = 50) -> list[RowMapping]:
-        with self.store.engine.connect() as conn:
-            stmt = sa.select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)
-            return list(conn.execute(stmt).mappings())
-
     def last_digest(self, channel: str) -> RowMapping | None:
         """The most recent digest stored for ``channel``, whatever became of it."""
         stmt = (

@@ -8,6 +8,7 @@ from typing import Any
 
 import prometheus_client
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alerts import DeliveryOutcome
@@ -72,7 +73,7 @@ def test_assess_with_no_deadline_is_never_overdue() -> None:
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}
-    for family in text_string_to_metric_families(metrics.render().decode()):
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
         for s in family.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out

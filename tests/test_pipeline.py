@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
 from monitor.config import ChangedConfig, ChannelConfig, DateRuleConfig, RulesConfig
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
@@ -168,7 +170,7 @@ def test_failed_delivery_is_kept_and_retried(
     sandbox: Sandbox, store: Store, clock: FakeClock
 ) -> None:
     from monitor.alerts import deliver_due
-    from monitor.outbox import Outbox
+    from monitor.store import DELIVERIES
 
     healthy(sandbox)
     sandbox.inventory.update(next(iter(sandbox.inventory.ids())), is_blocked=True)
@@ -183,7 +185,8 @@ def test_failed_delivery_is_kept_and_retried(
     (outcome,) = deliver_due(store, settings, notifier, clock)
     assert outcome.ok
     assert notifier.sent[0].title.startswith("(retry 1) ")
-    (row,) = [r for r in Outbox(store).deliveries() if r["kind"] == "digest"]
+    with store.engine.connect() as conn:
+        (row,) = conn.execute(sa.select(DELIVERIES).where(DELIVERIES.c.kind == "digest")).mappings()
     assert row["status"] == "sent" and row["attempts"] == 2
 
 
