@@ -137,6 +137,12 @@ def parse_money(value: Any) -> Decimal | None:
 
 
 @functools.lru_cache(maxsize=1024)
+def _tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """One shared tuple per tag list: numbers repeat a few, and findings keep them."""
+    return tuple(sys.intern(t) for t in tags)
+
+
+@functools.lru_cache(maxsize=1024)
 def _money(text: str) -> Decimal | None:
     """One shared Decimal per amount: an inventory repeats a few prices, and a sweep holds one
     per finding until its end (immutable, so sharing is safe)."""
@@ -268,7 +274,7 @@ def parse_number(raw: Any) -> NumberRecord | None:
         expires_at=parse_time(get("expires_at")),
         monthly_fee=parse_money(cost if cost is not None else get("monthly_fee")),
         currency=_text(get("currency")),
-        tags=tuple(sys.intern(str(t)) for t in tags_raw if t is not None)
+        tags=_tags(tuple(str(t) for t in tags_raw if t is not None))
         if type(tags_raw) is list
         else (),
         text=text,
