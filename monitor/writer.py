@@ -114,6 +114,7 @@ class SweepWriter:
         self.versions_written = 0
         self._conn: Connection | None = None
         self._postgres = engine.dialect.name == "postgresql"
+        self._analyzed_rows = 0  # current versions when the statistics were last gathered
 
     def __enter__(self) -> SweepWriter:
         try:
@@ -121,7 +122,18 @@ class SweepWriter:
             self._conn.begin()
         except OperationalError as exc:
             raise DatabaseError(f"database error: {describe_db_error(exc)}") from None
+        if self._postgres:
+            self._analyze()
         return self
+
+    def _analyze(self) -> None:
+        """PostgreSQL only: fresh planner statistics for ``number_versions``. Without them the
+        planner takes a table it has not analysed yet (a first sweep, or a second one before
+        autovacuum caught up) for a few hundred rows, and answers each batch's hash lookup by
+        reading every current row: 100,000 numbers took 105 s instead of 1 s. Run as the sweep
+        starts and each time the rows it wrote double what the statistics last counted."""
+        self.conn.exec_driver_sql("ANALYZE number_versions")
+        self._analyzed_rows = self._current_count()
 
     def __exit__(self, *exc: Any) -> None:
         assert self._conn is not None
@@ -151,6 +163,8 @@ class SweepWriter:
             self._close([row["number_id"] for row in rows])
         self._insert(VERSIONS, rows)
         self.versions_written += len(rows)
+        if self._postgres and self.versions_written > 2 * self._analyzed_rows + BATCH:
+            self._analyze()
         return len(rows)
 
     def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
