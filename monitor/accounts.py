@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.errors import ApiError, IncompleteSweep
-from monitor.redact import strip_credentials
+from monitor.model import MAX_DEPTH
+from monitor.redact import TooDeep, has_credentials, strip_credentials
 
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
 MAX_PAGES = 10_000  # 1,000,000 accounts at 100 a page: a stuck total cannot loop forever
@@ -45,10 +46,14 @@ def _text(value: Any, limit: int) -> str | None:
 
 
 def parse_account(item: Any) -> AccountRecord | None:
-    """An account from one API object (credentials already dropped or not); None without id."""
+    """An account from one API object (credentials already dropped or not); None without id,
+    or nested deeper than ``model.MAX_DEPTH`` levels."""
     if not isinstance(item, dict):
         return None
-    clean = strip_credentials(item)
+    try:
+        clean = strip_credentials(item) if has_credentials(item, MAX_DEPTH) else item
+    except TooDeep:
+        return None
     account_id = _text(clean.get("auth_id"), 64) or _text(clean.get("id"), 64)
     if account_id is None:
         return None
@@ -94,6 +99,7 @@ def _one_pass(
     get_json: GetJson, per_page: int, get_pages: GetPages | None
 ) -> tuple[dict[str, AccountRecord], str]:
     accounts: dict[str, AccountRecord] = {}
+    found_on: dict[str, int] = {}
     totals: list[int] = []
 
     def fetch(page: int) -> Any:
@@ -108,8 +114,11 @@ def _one_pass(
             totals.append(total)
         for item in body["accounts"]:
             record = parse_account(item)
-            if record is not None:
+            # an account on two pages (the list shifted): the later page wins, whatever order
+            # the pages arrived in
+            if record is not None and page >= found_on.get(record.account_id, 0):
                 accounts[record.account_id] = record
+                found_on[record.account_id] = page
         size = body.get("size")
         return len(body["accounts"]), size if isinstance(size, int) and size > 0 else per_page
 

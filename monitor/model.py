@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -133,13 +132,33 @@ def parse_money(value: Any) -> Decimal | None:
     (None) for what is not a finite amount the database column can hold."""
     if value is None or isinstance(value, bool):
         return None
-    return _money(str(value).strip())
+    text = str(value).strip()
+    return _money(text) if len(text) <= 32 else None  # no amount the column holds is longer
+
+
+def shared(text: str) -> str:
+    """One object for equal short strings that many numbers repeat (an account, a status, a
+    currency, a dated message): a sweep holds one per finding until its end, and at 1,000,000
+    numbers a copy per finding is tens of MB. A bounded cache, unlike ``sys.intern``, so a
+    long-running service never keeps what the API once sent."""
+    return _shared(text) if len(text) <= 256 else text
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared(text: str) -> str:
+    return text
+
+
+def _tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """One shared tuple per short tag list: numbers repeat a few, and findings keep them."""
+    if len(tags) > 8 or sum(len(t) for t in tags) > 256:
+        return tags
+    return _tag_tuple(tags)
 
 
 @functools.lru_cache(maxsize=1024)
-def _tags(tags: tuple[str, ...]) -> tuple[str, ...]:
-    """One shared tuple per tag list: numbers repeat a few, and findings keep them."""
-    return tuple(sys.intern(t) for t in tags)
+def _tag_tuple(tags: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(shared(t) for t in tags)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -303,25 +322,24 @@ def _record(
     item: dict[str, Any],
 ) -> NumberRecord | None:
     """The record from the fields read: keying, defaults and column limits. Values many numbers
-    share (account, status, place, currency) are interned: a sweep holds them in every finding
-    until its end, and at 1,000,000 numbers one copy per number is tens of MB."""
+    repeat (account, status, place, currency) are one object each (see ``shared``)."""
     number_id = number_id or (f"e164:{e164}" if e164 else None)
     if number_id is None:
         return None
-    status = sys.intern((status or "unknown").lower())
+    status = shared((status or "unknown").lower())
     return NumberRecord(
         _bounded_id(number_id),
         (e164 or "")[:MAX_E164],
-        sys.intern(_bounded_id(account_id or "")),
+        shared(_bounded_id(account_id or "")),
         status,
-        sys.intern(country) if country else None,
-        sys.intern(region) if region else None,
+        shared(country) if country else None,
+        shared(region) if region else None,
         application_id,
         status == "blocked" or blocked,
         next_billing_date,
         expires_at,
         monthly_fee,
-        sys.intern(currency[:8]) if currency else None,
+        shared(currency[:8]) if currency else None,
         tags,
         digest,
         text,

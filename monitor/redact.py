@@ -196,13 +196,20 @@ def _keys_hold_credential(keys: tuple[Any, ...]) -> bool:
 def has_credentials(value: Any, max_depth: int = 64) -> bool:
     """Whether a credential-looking key stands anywhere in ``value`` (JSON-shaped data).
 
-    Raises ``TooDeep`` past ``max_depth`` levels of nesting. Each object's key tuple is checked
-    once and cached: every item of a sweep repeats the same few key sets."""
+    The whole value is walked, so ``TooDeep`` is raised past ``max_depth`` levels of nesting
+    wherever they are (and ``strip_credentials`` may then recurse safely). Each object's key
+    tuple is checked once and cached, up to 64 keys: every item of a sweep repeats the same few
+    key sets, and a hostile object's keys must not stay in the cache."""
     if max_depth < 0:
         raise TooDeep("JSON nested too deep")
+    found = False
     if isinstance(value, dict):
-        if _keys_hold_credential(tuple(value)):
-            return True
+        keys = tuple(value)
+        found = (
+            _keys_hold_credential(keys)
+            if len(keys) <= 64
+            else any(isinstance(k, str) and is_credential_key(k) for k in keys)
+        )
         values: Iterable[Any] = value.values()
     elif isinstance(value, list):
         values = value
@@ -211,8 +218,8 @@ def has_credentials(value: Any, max_depth: int = 64) -> bool:
     for v in values:
         kind = type(v)
         if (kind is dict or kind is list) and has_credentials(v, max_depth - 1):
-            return True
-    return False
+            found = True
+    return found
 
 
 class ScrubFilter(logging.Filter):

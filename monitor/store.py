@@ -175,7 +175,7 @@ class Store:
             .join(start, start.c.id == VERSIONS.c.valid_from)
             .outerjoin(end, end.c.id == VERSIONS.c.valid_to)
             .where(VERSIONS.c.e164 == e164)
-            .order_by(VERSIONS.c.number_id, VERSIONS.c.valid_from)
+            .order_by(VERSIONS.c.number_id, VERSIONS.c.valid_from, VERSIONS.c.id)
         )
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).mappings())

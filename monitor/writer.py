@@ -157,6 +157,8 @@ class SweepWriter:
         over 100 MB of the sweep's peak memory. A record whose hash is among them is unchanged
         (the hash covers the item's JSON, id included); every other record gets a new version,
         and whatever current version its number had is closed first."""
+        if len({rec.id for rec in records}) != len(records):  # one version per number: the last
+            records = list({rec.id: rec for rec in records}.values())
         current = self._current_hashes([rec.id for rec in records])
         rows = [self._version_row(rec) for rec in records if rec.content_hash not in current]
         if len(current) > len(records) - len(rows):  # some current version is not unchanged

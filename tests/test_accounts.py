@@ -81,6 +81,31 @@ def acct(n: int) -> dict[str, Any]:
     return {"auth_id": f"MA_{n}", "name": f"C{n}", "auth_token": f"tok{n}"}
 
 
+def test_an_account_nested_too_deep_is_unreadable_even_beside_a_credential() -> None:
+    deep: Any = "leaf"
+    for _ in range(100):
+        deep = [deep]
+    assert parse_account({"auth_id": "MA_1", "auth_token": "t", "x": deep}) is None
+    assert parse_account({"auth_id": "MA_1", "auth_token": "t", "x": [[1]]}) is not None
+
+
+def test_an_account_on_two_pages_keeps_the_later_page() -> None:
+    pages = {
+        1: [acct(1) | {"name": "p1"}],
+        2: [acct(1) | {"name": "p2"}, acct(2)],
+        3: [acct(1) | {"name": "p3"}, acct(3)],
+    }
+
+    def body(page: int) -> Any:
+        return {"accounts": pages[page], "total": 3, "page": page, "size": 1}
+
+    def backwards(wanted: range) -> Any:  # pages arriving in any order
+        return [(body(p), p) for p in reversed(wanted)]
+
+    got = fetch_accounts(lambda path, params: body(params["page"]), 1, get_pages=backwards)
+    assert {a.account_id: a.name for a in got} == {"MA_1": "p3", "MA_2": "C2", "MA_3": "C3"}
+
+
 def test_fetch_reads_every_page_and_checks_the_total() -> None:
     def body(page: int) -> Any:
         chunk = [acct(n) for n in range((page - 1) * 2, min(page * 2, 5))]

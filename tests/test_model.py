@@ -129,6 +129,8 @@ def test_an_item_nested_too_deep_is_unreadable_and_a_shallow_one_keeps_its_decod
     for _ in range(MAX_DEPTH + 1):
         deep = [deep]
     assert parse_number({"id": "n1", "x": deep}) is None
+    # a credential key found first must not let the deep branch through
+    assert parse_number({"id": "n1", "auth_token": "s", "x": deep}) is None
     rec = parse_number({"id": "n1", "x": [[1]]})
     assert rec is not None and rec.raw == {"id": "n1", "x": [[1]]} == rec.item
 

@@ -29,8 +29,14 @@ def test_versions_round_trip_every_value(store: Store, clock: FakeClock) -> None
     with store.writer(sid, clock()) as writer:
         assert writer.write_page([rec]) == 1
         assert writer.write_page([rec]) == 0  # read again in the same sweep: unchanged
+        changed = parse_number(raw | {"status": "released"})
+        assert changed is not None
+        assert writer.write_page([rec, changed]) == 1  # one number twice: its last reading
+        assert writer.write_page([rec]) == 1
         writer.commit()
-    (row,) = store.history("+911234")
+    rows = store.history("+911234")
+    assert [r["status"] for r in rows] == ["active", "released", "active"]
+    row = rows[-1]
     assert row["next_billing_date"] == datetime(2026, 12, 1, 10, 20, 30, 123456, tzinfo=UTC)
     assert row["monthly_fee"] == Decimal("1.25")
     assert row["tags"] == ["vip", "<x>"]

@@ -13,7 +13,6 @@ There are three kinds, by what they look at:
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -22,7 +21,7 @@ from typing import Any, Literal
 
 from monitor.conditions import Today
 from monitor.config import RuleConfig, RulesConfig, Scope
-from monitor.model import FindingDraft, NumberRecord, money_text
+from monitor.model import FindingDraft, NumberRecord, money_text, shared
 
 # Numbers in these states are on their way out or already gone; flagging their billing date or
 # routing would be noise.
@@ -167,7 +166,7 @@ def draft(
         rule=rule_id,
         subject=subject or rec.id,
         severity=severity or cfg.severity,
-        message=sys.intern(message),  # dated messages repeat: a sweep holds one per finding
+        message=shared(message),  # dated messages repeat: a sweep holds one per finding
         number_id=rec.id,
         e164=rec.e164,
         account_id=rec.account_id,
