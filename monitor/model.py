@@ -144,7 +144,7 @@ def shared(text: str) -> str:
     return _shared(text) if len(text) <= 256 else text
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=32768)  # more than a big partner's accounts; at most ~10 MB
 def _shared(text: str) -> str:
     return text
 
