@@ -28,7 +28,6 @@ from monitor.errors import ApiError, ApiGaveUp, AuthError, ConfigError, Retryabl
 from monitor.model import NumberRecord, parse_number
 
 NUMBERS_PATH = "/api/v1/partner/numbers"
-ME_PATH = "/api/v1/partner/me"
 # A page of 100 numbers is about 50 KB: a body this large (after decompression) is a fault or
 # a gzip bomb, and is refused before it can take the memory.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -80,10 +79,6 @@ class RetryBudget:
                 return False
             self._left -= 1
             return True
-
-    @property
-    def left(self) -> int:
-        return self._left
 
 
 class RateLimiter:
@@ -408,12 +403,6 @@ class VobizClient:
         """Until no request is in flight, or ``seconds`` have passed."""
         with self._state_lock:
             self._state_lock.wait_for(lambda: self._in_flight == 0, timeout=seconds)
-
-    def me(self) -> dict[str, Any]:
-        body = self.get_json(ME_PATH)
-        if not isinstance(body, dict):
-            raise ApiError(f"GET {ME_PATH}: unexpected body")
-        return {k: body.get(k) for k in ("auth_id", "name", "balance")}
 
 
 def _message(response: httpx.Response, content: bytes) -> str:

@@ -152,13 +152,6 @@ def test_unreachable_api_is_retryable_then_gives_up() -> None:
         client.numbers_page(1)
 
 
-def test_me_names_the_partner(sandbox: Sandbox) -> None:
-    client, _ = client_for(sandbox)
-    with client:
-        me = client.me()
-    assert me["auth_id"] == "PA_SANDBOX"
-
-
 def test_parse_retry_after_forms() -> None:
     now = datetime(2026, 11, 23, tzinfo=UTC)
     in_30s = format_datetime(now + timedelta(seconds=30), usegmt=True)
