@@ -162,7 +162,7 @@ class SweepWriter:
     def write_page(self, records: Sequence[NumberRecord]) -> int:
         """Store the records that are new or changed since their current version.
 
-        The current hashes are looked up per page (the partial unique index on ``number_id``
+        The current hashes are looked up per batch (the partial unique index on ``number_id``
         answers it), not held for the whole inventory: at 1,000,000 numbers that map alone was
         over 100 MB of the sweep's peak memory. A record whose hash is among them is unchanged
         (the hash covers the item's JSON, id included); every other record gets a new version,
