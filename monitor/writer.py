@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -57,6 +58,7 @@ _UPDATED = (
 
 
 BATCH = 2000  # finding rows per executemany
+_TEXT_ARRAY = ARRAY(sa.String)
 # PostgreSQL's types of the columns the writer sets, for COPY (see SweepWriter._copy): psycopg
 # encodes each value in binary from them (raw is json, whose binary form is its text).
 _COPY_TYPES: dict[str, dict[str, str]] = {
@@ -98,6 +100,16 @@ _COPY_TYPES: dict[str, dict[str, str]] = {
         "opened_sweep_id": "int4",
     },
 }
+
+
+def _open_finding(row: Iterable[Any]) -> OpenFinding:
+    """An open finding from a row of ``_OPEN_COLUMNS`` (its fields, in the same order)."""
+    values = list(row)
+    values[_TAGS_AT] = tuple(values[_TAGS_AT] or ())
+    return OpenFinding(*values)
+
+
+_TAGS_AT = [c.name for c in _OPEN_COLUMNS].index("tags")
 
 
 class SweepWriter:
@@ -255,7 +267,7 @@ class SweepWriter:
         found: set[str] = set()
         for part in chunks(number_ids):
             stmt = sa.select(sa.func.aggregate_strings(VERSIONS.c.content_hash, ",")).where(
-                VERSIONS.c.valid_to.is_(None), VERSIONS.c.number_id.in_(part)
+                VERSIONS.c.valid_to.is_(None), self._one_of(part)
             )
             hashes = self.conn.execute(stmt).scalar()
             if hashes:
@@ -266,9 +278,17 @@ class SweepWriter:
         for part in chunks(number_ids):
             self.conn.execute(
                 sa.update(VERSIONS)
-                .where(VERSIONS.c.valid_to.is_(None), VERSIONS.c.number_id.in_(part))
+                .where(VERSIONS.c.valid_to.is_(None), self._one_of(part))
                 .values(valid_to=self.sweep_id)
             )
+
+    def _one_of(self, number_ids: Sequence[str]) -> sa.ColumnElement[bool]:
+        """``number_id IN (...)``; on PostgreSQL ``= ANY(array)``, one parameter instead of
+        hundreds: psycopg parses a statement that long anew at every execution (0.3 s of an
+        unchanged re-sweep of 100,000 numbers)."""
+        if self._postgres:
+            return VERSIONS.c.number_id == sa.any_(sa.literal(list(number_ids), _TEXT_ARRAY))
+        return VERSIONS.c.number_id.in_(number_ids)
 
     def _version_row(self, rec: NumberRecord) -> dict[str, Any]:
         return {
@@ -315,9 +335,7 @@ class SweepWriter:
                 .where(FINDINGS.c.state == "open", FINDINGS.c.rule == rule)
                 .execution_options(yield_per=BATCH)
             )
-            open_findings = [
-                OpenFinding(**{**row._asdict(), "tags": tuple(row.tags or ())}) for row in rows
-            ]
+            open_findings = [_open_finding(row) for row in rows]
             ours = {(rule, subject): d for subject, d in by_rule.pop(rule, {}).items()}
             changes = decide(ours, open_findings, [rule], self.now)
             if not resolve:

@@ -66,3 +66,10 @@ def test_hostile_text_is_storable_on_both_databases(store: Store, clock: FakeClo
     (row,) = store.history(rec.e164)
     assert row["region"] == "Mumbai" and row["tags"] == ["ab"]
     assert row["number_id"] == rec.id and len(rec.id) <= 64
+
+
+def test_open_findings_are_read_in_the_lifecycle_s_field_order() -> None:
+    from monitor.lifecycle import OpenFinding
+    from monitor.writer import _OPEN_COLUMNS
+
+    assert [c.name for c in _OPEN_COLUMNS] == list(OpenFinding.__dataclass_fields__)
