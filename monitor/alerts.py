@@ -3,6 +3,9 @@
 Alerts are rows before they are messages: a digest is rendered and stored in the same transaction
 as the findings it announces, then sent from the outbox, and every attempt is recorded. A failed
 delivery stays in the outbox and is retried with backoff; it is never dropped.
+
+A little over 400 lines because planning, storing and delivering are one promise (a digest is
+stored with its findings, then delivered or retried) and read best in one place.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ HTTP goes through one ``httpx.Client`` (see ``http_client``): keep-alive connect
 (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``). The
 service shares its client with the heartbeat pings. Every failure leaves here as an
 ``ApiError`` subclass that says whether retrying can help.
+
+Over 400 lines because the client's retry, rate-limit and concurrent-paging rules share its
+state (budget, limiter, requests in flight); the page parsing at the end is kept beside the
+envelope it reads.
 """
 
 from __future__ import annotations
