@@ -38,6 +38,7 @@ from monitor.render import (
     Item,
     render_channel_failing,
     render_sweep_failed,
+    render_sweep_partial,
     rental_at_risk,
 )
 from monitor.rules import event_rules
@@ -188,7 +189,12 @@ def store_digests(
     numbers_swept: int,
     caveat: str = "",
 ) -> int:
-    """Plan and store this sweep's digests in the sweep's own transaction; returns how many."""
+    """Plan and store this sweep's digests in the sweep's own transaction; returns how many
+    messages it stored.
+
+    ``caveat`` is set when the sweep was partial; a digest carries it, and every partner channel
+    that gets no digest gets it as a notice of its own, so a quiet partial sweep is never
+    silent (it resolves nothing until a sweep reads every item)."""
     if not any(c.enabled for c in settings.channels):
         return 0  # nobody to tell: do not load every open finding for nothing
     state = load_announce_state(conn, sweep_id, now)
@@ -210,7 +216,25 @@ def store_digests(
         for note in plan.notifications:
             note["delivery_id"] = delivery_id
         add_notifications(conn, plan.notifications)
-    return len(plans)
+    told = {plan.channel.name for plan in plans}
+    notices = 0
+    for chan in settings.channels if caveat else ():
+        if not chan.enabled or chan.accounts or chan.name in told:
+            continue  # customer channels hear of their own numbers only, as with failures
+        fmt = chan.body_format()
+        title, body = render_sweep_partial(caveat, fmt, now)
+        add_delivery(
+            conn,
+            channel=chan.name,
+            kind="sweep_partial",
+            title=title,
+            body=body,
+            body_format=fmt,
+            now=now,
+            sweep_id=sweep_id,
+        )
+        notices += 1
+    return len(plans) + notices
 
 
 @dataclass
@@ -305,6 +329,7 @@ def enqueue_sweep_failed(
 KIND_LEVEL = {
     "digest": "warning",
     "sweep_failed": "failure",
+    "sweep_partial": "warning",
     "channel_failing": "failure",
     "test": "info",
 }

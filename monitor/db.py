@@ -253,7 +253,8 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     sweep_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
     channel: Mapped[str] = mapped_column(sa.String(64), index=True)
-    kind: Mapped[str] = mapped_column(sa.String(32))  # digest|sweep_failed|channel_failing|test
+    # digest | sweep_failed | sweep_partial | channel_failing | test
+    kind: Mapped[str] = mapped_column(sa.String(32))
     title: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[str] = mapped_column(sa.Text)
     body_format: Mapped[str] = mapped_column(sa.String(16))

@@ -337,6 +337,18 @@ def render_sweep_failed(error: str, fmt: Format, failed_at: datetime) -> tuple[s
     return "did-monitor: sweep failed", body
 
 
+def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
+    """Title and body of the notice a partner channel gets from a partial sweep that had no
+    digest for it: the caveat a digest would have carried, on its own."""
+    when = swept_at.strftime("%Y-%m-%d %H:%M UTC")
+    body_text = (
+        f"The sweep started {when} could not read the whole inventory: {esc(reason, fmt)}. "
+        "What it read is stored and checked by the rules. The next sweep will try again."
+    )
+    body = f"<p>{body_text}</p>" if fmt == "html" else body_text
+    return "did-monitor: sweep incomplete", body
+
+
 def render_channel_failing(channel: str, failures: int, error: str, fmt: Format) -> tuple[str, str]:
     text = (
         f"Alerts to channel {esc(channel, fmt)} have failed {failures} times in a row "

@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor.config import ChannelConfig
 from monitor.errors import ApiError, IncompleteSweep
 from monitor.model import parse_number
 from monitor.pipeline import run_cycle
-from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store
+from monitor.store import DELIVERIES, FINDINGS, SWEEPS, VERSIONS, Store
 from monitor.sweep import fetch_inventory
 from monitor.testing import RecordingNotifier
 from monitor.vobiz import VobizClient, parse_page
@@ -50,10 +51,18 @@ def body(items: list[Any], total: int | None, page: int = 1) -> bytes:
     return json.dumps(env).encode()
 
 
-def sweep(api: Hostile, store: Store, clock: FakeClock, **vobiz: Any) -> Any:
+def sweep(
+    api: Hostile,
+    store: Store,
+    clock: FakeClock,
+    notifier: RecordingNotifier | None = None,
+    channels: tuple[ChannelConfig, ...] = (),
+    **vobiz: Any,
+) -> Any:
     s = make_settings(
         None,
         store.url,
+        channels,
         vobiz={
             "base_url": api.url,
             "auth_id": "PA_1",
@@ -64,7 +73,7 @@ def sweep(api: Hostile, store: Store, clock: FakeClock, **vobiz: Any) -> Any:
         },
         sweep={"accounts": False},  # this API answers every path with the numbers it is given
     )
-    return run_cycle(s, store, RecordingNotifier(), clock=clock)
+    return run_cycle(s, store, notifier or RecordingNotifier(), clock=clock)
 
 
 @pytest.fixture
@@ -176,6 +185,40 @@ def test_an_unreadable_item_makes_the_sweep_partial(
         ).scalar()
     assert states == ["open"] and current == 4
     assert row is not None and row["status"] == "partial" and "position 2" in row["error"]
+
+
+def test_a_quiet_partial_sweep_still_tells_the_partner_channels(
+    hostile: Hostile, db: Store, clock: FakeClock
+) -> None:
+    """Nothing new and nothing resolved (a partial sweep resolves nothing): no digest, so the
+    partner's channels get the caveat as a notice of its own; a customer's channel does not."""
+    channels = (
+        ChannelConfig(name="ops", url="json://127.0.0.1:1/x"),
+        ChannelConfig(
+            name="mail", url="mailto://smtp.example.com?from=m@example.com&to=a@example.com"
+        ),
+        ChannelConfig(name="cust", url="json://127.0.0.1:1/y", accounts=("MA_1",)),
+    )
+    good = [item(1), item(2), item(3)]
+    hostile.respond = lambda h: (200, body(good, 3))
+    first = RecordingNotifier()
+    assert sweep(hostile, db, clock, first, channels).ok
+    assert {m.channel for m in first.sent} == {"ops", "mail", "cust"}  # n2's finding, once
+    clock.advance(days=7)
+    hostile.respond = lambda h: (200, body([*good, {**item(4), "id": None}], 4))
+    quiet = RecordingNotifier()
+    outcome = sweep(hostile, db, clock, quiet, channels)
+    assert outcome.ok and outcome.partial
+    assert sorted(m.channel for m in quiet.sent) == ["mail", "ops"]
+    for m in quiet.sent:
+        assert m.title == "did-monitor: sweep incomplete" and m.level == "warning"
+        assert "1 item(s) could not be read (page 1 position 4)" in m.body
+    assert next(m for m in quiet.sent if m.channel == "mail").body.startswith("<p>")
+    with db.engine.connect() as conn:
+        kinds = conn.execute(
+            sa.select(DELIVERIES.c.kind).where(DELIVERIES.c.sweep_id == outcome.sweep_id)
+        ).scalars()
+        assert sorted(kinds) == ["sweep_partial", "sweep_partial"]
 
 
 def test_ids_renamed_at_once_fail_like_a_shrink(
