@@ -1,9 +1,10 @@
 """Everything one sweep writes, in one transaction: number versions, gone numbers, findings.
 
-Part of the store layer (with ``store.py``, ``locks.py`` and ``outbox.py``, the only modules that
-run SQL); tables and helpers come from ``db.py``. Rows go in through SQLAlchemy Core:
-``insert()`` with a list of rows, which SQLAlchemy sends as one ``executemany`` (batched into
-multi-row statements, "insertmanyvalues", where the driver supports it).
+Part of the store layer (with ``store.py``, ``locks.py`` and ``outbox.py``); tables and helpers
+come from ``db.py``. Rows go in through SQLAlchemy Core: ``insert()`` with a list of rows, which
+SQLAlchemy sends as one ``executemany`` (on SQLite batched into multi-row statements,
+"insertmanyvalues"). The one exception is number versions on PostgreSQL, which go in by binary
+COPY (``SweepWriter._insert_versions`` says why).
 """
 
 from __future__ import annotations
@@ -59,46 +60,27 @@ _UPDATED = (
 
 BATCH = 2000  # finding rows per executemany
 _TEXT_ARRAY = ARRAY(sa.String)
-# PostgreSQL's types of the columns the writer sets, for COPY (see SweepWriter._copy): psycopg
-# encodes each value in binary from them (raw is json, whose binary form is its text).
-_COPY_TYPES: dict[str, dict[str, str]] = {
-    "number_versions": {
-        "number_id": "text",
-        "e164": "text",
-        "account_id": "text",
-        "status": "text",
-        "country": "text",
-        "region": "text",
-        "application_id": "text",
-        "is_blocked": "bool",
-        "next_billing_date": "timestamptz",
-        "expires_at": "timestamptz",
-        "monthly_fee": "numeric",
-        "currency": "text",
-        "tags": "jsonb",
-        "content_hash": "text",
-        "raw": "text",
-        "valid_from": "int4",
-        "valid_to": "int4",
-    },
-    "findings": {
-        "rule": "text",
-        "subject": "text",
-        "number_id": "text",
-        "e164": "text",
-        "account_id": "text",
-        "severity": "text",
-        "state": "text",
-        "message": "text",
-        "due_at": "timestamptz",
-        "tier": "int4",
-        "monthly_fee": "numeric",
-        "currency": "text",
-        "tags": "jsonb",
-        "first_seen": "timestamptz",
-        "last_seen": "timestamptz",
-        "opened_sweep_id": "int4",
-    },
+# PostgreSQL's types of the version columns the writer sets, for COPY (see
+# SweepWriter._insert_versions): psycopg encodes each value in binary from them (raw is json,
+# whose binary form is its text).
+_VERSION_COPY_TYPES: dict[str, str] = {
+    "number_id": "text",
+    "e164": "text",
+    "account_id": "text",
+    "status": "text",
+    "country": "text",
+    "region": "text",
+    "application_id": "text",
+    "is_blocked": "bool",
+    "next_billing_date": "timestamptz",
+    "expires_at": "timestamptz",
+    "monthly_fee": "numeric",
+    "currency": "text",
+    "tags": "jsonb",
+    "content_hash": "text",
+    "raw": "text",
+    "valid_from": "int4",
+    "valid_to": "int4",
 }
 
 
@@ -186,45 +168,41 @@ class SweepWriter:
         rows = [self._version_row(rec) for rec in records if rec.content_hash not in current]
         if len(current) > len(records) - len(rows):  # some current version is not unchanged
             self._close([row["number_id"] for row in rows])
-        self._insert(VERSIONS, rows)
+        self._insert_versions(rows)
         self.versions_written += len(rows)
         if self._postgres:
             self._analyze(self._rows_at_start + self.versions_written)
         return len(rows)
 
-    def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        """``insert()`` with every row (executemany); on PostgreSQL, one COPY instead."""
-        if not rows:
-            return
-        if self._postgres:
-            self._copy(table.name, rows)
-        else:
-            self.conn.execute(sa.insert(table), rows)
-
-    def _copy(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """PostgreSQL only: ``rows`` through one binary COPY instead of ``insert()``.
+    def _insert_versions(self, rows: list[dict[str, Any]]) -> None:
+        """``insert()`` with every row (executemany); on PostgreSQL, one binary COPY instead.
 
         The one driver-level path, kept because the benchmark misses its target without it:
-        a first sweep of 100,000 numbers took 11.9 s with ``insert()`` (psycopg's pipelined
-        executemany: one INSERT per row for the server to run) against a 6.75 s target. COPY
+        measured again on 2026-12-01 (100,000 numbers, first sweep, 6.75 s target), COPY took
+        5.8 s and ``insert()`` 8.4-8.5 s (psycopg's pipelined executemany: one INSERT per row
+        for the server to run; SQLAlchemy's multi-row "insertmanyvalues" took 21 s). Findings
+        go through ``insert()``: COPY saved them 0.3 s, and the target holds without it. COPY
         takes the same Python values, which psycopg encodes from the column types named in
-        ``_COPY_TYPES``, so nothing is converted by hand.
+        ``_VERSION_COPY_TYPES``, so nothing is converted by hand.
         """
-        types = _COPY_TYPES[table]
+        if not rows:
+            return
+        if not self._postgres:
+            self.conn.execute(sa.insert(VERSIONS), rows)
+            return
         driver: Any = self.conn.connection.dbapi_connection  # a psycopg 3 connection
+        columns = ", ".join(_VERSION_COPY_TYPES)
         try:
             with (
                 driver.cursor() as cursor,
-                cursor.copy(
-                    f"COPY {table} ({', '.join(types)}) FROM STDIN (FORMAT BINARY)"
-                ) as copy,
+                cursor.copy(f"COPY number_versions ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
             ):
-                copy.set_types(list(types.values()))
+                copy.set_types(list(_VERSION_COPY_TYPES.values()))
                 for row in rows:
-                    copy.write_row([row[c] for c in types])
+                    copy.write_row([row[c] for c in _VERSION_COPY_TYPES])
         except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseError(f"database error while storing {table}: {first}") from None
+            raise DatabaseError(f"database error while storing number versions: {first}") from None
 
     # Every number the sweep has seen has a current version (it wrote or kept each one), so
     # the current numbers it did not see are counted without reading them.
@@ -363,7 +341,7 @@ class SweepWriter:
         # In batches: a first sweep of a large inventory opens 100,000s of findings, and their
         # parameter rows all at once would double the sweep's peak memory.
         for part in chunks(changes.opened, BATCH):
-            self._insert(FINDINGS, [self._finding_row(d) for d in part])
+            self.conn.execute(sa.insert(FINDINGS), [self._finding_row(d) for d in part])
         update = (
             sa.update(FINDINGS)
             .where(FINDINGS.c.id == sa.bindparam("fid"))
