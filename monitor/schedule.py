@@ -103,19 +103,39 @@ def is_overdue(
 
 @dataclass(frozen=True)
 class CatchUp:
-    """Why the service sweeps once at start: ``never`` (no complete sweep on record),
-    ``missed`` (the fire time ``missed`` fell due since the last complete sweep's start and is
-    within the misfire grace) or ``overdue`` (down past the grace over a window: the data is
-    overdue, and waiting for the next window would only prolong that)."""
+    """Why the service sweeps once at start: ``asked`` (``--once-now`` or
+    ``schedule.run_on_start``), ``unreadable`` (the sweep history could not be read: sweeping is
+    the safe side), ``never`` (no complete sweep on record), ``missed`` (the fire time
+    ``missed`` fell due since the last complete sweep's start and is within the misfire grace)
+    or ``overdue`` (down past the grace over a window: the data is overdue, and waiting for the
+    next window would only prolong that)."""
 
-    why: Literal["never", "missed", "overdue"]
+    why: Literal["asked", "unreadable", "never", "missed", "overdue"]
     missed: datetime | None = None
+
+    @property
+    def trigger(self) -> Literal["start", "catch-up"]:
+        """The sweep's recorded trigger: ``start`` when asked for, else ``catch-up``."""
+        return "start" if self.why == "asked" else "catch-up"
 
 
 def catch_up(
-    trigger: CronTrigger, last_complete_at: datetime | None, now: datetime, grace: timedelta | float
+    trigger: CronTrigger,
+    last_complete_at: datetime | None,
+    now: datetime,
+    grace: timedelta | float,
+    *,
+    asked: bool = False,
+    unreadable: bool = False,
 ) -> CatchUp | None:
-    """The start-up catch-up decision (the service applies it); None: wait for the schedule."""
+    """The start-up decision, all of it (the service only gathers its inputs and applies it):
+    sweep now, and why, or None to wait for the schedule. ``last_complete_at``: when the last
+    complete sweep started (None: there is none); ``asked``: ``--once-now`` or
+    ``schedule.run_on_start``; ``unreadable``: the sweep history could not be read."""
+    if asked:
+        return CatchUp("asked")
+    if unreadable:
+        return CatchUp("unreadable")
     if last_complete_at is None:
         return CatchUp("never")
     missed = missed_fire_time(trigger, last_complete_at, now, grace)

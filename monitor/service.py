@@ -303,29 +303,37 @@ class Service:
     # --- decisions --------------------------------------------------------------------------------
 
     def first_sweep_reason(self, now: datetime) -> str | None:
-        """Why to sweep immediately at start ("start", "catch-up"), or None to wait for cron."""
-        if self.run_now or self.settings.schedule.run_on_start:
-            log.info("sweeping now: %s", "--once-now" if self.run_now else "schedule.run_on_start")
-            return "start"
-        try:
-            last = self.store.last_sweep("complete")
-        except (SQLAlchemyError, MonitorError) as exc:
-            log.warning(
-                "cannot read the last sweep (%s); sweeping now to be safe", describe_failure(exc)
-            )
-            return "catch-up"
+        """The trigger of a sweep to run at start ("start", "catch-up"), or None to wait for
+        cron: ``schedule.catch_up`` decides, this reads its inputs and logs the outcome."""
+        asked = self.run_now or self.settings.schedule.run_on_start
+        last: Any = None
+        unreadable = False
+        if not asked:
+            try:
+                last = self.store.last_sweep("complete")
+            except (SQLAlchemyError, MonitorError) as exc:
+                log.warning("cannot read the last sweep (%s)", describe_failure(exc))
+                unreadable = True
         decision = catch_up(
-            self.exact_trigger, last["started_at"] if last else None, now, self.grace
+            self.exact_trigger,
+            last["started_at"] if last else None,
+            now,
+            self.grace,
+            asked=asked,
+            unreadable=unreadable,
         )
         if decision is None:
-            assert last is not None
             log.info(
                 "no scheduled sweep missed since the last complete one (#%d, started %s)",
                 last["id"],
                 self._format(last["started_at"]),
             )
             return None
-        if last is None:
+        if decision.why == "asked":
+            log.info("sweeping now: %s", "--once-now" if self.run_now else "schedule.run_on_start")
+        elif decision.why == "unreadable":
+            log.warning("catch-up: the sweep history is unreadable; sweeping now to be safe")
+        elif decision.why == "never":
             log.info("catch-up: no complete sweep on record; sweeping now")
         elif decision.why == "missed":
             log.info(
@@ -341,7 +349,7 @@ class Service:
                 last["id"],
                 self._format(last["started_at"]),
             )
-        return "catch-up"
+        return decision.trigger
 
     def next_sweep_at(self) -> datetime | None:
         """When the scheduler will sweep next (jitter included); from the cron when it is off."""

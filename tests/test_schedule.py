@@ -51,6 +51,19 @@ def test_a_missed_fire_time_within_the_grace_needs_one() -> None:
     assert missed_fire_time(trigger(), last, at(23, 7), DAY) == at(23, 6)
 
 
+def test_asked_for_or_an_unreadable_history_sweeps_at_start_whatever_the_record() -> None:
+    """``--once-now`` / ``run_on_start`` win over everything (trigger ``start``); a history that
+    cannot be read sweeps now to be safe (``catch-up``), as a missing one does."""
+    fresh = at(23, 6, 0, 5)  # just swept: nothing else would sweep now
+    assert _catch_up(trigger(), fresh, at(23, 7), DAY) is None
+    asked = _catch_up(trigger(), fresh, at(23, 7), DAY, asked=True, unreadable=True)
+    assert asked == CatchUp("asked") and asked.trigger == "start"
+    unreadable = _catch_up(trigger(), None, at(23, 7), DAY, unreadable=True)
+    assert unreadable == CatchUp("unreadable") and unreadable.trigger == "catch-up"
+    never = _catch_up(trigger(), None, at(23, 7), DAY)
+    assert never == CatchUp("never") and never.trigger == "catch-up"
+
+
 def test_a_missed_fire_time_beyond_the_grace_is_an_overdue_catch_up() -> None:
     """Beyond the grace the window is not made up as "missed", but the data is overdue: the
     service sweeps once anyway (as it always did; the decision now lives here alone)."""
