@@ -1,7 +1,8 @@
 """The finding lifecycle, decided in one place and without I/O: this sweep's drafts and the open
 findings → which findings open, which are updated (and whether their reminders re-arm), and
-which resolve. The writer reads the open rows and writes the decision; alerts decide what each
-channel has already been told."""
+which resolve (``decide``); and a finding's notifications → what each channel has already been
+told of it (``told``). The writer reads the open rows and writes the decision; the outbox reads
+the notifications; ``alerts.plan_digests`` tells each channel what it has not been told yet."""
 
 from __future__ import annotations
 
@@ -67,12 +68,15 @@ def decide(
     open_findings: Iterable[OpenFinding],
     evaluated_rules: Iterable[str],
     now: datetime,
+    *,
+    complete: bool = True,
 ) -> FindingChanges:
-    """The lifecycle of one complete sweep.
+    """The lifecycle of one sweep; ``complete=False`` for a partial one.
 
     - A draft with no open finding opens one.
-    - An open finding of an evaluated rule with no draft resolves. Findings of rules not
-      evaluated (switched off in config) are left as they were, not announced as fixed.
+    - An open finding of an evaluated rule with no draft resolves, after a complete sweep only:
+      a partial sweep cannot vouch that a problem is gone. Findings of rules not evaluated
+      (switched off in config) are left as they were, not announced as fixed.
     - A draft whose number changed hands (another ``account_id``) resolves the old customer's
       finding and opens the new one's, so each customer hears about their own numbers only.
     - Otherwise a draft that shows something new updates its finding; a due date moved later
@@ -81,7 +85,8 @@ def decide(
     rules = set(evaluated_rules)
     current = {f.key: f for f in open_findings if f.rule in rules}
     changes = FindingChanges()
-    changes.resolved.extend(f.id for key, f in current.items() if key not in drafts)
+    if complete:
+        changes.resolved.extend(f.id for key, f in current.items() if key not in drafts)
     for key, draft in drafts.items():
         found = current.get(key)
         if found is not None and found.account_id != draft.account_id:
@@ -112,3 +117,32 @@ def decide(
             )
         )
     return changes
+
+
+@dataclass
+class Announced:
+    """What a channel has already been told about one finding."""
+
+    opened: bool = False
+    resolved: bool = False
+    tier: int | None = None  # the most urgent reminder tier announced since the last re-arm
+
+
+Notification = tuple[int, str, str, int | None, datetime, datetime | None]
+"""(finding id, channel, event, tier, sent at, the finding's ``rearmed_at``)"""
+
+
+def told(notifications: Iterable[Notification]) -> dict[tuple[int, str], Announced]:
+    """What each channel has been told of each finding, by (finding id, channel). A reminder
+    tier announced before the finding re-armed (its due date moved out) no longer counts."""
+    out: dict[tuple[int, str], Announced] = {}
+    for fid, channel, event, tier, at, rearmed_at in notifications:
+        state = out.setdefault((fid, channel), Announced())
+        if event == "resolved":
+            state.resolved = True
+            continue
+        state.opened = True
+        stale = rearmed_at is not None and at < rearmed_at  # announced for an earlier due date
+        if tier is not None and not stale and (state.tier is None or tier < state.tier):
+            state.tier = tier
+    return out

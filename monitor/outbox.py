@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitor.db import AccountVersion
+from monitor.lifecycle import Announced, told
 from monitor.redact import scrub, scrub_value
 from monitor.store import (
     ATTEMPTS,
@@ -29,15 +30,6 @@ from monitor.store import (
 
 CLAIM_LEASE = timedelta(minutes=10)
 _ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
-
-
-@dataclass
-class Announced:
-    """What a channel has already been told about one finding."""
-
-    opened: bool = False
-    resolved: bool = False
-    tier: int | None = None  # the most urgent tier announced so far
 
 
 @dataclass
@@ -69,7 +61,6 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
             findings.where(FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id)
         ).mappings()
     )
-    told: dict[tuple[int, str], Announced] = defaultdict(Announced)
     relevant = sa.or_(FINDINGS.c.state == "open", FINDINGS.c.resolved_sweep_id == sweep_id)
     stmt = (
         sa.select(
@@ -83,17 +74,9 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
         .join(FINDINGS, FINDINGS.c.id == NOTIFICATIONS.c.finding_id)
         .where(relevant)
     )
-    for fid, channel, event, tier, at, rearmed_at in conn.execute(stmt):
-        state = told[(fid, channel)]
-        if event == "resolved":
-            state.resolved = True
-            continue
-        state.opened = True
-        stale = rearmed_at is not None and at < rearmed_at  # announced for an earlier due date
-        if tier is not None and not stale and (state.tier is None or tier < state.tier):
-            state.tier = tier
+    announced = told(tuple(row) for row in conn.execute(stmt))
     silences = list(conn.execute(sa.select(SILENCES).where(SILENCES.c.until > now)).mappings())
-    return AnnounceState(open=open_rows, resolved_now=resolved, told=dict(told), silences=silences)
+    return AnnounceState(open=open_rows, resolved_now=resolved, told=announced, silences=silences)
 
 
 def numbers_per_account(conn: Connection) -> dict[str, int]:

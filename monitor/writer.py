@@ -316,10 +316,7 @@ class SweepWriter:
             )
             open_findings = [_open_finding(row) for row in rows]
             ours = {(rule, subject): d for subject, d in by_rule.pop(rule, {}).items()}
-            changes = decide(ours, open_findings, [rule], self.now)
-            if not resolve:
-                unseen = {f.id for f in open_findings if f.key not in ours}
-                changes.resolved = [fid for fid in changes.resolved if fid not in unseen]
+            changes = decide(ours, open_findings, [rule], self.now, complete=resolve)
             del open_findings, ours
             self._write(changes, previous_sweep_at)
             opened += len(changes.opened)

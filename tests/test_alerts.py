@@ -8,7 +8,8 @@ from typing import Any
 
 from monitor.alerts import matches, plan_digests, route, send_test
 from monitor.config import AlertsConfig, ChannelConfig, Settings
-from monitor.outbox import Announced, AnnounceState
+from monitor.lifecycle import Announced
+from monitor.outbox import AnnounceState
 from monitor.testing import RecordingNotifier
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
