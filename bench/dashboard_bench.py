@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from monitor.config import DashboardConfig, DatabaseConfig, Settings
 from monitor.sandbox import Inventory
 from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store
+from monitor.testing import row_counts
 from monitor.web.app import build_app
 from monitor.web.server import WebServer
 from monitor.web.views import Dashboard
@@ -308,7 +309,7 @@ def main() -> int:
             # and the visibility map that lets the covering indexes answer without the rows.
             with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE")
-        counts = store.row_counts()
+        counts = row_counts(store.engine)
         print("rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         results = time_pages(store, facts, args.repeat)
     finally:

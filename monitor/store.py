@@ -180,13 +180,6 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).mappings())
 
-    def row_counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            return {
-                t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
-                for t in (SWEEPS, VERSIONS, FINDINGS, DELIVERIES, NOTIFICATIONS, ATTEMPTS)
-            }
-
     # --- findings -----------------------------------------------------------------------------
 
     def findings(self, now: datetime, *, include_closed: bool = False) -> list[dict[str, Any]]:

@@ -1,10 +1,15 @@
-"""Fakes shipped with the package for tests and the demo: a notifier that records, not sends."""
+"""Fakes shipped with the package for tests, benchmarks and the demo: a notifier that records,
+not sends, and row counts of the sweep's tables."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from monitor.db import ATTEMPTS, DELIVERIES, FINDINGS, NOTIFICATIONS, SWEEPS, VERSIONS
 from monitor.errors import DeliveryError
 from monitor.notify import Channel
 
@@ -38,3 +43,12 @@ class RecordingNotifier:
         if channel.name in self.failing:
             raise DeliveryError(f"channel {channel.name}: simulated failure")
         self.sent.append(SentMessage(channel.name, title, body, body_format, level, parts or {}))
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    """Rows in each table a sweep writes to, by table name (what a sweep wrote is the change)."""
+    with engine.connect() as conn:
+        return {
+            t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+            for t in (SWEEPS, VERSIONS, FINDINGS, DELIVERIES, NOTIFICATIONS, ATTEMPTS)
+        }

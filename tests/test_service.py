@@ -31,7 +31,7 @@ from monitor.schedule import (
 )
 from monitor.service import Service
 from monitor.store import SWEEPS, Store
-from monitor.testing import RecordingNotifier
+from monitor.testing import RecordingNotifier, row_counts
 from tests.conftest import FIXED_NOW, FakeClock, make_settings, sent_to, sweep_row
 
 WEEKLY = "0 6 * * mon"  # FIXED_NOW, 2026-11-23 12:00 UTC, is a Monday
@@ -292,7 +292,7 @@ def test_run_forever_in_a_thread_sweeps_now_and_stops(
         thread.join(10)
     assert result == [0]
     assert not service.scheduler.running
-    assert sqlite_store.row_counts()["sweeps"] == 1
+    assert row_counts(sqlite_store.engine)["sweeps"] == 1
 
 
 def test_shutdown_is_bounded_by_a_stuck_job(
@@ -514,7 +514,7 @@ def test_a_restart_after_a_missed_window_sweeps_exactly_once(
         assert complete_sweeps() == 2
         assert service.terminate() == 0, service.log
         assert complete_sweeps() == 2
-        assert store.row_counts()["sweeps"] == 2
+        assert row_counts(store.engine)["sweeps"] == 2
         last = store.last_sweep()
         assert last is not None and last["trigger"] == "catch-up" and last["status"] == "complete"
         assert "catch-up: the sweep due at" in service.log
