@@ -45,7 +45,7 @@ def assess(
 ) -> tuple[bool, dict[str, Any]]:
     """The ``/healthz`` verdict (pure): healthy when the scheduler runs and ``now`` is not past
     ``deadline``, the time by which the next complete sweep was due (see
-    ``service.sweep_deadline``). Returns (ok, body) where body says why."""
+    ``schedule.sweep_deadline``). Returns (ok, body) where body says why."""
     reasons: list[str] = []
     if not scheduler_running:
         reasons.append("the scheduler is not running")

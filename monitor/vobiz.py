@@ -214,7 +214,7 @@ class VobizClient:
         self._state_lock = threading.Condition()
         self._in_flight = 0
         self._closed = False
-        self._batch = threading.local()  # a fetch thread's ``numbers_bodies`` stop flag
+        self._batch = threading.local()  # a fetch thread's ``fetch_pages`` stop flag
 
     def close(self) -> None:
         """Refuse new requests and close the client's own HTTP client once no request is in
