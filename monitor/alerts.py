@@ -189,8 +189,7 @@ def store_digests(
     numbers_swept: int,
     caveat: str = "",
 ) -> int:
-    """Plan and store this sweep's digests in the sweep's own transaction; returns how many
-    messages it stored.
+    """Plan and store this sweep's digests in the sweep's own transaction; returns how many.
 
     ``caveat`` is set when the sweep was partial; a digest carries it, and every partner channel
     that gets no digest gets it as a notice of its own, so a quiet partial sweep is never
@@ -217,7 +216,6 @@ def store_digests(
             note["delivery_id"] = delivery_id
         add_notifications(conn, plan.notifications)
     told = {plan.channel.name for plan in plans}
-    notices = 0
     for chan in settings.channels if caveat else ():
         if not chan.enabled or chan.accounts or chan.name in told:
             continue  # customer channels hear of their own numbers only, as with failures
@@ -233,8 +231,7 @@ def store_digests(
             now=now,
             sweep_id=sweep_id,
         )
-        notices += 1
-    return len(plans) + notices
+    return len(plans)
 
 
 @dataclass

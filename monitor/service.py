@@ -312,7 +312,10 @@ class Service:
             try:
                 last = self.store.last_sweep("complete")
             except (SQLAlchemyError, MonitorError) as exc:
-                log.warning("cannot read the last sweep (%s)", describe_failure(exc))
+                log.warning(
+                    "cannot read the last sweep (%s); sweeping now to be safe",
+                    describe_failure(exc),
+                )
                 unreadable = True
         decision = catch_up(
             self.exact_trigger,
@@ -331,8 +334,6 @@ class Service:
             return None
         if decision.why == "asked":
             log.info("sweeping now: %s", "--once-now" if self.run_now else "schedule.run_on_start")
-        elif decision.why == "unreadable":
-            log.warning("catch-up: the sweep history is unreadable; sweeping now to be safe")
         elif decision.why == "never":
             log.info("catch-up: no complete sweep on record; sweeping now")
         elif decision.why == "missed":
@@ -343,7 +344,7 @@ class Service:
                 last["id"],
                 self._format(last["started_at"]),
             )
-        else:
+        elif decision.why == "overdue":
             log.info(
                 "catch-up: the last complete sweep (#%d, started %s) is overdue; sweeping once",
                 last["id"],

@@ -121,6 +121,20 @@ def test_first_sweep_reason(sandbox: Sandbox, sqlite_store: Store) -> None:
     assert make_service(on_start, sqlite_store)[0].first_sweep_reason(FIXED_NOW) == "start"
 
 
+def test_an_unreadable_sweep_history_sweeps_at_start_to_be_safe(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database without the sweeps table (never migrated here): the history cannot be read,
+    so the service sweeps now rather than trusting a schedule it cannot check."""
+    store = Store(f"sqlite:///{tmp_path / 'unmigrated.db'}")
+    settings = make_settings(sandbox, store.url, schedule=ScheduleConfig(cron=WEEKLY))
+    service, _ = make_service(settings, store)
+    with caplog.at_level(logging.WARNING, logger="monitor.service"):
+        assert service.first_sweep_reason(FIXED_NOW) == "catch-up"
+    assert [r.getMessage() for r in caplog.records if "sweeping now to be safe" in r.getMessage()]
+    store.dispose()
+
+
 def test_sweep_job_sweeps_counts_and_pings(sandbox: Sandbox, sqlite_store: Store) -> None:
     settings = make_settings(sandbox, sqlite_store.url)
     service, beat = make_service(settings, sqlite_store)
