@@ -125,7 +125,10 @@ def _service(
     first = blocks["blocks"][0] if blocks.get("blocks") else {}
     if first.get("type") == "header":
         first = first | {"text": {"type": "plain_text", "text": slack_header(title)}}
-        blocks = blocks | {"blocks": [first, *blocks["blocks"][1:]]}
+        blocks = blocks | {
+            "blocks": [first, *blocks["blocks"][1:]],
+            "fallback": slack_header(title),
+        }
     fields = url_to_dict(url)  # type: ignore[no-untyped-call]
     if not fields:
         return url  # add() reports it

@@ -80,8 +80,9 @@ def _size(block: dict[str, Any]) -> int:
 
 
 def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]:
-    """The Block Kit attachment (``{"blocks": [...], "color": ...}``) for ``digest``, headed
-    by ``title`` (our own words: ``render.render_title``)."""
+    """The Block Kit attachment (``{"blocks": [...], "color": ..., "fallback": ...}``) for
+    ``digest``, headed by ``title`` (our own words: ``render.render_title``). ``fallback`` is
+    the plain text Slack shows where blocks are not drawn: phone and desktop notifications."""
     announced = [*digest.new, *digest.reminders]
     by_severity = Counter(i.severity for i in announced)
     counts = " · ".join(f"*{by_severity[s]}* {s}" for s in SEVERITIES if by_severity[s])
@@ -148,7 +149,11 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
             tail = f"{tail}: {link}" if tail else link
         blocks += [{"type": "divider"}, _section(tail)]
     top = max((i.severity for i in announced), key=SEVERITIES[::-1].index, default="info")
-    return {"blocks": blocks, "color": COLOURS.get(top, COLOURS["info"])}
+    return {
+        "blocks": blocks,
+        "color": COLOURS.get(top, COLOURS["info"]),
+        "fallback": header(title),
+    }
 
 
 def header(title: str) -> str:

@@ -196,6 +196,9 @@ def test_slack_block_kit_digest_through_apprise_blocks_mode(
     )
     post, retry = http_receiver.posts
     assert retry["body"]["attachments"][0]["blocks"][0]["text"]["text"] == f"(retry 1) {msg.title}"
+    # what a phone or desktop notification shows, where Slack draws no blocks
+    assert retry["body"]["attachments"][0]["fallback"] == f"(retry 1) {msg.title}"
+    assert post["body"]["attachments"][0]["fallback"] == msg.title
     assert post["path"] == "/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
     (attachment,) = post["body"]["attachments"]
     blocks = attachment["blocks"]
