@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -215,21 +215,15 @@ def store_digests(
         for note in plan.notifications:
             note["delivery_id"] = delivery_id
         add_notifications(conn, plan.notifications)
-    told = {plan.channel.name for plan in plans}
-    for chan in settings.channels if caveat else ():
-        if not chan.enabled or chan.accounts or chan.name in told:
-            continue  # customer channels hear of their own numbers only, as with failures
-        fmt = chan.body_format()
-        title, body = render_sweep_partial(caveat, fmt, now)
-        add_delivery(
+    if caveat:
+        _broadcast(
             conn,
-            channel=chan.name,
-            kind="sweep_partial",
-            title=title,
-            body=body,
-            body_format=fmt,
-            now=now,
+            settings,
+            "sweep_partial",
+            lambda fmt: render_sweep_partial(caveat, fmt, now),
+            now,
             sweep_id=sweep_id,
+            exclude={plan.channel.name for plan in plans},  # their digest carries the caveat
         )
     return len(plans)
 
@@ -274,27 +268,29 @@ def preview_digests(
 
 
 def _broadcast(
-    outbox: Outbox,
+    conn: Connection,
     settings: Settings,
     kind: str,
     render: Callable[[Format], tuple[str, str]],
     now: datetime,
     *,
     sweep_id: int | None = None,
-    exclude: str | None = None,
+    exclude: Collection[str] = (),
 ) -> int:
-    """Queue one service message for every enabled channel (but ``exclude``); returns how many.
+    """Store one service message for every enabled channel not in ``exclude``, in ``conn``'s
+    transaction; returns how many.
 
     Channels scoped to customer accounts are left out: a reseller's customer hears about its own
     numbers, not about the partner's sweeps or other channels.
     """
     count = 0
     for chan in settings.channels:
-        if not chan.enabled or chan.name == exclude or chan.accounts:
+        if not chan.enabled or chan.name in exclude or chan.accounts:
             continue
         fmt = chan.body_format()
         title, body = render(fmt)
-        outbox.enqueue(
+        add_delivery(
+            conn,
             channel=chan.name,
             kind=kind,
             title=title,
@@ -310,14 +306,15 @@ def _broadcast(
 def enqueue_sweep_failed(
     store: Store, settings: Settings, sweep_id: int, error: str, now: datetime
 ) -> int:
-    return _broadcast(
-        Outbox(store),
-        settings,
-        "sweep_failed",
-        lambda fmt: render_sweep_failed(error, fmt, now),
-        now,
-        sweep_id=sweep_id,
-    )
+    with store.engine.begin() as conn:
+        return _broadcast(
+            conn,
+            settings,
+            "sweep_failed",
+            lambda fmt: render_sweep_failed(error, fmt, now),
+            now,
+            sweep_id=sweep_id,
+        )
 
 
 # --- delivering -------------------------------------------------------------------------------
@@ -433,14 +430,15 @@ def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now:
     failures, error = outbox.consecutive_failures(channel)
     if failures != settings.alerts.failing_after:
         return  # say it once, when the channel crosses the threshold
-    _broadcast(
-        outbox,
-        settings,
-        "channel_failing",
-        lambda fmt: render_channel_failing(channel, failures, error or "unknown", fmt),
-        now,
-        exclude=channel,
-    )
+    with outbox.store.engine.begin() as conn:
+        _broadcast(
+            conn,
+            settings,
+            "channel_failing",
+            lambda fmt: render_channel_failing(channel, failures, error or "unknown", fmt),
+            now,
+            exclude={channel},
+        )
 
 
 def send_test(

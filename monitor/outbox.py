@@ -133,10 +133,6 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def enqueue(self, **values: Any) -> int:
-        with self.store.engine.begin() as conn:
-            return add_delivery(conn, **values)
-
     def due(self, now: datetime, limit: int = 200) -> list[RowMapping]:
         stmt = (
             sa.select(DELIVERIES)

@@ -333,8 +333,7 @@ def render_sweep_failed(error: str, fmt: Format, failed_at: datetime) -> tuple[s
         "No finding was resolved and no number was reported gone. "
         "The next sweep will try again."
     )
-    body = f"<p>{body_text}</p>" if fmt == "html" else body_text
-    return "did-monitor: sweep failed", body
+    return "did-monitor: sweep failed", _paragraph(body_text, fmt)
 
 
 def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
@@ -345,8 +344,7 @@ def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[
         f"The sweep started {when} could not read the whole inventory: {esc(reason, fmt)}. "
         "What it read is stored and checked by the rules. The next sweep will try again."
     )
-    body = f"<p>{body_text}</p>" if fmt == "html" else body_text
-    return "did-monitor: sweep incomplete", body
+    return "did-monitor: sweep incomplete", _paragraph(body_text, fmt)
 
 
 def render_channel_failing(channel: str, failures: int, error: str, fmt: Format) -> tuple[str, str]:
@@ -354,7 +352,12 @@ def render_channel_failing(channel: str, failures: int, error: str, fmt: Format)
         f"Alerts to channel {esc(channel, fmt)} have failed {failures} times in a row "
         f"(last error: {esc(error, fmt)}). Its messages are kept and retried."
     )
-    return "did-monitor: channel failing", f"<p>{text}</p>" if fmt == "html" else text
+    return "did-monitor: channel failing", _paragraph(text, fmt)
+
+
+def _paragraph(text: str, fmt: Format) -> str:
+    """A service message's body: ``text`` (escaped already) as a paragraph in HTML."""
+    return f"<p>{text}</p>" if fmt == "html" else text
 
 
 def ordered_items(digest: Digest) -> list[tuple[str, Item]]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from monitor.outbox import Outbox
+from typing import Any
+
+from monitor.outbox import Outbox, add_delivery
 from monitor.store import Store
 from tests.conftest import FakeClock
 
 
+def add(outbox: Outbox, **values: Any) -> int:
+    with outbox.store.engine.begin() as conn:
+        return add_delivery(conn, **values)
+
+
 def enqueue(outbox: Outbox, clock: FakeClock, channel: str = "c") -> int:
-    return outbox.enqueue(
-        channel=channel, kind="digest", title="t", body="b", body_format="text", now=clock()
+    return add(
+        outbox, channel=channel, kind="digest", title="t", body="b", body_format="text", now=clock()
     )
 
 
@@ -50,7 +57,8 @@ def test_attachments_and_slack_blocks_are_scrubbed_like_the_body(
         "slack": {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": secret}}]},
     }
     outbox = Outbox(store)
-    outbox.enqueue(
+    add(
+        outbox,
         channel="c",
         kind="digest",
         title="t",
