@@ -80,6 +80,21 @@ def test_credential_keys_are_removed_from_item_json_at_any_depth() -> None:
         redact.has_credentials(json.loads("[" * 70 + "]" * 70))
 
 
+def test_a_hostile_api_s_long_keys_are_judged_but_never_cached() -> None:
+    """Real keys are short and cached; a megabyte key (or a key set holding one) is checked
+    each time and never kept in the long-running service's memory."""
+    long_plain, long_secret = "k" * 1_000_000, "x" * 1_000_000 + "_token"
+    redact._KEY_SETS.clear()  # other tests' random items may have filled it
+    cached_keys = redact._is_credential_key.cache_info().currsize
+    assert redact.has_credentials({long_secret: 1, "id": 2})
+    assert not redact.has_credentials({long_plain: 1, "id": 2})
+    assert redact.is_credential_key(long_secret) and not redact.is_credential_key(long_plain)
+    assert all(len(k) <= redact.MAX_CACHED_KEY for keys in redact._KEY_SETS for k in keys)
+    # "id" may be new to the key cache; the two long keys never are
+    assert redact._is_credential_key.cache_info().currsize <= cached_keys + 1
+    assert redact.has_credentials({"auth_token": 1}) and ("auth_token",) in redact._KEY_SETS
+
+
 def test_log_records_of_any_library_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
     redact.remember([SECRET])
     logs.setup("DEBUG", "text")
