@@ -319,6 +319,12 @@ LOCKS = cast(sa.Table, ServiceLock.__table__)
 CHUNK = 500  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
 
 
+def current_count(conn: Connection) -> int:
+    """How many numbers are current: one current version each (``valid_to`` null)."""
+    stmt = sa.select(sa.func.count()).select_from(VERSIONS).where(VERSIONS.c.valid_to.is_(None))
+    return int(conn.execute(stmt).scalar_one())
+
+
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -165,7 +165,7 @@ def _sweep(
             # Items it could not read make the sweep partial: what it did read is stored and may
             # open findings, but it cannot vouch that a number is gone or a problem fixed.
             partial = _partial_reason(fetched)
-            gone = 0 if partial else writer.close_gone(fetched.ids)
+            gone = 0 if partial else writer.close_gone(fetched.ids, vanished)
             # Every use of the ids is behind: free them (a set of every number, 100 MB at
             # 1,000,000) before the findings step, the sweep's other large one.
             fetched.ids.clear()

@@ -28,6 +28,7 @@ from monitor.db import (
     SWEEPS,
     VERSIONS,
     chunks,
+    current_count,
     describe_db_error,
     make_engine,
     owner_id,
@@ -140,12 +141,7 @@ class Store:
 
     def inventory_size(self) -> int:
         with self.engine.connect() as conn:
-            stmt = (
-                sa.select(sa.func.count())
-                .select_from(VERSIONS)
-                .where(VERSIONS.c.valid_to.is_(None))
-            )
-            return int(conn.execute(stmt).scalar_one())
+            return current_count(conn)
 
     def numbers_by_status(self) -> dict[str, int]:
         """How many numbers the current inventory holds in each status."""

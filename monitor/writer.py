@@ -23,6 +23,7 @@ from monitor.db import (
     SWEEPS,
     VERSIONS,
     chunks,
+    current_count,
     describe_db_error,
     sweep_values,
 )
@@ -207,9 +208,10 @@ class SweepWriter:
     # Every number the sweep has seen has a current version (it wrote or kept each one), so
     # the current numbers it did not see are counted without reading them.
 
-    def close_gone(self, seen: Collection[str]) -> int:
-        """Close the current version of every number this (complete) sweep did not see."""
-        if self._current_count() <= len(seen):
+    def close_gone(self, seen: Collection[str], vanished: int) -> int:
+        """Close the current version of every number this (complete) sweep did not see;
+        ``vanished``: how many there are (``count_current``), so none means nothing to read."""
+        if vanished <= 0:
             return 0
         gone = [nid for nid in self._current_ids() if nid not in seen]
         self._close(gone)
@@ -227,8 +229,7 @@ class SweepWriter:
         return known, known - len(seen)
 
     def _current_count(self) -> int:
-        stmt = sa.select(sa.func.count()).where(VERSIONS.c.valid_to.is_(None))
-        return int(self.conn.execute(stmt).scalar_one())
+        return current_count(self.conn)
 
     def _current_ids(self) -> Generator[str, None, None]:
         stmt = sa.select(VERSIONS.c.number_id).where(VERSIONS.c.valid_to.is_(None))
