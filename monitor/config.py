@@ -1148,7 +1148,7 @@ def redact_database_url(url: str) -> str:
     except ValueError:
         return "***"
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    secret_query = any(redact.is_credential_key(k) for k, _ in pairs)
+    secret_query = any(redact.is_secret_query_key(k) for k, _ in pairs)
     if password is None and not secret_query:
         return url  # rebuilding would also drop the empty host of sqlite:////abs/path
     netloc = parts.netloc
@@ -1156,6 +1156,6 @@ def redact_database_url(url: str) -> str:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}:***@{host}"
     query = urlencode(
-        [(k, "***" if redact.is_credential_key(k) else v) for k, v in pairs], safe="*"
+        [(k, "***" if redact.is_secret_query_key(k) else v) for k, v in pairs], safe="*"
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -111,6 +111,12 @@ def _spellings(value: str) -> set[str]:
 _HOST_SCHEMES = re.compile(r"^(?:https?|mailtos?|sqlite|postgres(?:ql)?|mysql|.*sql.*)$")
 
 
+def is_secret_query_key(key: str) -> bool:
+    """Whether a URL's query key holds a secret (``?password=``, ``&sig=``, ``&auth=``...):
+    the one test for every URL the monitor shows or scrubs."""
+    return _SECRET_QUERY_KEY.match(key) is not None or is_credential_key(key)
+
+
 def url_secrets(url: str) -> list[str]:
     """Parts of a URL that may be credentials: the password, secret-looking query values, and for
     Apprise services (Slack, Discord, json://, ...) the tokens in host and path."""
@@ -122,7 +128,7 @@ def url_secrets(url: str) -> list[str]:
     found = [password or ""]
     if password and username and _looks_like_token(username):
         found.append(username)  # e.g. an API key sent as the user
-    found += [v for k, v in parse_qsl(parts.query) if _SECRET_QUERY_KEY.match(k)]
+    found += [v for k, v in parse_qsl(parts.query) if is_secret_query_key(k)]
     scheme = parts.scheme.lower()
     if not _HOST_SCHEMES.match(scheme) or scheme in {"http", "https"}:
         found += [seg for seg in parts.path.split("/") if _looks_like_token(seg)]

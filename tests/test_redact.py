@@ -120,6 +120,9 @@ def test_database_url_and_base_url_show_masked() -> None:
     masked = redact_database_url("postgresql://db/m?user=app&password=pw1234")
     assert "pw1234" not in masked and "user=app" in masked
     assert redact_database_url("sqlite:////abs/path.db") == "sqlite:////abs/path.db"
+    # the same query keys as the scrubber's, and the credential keys besides
+    masked = redact_database_url("postgresql://db/m?auth=a1b2c3&sig=d4e5f6&sessionid=g7h8i9&x=1")
+    assert all(v not in masked for v in ("a1b2c3", "d4e5f6", "g7h8i9")) and "x=1" in masked
 
 
 # --- end to end: a hostile API that echoes the token ------------------------------------------

@@ -316,7 +316,7 @@ def test_pages_from_threads_arrive_parsed_with_figures_and_budget_accounted(
     from monitor.sweep import iter_pages
     from tests.test_vobiz import client_for
 
-    client, _ = client_for(sandbox, retry_budget=50)
+    client, _ = client_for(sandbox, retry_budget=3)
     sandbox.faults.add(page=3, times=2, status=503)
     with client:
         pages = list(iter_pages(client, 20, 3))
@@ -324,6 +324,8 @@ def test_pages_from_threads_arrive_parsed_with_figures_and_budget_accounted(
     assert all(p.total == 150 and p.per_page == 20 for p in pages)
     assert sum(len(p.records) for p in pages) == 150
     assert client.stats.requests == 8 + 2 and client.stats.retries == 2
+    # the two retries in the threads came out of the sweep's one budget: one of three is left
+    assert client.budget.take() and not client.budget.take()
 
 
 def test_a_page_error_from_a_thread_comes_back_as_itself(sandbox: Sandbox) -> None:
