@@ -162,7 +162,7 @@ def child_optimised(spec: dict[str, Any]) -> dict[str, Any]:
     store = Store(spec["db_url"])
     before = row_counts(store.engine)
     # The counts read every table: close that pooled connection (and the page cache it filled,
-    # 16 MiB on SQLite) so the benchmark's own bookkeeping is not in the sweep's peak RSS.
+    # 8 MiB on SQLite) so the benchmark's own bookkeeping is not in the sweep's peak RSS.
     store.engine.dispose()
     rss_ready = maxrss_mb()
 

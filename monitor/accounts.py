@@ -139,7 +139,8 @@ def _one_pass(
             page += 1
             items, _ = read(fetch(page), page)
     if len(set(totals)) > 1:
-        return accounts, f"the total moved from {totals[0]} to {totals[-1]}"
+        seen = ", ".join(str(t) for t in sorted(set(totals)))
+        return accounts, f"the total was not the same on every page ({seen})"
     if totals and len(accounts) != totals[0]:
         return accounts, f"{len(accounts)} distinct accounts read, the API reports {totals[0]}"
     return accounts, ""

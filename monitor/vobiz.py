@@ -358,7 +358,9 @@ class VobizClient:
         size = max(1, min(per_page or self.config.per_page, 100))
         body = self.get_json(path, {"page": page, "per_page": size})
         if not isinstance(body, dict):  # checked here, where a retry is still possible
-            raise ApiGaveUp(f"page {page}: expected a JSON object, got {type(body).__name__}")
+            raise ApiGaveUp(
+                f"GET {path} page {page}: expected a JSON object, got {type(body).__name__}"
+            )
         return body, page, size
 
     def fetch_pages(
