@@ -99,23 +99,16 @@ class FindingDraft:
 
 def parse_time(value: Any) -> datetime | None:
     """RFC 3339 (``Z`` or offset, fractions or not) or a bare date → aware UTC, else None."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value.strip():
         return None
+    text = value.strip()
     try:
-        parsed = datetime.fromisoformat(value)  # the common case: RFC 3339 as the API sends it
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
-        text = value.strip()
-        if not text:
-            return None
         try:
-            parsed = datetime.fromisoformat(text.replace("z", "Z"))
+            parsed = datetime.combine(date.fromisoformat(text[:10]), datetime.min.time())
         except ValueError:
-            try:
-                parsed = datetime.combine(date.fromisoformat(text[:10]), datetime.min.time())
-            except ValueError:
-                return None
-    if parsed.tzinfo is UTC:
-        return parsed
+            return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     try:
