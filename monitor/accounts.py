@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.errors import ApiError, IncompleteSweep
-from monitor.model import MAX_DEPTH
-from monitor.redact import TooDeep, has_credentials, strip_credentials
+from monitor.redact import TooDeep, without_credentials
 
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
 MAX_PAGES = 10_000  # 1,000,000 accounts at 100 a page: a stuck total cannot loop forever
@@ -47,11 +46,11 @@ def _text(value: Any, limit: int) -> str | None:
 
 def parse_account(item: Any) -> AccountRecord | None:
     """An account from one API object (credentials already dropped or not); None without id,
-    or nested deeper than ``model.MAX_DEPTH`` levels."""
+    or nested deeper than ``redact.MAX_DEPTH`` levels."""
     if not isinstance(item, dict):
         return None
     try:
-        clean = strip_credentials(item) if has_credentials(item, MAX_DEPTH) else item
+        clean = without_credentials(item)
     except TooDeep:
         return None
     account_id = _text(clean.get("auth_id"), 64) or _text(clean.get("id"), 64)

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from monitor.redact import TooDeep, has_credentials, strip_credentials
+from monitor.redact import TooDeep, without_credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +237,6 @@ def _bounded_id(value: str) -> str:
 
 
 MAX_ID = 64  # number_versions.number_id and account_id
-MAX_DEPTH = 64  # levels of nesting in one item; deeper is unreadable
 MAX_E164 = 32
 
 
@@ -251,15 +250,14 @@ def parse_number(raw: Any) -> NumberRecord | None:
     kept. Text is made storable on every database: NUL characters are dropped (the raw JSON
     too), ids longer than their column become a stable hash, and an over-long e164 is cut. The
     item is kept and hashed as ``canonical_json``; an item holding a lone surrogate, or nested
-    deeper than ``MAX_DEPTH`` levels, is unreadable.
+    deeper than ``redact.MAX_DEPTH`` levels, is unreadable.
     """
     if not isinstance(raw, dict):
         return None
     if "id" in raw and _text(raw["id"]) is None:
         return None  # an id that is null, blank or nested: unreadable, never keyed otherwise
     try:
-        if has_credentials(raw, MAX_DEPTH):
-            raw = strip_credentials(raw)  # a customer's auth_token is not ours to keep
+        raw = without_credentials(raw)  # a customer's auth_token is not ours to keep
     except TooDeep:
         return None
     text = canonical_json(raw)

@@ -206,6 +206,16 @@ class TooDeep(ValueError):
     """JSON nested deeper than a walk allows."""
 
 
+MAX_DEPTH = 64  # levels of nesting in one API item or account; deeper is unreadable
+
+
+def without_credentials(value: Any) -> Any:
+    """``value`` (JSON-shaped data from the API) without credential-looking keys at any depth,
+    itself when it holds none; ``TooDeep`` past ``MAX_DEPTH`` levels of nesting. The one gate
+    every API item and account passes before anything keeps it."""
+    return strip_credentials(value) if has_credentials(value, MAX_DEPTH) else value
+
+
 _KEY_SETS: dict[tuple[Any, ...], bool] = {}  # key tuple → holds a credential key; bounded
 
 
@@ -219,7 +229,7 @@ def _keys_hold_credential(keys: tuple[Any, ...]) -> bool:
     return found
 
 
-def has_credentials(value: Any, max_depth: int = 64) -> bool:
+def has_credentials(value: Any, max_depth: int = MAX_DEPTH) -> bool:
     """Whether a credential-looking key stands anywhere in ``value`` (JSON-shaped data).
 
     The whole value is walked, so ``TooDeep`` is raised past ``max_depth`` levels of nesting

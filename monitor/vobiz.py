@@ -423,7 +423,7 @@ def decode_json(content: bytes, what: str) -> Any:
     one bad item is unreadable on its own instead of failing its whole page. Nesting deeper
     than the interpreter's recursion limit (about 1,000 levels) is refused by the parser itself
     (``RecursionError``, a clean error in the C decoder); an item nested deeper than
-    ``model.MAX_DEPTH`` is unreadable on its own."""
+    ``redact.MAX_DEPTH`` is unreadable on its own."""
     try:
         return json.loads(content.decode("utf-8", "surrogateescape"))
     except RecursionError:

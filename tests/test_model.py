@@ -7,12 +7,12 @@ from decimal import Decimal
 import pytest
 
 from monitor.model import (
-    MAX_DEPTH,
     canonical_json,
     parse_money,
     parse_number,
     parse_time,
 )
+from monitor.redact import MAX_DEPTH
 
 
 @pytest.mark.parametrize(
