@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -386,14 +387,40 @@ def inventory(
 @cli.command()
 @click.option("--account", help="Only this customer account (MA_...).")
 @click.option("--at", "at", metavar="DATE", help="As of the complete sweep in force then.")
+@click.option(
+    "--due-within",
+    "due_within",
+    metavar="DURATION",
+    help="Instead: the rental falling due from now for this long (e.g. 7d, 30d, 2w).",
+)
 @_FORMAT
 @pass_state
-def costs(state: State, account: str | None, at: str | None, fmt: str | None) -> None:
-    """Invoice lines: per account and currency, active numbers and their monthly rental."""
-    from monitor.reports import COST_FIELDS, parse_when
+def costs(
+    state: State, account: str | None, at: str | None, due_within: str | None, fmt: str | None
+) -> None:
+    """Invoice lines: per account and currency, active numbers and their monthly rental; with
+    --due-within, the rental whose billing dates fall in that window (a monthly cycle that
+    renews inside it counts again)."""
+    from monitor.reports import COST_FIELDS, DUE_FIELDS, due, parse_when
     from monitor.reports import costs as report
 
     settings = state.settings
+    if due_within is not None:
+        if at:
+            raise ConfigError("--due-within counts from now; it cannot be combined with --at")
+        within = parse_duration(due_within, "--due-within")
+        if within is None:
+            raise ConfigError(
+                f"--due-within: cannot read {due_within!r}", hint="use a duration: 7d, 30d, 2w"
+            )
+        now = state.clock()
+        rep = due(_store(settings).engine, within=within, now=now, account=account)
+        title = f"rental due {when_text(now)} to {when_text(now + within)}, active numbers of "
+        title += f"sweep {rep.sweep.id} of {when_text(rep.sweep.started_at)}"
+        print_report(
+            rep, DUE_FIELDS, fmt, title, right=("numbers", "renewals", "amount_due", "unpriced")
+        )
+        return
     when = parse_when(at, settings.rules_zone, "--at") if at else None
     rep = report(_store(settings).engine, account=account, at=when)
     title = f"monthly rental of active numbers, sweep {rep.sweep.id} of "
@@ -711,18 +738,33 @@ def silence_add(
 MAX_SILENCE = timedelta(days=36_525)
 
 
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"([0-9]{1,6})([mhdw])")  # ASCII digits only: int() takes any script's
+
+
+def parse_duration(text: str, option: str) -> timedelta | None:
+    """A duration the CLI accepts (``90m``, ``12h``, ``7d``, ``2w``), or ``None`` if ``text`` is
+    not one; ``ConfigError`` naming ``option`` for a zero one."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        return None
+    span = timedelta(seconds=int(found[1]) * _UNIT_SECONDS[found[2]])
+    if not span:
+        raise ConfigError(f"{option}: {text} is no time at all", hint="use e.g. 7d or 12h")
+    return span
+
+
 def parse_until(text: str, now: datetime) -> datetime:
     from monitor.model import parse_time
 
-    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if text[:-1].isdigit() and text[-1:] in units:
-        seconds = int(text[:-1]) * units[text[-1]]
-        if seconds > MAX_SILENCE.total_seconds():
+    span = parse_duration(text, "--until")
+    if span is not None:
+        if span > MAX_SILENCE:
             raise ConfigError(
                 f"--until: {text} is too far ahead (at most 100 years)",
                 hint="a silence that should never end is better a disabled rule",
             )
-        return now + timedelta(seconds=seconds)
+        return now + span
     try:
         when = parse_time(text)
     except (ValueError, OverflowError):

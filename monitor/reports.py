@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, time, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, cast
 
 import sqlalchemy as sa
+from dateutil.relativedelta import relativedelta
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from monitor.db import AccountVersion, NumberVersion, Sweep
@@ -154,6 +155,7 @@ class Report:
     rows: list[Any]
     since: SweepRef | None = None
     totals: list[Any] = field(default_factory=list)
+    forecast: Forecast | None = None  # the ``due`` report's window and undated numbers
 
 
 def inventory(
@@ -279,6 +281,140 @@ def costs(engine: Engine, *, account: str | None = None, at: datetime | None = N
     for row in rows:
         row.account_name = names.get(row.account_id)
     return Report("costs", ref, rows, totals=[totals[k] for k in sorted(totals)])
+
+
+# --- rental due -------------------------------------------------------------------------------
+
+MAX_RENEWAL_MONTHS = 1200  # a billing date this far behind the window is not rolled forward
+
+
+def renewals(first: datetime, start: datetime, end: datetime) -> int:
+    """How many monthly billing dates fall in ``[start, end)`` for a number whose next billing
+    date is ``first``: ``first`` itself, then the same day of each following month, clamped to
+    the month's last day (a 31st renews on 30 April and 28 or 29 February; a leap day on 28
+    February three years in four). Each date is counted from ``first``, so the 31st returns in
+    March. A billing date before ``start`` is stale (that renewal has passed): it is rolled
+    forward a month at a time, and only the dates inside the window count."""
+    skip = max(0, (start.year - first.year) * 12 + start.month - first.month - 1)
+    if skip > MAX_RENEWAL_MONTHS:
+        return 0
+    count = 0
+    for months in range(skip, skip + MAX_RENEWAL_MONTHS):
+        when = first + relativedelta(months=months)
+        if when >= end:
+            break
+        count += when >= start
+    return count
+
+
+@dataclass
+class DueRow:
+    """Rental falling due in a window: an account's active numbers in one currency whose billing
+    dates fall in it. ``renewals`` counts billing dates (a monthly cycle may renew twice in a long
+    window); ``unpriced`` counts renewals of numbers the API gave no monthly fee for (not in the
+    sum)."""
+
+    account_id: str
+    currency: str
+    account_name: str | None = None
+    numbers: int = 0
+    renewals: int = 0
+    amount_due: Decimal = Decimal(0)
+    unpriced: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["amount_due"] = money_text(self.amount_due)
+        return out
+
+
+DUE_FIELDS = tuple(DueRow.__dataclass_fields__)
+
+
+@dataclass
+class Forecast:
+    """What falls due in ``[start, end)``: lines per (account, currency), totals per currency
+    (``account_id`` ``"*"``), and the active numbers with no billing date (their e164, sorted),
+    which no sum can include and every view names."""
+
+    start: datetime
+    end: datetime
+    lines: dict[tuple[str, str], DueRow] = field(default_factory=dict)
+    totals: dict[str, DueRow] = field(default_factory=dict)
+    undated: list[str] = field(default_factory=list)
+
+    def total(self, currency: str) -> Decimal:
+        row = self.totals.get(currency)
+        return row.amount_due if row else Decimal(0)
+
+    def undated_note(self, limit: int = 20) -> str | None:
+        """The footer every view of the forecast prints: the numbers it could not count."""
+        if not self.undated:
+            return None
+        shown = ", ".join(self.undated[:limit])
+        more = len(self.undated) - limit
+        if more > 0:
+            shown += f" and {more} more (--format json lists all)"
+        return (
+            f"{len(self.undated)} active number(s) have no next billing date and are not in "
+            f"these sums: {shown}"
+        )
+
+
+def forecast(
+    conn: Connection,
+    sweep_id: int | None,
+    start: datetime,
+    end: datetime,
+    accounts: Collection[str] | None = None,
+) -> Forecast:
+    """The rental of active numbers that falls due in ``[start, end)``, as of complete sweep
+    ``sweep_id`` (or the current rows when it is ``None``, as ``cost_lines`` reads them). The one
+    forecast: ``costs --due-within``, the accounts page, the digest and ``/metrics`` all use it."""
+    where = _current_at(sweep_id) if sweep_id is not None else _VERSIONS.c.valid_to.is_(None)
+    stmt = sa.select(
+        _VERSIONS.c.e164,
+        _VERSIONS.c.account_id,
+        _VERSIONS.c.currency,
+        _VERSIONS.c.monthly_fee,
+        _VERSIONS.c.next_billing_date,
+    ).where(where, _VERSIONS.c.status == "active")
+    if accounts is not None:
+        stmt = stmt.where(_VERSIONS.c.account_id.in_(list(accounts)))
+    out = Forecast(start, end)
+    for e164, acct, currency, fee, billing in conn.execute(stmt.execution_options(yield_per=5000)):
+        if billing is None:
+            out.undated.append(e164)
+            continue
+        times = renewals(billing, start, end)
+        if not times:
+            continue
+        cur = (currency or "").upper()
+        for line in (
+            out.lines.setdefault((acct, cur), DueRow(acct, cur)),
+            out.totals.setdefault(cur, DueRow("*", cur)),
+        ):
+            line.numbers += 1
+            line.renewals += times
+            if fee is None:
+                line.unpriced += times
+            else:
+                line.amount_due += Decimal(fee) * times
+    out.undated.sort()
+    return out
+
+
+def due(engine: Engine, *, within: timedelta, now: datetime, account: str | None = None) -> Report:
+    """``costs --due-within``: per account and currency, the rental of the latest complete
+    sweep's active numbers that falls due from ``now`` for ``within``."""
+    with engine.connect() as conn:
+        ref = _sweep_at(conn, None, "--due-within")
+        fc = forecast(conn, ref.id, now, now + within, [account] if account else None)
+        names = account_names(conn, ref.id)
+    rows = [fc.lines[k] for k in sorted(fc.lines)]
+    for row in rows:
+        row.account_name = names.get(row.account_id)
+    return Report("due", ref, rows, totals=[fc.totals[k] for k in sorted(fc.totals)], forecast=fc)
 
 
 # --- diff -------------------------------------------------------------------------------------

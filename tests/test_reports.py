@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -225,3 +225,122 @@ def test_report_commands_print_stable_csv_and_json(
     assert bad.returncode == 2 and "only one complete sweep" in bad.stderr
     bad = did("costs", "--at", "someday", env=env)
     assert bad.returncode == 2 and "--at: cannot read" in bad.stderr
+
+
+# --- rental due (costs --due-within) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "start", "days", "want"),
+    [
+        # a monthly cycle that renews inside the window counts again
+        ("2026-11-25", "2026-11-23", 60, 2),
+        # across a month boundary: 30 Nov, then 30 Dec
+        ("2026-11-30", "2026-11-23", 30, 1),
+        ("2026-11-30", "2026-11-23", 38, 2),
+        # a 31st renews on the last day of a shorter month, and on the 31st again after it
+        ("2027-01-31", "2027-02-01", 27, 0),
+        ("2027-01-31", "2027-02-01", 28, 1),  # 28 Feb 2027 is inside [1 Feb, 1 Mar)
+        ("2027-01-31", "2027-03-30", 2, 1),  # 31 Mar, not 28 Mar
+        # a leap day renews on 29 March, and on 28 February in a year without one
+        ("2028-02-29", "2028-03-28", 2, 1),
+        ("2028-02-29", "2029-02-27", 2, 1),
+        # a stale date (its renewal has passed) counts only the renewals inside the window
+        ("2026-10-10", "2026-11-23", 30, 1),  # 10 Dec
+        ("2026-10-10", "2026-11-23", 10, 0),
+        # the window is half open: its end belongs to the next window
+        ("2026-12-23", "2026-11-23", 30, 0),
+    ],
+)
+def test_renewals_count_calendar_months(first: str, start: str, days: int, want: int) -> None:
+    def at(day: str) -> datetime:
+        return datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
+
+    begin = at(start)
+    assert reports.renewals(at(first), begin, begin + timedelta(days=days)) == want
+
+
+def plant_billing(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    """Five active numbers with planted billing dates (the rest made inactive): a month
+    boundary, a 31st, a leap day, a number renewing twice in 60 days, and one with no date."""
+    inv = sandbox.inventory
+    ids = list(inv.ids())
+    plan = {
+        "boundary": ("MA_DUE1", "INR", "100", "2026-11-30T00:00:00Z"),
+        "thirty_first": ("MA_DUE1", "INR", "12.5", "2026-12-31T09:00:00Z"),
+        "leap": ("MA_DUE2", "USD", "3", "2028-02-29T00:00:00Z"),
+        "twice": ("MA_DUE2", "USD", "1.25", "2026-11-24T00:00:00Z"),
+        "undated": ("MA_DUE1", "INR", "7", "DELETE"),
+    }
+    planted: dict[str, dict[str, Any]] = {}
+    for nid, (key, (acct, cur, fee, billing)) in zip(ids, plan.items(), strict=False):
+        planted[key] = inv.update(
+            nid,
+            status="active",
+            account_id=acct,
+            currency=cur,
+            monthly_fee=fee,
+            next_billing_date=billing,
+        )
+    for nid in ids[len(plan) :]:
+        inv.update(nid, status="suspended")
+    return planted
+
+
+def test_due_within_counts_each_renewal_in_exact_decimals(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    planted = plant_billing(sandbox)
+    sweep(sandbox, store, clock)
+    now = clock()  # 2026-11-30 12:00 UTC: the first sweep plus a week
+    rep = reports.due(store.engine, within=timedelta(days=60), now=now)
+    got = {(r.account_id, r.currency): (r.numbers, r.renewals, r.amount_due) for r in rep.rows}
+    # boundary: 30 Nov 00:00 is before now, so it renews 30 Dec and 30 Jan (60 days end 29 Jan):
+    # once; the 31st: 31 Dec only (31 Jan is past the window)
+    assert got == {
+        ("MA_DUE1", "INR"): (2, 2, Decimal("112.50")),
+        ("MA_DUE2", "USD"): (1, 2, Decimal("2.50")),  # 24 Dec and 24 Jan; the leap day is far
+    }
+    assert {t.currency: t.amount_due for t in rep.totals} == {
+        "INR": Decimal("112.50"),
+        "USD": Decimal("2.50"),
+    }
+    assert rep.forecast is not None
+    assert rep.forecast.undated == [planted["undated"]["e164"]]
+    week = reports.due(store.engine, within=timedelta(days=7), now=now)
+    assert not week.rows and week.forecast is not None and week.forecast.undated
+
+
+def test_costs_due_within_command_names_the_undated_numbers(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    import os
+
+    planted = plant_billing(sandbox)
+    sweep(sandbox, sqlite_store, clock)
+    (tmp_path / "none.toml").write_text("")
+    env = os.environ | {
+        "DID_MONITOR__DATABASE__URL": sqlite_store.url,
+        "DID_MONITOR_CONFIG": str(tmp_path / "none.toml"),
+    }
+    undated = planted["undated"]["e164"]
+    doc = json.loads(did("costs", "--due-within", "60d", "--format", "json", env=env).stdout)
+    assert doc["report"] == "due" and doc["undated"] == [undated]
+    # the command counts from its own clock: it agrees with the one forecast over its window
+    start = datetime.fromisoformat(doc["window"]["from"])
+    assert datetime.fromisoformat(doc["window"]["to"]) - start == timedelta(days=60)
+    same = reports.due(sqlite_store.engine, within=timedelta(days=60), now=start)
+    assert doc["rows"] == [r.as_dict() for r in same.rows]
+    assert doc["totals"] == [t.as_dict() for t in same.totals]
+    out = did("costs", "--due-within", "60d", "--format", "csv", env=env)
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert [r["amount_due"] for r in rows] == [r.as_dict()["amount_due"] for r in same.rows]
+    assert out.stdout.splitlines()[0].split(",") == list(reports.DUE_FIELDS)
+    assert undated in out.stderr and "no next billing date" in out.stderr
+    table = did("costs", "--due-within", "2w", "--format", "table", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "1 active number(s) have no next billing date" in table.stdout
+    assert undated in table.stdout
+    for bad, says in [("soon", "cannot read"), ("0d", "no time at all"), ("٣d", "cannot read")]:
+        out = did("costs", "--due-within", bad, env=env)
+        assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr
