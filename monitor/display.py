@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import click
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -81,7 +82,13 @@ def print_table(
     footer: Sequence[Sequence[str | Text]] = (),
 ) -> None:
     """Print ``rows`` (cells as markup strings or ``Text``) with key columns kept whole;
-    ``footer`` rows (e.g. totals) come after a line, in bold."""
+    ``footer`` rows (e.g. totals) come after a line, in bold.
+
+    Not on a terminal (a pipe, a file), the table is as wide as its longest values: nothing
+    folds. On a terminal, key columns never wrap and are as wide as their longest value; when
+    the table is wider than the terminal only free text folds (down to ``FREE_TEXT_MIN``), and
+    past that the table is printed wider than the terminal rather than cutting a value.
+    """
     widths = [Text.from_markup(c.header).cell_len for c in columns]
     for row in [*rows, *footer]:
         for i, cell in enumerate(row):
@@ -105,8 +112,14 @@ def print_table(
         table.add_section()
     for row in footer:
         table.add_row(*row, style="bold")
-    width = console.width if console.is_terminal else max(console.width, sum(widths) + 64)
-    console.print(table, width=max(width, needed), crop=False)
+    # Rich fits a table to the console's width (80 columns for a pipe) by squeezing every
+    # column, key columns included, down to nothing; a table given its own width is not.
+    natural = Measurement.get(console, console.options.update_width(1 << 20), table).maximum
+    if not console.is_terminal:
+        table.width = natural
+    elif natural > console.width:
+        table.width = max(console.width, needed)
+    console.print(table, crop=False)
 
 
 # --- sweep ------------------------------------------------------------------------------------
@@ -239,6 +252,7 @@ def print_report(
     """Print a ``monitor.reports.Report`` as a table, CSV (rows only) or JSON (with sweeps)."""
     rows = [r.as_dict() for r in report.rows]
     chosen = formats.pick(fmt, out.is_terminal)
+    fc = report.forecast
     if chosen == "csv":
         click.echo(formats.csv_text(rows, fields), nl=False)
     elif chosen == "json":
@@ -246,8 +260,11 @@ def print_report(
         if report.since is not None:
             doc["since"] = report.since.as_dict()
         doc["rows"] = rows
-        if report.name == "costs":
+        if report.name in ("costs", "due"):
             doc["totals"] = [t.as_dict() for t in report.totals]
+        if fc is not None:
+            doc["window"] = {"from": iso(fc.start), "to": iso(fc.end)}
+            doc["undated"] = fc.undated
         click.echo(formats.json_text(doc), nl=False)
     elif not rows:
         out.print(f"{title}: nothing to show")
@@ -257,6 +274,9 @@ def print_report(
                 row[key] = row[key][:10] if row.get(key) else row.get(key)
         footer = [t.as_dict() for t in report.totals]
         print_report_table(out, rows, fields, title, footer=footer, **kw)
+    note = fc.undated_note() if fc is not None else None
+    if note and chosen != "json":  # CSV keeps its rows alone on stdout
+        click.echo(tty(note), err=chosen == "csv")
 
 
 def print_report_table(

@@ -24,10 +24,8 @@ FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 _FORMULA = re.compile(r"^(?:[=@\t\r]|[+-](?![0-9][0-9.]*$))")
 
 
-# Columns that may fold on a narrow terminal; numbers, accounts and amounts are never cut.
-WRAP = frozenset(
-    {"account_name", "number_id", "region", "application_id", "tags", "field", "before", "after"}
-)
+# Columns that may fold on a narrow terminal; numbers, ids and amounts are never cut.
+WRAP = frozenset({"account_name", "region", "application_id", "tags", "field", "before", "after"})
 
 
 def pick(fmt: str | None, is_terminal: bool) -> Format:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 from rich.console import Console
 
-from monitor.display import print_report_table
+from monitor.display import Column, print_report_table, print_table
+from monitor.sandbox import Sandbox
+from tests.test_cli import TOKEN, did, write_config
 
 
 def test_report_table_keeps_ids_and_amounts_whole_at_80_columns() -> None:
@@ -36,3 +43,73 @@ def test_report_table_keeps_ids_and_amounts_whole_at_80_columns() -> None:
             assert row["account_id"] in text
         assert "123456789.50" in text and "370370368.50" in text
         assert "costs [bold]x[/]" in text  # markup in a title is shown, not applied
+
+
+LONG_ID = "MA_" + "7" * 52  # 55 characters, as one customer's id came from the API
+LONG_MESSAGE = "renewal pending with the carrier, please check the invoice " * 3
+FINDING_COLUMNS = [
+    *(Column(n) for n in ("rule", "severity", "number", "account", "state", "first seen")),
+    Column("message", free_text=True),
+]
+FINDING_ROW = ["blocked", "[red]critical[/]", "+918012345678", LONG_ID, "open", "2026-11-23"]
+
+
+def test_piped_table_keeps_every_column_whole() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, force_terminal=False, color_system=None)
+    print_table(console, FINDING_COLUMNS, [[*FINDING_ROW, LONG_MESSAGE.strip()]])
+    (line,) = [ln for ln in buf.getvalue().splitlines() if LONG_ID in ln]
+    for value in [*FINDING_ROW[:1], "critical", *FINDING_ROW[2:], LONG_MESSAGE.strip()]:
+        assert f"│ {value} " in line
+    assert "┃┃" not in buf.getvalue()  # no zero-width column
+
+
+def test_terminal_table_folds_only_free_text() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, force_terminal=True, color_system=None)
+    print_table(console, FINDING_COLUMNS, [[*FINDING_ROW, LONG_MESSAGE.strip()]])
+    lines = buf.getvalue().splitlines()
+    first = next(ln for ln in lines if LONG_ID in ln)
+    for value in ("blocked", "critical", "+918012345678", LONG_ID, "open", "2026-11-23"):
+        assert f"│ {value} " in first
+    message = " ".join(ln.split("│")[-2].strip() for ln in lines if ln.startswith("│"))
+    assert " ".join(message.split()) == " ".join(LONG_MESSAGE.split())  # folded, all there
+    assert max(len(ln) for ln in lines) < len(first) + 1 and "┃┃" not in buf.getvalue()
+
+
+def test_findings_piped_and_to_a_file_keep_every_column(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(
+        tmp_path,
+        sandbox,
+        f"""
+[[rules.custom]]
+id = "blocked_long"
+severity = "critical"
+message = "{LONG_MESSAGE.strip()}"
+when = {{ path = "is_blocked", eq = true }}
+""",
+    )
+    nid = next(iter(sandbox.inventory.ids()))
+    item = sandbox.inventory.update(nid, is_blocked=True, account_id=LONG_ID)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+    env.pop("COLUMNS", None)
+    command = [sys.executable, "-m", "monitor", "--config", str(cfg), "findings"]
+    piped = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    with (tmp_path / "f.txt").open("w") as file:
+        subprocess.run(command, env=env, stdout=file, check=True)
+    for text in (piped, (tmp_path / "f.txt").read_text()):
+        line = next(ln for ln in text.splitlines() if "blocked_long" in ln)
+        for value in (item["e164"], LONG_ID, "critical", "open", LONG_MESSAGE):
+            assert f"│ {value.strip()} " in line
+        assert re.search(r"│ \d{4}-\d\d-\d\d │", line)  # first seen
+        assert "┃┃" not in text
+
+
+def test_report_table_never_folds_a_number_id() -> None:
+    rows = [{"e164": "+918012345678", "number_id": LONG_ID, "region": "Maharashtra " * 6}]
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, force_terminal=True, color_system=None)
+    print_report_table(console, rows, ("e164", "number_id", "region"), "inventory")
+    assert f"│ {LONG_ID} │" in buf.getvalue()
