@@ -21,6 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.db import describe_db_error
 from monitor.errors import MonitorError
 from monitor.model import DeliveryOutcome
+from monitor.render import CONTROL_CHARS
+from monitor.rules.base import KNOWN_STATUSES
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ Probe = Callable[[], tuple[bool, dict[str, Any]]]
 """Answers (ok, JSON-able explanation); it may raise, which the listener reports as 503."""
 
 SWEEP_OUTCOMES = ("complete", "failed", "aborted", "skipped", "error")
+OTHER_STATUS = "other"
 # --- health verdicts ----------------------------------------------------------------------------
 
 
@@ -82,9 +85,20 @@ def describe_failure(exc: BaseException) -> str:
 # --- metrics ------------------------------------------------------------------------------------
 
 
+def label(value: str) -> str:
+    """A label value as the exposition may carry it: no control or bidi characters."""
+    return CONTROL_CHARS.sub(" ", value).strip()
+
+
 def numbers_by_status(store: Store) -> dict[str, int]:
-    """How many numbers the current inventory holds in each status (the store's answer)."""
-    return store.numbers_by_status()
+    """How many numbers the current inventory holds in each documented status; every status
+    outside that set counts as ``other``, so the API cannot mint label values."""
+    counts: dict[str, int] = {}
+    for status, count in store.numbers_by_status().items():
+        key = label(status).lower()
+        key = key if key in KNOWN_STATUSES else OTHER_STATUS
+        counts[key] = counts.get(key, 0) + count
+    return counts
 
 
 class _StoreCollector(Collector):
@@ -120,7 +134,7 @@ class _StoreCollector(Collector):
             labels=["rule", "severity"],
         )
         for (rule, severity), count in sorted(open_counts.items()):
-            findings.add_metric([rule, severity], count)
+            findings.add_metric([label(rule), label(severity)], count)
         yield findings
         if last is not None:
             at = last["finished_at"] or last["started_at"]

@@ -3,6 +3,8 @@ that serves them: tests/test_web_server.py)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.alerts import DeliveryOutcome
 from monitor.health import Metrics, assess
 from monitor.pipeline import run_cycle
+from monitor.rules.base import KNOWN_STATUSES
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
@@ -98,7 +101,7 @@ def test_metrics_read_the_inventory_and_findings(sandbox: Sandbox, sqlite_store:
         labels[0][1]: v for (name, labels), v in got.items() if name == "did_monitor_numbers"
     }
     assert sum(by_status.values()) == 150
-    assert by_status == {k: float(v) for k, v in sqlite_store.numbers_by_status().items()}
+    assert set(by_status) <= KNOWN_STATUSES | {"other"}
     assert by_status["active"] > 0
     findings = {
         (dict(labels)["rule"], dict(labels)["severity"]): v
@@ -146,3 +149,46 @@ def test_metrics_use_their_own_registry(sqlite_store: Store) -> None:
         )
         is None
     )
+
+
+HOSTILE_STATUS = "\x1b]0;pwned\x07\u202eevil"
+
+
+def test_statuses_outside_the_documented_set_fold_into_other(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    for index in range(5):  # every distinct status would otherwise be a label value of its own
+        sandbox.inventory.update(index, status=f"{HOSTILE_STATUS}{index}")
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=FakeClock()).ok
+    metrics = Metrics(sqlite_store)
+    text = generate_latest(metrics.registry).decode()
+    for char in ("\x1b", "\x07", "\u202e", "pwned"):
+        assert char not in text
+    stored = sqlite_store.numbers_by_status()
+    by_status = {
+        labels[0][1]: v
+        for (name, labels), v in samples(metrics).items()
+        if name == "did_monitor_numbers"
+    }
+    assert set(by_status) <= KNOWN_STATUSES | {"other"}
+    known = sum(v for k, v in stored.items() if k in KNOWN_STATUSES)
+    assert by_status["other"] == sum(stored.values()) - known >= 5
+    assert sum(by_status.values()) == 150
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_exposition(sandbox: Sandbox, sqlite_store: Store) -> None:
+    sandbox.inventory.update(0, status=HOSTILE_STATUS)
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=FakeClock()).ok
+    metrics = Metrics(sqlite_store, channels=["ops"])
+    metrics.sweep_finished("complete", 1.5)
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=generate_latest(metrics.registry),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
