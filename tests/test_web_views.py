@@ -5,6 +5,7 @@ strings, security headers, read-only methods, access control, and that no secret
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -184,6 +185,42 @@ def test_a_bad_filter_is_a_400_naming_it(client: TestClient, query: str) -> None
     response = client.get(f"/findings?{query}")
     assert response.status_code == 400
     assert query.split("=")[0] in response.text
+
+
+@pytest.mark.parametrize("path", ["/findings", "/accounts", "/sweeps"])
+@pytest.mark.parametrize(
+    "page",
+    ["²", "١", "１", "1" * 5000, "+1", " 1", "1_0"],
+    ids=["superscript", "arabic-indic", "fullwidth", "5000-digits", "plus", "space", "underscore"],
+)
+def test_page_numbers_are_ascii_digits_only(
+    client: TestClient, caplog: pytest.LogCaptureFixture, path: str, page: str
+) -> None:
+    response = client.get(path, params={"page": page})
+    assert response.status_code == 400, response.text
+    assert "page must be a whole number" in response.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+HOSTILE_QUERY_VALUES = ("²", "١", "\x00", "1" * 5000, "%ff", "-1", "\u202e", "x" * 200)
+
+
+def test_no_query_value_answers_500(store: Store, clock: FakeClock) -> None:
+    """On SQLite and PostgreSQL (which refuses NUL in text) alike."""
+    settings = make_settings(None, store.url)
+    app = build_app(
+        health=lambda: (True, {}),
+        ready=lambda: (True, {}),
+        registry=CollectorRegistry(),
+        dashboard=Dashboard(store, settings, clock=clock),
+    )
+    with TestClient(app) as c:
+        for path in ("/", "/findings", "/accounts", "/sweeps"):
+            for name in ("page", "rule", "severity", "account", "state"):
+                for value in HOSTILE_QUERY_VALUES:
+                    response = c.get(path, params={name: value})
+                    assert response.status_code in (200, 400), (path, name, value)
+        assert c.get("/numbers/%00").status_code == 404
 
 
 def test_silenced_findings_are_their_own_state(client: TestClient, swept: Swept) -> None:

@@ -8,6 +8,7 @@ or ends, the only events that change them.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -33,6 +34,9 @@ from monitor.web.queries import SEVERITIES, STATES, FindingFilter
 CHART_CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 MAX_FILTER_LENGTH: Final = 128
 MAX_PAGE: Final = 1_000_000
+# ASCII digits only: str.isdigit() and int() also take superscript, Arabic-Indic and fullwidth
+# digits (and int() fails on the first, and on more than 4,300 digits).
+PAGE_NUMBER: Final = re.compile(r"[0-9]{1,7}")
 
 
 class BadRequest(Exception):
@@ -98,7 +102,7 @@ def environment() -> Environment:
 
 def _page_number(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not PAGE_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest(f"page must be a whole number from 1 to {MAX_PAGE}, not {raw[:20]!r}")
     return int(raw)
 
@@ -114,6 +118,8 @@ def _text(request: Request, name: str) -> str:
     value = request.query_params.get(name, "").strip()
     if len(value) > MAX_FILTER_LENGTH:
         raise BadRequest(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
+    if "\x00" in value:  # PostgreSQL refuses NUL in text: no value on record holds one
+        raise BadRequest(f"{name} must not hold a NUL character")
     return value
 
 
@@ -215,6 +221,8 @@ class Dashboard:
 
     def number(self, request: Request) -> Response:
         e164 = str(request.path_params["e164"])
+        if "\x00" in e164:  # PostgreSQL refuses NUL in text: no number on record holds one
+            return self.error_page(request.scope, 404, "no such number on record")
         history = queries.number_history(self.store, e164)
         findings = queries.findings_of_number(self.store, e164, self.clock())
         if not history and not findings:
