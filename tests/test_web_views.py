@@ -13,6 +13,7 @@ from html import escape as html_escape
 
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from monitor.config import ChannelConfig, DashboardConfig, Settings
@@ -73,6 +74,16 @@ def client_for(swept: Swept, access: Access | None = None) -> TestClient:
         access=access,
     )
     return TestClient(app)
+
+
+def dashboard_app(store: Store, clock: FakeClock) -> Starlette:
+    """The dashboard over ``store`` as it is (no sweep needed)."""
+    return build_app(
+        health=lambda: (True, {}),
+        ready=lambda: (True, {}),
+        registry=CollectorRegistry(),
+        dashboard=Dashboard(store, make_settings(None, store.url), clock=clock),
+    )
 
 
 @pytest.fixture
@@ -207,14 +218,7 @@ HOSTILE_QUERY_VALUES = ("²", "١", "\x00", "1" * 5000, "%ff", "-1", "\u202e", "
 
 def test_no_query_value_answers_500(store: Store, clock: FakeClock) -> None:
     """On SQLite and PostgreSQL (which refuses NUL in text) alike."""
-    settings = make_settings(None, store.url)
-    app = build_app(
-        health=lambda: (True, {}),
-        ready=lambda: (True, {}),
-        registry=CollectorRegistry(),
-        dashboard=Dashboard(store, settings, clock=clock),
-    )
-    with TestClient(app) as c:
+    with TestClient(dashboard_app(store, clock)) as c:
         for path in ("/", "/findings", "/accounts", "/sweeps"):
             for name in ("page", "rule", "severity", "account", "state"):
                 for value in HOSTILE_QUERY_VALUES:
@@ -339,3 +343,17 @@ def test_the_dashboard_can_be_turned_off(swept: Swept) -> None:
     with TestClient(app) as c:
         assert c.get("/").status_code == 404
         assert c.get("/findings").json()["paths"] == ["/healthz", "/metrics", "/readyz"]
+
+
+@pytest.mark.parametrize("root", ["", "/monitor"])
+def test_error_pages_link_from_the_application_root(
+    sqlite_store: Store, clock: FakeClock, root: str
+) -> None:
+    with TestClient(dashboard_app(sqlite_store, clock), root_path=root) as c:
+        for path in ("/static/nothing.css", "/static/", "/static", "/nowhere", "/numbers/+1000"):
+            response = c.get(path, follow_redirects=False)
+            assert response.status_code == 404, path
+            links = re.findall(r'(?:href|action|src)="([^"]*)"', response.text)
+            assert f"{root}/static/dashboard.css" in links, (path, links)
+            assert f"{root}/findings" in links, (path, links)
+            assert not [link for link in links if "/static/static/" in link or "/static/f" in link]

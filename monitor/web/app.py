@@ -94,6 +94,9 @@ def build_app(
         exception_handlers={404: not_found},
         middleware=[Middleware(Guard, access=access, error_page=error_page)],
     )
+    # Guard drops a trailing slash; the router adding one back ("/static" to "/static/", the
+    # mount's own path) redirected in a loop.
+    app.router.redirect_slashes = False
     return app
 
 

@@ -79,9 +79,11 @@ def with_page(params: Mapping[str, str], page: int) -> dict[str, Any]:
 
 @pass_context
 def url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
-    """A path on this site (relative to the host, so links survive a reverse proxy)."""
+    """A path on this site (relative to the host, so links survive a reverse proxy). Built from
+    the application's root: under a mount (``/static``) ``root_path`` is the mount's."""
     request: Request = context["request"]
-    root = str(request.scope.get("root_path", ""))
+    scope = request.scope
+    root = str(scope.get("app_root_path", scope.get("root_path", "")))
     return root + str(request.app.url_path_for(name, **params))
 
 
