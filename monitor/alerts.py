@@ -107,12 +107,15 @@ def plan_digests(
     numbers_swept: int,
     per_account: dict[str, int] | None = None,
     caveat: str = "",
+    notes: str = "",
 ) -> list[Plan]:
     """Decide what each channel is told after a complete sweep (pure: no I/O).
 
     New: open, unsilenced findings this channel has not announced. Reminders: open findings whose
     reminder tier is more urgent than the one last announced. Resolved: findings resolved by this
-    sweep that the channel had announced. A channel with none of these gets nothing.
+    sweep that the channel had announced. A channel with none of these gets nothing. A digest
+    carries ``caveat`` (why the sweep was partial); a partner channel's carries ``notes`` too
+    (numbers the sweep could not fully read, which may be any customer's).
     """
     plans = {c.name: Plan(c) for c in settings.channels if c.enabled}
     if not plans:
@@ -151,7 +154,7 @@ def plan_digests(
             sum((per_account or {}).get(a, 0) for a in accounts) if accounts else numbers_swept
         )
         d.swept_at = now
-        d.caveat = caveat
+        d.caveat = caveat if accounts else _joined(caveat, notes)
         open_items = [
             _item(r) for r in state.open if plan.channel.name in route(settings.channels, r)
         ]
@@ -161,6 +164,10 @@ def plan_digests(
         if not d.is_quiet:
             out.append(plan)
     return out
+
+
+def _joined(*texts: str) -> str:
+    return "; ".join(t for t in texts if t)
 
 
 def _unique_numbers(items: list[Item]) -> list[Item]:
@@ -188,17 +195,20 @@ def store_digests(
     now: datetime,
     numbers_swept: int,
     caveat: str = "",
+    notes: str = "",
 ) -> int:
     """Plan and store this sweep's digests in the sweep's own transaction; returns how many.
 
     ``caveat`` is set when the sweep was partial; a digest carries it, and every partner channel
     that gets no digest gets it as a notice of its own, so a quiet partial sweep is never
-    silent (it resolves nothing until a sweep reads every item)."""
+    silent (it resolves nothing until a sweep reads every item). ``notes`` (what the sweep read
+    but could not check, such as numbers with an unreadable date: ``sweep.UnreadableDates``)
+    reach the partner channels the same way, in their digest or else in that notice."""
     if not any(c.enabled for c in settings.channels):
         return 0  # nobody to tell: do not load every open finding for nothing
     state = load_announce_state(conn, sweep_id, now)
     per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
-    plans = plan_digests(state, settings, now, numbers_swept, per_account, caveat)
+    plans = plan_digests(state, settings, now, numbers_swept, per_account, caveat, notes)
     for plan in plans:
         msg = compose(plan.digest, plan.channel, settings.alerts)
         delivery_id = add_delivery(
@@ -215,12 +225,13 @@ def store_digests(
         for note in plan.notifications:
             note["delivery_id"] = delivery_id
         add_notifications(conn, plan.notifications)
-    if caveat:
+    told = _joined(caveat, notes)
+    if told:
         _broadcast(
             conn,
             settings,
             "sweep_partial",
-            lambda fmt: render_sweep_partial(caveat, fmt, now),
+            lambda fmt: render_sweep_partial(told, fmt, now),
             now,
             sweep_id=sweep_id,
             exclude={plan.channel.name for plan in plans},  # their digest carries the caveat

@@ -37,6 +37,8 @@ class NumberRecord:
     content_hash: str = ""
     raw_json: str = ""
     item: Any = field(default=None, compare=False, repr=False)
+    # The ``DATE_FIELDS`` the item holds a value in that is no time (their dates are None).
+    unreadable_dates: tuple[str, ...] = ()
 
     @property
     def raw(self) -> Any:
@@ -98,7 +100,13 @@ class FindingDraft:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """RFC 3339 (``Z`` or offset, fractions or not) or a bare date → aware UTC, else None."""
+    """RFC 3339 (``Z`` or offset, fractions or not) or a bare date → aware UTC, else None.
+
+    Nothing else is a time: not a day that does not exist (``2026-02-30``), and not a number.
+    Epoch numbers are not guessed at: VOBIZ_API.md documents every time as RFC 3339 in UTC, and
+    a bare number could be seconds or milliseconds since 1970 (or something else entirely), so
+    ``1767225600`` is None, and the sweep counts it as an unreadable date (see ``DATE_FIELDS``).
+    """
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
@@ -115,6 +123,27 @@ def parse_time(value: Any) -> datetime | None:
         return parsed.astimezone(UTC)
     except OverflowError:  # before year 1 or after 9999 once in UTC
         return None
+
+
+# The item's dates the rules read from its record. A value in one that is not a time is not
+# dropped without a word: the record names the field (``NumberRecord.unreadable_dates``) and the
+# sweep counts and names such numbers in its outcome, its row, its log and the digest.
+DATE_FIELDS = ("next_billing_date", "expires_at")
+
+
+def _unreadable_dates(item: dict[str, Any], *times: datetime | None) -> tuple[str, ...]:
+    """The ``DATE_FIELDS`` of ``item`` (whose parsed ``times`` are given in the same order)
+    holding a value that is no time; null, a missing key or a blank string is no value."""
+    found = []
+    for name, when in zip(DATE_FIELDS, times, strict=True):
+        value = item.get(name)
+        if (
+            when is None
+            and value is not None
+            and not (isinstance(value, str) and not value.strip())
+        ):
+            found.append(name)
+    return tuple(found)
 
 
 MAX_MONEY = Decimal(10) ** 12  # number_versions.monthly_fee is Numeric(18, 6)
@@ -271,6 +300,8 @@ def parse_number(raw: Any) -> NumberRecord | None:
     get = raw.get
     tags_raw = get("tags")
     cost = get("monthly_cost")
+    due_at, ends_at = get("next_billing_date"), get("expires_at")
+    due, ends = parse_time(due_at), parse_time(ends_at)
     return _record(
         number_id=_text(get("id")),
         e164=_text(get("e164")) or _text(get("number")),
@@ -280,8 +311,8 @@ def parse_number(raw: Any) -> NumberRecord | None:
         region=_text(get("region")),
         application_id=_text(get("application_id")),
         blocked=_truthy(get("is_blocked")),
-        next_billing_date=parse_time(get("next_billing_date")),
-        expires_at=parse_time(get("expires_at")),
+        next_billing_date=due,
+        expires_at=ends,
         monthly_fee=parse_money(cost if cost is not None else get("monthly_fee")),
         currency=_text(get("currency")),
         tags=_tags(tuple(str(t) for t in tags_raw if t is not None))
@@ -290,6 +321,10 @@ def parse_number(raw: Any) -> NumberRecord | None:
         text=text,
         digest=digest,
         item=raw,
+        # Only an item with a date that did not parse pays for the check.
+        unreadable_dates=_unreadable_dates(raw, due, ends)
+        if (due is None and due_at is not None) or (ends is None and ends_at is not None)
+        else (),
     )
 
 
@@ -311,6 +346,7 @@ def _record(
     text: str,
     digest: str,
     item: dict[str, Any],
+    unreadable_dates: tuple[str, ...],
 ) -> NumberRecord | None:
     """The record from the fields read: keying, defaults and column limits. Values many numbers
     repeat (account, status, place, currency) are one object each (see ``shared``)."""
@@ -335,4 +371,5 @@ def _record(
         digest,
         text,
         item,
+        unreadable_dates,
     )

@@ -62,6 +62,8 @@ class SweepOutcome:
     failure_alerts: int | None = 0
     # Why the sweep was partial (unreadable items): stored, nothing resolved, nothing gone.
     partial: str | None = None
+    # Numbers whose dates could not be read (``sweep.UnreadableDates``): stored, not checked.
+    unreadable_dates: str | None = None
 
     @property
     def delivery_failures(self) -> int:
@@ -165,6 +167,7 @@ def _sweep(
             # Items it could not read make the sweep partial: what it did read is stored and may
             # open findings, but it cannot vouch that a number is gone or a problem fixed.
             partial = _partial_reason(fetched)
+            odd_dates = fetched.dates.describe()
             gone = 0 if partial else writer.close_gone(fetched.ids, vanished)
             # Every use of the ids is behind: free them (a set of every number, 100 MB at
             # 1,000,000) before the findings step, the sweep's other large one.
@@ -199,9 +202,15 @@ def _sweep(
                 findings_resolved=resolved,
             )
             digests = store_digests(
-                writer.conn, settings, sweep_id, now, counts.numbers_seen, partial or ""
+                writer.conn,
+                settings,
+                sweep_id,
+                now,
+                counts.numbers_seen,
+                partial or "",
+                odd_dates or "",
             )
-            writer.complete(counts, clock(), partial=partial)
+            writer.complete(counts, clock(), partial=partial, note=odd_dates)
             writer.commit()
     except SweepCancelled as exc:
         _record_failure(
@@ -268,7 +277,11 @@ def _sweep(
     )
     if partial:
         log.warning("sweep %d was partial: %s", sweep_id, partial)
-    return SweepOutcome(sweep_id, True, counts, None, duration, digests, partial=partial)
+    if odd_dates:
+        log.warning("sweep %d: %s", sweep_id, odd_dates)
+    return SweepOutcome(
+        sweep_id, True, counts, None, duration, digests, partial=partial, unreadable_dates=odd_dates
+    )
 
 
 def _partial_reason(fetched: FetchResult) -> str | None:

@@ -338,10 +338,11 @@ def render_sweep_failed(error: str, fmt: Format, failed_at: datetime) -> tuple[s
 
 def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
     """Title and body of the notice a partner channel gets from a partial sweep that had no
-    digest for it: the caveat a digest would have carried, on its own."""
+    digest for it: the caveat a digest would have carried, on its own (our own words, as in the
+    digest: counts, positions and phone numbers reduced to digits; never cut short)."""
     when = swept_at.strftime("%Y-%m-%d %H:%M UTC")
     body_text = (
-        f"The sweep started {when} could not read the whole inventory: {esc(reason, fmt)}. "
+        f"The sweep started {when} could not read the whole inventory: {plain(reason, fmt)}. "
         "What it read is stored and checked by the rules. The next sweep will try again."
     )
     return "did-monitor: sweep incomplete", _paragraph(body_text, fmt)

@@ -11,14 +11,16 @@ followed by a re-read; if the inventory keeps moving, or shrank implausibly, the
 from __future__ import annotations
 
 import math
+import re
 import time
+from bisect import insort
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 
 from monitor.config import Settings
 from monitor.errors import IncompleteSweep
-from monitor.model import NumberRecord
+from monitor.model import DATE_FIELDS, NumberRecord
 from monitor.vobiz import NUMBERS_PATH, Page, VobizClient, parse_page
 
 ProgressFn = Callable[["SweepProgress"], None]
@@ -38,6 +40,49 @@ class SweepProgress:
     numbers: int = 0
 
 
+# Unreadable items (by page and position) and numbers with an unreadable date (per field) named
+# in a message; the rest are counted. Both may share a digest's summary, so they stay short.
+NAMED_ITEMS = 10
+NAMED_NUMBERS = 5
+_NOT_PHONE = re.compile(r"[^+0-9]")
+
+
+def _listed(shown: list[str], count: int) -> str:
+    """``a, b, c and 7 more``: ``shown``, the first of ``count`` things."""
+    more = count - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass
+class UnreadableDates:
+    """Numbers whose dates the rules read (``model.DATE_FIELDS``) held a value that is no time,
+    by field: all counted, the ``NAMED_NUMBERS`` lowest named. Such a number is stored and checked
+    by the other rules, but its date cannot be, so the sweep says so instead of staying silent."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    numbers: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, rec: NumberRecord) -> None:
+        # Only the digits and "+" of the e164: the text goes into every digest format as is.
+        shown = _NOT_PHONE.sub("", rec.e164) or "(a number without an e164)"
+        for name in rec.unreadable_dates:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            named = self.numbers.setdefault(name, [])
+            insort(named, shown)  # the same numbers named whatever order the pages came in
+            del named[NAMED_NUMBERS:]
+
+    def describe(self) -> str | None:
+        """``3 numbers have an unreadable next_billing_date: +91…, +91…, +91…`` per field (one
+        sentence each, joined by "; "), or None when every date could be read."""
+        parts = []
+        for name in DATE_FIELDS:
+            count = self.counts.get(name, 0)
+            if count:
+                have = "1 number has" if count == 1 else f"{count} numbers have"
+                parts.append(f"{have} an unreadable {name}: {_listed(self.numbers[name], count)}")
+        return "; ".join(parts) or None
+
+
 @dataclass
 class PassResult:
     ids: set[str] = field(default_factory=set)
@@ -47,6 +92,7 @@ class PassResult:
     duplicates: int = 0
     pages: int = 0
     unreadable: list[tuple[int, int]] = field(default_factory=list)  # (page, position)
+    dates: UnreadableDates = field(default_factory=UnreadableDates)
 
     @property
     def last_total(self) -> int | None:
@@ -70,12 +116,12 @@ class FetchResult:
     malformed: int
     duplicates: int
     unreadable: list[tuple[int, int]] = field(default_factory=list)  # (page, position)
+    dates: UnreadableDates = field(default_factory=UnreadableDates)
 
-    def where_unreadable(self, limit: int = 10) -> str:
-        """``page 3 position 17, ...`` for the first ``limit`` unreadable items."""
-        shown = ", ".join(f"page {p} position {i}" for p, i in self.unreadable[:limit])
-        more = len(self.unreadable) - limit
-        return shown + (f" and {more} more" if more > 0 else "")
+    def where_unreadable(self) -> str:
+        """``page 3 position 17, ...`` for the first ``NAMED_ITEMS`` unreadable items."""
+        shown = [f"page {p} position {i}" for p, i in self.unreadable[:NAMED_ITEMS]]
+        return _listed(shown, self.malformed)
 
 
 def iter_pages(
@@ -238,6 +284,8 @@ def _one_pass(
                 continue
             result.ids.add(rec.id)
             fresh.append(rec)
+            if rec.unreadable_dates:
+                result.dates.add(rec)
         # Later passes re-read what the first stored; the writer skips unchanged numbers.
         if len(fresh) >= CONSUME_BATCH:
             consume(fresh)
@@ -260,6 +308,7 @@ def _fetched(result: PassResult, passes: int, ids: set[str]) -> FetchResult:
         malformed=result.malformed,
         duplicates=result.duplicates,
         unreadable=result.unreadable,
+        dates=result.dates,
     )
 
 

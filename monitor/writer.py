@@ -369,16 +369,23 @@ class SweepWriter:
         }  # resolved_at, rearmed_at and resolved_sweep_id start null
 
     def complete(
-        self, counts: SweepCounts, finished_at: datetime, *, partial: str | None = None
+        self,
+        counts: SweepCounts,
+        finished_at: datetime,
+        *,
+        partial: str | None = None,
+        note: str | None = None,
     ) -> None:
-        """Record the sweep as ``complete``, or as ``partial`` with the reason in ``error``."""
+        """Record the sweep as ``complete``, or as ``partial`` with the reason in ``error``;
+        ``note`` (what it read but could not check, such as unreadable dates) goes into
+        ``error`` too, after the reason, whatever the status."""
         self.conn.execute(
             sa.update(SWEEPS)
             .where(SWEEPS.c.id == self.sweep_id)
             .values(
                 status="partial" if partial else "complete",
                 finished_at=finished_at,
-                error=partial,
+                error="; ".join(filter(None, (partial, note))) or None,
                 **sweep_values(counts),
             )
         )

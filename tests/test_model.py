@@ -42,6 +42,35 @@ def test_bare_date_is_midnight_utc() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "unreadable"),
+    [
+        ("2026-02-30", True),  # no such day
+        ("2026-02-30T00:00:00Z", True),
+        (1767225600, True),  # epoch seconds: not guessed at (parse_time says why)
+        (1767225600000, True),  # or milliseconds
+        ("1767225600", True),
+        ("soon", True),
+        ({"at": "2026-12-01"}, True),
+        (False, True),
+        (None, False),  # no date is no unreadable date
+        ("", False),
+        ("  ", False),
+        ("2026-03-01T00:00:00Z", False),
+    ],
+)
+def test_a_date_the_rules_read_that_is_no_time_is_named_on_the_record(
+    value: object, unreadable: bool
+) -> None:
+    rec = parse_number({"id": "n1", "e164": "+1", "next_billing_date": value, "expires_at": value})
+    assert rec is not None
+    assert rec.next_billing_date is None or not unreadable
+    expected = ("next_billing_date", "expires_at") if unreadable else ()
+    assert rec.unreadable_dates == expected
+    absent = parse_number({"id": "n1", "e164": "+1"})
+    assert absent is not None and absent.unreadable_dates == ()
+
+
+@pytest.mark.parametrize(
     ("value", "expected"),
     [
         (300, Decimal(300)),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from monitor.config import ChannelConfig
 from monitor.errors import IncompleteSweep
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
@@ -381,3 +383,48 @@ def test_an_injected_client_fetches_every_page_itself(
     assert out.ok, out.error
     assert client.stats.requests == 8 + 1 and out.counts.requests == 8 + 1  # + accounts
     assert sum(store.open_counts().values()) == 48  # the sandbox seed 7 inventory
+
+
+def test_unreadable_dates_are_counted_and_named_never_dropped(
+    sandbox: Sandbox, store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An impossible day, an epoch number and garbage in next_billing_date (and an odd
+    expires_at) are named in the sweep's outcome, its row, its log and every partner digest;
+    the sweep itself is complete. A customer's channel is not told other customers' numbers,
+    and a quiet sweep still tells the partner's channels."""
+    ids = list(sandbox.inventory.ids())
+    odd = {ids[3]: "2026-02-30", ids[40]: 1767225600, ids[77]: "next tuesday"}
+    named = [sandbox.inventory.update(n, next_billing_date=v)["e164"] for n, v in odd.items()]
+    expiry = sandbox.inventory.update(ids[120], expires_at={"at": "2026-12-01"})["e164"]
+    blank = sandbox.inventory.update(ids[121], expires_at=" ")["e164"]  # no date, not an odd one
+    customer = sandbox.inventory.update(ids[0])["account_id"]
+    channels = (
+        ChannelConfig(name="ops", url="json://127.0.0.1:1/x"),
+        ChannelConfig(
+            name="mail", url="mailto://smtp.example.com?from=m@example.com&to=a@example.com"
+        ),
+        ChannelConfig(name="cust", url="json://127.0.0.1:1/y", accounts=(customer,)),
+    )
+    settings = make_settings(sandbox, store.url, channels, vobiz={"per_page": 20})
+    notifier = RecordingNotifier()
+    with caplog.at_level(logging.WARNING):
+        out = run_cycle(settings, store, notifier, clock=clock)
+    assert out.ok and out.partial is None, out.error
+    note = out.unreadable_dates
+    assert note is not None and note.startswith("3 numbers have an unreadable next_billing_date")
+    assert "1 number has an unreadable expires_at" in note and expiry in note
+    assert all(e164 in note for e164 in named) and blank not in note
+    row = sweep_row(store, out.sweep_id)
+    assert row["status"] == "complete" and row["error"] == note
+    assert note in caplog.text
+    by_channel = {m.channel: m for m in notifier.sent}
+    for name in ("ops", "mail"):
+        assert all(e164 in by_channel[name].body for e164 in [*named, expiry]), name
+    assert "unreadable" not in by_channel["cust"].body
+
+    clock.advance(hours=1)  # the same inventory: nothing new, so no digest, but a notice
+    quiet = RecordingNotifier()
+    again = run_cycle(settings, store, quiet, clock=clock)
+    assert again.ok and again.digests == 0 and again.unreadable_dates == note
+    assert sorted(m.channel for m in quiet.sent) == ["mail", "ops"]
+    assert all(note in m.body for m in quiet.sent if m.channel == "ops")
