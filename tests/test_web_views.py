@@ -357,3 +357,38 @@ def test_error_pages_link_from_the_application_root(
             assert f"{root}/static/dashboard.css" in links, (path, links)
             assert f"{root}/findings" in links, (path, links)
             assert not [link for link in links if "/static/static/" in link or "/static/f" in link]
+
+
+BIDI_OR_ESCAPE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_bidi_and_terminal_controls_from_the_api_are_not_shown(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    item = sandbox.inventory.item(0)
+    sandbox.inventory.update(
+        0,
+        region="\u202eevil\x1b[31m",
+        tags=["\u2066left\u2069", "bell\x07"],
+        status="\u202eactive",
+        application_id="\u200fapp",
+    )
+    for index in range(1, 20):  # active ones among them draw a line in the rental chart
+        sandbox.inventory.update(index, currency="\u202eUS\x1b")
+    account = next(a for a in sandbox.inventory._accounts if a["auth_id"] == item["account_id"])
+    account["name"] = "\u202eRENAMED\u202c"
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    with TestClient(dashboard_app(sqlite_store, clock)) as c:
+        pages = ("/", "/accounts", "/findings?state=all", "/numbers/" + item["e164"])
+        for path in (*pages, "/charts/status.svg", "/charts/rental.svg"):
+            response = c.get(path)
+            assert response.status_code == 200, path
+            assert not BIDI_OR_ESCAPE.search(response.text), (
+                path,
+                BIDI_OR_ESCAPE.findall(response.text),
+            )
+        number = c.get("/numbers/" + item["e164"]).text
+        assert "evil [31m" in number and "left" in number
+        accounts = c.get("/accounts").text
+        assert re.search(r"<bdi>\s*RENAMED\s*</bdi>", accounts)

@@ -4,7 +4,7 @@ An SVG shown as an image runs no script and fetches nothing, so the pages work w
 off and stay within their content security policy. pygal still writes its configuration into a
 ``<script>`` element even with ``js=[]`` (no tooltip script linked); that element is removed, so
 an SVG opened on its own holds no script either. Labels (currencies, statuses) come from the API:
-pygal's XML serialiser escapes them.
+control characters are taken out of them and pygal's XML serialiser escapes the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import pygal
 from pygal.style import Style
+
+from monitor.render import CONTROL_CHARS
 
 # pygal appends a finder for its map plugins to sys.meta_path, one without find_spec(): every
 # later failed import in the process then raises an ImportWarning. No map is drawn here.
@@ -64,6 +66,12 @@ def _svg(chart: Any) -> bytes:
     return _SCRIPT.sub(b"", rendered)
 
 
+def _api_label(text: str) -> str:
+    """A label from the API (a status, a currency) without control or bidi characters: they
+    reorder what is read, and most are not even allowed in XML."""
+    return CONTROL_CHARS.sub(" ", text).strip() or "?"
+
+
 def _labels(times: Sequence[datetime]) -> list[str]:
     return [f"{t:%Y-%m-%d}" for t in times]
 
@@ -85,7 +93,7 @@ def rental_chart(times: Sequence[datetime], series: Mapping[str, Sequence[float]
     chart = pygal.Line(**_config(title=title, dots_size=2, logarithmic=log))
     chart.x_labels = _labels(times)
     for currency, values in series.items():
-        chart.add(currency, [v if v > 0 or not log else None for v in values])
+        chart.add(_api_label(currency), [v if v > 0 or not log else None for v in values])
     return _svg(chart)
 
 
@@ -106,6 +114,6 @@ def status_chart(by_status: Mapping[str, int]) -> bytes:
         **_config(title="Numbers by status", show_legend=False, print_values=True)
     )
     ordered = sorted(by_status.items(), key=lambda kv: (-kv[1], kv[0]))
-    chart.x_labels = [status for status, _ in ordered]
+    chart.x_labels = [_api_label(status) for status, _ in ordered]
     chart.add("numbers", [count for _, count in ordered])
     return _svg(chart)

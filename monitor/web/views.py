@@ -17,6 +17,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -26,6 +27,7 @@ from starlette.types import Scope
 
 from monitor.clock import Clock
 from monitor.config import Settings
+from monitor.render import CONTROL_CHARS
 from monitor.status import collect
 from monitor.store import Store
 from monitor.web import charts, queries
@@ -87,11 +89,25 @@ def url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
     return root + str(request.app.url_path_for(name, **params))
 
 
+def scrub(value: Any) -> Any:
+    """What every ``{{ }}`` of a template prints goes through here: control and bidi characters
+    become spaces (``render.CONTROL_CHARS``, the filter of every output), so an API string cannot
+    reverse or hide the text beside it. Markup (a macro's output) is scrubbed and stays markup:
+    a space never makes a tag."""
+    if isinstance(value, Markup):
+        return Markup(CONTROL_CHARS.sub(" ", value))  # noqa: S704 (escaped already; spaces only)
+    if isinstance(value, str):
+        return CONTROL_CHARS.sub(" ", value)
+    return value
+
+
 def environment() -> Environment:
-    """The templates' environment: autoescape on for every template, undefined names fail."""
+    """The templates' environment: autoescape on for every template, undefined names fail,
+    every printed value scrubbed of control characters."""
     env = Environment(
         loader=PackageLoader("monitor.web", "templates"),
         autoescape=True,
+        finalize=scrub,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
