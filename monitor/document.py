@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Literal
 
 from monitor import templating
+from monitor.model import money_text
 from monitor.render import (
     CONTROL_CHARS,
     SEVERITIES,
     Digest,
     Item,
-    currency_code,
     dashboard_link,
     days_left,
     number_text,
@@ -45,6 +45,10 @@ SEVERITY_COLOURS = {  # (text, background): readable with images and colours off
     "resolved": ("#067647", "#ecfdf3"),
 }
 CSV_NAME = "did-monitor-findings.csv"
+# The attachment is UTF-8 with a byte-order mark: Excel reads a CSV without one in the
+# machine's legacy code page and garbles non-ASCII names. (Apprise's attachments take a bare
+# MIME type, so "charset=utf-8" cannot be said in the Content-Type; the BOM says it.)
+CSV_BOM = "\ufeff"
 CSV_COLUMNS = (
     "change",
     "severity",
@@ -163,14 +167,14 @@ def _context(
         "resolved": len(digest.resolved),
         "still_open": digest.still_open,
         "numbers_swept": digest.numbers_swept,
-        "caveat": digest.caveat,
+        "caveat": one_line(digest.caveat),
         "by_severity": [
             {"key": s, "label": s.capitalize(), "count": n, "colour": SEVERITY_COLOURS[s][0]}
             for s in SEVERITIES
             if (n := sum(1 for i in announced if i.severity == s))
         ],
         "by_rule": sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])),
-        "at_risk": [(currency_code(c), amount) for c, amount in digest.at_risk.items()],
+        "at_risk": [(c, amount) for c, amount in digest.at_risk.items()],
         "sections": list(sections.values()),
         "total_rows": len(items),
         "shown_rows": min(len(items), max_rows),
@@ -218,7 +222,9 @@ def render_document(
         )
         body = templating.render(templating.environment(None), name, context)
     attachments = (
-        (Attachment(CSV_NAME, "text/csv", findings_csv(digest)),) if context["capped"] else ()
+        (Attachment(CSV_NAME, "text/csv", CSV_BOM + findings_csv(digest)),)
+        if context["capped"]
+        else ()
     )
     return Document(body, attachments)
 
@@ -255,7 +261,7 @@ def findings_csv(digest: Digest) -> str:
                 item.due_at.strftime("%Y-%m-%d") if item.due_at else "",
                 days_left(item, now),
                 item.tier,
-                None if item.monthly_fee is None else f"{item.monthly_fee.normalize():f}",
+                None if item.monthly_fee is None else money_text(item.monthly_fee),
                 item.currency,
                 "; ".join(item.tags),
             )

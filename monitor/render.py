@@ -21,16 +21,26 @@ from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from monitor.config import SEVERITY_RANK
+from monitor.model import currency_code, money_text
 
 Format = Literal["markdown", "text", "html"]
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 # Most urgent first: the order of every digest's sections.
 SEVERITIES = tuple(sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__, reverse=True))
-# C0 and C1 controls (an 8-bit CSI drives some terminals), bidi overrides that reorder what a
-# reader sees, and line separators.
+# The one filter of control characters for every output (terminal, text, Markdown, HTML, Slack,
+# CSV, and the dashboard and /metrics): C0 and C1 controls (an 8-bit CSI drives some terminals),
+# bidi marks, embeddings, overrides and isolates that reorder what a reader sees (U+061C, U+200E,
+# U+200F, U+202A-U+202E, U+2066-U+2069), line separators, and invisible characters that hide text
+# or split a word a reader sees whole (zero-width space, non-joiner and joiner, word joiner,
+# invisible operators U+2060-U+2064, the Mongolian vowel separator, the BOM).
 CONTROL_CHARS = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]+"
+    r"[\x00-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+"
 )
+# An "@" in a chat message can ping: Discord reads "@everyone", "@here", "<@123>" and "<@&123>"
+# even inside a code span, and Apprise's plugin then allows the mentions it found. Every "@" of
+# an API string is shown as the fullwidth at sign U+FF20: it reads the same, no chat service takes
+# it for a mention, and unlike "@" + an invisible character it survives any control filter.
+MENTION = "\uff20"
 
 # Characters a message may have, by the start of the Apprise URL; beyond it we split items off.
 LIMITS = {"slack": 35_000, "discord": 1_900, "tgram": 4_000, "mailto": 90_000, "mailtos": 90_000}
@@ -58,9 +68,10 @@ def esc(value: object, fmt: Format) -> str:
 
     Markdown gets a code span rather than backslash escapes: Slack shows backslashes literally,
     while every Markdown dialect (Slack's included) leaves a code span's content uninterpreted.
-    Angle brackets become look-alikes so no dialect can read a ``<!channel>`` or a tag.
+    Angle brackets become look-alikes so no dialect can read a ``<!channel>`` or a tag, and in
+    every format an "@" becomes ``MENTION``, so no string can ping a channel or a role.
     """
-    text = CONTROL_CHARS.sub(" ", str(value)).strip()
+    text = CONTROL_CHARS.sub(" ", str(value)).strip().replace("@", MENTION)
     if len(text) > 120:
         text = text[:119] + "…"
     if fmt == "html":
@@ -72,8 +83,10 @@ def esc(value: object, fmt: Format) -> str:
 
 
 def plain(text: str, fmt: Format) -> str:
-    """Our own words (rule messages, headings) made safe for ``fmt`` without code spans."""
-    text = CONTROL_CHARS.sub(" ", text).strip()
+    """Our own words (rule messages, headings) made safe for ``fmt`` without code spans. A rule's
+    message quotes API values, so its "@" become ``MENTION`` too: a channel that should ping
+    says so in its Apprise URL (Discord's ``?ping=@here``), not in a message."""
+    text = CONTROL_CHARS.sub(" ", text).strip().replace("@", MENTION)
     if fmt == "html":
         return html.escape(text, quote=True)
     if fmt == "markdown":
@@ -169,7 +182,7 @@ def rental_at_risk(items: Sequence[Item]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for it in items:
         if it.monthly_fee is not None:
-            totals[it.currency or "?"] += it.monthly_fee
+            totals[currency_code(it.currency)] += it.monthly_fee
     return dict(sorted(totals.items()))
 
 
@@ -243,22 +256,15 @@ def render_body(
         w.section("", [_line(i, fmt) for i in resolved], max_items)
     summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
     if digest.caveat:
-        summary.append(f"⚠ {digest.caveat}")
+        summary.append(f"⚠ {plain(digest.caveat, fmt)}")
     if digest.at_risk:
-        money = ", ".join(
-            f"{amt.normalize():f} {currency_code(cur)}" for cur, amt in digest.at_risk.items()
-        )
+        money = ", ".join(money_text(amt, cur) for cur, amt in digest.at_risk.items())
         summary.append(f"Monthly rental at risk: {money}")
     w.footer(summary)
     footer = string.Template(tpls["footer"]).safe_substitute(variables)
     if footer:
         w.paragraph(plain(footer, fmt))
     return w.text()
-
-
-def currency_code(code: str) -> str:
-    """Currency codes are short letters; anything else from the API is shown as '?'."""
-    return code if code.isalpha() and len(code) <= 4 else "?"
 
 
 def _line(item: Item, fmt: Format) -> str:

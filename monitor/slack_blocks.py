@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from monitor.model import money_text
 from monitor.render import (
     SEVERITIES,
     SEVERITY_MARK,
@@ -88,9 +89,9 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     counts = " · ".join(f"*{by_severity[s]}* {s}" for s in SEVERITIES if by_severity[s])
     facts = [summary(digest), f"{digest.numbers_swept} numbers swept"]
     if digest.caveat:
-        facts.append(f"⚠ {digest.caveat}")
+        facts.append(f"⚠ {_words(digest.caveat)}")
     if digest.at_risk:
-        money = ", ".join(f"{a.normalize():f} {_code(c)}" for c, a in digest.at_risk.items())
+        money = ", ".join(_inert(money_text(a, c)) for c, a in digest.at_risk.items())
         facts.append(f"monthly rental at risk: {money}")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header(title)}},

@@ -18,6 +18,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from monitor.errors import ConfigError
+from monitor.model import money_text
 
 PACKAGED = Path(__file__).parent / "templates"
 # Files a user may override; other files in templates_dir may be included by these.
@@ -25,11 +26,12 @@ TEMPLATE_NAMES = ("digest.html", "digest.txt")
 TEMPLATE_SUFFIXES = (".html", ".txt")
 
 
-def _money(value: Decimal | None) -> str:
-    """Exact decimal, no exponent, no trailing zeros: 1.50 → "1.5", 300 → "300"."""
+def _money(value: Decimal | None, currency: str | None = None) -> str:
+    """``model.money_text``: exact, at least two decimals, then the currency's code if given:
+    1.5 → "1.50", ``amount|money("xof")`` → "300.00 XOF"."""
     if value is None:
         return ""
-    return f"{value.normalize():f}"
+    return money_text(value, currency)
 
 
 def _date(value: datetime | None) -> str:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import pytest
 
-from monitor.config import ChannelConfig
+from monitor.compose import compose
+from monitor.config import AlertsConfig, ChannelConfig
 from monitor.errors import DeliveryError
 from monitor.notify import AppriseNotifier
 from monitor.redact import scrub
+from monitor.render import Digest, Item, render_sweep_failed
 from tests.conftest import HttpReceiver, SmtpSink
 
 
@@ -232,3 +238,65 @@ def test_a_slow_webhook_within_the_delivery_timeout_is_delivered(
     chan = ChannelConfig(name="slow", url=http_receiver.url())
     AppriseNotifier(timeout=10).send(chan, "t", "b", "text")
     assert len(http_receiver.posts) == 1
+
+
+MENTIONS = ("@everyone", "@here", "<@&123456>", "<@987654>")
+
+
+@pytest.fixture
+def discord_stand_in(http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch) -> ChannelConfig:
+    """A Markdown Discord channel whose webhook host is the loopback receiver (the plugin's
+    endpoint is a class attribute; everything else is Apprise's own Discord plugin)."""
+    from apprise.plugins.discord import NotifyDiscord
+
+    base = f"http://127.0.0.1:{http_receiver.port}/api/webhooks"
+    monkeypatch.setattr(NotifyDiscord, "notify_url", base)
+    return ChannelConfig(name="discord", url="discord://123/abc?format=markdown")
+
+
+def _posted(http_receiver: HttpReceiver) -> str:
+    assert http_receiver.posts
+    return json.dumps([p["body"] for p in http_receiver.posts], ensure_ascii=False)
+
+
+def test_api_strings_ping_nobody_on_discord(
+    discord_stand_in: ChannelConfig, http_receiver: HttpReceiver
+) -> None:
+    hostile = Item(
+        rule="blocked",
+        severity="critical",
+        e164="+911",
+        account_id="MA_@here",
+        account_name="@everyone party",
+        message="region @everyone is blocked",  # a rule's message quoting an API value
+        tags=MENTIONS,
+    )
+    msg = compose(Digest(new=[hostile]), discord_stand_in, AlertsConfig())
+    assert msg.body_format == "markdown"
+    AppriseNotifier(timeout=5).send(discord_stand_in, msg.title, msg.body, msg.body_format)
+    sent = _posted(http_receiver)
+    assert "allow_mentions" not in sent and "👉" not in sent
+    assert "@" not in sent and "＠everyone" in sent
+
+
+def test_api_error_text_in_a_sweep_failed_alert_pings_nobody(
+    discord_stand_in: ChannelConfig, http_receiver: HttpReceiver
+) -> None:
+    error = "HTTP 500 from the API: " + " ".join(MENTIONS)
+    title, body = render_sweep_failed(error, "markdown", datetime(2026, 11, 23, tzinfo=UTC))
+    AppriseNotifier(timeout=5).send(discord_stand_in, title, body, "markdown", "failure")
+    sent = _posted(http_receiver)
+    assert "allow_mentions" not in sent and "@" not in sent and "HTTP 500" in sent
+
+
+def test_csv_attachment_is_utf8_with_a_bom_for_excel(smtp_server: SmtpSink) -> None:
+    digest = _digest(12)
+    name = "Société Générale ☎"
+    digest.new[0] = replace(digest.new[0], account_name=name)  # type: ignore[attr-defined]
+    chan = ChannelConfig(name="mail", url=smtp_server.url("ops@example.com"))
+    msg = compose(digest, chan, AlertsConfig(email_max_rows=10))  # type: ignore[arg-type]
+    AppriseNotifier(timeout=5).send(chan, msg.title, msg.body, "html", parts=msg.parts)
+    (attachment,) = list(smtp_server.messages[0].iter_attachments())
+    data = attachment.get_payload(decode=True)
+    assert data.startswith(b"\xef\xbb\xbfchange,severity,")
+    assert name.encode("utf-8") in data

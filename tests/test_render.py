@@ -45,7 +45,7 @@ def test_markdown_escapes_hostile_api_strings() -> None:
     body = render_body(d, "markdown")
     assert "<script>" not in body and "<!channel>" not in body and "<b>" not in body
     assert "\r" not in body
-    assert "line1 line2 Bcc: evil@x" in body  # newlines folded into the same line
+    assert "line1 line2 Bcc: evil＠x" in body  # newlines folded, no "@" mention
     for line in body.splitlines():
         assert not line.startswith("Bcc")
 
@@ -63,6 +63,56 @@ def test_esc_per_format() -> None:
     assert esc("<a>", "html") == "&lt;a&gt;"
     assert esc("", "markdown") == "—"
     assert len(esc("x" * 500, "text")) == 120
+
+
+# Invisible characters that reorder or hide text: each must be gone from every output.
+INVISIBLE = "\u061c\u180e\u200b\u200c\u200d\u200e\u2060\u2061\u2062\u2063\u2064\u2066\u202e\ufeff"
+
+
+def test_one_control_filter_for_every_output() -> None:
+    from monitor import formats
+    from monitor.document import _cell
+    from monitor.render import CONTROL_CHARS, one_line, plain, tty
+    from monitor.slack_blocks import build
+
+    hidden = "MA_" + "\u200b".join("ACME") + "".join(f"x{ch}" for ch in INVISIBLE)
+    assert CONTROL_CHARS.sub("", hidden) == "MA_ACME" + "x" * len(INVISIBLE)
+    outputs = [esc(hidden, f) for f in ("text", "markdown", "html")]
+    outputs += [plain(hidden, "markdown"), tty(hidden), one_line(hidden), _cell(hidden)]
+    outputs += [formats.cell(hidden), formats.shown(hidden), formats.csv_text([{"a": hidden}], "a")]
+    d = Digest(new=[item(account_id=hidden, account_name=hidden, message=hidden)], swept_at=NOW)
+    outputs += [render_body(d, "markdown"), render_body(d, "text"), findings_csv(d)]
+    outputs += [render_document(d, f).body for f in ("html", "text")]
+    outputs.append(str(build(d, "t")))
+    for text in outputs:
+        assert not any(ch in text for ch in INVISIBLE), ascii(text)
+
+
+def test_esc_neutralises_every_mention() -> None:
+    for fmt in ("text", "markdown", "html"):
+        for value in ("@everyone", "@here", "<@&123>", "<@123>", "ops@example.com"):
+            assert "@" not in esc(value, fmt)
+    assert esc("@here", "text") == "\uff20here"
+
+
+def test_unknown_currencies_show_their_code() -> None:
+    from monitor.rules.base import money
+    from monitor.slack_blocks import build
+
+    risky = [item(monthly_fee=Decimal(123), currency="XOF"), item(e164="+912", currency="xof")]
+    risky.append(item(e164="+913", monthly_fee=Decimal("7.5"), currency="952"))
+    d = Digest(new=risky, at_risk=rental_at_risk(risky), swept_at=NOW)
+    assert d.at_risk == {"952": Decimal("7.5"), "XOF": Decimal(123)}
+    for body in (
+        render_body(d, "markdown"),
+        render_body(d, "text"),
+        render_document(d, "html").body,
+        render_document(d, "text").body,
+        str(build(d, "t")),
+    ):
+        assert "123.00 XOF" in body and "7.50 952" in body and "?" not in body
+    assert money(Decimal(123), "xof") == "123.00 XOF"
+    assert money(Decimal(1), "<b>") == "1.00 ?"  # not a code: no markup gets through
 
 
 def test_title_is_one_header_safe_line() -> None:
@@ -85,7 +135,7 @@ def test_sections_and_totals() -> None:
     assert "New (1)" in body and "Reminders (1)" in body and "Resolved (1)" in body
     assert "[7d]" in body
     assert "Still open: 4" in body and "Numbers swept: 120" in body
-    assert "300 INR" in body and "1.5 USD" in body
+    assert "300.00 INR" in body and "1.50 USD" in body
 
 
 def test_long_digests_are_cut_with_and_n_more() -> None:
@@ -251,7 +301,7 @@ def test_email_summary_counts_rules_and_exact_money() -> None:
     body = render_document(d, "html").body
     assert "6</b> new" in body and "2</b> reminders" in body and "1</b> resolved" in body
     assert "300</b> numbers swept" in body
-    assert "300.5 INR" in body and "0.3 USD" in body
+    assert "300.50 INR" in body and "0.30 USD" in body
     assert "3 Critical" in body and "2 Warning" in body and "3 Info" in body
     assert "blocked <b>4</b>" in body and "billing_due <b>4</b>" in body
     assert "1 Resolved" in body
@@ -294,7 +344,8 @@ def test_email_past_the_row_cap_attaches_every_finding_as_csv() -> None:
             assert any(it.e164 in r for r in parsed.rows)
     (att,) = doc.attachments
     assert att.name == CSV_NAME and att.mimetype == "text/csv"
-    rows = list(csv.DictReader(io.StringIO(att.content)))
+    assert att.content.startswith("\ufeffchange,")  # UTF-8 with a BOM, as Excel wants
+    rows = list(csv.DictReader(io.StringIO(att.content[1:])))
     assert len(rows) == 135
     order = ordered_items(d)
     for row, (change, it) in zip(rows, order, strict=True):

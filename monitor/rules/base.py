@@ -223,7 +223,7 @@ def show(value: Any) -> str:
 def money(amount: Decimal | None, currency: str | None) -> str:
     if amount is None:
         return "none"
-    return f"{money_text(amount)} {show(currency)}" if currency else money_text(amount)
+    return money_text(amount, currency)
 
 
 def flag(value: Any) -> bool | None:
