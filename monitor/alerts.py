@@ -33,6 +33,7 @@ from monitor.outbox import (
     numbers_per_account,
 )
 from monitor.render import (
+    DUE_DAYS,
     Digest,
     Format,
     Item,
@@ -41,6 +42,7 @@ from monitor.render import (
     render_sweep_partial,
     rental_at_risk,
 )
+from monitor.reports import Forecast, forecast
 from monitor.rules import event_rules
 from monitor.store import Store, is_silenced
 
@@ -166,6 +168,20 @@ def plan_digests(
     return out
 
 
+def add_due_soon(conn: Connection, plans: Sequence[Plan], now: datetime) -> None:
+    """Give each digest the rental falling due in the next ``DUE_DAYS`` days, of the numbers its
+    channel may see (a customer's channel: its accounts' only), from the one forecast."""
+    seen: dict[tuple[str, ...], Forecast] = {}
+    for plan in plans:
+        accounts = plan.channel.accounts
+        fc = seen.get(accounts)
+        if fc is None:
+            end = now + timedelta(days=DUE_DAYS)
+            fc = seen[accounts] = forecast(conn, None, now, end, accounts or None)
+        plan.digest.due_soon = {c: fc.totals[c].amount_due for c in sorted(fc.totals)}
+        plan.digest.due_undated = len(fc.undated)
+
+
 def _joined(*texts: str) -> str:
     return "; ".join(t for t in texts if t)
 
@@ -209,6 +225,7 @@ def store_digests(
     state = load_announce_state(conn, sweep_id, now)
     per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
     plans = plan_digests(state, settings, now, numbers_swept, per_account, caveat, notes)
+    add_due_soon(conn, plans, now)
     for plan in plans:
         msg = compose(plan.digest, plan.channel, settings.alerts)
         delivery_id = add_delivery(
@@ -262,7 +279,9 @@ def preview_digests(
             per_account = (
                 numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
             )
-        for plan in plan_digests(state, settings, now, last["numbers_seen"], per_account):
+            found = plan_digests(state, settings, now, last["numbers_seen"], per_account)
+            add_due_soon(conn, found, now)
+        for plan in found:
             plan.digest.swept_at = last["started_at"]
             plans[plan.channel.name] = plan
     outbox = Outbox(store)

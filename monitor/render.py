@@ -169,6 +169,10 @@ class Digest:
     still_open: int = 0
     numbers_swept: int = 0
     at_risk: dict[str, Decimal] = field(default_factory=dict)
+    # Rental of the channel's active numbers falling due in the next 7 days, per currency
+    # (``reports.forecast``); ``due_undated`` counts the numbers with no billing date.
+    due_soon: dict[str, Decimal] = field(default_factory=dict)
+    due_undated: int = 0
     swept_at: datetime | None = None
     # Set when the sweep was partial: what it could not read, and that nothing was resolved.
     caveat: str = ""
@@ -184,6 +188,19 @@ def rental_at_risk(items: Sequence[Item]) -> dict[str, Decimal]:
         if it.monthly_fee is not None:
             totals[currency_code(it.currency)] += it.monthly_fee
     return dict(sorted(totals.items()))
+
+
+DUE_DAYS = 7  # the digest's look ahead at rental falling due
+
+
+def due_soon_text(digest: Digest) -> str:
+    """The digest's line on rental falling due in the next ``DUE_DAYS`` days, one for every
+    format (our own words and exact amounts: nothing to escape)."""
+    money = ", ".join(money_text(a, c) for c, a in digest.due_soon.items()) or "nothing"
+    text = f"Rental due in the next {DUE_DAYS} days: {money}"
+    if digest.due_undated:
+        text += f" ({digest.due_undated} active number(s) have no billing date)"
+    return text
 
 
 DEFAULT_TEMPLATES = {
@@ -260,6 +277,8 @@ def render_body(
     if digest.at_risk:
         money = ", ".join(money_text(amt, cur) for cur, amt in digest.at_risk.items())
         summary.append(f"Monthly rental at risk: {money}")
+    if digest.due_soon or digest.due_undated:
+        summary.append(due_soon_text(digest))
     w.footer(summary)
     footer = string.Template(tpls["footer"]).safe_substitute(variables)
     if footer:

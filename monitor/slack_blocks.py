@@ -20,6 +20,7 @@ from monitor.render import (
     Item,
     dashboard_link,
     days_left,
+    due_soon_text,
     esc,
     number_text,
     ordered_items,
@@ -93,6 +94,8 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     if digest.at_risk:
         money = ", ".join(_inert(money_text(a, c)) for c, a in digest.at_risk.items())
         facts.append(f"monthly rental at risk: {money}")
+    if digest.due_soon or digest.due_undated:
+        facts.append(_inert(due_soon_text(digest)))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header(title)}},
         _section(" — ".join(filter(None, [counts, " · ".join(facts)]))),

@@ -20,7 +20,7 @@ from monitor import reports
 from monitor.config import ChannelConfig
 from monitor.errors import ConfigError
 from monitor.pipeline import run_cycle
-from monitor.sandbox import Sandbox
+from monitor.sandbox import DELETE, Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
 from tests.conftest import FakeClock, make_settings
@@ -270,10 +270,10 @@ def plant_billing(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
         "thirty_first": ("MA_DUE1", "INR", "12.5", "2026-12-31T09:00:00Z"),
         "leap": ("MA_DUE2", "USD", "3", "2028-02-29T00:00:00Z"),
         "twice": ("MA_DUE2", "USD", "1.25", "2026-11-24T00:00:00Z"),
-        "undated": ("MA_DUE1", "INR", "7", "DELETE"),
+        "undated": ("MA_DUE1", "INR", "7", DELETE),
     }
     planted: dict[str, dict[str, Any]] = {}
-    for nid, (key, (acct, cur, fee, billing)) in zip(ids, plan.items(), strict=False):
+    for nid, (key, (acct, cur, fee, billing)) in zip(ids, plan.items(), strict=False):  # noqa: B007
         planted[key] = inv.update(
             nid,
             status="active",
@@ -344,3 +344,24 @@ def test_costs_due_within_command_names_the_undated_numbers(
     for bad, says in [("soon", "cannot read"), ("0d", "no time at all"), ("٣d", "cannot read")]:
         out = did("costs", "--due-within", bad, env=env)
         assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_digest_names_the_rental_due_in_the_next_7_days(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    from monitor.compose import compose
+    from monitor.config import AlertsConfig
+    from monitor.render import Digest
+
+    plant_billing(sandbox)  # swept at 2026-11-23 12:00: 30 Nov and 24 Nov fall within 7 days
+    notifier = RecordingNotifier()
+    sweep(sandbox, sqlite_store, clock, notifier)
+    bodies = [m.body for m in notifier.sent if m.channel == "ops"]
+    assert bodies, "the sweep found suspended numbers: the channel gets a digest"
+    line = "Rental due in the next 7 days: 100.00 INR, 1.25 USD"
+    assert line + " (1 active number(s) have no billing date)" in bodies[0]
+    digest = Digest(due_soon={"INR": Decimal("100")}, numbers_swept=1)
+    for fmt in ("markdown", "text", "html"):
+        chan = ChannelConfig(name="x", url="json://127.0.0.1:1/x")
+        msg = compose(digest, chan, AlertsConfig(), fmt)  # type: ignore[arg-type]
+        assert "Rental due in the next 7 days: 100.00 INR" in msg.body, fmt
