@@ -273,7 +273,7 @@ def plant_billing(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
         "undated": ("MA_DUE1", "INR", "7", DELETE),
     }
     planted: dict[str, dict[str, Any]] = {}
-    for nid, (key, (acct, cur, fee, billing)) in zip(ids, plan.items(), strict=False):  # noqa: B007
+    for nid, (key, (acct, cur, fee, billing)) in zip(ids, plan.items(), strict=False):
         planted[key] = inv.update(
             nid,
             status="active",
