@@ -4,7 +4,10 @@ refuses a taken address and stops."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from monitor.errors import ConfigError, DatabaseError
 from monitor.web.app import build_app
-from monitor.web.server import WebServer
+from monitor.web.server import WebServer, _AcceptErrors
 from tests.conftest import FIXED_NOW, free_port, serve_probes
 
 
@@ -178,3 +181,128 @@ def test_the_service_listener_follows_the_config(sqlite_store: Any) -> None:
             assert client.get("/healthz").status_code == 200
     finally:
         server.stop()
+
+
+# --- bounds: idle and half-open connections ------------------------------------------------------
+
+
+def open_idle(port: int, count: int, head: bytes = b"") -> list[socket.socket]:
+    """``count`` loopback connections that send ``head`` (part of a request, or nothing)."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if head:
+            sock.sendall(head)
+        sockets.append(sock)
+    return sockets
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_beyond_the_cap_make_room_and_time_out(
+    probes: Probes, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build_app(health=probes.health, ready=probes.ready, registry=probes.registry)
+    server = WebServer(("127.0.0.1", 0), app, max_connections=8, header_timeout=1.0).start()
+    idle: list[socket.socket] = []
+    try:
+        idle += open_idle(server.port, 10)
+        idle += open_idle(server.port, 10, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=3) as client:
+            assert client.get("/healthz").status_code == 200
+            # the oldest idle ones made room: at most the cap stayed open
+            made_room = sum(closed_by_server(sock, 0.2) for sock in idle)
+            assert made_room >= len(idle) - 8
+            # and the rest are closed once the header timeout passes
+            assert all(closed_by_server(sock, 3) for sock in idle)
+            assert client.get("/healthz").status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+SERVE_UNDER_A_LOW_LIMIT = """
+import logging, resource, sys
+from prometheus_client import CollectorRegistry
+from monitor.web.app import build_app
+from monitor.web.server import WebServer
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+app = build_app(
+    health=lambda: (True, {"status": "ok"}),
+    ready=lambda: (True, {}),
+    registry=CollectorRegistry(),
+)
+server = WebServer(("127.0.0.1", 0), app).start()
+print(server.port, flush=True)
+sys.stdin.readline()
+server.stop()
+"""
+
+
+def test_idle_connections_cannot_exhaust_the_descriptors() -> None:
+    """The issue's case, scaled down: 300 idle connections to a process allowed 128 files."""
+    service = subprocess.Popen(
+        [sys.executable, "-c", SERVE_UNDER_A_LOW_LIMIT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    idle: list[socket.socket] = []
+    try:
+        assert service.stdout is not None and service.stdin is not None
+        port = int(service.stdout.readline())
+        idle = open_idle(port, 300)
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert response.status_code == 200
+        service.stdin.write("\n")
+        service.stdin.flush()
+        _, err = service.communicate(timeout=15)
+    finally:
+        for sock in idle:
+            sock.close()
+        service.kill()
+        service.wait()
+    assert "out of system resource" not in err and "Traceback" not in err, err[:2000]
+    assert len(err.splitlines()) < 10, err[:2000]
+
+
+def test_accept_errors_are_logged_once_a_minute_without_traceback() -> None:
+    accept_errors = _AcceptErrors()
+
+    def record(at: float) -> logging.LogRecord:
+        try:
+            raise OSError(24, "Too many open files")
+        except OSError:
+            exc_info = sys.exc_info()
+        made = logging.makeLogRecord(
+            {
+                "name": "asyncio",
+                "msg": "socket.accept() out of system resource\nsocket: <socket>",
+                "levelno": logging.ERROR,
+                "exc_info": exc_info,
+            }
+        )
+        made.created = at
+        return made
+
+    burst = [record(1000 + i / 100) for i in range(3500)]  # 35 s of a tight loop
+    shown = [r for r in burst if accept_errors.filter(r)]
+    assert len(shown) == 1 and shown[0].exc_info is None and shown[0].levelno == logging.WARNING
+    later = record(1100)
+    assert accept_errors.filter(later)
+    assert later.getMessage().endswith("(3499 more since)")
+    other = logging.makeLogRecord({"name": "asyncio", "msg": "something else"})
+    assert accept_errors.filter(other) and other.getMessage() == "something else"
