@@ -313,6 +313,8 @@ def test_basic_auth_and_bearer_token(swept: Swept) -> None:
         assert c.get("/", headers=basic("ops", "wrong")).status_code == 401
         assert c.get("/", headers=basic("root", "s3cret pass")).status_code == 401
         assert c.get("/", headers={"Authorization": "Basic !!notbase64"}).status_code == 401
+        latin1 = {"Authorization": "Basic \xe9t\xe9".encode("latin-1")}
+        assert c.get("/", headers=latin1).status_code == 401  # was a 500
         assert c.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         assert c.get("/", headers={"Authorization": "Bearer nope"}).status_code == 401
         # probes and the stylesheet stay open for orchestrators and the login page

@@ -5,7 +5,6 @@ security headers, and a last-resort error answer that never shows a traceback or
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 import logging
@@ -69,7 +68,7 @@ class Access:
         if scheme.lower() == "basic" and self.password:
             try:
                 user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8
                 return False
             # Both compared, always: which half was wrong must not show in the timing.
             user_ok = hmac.compare_digest(user.encode(), self.username.encode())
