@@ -5,6 +5,7 @@ Part of the store layer (the only modules that run SQL); ``alerts.py`` decides, 
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ from monitor.store import (
 )
 
 CLAIM_LEASE = timedelta(minutes=10)
+CUT_SHORT = "cut short by shutdown: it may or may not have arrived, so it is sent again as a retry"
+# Deliveries this process claimed and has not recorded yet: (database URL, id) -> attempts.
+_in_flight: dict[tuple[str, int], int] = {}
+_in_flight_guard = threading.Lock()
 _ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
 
 
@@ -128,7 +133,16 @@ def add_notifications(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 class Outbox:
-    """Deliveries waiting to be sent, claimed one at a time so two senders never both send one."""
+    """Deliveries waiting to be sent, claimed one at a time so two senders never both send one.
+
+    A claimed row is ``sending`` under a lease (``CLAIM_LEASE``): no other sender takes it until
+    the lease runs out, so a sender that died mid-send is retried, but only after the lease.
+    A delivery the service's shutdown cuts short is handed back instead
+    (``release_cut_short``): the process then ends at once, so the abandoned send can no longer
+    complete behind the outbox's back, and its row says ``failed`` and is due now, so the next
+    start retries it at once (titled as a retry) rather than after the lease. Whether the cut-short
+    send arrived cannot be known; a retry that repeats it says it is one.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -162,7 +176,48 @@ class Outbox:
                     next_attempt_at=now + CLAIM_LEASE,
                 )
             )
-            return bool(result.rowcount)
+            claimed = bool(result.rowcount)
+        if claimed:
+            with _in_flight_guard:
+                _in_flight[(self.store.url, row["id"])] = row["attempts"] + 1
+        return claimed
+
+    def release_cut_short(self, now: datetime) -> int:
+        """Hand back the deliveries this process claimed and is still sending (the shutdown is
+        abandoning them): each is recorded as a ``cut short`` attempt and becomes ``failed``
+        and due at ``now``, unless its send finished meanwhile. Returns how many."""
+        with _in_flight_guard:
+            mine = {i: n for (url, i), n in _in_flight.items() if url == self.store.url}
+            for delivery_id in mine:
+                del _in_flight[(self.store.url, delivery_id)]
+        released = 0
+        with self.store.engine.begin() as conn:
+            for delivery_id, attempts in mine.items():
+                result = conn.execute(
+                    sa.update(DELIVERIES)
+                    .where(
+                        DELIVERIES.c.id == delivery_id,
+                        DELIVERIES.c.status == "sending",
+                        DELIVERIES.c.attempts == attempts,
+                    )
+                    .values(status="failed", last_error=CUT_SHORT, next_attempt_at=now)
+                    .returning(DELIVERIES.c.channel)
+                )
+                channel = result.scalar()
+                if channel is None:
+                    continue  # it finished after all
+                conn.execute(
+                    sa.insert(ATTEMPTS).values(
+                        delivery_id=delivery_id,
+                        channel=channel,
+                        at=now,
+                        outcome="cut short",
+                        error=CUT_SHORT,
+                        duration_ms=0,
+                    )
+                )
+                released += 1
+        return released
 
     def record(
         self,
@@ -178,6 +233,8 @@ class Outbox:
         ok = error is None
         status = final_status or ("sent" if ok else "failed")
         error = None if error is None else scrub(error)
+        with _in_flight_guard:
+            _in_flight.pop((self.store.url, delivery_id), None)
         with self.store.engine.begin() as conn:
             conn.execute(
                 sa.insert(ATTEMPTS).values(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
 from monitor.outbox import Outbox, add_delivery
-from monitor.store import Store
+from monitor.store import ATTEMPTS, DELIVERIES, Store
 from tests.conftest import FakeClock
 
 
@@ -70,3 +72,32 @@ def test_attachments_and_slack_blocks_are_scrubbed_like_the_body(
     (row,) = outbox.due(clock())
     assert secret not in str(row["parts"]) and secret not in row["body"]
     assert row["parts"]["attachments"][0]["content"] == "a,***"
+
+
+def test_a_send_cut_short_is_handed_back_for_a_retry(store: Store, clock: FakeClock) -> None:
+    """What shutdown leaves behind: the rows this process claimed and has not recorded become
+    ``failed`` and due now, with a "cut short" attempt; a row whose send finished, or that
+    another sender holds, is left alone."""
+    from monitor.outbox import CLAIM_LEASE, CUT_SHORT
+
+    outbox = Outbox(store)
+    cut, finished, theirs = (enqueue(outbox, clock) for _ in range(3))
+    rows = {row["id"]: row for row in outbox.due(clock())}
+    assert outbox.claim(rows[cut], clock()) and outbox.claim(rows[finished], clock())
+    outbox.record(finished, "c", clock(), error=None, duration_ms=5)
+    with store.engine.begin() as conn:  # another process's claim
+        conn.execute(
+            sa.update(DELIVERIES)
+            .where(DELIVERIES.c.id == theirs)
+            .values(status="sending", next_attempt_at=clock() + CLAIM_LEASE)
+        )
+    clock.advance(seconds=3)
+    assert outbox.release_cut_short(clock()) == 1
+    with store.engine.connect() as conn:
+        states = dict(conn.execute(sa.select(DELIVERIES.c.id, DELIVERIES.c.status)).all())
+        attempts = conn.execute(sa.select(ATTEMPTS.c.delivery_id, ATTEMPTS.c.outcome)).all()
+    assert states == {cut: "failed", finished: "sent", theirs: "sending"}
+    assert sorted(tuple(a) for a in attempts) == [(cut, "cut short"), (finished, "sent")]
+    (due,) = outbox.due(clock())
+    assert (due["id"], due["attempts"], due["last_error"]) == (cut, 1, CUT_SHORT)
+    assert outbox.release_cut_short(clock()) == 0  # handed back once
