@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -837,10 +838,19 @@ def status(state: State, as_json: bool) -> None:
 )
 @pass_state
 def run(state: State, once_now: bool) -> None:
-    """The long-running service: migrate, then sweep on schedule until SIGTERM/SIGINT."""
+    """The long-running service: migrate, then sweep on schedule until SIGTERM/SIGINT/SIGHUP."""
     from monitor.service import Service
 
     settings = state.settings
     store = _store(settings)
-    code = Service(settings, store, run_now=once_now, clock=state.clock).run_forever()
+    service = Service(settings, store, run_now=once_now, clock=state.clock)
+    code = service.run_forever()
+    if service.left_behind:
+        # A send still running in Apprise's worker threads would hold the interpreter's exit
+        # (it joins them) past the shutdown bound, and then complete a delivery the outbox has
+        # handed back for a retry: end now instead.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)

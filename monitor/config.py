@@ -37,7 +37,13 @@ from pydantic import (
 )
 
 from monitor import redact
-from monitor.conditions import ConditionError, Today, compile_condition, compile_template
+from monitor.conditions import (
+    MAX_DEPTH,
+    ConditionError,
+    Today,
+    compile_condition,
+    compile_template,
+)
 from monitor.errors import ConfigError
 from monitor.templating import check_dir
 
@@ -137,12 +143,12 @@ class VobizConfig(_Model):
     auth_token_file: str | None = None
     per_page: int = Field(default=100, ge=1, le=100)
     concurrency: int = Field(default=4, ge=1, le=32)
-    max_requests_per_second: float = Field(default=10.0, ge=0)
-    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_requests_per_second: float = Field(default=10.0, ge=0, le=10_000)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_retries: int = Field(default=5, ge=0, le=20)
-    retry_budget: int = Field(default=100, ge=0)
-    backoff_base_seconds: float = Field(default=0.5, ge=0)
-    backoff_max_seconds: float = Field(default=30.0, ge=0)
+    retry_budget: int = Field(default=100, ge=0, le=100_000)
+    backoff_base_seconds: float = Field(default=0.5, ge=0, le=3600)
+    backoff_max_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("auth_id", "auth_token")
     @classmethod
@@ -201,8 +207,8 @@ class DatabaseConfig(_Model):
 class ScheduleConfig(_Model):
     cron: str = "0 6 * * mon"
     timezone: str = "UTC"
-    misfire_grace_seconds: int = Field(default=86_400, ge=1)
-    jitter_seconds: int = Field(default=0, ge=0)
+    misfire_grace_seconds: int = Field(default=86_400, ge=1, le=366 * 86_400)
+    jitter_seconds: int = Field(default=0, ge=0, le=86_400)
     run_on_start: bool = False
 
     @field_validator("timezone")
@@ -378,8 +384,8 @@ class DateRuleConfig(RuleConfig):
     @field_validator("reminders")
     @classmethod
     def _sorted_tiers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(day < 0 for day in value):
-            raise ValueError("reminder tiers are days before the date and cannot be negative")
+        if any(not 0 <= day <= 3650 for day in value):
+            raise ValueError("reminder tiers are days before the date, from 0 to 3650")
         return tuple(sorted(set(value), reverse=True))
 
 
@@ -527,7 +533,7 @@ class ChannelConfig(_Model):
     tags: tuple[str, ...] = ()
     default: bool = False
     format: Literal["auto", "markdown", "text", "html"] = "auto"
-    max_length: int | None = Field(default=None, ge=500)
+    max_length: int | None = Field(default=None, ge=500, le=1_000_000)
 
     @model_validator(mode="after")
     def _apprise_understands(self) -> ChannelConfig:
@@ -567,9 +573,9 @@ class AlertsConfig(_Model):
     # Bounded so the delay doubling per attempt always fits a date (a week / 30 days at most).
     retry_backoff_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
     retry_backoff_max_seconds: int = Field(default=6 * 3600, ge=1, le=30 * 86_400)
-    failing_after: int = Field(default=3, ge=1)
-    delivery_timeout_seconds: float = Field(default=30.0, gt=0)
-    max_items: int = Field(default=50, ge=1)
+    failing_after: int = Field(default=3, ge=1, le=1000)
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_items: int = Field(default=50, ge=1, le=10_000)
     templates: dict[str, str] = Field(default_factory=dict)
     # Jinja2 templates (digest.html, digest.txt) that replace the packaged ones; a relative path
     # is relative to the config file. Checked when the config loads.
@@ -602,8 +608,8 @@ class ServiceConfig(_Model):
     health_listen: str = ""
     heartbeat_url: str = Field(default="", repr=False)
     fail_url: str = Field(default="", repr=False)
-    retry_interval_seconds: int = Field(default=300, ge=10)
-    shutdown_timeout_seconds: int = Field(default=30, ge=1)
+    retry_interval_seconds: int = Field(default=300, ge=10, le=86_400)
+    shutdown_timeout_seconds: int = Field(default=30, ge=1, le=3600)
 
     @field_validator("health_listen")
     @classmethod
@@ -781,6 +787,78 @@ def resolve_path(cli_path: str | None, environ: Mapping[str, str]) -> tuple[Path
     return Path(DEFAULT_CONFIG), False
 
 
+CONFIG_MAX_BYTES = 1024 * 1024  # the config file
+SECRET_MAX_BYTES = 64 * 1024  # a ``*_file`` secret
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def read_small_file(path: Path, limit: int, label: str, *, hint: str) -> str:
+    """The text of the regular file ``path`` (UTF-8, a byte-order mark dropped), at most
+    ``limit`` bytes; ``ConfigError`` starting with ``label`` (the key and/or the path) otherwise.
+
+    Only regular files are opened: a FIFO with no writer would block for ever and a device such
+    as /dev/zero never ends. The size is checked before reading and again while reading (at most
+    ``limit + 1`` bytes are read), so a file that grows meanwhile cannot exhaust memory.
+    """
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(f"{label}: {reason}", hint=hint)
+
+    def check(info: os.stat_result) -> None:
+        kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), None)
+        if kind is not None or not stat.S_ISREG(info.st_mode):
+            raise refuse(f"is {kind or 'not a file'}, not a regular file")
+        if info.st_size > limit:
+            raise refuse(f"is larger than {limit // 1024} KiB ({info.st_size} bytes)")
+
+    try:
+        check(path.stat())  # never open what is not a regular file (a FIFO blocks in open)
+        # O_NONBLOCK: should the path become a FIFO after the check, open does not wait.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            check(os.fstat(handle.fileno()))
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise refuse(f"cannot read: {exc.strerror}") from None
+    if len(data) > limit:
+        raise refuse(f"is larger than {limit // 1024} KiB")
+    try:
+        # utf-8-sig: a byte-order mark (editors on Windows add one) is not part of the text.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"not a text file (byte {exc.start} is not UTF-8)") from None
+
+
+def _parse_toml(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: not valid TOML: tables or arrays nested too deeply",
+            hint=f"nest tables and arrays less deeply (conditions: at most {MAX_DEPTH} levels)",
+        ) from None
+    except ValueError:  # an integer past Python's int-string conversion limit (4300 digits)
+        where = ""
+        long = re.search(r"[0-9_]{4000,}", text)
+        if long:
+            start = text.rfind("\n", 0, long.start()) + 1
+            key, eq, _ = text[start : long.start()].partition("=")
+            where = f"line {text.count(chr(10), 0, start) + 1}"
+            where += f" ({key.strip()}): " if eq else ": "
+        raise ConfigError(
+            f"{path}: {where}a number with thousands of digits cannot be read",
+            hint="no setting needs a number that large; check for a pasted value",
+        ) from None
+
+
 def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read, merge and validate the configuration; raise ``ConfigError`` naming file and key."""
     env = dict(os.environ if environ is None else environ)
@@ -789,20 +867,13 @@ def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) 
     sources: dict[str, str] = {}
     warnings: list[str] = []
     if path.exists():
-        try:
-            # utf-8-sig: a byte-order mark (editors on Windows add one) is not part of the TOML.
-            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{path}: not a text file (byte {exc.start} is not UTF-8)",
-                hint="the config must be a UTF-8 TOML file; see config.example.toml",
-            ) from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory, not a config file") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        text = read_small_file(
+            path,
+            CONFIG_MAX_BYTES,
+            str(path),
+            hint="the config must be a UTF-8 TOML file; see config.example.toml",
+        )
+        data = _parse_toml(text, path)
         _mark(data, "", f"file {path}", sources)
         warnings.extend(_permission_warnings(path, data))
     elif explicit:
@@ -936,7 +1007,7 @@ def _parse_env_value(raw: str) -> Any:
     """Environment values are TOML values when they parse as one (numbers, booleans, arrays)."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # not TOML, a huge integer, nested too deeply
         return raw
 
 
@@ -957,20 +1028,17 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
         if not secret_path.is_absolute():
             secret_path = path.parent / secret_path
         name = f"{section_name}.{key}_file"
+        # Editors end files with a newline (CR LF on Windows), which is not part of the secret.
+        section[key] = read_small_file(
+            secret_path,
+            SECRET_MAX_BYTES,
+            f"{name}: {secret_path}",
+            hint=f"the file must hold only the secret, as text; mount it or unset {key}_file",
+        ).strip()
         try:
-            # Editors end files with a newline (CR LF on Windows); utf-8-sig drops a BOM.
-            section[key] = secret_path.read_text(encoding="utf-8-sig").strip()
             mode = secret_path.stat().st_mode
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"{name}: {secret_path} is not a text file (not UTF-8)",
-                hint="the file must hold only the secret, as text",
-            ) from None
-        except OSError as exc:
-            raise ConfigError(
-                f"{name}: cannot read {secret_path}: {exc.strerror}",
-                hint=f"mount the secret file or unset {key}_file",
-            ) from None
+        except OSError:
+            mode = 0
         sources[f"{section_name}.{key}"] = f"secret file {secret_path}"
         if mode & (stat.S_IRGRP | stat.S_IROTH):
             warnings.append(

@@ -12,13 +12,16 @@
     ├── DatabaseError             the database refused or is unreachable (exit 1)
     ├── DeliveryError             an alert channel failed (exit 1); the outbox retries it
     ├── SweepCancelled            the service is shutting down; the sweep was rolled back
-    └── LockBusy                  another replica holds the sweep lock (not a failure: skipped)
+    ├── LockLost                  the sweep's database session (and its lock) ended: rolled back
+    └── LockBusy                  a live did-monitor lease holds the sweep lock (skipped)
 
 Each error carries the decision the caller needs (a ``RetryableApiError`` is worth another try,
 every other ``ApiError`` is not) rather than leaving callers to inspect library exceptions.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class MonitorError(Exception):
@@ -86,9 +89,27 @@ class DeliveryError(MonitorError):
 
 
 class LockBusy(MonitorError):
-    """Raised when another process holds the sweep lock; the caller skips this sweep."""
+    """Raised when a live did-monitor lease holds the sweep lock; the caller skips this sweep.
+
+    ``owner`` names the holder, ``held_since`` and ``expires_at`` bound its lease: a caller that
+    wants the sweep done tries again at ``expires_at``. Any other lock or busy error of the
+    database is a ``DatabaseError`` (a failed sweep), never this."""
 
     exit_code = 0
+
+    def __init__(
+        self, message: str, *, owner: str, held_since: datetime, expires_at: datetime
+    ) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.held_since = held_since
+        self.expires_at = expires_at
+
+
+class LockLost(MonitorError):
+    """Raised when a sweep's database session ended mid-sweep, taking the sweep lock with it:
+    the sweep was rolled back and recorded as aborted, without a "sweep failed" alert (another
+    replica may be sweeping already); the service retries it like a failed sweep."""
 
 
 class SweepCancelled(MonitorError):

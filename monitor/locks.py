@@ -1,11 +1,23 @@
-"""One sweep at a time across replicas: a PostgreSQL advisory lock, or a lease row on SQLite."""
+"""One sweep at a time across replicas: a PostgreSQL advisory lock, or a lease row on SQLite.
+
+A sweep is skipped only when a live did-monitor lease says another sweep holds the lock, and the
+skip names that holder and when its lease expires (``LockBusy``). Anything else that keeps the
+lock from being taken (SQLite busy because another program holds a write transaction, a database
+that cannot be read) is a ``DatabaseError``: a failed sweep, never a silent skip.
+
+On PostgreSQL the lock is ``pg_try_advisory_xact_lock``, taken in a transaction of its own
+connection that the sweep then writes through (``SweepLock.connection``): the lock lasts as long
+as the sweep's transaction, so a session that ends (terminated, timed out) takes the sweep's
+uncommitted writes with it and no other sweep can write beside it. The ``service_locks`` row is
+then only the holder's name card, written beside the lock for others to read.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 import zlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,87 +25,158 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from monitor.db import LOCKS, describe_db_error, owner_id
-from monitor.errors import DatabaseError
+from monitor.errors import DatabaseError, LockBusy
+
+BUSY_TIMEOUT_MS = 2000  # how long SQLite may be busy before taking the lease counts as failed
 
 
 class SweepLock:
-    """One sweep at a time across replicas: a PostgreSQL advisory lock, or a lease row on SQLite."""
+    """One sweep at a time across replicas: a PostgreSQL advisory lock, or a lease row on SQLite.
+
+    ``acquire`` takes it or raises ``LockBusy`` (a live did-monitor lease holds it) or
+    ``DatabaseError`` (anything else); ``release`` (or leaving the with-block) gives it back.
+    """
 
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
         self.name = name
         self.owner = owner_id()
         self._conn: Connection | None = None
+        self._held = False
 
-    def acquire(self, now: datetime, stale_after: timedelta) -> bool:
+    @property
+    def connection(self) -> Connection | None:
+        """PostgreSQL: the connection whose open transaction holds the lock; the sweep writes
+        through it, so its writes and the lock end together. None on SQLite."""
+        return self._conn
+
+    @property
+    def lost(self) -> bool:
+        """True when the lock's PostgreSQL session ended before release: the lock is gone, and
+        so is every write of the sweep's transaction."""
+        return self._conn is not None and self._conn.invalidated
+
+    def acquire(self, now: datetime, stale_after: timedelta) -> None:
         try:
             if self.engine.dialect.name == "postgresql":
-                return self._acquire_pg()
-            return self._acquire_lease(now, stale_after)
+                self._acquire_pg(now, stale_after)
+            else:
+                self._acquire_lease(now, stale_after)
         except SQLAlchemyError as exc:
-            raise DatabaseError(f"cannot take the sweep lock: {describe_db_error(exc)}") from None
+            raise DatabaseError(
+                f"cannot take the sweep lock in {self._where()}: {describe_db_error(exc)}"
+            ) from None
+        self._held = True
 
-    def _acquire_pg(self) -> bool:
-        conn = self.engine.connect()
+    def _where(self) -> str:
+        """The database, for messages: the SQLite file, or PostgreSQL's host and database."""
+        url = self.engine.url
+        if self.engine.dialect.name == "sqlite":
+            return f"the database file {os.path.abspath(url.database or '')}"
+        return f"the database {url.database} on {url.host or 'localhost'}"
+
+    # --- PostgreSQL -----------------------------------------------------------------------------
+
+    def _acquire_pg(self, now: datetime, stale_after: timedelta) -> None:
         key = zlib.crc32(f"did-monitor:{self.name}".encode())
-        got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-        conn.commit()
-        if got:
-            self._conn = conn
-            self._key = key
-        else:
-            conn.close()
-        return got
-
-    def _acquire_lease(self, now: datetime, stale_after: timedelta) -> bool:
+        conn = self.engine.connect()
         try:
-            return self._take_lease(now, stale_after)
-        except OperationalError as exc:
-            # Another process's sweep holds SQLite's write lock for its whole transaction, so
-            # the database being busy means just that: someone else is sweeping.
-            if "locked" in str(exc) or "busy" in str(exc):
-                return False
+            conn.begin()
+            got = conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
+            if not got.scalar():
+                conn.rollback()
+                self._raise_busy(self._read_lease(), now, stale_after)
+            with self.engine.begin() as card:  # the name card, for those who find it taken
+                self._write_lease(card, now)
+        except BaseException:
+            conn.close()
             raise
+        self._conn = conn
 
-    def _take_lease(self, now: datetime, stale_after: timedelta) -> bool:
+    def _write_lease(self, conn: Connection, now: datetime) -> None:
+        conn.execute(sa.delete(LOCKS).where(LOCKS.c.name == self.name))
+        conn.execute(sa.insert(LOCKS).values(name=self.name, owner=self.owner, acquired_at=now))
+
+    # --- SQLite ---------------------------------------------------------------------------------
+
+    def _acquire_lease(self, now: datetime, stale_after: timedelta) -> None:
         with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA busy_timeout = 2000")  # decide fast whether it is busy
-            conn.commit()
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             try:
-                with conn.begin():
-                    return self._claim(conn, now, stale_after)
+                holder = self._read_lease(conn)  # a read: WAL lets it past a writer
+                if _live(holder, now, stale_after):
+                    self._raise_busy(holder, now, stale_after)
+                conn.commit()
+                try:
+                    with conn.begin():
+                        self._claim(conn, now, stale_after)
+                except OperationalError as exc:
+                    if not _busy(exc):
+                        raise
+                    # Busy: only a did-monitor lease that appeared meanwhile makes it a skip.
+                    holder = self._read_lease(conn)
+                    if _live(holder, now, stale_after):
+                        self._raise_busy(holder, now, stale_after)
+                    raise DatabaseError(
+                        f"{self._where()} is locked by another program "
+                        f"({describe_db_error(exc)}), not by a did-monitor sweep",
+                        hint="find the program holding a write transaction on it (e.g. with "
+                        "`fuser`); the sweep fails and is retried",
+                    ) from None
             finally:
                 conn.exec_driver_sql("PRAGMA busy_timeout = 30000")
                 conn.commit()
 
-    def _claim(self, conn: Connection, now: datetime, stale_after: timedelta) -> bool:
+    def _claim(self, conn: Connection, now: datetime, stale_after: timedelta) -> None:
         conn.execute(
             sa.insert(LOCKS)
             .prefix_with("OR IGNORE")
             .values(name=self.name, owner=None, acquired_at=None)
         )
-        holder = conn.execute(sa.select(LOCKS).where(LOCKS.c.name == self.name)).mappings().one()
-        if holder["owner"] and not _lease_dead(
-            holder["owner"], holder["acquired_at"], now, stale_after
-        ):
-            return False
+        holder = self._read_lease(conn)
+        if _live(holder, now, stale_after):
+            self._raise_busy(holder, now, stale_after)
+        owner = holder["owner"] if holder else None
         result = conn.execute(
             sa.update(LOCKS)
-            .where(LOCKS.c.name == self.name, _same_owner(holder["owner"]))
+            .where(LOCKS.c.name == self.name, _same_owner(owner))
             .values(owner=self.owner, acquired_at=now)
         )
-        return bool(result.rowcount)
+        if not result.rowcount:  # cannot happen inside SQLite's write lock; say so if it does
+            raise DatabaseError(f"the sweep lease in {self._where()} changed while it was taken")
+
+    # --- both -------------------------------------------------------------------------------------
+
+    def _read_lease(self, conn: Connection | None = None) -> Any:
+        stmt = sa.select(LOCKS.c.owner, LOCKS.c.acquired_at).where(LOCKS.c.name == self.name)
+        if conn is not None:
+            return conn.execute(stmt).mappings().first()
+        with self.engine.connect() as own:
+            return own.execute(stmt).mappings().first()
+
+    def _raise_busy(self, holder: Any, now: datetime, stale_after: timedelta) -> None:
+        """Another sweep holds the lock: name it and when its lease expires. On PostgreSQL the
+        advisory lock is the proof; a holder whose name card is not written yet is unnamed."""
+        owner = holder["owner"] if holder and holder["owner"] else "a did-monitor process"
+        since = holder["acquired_at"] if holder and holder["acquired_at"] else now
+        expires = since + stale_after
+        raise LockBusy(
+            f"another did-monitor process ({owner}) is sweeping this database; its lease "
+            f"expires at {expires.astimezone(UTC).isoformat(timespec='seconds')}; skipped",
+            owner=owner,
+            held_since=since,
+            expires_at=expires,
+        )
 
     def release(self) -> None:
+        conn, self._conn = self._conn, None
+        held, self._held = self._held, False
         try:
-            if self._conn is not None:
-                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-                self._conn.commit()
-                self._conn.close()
-                self._conn = None
-            elif self.engine.dialect.name != "postgresql":
-                with self.engine.begin() as conn:
-                    conn.execute(
+            if conn is not None:
+                conn.close()  # ends the transaction, and the advisory lock with it
+            if held:
+                with self.engine.begin() as db:
+                    db.execute(
                         sa.update(LOCKS)
                         .where(LOCKS.c.name == self.name, LOCKS.c.owner == self.owner)
                         .values(owner=None, acquired_at=None)
@@ -108,12 +191,24 @@ class SweepLock:
         self.release()
 
 
+def _busy(exc: OperationalError) -> bool:
+    text = str(exc.orig or exc)
+    return "locked" in text or "busy" in text
+
+
 def _same_owner(owner: str | None) -> Any:
     col = LOCKS.c.owner
     return col.is_(None) if owner is None else col == owner
 
 
-def _lease_dead(owner: str, acquired_at: datetime | None, now: datetime, stale: timedelta) -> bool:
+def _live(holder: Any, now: datetime, stale: timedelta) -> bool:
+    """A lease row that names a live holder: an owner, a start, and not dead."""
+    if holder is None or not holder["owner"] or holder["acquired_at"] is None:
+        return False
+    return not _lease_dead(holder["owner"], holder["acquired_at"], now, stale)
+
+
+def _lease_dead(owner: str, acquired_at: datetime, now: datetime, stale: timedelta) -> bool:
     """A lease is dead when its process on this host is gone (or is us, restarted with the same
     pid, as PID 1 in a container is), or when it is older than ``stale``."""
     host, _, rest = owner.partition(":")
@@ -128,4 +223,4 @@ def _lease_dead(owner: str, acquired_at: datetime | None, now: datetime, stale: 
         except PermissionError:
             return False
         return False
-    return acquired_at is None or now - acquired_at > stale
+    return now - acquired_at > stale

@@ -23,10 +23,12 @@ from monitor.config import Settings
 from monitor.db import describe_db_error
 from monitor.errors import (
     ApiError,
-    LockBusy,
+    DatabaseError,
+    LockLost,
     MonitorError,
     SweepCancelled,
 )
+from monitor.locks import SweepLock
 from monitor.model import DeliveryOutcome, NumberRecord, SweepCounts
 from monitor.notify import Notifier
 from monitor.redact import scrub
@@ -82,26 +84,47 @@ def run_cycle(
     cancel: threading.Event | None = None,
     http: httpx.Client | None = None,
 ) -> SweepOutcome:
-    """Sweep, store, evaluate, plan and deliver alerts. Raises ``LockBusy`` if another replica
-    is sweeping. API, completeness and database failures are recorded and alerted, then returned
-    as ``ok=False`` rather than raised, so a daemon carries on. Setting ``cancel`` aborts the
-    sweep at the next page (rolled back, recorded as aborted) and raises ``SweepCancelled``.
+    """Sweep, store, evaluate, plan and deliver alerts. Raises ``LockBusy`` if a live lease says
+    another replica is sweeping; a lock that cannot be taken for any other reason (SQLite busy
+    with another program) is a failed sweep. API, completeness and database failures are
+    recorded and alerted, then returned as ``ok=False`` rather than raised, so a daemon carries
+    on. Setting ``cancel`` aborts the sweep at the next page (rolled back, recorded as aborted)
+    and raises ``SweepCancelled``; losing the lock mid-sweep raises ``LockLost`` (rolled back,
+    recorded as aborted, not alerted).
     Without ``client``, the sweep's own ``VobizClient`` goes through ``http`` when given (the
     service's shared client from ``vobiz.http_client``)."""
     now = clock()
-    lock = store.try_lock("sweep", now, LOCK_STALE_AFTER)
-    if lock is None:
-        raise LockBusy("another did-monitor process is sweeping this database; skipped")
-    with lock:
-        aborted = store.abort_running_sweeps(now)
-        if aborted:
-            log.warning("marked %d interrupted sweep(s) as aborted", aborted)
-        outcome = _sweep(settings, store, trigger, clock, client, progress, cancel, http)
+    try:
+        lock = store.try_lock("sweep", now, LOCK_STALE_AFTER)
+    except DatabaseError as exc:
+        outcome = _failed_to_start(settings, store, trigger, exc, clock)
+    else:
+        with lock:
+            aborted = store.abort_running_sweeps(now)
+            if aborted:
+                log.warning("marked %d interrupted sweep(s) as aborted", aborted)
+            outcome = _sweep(settings, store, trigger, clock, client, progress, cancel, http, lock)
     try:
         outcome.deliveries = deliver_due(store, settings, notifier, clock)
     except (MonitorError, SQLAlchemyError) as exc:  # the sweep stands; deliveries are retried
         log.error("could not deliver alerts after sweep %d: %s", outcome.sweep_id, exc)
     return outcome
+
+
+def _failed_to_start(
+    settings: Settings, store: Store, trigger: str, exc: DatabaseError, clock: Clock
+) -> SweepOutcome:
+    """The sweep lock could not be taken, and not because another sweep holds it: a failed
+    sweep, stored and alerted when the database lets us (it waits its usual busy timeout for
+    that); when it does not, the lock's error is raised."""
+    try:
+        sweep_id = store.start_sweep(clock(), trigger)
+    except DatabaseError:
+        raise exc from None
+    log.error("sweep %d failed: %s", sweep_id, one_line(exc.message))
+    counts = SweepCounts(0, None, 0, 0, 0)
+    queued = _record_failure(settings, store, sweep_id, exc.message, counts, clock)
+    return SweepOutcome(sweep_id, False, counts, exc.message, failure_alerts=queued)
 
 
 def _sweep(
@@ -113,6 +136,7 @@ def _sweep(
     progress: ProgressFn | None,
     cancel: threading.Event | None,
     http: httpx.Client | None,
+    lock: SweepLock | None = None,
 ) -> SweepOutcome:
     now = clock()
     started = time.monotonic()
@@ -139,7 +163,7 @@ def _sweep(
     )
     counts = SweepCounts(0, None, 0, 0, 0)
     try:
-        with store.writer(sweep_id, now) as writer:
+        with store.writer(sweep_id, now, lock.connection if lock else None) as writer:
 
             def consume(records: list[NumberRecord]) -> None:
                 if cancel is not None and cancel.is_set():
@@ -218,6 +242,16 @@ def _sweep(
         )
         raise
     except Exception as exc:
+        if lock is not None and lock.lost:
+            # The lock's session ended (terminated, timed out) and took the sweep's writes with
+            # it; another replica may already be sweeping, so this is no alert.
+            reason = describe_db_error(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+            error = f"the sweep lost its database session and its lock ({reason}): rolled back"
+            log.warning("sweep %d aborted: %s", sweep_id, one_line(error))
+            _record_failure(
+                settings, store, sweep_id, error, counts, clock, alert=False, status="aborted"
+            )
+            raise LockLost(error) from None
         # Every other failure is a failed sweep: recorded, alerted, and the daemon carries on.
         if isinstance(exc, MonitorError):
             error = exc.message

@@ -1,6 +1,6 @@
 """The scheduler daemon behind ``did-monitor run``: cron sweeps with catch-up, delivery retries,
 heartbeats, the web listener (dashboard, health, metrics), and a graceful, bounded shutdown on
-SIGTERM/SIGINT.
+SIGTERM, SIGINT or SIGHUP.
 
 With ``schedule.py`` (the pure decisions about time: catch-up, overdue), the only module that
 knows wall-clock scheduling. ``Service`` wires those decisions to APScheduler 3 (in-memory job
@@ -35,11 +35,12 @@ from monitor.alerts import deliver_due
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.db import current_revision, head_revision
-from monitor.errors import LockBusy, MonitorError, SweepCancelled
+from monitor.errors import LockBusy, LockLost, MonitorError, SweepCancelled
 from monitor.health import Metrics, assess, describe_failure
 from monitor.heartbeat import Heartbeat
 from monitor.model import DeliveryOutcome
 from monitor.notify import AppriseNotifier, Notifier
+from monitor.outbox import Outbox
 from monitor.pipeline import SweepOutcome, run_cycle
 from monitor.schedule import (
     StartNowThen,
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
 RETRY_JOB = "sweep-retry"
 DELIVERY_JOB = "deliver"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+MIN_SKIP_RETRY = timedelta(minutes=1)  # a lease that already expired is retried this soon
 
 
 # --- the executor -------------------------------------------------------------------------------
@@ -168,11 +171,16 @@ class Service:
         self._migrated = False
         self._head: str | None = None
         self._stopped = False
+        # Set by shutdown when a job or the final flush was still running at its bound: the
+        # process must then end without waiting for it (``did-monitor run`` does, with
+        # ``os._exit``), or a send in Apprise's worker threads would hold it past the bound.
+        self.left_behind = False
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def run_forever(self) -> int:
-        """Start, wait for SIGTERM/SIGINT (or ``stop()``), shut down; returns the exit code."""
+        """Start, wait for SIGTERM/SIGINT/SIGHUP (or ``stop()``), shut down; returns the exit
+        code."""
         restore = self._install_signal_handlers()
         try:
             self.start()
@@ -256,6 +264,9 @@ class Service:
 
         Waiting for the job and the final delivery flush share one budget,
         ``service.shutdown_timeout_seconds``: the flush gets what the running job left of it.
+        Whatever still runs at the bound is left behind: a delivery being sent is handed back
+        to the outbox for a retry at the next start (``Outbox``), and ``left_behind`` tells the
+        caller to end the process without waiting for those threads.
         """
         if self._stopped:
             return 0
@@ -266,12 +277,16 @@ class Service:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if not self._executor.join(bound):
+            self.left_behind = True
             log.warning(
                 "a job was still running %gs after shutdown began; leaving it behind (an "
                 "unfinished sweep is marked aborted by the next one)",
                 bound,
             )
-        self._final_flush(deadline)
+        if not self._final_flush(deadline):
+            self.left_behind = True
+        if self.left_behind:
+            self._release_cut_short()
         if self._web is not None:
             self._web.stop()
         self.store.dispose()
@@ -279,10 +294,24 @@ class Service:
         log.info("did-monitor service stopped")
         return 0
 
+    def _release_cut_short(self) -> None:
+        """Hand back deliveries abandoned mid-send, to be retried at the next start (see
+        ``Outbox``); a database that refuses leaves them to their claim lease."""
+        try:
+            released = Outbox(self.store).release_cut_short(self.clock())
+        except (SQLAlchemyError, MonitorError) as exc:
+            log.warning("cannot hand back the deliveries cut short: %s", describe_failure(exc))
+            return
+        if released:
+            log.warning(
+                "%d delivery(ies) cut short by the shutdown; they are retried at the next start",
+                released,
+            )
+
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None  # signal.signal only works in the main thread
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._signal is not None:  # a second signal: stop waiting for a graceful end
@@ -380,9 +409,13 @@ class Service:
                 cancel=self.cancel,
                 http=self.http,
             )
-        except LockBusy:
-            log.info("sweep skipped: another did-monitor replica is sweeping this database")
+        except LockBusy as exc:
             self.metrics.sweep_finished("skipped")
+            self._retry_after_skip(exc)
+        except LockLost as exc:
+            log.warning("sweep aborted: %s; it is retried", exc.message)
+            self.metrics.sweep_finished("aborted", time.monotonic() - started)
+            succeeded = False
         except SweepCancelled:
             log.info("sweep aborted for shutdown: rolled back and recorded as aborted")
             self.metrics.sweep_finished("aborted", time.monotonic() - started)
@@ -446,6 +479,41 @@ class Service:
         self._next_trigger = "retry"
         self.sweep_job()
 
+    def _retry_after_skip(self, busy: LockBusy) -> None:
+        """Another sweep holds the lock: try again when its lease expires, not at the next
+        cron fire (a week away, by default), in case that sweep never finishes."""
+        when = max(busy.expires_at, self.clock() + MIN_SKIP_RETRY)
+        log.warning(
+            "sweep skipped: another did-monitor process (%s) holds the sweep lock, its lease "
+            "expiring at %s; trying again %s",
+            busy.owner,
+            busy.expires_at.astimezone(self.timezone).isoformat(timespec="seconds"),
+            self._format(when),
+        )
+        if self.cancel.is_set() or not self.scheduler.running:
+            return
+        self.scheduler.add_job(
+            self._after_skip_job,
+            "date",
+            run_date=when,
+            args=[busy.held_since],
+            id=RETRY_JOB,
+            name="sweep retry",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def _after_skip_job(self, held_since: datetime) -> None:
+        """Sweep, unless the sweep that held the lock completed: then nothing was missed."""
+        try:
+            last = self.store.last_sweep("complete")
+        except (SQLAlchemyError, MonitorError):
+            last = None  # the sweep says what is wrong with the database
+        if last is not None and last["started_at"] >= held_since:
+            log.info("the sweep that held the lock completed (#%d); no retry needed", last["id"])
+            return
+        self._retry_job()
+
     def delivery_job(self) -> list[DeliveryOutcome]:
         """Send whatever the outbox has due (retries between sweeps); never raises."""
         if self.cancel.is_set():
@@ -465,11 +533,13 @@ class Service:
         self.metrics.delivered(outcomes)
         return outcomes
 
-    def _final_flush(self, deadline: float) -> None:
+    def _final_flush(self, deadline: float) -> bool:
+        """Send what is due before stopping, until ``deadline``; False when a send was still
+        running then (and is left behind)."""
         left = deadline - time.monotonic()
         if left <= 0:
             log.warning("no time left for a final delivery flush; queued alerts stay queued")
-            return
+            return True
         outcomes: list[DeliveryOutcome] = []
         thread = threading.Thread(
             target=lambda: outcomes.extend(self._deliver()), name="did-monitor-flush", daemon=True
@@ -480,13 +550,15 @@ class Service:
             log.warning(
                 "the final delivery flush did not finish in %.0fs; the rest stays queued", left
             )
-        elif outcomes:
+            return False
+        if outcomes:
             failed = sum(1 for o in outcomes if not o.ok)
             log.info(
                 "final delivery flush: %d sent, %d failed (kept for retry)",
                 len(outcomes) - failed,
                 failed,
             )
+        return True
 
     # --- probes -----------------------------------------------------------------------------------
 

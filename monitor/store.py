@@ -153,8 +153,10 @@ class Store:
         with self.engine.connect() as conn:
             return {str(row[0]): int(row[1]) for row in conn.execute(stmt)}
 
-    def writer(self, sweep_id: int, now: datetime) -> SweepWriter:
-        return SweepWriter(self.engine, sweep_id, now)
+    def writer(self, sweep_id: int, now: datetime, conn: Connection | None = None) -> SweepWriter:
+        """The sweep's writer; ``conn``: write through this connection (the sweep lock's, on
+        PostgreSQL, so that the lock lasts exactly as long as the sweep's transaction)."""
+        return SweepWriter(self.engine, sweep_id, now, conn)
 
     # --- inventory questions ------------------------------------------------------------------
 
@@ -294,10 +296,12 @@ class Store:
 
     # --- locks --------------------------------------------------------------------------------
 
-    def try_lock(self, name: str, now: datetime, stale_after: timedelta) -> SweepLock | None:
-        """Take the named lock or return None when another live process holds it."""
+    def try_lock(self, name: str, now: datetime, stale_after: timedelta) -> SweepLock:
+        """Take the named lock; raises ``LockBusy`` when a live did-monitor lease holds it (naming
+        the holder and its lease expiry) and ``DatabaseError`` when anything else keeps it."""
         lock = SweepLock(self.engine, name)
-        return lock if lock.acquire(now, stale_after) else None
+        lock.acquire(now, stale_after)
+        return lock
 
 
 def is_silenced(finding: dict[str, Any] | RowMapping, silences: Iterable[RowMapping]) -> bool:

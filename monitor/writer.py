@@ -100,13 +100,18 @@ class SweepWriter:
 
     Use as a context manager; ``commit()`` makes it durable, leaving the block without it rolls
     everything back (a failed or interrupted sweep stores nothing but its own sweep row).
+    Given ``conn`` (the sweep lock's connection on PostgreSQL), it writes in that connection's
+    transaction and leaves closing it to its owner.
     """
 
-    def __init__(self, engine: Engine, sweep_id: int, now: datetime) -> None:
+    def __init__(
+        self, engine: Engine, sweep_id: int, now: datetime, conn: Connection | None = None
+    ) -> None:
         self.engine = engine
         self.sweep_id = sweep_id
         self.now = now
         self.versions_written = 0
+        self._given = conn
         self._conn: Connection | None = None
         self._postgres = engine.dialect.name == "postgresql"
         self._planned_rows = 0  # rows of number_versions the planner's statistics counted
@@ -114,8 +119,9 @@ class SweepWriter:
 
     def __enter__(self) -> SweepWriter:
         try:
-            self._conn = self.engine.connect()
-            self._conn.begin()
+            self._conn = self._given or self.engine.connect()
+            if not self._conn.in_transaction():
+                self._conn.begin()
         except OperationalError as exc:
             raise DatabaseError(f"database error: {describe_db_error(exc)}") from None
         if self._postgres:
@@ -145,7 +151,8 @@ class SweepWriter:
         assert self._conn is not None
         if self._conn.in_transaction():
             self._conn.rollback()
-        self._conn.close()
+        if self._given is None:
+            self._conn.close()
 
     @property
     def conn(self) -> Connection:

@@ -578,3 +578,50 @@ def test_sigterm_during_a_sweep_rolls_back_and_exits_143(tmp_path: Path) -> None
         versions = conn.execute("SELECT count(*) FROM number_versions").fetchone()[0]
     assert rows == [("aborted", rows[0][1])] and "rolled back" in rows[0][1]
     assert versions == 0
+
+
+def test_sweep_against_a_database_another_program_holds_fails_naming_the_file(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Not a did-monitor lease: no "skipped" and exit 0, but a failed sweep, on record."""
+    import sqlite3
+
+    cfg = write_config(tmp_path, sandbox)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    assert did("--config", str(cfg), "db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    db = tmp_path / "m.db"
+    hold = (
+        "import sqlite3, sys, time\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN EXCLUSIVE')\n"
+        "print('held', flush=True)\n"
+        "time.sleep(4)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", hold, str(db)], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        result = did("--config", str(cfg), "sweep", "--no-progress", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert str(db) in result.stderr and "another program" in result.stderr
+    assert "skipped" not in result.stdout and "Traceback" not in result.stderr
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT status FROM sweeps").fetchall()
+    assert rows == [("failed",)]
+
+
+def test_sweep_skips_a_live_lease_naming_its_holder(tmp_path: Path, sandbox: Sandbox) -> None:
+    import sqlite3
+
+    cfg = write_config(tmp_path, sandbox)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    assert did("--config", str(cfg), "db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        conn.execute(
+            "INSERT INTO service_locks (name, owner, acquired_at) "
+            "VALUES ('sweep', 'otherhost:7:abc', '2999-01-01 00:00:00.000000')"
+        )
+    result = did("--config", str(cfg), "sweep", "--no-progress", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "otherhost:7:abc" in result.stdout and "2999-01-01T06:00:00" in result.stdout
+    assert "skipped" in result.stdout

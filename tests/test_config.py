@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -383,7 +386,7 @@ def test_dashboard_secrets_from_files_are_masked(tmp_path: Path) -> None:
     assert "correct horse" not in repr(loaded.settings)
     assert loaded.sources["dashboard.password"].startswith("secret file")
     missing = write(tmp_path, '[dashboard]\nusername = "ops"\npassword_file = "nope"\n')
-    with pytest.raises(ConfigError, match=r"^dashboard\.password_file: cannot read"):
+    with pytest.raises(ConfigError, match=r"^dashboard\.password_file: .*nope: cannot read"):
         load(str(missing))
 
 
@@ -546,3 +549,166 @@ def test_fuzz_config_file_bytes(text: bytes) -> None:
 def test_fuzz_environment_overrides(env: dict[str, str]) -> None:
     env = {k: v.replace("\x00", "") for k, v in env.items()}
     _load_quietly(b'[[channels]]\nname = "a"\nurl = "json://localhost/a"\n', env)
+
+
+# --- what the config and secret files may be, and numbers the config may hold ------------------
+
+
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    """``did-monitor --config PATH check-config`` as a user runs it, under a 2 GiB memory limit
+    and a timeout, so a loader that reads /dev/zero whole or waits on a FIFO fails the test."""
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(path), "check-config"],
+        cwd=path.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=limit_memory,
+        check=False,
+    )
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 2 with one ``error:`` line (and its hint) naming every needle, no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("error: ") and all(n in first for n in needles), first
+    assert all(line.startswith("  hint: ") for line in rest), result.stderr
+
+
+def _special_file(tmp_path: Path, kind: str) -> Path:
+    if kind == "fifo":  # no writer: opening it for reading would block for ever
+        os.mkfifo(tmp_path / "fifo")
+        return tmp_path / "fifo"
+    if kind == "directory":
+        (tmp_path / "folder").mkdir()
+        return tmp_path / "folder"
+    if kind == "huge":
+        (tmp_path / "huge").write_bytes(b"a" * (1024 * 1024 + 1))
+        return tmp_path / "huge"
+    return Path(kind)
+
+
+SPECIAL_FILES = [
+    ("/dev/zero", "character device"),
+    ("/dev/urandom", "character device"),
+    ("fifo", "FIFO"),
+    ("directory", "directory"),
+    ("huge", "larger than"),
+]
+
+
+@pytest.mark.parametrize(("kind", "why"), SPECIAL_FILES)
+@pytest.mark.parametrize("key", ["vobiz.auth_token_file", "dashboard.token_file"])
+def test_secret_files_are_small_regular_files(
+    tmp_path: Path, key: str, kind: str, why: str
+) -> None:
+    """/dev/zero read whole grew memory until a MemoryError traceback; a FIFO with no writer
+    hung for ever. Both, a directory and a file over 64 KiB are exit 2 naming key and path."""
+    special = _special_file(tmp_path, kind)
+    section, name = key.split(".")
+    config = write(tmp_path, f'[{section}]\n{name} = "{special}"\n')
+    assert_refused(check_config(config), f"{key}: {special}", why)
+
+
+def test_a_secret_file_of_64_kib_is_read_and_one_byte_more_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("t" * 64 * 1024)
+    secret.chmod(0o600)
+    config = write(tmp_path, f'[vobiz]\nauth_token_file = "{secret}"\n')
+    assert load(str(config), {}).settings.vobiz.auth_token == "t" * 64 * 1024
+    secret.write_text("t" * (64 * 1024 + 1))
+    with pytest.raises(ConfigError, match=r"vobiz\.auth_token_file: .*larger than 64 KiB"):
+        load(str(config), {})
+
+
+@pytest.mark.parametrize(("kind", "why"), SPECIAL_FILES)
+def test_the_config_file_is_a_small_regular_file(tmp_path: Path, kind: str, why: str) -> None:
+    special = _special_file(tmp_path, kind)
+    assert_refused(check_config(special), str(special), why)
+
+
+def _nested_nots(depth: int) -> str:
+    inner = "{ path = 'region', eq = 'x' }"
+    when = "{ not = " * depth + inner + " }" * depth
+    return f'[[rules.custom]]\nid = "deep"\nmessage = "m"\nwhen = {when}\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        pytest.param(
+            "[vobiz]\nper_page = " + "9" * 5000 + "\n", ("line 2 (per_page)", "digits"), id="int"
+        ),
+        pytest.param("[vobiz]\nx = [\n  " + "1" * 4400 + "]\n", ("line 3", "digits"), id="item"),
+        pytest.param(_nested_nots(500), ("nested too deeply",), id="500-nots"),
+        pytest.param(_nested_nots(40), ("when.not", "deeper than 12 levels"), id="40-nots"),
+        pytest.param(
+            "[schedule]\njitter_seconds = 100000000000000000000\n",
+            ("schedule.jitter_seconds",),
+            id="jitter-int",
+        ),
+        pytest.param(
+            "[schedule]\njitter_seconds = 1e20\n", ("schedule.jitter_seconds",), id="jitter-float"
+        ),
+        pytest.param(
+            "[schedule]\njitter_seconds = 86401\n",
+            ("schedule.jitter_seconds", "86400"),
+            id="jitter-day",
+        ),
+        pytest.param("[vobiz]\ntimeout_seconds = inf\n", ("vobiz.timeout_seconds",), id="inf"),
+        pytest.param(
+            "[vobiz]\nbackoff_max_seconds = nan\n", ("vobiz.backoff_max_seconds",), id="nan"
+        ),
+        pytest.param(
+            "[schedule]\nmisfire_grace_seconds = 10000000000000\n",
+            ("misfire_grace_seconds",),
+            id="grace",
+        ),
+        pytest.param(
+            "[rules.expiring]\nreminders = [100000000000]\n",
+            ("rules.expiring.reminders",),
+            id="reminder",
+        ),
+        pytest.param(
+            "[service]\nretry_interval_seconds = 10000000000\n",
+            ("retry_interval_seconds",),
+            id="retry-interval",
+        ),
+    ],
+)
+def test_numbers_and_nesting_past_their_bounds_are_config_errors(
+    tmp_path: Path, text: str, needles: tuple[str, ...]
+) -> None:
+    """A 5,000-digit integer and 500 nested tables were tracebacks; a jitter of 1e20 seconds
+    passed check-config and then crashed ``run``."""
+    config = write(tmp_path, text)
+    assert_refused(check_config(config), str(config), *needles)
+
+
+def test_every_numeric_setting_has_an_upper_bound() -> None:
+    import annotated_types
+    from pydantic import BaseModel
+
+    import monitor.config as config
+
+    models = [
+        m
+        for m in vars(config).values()
+        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == config.__name__
+    ]
+    unbounded = [
+        f"{model.__name__}.{name}"
+        for model in models
+        for name, info in model.model_fields.items()
+        if info.annotation in (int, float, int | None, float | None)
+        and not any(isinstance(m, annotated_types.Le | annotated_types.Lt) for m in info.metadata)
+    ]
+    assert not unbounded

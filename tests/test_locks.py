@@ -1,4 +1,5 @@
-"""One sweep at a time: advisory locks on PostgreSQL, lease rows on SQLite."""
+"""One sweep at a time: advisory locks on PostgreSQL, lease rows on SQLite. A skip needs a live
+did-monitor lease; any other busy database is an error."""
 
 from __future__ import annotations
 
@@ -6,32 +7,49 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
-from monitor.db import LOCKS
+from monitor.config import ChannelConfig
+from monitor.db import DELIVERIES, LOCKS, VERSIONS, owner_id
+from monitor.errors import DatabaseError, LockBusy, LockLost
+from monitor.pipeline import run_cycle
+from monitor.sandbox import NUMBERS_PATH, Sandbox
 from monitor.store import Store
-from tests.conftest import FakeClock
+from monitor.testing import RecordingNotifier
+from tests.conftest import FakeClock, make_settings, sweep_row
 
 
 def test_one_lock_holder_at_a_time(store: Store, clock: FakeClock) -> None:
     first = store.try_lock("sweep", clock(), timedelta(hours=1))
-    assert first is not None
     if store.engine.dialect.name == "postgresql":
         # advisory locks are per session: a second connection cannot take it
         other = Store(store.url)
         try:
-            assert other.try_lock("sweep", clock(), timedelta(hours=1)) is None
+            with pytest.raises(LockBusy) as busy:
+                other.try_lock("sweep", clock(), timedelta(hours=1))
         finally:
             other.dispose()
     else:
         # the lease names this live process: nobody may take it until released or stale
         with store.engine.begin() as conn:
             conn.execute(sa.update(LOCKS).values(owner="otherhost:1"))
-        assert store.try_lock("sweep", clock(), timedelta(hours=1)) is None
-        assert store.try_lock("sweep", clock() + timedelta(hours=2), timedelta(hours=1)) is not None
+        with pytest.raises(LockBusy) as busy:
+            store.try_lock("sweep", clock(), timedelta(hours=1))
+        store.try_lock("sweep", clock() + timedelta(hours=2), timedelta(hours=1)).release()
     first.release()
+    # the skip names the holder and when its lease expires
+    assert busy.value.owner == (
+        owner_id() if store.engine.dialect.name != "sqlite" else "otherhost:1"
+    )
+    assert busy.value.held_since == clock()
+    assert busy.value.expires_at == clock() + timedelta(hours=1)
+    assert busy.value.owner in busy.value.message and "2026-11-23T13:00:00" in busy.value.message
+    store.try_lock("sweep", clock(), timedelta(hours=1)).release()  # released: free again
 
 
 def test_lease_of_a_dead_process_is_taken_over(sqlite_store: Store, clock: FakeClock) -> None:
@@ -43,12 +61,11 @@ def test_lease_of_a_dead_process_is_taken_over(sqlite_store: Store, clock: FakeC
     )
     dead_pid = int(proc.stdout)
 
-    lock = sqlite_store.try_lock("sweep", clock(), timedelta(hours=6))
-    assert lock is not None
+    sqlite_store.try_lock("sweep", clock(), timedelta(hours=6))
     with sqlite_store.engine.begin() as conn:
         conn.execute(sa.update(LOCKS).values(owner=f"{socket.gethostname()}:{dead_pid}"))
     assert dead_pid != os.getpid()
-    assert sqlite_store.try_lock("sweep", clock(), timedelta(hours=6)) is not None
+    sqlite_store.try_lock("sweep", clock(), timedelta(hours=6)).release()
 
 
 def test_a_restarted_pid_1_is_not_its_past_self(sqlite_store: Store, clock: FakeClock) -> None:
@@ -56,23 +73,109 @@ def test_a_restarted_pid_1_is_not_its_past_self(sqlite_store: Store, clock: Fake
     stale = f"{socket.gethostname()}:{os.getpid()}:an-earlier-instance"
     with sqlite_store.engine.begin() as conn:
         conn.execute(sa.insert(LOCKS).values(name="sweep", owner=stale, acquired_at=clock()))
-    assert sqlite_store.try_lock("sweep", clock(), timedelta(hours=6)) is not None
+    sqlite_store.try_lock("sweep", clock(), timedelta(hours=6)).release()
 
 
-def test_a_busy_database_means_someone_else_is_sweeping(
-    sqlite_store: Store, clock: FakeClock
-) -> None:
-    """While another process's sweep holds SQLite's write lock, the answer is "skip", fast."""
-    import time
-
+def test_a_sweep_in_progress_is_a_skip_that_names_it(sqlite_store: Store, clock: FakeClock) -> None:
+    """Another did-monitor sweep holds its lease and SQLite's write lock for its transaction:
+    the lease is read past the write lock, so the answer is a prompt skip naming the holder."""
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(LOCKS).values(name="sweep", owner="otherhost:7", acquired_at=clock())
+        )
     holder = sqlite_store.engine.connect()
     holder.exec_driver_sql("BEGIN IMMEDIATE")
+    other = Store(sqlite_store.url)
     try:
-        other = Store(sqlite_store.url)
         started = time.monotonic()
-        assert other.try_lock("sweep", clock(), timedelta(hours=6)) is None
-        assert time.monotonic() - started < 10
-        other.dispose()
+        with pytest.raises(LockBusy) as busy:
+            other.try_lock("sweep", clock(), timedelta(hours=6))
+        assert time.monotonic() - started < 1  # read, not waited for
+        assert busy.value.owner == "otherhost:7"
+        assert busy.value.expires_at == clock() + timedelta(hours=6)
     finally:
         holder.rollback()
         holder.close()
+        other.dispose()
+
+
+def test_a_database_busy_with_another_program_is_an_error_naming_the_file(
+    sqlite_store: Store, clock: FakeClock
+) -> None:
+    """No did-monitor lease explains the busy database: that is a failure, not a skip."""
+    holder = sqlite_store.engine.connect()
+    holder.exec_driver_sql("BEGIN EXCLUSIVE")
+    other = Store(sqlite_store.url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseError) as failed:
+            other.try_lock("sweep", clock(), timedelta(hours=6))
+        assert time.monotonic() - started < 10
+    finally:
+        holder.rollback()
+        holder.close()
+        other.dispose()
+    path = str(sqlite_store.engine.url.database)
+    assert path in failed.value.message
+    assert "another program" in failed.value.message and "\n" not in failed.value.message
+
+
+@pytest.mark.postgres
+def test_a_sweep_whose_lock_session_ends_rolls_back_quietly(
+    pg_url: str, sandbox: Sandbox, clock: FakeClock
+) -> None:
+    """The lock is held by the sweep's own transaction: when its session is terminated, the
+    sweep's writes go with it, a second sweep can run at once without tripping on them, and
+    the first one ends as aborted with no "sweep failed" alert and no row flipped back."""
+    store = Store(pg_url)
+    store.migrate()
+    settings = make_settings(sandbox, pg_url, channels=(ChannelConfig(name="ops", url="json://x"),))
+    at_page_2, release = threading.Event(), threading.Event()
+
+    def hold_first_page_2(path: str, query: dict[str, str]) -> None:
+        if path == NUMBERS_PATH and query.get("page") == "2" and not at_page_2.is_set():
+            at_page_2.set()
+            release.wait(10)
+
+    sandbox.on_request = hold_first_page_2
+    first: list[BaseException] = []
+
+    def sweep_first() -> None:
+        try:
+            run_cycle(settings, store, RecordingNotifier(), clock=clock)
+        except BaseException as exc:
+            first.append(exc)
+
+    thread = threading.Thread(target=sweep_first)
+    thread.start()
+    try:
+        assert at_page_2.wait(10), "the first sweep never reached page 2"
+        with store.engine.connect() as conn:
+            pids = conn.execute(
+                sa.text(
+                    "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                    "WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND d.datname = current_database()"
+                )
+            ).scalars()
+            for pid in list(pids):
+                conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        second = run_cycle(settings, store, RecordingNotifier(), clock=clock)
+    finally:
+        release.set()
+        thread.join(20)
+    try:
+        assert second.ok, second.error
+        assert [type(e) for e in first] == [LockLost]
+        first_row = sweep_row(store, 1)
+        assert first_row["status"] == "aborted" and "lost" in (first_row["error"] or "")
+        assert sweep_row(store, second.sweep_id)["status"] == "complete"
+        with store.engine.connect() as conn:
+            kinds = conn.execute(sa.select(DELIVERIES.c.kind)).scalars().all()
+            current = conn.execute(
+                sa.select(sa.func.count()).where(VERSIONS.c.valid_to.is_(None))
+            ).scalar_one()
+        assert "sweep_failed" not in kinds
+        assert current == 150
+    finally:
+        store.dispose()

@@ -22,7 +22,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from monitor.alerts import deliver_due
 from monitor.config import ChannelConfig, ScheduleConfig, ServiceConfig, Settings
+from monitor.db import ATTEMPTS, DELIVERIES, LOCKS
 from monitor.errors import ConfigError
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
@@ -156,20 +158,79 @@ def test_a_failed_sweep_pings_the_fail_url(sandbox: Sandbox, sqlite_store: Store
     assert beat.pings == ["failure"]
 
 
-def test_lock_busy_is_logged_as_skipped(
+def test_a_skip_names_the_holder_and_retries_when_its_lease_expires(
     sandbox: Sandbox, sqlite_store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from monitor.service import RETRY_JOB
+
     settings = make_settings(sandbox, sqlite_store.url)
-    service, beat = make_service(settings, sqlite_store)
-    lock = sqlite_store.try_lock("sweep", FIXED_NOW, timedelta(hours=6))
-    assert lock is not None
-    with lock, caplog.at_level(logging.INFO, logger="monitor.service"):
-        assert service.sweep_job() is None
-    skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
-    assert skipped and skipped[0].levelno == logging.INFO
-    assert sample(service, "did_monitor_sweeps_total", outcome="skipped") == 1
-    assert sqlite_store.last_sweep() is None
-    assert beat.pings == []
+    clock = FakeClock()
+    service, beat = make_service(settings, sqlite_store, clock=clock)
+    held_since = FIXED_NOW - timedelta(hours=1)
+    with sqlite_store.engine.begin() as conn:
+        owner = "otherhost:7:abc"
+        conn.execute(sa.insert(LOCKS).values(name="sweep", owner=owner, acquired_at=held_since))
+    service.scheduler.start(paused=True)
+    try:
+        with caplog.at_level(logging.INFO, logger="monitor.service"):
+            assert service.sweep_job() is None
+        (skip,) = [r for r in caplog.records if "sweep skipped" in r.getMessage()]
+        assert skip.levelno == logging.WARNING
+        assert owner in skip.getMessage() and "2026-11-23T17:00:00" in skip.getMessage()
+        assert sample(service, "did_monitor_sweeps_total", outcome="skipped") == 1
+        assert sqlite_store.last_sweep() is None
+        assert beat.pings == []
+        job = service.scheduler.get_job(RETRY_JOB)  # at the lease's expiry, not next Monday
+        assert job is not None and job.next_run_time == held_since + timedelta(hours=6)
+        # The holder never finished: once its lease expired, the retry sweeps.
+        clock.advance(hours=5, seconds=1)
+        job.func(*job.args)
+        last = sqlite_store.last_sweep()
+        assert last is not None and (last["status"], last["trigger"]) == ("complete", "retry")
+        # A retry after a holder that did complete has nothing to do.
+        service._after_skip_job(last["started_at"])
+        assert row_counts(sqlite_store.engine)["sweeps"] == 1
+    finally:
+        service.scheduler.shutdown(wait=False)
+
+
+def test_a_database_busy_with_another_program_is_a_failed_sweep(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    """Another program's write transaction is no did-monitor lease: the sweep fails, is stored
+    once the database lets it, is alerted, and is retried on the failed-sweep schedule."""
+    from monitor.service import RETRY_JOB
+
+    path = str(sqlite_store.engine.url.database)
+    chan = ChannelConfig(name="ops", url="json://127.0.0.1:9/hook")
+    settings = make_settings(sandbox, sqlite_store.url, channels=(chan,))
+    notifier = RecordingNotifier()
+    service, beat = make_service(settings, sqlite_store, notifier=notifier)
+    hold = (
+        "import sqlite3, sys, time\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN EXCLUSIVE')\n"
+        "print('held', flush=True)\n"
+        "time.sleep(3)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, path], stdout=subprocess.PIPE, text=True)
+    service.scheduler.start(paused=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        outcome = service.sweep_job()
+        job = service.scheduler.get_job(RETRY_JOB)
+    finally:
+        service.scheduler.shutdown(wait=False)
+        holder.wait(10)
+        holder.stdout.close()
+    assert outcome is not None and not outcome.ok
+    assert path in (outcome.error or "") and "another program" in (outcome.error or "")
+    row = sweep_row(sqlite_store, outcome.sweep_id)
+    assert row["status"] == "failed" and path in row["error"]
+    assert [m.level for m in sent_to(notifier, "ops")] == ["failure"]  # the "sweep failed" alert
+    assert beat.pings == ["failure"]
+    assert sample(service, "did_monitor_sweeps_total", outcome="failed") == 1
+    assert job is not None and job.next_run_time == FIXED_NOW + timedelta(minutes=5)
 
 
 def test_cancel_aborts_the_running_sweep(sandbox: Sandbox, sqlite_store: Store) -> None:
@@ -611,3 +672,81 @@ def test_a_failed_sweep_is_retried_until_one_completes(
         assert service._failed_sweeps == 0
     finally:
         service.scheduler.shutdown(wait=False)
+
+
+def start_run(tmp_path: Path, name: str, config: dict[str, Any], extra: str = "") -> Running:
+    """``did-monitor run`` as a subprocess, its config written from ``config`` plus ``extra``."""
+    cfg = write_config(tmp_path / f"{name}.toml", config)
+    with cfg.open("a", encoding="utf-8") as f:
+        f.write(extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(cfg), "run"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+        )
+    return Running(proc, int(config["service"]["health_listen"].rsplit(":", 1)[1]), log_path)
+
+
+def test_sighup_stops_run_gracefully(sandbox: Sandbox, tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    service = start_run(
+        tmp_path, "hup", base_config(sandbox, db_url, free_port(), cron="0 0 1 1 *")
+    )
+    try:
+        wait_for(lambda: "did-monitor service started" in service.log, what="the start")
+        service.proc.send_signal(signal.SIGHUP)
+        assert service.proc.wait(timeout=10) == 0, service.log
+    finally:
+        if service.proc.poll() is None:
+            service.proc.kill()
+            service.proc.wait(5)
+    assert "received SIGHUP" in service.log
+    assert "did-monitor service stopped" in service.log
+
+
+def test_shutdown_cuts_a_slow_delivery_short_and_hands_it_back(
+    sandbox: Sandbox, tmp_path: Path, http_receiver: Any
+) -> None:
+    """A channel that takes 10 s to answer: SIGTERM ends the process at its 2 s bound, not when
+    the send finishes, and the digest is left ``failed`` and due (not ``sending``), so the
+    next start retries it at once, once, titled as a retry."""
+    http_receiver.delay = 10
+    db_url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    config = base_config(sandbox, db_url, free_port(), cron="0 0 1 1 *", run_on_start=True)
+    config["service"]["shutdown_timeout_seconds"] = 2
+    config["alerts"] = {"delivery_timeout_seconds": 30}
+    url = http_receiver.url()
+    channel = f'\n[[channels]]\nname = "slow"\nurl = "{url}"\n'
+    service = start_run(tmp_path, "slow", config, channel)
+    try:
+        wait_for(lambda: http_receiver.posts, what=f"the digest's send; log:\n{service.log}")
+        started = time.monotonic()
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(timeout=15) == 0, service.log
+        elapsed = time.monotonic() - started
+    finally:
+        if service.proc.poll() is None:
+            service.proc.kill()
+            service.proc.wait(5)
+    assert elapsed < 2 + 2, service.log
+    assert "cut short by the shutdown" in service.log
+    store = Store(db_url)
+    try:
+        with store.engine.connect() as conn:
+            (row,) = conn.execute(sa.select(DELIVERIES)).mappings().all()
+            outcomes = conn.execute(sa.select(ATTEMPTS.c.outcome)).scalars().all()
+        assert (row["kind"], row["status"], row["attempts"]) == ("digest", "failed", 1)
+        assert "cut short" in row["last_error"] and outcomes == ["cut short"]
+        # The next start: due now, sent once, and it says it is a retry.
+        settings = make_settings(sandbox, db_url, channels=(ChannelConfig(name="slow", url=url),))
+        notifier = RecordingNotifier()
+        later = row["next_attempt_at"] + timedelta(seconds=1)
+        deliver_due(store, settings, notifier, lambda: later)
+        assert [m.title.startswith("(retry 1)") for m in notifier.sent] == [True]
+    finally:
+        store.dispose()
