@@ -11,6 +11,11 @@ Operators: ``eq``, ``ne``, ``in``, ``not_in``, ``regex``, ``missing``, ``present
 ``le``, ``gt``, ``ge``, ``days_until_lt``, ``days_since_gt``. A value that does not fit an
 operator (text compared with ``lt``, a date that does not parse) makes the leaf false, never an
 error: items are data from outside.
+
+Regular expressions run on the ``regex`` package, with a time bound: it releases the GIL while it
+matches (the service's other threads and its signal handlers keep answering) and gives up after
+``REGEX_TIMEOUT`` seconds on one value with ``RegexTimeout``, so a pattern that backtracks
+catastrophically cannot hold the process.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import regex
+
 MAX_DEPTH = 12  # path segments and nesting of all/any/not
 MAX_TEXT = 10_000  # characters of an item's string a regex looks at
+REGEX_TIMEOUT = 1.0  # seconds a regex may search one value
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -52,6 +60,11 @@ class ConditionError(ValueError):
         super().__init__(f"{key}: {reason}" if key else reason)
         self.key = key
         self.reason = reason
+
+
+class RegexTimeout(TimeoutError):
+    """Raised when a ``regex`` condition gave up on one value after ``REGEX_TIMEOUT`` seconds
+    (a pattern that backtracks catastrophically on it): the condition cannot be evaluated."""
 
 
 @dataclass(frozen=True)
@@ -257,13 +270,22 @@ def _leaf(path: tuple[str, ...], op: str, value: Any, key: str) -> Predicate:
         if not isinstance(value, str):
             raise ConditionError(key, "must be a regular expression in a string")
         try:
-            pattern = re.compile(value)
-        except re.error as exc:
+            pattern = regex.compile(value)
+        except regex.error as exc:
             raise ConditionError(key, f"not a valid regular expression: {exc}") from None
+        where = ".".join(path)
 
         def search(item: Any, _t: Today) -> bool:
             found = lookup(item, path)
-            return isinstance(found, str) and pattern.search(found[:MAX_TEXT]) is not None
+            if not isinstance(found, str):
+                return False
+            try:
+                return pattern.search(found[:MAX_TEXT], timeout=REGEX_TIMEOUT) is not None
+            except TimeoutError:
+                raise RegexTimeout(
+                    f"{key} gave up on {where} after {REGEX_TIMEOUT:g} s "
+                    f"({len(found)} characters): the pattern backtracks too much; simplify it"
+                ) from None
 
         return search
     bound = as_decimal(value) if not isinstance(value, str) else None

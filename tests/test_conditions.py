@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.conditions import ConditionError, Today, compile_condition, compile_template
+from monitor.conditions import (
+    REGEX_TIMEOUT,
+    ConditionError,
+    RegexTimeout,
+    Today,
+    compile_condition,
+    compile_template,
+)
 from monitor.config import RulesConfig, load
 from monitor.errors import ConfigError
 from monitor.model import parse_number
-from monitor.rules import RuleContext, evaluate
+from monitor.rules import Evaluator, RuleContext, evaluate
+from monitor.sandbox import Sandbox
 
 TODAY = Today(date(2026, 11, 23))
 ITEM: dict[str, Any] = {
@@ -236,3 +246,106 @@ def test_conditions_never_raise_on_json_shaped_items(item: Any) -> None:
 
     EVERY_OPERATOR(item, TODAY)
     assert isinstance(TEMPLATE(item, show), str)
+
+
+# --- regular expressions that backtrack catastrophically ----------------------------------------
+
+ISSUE_PATTERN = r"^(\w+\s?)*$"  # issue 19: froze the process on "a" * 34 + "!"
+SLOW_PATTERN = r"^(\w|\w\w)*$"  # exponential even for the regex package: only the timeout helps
+SLOW_TEXT = "a" * 40 + "!"
+
+
+def test_the_issues_pattern_is_evaluated_at_once() -> None:
+    cond = compile_condition({"path": "region", "regex": ISSUE_PATTERN})
+    started = time.monotonic()
+    assert cond({"region": "a" * 34 + "!"}, TODAY) is False
+    assert cond({"region": "north east"}, TODAY) is True
+    assert time.monotonic() - started < REGEX_TIMEOUT
+
+
+def test_a_regex_gives_up_after_its_time_bound_naming_key_and_path() -> None:
+    cond = compile_condition({"any": [{"path": "region", "regex": SLOW_PATTERN}]})
+    started = time.monotonic()
+    with pytest.raises(RegexTimeout) as info:
+        cond({"region": SLOW_TEXT}, TODAY)
+    assert REGEX_TIMEOUT <= time.monotonic() - started < REGEX_TIMEOUT + 1
+    assert "when.any[0].regex" in str(info.value) and "region" in str(info.value)
+
+
+def test_other_threads_run_while_a_regex_matches() -> None:
+    """The GIL is released while matching: the service's listener and signal handling answer."""
+    cond = compile_condition({"path": "region", "regex": SLOW_PATTERN})
+    outcome: list[BaseException] = []
+
+    def match() -> None:
+        try:
+            cond({"region": SLOW_TEXT}, TODAY)
+        except RegexTimeout as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=match)
+    worker.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    sum(range(100_000))  # Python code, which needs the GIL
+    assert time.monotonic() - started < 0.3 and worker.is_alive()
+    worker.join()
+    assert outcome
+
+
+def test_a_rule_whose_regex_times_out_is_left_out_of_the_sweep() -> None:
+    """One bound per rule and sweep, not one per number: the rule is skipped from the first
+    timeout on, so its open findings are neither resolved nor opened; other rules go on."""
+    rules = RulesConfig.model_validate(
+        {
+            "custom": [
+                {
+                    "id": "odd_region",
+                    "message": "{e164}",
+                    "when": {"path": "region", "regex": SLOW_PATTERN},
+                },
+                {
+                    "id": "has_region",
+                    "message": "{e164}",
+                    "when": {"path": "region", "present": True},
+                },
+            ]
+        }
+    )
+    recs = [parse_number(ITEM | {"id": f"n{i}", "region": SLOW_TEXT}) for i in range(5)]
+    ev = Evaluator(RuleContext(datetime(2026, 11, 23, 12, tzinfo=UTC), rules))
+    started = time.monotonic()
+    ev.feed([r for r in recs if r])
+    ev.feed([r for r in recs if r])  # the next page: the rule is not tried again
+    assert time.monotonic() - started < 2 * REGEX_TIMEOUT
+    assert "odd_region" not in ev.rule_ids and "has_region" in ev.rule_ids
+    assert ev.errors["odd_region"].count == 1 and "RegexTimeout" in ev.errors["odd_region"].error
+    assert len(ev.by_rule["has_region"]) == 5
+
+
+def test_run_answers_health_and_sigterm_while_a_regex_backtracks(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Issue 19: with Python's re one item froze ``run``: no /healthz, SIGTERM ignored."""
+    from tests.test_service import base_config, free_port, start_run, wait_for
+
+    sandbox.inventory.update(0, region=SLOW_TEXT)
+    config = base_config(sandbox, f"sqlite:///{tmp_path / 'm.db'}", free_port(), cron="0 0 1 1 *")
+    config["schedule"]["run_on_start"] = True
+    rules = "".join(
+        f'[[rules.custom]]\nid = "odd_{i}"\nmessage = "{{e164}}"\n'
+        f"when = {{ path = \"region\", regex = '{SLOW_PATTERN}' }}\n"
+        for i in range(3)
+    )
+    service = start_run(tmp_path, "run", config, rules)
+    try:
+        wait_for(lambda: "odd_0 is left out" in service.log, 30, "the first timeout")
+        asked = time.monotonic()
+        health = service.get("/healthz")  # rules odd_1 and odd_2 are still matching
+        assert health is not None and time.monotonic() - asked < REGEX_TIMEOUT, service.log
+        assert service.terminate(timeout=15) == 0, service.log
+        assert "received SIGTERM" in service.log and "Traceback" not in service.log
+    finally:
+        if service.proc.poll() is None:
+            service.proc.kill()
+            service.proc.wait(5)

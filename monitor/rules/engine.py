@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import monitor.rules.builtin  # noqa: F401  (registers the built-in rules)
+from monitor.conditions import RegexTimeout
 from monitor.config import AvailabilityWatch, RuleConfig
 from monitor.model import FindingDraft, NumberRecord
 from monitor.rules.base import REGISTRY, RuleContext, Subject, in_scope
@@ -108,6 +109,23 @@ class Evaluator:
         else:
             failure.count += 1
 
+    def _too_slow(self, active: _Active, subject: str, exc: RegexTimeout) -> None:
+        """A user rule's regex gave up on ``subject``: the rule is left out of the rest of this
+        sweep, so its open findings stay as they are (none is resolved or opened on a partial
+        reading) and the sweep pays the time bound once, not once per number."""
+        failure = self.errors.setdefault(
+            active.rule_id, RuleFailure(0, subject, f"{type(exc).__name__}: {exc}")
+        )
+        failure.count += 1
+        self.skip(active.rule_id)
+        self._number.remove(active)
+        log.warning(
+            "rule %s is left out of this sweep (its findings stay as they are): %s on %s",
+            active.rule_id,
+            exc,
+            subject,
+        )
+
     def feed(self, numbers: Iterable[NumberRecord]) -> None:
         """Evaluate ``numbers``; a number fed again replaces what its earlier reading produced."""
         ctx = self.ctx
@@ -128,6 +146,10 @@ class Evaluator:
                     continue
                 try:
                     found = active.fn(subject, cfg, ctx)
+                except RegexTimeout as exc:  # a regex too slow to trust: see _too_slow
+                    self._too_slow(active, num.e164 or num.id, exc)
+                    rules = [r for r in rules if r[0] is not active]  # from the next number
+                    continue
                 except Exception as exc:  # an odd item must not fail the sweep
                     self._fail(active.rule_id, num.e164 or num.id, exc)
                     continue
