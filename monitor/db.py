@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -81,6 +81,9 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
+FINISHED_SWEEP_STATES: Final = ("complete", "partial", "failed", "aborted")
+
+
 class Sweep(Base):
     """One attempt to read the whole inventory; only a ``complete`` one may resolve anything."""
 
@@ -90,7 +93,7 @@ class Sweep(Base):
     finished_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(
         sa.String(16), index=True
-    )  # running|complete|failed|aborted
+    )  # running, or one of FINISHED_SWEEP_STATES
     trigger: Mapped[str] = mapped_column(sa.String(16), default="manual")
     owner: Mapped[str] = mapped_column(sa.String(128), default="")
     total_reported: Mapped[int | None]

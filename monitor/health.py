@@ -9,18 +9,22 @@ one process (tests) or a library user's own metrics cannot collide with ours.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.db import describe_db_error
+from monitor import reports
+from monitor.clock import Clock, system_clock
+from monitor.db import FINISHED_SWEEP_STATES, describe_db_error
 from monitor.errors import MonitorError
-from monitor.model import DeliveryOutcome
+from monitor.model import DeliveryOutcome, currency_code
+from monitor.outbox import Outbox
 from monitor.render import CONTROL_CHARS
 from monitor.rules.base import KNOWN_STATUSES
 from monitor.store import Store
@@ -104,8 +108,10 @@ def numbers_by_status(store: Store) -> dict[str, int]:
 class _StoreCollector(Collector):
     """Figures read from the database at scrape time, so every replica reports the same truth."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, channels: Sequence[str], clock: Clock) -> None:
         self.store = store
+        self.channels = channels
+        self.clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(
@@ -115,6 +121,9 @@ class _StoreCollector(Collector):
             by_status = numbers_by_status(self.store)
             open_counts = self.store.open_counts()
             last = self.store.last_sweep("complete")
+            money = list(self._money(self.clock()))
+            newest = self.store.last_finished_sweep()
+            health = Outbox(self.store).channel_health(self.channels)
         except (SQLAlchemyError, MonitorError) as exc:
             log.warning("metrics: cannot read the database: %s", describe_failure(exc))
             up.add_metric([], 0)
@@ -143,6 +152,79 @@ class _StoreCollector(Collector):
                 "When the last complete sweep (of any replica) finished, as a Unix time",
                 value=at.timestamp(),
             )
+        if newest is not None:
+            outcome = GaugeMetricFamily(
+                "did_monitor_last_sweep_outcome",
+                "1 for the outcome of the newest finished sweep (of any replica), 0 for the others",
+                labels=["outcome"],
+            )
+            for name in FINISHED_SWEEP_STATES:
+                outcome.add_metric([name], 1 if newest["status"] == name else 0)
+            yield outcome
+            yield GaugeMetricFamily(
+                "did_monitor_last_sweep_timestamp_seconds",
+                "When the newest finished sweep (of any replica) ended, whatever its outcome",
+                value=(newest["finished_at"] or newest["started_at"]).timestamp(),
+            )
+        failures = GaugeMetricFamily(
+            "did_monitor_channel_consecutive_failures",
+            "Delivery attempts that failed in a row, by channel (0 once one succeeds)",
+            labels=["channel"],
+        )
+        for name, info in sorted(health.items()):
+            failures.add_metric([label(name)], info["consecutive_failures"])
+        yield failures
+        yield from money
+
+    def _money(self, now: datetime) -> Iterator[GaugeMetricFamily]:
+        """Monthly rental of the active numbers, and the rental falling due within each of
+        ``reports.DUE_WINDOWS``, per currency (``reports.cost_lines`` and ``reports.forecast``:
+        what ``costs`` says)."""
+        rental = GaugeMetricFamily(
+            "did_monitor_monthly_rental",
+            "Monthly rental of the active numbers, by currency (never summed across currencies)",
+            labels=["currency"],
+        )
+        due = GaugeMetricFamily(
+            "did_monitor_rental_due",
+            "Rental of the active numbers falling due within the window, by currency",
+            labels=["currency", "within"],
+        )
+        undated = GaugeMetricFamily(
+            "did_monitor_numbers_without_billing_date",
+            "Active numbers with no next billing date (in no rental due figure)",
+        )
+        with self.store.engine.connect() as conn:
+            _, totals = reports.cost_lines(conn, None)
+            for cur, amount in _by_currency({c: t.monthly_rental for c, t in totals.items()}):
+                rental.add_metric([cur], float(amount))
+            for days in reports.DUE_WINDOWS:
+                fc = reports.forecast(conn, None, now, now + timedelta(days=days))
+                sums = {c: t.amount_due for c, t in fc.totals.items()}
+                for cur, amount in _by_currency(sums):
+                    due.add_metric([cur, f"{days}d"], float(amount))
+                undated.add_metric([], len(fc.undated))
+        yield rental
+        yield due
+        yield undated
+
+
+MAX_CURRENCIES: Final = 16  # currency label values; the rest add up under "other"
+
+
+def _by_currency(amounts: dict[str, Decimal]) -> list[tuple[str, Decimal]]:
+    """Amounts per currency label: the code as ``model.currency_code`` shows it (``none`` when
+    the API gave none), the ``MAX_CURRENCIES`` largest kept, the rest summed as ``other``, so the
+    API cannot mint label values."""
+    merged: dict[str, Decimal] = {}
+    for cur, amount in amounts.items():
+        key = currency_code(cur) or "none"
+        merged[key] = merged.get(key, Decimal(0)) + amount
+    ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(ranked[:MAX_CURRENCIES])
+    if len(ranked) > MAX_CURRENCIES:
+        kept["other"] = sum((a for _, a in ranked[MAX_CURRENCIES:]), Decimal(0))
+    return sorted(kept.items())
 
 
 class Metrics:
@@ -152,7 +234,12 @@ class Metrics:
     successful sweep are read from the database at scrape time (when a store is given).
     """
 
-    def __init__(self, store: Store | None = None, channels: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        channels: Iterable[str] = (),
+        clock: Clock = system_clock,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.sweep_duration = Gauge(
             "did_monitor_sweep_duration_seconds",
@@ -185,10 +272,11 @@ class Metrics:
         )
         for outcome in SWEEP_OUTCOMES:  # present at 0 from the start, so rates work
             self.sweeps.labels(outcome)
-        for channel in channels:
+        names = list(channels)
+        for channel in names:
             self.delivery_failures.labels(channel)
         if store is not None:
-            self.registry.register(_StoreCollector(store))
+            self.registry.register(_StoreCollector(store, names, clock))
 
     def sweep_finished(self, outcome: str, duration: float | None = None) -> None:
         self.sweeps.labels(outcome).inc()

@@ -285,6 +285,7 @@ def costs(engine: Engine, *, account: str | None = None, at: datetime | None = N
 
 # --- rental due -------------------------------------------------------------------------------
 
+DUE_WINDOWS = (7, 30)  # days ahead the dashboard and /metrics show the rental falling due
 MAX_RENEWAL_MONTHS = 1200  # a billing date this far behind the window is not rolled forward
 
 

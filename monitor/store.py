@@ -23,6 +23,7 @@ from monitor.db import (
     CHUNK,
     DELIVERIES,
     FINDINGS,
+    FINISHED_SWEEP_STATES,
     NOTIFICATIONS,
     SILENCES,
     SWEEPS,
@@ -136,6 +137,17 @@ class Store:
         stmt = sa.select(SWEEPS).order_by(SWEEPS.c.id.desc()).limit(1)
         if status:
             stmt = stmt.where(SWEEPS.c.status == status)
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).mappings().first()
+
+    def last_finished_sweep(self) -> RowMapping | None:
+        """The newest sweep that has ended, whatever its outcome (not one still running)."""
+        stmt = (
+            sa.select(SWEEPS)
+            .where(SWEEPS.c.status.in_(FINISHED_SWEEP_STATES))
+            .order_by(SWEEPS.c.id.desc())
+            .limit(1)
+        )
         with self.engine.connect() as conn:
             return conn.execute(stmt).mappings().first()
 

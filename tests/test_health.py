@@ -192,3 +192,54 @@ def test_promtool_accepts_the_exposition(sandbox: Sandbox, sqlite_store: Store) 
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_metrics_give_rental_what_falls_due_and_the_last_outcome(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    from monitor import reports
+
+    clock = FakeClock()
+    first = sandbox.inventory.item(0)
+    sandbox.inventory.update(0, status="active", currency="xof", monthly_fee="7.5")
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    got = samples(Metrics(sqlite_store, channels=["ops"], clock=clock))
+    with sqlite_store.engine.connect() as conn:
+        _, totals = reports.cost_lines(conn, None)
+        rental = {
+            dict(labels)["currency"]: v
+            for (name, labels), v in got.items()
+            if name == "did_monitor_monthly_rental"
+        }
+        assert rental == {c: float(t.monthly_rental) for c, t in totals.items()}
+        assert "XOF" in rental and first["e164"]
+        for days in (7, 30):
+            fc = reports.forecast(conn, None, clock.now, clock.now + timedelta(days=days))
+            due = {
+                dict(labels)["currency"]: v
+                for (name, labels), v in got.items()
+                if name == "did_monitor_rental_due" and dict(labels)["within"] == f"{days}d"
+            }
+            assert due == {c: float(t.amount_due) for c, t in fc.totals.items()}
+            assert sum(due.values()) > 0
+            undated = got[("did_monitor_numbers_without_billing_date", ())]
+            assert undated == len(fc.undated)
+    assert got[("did_monitor_last_sweep_outcome", (("outcome", "complete"),))] == 1
+    assert got[("did_monitor_last_sweep_outcome", (("outcome", "failed"),))] == 0
+    assert got[("did_monitor_channel_consecutive_failures", (("channel", "ops"),))] == 0
+
+
+def test_currency_labels_are_bounded() -> None:
+    from decimal import Decimal
+
+    from monitor.health import MAX_CURRENCIES, _by_currency
+
+    amounts = {f"C{i:02d}": Decimal(i) for i in range(40)} | {
+        "\x1b]0;x": Decimal(1),
+        "": Decimal(2),
+    }
+    out = dict(_by_currency(amounts))
+    assert len(out) == MAX_CURRENCIES + 1 and "other" in out
+    assert sum(out.values()) == sum(amounts.values())
+    assert all(k.isascii() and "\x1b" not in k for k in out)

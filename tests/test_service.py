@@ -424,12 +424,13 @@ def toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+def write_config(path: Path, sections: dict[str, Any]) -> Path:
     lines = []
     for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
-        lines.append("")
+        for table in values if isinstance(values, list) else [values]:  # a list: [[name]] tables
+            lines.append(f"[[{name}]]" if isinstance(values, list) else f"[{name}]")
+            lines += [f"{key} = {toml_value(value)}" for key, value in table.items()]
+            lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
     path.chmod(0o600)
     return path

@@ -4,6 +4,7 @@ as it stood at each sweep, findings filters and pages, accounts' order and exact
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -115,7 +116,7 @@ def test_accounts_page_orders_idle_customers_first_with_exact_rental(
         if sandbox.inventory.item(index)["account_id"] == account:
             sandbox.inventory.update(index, status="inactive")
     sweep_three_times(sandbox, store, clock)
-    page = queries.accounts_page(store, 1, 500)
+    page = queries.accounts_page(store, 1, 500, clock.now)
     # Customers without any number exist only in the account list; they and the customer whose
     # numbers all went inactive come first, by id.
     empty = sorted(sandbox.inventory.empty_account_ids)
@@ -143,8 +144,21 @@ def test_accounts_page_orders_idle_customers_first_with_exact_rental(
     shown = {i.account_id for i in page.items}
     on_page = [f for f in store.findings(clock.now) if f["account_id"] in shown]
     assert sum(i.open_findings for i in page.items) == len(on_page)
+    # Rental due in 7 and 30 days is `did-monitor costs --due-within`'s, per account and overall.
+    for days in (7, 30):
+        due = reports.due(store.engine, within=timedelta(days=days), now=clock.now)
+        by_account: dict[str, dict[str, Decimal]] = defaultdict(dict)
+        for line in due.rows:
+            by_account[line.account_id][line.currency] = line.amount_due
+        assert {i.account_id: i.due.get(days, {}) for i in page.items if i.due.get(days)} == {
+            a: v for a, v in by_account.items() if a in shown
+        }
+        assert page.due[days] == {t.currency: t.amount_due for t in due.totals}
+        assert due.forecast is not None and page.undated == len(due.forecast.undated)
+    assert page.due[30] and sum(page.due[30].values()) > sum(page.due[7].values())
     # Pages split the same order.
-    first, second = queries.accounts_page(store, 1, 2), queries.accounts_page(store, 2, 2)
+    first = queries.accounts_page(store, 1, 2, clock.now)
+    second = queries.accounts_page(store, 2, 2, clock.now)
     assert first.items + second.items == page.items[:4] and first.total == page.total
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Generic, TypeVar
 
@@ -310,9 +310,20 @@ class AccountRow:
     rental: dict[str, Decimal] = field(default_factory=dict)
     unpriced: int = 0
     open_findings: int = 0
+    # rental falling due in the next reports.DUE_WINDOWS days, per currency (``reports.forecast``)
+    due: dict[int, dict[str, Decimal]] = field(default_factory=dict)
 
 
-def accounts_page(store: Store, page: int, per_page: int) -> Page[AccountRow]:
+@dataclass(frozen=True)
+class AccountsPage(Page[AccountRow]):
+    """The accounts page: its rows, and over every account the rental falling due in each of
+    ``reports.DUE_WINDOWS`` (per currency) with the active numbers no billing date counts."""
+
+    due: dict[int, dict[str, Decimal]] = field(default_factory=dict)
+    undated: int = 0
+
+
+def accounts_page(store: Store, page: int, per_page: int, now: datetime) -> AccountsPage:
     """Customers in the current inventory or the current account list (a customer with no
     number at all is only in the latter), those with no active number first, then by id."""
     current = VERSIONS.c.valid_to.is_(None)
@@ -365,4 +376,15 @@ def accounts_page(store: Store, page: int, per_page: int) -> Page[AccountRow]:
             )
             for account_id, count in conn.execute(opened):
                 by_id[account_id].open_findings = int(count)
-    return Page(rows, max(page, 1), per_page, total)
+        due: dict[int, dict[str, Decimal]] = {}
+        undated = 0
+        for days in reports.DUE_WINDOWS:
+            end = now + timedelta(days=days)
+            everyone = reports.forecast(conn, None, now, end)
+            due[days] = {c: everyone.totals[c].amount_due for c in sorted(everyone.totals)}
+            undated = len(everyone.undated)
+            if by_id:
+                shown = reports.forecast(conn, None, now, end, by_id)
+                for (account_id, currency), due_line in shown.lines.items():
+                    by_id[account_id].due.setdefault(days, {})[currency] = due_line.amount_due
+    return AccountsPage(rows, max(page, 1), per_page, total, due, undated)

@@ -257,7 +257,9 @@ class Dashboard:
 
     def accounts(self, request: Request) -> Response:
         def build() -> Response:
-            page = queries.accounts_page(self.store, _page_number(request), self.per_page)
+            page = queries.accounts_page(
+                self.store, _page_number(request), self.per_page, self.clock()
+            )
             return self._render(request, "accounts.html", {"page": page})
 
         return self._guarded(request, build)
