@@ -581,7 +581,8 @@ class AlertsConfig(_Model):
     # is relative to the config file. Checked when the config loads.
     templates_dir: str | None = None
     # Rows an email's body shows; past it, the most urgent ones and the whole list as CSV.
-    email_max_rows: int = Field(default=500, ge=10, le=5000)
+    # 100 rows are about 70 KB of HTML, under Gmail's clip (the body also stops at 95 KB).
+    email_max_rows: int = Field(default=100, ge=10, le=5000)
     # Public address of the dashboard, linked from digests ("N more" in Slack, the email footer).
     dashboard_url: str = ""
 

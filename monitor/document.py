@@ -46,6 +46,12 @@ SEVERITY_COLOURS = {  # (text, background): readable with images and colours off
     "resolved": ("#067647", "#ecfdf3"),
 }
 CSV_NAME = "did-monitor-findings.csv"
+# Gmail shows "[Message clipped] View entire message" instead of the rest of a message whose
+# HTML passes about 102 KB: the body stops adding rows before this many bytes (the rest is in
+# the CSV), and the default row cap keeps a typical digest well under it (rows with a
+# dashboard link run to about 700 bytes each).
+BODY_BUDGET = 95_000
+DEFAULT_MAX_ROWS = 100
 # The attachment is UTF-8 with a byte-order mark: Excel reads a CSV without one in the
 # machine's legacy code page and garbles non-ASCII names. (Apprise's attachments take a bare
 # MIME type, so "charset=utf-8" cannot be said in the Content-Type; the BOM says it.)
@@ -198,20 +204,48 @@ def render_document(
     prefix: str = "did-monitor",
     templates: Mapping[str, str] | None = None,
     templates_dir: Path | None = None,
-    max_rows: int = 500,
+    max_rows: int = DEFAULT_MAX_ROWS,
     dashboard_url: str = "",
+    max_bytes: int = BODY_BUDGET,
 ) -> Document:
     """The email digest from the ``digest.html`` or ``digest.txt`` template: a summary, then a
-    table per severity, most urgent first. Every item is in it: past ``max_rows`` rows the body
-    shows the most urgent ones, says so, and the whole list rides along as a CSV attachment.
+    table per severity, most urgent first. Every item is in it: past ``max_rows`` rows, or once
+    the body would pass ``max_bytes`` (Gmail clips a message at about 100 KB), the body shows
+    the most urgent ones, says so, and the whole list rides along as a CSV attachment.
 
     A user's template (in ``templates_dir``) that fails while rendering is logged and the
     packaged one used instead: a digest is never lost to a template mistake.
     """
-    context = _context(digest, prefix, templates or {}, max_rows, dashboard_url)
     name = "digest.html" if fmt == "html" else "digest.txt"
+
+    def body_with(rows: int) -> tuple[str, int]:
+        context = _context(digest, prefix, templates or {}, rows, dashboard_url)
+        body = _render(name, context, templates_dir)
+        return body, len(body.encode())
+
+    total = len(ordered_items(digest))
+    shown = min(total, max_rows)
+    body, size = body_with(shown)
+    if size > max_bytes:
+        # The most rows that fit, by bisection: rows differ in length, so no estimate is exact.
+        fits, over = 0, shown
+        while over - fits > 1:
+            mid = (fits + over) // 2
+            if body_with(mid)[1] <= max_bytes:
+                fits = mid
+            else:
+                over = mid
+        shown = fits
+        body, size = body_with(shown)
+    attachments = (
+        (Attachment(CSV_NAME, "text/csv", CSV_BOM + findings_csv(digest)),) if shown < total else ()
+    )
+    return Document(body, attachments)
+
+
+def _render(name: str, context: dict[str, object], templates_dir: Path | None) -> str:
     try:
-        body = templating.render(templating.environment(templates_dir), name, context)
+        return templating.render(templating.environment(templates_dir), name, context)
     except Exception as exc:  # a user's template may fail in any way; ours must not
         if templates_dir is None:
             raise
@@ -222,13 +256,7 @@ def render_document(
             type(exc).__name__,
             exc,
         )
-        body = templating.render(templating.environment(None), name, context)
-    attachments = (
-        (Attachment(CSV_NAME, "text/csv", CSV_BOM + findings_csv(digest)),)
-        if context["capped"]
-        else ()
-    )
-    return Document(body, attachments)
+        return templating.render(templating.environment(None), name, context)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

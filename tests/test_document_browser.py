@@ -96,7 +96,7 @@ def test_email_in_a_browser_at_desktop_and_phone_widths(
 ) -> None:
     digest = digest_of_120()
     page_file = tmp_path / "digest.html"
-    page_file.write_text(render_document(digest, "html").body, encoding="utf-8")
+    page_file.write_text(render_document(digest, "html", max_rows=200).body, encoding="utf-8")
     page = browser.new_page(viewport={"width": width, "height": height})
     # as a mail client shows it: no scripts, no images
     page.route(
@@ -111,11 +111,11 @@ def test_email_in_a_browser_at_desktop_and_phone_widths(
     shown = "\n".join(rows.all_inner_texts())
     for it in [*digest.new, *digest.reminders, *digest.resolved]:
         assert it.e164 in shown
-    header = page.locator("table.findings").first.locator("thead th > div")
+    header = page.locator("table.findings").first.locator("thead th > span")
     assert header.all_inner_texts() == ["Number", "Account", "Rule", "What and when", "Tags"]
     # nothing runs off the screen: no sideways scrolling, at either width
     assert page.evaluate("document.documentElement.scrollWidth") <= width
-    cells = rows.first.locator("td > div")
+    cells = rows.first.locator("td > span")
     tops = [cells.nth(n).bounding_box()["y"] for n in range(cells.count())]
     assert len(tops) == 5  # the first finding has tags
     if width > 700:  # on a desktop the five cells of a finding sit side by side
@@ -129,4 +129,31 @@ def test_email_in_a_browser_at_desktop_and_phone_widths(
         target = SCREENSHOT if width > 600 else SCREENSHOT.with_name("digest-email-phone.png")
         target.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(target))
+    page.close()
+
+
+def test_600_findings_by_default_show_the_most_urgent_and_say_where_the_rest_are(
+    browser: Any, tmp_path: Path
+) -> None:
+    small = digest_of_120()
+    many = [*small.new, *small.reminders] * 5
+    digest = Digest(new=many, numbers_swept=600, swept_at=NOW)
+    body = render_document(digest, "html", dashboard_url="https://monitor.example.com/").body
+    assert len(body.encode()) < 100_000  # under Gmail's clip
+    page_file = tmp_path / "digest.html"
+    page_file.write_text(body, encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.route(
+        "**/*",
+        lambda route: route.abort() if route.request.url.startswith("http") else route.continue_(),
+    )
+    page.goto(page_file.as_uri())
+    shown = page.locator("table.findings > tbody > tr").count()
+    assert 0 < shown <= 100
+    banner = page.get_by_text("most urgent of 580 findings")
+    assert banner.is_visible()
+    assert f"{580 - shown} more in the attached CSV" in banner.inner_text()
+    assert page.get_by_role("link", name="the dashboard", exact=True).is_visible()
+    assert page.get_by_text("more in the attached CSV").first.is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     page.close()
