@@ -564,12 +564,34 @@ def digest(
         raise ConfigError(
             "no [[channels]] configured", hint="add one to the config; see config.example.toml"
         )
-    if channel:
-        settings.channel(channel)  # an unknown name is a usage error naming the known ones
+    chosen = [settings.channel(channel)] if channel else settings.channels  # unknown: exit 2
+    if not any(c.enabled for c in chosen):
+        which = f"channel {channel!r} is" if channel else "every channel is"
+        raise MonitorError(
+            f"{which} disabled (enabled = false): no digest is made for it, so none to preview",
+            hint="set enabled = true in its [[channels]] entry to preview it",
+        )
     previews = preview_digests(_store(settings), settings, state.clock(), fmt)  # type: ignore[arg-type]
+    shown = 0
     for item in previews:
-        if channel is None or item.channel.name == channel:
+        if channel is not None and item.channel.name != channel:
+            continue
+        row, name = item.stored, tty(item.channel.name)
+        if item.message is None and row is None:
+            err.print(f"[bold]── {name}:[/] nothing to announce, and no digest sent yet")
+        elif item.message is None and fmt and row is not None and row["body_format"] != fmt:
+            err.print(
+                f"[bold]── {name}:[/] nothing new to announce; its last digest was sent as "
+                f"{tty(row['body_format'])}, not {fmt}: drop --format to see it as it was sent"
+            )
+        else:
             print_preview(item, fmt)
+            shown += 1
+    if not shown:
+        raise MonitorError(
+            f"nothing to preview{f' as {fmt}' if fmt else ''}: see why for each channel above",
+            hint="a channel's next digest appears once a sweep finds something new to tell it",
+        )
 
 
 def _copy_templates(target: Path) -> None:

@@ -443,6 +443,26 @@ url = "{smtp_server.url()}"
     unknown = did("--config", str(cfg), "digest", "--preview", "--channel", "x", cwd=tmp_path)
     assert unknown.returncode == 2 and "no channel named 'x'" in unknown.stderr
 
+    # --format is honoured on every path: the mail channel has nothing new, and its last digest
+    # was sent as HTML, so asked for Markdown it says so instead of printing HTML
+    def preview(*args: str) -> subprocess.CompletedProcess[str]:
+        return did("--config", str(cfg), "digest", "--preview", *args, cwd=tmp_path)
+
+    as_md = preview("--channel", "mail", "--format", "markdown")
+    assert as_md.returncode == 1 and as_md.stdout == "", as_md.stdout[:200]
+    assert "its last digest was sent as html, not markdown" in as_md.stderr
+    assert "nothing to preview as markdown" in as_md.stderr and "Traceback" not in as_md.stderr
+    as_html = preview("--channel", "mail", "--format", "html")
+    assert as_html.returncode == 0 and as_html.stdout.startswith("<!DOCTYPE html>")
+    # a disabled channel says so, and exits 1: nothing was rendered
+    cfg.write_text(
+        cfg.read_text() + '\n[[channels]]\nname = "off"\nurl = "json://localhost/x"\n'
+        "enabled = false\n"
+    )
+    off = preview("--channel", "off")
+    assert off.returncode == 1 and off.stdout == ""
+    assert "channel 'off' is disabled (enabled = false)" in off.stderr
+
 
 def test_copy_templates_then_use_them(tmp_path: Path) -> None:
     copied = did("digest", "--copy-templates", "tpl", cwd=tmp_path)
