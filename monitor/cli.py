@@ -678,15 +678,26 @@ def sandbox(
     show_default=True,
     help="SQLite file for the demo (recreated each run).",
 )
+@click.option(
+    "--all", "show_all", is_flag=True, help="Every finding, invoice line and the whole digest."
+)
 @pass_state
-def demo(state: State, numbers: int, seed: int, db_path: str) -> None:
-    """Sandbox API → sweep → SQLite → rules → findings and the digest that would be sent.
+def demo(state: State, numbers: int, seed: int, db_path: str, show_all: bool) -> None:
+    """Sandbox API → sweep → SQLite → rules → a summary of what was found, then how to see it
+    on the dashboard (--all: every finding and the digest that would be sent).
 
     Needs no config, credentials or network."""
     from monitor.demo import run_demo
 
     logs.setup("WARNING", "text")
-    run_demo(numbers=numbers, seed=seed, db_path=Path(db_path), console=out, clock=state.clock)
+    run_demo(
+        numbers=numbers,
+        seed=seed,
+        db_path=Path(db_path),
+        console=out,
+        clock=state.clock,
+        show_all=show_all,
+    )
 
 
 # --- history, silences, status, run ------------------------------------------------------------

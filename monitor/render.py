@@ -291,7 +291,7 @@ def _line(item: Item, fmt: Format) -> str:
     tier = f" [{item.tier}d]" if item.tier is not None else ""
     tags = f" tags: {', '.join(esc(t, fmt) for t in item.tags)}" if item.tags else ""
     number, account = esc(number_text(item), fmt), esc(item.account_id, fmt)
-    if item.account_name:
+    if item.account_name and item.has_number:  # otherwise the name is the number column's
         account = f"{esc(item.account_name, fmt)} {account}"
     rule, message = plain(item.rule, fmt), plain(item.message, fmt)
     if fmt == "markdown":

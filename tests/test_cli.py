@@ -55,13 +55,38 @@ def test_demo_runs_with_nothing_configured(tmp_path: Path) -> None:
     result = did("demo", "--numbers", "200", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    lines = out.splitlines()
+    assert len(lines) <= 40, out
     assert "sandbox Partner API on http://127.0.0.1:" in out
     assert "swept 200 numbers" in out
-    assert "open finding(s)" in out and "missing_application" in out
-    assert "New (" in out  # the digest
-    assert str(tmp_path / "did-monitor-demo.db") in out
-    assert (tmp_path / "did-monitor-demo.db").exists()
+    # a summary first: counts by severity, the most urgent few, the rental per currency
+    summary = next(line for line in lines if "open findings:" in line)
+    assert "critical" in summary and "warning" in summary
+    assert lines.index(summary) < 6
+    assert "most urgent first" in out and "more (did-monitor findings lists them all)" in out
+    assert "monthly rental of active numbers:" in out and " INR" in out and " USD" in out
+    assert "title: did-monitor:" in out and "--all prints all" in out  # the digest, in brief
+    # then the dashboard, the exact command and config key, and what to do next
+    db = tmp_path / "did-monitor-demo.db"
+    assert (
+        f"DID_MONITOR__DATABASE__URL=sqlite:///{db} DID_MONITOR__DASHBOARD__LISTEN=127.0.0.1:8080"
+        " did-monitor run" in out
+    )
+    assert '[dashboard] listen = "127.0.0.1:8080"' in out and "http://127.0.0.1:8080/" in out
+    assert "[[channels]]" in out and lines[-1].split()[:2] == ["did-monitor", "run"]
+    assert db.exists()
     assert "Traceback" not in result.stderr
+
+    every = did("demo", "--numbers", "200", "--all", cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+    assert "missing_application" in every.stdout and "New (" in every.stdout
+    assert len(every.stdout.splitlines()) > 100
+    # a finding about an account names the account once
+    account_lines = [line for line in every.stdout.splitlines() if "*no_active_number*" in line]
+    assert account_lines and all(line.count("`MA_") == 1 for line in account_lines)
+    for line in account_lines:
+        name = line.split("`")[1]
+        assert line.count(f"`{name}`") == 1, line
 
 
 def test_sweep_then_findings_json(
