@@ -63,7 +63,7 @@ def test_demo_runs_with_nothing_configured(tmp_path: Path) -> None:
     summary = next(line for line in lines if "open findings:" in line)
     assert "critical" in summary and "warning" in summary
     assert lines.index(summary) < 6
-    assert "most urgent first" in out and "more (did-monitor findings lists them all)" in out
+    assert "most urgent first" in out and "more (`did-monitor demo --all` lists them)" in out
     assert "monthly rental of active numbers:" in out and " INR" in out and " USD" in out
     assert "title: did-monitor:" in out and "--all prints all" in out  # the digest, in brief
     # then the dashboard, the exact command and config key, and what to do next
