@@ -849,6 +849,98 @@ def silence_remove(state: State, silence_id: int) -> None:
     out.print(f"silence {silence_id} removed")
 
 
+# --- outbox -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def outbox() -> None:
+    """Deliveries not sent yet: list them, drop those that should never go."""
+
+
+def _print_queued(rows: list[Any]) -> None:
+    """Queued deliveries, one table per channel (no message bodies: only what identifies them)."""
+    names = ("id", "kind", "status", "created", "attempts", "next attempt")
+    columns = [*(Column(n) for n in names), Column("last error", free_text=True)]
+    by_channel: dict[str, list[Any]] = {}
+    for row in rows:
+        by_channel.setdefault(row["channel"], []).append(row)
+    for channel, items in by_channel.items():
+        out.print(f"\n[bold]── {tty(channel)}:[/] {len(items)} queued")
+        cells = [
+            [
+                str(r["id"]),
+                tty(r["kind"]),
+                r["status"],
+                when_text(r["created_at"]),
+                str(r["attempts"]),
+                when_text(r["next_attempt_at"]) if r["next_attempt_at"] else "now",
+                tty(r["last_error"] or ""),
+            ]
+            for r in items
+        ]
+        print_table(out, columns, cells)
+
+
+@outbox.command("list")
+@click.option("--channel", help="Only this channel.")
+@pass_state
+def outbox_list(state: State, channel: str | None) -> None:
+    """Queued deliveries (pending, failed, being sent) per channel."""
+    from monitor.outbox import Outbox
+
+    rows = Outbox(_store(state.settings, read=True)).queued(channel)
+    if not rows:
+        out.print(f"nothing queued{f' for channel {tty(channel)}' if channel else ''}")
+        return
+    _print_queued(rows)
+
+
+@outbox.command("drop")
+@click.option("--channel", help="Every queued delivery of this channel.")
+@click.option("--id", "ids", type=int, multiple=True, help="This delivery (repeatable).")
+@click.option("--yes", is_flag=True, help="Drop without asking for confirmation.")
+@pass_state
+def outbox_drop(state: State, channel: str | None, ids: tuple[int, ...], yes: bool) -> None:
+    """Drop queued deliveries: they are kept, marked dropped, and never sent."""
+    from monitor.outbox import Outbox
+
+    if not channel and not ids:
+        raise click.UsageError("say what to drop: --channel NAME and/or --id N (see outbox list)")
+    box = Outbox(_store(state.settings, read=True))
+    rows = box.queued(channel)
+    if ids:
+        missing = sorted(set(ids) - {r["id"] for r in rows})
+        if missing:
+            where = f" on channel {channel}" if channel else ""
+            raise ConfigError(
+                f"--id {missing[0]}: no queued delivery with that id{where}",
+                hint="see `did-monitor outbox list` for the queued ones",
+            )
+        rows = [r for r in rows if r["id"] in ids]
+    if not rows:
+        out.print(f"nothing queued for channel {tty(channel)}: nothing to drop")
+        return
+    _print_queued(rows)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                "outbox drop: stdin is not a terminal, so it cannot ask for confirmation",
+                hint="add --yes to drop without asking",
+            )
+        if not click.confirm(f"Drop the {len(rows)} shown above (kept, never sent)?"):
+            err.print("nothing dropped")
+            sys.exit(1)
+    dropped = box.drop([r["id"] for r in rows], state.clock())
+    out.print(f"dropped {len(dropped)} (id {', '.join(map(str, dropped)) or 'none'})")
+    busy = [r["id"] for r in rows if r["id"] not in dropped]
+    if busy:
+        err.print(
+            f"[yellow]warning:[/] {', '.join(map(str, busy))} not dropped: being sent right now "
+            "(or finished meanwhile); see `did-monitor outbox list` in a moment"
+        )
+        sys.exit(1)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_state

@@ -30,6 +30,8 @@ from monitor.store import (
 )
 
 CLAIM_LEASE = timedelta(minutes=10)
+QUEUED = ("pending", "failed", "sending")  # not sent yet; ``dropped`` rows never will be
+DROPPED = "dropped by `did-monitor outbox drop`: kept, never sent"
 CUT_SHORT = "cut short by shutdown: it may or may not have arrived, so it is sent again as a retry"
 # Deliveries this process claimed and has not recorded yet: (database URL, id) -> attempts.
 _in_flight: dict[tuple[str, int], int] = {}
@@ -151,7 +153,7 @@ class Outbox:
         stmt = (
             sa.select(DELIVERIES)
             .where(
-                DELIVERIES.c.status.in_(("pending", "failed", "sending")),
+                DELIVERIES.c.status.in_(QUEUED),
                 sa.or_(DELIVERIES.c.next_attempt_at.is_(None), DELIVERIES.c.next_attempt_at <= now),
             )
             .order_by(DELIVERIES.c.id)
@@ -248,7 +250,7 @@ class Outbox:
             )
             conn.execute(
                 sa.update(DELIVERIES)
-                .where(DELIVERIES.c.id == delivery_id)
+                .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.status != "dropped")
                 .values(
                     status=status,
                     last_error=error,
@@ -256,6 +258,50 @@ class Outbox:
                     next_attempt_at=None if ok else retry_at,
                 )
             )
+
+    def queued(self, channel: str | None = None) -> list[RowMapping]:
+        """Deliveries not sent yet (pending, failed, sending), by channel then age; no bodies."""
+        body = {"title", "body", "body_format", "parts", "sweep_id", "sent_at"}
+        shown = [col for col in DELIVERIES.c if col.name not in body]
+        stmt = sa.select(*shown).where(DELIVERIES.c.status.in_(QUEUED))
+        if channel is not None:
+            stmt = stmt.where(DELIVERIES.c.channel == channel)
+        with self.store.engine.connect() as conn:
+            return list(
+                conn.execute(stmt.order_by(DELIVERIES.c.channel, DELIVERIES.c.id)).mappings()
+            )
+
+    def drop(self, ids: Iterable[int], now: datetime) -> list[int]:
+        """Mark the queued deliveries ``ids`` as ``dropped`` (kept, never sent), each with an
+        attempt row saying so; returns those dropped. One being sent right now (its claim's
+        lease still running) is left alone, as is one that was sent or dropped meanwhile."""
+        dropped: list[int] = []
+        droppable = sa.or_(
+            DELIVERIES.c.status.in_(("pending", "failed")),
+            sa.and_(DELIVERIES.c.status == "sending", DELIVERIES.c.next_attempt_at <= now),
+        )
+        with self.store.engine.begin() as conn:
+            for delivery_id in ids:
+                channel = conn.execute(
+                    sa.update(DELIVERIES)
+                    .where(DELIVERIES.c.id == delivery_id, droppable)
+                    .values(status="dropped", next_attempt_at=None)
+                    .returning(DELIVERIES.c.channel)
+                ).scalar()
+                if channel is None:
+                    continue
+                conn.execute(
+                    sa.insert(ATTEMPTS).values(
+                        delivery_id=delivery_id,
+                        channel=channel,
+                        at=now,
+                        outcome="dropped",
+                        error=DROPPED,
+                        duration_ms=0,
+                    )
+                )
+                dropped.append(delivery_id)
+        return dropped
 
     def consecutive_failures(self, channel: str) -> tuple[int, str | None]:
         """Failed attempts on ``channel`` since its last success, and the latest error."""
@@ -280,7 +326,7 @@ class Outbox:
                 pending = conn.execute(
                     sa.select(sa.func.count()).where(
                         DELIVERIES.c.channel == name,
-                        DELIVERIES.c.status.in_(("pending", "failed", "sending")),
+                        DELIVERIES.c.status.in_(QUEUED),
                     )
                 ).scalar_one()
                 last = conn.execute(

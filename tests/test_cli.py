@@ -670,3 +670,75 @@ def test_sweep_skips_a_live_lease_naming_its_holder(tmp_path: Path, sandbox: San
     assert result.returncode == 0, result.stderr
     assert "otherhost:7:abc" in result.stdout and "2999-01-01T06:00:00" in result.stdout
     assert "skipped" in result.stdout
+
+
+def did_with_stdin(*args: str, cwd: Path, stdin: int) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_outbox_list_and_drop(
+    tmp_path: Path, sandbox: Sandbox, http_receiver: HttpReceiver
+) -> None:
+    """Alerts for two broken channels wait in the outbox; `outbox list` shows them, `outbox drop`
+    asks first (refusing without a terminal unless --yes) and marks them dropped: once the URLs
+    work, the other channel's alert is retried and the dropped one never goes."""
+    import pty
+
+    from tests.conftest import free_port
+
+    dead = f"json://127.0.0.1:{free_port()}"
+    channels = '[[channels]]\nname = "a"\nurl = "{}/a"\n[[channels]]\nname = "b"\nurl = "{}/b"\n'
+    alerts = "[alerts]\nretry_backoff_seconds = 1\n"
+    cfg = write_config(tmp_path, sandbox, alerts + channels.format(dead, dead))
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    first = did("--config", str(cfg), "sweep", cwd=tmp_path, env=env)
+    assert "Traceback" not in first.stderr
+    listed = did("--config", str(cfg), "outbox", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "── a: 1 queued" in listed.stdout and "── b: 1 queued" in listed.stdout
+    assert "digest" in listed.stdout and "failed" in listed.stdout and TOKEN not in listed.stdout
+    only_a = did("--config", str(cfg), "outbox", "list", "--channel", "a", cwd=tmp_path)
+    assert "── a:" in only_a.stdout and "── b:" not in only_a.stdout
+
+    drop_a = ("--config", str(cfg), "outbox", "drop", "--channel", "a")
+    refused = did_with_stdin(*drop_a, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "stdin is not a terminal" in refused.stderr and "--yes" in refused.stderr
+    unknown = did("--config", str(cfg), "outbox", "drop", "--id", "999", "--yes", cwd=tmp_path)
+    assert unknown.returncode == 2 and "--id 999: no queued delivery" in unknown.stderr
+
+    for answer, code, said in ((b"n\n", 1, "nothing dropped"), (b"y\n", 0, "dropped 1")):
+        leader, follower = pty.openpty()
+        os.write(leader, answer)
+        asked = did_with_stdin(*drop_a, cwd=tmp_path, stdin=follower)
+        os.close(follower)
+        os.close(leader)
+        assert asked.returncode == code, asked.stderr
+        assert "Drop the 1 shown above" in asked.stdout
+        assert said in asked.stdout + asked.stderr
+    after = did("--config", str(cfg), "outbox", "list", cwd=tmp_path)
+    assert "── a:" not in after.stdout and "── b: 1 queued" in after.stdout
+
+    fixed = http_receiver.url("")[:-1]
+    cfg = write_config(tmp_path, sandbox, alerts + channels.format(fixed, fixed))
+    import time
+
+    time.sleep(1.5)  # the retry is due
+    again = did("--config", str(cfg), "sweep", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    paths = [post["path"] for post in http_receiver.posts]
+    assert "/b" in paths and "/a" not in paths
+    assert any("(retry 1)" in str(p["body"]) for p in http_receiver.posts if p["path"] == "/b")
+    left = did("--config", str(cfg), "outbox", "list", cwd=tmp_path)
+    assert left.stdout.strip() == "nothing queued"

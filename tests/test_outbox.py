@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -101,3 +102,34 @@ def test_a_send_cut_short_is_handed_back_for_a_retry(store: Store, clock: FakeCl
     (due,) = outbox.due(clock())
     assert (due["id"], due["attempts"], due["last_error"]) == (cut, 1, CUT_SHORT)
     assert outbox.release_cut_short(clock()) == 0  # handed back once
+
+
+def test_dropped_deliveries_are_kept_and_never_sent(store: Store, clock: FakeClock) -> None:
+    """``drop`` marks queued rows ``dropped`` (with an attempt saying so): they leave the queue
+    and ``due``; a row leased by a live sender is left alone, and a sender finishing after a
+    drop does not bring the row back."""
+    outbox = Outbox(store)
+    failed, pending, leased, other = (enqueue(outbox, clock, ch) for ch in ("a", "a", "a", "b"))
+    outbox.record(failed, "a", clock(), error="boom", duration_ms=1, retry_at=clock())
+    (row,) = [r for r in outbox.due(clock()) if r["id"] == leased]
+    assert outbox.claim(row, clock())
+    queued = outbox.queued("a")
+    assert [r["id"] for r in queued] == [failed, pending, leased]
+    assert "body" not in queued[0] and queued[0]["last_error"] == "boom"
+
+    assert outbox.drop([failed, pending, leased], clock()) == [failed, pending]
+    assert [r["id"] for r in outbox.queued()] == [leased, other]
+    assert {r["id"] for r in outbox.due(clock() + timedelta(days=60))} == {leased, other}
+    outbox.record(pending, "a", clock(), error="late", duration_ms=1, retry_at=clock())
+    with store.engine.connect() as conn:
+        status = dict(conn.execute(sa.select(DELIVERIES.c.id, DELIVERIES.c.status)).all())
+        outcomes = list(
+            conn.execute(
+                sa.select(ATTEMPTS.c.delivery_id, ATTEMPTS.c.outcome).order_by(ATTEMPTS.c.id)
+            ).all()
+        )
+    assert status[failed] == status[pending] == "dropped" and status[leased] == "sending"
+    assert (failed, "failed") in outcomes and (failed, "dropped") in outcomes
+    assert outbox.channel_health(["a"])["a"]["pending"] == 1  # the leased one only
+    clock.advance(minutes=11)  # its sender died: the lease ran out, now it can be dropped
+    assert outbox.drop([leased, failed], clock()) == [leased]
