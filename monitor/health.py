@@ -119,9 +119,12 @@ class _StoreCollector(Collector):
         )
         try:
             by_status = numbers_by_status(self.store)
-            open_counts = self.store.open_counts()
+            now = self.clock()
+            # "open" never counts a silenced finding: the dashboard's and the CLI's figure.
+            open_counts = self.store.open_counts(now)
+            silenced_counts = self.store.silenced_counts(now)
             last = self.store.last_sweep("complete")
-            money = list(self._money(self.clock()))
+            money = list(self._money(now))
             newest = self.store.last_finished_sweep()
             health = Outbox(self.store).channel_health(self.channels)
         except (SQLAlchemyError, MonitorError) as exc:
@@ -137,14 +140,22 @@ class _StoreCollector(Collector):
         for status, count in sorted(by_status.items()):
             numbers.add_metric([status], count)
         yield numbers
-        findings = GaugeMetricFamily(
-            "did_monitor_open_findings",
-            "Open findings, by rule and severity",
-            labels=["rule", "severity"],
-        )
-        for (rule, severity), count in sorted(open_counts.items()):
-            findings.add_metric([label(rule), label(severity)], count)
-        yield findings
+        for name, help_text, counts in (
+            (
+                "did_monitor_open_findings",
+                "Open findings no silence holds back, by rule and severity",
+                open_counts,
+            ),
+            (
+                "did_monitor_silenced_findings",
+                "Open findings an active silence holds back, by rule and severity",
+                silenced_counts,
+            ),
+        ):
+            findings = GaugeMetricFamily(name, help_text, labels=["rule", "severity"])
+            for (rule, severity), count in sorted(counts.items()):
+                findings.add_metric([label(rule), label(severity)], count)
+            yield findings
         if last is not None:
             at = last["finished_at"] or last["started_at"]
             yield GaugeMetricFamily(

@@ -243,3 +243,33 @@ def test_currency_labels_are_bounded() -> None:
     assert len(out) == MAX_CURRENCIES + 1 and "other" in out
     assert sum(out.values()) == sum(amounts.values())
     assert all(k.isascii() and "\x1b" not in k for k in out)
+
+
+def test_silenced_findings_are_counted_apart_from_open_ones(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    clock = FakeClock()
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    every = sqlite_store.open_counts()
+    (rule, severity), hushed = next(iter(sorted(every.items())))
+    of_rule = {k: float(v) for k, v in every.items() if k[0] == rule}
+    sqlite_store.add_silence(rule, clock.now + timedelta(days=7), "agreed", clock.now)
+    got = samples(Metrics(sqlite_store, clock=clock))
+
+    def family(name: str) -> dict[tuple[str, str], float]:
+        return {
+            (dict(labels)["rule"], dict(labels)["severity"]): v
+            for (metric, labels), v in got.items()
+            if metric == name
+        }
+
+    opened = family("did_monitor_open_findings")
+    assert (rule, severity) not in opened  # every one of them is silenced
+    assert family("did_monitor_silenced_findings") == of_rule
+    assert sum(opened.values()) == sum(every.values()) - sum(of_rule.values())
+    assert opened == {k: float(v) for k, v in sqlite_store.open_counts(clock.now).items()}
+    # Once the silence ends, they are open again.
+    clock.advance(days=8)
+    later = samples(Metrics(sqlite_store, clock=clock))
+    assert later[("did_monitor_open_findings", (("rule", rule), ("severity", severity)))] == hushed
