@@ -452,9 +452,12 @@ def diff(state: State, since: str | None, fmt: str | None) -> None:
 
 
 @cli.command("check-config")
+@click.option("--strict", is_flag=True, help="Placeholder values left from the example: exit 2.")
 @pass_state
-def check_config(state: State) -> None:
+def check_config(state: State, strict: bool) -> None:
     """Validate the config and print the effective settings, secrets redacted."""
+    from monitor.config import placeholder_warnings
+
     loaded = state.loaded
     where = escape(str(loaded.path)) if loaded.path else "(no file: defaults and environment)"
     out.print(f"config: {where} is valid")
@@ -478,6 +481,14 @@ def check_config(state: State) -> None:
         err.print(
             "[yellow]note:[/] no API token set (vobiz.auth_token or VOBIZ_AUTH_TOKEN); "
             "`sweep` and `run` need one"
+        )
+    placeholders = placeholder_warnings(loaded.settings)
+    for warning in placeholders:
+        err.print(f"[yellow]warning:[/] {tty(warning)}")
+    if strict and placeholders:
+        raise ConfigError(
+            f"--strict: {len(placeholders)} placeholder value(s) in the config (warnings above)",
+            hint="replace each with the real value, or disable what it belongs to",
         )
 
 

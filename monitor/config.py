@@ -525,7 +525,9 @@ class RulesConfig(_Model):
 
 class ChannelConfig(_Model):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    url: str = Field(min_length=1, repr=False)
+    # The Apprise URL, or read from ``url_file`` when the config loads (a Docker secret).
+    url: str = Field(default="", repr=False)
+    url_file: str | None = None
     enabled: bool = True
     min_severity: Severity = "info"
     rules: tuple[str, ...] = ()
@@ -539,6 +541,11 @@ class ChannelConfig(_Model):
     def _apprise_understands(self) -> ChannelConfig:
         from monitor.apprise_url import check_url
 
+        if not self.url:
+            raise ValueError(
+                f"channel {self.name!r}: set url (an Apprise URL) or url_file (a file holding "
+                "one, e.g. /run/secrets/slack_url)"
+            )
         problem = check_url(self.url)
         if problem is not None:
             raise ValueError(
@@ -770,6 +777,7 @@ STRING_KEYS = SECRET_KEYS | {
     "username",
     "password_file",
     "token_file",
+    "url_file",
     "title_prefix",
     "title",
     "intro",
@@ -1016,31 +1024,49 @@ def _parse_env_value(raw: str) -> Any:
 SECRET_FILE_KEYS = (("vobiz", "auth_token"), ("dashboard", "password"), ("dashboard", "token"))
 
 
+def _secret_file_targets(data: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
+    """(table, key, label) of every value that may come from ``<key>_file`` instead."""
+    targets = []
+    for section_name, key in SECRET_FILE_KEYS:
+        section = data.get(section_name)
+        if isinstance(section, dict):
+            targets.append((section, key, f"{section_name}.{key}"))
+    channels = data.get("channels")
+    if isinstance(channels, list):
+        for i, chan in enumerate(channels):
+            if isinstance(chan, dict):
+                targets.append((chan, "url", f"channels[{i}].url"))
+    return targets
+
+
 def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Path) -> list[str]:
     """Read the ``*_file`` secrets; returns warnings (a secret file other users can read)."""
     warnings: list[str] = []
-    for section_name, key in SECRET_FILE_KEYS:
-        section = data.get(section_name)
-        if not isinstance(section, dict) or not section.get(f"{key}_file"):
+    for table, key, label in _secret_file_targets(data):
+        if not table.get(f"{key}_file"):
             continue
-        if sources.get(f"{section_name}.{key}", "").startswith("env"):
+        if sources.get(label, "").startswith("env"):
             continue  # an explicit environment value wins over the secret file
-        secret_path = Path(str(section[f"{key}_file"]))
+        name = f"{label}_file"
+        if key == "url" and key in table and not sources.get(name, "").startswith("env"):
+            raise ConfigError(
+                f"{path}: {label}: set url or url_file, not both",
+                hint="keep url_file (the URL in a secret file) and delete url, or the reverse",
+            )
+        secret_path = Path(str(table[f"{key}_file"]))
         if not secret_path.is_absolute():
             secret_path = path.parent / secret_path
-        name = f"{section_name}.{key}_file"
+        hint = f"the file must hold only the secret, as text; mount it or unset {key}_file"
         # Editors end files with a newline (CR LF on Windows), which is not part of the secret.
-        section[key] = read_small_file(
-            secret_path,
-            SECRET_MAX_BYTES,
-            f"{name}: {secret_path}",
-            hint=f"the file must hold only the secret, as text; mount it or unset {key}_file",
-        ).strip()
+        value = read_small_file(secret_path, SECRET_MAX_BYTES, f"{name}: {secret_path}", hint=hint)
+        table[key] = value.strip()
+        if key == "url" and not table[key]:
+            raise ConfigError(f"{name}: {secret_path}: is empty", hint=hint)
         try:
             mode = secret_path.stat().st_mode
         except OSError:
             mode = 0
-        sources[f"{section_name}.{key}"] = f"secret file {secret_path}"
+        sources[label] = f"secret file {secret_path}"
         if mode & (stat.S_IRGRP | stat.S_IROTH):
             warnings.append(
                 f"{secret_path} ({name}) is readable by other users; run: chmod 600 {secret_path}"
@@ -1157,6 +1183,67 @@ def _message(err: Any) -> str:
             "cannot disable a rule)"
         )
     return str(err["msg"]).removeprefix("Value error, ")
+
+
+# --- placeholders left from config.example.toml -------------------------------------------------
+
+_EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net", ".example", ".invalid")
+# A URL part that only holds a placeholder: slack://T000/B000/XXXX, .../services/T000/...
+_PLACEHOLDER_PART = re.compile(r"(?i)x{3,}|[a-z]?0{3,}|\.{3}|…")
+_PLACEHOLDER_ID = re.compile(r"(?i)[a-z]{2}_x{4,}")
+_PLACEHOLDER_SECRET = re.compile(r"(?i)\.+|…|x{3,}|\*+|<[^>]*>|changeme|your[-_ ]?token")
+
+
+def _is_placeholder_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".")
+    except ValueError:
+        return False
+    if any(host == d or host.endswith(d if d[0] == "." else f".{d}") for d in _EXAMPLE_DOMAINS):
+        return True
+    pieces = [parts.netloc.rpartition("@")[2], *parts.path.split("/")]
+    return any(_PLACEHOLDER_PART.fullmatch(piece) for piece in pieces if piece)
+
+
+def placeholder_warnings(settings: Settings) -> list[str]:
+    """Values still as config.example.toml (or a tutorial) wrote them, one warning each; a
+    secret's value is never quoted, a URL only masked."""
+    found: list[str] = []
+    vobiz = settings.vobiz
+    if _PLACEHOLDER_ID.fullmatch(vobiz.auth_id):
+        found.append(
+            f"vobiz.auth_id is the example's placeholder {vobiz.auth_id!r}: set your partner "
+            "auth id (PA_...) from the Vobiz console, or the environment variable VOBIZ_AUTH_ID"
+        )
+    secrets = {
+        "vobiz.auth_token": vobiz.auth_token,
+        "dashboard.password": settings.dashboard.password,
+        "dashboard.token": settings.dashboard.token,
+    }
+    for key, value in secrets.items():
+        if value and _PLACEHOLDER_SECRET.fullmatch(value):
+            found.append(f"{key} is a placeholder, not a real secret: set the real one")
+    urls = {
+        "vobiz.base_url": vobiz.base_url,
+        "service.heartbeat_url": settings.service.heartbeat_url,
+        "service.fail_url": settings.service.fail_url,
+        "alerts.dashboard_url": settings.alerts.dashboard_url,
+    }
+    for key, url in urls.items():
+        if url and _is_placeholder_url(url):
+            found.append(
+                f"{key} is the example's address ({redact_url(url)}): set the real one or remove it"
+            )
+    for i, chan in enumerate(settings.channels):
+        if chan.enabled and _is_placeholder_url(chan.url):
+            found.append(
+                f"channels[{i}] ({chan.name}): url looks like the example's placeholder "
+                f"({redact_url(chan.url)}); alerts queued for it wait and are retried until "
+                "it works: set the real URL or enabled = false "
+                f"(`did-monitor outbox drop --channel {chan.name}` clears its queue)"
+            )
+    return found
 
 
 # --- redaction --------------------------------------------------------------------------------

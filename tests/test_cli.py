@@ -671,6 +671,57 @@ def test_sweep_skips_a_live_lease_naming_its_holder(tmp_path: Path, sandbox: San
     assert "otherhost:7:abc" in result.stdout and "2999-01-01T06:00:00" in result.stdout
     assert "skipped" in result.stdout
 
+# --- the operator's first hour (issue 21): placeholders, url_file, the outbox ------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_check_config_passes_on_the_example_and_warns_about_placeholders(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    example = did("--config", str(ROOT / "config.example.toml"), "check-config", cwd=tmp_path)
+    assert example.returncode == 0, example.stderr
+    assert "warning" not in example.stderr and "[[channels]]" not in example.stdout
+    strict = "--config", str(ROOT / "config.example.toml"), "check-config", "--strict"
+    assert did(*strict, cwd=tmp_path).returncode == 0
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        (ROOT / "config.example.toml")
+        .read_text()
+        .replace('# auth_id = "PA_XXXXXXXX"', 'auth_id = "PA_XXXXXXXX"')
+        .replace('# [[channels]]\n# name = "ops-slack"', '[[channels]]\nname = "ops-slack"')
+        .replace('# url = "slack://T000', 'url = "slack://T000')
+    )
+    cfg.chmod(0o600)
+    result = did("--config", str(cfg), "check-config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, result.stderr
+    assert "vobiz.auth_id" in warnings[0] and "PA_XXXXXXXX" in warnings[0]
+    assert "(ops-slack): url looks like the example's placeholder (slack://***)" in warnings[1]
+    refused = did("--config", str(cfg), "check-config", "--strict", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--strict: 2 placeholder value(s)" in refused.stderr
+
+
+def test_check_config_masks_a_url_from_url_file(
+    tmp_path: Path, sandbox: Sandbox, http_receiver: HttpReceiver
+) -> None:
+    secret = tmp_path / "hook_url"
+    secret.write_text(http_receiver.url("hooks/abcdefsecretpath") + "\n")
+    secret.chmod(0o600)
+    cfg = write_config(tmp_path, sandbox, f'[[channels]]\nname = "hook"\nurl_file = "{secret}"\n')
+    result = did("--config", str(cfg), "check-config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f'url = "json://127.0.0.1:{http_receiver.port}/…"  # secret file {secret}' in (
+        result.stdout
+    )
+    assert f'url_file = "{secret}"' in result.stdout
+    assert "abcdefsecretpath" not in result.stdout + result.stderr
+    sent = did("--config", str(cfg), "test-alert", cwd=tmp_path)
+    assert sent.returncode == 0 and http_receiver.posts[0]["path"] == "/hooks/abcdefsecretpath"
+
 
 def did_with_stdin(*args: str, cwd: Path, stdin: int) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}

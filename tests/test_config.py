@@ -712,3 +712,98 @@ def test_every_numeric_setting_has_an_upper_bound() -> None:
         and not any(isinstance(m, annotated_types.Le | annotated_types.Lt) for m in info.metadata)
     ]
     assert not unbounded
+
+
+# --- the example config, placeholders and channel URLs from files (issue 21) -------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_example_config_loads_with_no_channel_and_no_placeholder() -> None:
+    """config.example.toml as shipped: valid, no channel on (a placeholder URL would collect
+    alerts for weeks), nothing ``check-config`` would call a placeholder."""
+    from monitor.config import placeholder_warnings
+
+    loaded = load(str(ROOT / "config.example.toml"), {})
+    assert loaded.settings.channels == ()
+    assert placeholder_warnings(loaded.settings) == []
+
+
+def test_placeholders_from_the_example_are_named_never_quoting_a_secret(tmp_path: Path) -> None:
+    from monitor.config import placeholder_warnings
+
+    path = write(
+        tmp_path,
+        """
+[vobiz]
+auth_id = "PA_XXXXXXXX"
+auth_token = "..."
+[service]
+heartbeat_url = "https://hc.example.org/ping/abc"
+[alerts]
+dashboard_url = "https://monitor.example.com/"
+[[channels]]
+name = "ops-slack"
+url = "slack://T000/B000/XXXX"
+[[channels]]
+name = "hook"
+url = "https://hooks.slack.com/services/T000/B000/XXXX"
+[[channels]]
+name = "ops-email"
+url = "mailtos://user:password@smtp.example.com?from=monitor@example.com&to=ops@example.com"
+[[channels]]
+name = "off"
+url = "slack://T000/B000/XXXX"
+enabled = false
+[[channels]]
+name = "real"
+url = "slack://TAAAA1111/BBBBB2222/CCCCCC3333secret"
+""",
+    )
+    warnings = placeholder_warnings(load(str(path), {}).settings)
+    text = "\n".join(warnings)
+    assert len(warnings) == 7, text
+    assert "vobiz.auth_id" in text and "PA_XXXXXXXX" in text and "vobiz.auth_token" in text
+    assert "service.heartbeat_url" in text and "alerts.dashboard_url" in text
+    for name in ("ops-slack", "hook", "ops-email"):
+        assert f"({name}): url looks like the example's placeholder" in text
+        assert f"outbox drop --channel {name}" in text
+    assert "(off)" not in text and "(real)" not in text  # disabled, or a real URL
+    assert "password" not in text and "abc" not in text  # URLs masked
+
+
+def test_channel_url_from_a_file(tmp_path: Path) -> None:
+    """``url_file``: the URL from a (secret) file, its trailing newline dropped, masked like
+    ``url``, relative to the config; exactly one of the two; the environment still wins."""
+    secret = tmp_path / "slack_url"
+    secret.write_text("slack://TAAAA1111/BBBBB2222/CCCCfromfile\r\n")
+    secret.chmod(0o600)
+    path = write(tmp_path, '[[channels]]\nname = "s"\nurl_file = "slack_url"\n')
+    loaded = load(str(path), {})
+    chan = loaded.settings.channels[0]
+    assert chan.url == "slack://TAAAA1111/BBBBB2222/CCCCfromfile" and chan.kind() == "slack"
+    assert loaded.sources["channels[0].url"] == f"secret file {secret}"
+    assert loaded.warnings == ()  # the config holds no secret, the file is private
+    shown = redacted(loaded.settings)["channels"][0]
+    assert shown["url"] == "slack://***" and shown["url_file"] == "slack_url"
+    assert "CCCCfromfile" not in repr(redacted(loaded.settings))
+
+    env = {"DID_MONITOR__CHANNELS__0__URL": "json://127.0.0.1:9/hook"}
+    assert load(str(path), env).settings.channels[0].url == "json://127.0.0.1:9/hook"
+
+    secret.chmod(0o644)
+    assert any(str(secret) in w and "chmod 600" in w for w in load(str(path), {}).warnings)
+
+    both = write(tmp_path, '[[channels]]\nname = "s"\nurl = "json://h/x"\nurl_file = "slack_url"\n')
+    with pytest.raises(ConfigError, match=r"channels\[0\]\.url: set url or url_file, not both"):
+        load(str(both), {})
+    neither = write(tmp_path, '[[channels]]\nname = "s"\n')
+    with pytest.raises(ConfigError, match=r"channels\.0: .*set url .* or url_file"):
+        load(str(neither), {})
+    missing = write(tmp_path, '[[channels]]\nname = "s"\nurl_file = "/run/secrets/nope"\n')
+    with pytest.raises(ConfigError, match=r"^channels\[0\]\.url_file: /run/secrets/nope: cannot"):
+        load(str(missing), {})
+    (tmp_path / "empty").write_text("\n")
+    empty = write(tmp_path, '[[channels]]\nname = "s"\nurl_file = "empty"\n')
+    with pytest.raises(ConfigError, match=r"url_file: .*empty: is empty"):
+        load(str(empty), {})

@@ -189,9 +189,10 @@ def test_monitor_environment_and_secret(compose: dict[str, Any]) -> None:
     assert "@postgres:5432/" in env["DID_MONITOR__DATABASE__URL"]
     assert env["DID_MONITOR__SERVICE__HEALTH_LISTEN"] == "0.0.0.0:9108"
     assert parse_listen(env["DID_MONITOR__SERVICE__HEALTH_LISTEN"]) == ("0.0.0.0", 9108)
-    assert monitor["secrets"] == ["vobiz_auth_token"]
+    assert monitor["secrets"] == ["vobiz_auth_token", "slack_url"]
     assert env["DID_MONITOR__VOBIZ__AUTH_TOKEN_FILE"] == "/run/secrets/vobiz_auth_token"
     assert compose["secrets"]["vobiz_auth_token"]["file"]
+    assert compose["secrets"]["slack_url"]["file"] == "./secrets/slack_url"
     assert not any("TOKEN" in k and not k.endswith("_FILE") for k in env)
     assert "./config.toml:/config/config.toml:ro" in monitor["volumes"]
     grace = int(str(monitor["stop_grace_period"]).rstrip("s"))
@@ -219,3 +220,25 @@ def test_the_compose_environment_loads_as_valid_settings(
     assert settings.vobiz.auth_token == "tok-from-secret"
     assert settings.database.url == "postgresql+psycopg://monitor:abc123@postgres:5432/monitor"
     assert settings.service.health_listen == "0.0.0.0:9108"
+
+
+def test_the_config_compose_describes_reads_the_slack_url_from_its_secret(tmp_path: Path) -> None:
+    """compose.yaml's header: a config with ``url_file = "/run/secrets/slack_url"`` (the mounted
+    secret) and no secret in it, so the container's user may read it at 644 without a warning;
+    the header and the README agree on that mode."""
+    text = (ROOT / "compose.yaml").read_text(encoding="utf-8")
+    header = [line.lstrip("# ") for line in text.splitlines() if line.startswith("#")]
+    start = header.index("[[channels]]")
+    snippet = "\n".join(header[start : start + 3])
+    assert 'url_file = "/run/secrets/slack_url"' in snippet
+    secret = tmp_path / "slack_url"
+    secret.write_text("https://hooks.slack.com/services/TAAAA/BBBBB/CCCCsecret\n")
+    secret.chmod(0o400)
+    config = tmp_path / "config.toml"
+    config.write_text(snippet.replace("/run/secrets/slack_url", str(secret)), encoding="utf-8")
+    config.chmod(0o644)
+    loaded = load(str(config), environ={})
+    assert loaded.settings.channels[0].kind() == "slack" and loaded.warnings == ()
+    assert "chmod 644 config.toml" in text
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "644 lets uid 10001 read it" in readme
