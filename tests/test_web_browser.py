@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -141,7 +142,14 @@ def wait_for_first_sweep(db_url: str, proc: subprocess.Popen[bytes], log: Path, 
 
 
 def test_the_dashboard_in_a_real_browser(service: tuple[str, Sandbox, str], tmp_path: Path) -> None:
-    base, box, _db_url = service
+    base, box, db_url = service
+    store = Store(db_url)
+    try:  # so that the silences page has one to show
+        now = datetime.now(UTC)
+        store.add_silence("billing_due", now + timedelta(days=14), "renewal agreed", now, by="ops")
+    finally:
+        store.dispose()
+    shots = Path(os.environ.get("DID_MONITOR_SCREENSHOT_DIR", tmp_path))
     hostile_e164 = str(box.inventory.item(0)["e164"])
     dialogs: list[str] = []
     with sync_api.sync_playwright() as playwright:
@@ -169,8 +177,8 @@ def test_the_dashboard_in_a_real_browser(service: tuple[str, Sandbox, str], tmp_
             assert page.locator("h1").inner_text() == "Overview"
             assert page.locator("td", has_text="ops-webhook").count() >= 1
             charts = page.locator("section.charts img")
-            assert charts.count() == 4
-            for index in range(4):
+            assert charts.count() == 5  # inventory, rental in INR, in USD, findings, statuses
+            for index in range(5):
                 box_size = charts.nth(index).bounding_box()
                 assert box_size is not None and box_size["width"] > 300
                 src = charts.nth(index).get_attribute("src")
@@ -197,5 +205,43 @@ def test_the_dashboard_in_a_real_browser(service: tuple[str, Sandbox, str], tmp_
             assert page.get_by_text("blocked").count() >= 1
             assert not dialogs
             context.close()
+            every_page_fits(browser, base, hostile_e164, box, shots)
         finally:
             browser.close()
+
+
+def every_page_fits(browser: Any, base: str, e164: str, box: Sandbox, shots: Path) -> None:
+    """Every page at a phone's 375 px and a laptop's 1280 px: the page itself never scrolls
+    sideways (a wide table scrolls inside its own box). Screenshots go to ``shots``."""
+    account = str(box.inventory.item(0)["account_id"])
+    pages = {
+        "overview": "/",
+        "findings": "/findings",
+        "number": "/numbers/" + quote(e164, safe="+"),
+        "accounts": "/accounts",
+        "account": "/accounts/" + quote(account, safe=""),
+        "sweeps": "/sweeps",
+        "silences": "/silences",
+    }
+    for width in (375, 1280):
+        context = browser.new_context(
+            java_script_enabled=False, viewport={"width": width, "height": 800}
+        )
+        page = context.new_page()
+        try:
+            for name, path in pages.items():
+                response = page.goto(base + path, wait_until="networkidle")
+                assert response is not None and response.status == 200, path
+                page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+                # evaluate() runs in the page's isolated world even with JavaScript off.
+                scroll = page.evaluate("document.documentElement.scrollWidth")
+                assert scroll <= width, f"{path} is {scroll} px wide at {width} px"
+            # At 1280 px even the widest table, the sweeps', shows its last column.
+            page.goto(base + "/sweeps", wait_until="networkidle")
+            table = page.evaluate(
+                "[document.querySelector('.scroll').scrollWidth,"
+                " document.querySelector('.scroll').clientWidth]"
+            )
+            assert width < 1280 or table[0] <= table[1], table
+        finally:
+            context.close()

@@ -12,6 +12,7 @@ from sqlalchemy.engine import RowMapping
 
 from monitor import reports
 from monitor.pipeline import run_cycle
+from monitor.render import Item, urgency
 from monitor.sandbox import Sandbox
 from monitor.store import VERSIONS, Store
 from monitor.testing import RecordingNotifier
@@ -84,7 +85,8 @@ def test_findings_page_filters_and_counts(sandbox: Sandbox, store: Store, clock:
     open_ = [f for f in everything if f["state"] == "open"]
     page = queries.findings_page(store, FindingFilter(), 1, 5, now)
     assert page.total == len(open_) and len(page.items) == 5
-    assert [f["id"] for f in page.items] == sorted((f["id"] for f in open_), reverse=True)[:5]
+    # Most urgent first, in the one order of the CLI and the digests (store.findings).
+    assert [f["id"] for f in page.items] == [f["id"] for f in open_][:5]
     rule, severity = open_[0]["rule"], open_[0]["severity"]
     narrowed = queries.findings_page(
         store, FindingFilter(rule=rule, severity=severity), 1, 500, now
@@ -170,3 +172,79 @@ def test_number_history_names_what_changed(
     history = queries.number_history(store, e164)
     assert [v["changed"] for v in history] == [[], ["monthly_fee"], ["currency"]]
     assert "raw" not in history[0]
+
+
+def test_findings_are_ordered_by_severity_then_due_date_then_rule(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    sweep_three_times(sandbox, store, clock)
+    page = queries.findings_page(store, FindingFilter(), 1, 10_000, clock())
+    assert len({f["severity"] for f in page.items}) > 1
+    keys = [
+        urgency(Item(f["rule"], f["severity"], f["e164"] or "", "", "", due_at=f["due_at"]))
+        for f in page.items
+    ]
+    assert keys == sorted(keys)
+    # The newest finding is not first merely for being newest: critical ones lead.
+    assert page.items[0]["severity"] == "critical"
+
+
+def test_findings_filter_by_number_prefix_and_name_the_account(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    sweep_three_times(sandbox, store, clock)
+    now = clock()
+    every = queries.findings_page(store, FindingFilter(), 1, 10_000, now).items
+    e164 = next(f["e164"] for f in every if f["e164"])
+    prefix = e164[:6]
+    found = queries.findings_page(store, FindingFilter(number=prefix), 1, 10_000, now)
+    assert found.total == sum(1 for f in every if (f["e164"] or "").startswith(prefix))
+    assert found.total and all(f["e164"].startswith(prefix) for f in found.items)
+    exact = queries.findings_page(store, FindingFilter(number=e164), 1, 10_000, now)
+    assert {f["e164"] for f in exact.items} == {e164}
+    # LIKE's wildcards are text here, not patterns.
+    assert queries.findings_page(store, FindingFilter(number="%"), 1, 10, now).total == 0
+    assert queries.findings_page(store, FindingFilter(number="+_"), 1, 10, now).total == 0
+    names = {str(a["auth_id"]): a["name"] for a in sandbox.inventory.accounts()}
+    assert all(f["account_name"] == names.get(f["account_id"]) for f in every)
+    assert any(f["account_name"] for f in every)
+
+
+def test_findings_page_counts_open_and_silenced_apart(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    sweep_three_times(sandbox, store, clock)
+    now = clock()
+    before = queries.findings_page(store, FindingFilter(), 1, 10, now)
+    assert before.open == before.total == sum(store.open_counts().values())
+    assert before.silenced == 0
+    rule = before.items[0]["rule"]
+    store.add_silence(rule, now + timedelta(days=30), "agreed", now)
+    after = queries.findings_page(store, FindingFilter(), 1, 10, now)
+    hushed = sum(n for (r, _), n in store.open_counts().items() if r == rule)
+    assert after.silenced == hushed > 0
+    assert after.open == after.total == before.open - hushed
+    assert after.open == sum(store.open_counts(now).values())
+    assert after.silenced == sum(store.silenced_counts(now).values())
+
+
+def test_one_account_as_the_accounts_page_shows_it_with_its_numbers(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    sweep_three_times(sandbox, store, clock)
+    now = clock()
+    listed = queries.accounts_page(store, 1, 500, now).items
+    busiest = max(listed, key=lambda a: a.numbers)
+    one = queries.account(store, busiest.account_id, now)
+    assert one == busiest
+    assert one.rental and one.due
+    numbers = queries.account_numbers(store, busiest.account_id, 1, 500)
+    assert numbers.total == busiest.numbers == len(numbers.items)
+    assert [n["e164"] for n in numbers.items] == sorted(n["e164"] for n in numbers.items)
+    assert queries.account(store, "nobody", now) is None
+    assert queries.account_numbers(store, "nobody", 1, 10).total == 0
+    store.add_silence("*", now + timedelta(days=1), "x", now, account_id=busiest.account_id)
+    hushed = queries.account(store, busiest.account_id, now)
+    assert hushed is not None
+    assert hushed.open_findings == 0
+    assert hushed.silenced_findings == busiest.open_findings + busiest.silenced_findings

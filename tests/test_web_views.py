@@ -9,7 +9,10 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from html import escape as html_escape
+from html import unescape as html_unescape
+from itertools import pairwise
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -21,6 +24,7 @@ from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
+from monitor.web import charts
 from monitor.web.app import build_app
 from monitor.web.security import Access
 from monitor.web.views import Dashboard
@@ -114,18 +118,21 @@ def test_overview_shows_the_last_sweep_inventory_findings_channels_and_charts(
     for (rule, _severity), _count in swept.store.open_counts().items():
         assert f"?rule={rule}&amp;severity=" in html
     assert ">ops<" in html
-    charts = re.findall(r'<img src="(/charts/\w+\.svg)"', html)
+    charts = re.findall(r'<img src="(/charts/[\w-]+\.svg)"', html)
+    # One rental panel per currency: INR and USD never share an axis.
     assert sorted(charts) == [
         "/charts/findings.svg",
         "/charts/inventory.svg",
-        "/charts/rental.svg",
+        "/charts/rental-0.svg",
+        "/charts/rental-1.svg",
         "/charts/status.svg",
     ]
+    assert "active numbers in INR" in html and "active numbers in USD" in html
     assert "Next sweep" in html and "UTC" in html
 
 
 def test_charts_are_svg_without_script(client: TestClient) -> None:
-    for name in ("inventory", "rental", "findings", "status"):
+    for name in ("inventory", "rental-0", "rental-1", "findings", "status"):
         response = client.get(f"/charts/{name}.svg")
         assert response.status_code == 200
         assert response.headers["content-type"] == "image/svg+xml"
@@ -133,9 +140,43 @@ def test_charts_are_svg_without_script(client: TestClient) -> None:
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg
         assert "<script" not in svg and "kozea.github.io" not in svg
         assert "script-src" not in response.headers["content-security-policy"]
-    rental = client.get("/charts/rental.svg").text
-    assert "INR" in rental and "USD" in rental
     assert client.get("/charts/nothing.svg").status_code == 404
+    assert client.get("/charts/rental.svg").status_code == 404
+
+
+def svg_texts(svg: str) -> list[str]:
+    return [html_unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+
+
+def test_charts_are_honest_one_currency_per_panel_counts_from_zero(client: TestClient) -> None:
+    titles = []
+    for index in (0, 1):
+        svg = client.get(f"/charts/rental-{index}.svg").text
+        texts = svg_texts(svg)
+        titles += [t for t in texts if t.startswith("Monthly rental")]
+        # A linear amount axis from zero: evenly spaced labels (a log axis has 1, 10, 100).
+        axis = svg[svg.index('class="axis y') : svg.index('class="axis x')]
+        ticks = [float(t.replace(",", "")) for t in svg_texts(axis) if t]
+        assert ticks[0] == 0 and len(ticks) > 2
+        assert len({round(b - a, 6) for a, b in pairwise(ticks)}) == 1, ticks
+    assert sorted(titles) == [
+        "Monthly rental of active numbers, INR",
+        "Monthly rental of active numbers, USD",
+    ]
+    inventory = svg_texts(client.get("/charts/inventory.svg").text)
+    assert "0" in inventory  # a 1% dip is not drawn as a cliff
+
+
+def test_sweeps_of_one_day_have_labels_of_their_own() -> None:
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    times = [start, start + timedelta(hours=3), start + timedelta(days=7)]
+    svg = charts.inventory_chart(times, [800, 790, 795]).decode()
+    texts = svg_texts(svg)
+    assert "2026-12-01 09:00" in texts and "2026-12-01 12:00" in texts
+    # 52 weekly sweeps: only a few labels are printed, so none overprint.
+    many = [start + timedelta(weeks=i) for i in range(52)]
+    labels = [t for t in svg_texts(charts.inventory_chart(many, [800] * 52).decode()) if ":" in t]
+    assert 2 <= len(labels) <= 8
 
 
 def test_security_headers_on_every_response(client: TestClient) -> None:
@@ -168,8 +209,9 @@ def test_findings_filter_paginate_and_link_to_numbers(client: TestClient, swept:
     assert f"11–{min(20, open_total)} of {open_total}" in second.text
     links = re.findall(r'href="(/numbers/[^"]+)"', first.text)
     # A finding about a customer account (no_active_number) has no number to link to.
-    # The sandbox has two customers without numbers: at most two rows without a link.
-    assert 8 <= len(links) <= 10
+    # The sandbox has two customers without numbers and the idle one: at most three rows
+    # without a link (they are urgent, so on the first page).
+    assert 7 <= len(links) <= 10
     assert client.get(links[0]).status_code == 200
 
     blocked = client.get("/findings?rule=blocked&severity=critical")
@@ -383,7 +425,10 @@ def test_bidi_and_terminal_controls_from_the_api_are_not_shown(
     assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
     with TestClient(dashboard_app(sqlite_store, clock)) as c:
         pages = ("/", "/accounts", "/findings?state=all", "/numbers/" + item["e164"])
-        for path in (*pages, "/charts/status.svg", "/charts/rental.svg"):
+        overview = c.get("/").text
+        panels = re.findall(r'<img src="(/charts/rental-\d+\.svg)"', overview)
+        assert len(panels) == 3  # INR, USD and the unreadable currency, each its own panel
+        for path in (*pages, "/charts/status.svg", *panels):
             response = c.get(path)
             assert response.status_code == 200, path
             assert not BIDI_OR_ESCAPE.search(response.text), (
@@ -394,3 +439,88 @@ def test_bidi_and_terminal_controls_from_the_api_are_not_shown(
         assert "evil [31m" in number and "left" in number
         accounts = c.get("/accounts").text
         assert re.search(r"<bdi>\s*RENAMED\s*</bdi>", accounts)
+
+
+def test_overview_leads_with_critical_findings_and_counts_silenced_apart(
+    client: TestClient, swept: Swept
+) -> None:
+    now = swept.clock()
+    swept.store.add_silence("blocked", now + timedelta(days=30), "agreed", now)
+    html = client.get("/").text
+    opened, hushed = swept.store.open_counts(now), swept.store.silenced_counts(now)
+    critical = sum(n for (_, severity), n in opened.items() if severity == "critical")
+    assert hushed and sum(hushed.values()) > 0
+    cards = html.index('<section class="cards">')
+    first_card = html[cards : html.index("</div>", cards)]
+    assert "Critical findings" in first_card
+    assert f'<a href="/findings?severity=critical">{critical} critical</a>' in first_card
+    assert f">{sum(opened.values())} open</a>" in html
+    assert f"{sum(hushed.values())} silenced" in html
+    # "open" never counts a silenced finding, here as on /findings.
+    page = client.get("/findings").text
+    assert f"of {sum(opened.values())}<" in page
+    assert f">{sum(opened.values())} open</a>" in page
+    assert f">{sum(hushed.values())} silenced</a>" in page
+
+
+def test_findings_page_is_most_urgent_first_searchable_and_names_accounts(
+    client: TestClient, swept: Swept, sandbox: Sandbox
+) -> None:
+    html = client.get("/findings").text
+    severities = re.findall(r'<td><span class="badge badge-(critical|warning|info)">', html)
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    assert severities == sorted(severities, key=rank.__getitem__)
+    assert severities[0] == "critical"
+    prefix = swept.hostile_e164[:7]
+    found = client.get("/findings", params={"number": prefix, "state": "all"}).text
+    numbers = re.findall(r'<a class="number" href="[^"]+">([^<]+)</a>', found)
+    assert numbers and all(n.startswith(prefix) for n in numbers)
+    assert swept.hostile_e164 in numbers
+    assert f'name="number" value="{prefix}"' in found
+    # Each account is named beside its id and links to its own page.
+    names = {str(a["auth_id"]): a["name"] for a in sandbox.inventory.accounts()}
+    links = re.findall(r'<a class="account" href="/accounts/([^"]+)"><bdi>([^<]+)</bdi>', html)
+    assert links
+    for account_id, name in links:
+        assert html_escape(names[account_id]) == name
+
+
+def test_account_page_lists_its_numbers_findings_and_rental(
+    client: TestClient, swept: Swept, sandbox: Sandbox
+) -> None:
+    number = client.get("/numbers/" + swept.hostile_e164).text
+    account_id = sandbox.inventory.item(0)["account_id"]
+    name = next(a["name"] for a in sandbox.inventory.accounts() if a["auth_id"] == account_id)
+    assert f'href="/accounts/{account_id}"><bdi>{html_escape(name)}</bdi>' in number
+    page = client.get(f"/accounts/{account_id}")
+    assert page.status_code == 200
+    html = page.text
+    assert_safe_html(html)
+    assert html_escape(name) in html and account_id in html
+    assert "/numbers/" + swept.hostile_e164 in html
+    assert "blocked" in html  # its open finding
+    assert re.search(r"\d+\.\d\d (INR|USD)", html)  # its rental
+    assert "due in 30 days" in html
+    accounts = client.get("/accounts").text
+    assert f'href="/accounts/{account_id}"' in accounts
+    missing = client.get("/accounts/nobody")
+    assert missing.status_code == 404 and "no account nobody on record" in missing.text
+    assert client.get("/accounts/%00").status_code == 404
+
+
+def test_silences_page_lists_who_added_what_and_what_it_matches(
+    client: TestClient, swept: Swept
+) -> None:
+    now = swept.clock()
+    assert "No silence." in client.get("/silences").text
+    swept.store.add_silence(
+        "blocked", now + timedelta(days=14), "renewal <agreed>", now, by="asha@ops"
+    )
+    swept.store.add_silence("*", now - timedelta(days=1), "old", now - timedelta(days=9))
+    html = client.get("/silences").text
+    assert_safe_html(html)
+    matched = swept.store.open_counts()[("blocked", "critical")]
+    rows = html[html.index("<tbody>") :].split("</tr>")
+    assert "blocked" in rows[0] and "renewal &lt;agreed&gt;" in rows[0]
+    assert "asha@ops" in rows[0] and f'<td class="num">{matched}</td>' in rows[0]
+    assert "any rule" in rows[1] and "badge-ended" in rows[1]

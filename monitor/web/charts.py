@@ -18,6 +18,7 @@ from typing import Any, Final
 import pygal
 from pygal.style import Style
 
+from monitor.model import currency_code
 from monitor.render import CONTROL_CHARS
 
 # pygal appends a finder for its map plugins to sys.meta_path, one without find_spec(): every
@@ -26,7 +27,6 @@ sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginIm
 
 WIDTH: Final = 720
 HEIGHT: Final = 300
-LOG_SCALE_RATIO: Final = 20
 _SCRIPT = re.compile(rb"<script\b[^>]*>.*?</script>", re.DOTALL)
 _STYLE = Style(
     background="#ffffff",
@@ -51,12 +51,15 @@ def _config(**extra: Any) -> dict[str, Any]:
         "height": HEIGHT,
         "legend_at_bottom": True,
         "show_minor_x_labels": False,
+        "x_label_rotation": 30,  # time labels side by side would touch
         "x_labels_major_count": 6,
         "truncate_legend": 30,
         "truncate_label": 20,
         "no_data_text": "no complete sweep yet",
         "margin": 12,
-        "margin_right": 36,  # room for the last date label
+        "margin_right": 48,  # room for the last time label
+        "include_x_axis": True,  # counts and amounts from zero: a 1% dip is not a cliff
+        "value_formatter": _amount,
         **extra,
     }
 
@@ -72,28 +75,34 @@ def _api_label(text: str) -> str:
     return CONTROL_CHARS.sub(" ", text).strip() or "?"
 
 
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
+
+
 def _labels(times: Sequence[datetime]) -> list[str]:
-    return [f"{t:%Y-%m-%d}" for t in times]
+    """One label per sweep, to the minute, so two sweeps of one day are told apart; pygal
+    prints only ``x_labels_major_count`` of them, spaced out and slanted, so they never
+    overprint."""
+    return [f"{t:%Y-%m-%d %H:%M}" for t in times]
 
 
 def inventory_chart(times: Sequence[datetime], sizes: Sequence[int]) -> bytes:
-    """Numbers seen by each complete sweep."""
+    """Numbers seen by each complete sweep, on an axis from zero."""
     chart = pygal.Line(**_config(title="Inventory size", show_legend=False, dots_size=2))
     chart.x_labels = _labels(times)
     chart.add("numbers", list(sizes))
     return _svg(chart)
 
 
-def rental_chart(times: Sequence[datetime], series: Mapping[str, Sequence[float]]) -> bytes:
-    """Monthly rental of the active numbers, one line per currency. Amounts in currencies of
-    very different size (INR beside USD) share a logarithmic axis, so each line keeps a shape."""
-    peaks = [max(values) for values in series.values() if values and max(values) > 0]
-    log = len(peaks) > 1 and max(peaks) > LOG_SCALE_RATIO * min(peaks)
-    title = "Monthly rental of active numbers" + (" (log scale)" if log else "")
-    chart = pygal.Line(**_config(title=title, dots_size=2, logarithmic=log))
+def rental_chart(times: Sequence[datetime], currency: str, values: Sequence[float]) -> bytes:
+    """Monthly rental of the active numbers in one currency, on a linear axis from zero (one
+    panel per currency: amounts in different currencies share no axis)."""
+    code = currency_code(currency) or "no currency"
+    chart = pygal.Line(
+        **_config(title=f"Monthly rental of active numbers, {code}", show_legend=False, dots_size=2)
+    )
     chart.x_labels = _labels(times)
-    for currency, values in series.items():
-        chart.add(_api_label(currency), [v if v > 0 or not log else None for v in values])
+    chart.add(code, list(values))
     return _svg(chart)
 
 
@@ -109,11 +118,10 @@ def findings_chart(
 
 
 def status_chart(by_status: Mapping[str, int]) -> bytes:
-    """The current inventory by status, largest first."""
-    chart = pygal.HorizontalBar(
-        **_config(title="Numbers by status", show_legend=False, print_values=True)
-    )
+    """The current inventory by status, largest first; each count in its label (printed
+    inside the bars, a short bar's count overprinted the axis)."""
+    chart = pygal.HorizontalBar(**_config(title="Numbers by status", show_legend=False))
     ordered = sorted(by_status.items(), key=lambda kv: (-kv[1], kv[0]))
-    chart.x_labels = [_api_label(status) for status, _ in ordered]
+    chart.x_labels = [f"{_api_label(status)} ({count:,})" for status, count in ordered]
     chart.add("numbers", [count for _, count in ordered])
     return _svg(chart)

@@ -17,11 +17,11 @@ from decimal import Decimal
 from typing import Any, Final, Generic, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from monitor import reports
 from monitor.account_store import ACCOUNTS
-from monitor.store import FINDINGS, SILENCES, SWEEPS, VERSIONS, Store
+from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store, silenced, unsilenced, urgency_order
 
 T = TypeVar("T")
 
@@ -153,11 +153,13 @@ def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[fl
 
 @dataclass(frozen=True)
 class FindingFilter:
-    """The findings page's filters; empty strings mean "any"."""
+    """The findings page's filters; empty strings mean "any". ``number`` is a prefix of the
+    E.164 ("+9180" finds every number starting so)."""
 
     rule: str = ""
     severity: str = ""
     account: str = ""
+    number: str = ""
     state: str = "open"
 
     def query(self, **changes: Any) -> dict[str, str]:
@@ -166,73 +168,107 @@ class FindingFilter:
             "rule": self.rule,
             "severity": self.severity,
             "account": self.account,
+            "number": self.number,
             "state": self.state,
         } | changes
         return {k: str(v) for k, v in values.items() if v and not (k == "state" and v == "open")}
 
 
-def _silenced(now: datetime) -> sa.ColumnElement[bool]:
-    """An open finding is silenced while a silence matches it (as ``store.is_silenced``)."""
+@dataclass(frozen=True)
+class FindingsPage(Page[dict[str, Any]]):
+    """A page of findings, and how many findings the filters match (the state aside) that are
+    open and silenced (``store.unsilenced`` and ``store.silenced``: "open" never counts a
+    silenced one)."""
 
-    def loose(column: sa.Column[Any], target: sa.Column[Any]) -> sa.ColumnElement[bool]:
-        return sa.or_(column.is_(None), column == "", column == target)
+    open: int = 0
+    silenced: int = 0
 
-    return sa.and_(
-        FINDINGS.c.state == "open",
-        sa.exists().where(
-            SILENCES.c.until > now,
-            sa.or_(SILENCES.c.rule == "*", SILENCES.c.rule == FINDINGS.c.rule),
-            loose(SILENCES.c.e164, FINDINGS.c.e164),
-            loose(SILENCES.c.account_id, FINDINGS.c.account_id),
-        ),
-    )
+
+def _display_order(now: datetime) -> tuple[sa.ColumnElement[Any], ...]:
+    """Open findings, then silenced, then resolved; each most urgent first
+    (``store.urgency_order``, the order of the CLI and the digests)."""
+    state = sa.case((silenced(now), 1), (FINDINGS.c.state == "open", 0), else_=2)
+    return (state, *urgency_order())
 
 
 def findings_page(
     store: Store, filters: FindingFilter, page: int, per_page: int, now: datetime
-) -> Page[dict[str, Any]]:
-    """Findings matching ``filters``, newest first; ``state`` of each is open, silenced or
-    resolved (silenced: open, but a silence holds its announcements back)."""
-    silenced = _silenced(now)
+) -> FindingsPage:
+    """Findings matching ``filters``, most urgent first; ``state`` of each is open, silenced
+    or resolved (silenced: open, but a silence holds its announcements back);
+    ``account_name`` the customer's name (none if unknown)."""
+    hushed = silenced(now)
     where: list[sa.ColumnElement[bool]] = []
-    if filters.state == "open":
-        where += [FINDINGS.c.state == "open", sa.not_(silenced)]
-    elif filters.state == "silenced":
-        where.append(silenced)
-    elif filters.state == "resolved":
-        where.append(FINDINGS.c.state == "resolved")
     if filters.rule:
         where.append(FINDINGS.c.rule == filters.rule)
     if filters.severity:
         where.append(FINDINGS.c.severity == filters.severity)
     if filters.account:
         where.append(FINDINGS.c.account_id == filters.account)
-    count = sa.select(sa.func.count()).select_from(FINDINGS).where(*where)
+    if filters.number:
+        where.append(FINDINGS.c.e164.startswith(filters.number, autoescape=True))
+    by_state = {
+        "open": [unsilenced(now)],
+        "silenced": [hushed],
+        "resolved": [FINDINGS.c.state == "resolved"],
+    }.get(filters.state, [])
+    count = sa.select(sa.func.count()).select_from(FINDINGS).where(*where, *by_state)
+    tally = sa.select(
+        sa.func.sum(sa.case((unsilenced(now), 1), else_=0)),
+        sa.func.sum(sa.case((hushed, 1), else_=0)),
+    ).where(*where, FINDINGS.c.state == "open")
     rows = (
-        sa.select(FINDINGS, silenced.label("silenced"))
-        .where(*where)
-        .order_by(FINDINGS.c.id.desc())
+        sa.select(FINDINGS, hushed.label("silenced"))
+        .where(*where, *by_state)
+        .order_by(*_display_order(now))
         .limit(per_page)
         .offset(_offset(page, per_page))
     )
     seen = _last_complete_start(store)
     with store.engine.connect() as conn:
         total = int(conn.execute(count).scalar_one())
+        opened, hushed_count = conn.execute(tally).one()
         items = [_finding(row, seen) for row in conn.execute(rows).mappings()]
-    return Page(items, max(page, 1), per_page, total)
+        _name_accounts(conn, items)
+    return FindingsPage(
+        items, max(page, 1), per_page, total, int(opened or 0), int(hushed_count or 0)
+    )
 
 
 def findings_of_number(store: Store, e164: str, now: datetime) -> list[dict[str, Any]]:
-    """Every finding about the number(s) with this E.164, newest first (bounded)."""
+    """Every finding about the number(s) with this E.164 (bounded): open, silenced, then
+    resolved, each most urgent first."""
     stmt = (
-        sa.select(FINDINGS, _silenced(now).label("silenced"))
+        sa.select(FINDINGS, silenced(now).label("silenced"))
         .where(FINDINGS.c.e164 == e164)
-        .order_by(FINDINGS.c.id.desc())
+        .order_by(*_display_order(now))
         .limit(NUMBER_FINDINGS_LIMIT)
     )
     seen = _last_complete_start(store)
     with store.engine.connect() as conn:
         return [_finding(row, seen) for row in conn.execute(stmt).mappings()]
+
+
+def account_names(store: Store, account_ids: Iterable[str | None]) -> dict[str, str | None]:
+    """The customers' names as the current account list has them (missing: unknown)."""
+    with store.engine.connect() as conn:
+        return _names(conn, account_ids)
+
+
+def _names(conn: Connection, account_ids: Iterable[str | None]) -> dict[str, str | None]:
+    wanted = {a for a in account_ids if a}
+    if not wanted:
+        return {}
+    stmt = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.name).where(
+        ACCOUNTS.c.valid_to.is_(None), ACCOUNTS.c.account_id.in_(wanted)
+    )
+    return {str(r.account_id): r.name for r in conn.execute(stmt)}
+
+
+def _name_accounts(conn: Connection, items: list[dict[str, Any]]) -> None:
+    names = _names(conn, (i["account_id"] for i in items))
+    for item in items:
+        item["account_name"] = names.get(item["account_id"])
 
 
 def _last_complete_start(store: Store) -> datetime | None:
@@ -301,7 +337,7 @@ class AccountRow:
     """One customer: its name (from the account list, none if unknown), its current numbers,
     the monthly rental of its active ones per currency (exact decimals, summed as
     ``did-monitor costs`` sums them: upper-cased currency, ``""`` if unknown), the active
-    numbers without a fee, and its open findings."""
+    numbers without a fee, and its open and silenced findings (counted apart)."""
 
     account_id: str
     numbers: int
@@ -310,6 +346,7 @@ class AccountRow:
     rental: dict[str, Decimal] = field(default_factory=dict)
     unpriced: int = 0
     open_findings: int = 0
+    silenced_findings: int = 0
     # rental falling due in the next reports.DUE_WINDOWS days, per currency (``reports.forecast``)
     due: dict[int, dict[str, Decimal]] = field(default_factory=dict)
 
@@ -323,9 +360,10 @@ class AccountsPage(Page[AccountRow]):
     undated: int = 0
 
 
-def accounts_page(store: Store, page: int, per_page: int, now: datetime) -> AccountsPage:
+def _accounts() -> tuple[sa.Select[Any], sa.Subquery]:
     """Customers in the current inventory or the current account list (a customer with no
-    number at all is only in the latter), those with no active number first, then by id."""
+    number at all is only in the latter) with their numbers, active numbers and name, those
+    with no active number first, then by id; and the subquery of their ids."""
     current = VERSIONS.c.valid_to.is_(None)
     active = sa.func.sum(sa.case((VERSIONS.c.status == "active", 1), else_=0))
     numbers = (
@@ -351,40 +389,93 @@ def accounts_page(store: Store, page: int, per_page: int, now: datetime) -> Acco
             )
         )
         .order_by(sa.case((idle, 0), else_=1), ids.c.account_id)
-        .limit(per_page)
-        .offset(_offset(page, per_page))
     )
+    return ordered, ids
+
+
+def _account_rows(conn: Connection, stmt: sa.Select[Any], now: datetime) -> list[AccountRow]:
+    """The rows of ``stmt`` (from ``_accounts``) with their rental, findings and the rental
+    falling due in each of ``reports.DUE_WINDOWS``."""
+    rows = [
+        AccountRow(str(r.account_id), int(r.numbers or 0), int(r.active or 0), r.name)
+        for r in conn.execute(stmt)
+    ]
+    by_id = {r.account_id: r for r in rows}
+    if not by_id:
+        return rows
+    lines, _ = reports.cost_lines(conn, None, by_id)
+    for (account_id, currency), line in lines.items():
+        row = by_id[account_id]
+        row.unpriced += line.unpriced
+        if line.active_numbers > line.unpriced:
+            row.rental[currency] = line.monthly_rental
+    counts = (
+        sa.select(
+            FINDINGS.c.account_id,
+            sa.func.sum(sa.case((unsilenced(now), 1), else_=0)),
+            sa.func.sum(sa.case((silenced(now), 1), else_=0)),
+        )
+        .where(FINDINGS.c.state == "open", FINDINGS.c.account_id.in_(by_id))
+        .group_by(FINDINGS.c.account_id)
+    )
+    for account_id, opened, hushed in conn.execute(counts):
+        by_id[account_id].open_findings = int(opened or 0)
+        by_id[account_id].silenced_findings = int(hushed or 0)
+    for days in reports.DUE_WINDOWS:
+        shown = reports.forecast(conn, None, now, now + timedelta(days=days), by_id)
+        for (account_id, currency), due_line in shown.lines.items():
+            by_id[account_id].due.setdefault(days, {})[currency] = due_line.amount_due
+    return rows
+
+
+def accounts_page(store: Store, page: int, per_page: int, now: datetime) -> AccountsPage:
+    """A page of ``_accounts``, each row filled by ``_account_rows``, and the totals."""
+    ordered, ids = _accounts()
     total_stmt = sa.select(sa.func.count()).select_from(ids)
     with store.engine.connect() as conn:
         total = int(conn.execute(total_stmt).scalar_one())
-        rows = [
-            AccountRow(str(r.account_id), int(r.numbers or 0), int(r.active or 0), r.name)
-            for r in conn.execute(ordered)
-        ]
-        by_id = {r.account_id: r for r in rows}
-        if by_id:
-            lines, _ = reports.cost_lines(conn, None, by_id)
-            for (account_id, currency), line in lines.items():
-                row = by_id[account_id]
-                row.unpriced += line.unpriced
-                if line.active_numbers > line.unpriced:
-                    row.rental[currency] = line.monthly_rental
-            opened = (
-                sa.select(FINDINGS.c.account_id, sa.func.count())
-                .where(FINDINGS.c.state == "open", FINDINGS.c.account_id.in_(by_id))
-                .group_by(FINDINGS.c.account_id)
-            )
-            for account_id, count in conn.execute(opened):
-                by_id[account_id].open_findings = int(count)
+        rows = _account_rows(conn, ordered.limit(per_page).offset(_offset(page, per_page)), now)
         due: dict[int, dict[str, Decimal]] = {}
         undated = 0
         for days in reports.DUE_WINDOWS:
-            end = now + timedelta(days=days)
-            everyone = reports.forecast(conn, None, now, end)
+            everyone = reports.forecast(conn, None, now, now + timedelta(days=days))
             due[days] = {c: everyone.totals[c].amount_due for c in sorted(everyone.totals)}
             undated = len(everyone.undated)
-            if by_id:
-                shown = reports.forecast(conn, None, now, end, by_id)
-                for (account_id, currency), due_line in shown.lines.items():
-                    by_id[account_id].due.setdefault(days, {})[currency] = due_line.amount_due
     return AccountsPage(rows, max(page, 1), per_page, total, due, undated)
+
+
+def account(store: Store, account_id: str, now: datetime) -> AccountRow | None:
+    """One customer as the accounts page shows it; None if neither the inventory nor the
+    account list knows it."""
+    ordered, ids = _accounts()
+    with store.engine.connect() as conn:
+        rows = _account_rows(conn, ordered.where(ids.c.account_id == account_id), now)
+    return rows[0] if rows else None
+
+
+def account_numbers(store: Store, account_id: str, page: int, per_page: int) -> Page[RowMapping]:
+    """The customer's numbers in the current inventory, by E.164."""
+    where = (VERSIONS.c.valid_to.is_(None), VERSIONS.c.account_id == account_id)
+    columns = [
+        VERSIONS.c[name]
+        for name in (
+            "e164",
+            "status",
+            "application_id",
+            "is_blocked",
+            "next_billing_date",
+            "monthly_fee",
+            "currency",
+        )
+    ]
+    stmt = (
+        sa.select(*columns)
+        .where(*where)
+        .order_by(VERSIONS.c.e164, VERSIONS.c.number_id)
+        .limit(per_page)
+        .offset(_offset(page, per_page))
+    )
+    count = sa.select(sa.func.count()).select_from(VERSIONS).where(*where)
+    with store.engine.connect() as conn:
+        total = int(conn.execute(count).scalar_one())
+        return Page(list(conn.execute(stmt).mappings()), max(page, 1), per_page, total)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
@@ -26,7 +26,8 @@ from starlette.templating import Jinja2Templates
 from starlette.types import Scope
 
 from monitor.clock import Clock
-from monitor.config import Settings
+from monitor.config import SEVERITY_RANK, Settings
+from monitor.model import money_text
 from monitor.render import CONTROL_CHARS
 from monitor.status import collect
 from monitor.store import Store
@@ -39,6 +40,8 @@ MAX_PAGE: Final = 1_000_000
 # ASCII digits only: str.isdigit() and int() also take superscript, Arabic-Indic and fullwidth
 # digits (and int() fails on the first, and on more than 4,300 digits).
 PAGE_NUMBER: Final = re.compile(r"[0-9]{1,7}")
+MAX_RENTAL_PANELS: Final = 6
+T = TypeVar("T")
 
 
 class BadRequest(Exception):
@@ -62,17 +65,20 @@ def duration(started: datetime | None, finished: datetime | None) -> str:
     return f"{minutes} min {secs} s"
 
 
-def money(value: Decimal | float | None) -> str:
+def money(value: Decimal | float | None, currency: str | None = None) -> str:
+    """An amount as every output prints it (``model.money_text``)."""
     if value is None:
         return "—"
-    amount = Decimal(str(value))
-    if amount == amount.quantize(Decimal("0.01")):
-        return f"{amount:,.2f}"
-    return f"{amount.normalize():,f}"
+    return money_text(Decimal(str(value)), currency)
 
 
 def number_url(e164: str) -> str:
     return "/numbers/" + quote(e164, safe="+")
+
+
+def segment(value: str) -> str:
+    """A value as one URL path segment (an account id may hold ``/``, ``?`` or ``#``)."""
+    return quote(value, safe="")
 
 
 def with_page(params: Mapping[str, str], page: int) -> dict[str, Any]:
@@ -112,7 +118,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, money=money, number_url=number_url, with_page=with_page)
+    env.filters.update(
+        when=when, money=money, number_url=number_url, segment=segment, with_page=with_page
+    )
     # Set before Jinja2Templates adds its own url_for, which builds absolute URLs from Host.
     env.globals.update(duration=duration, urlencode=urlencode, url_for=url_for)
     return env
@@ -162,7 +170,7 @@ class Dashboard:
         self.next_sweep = next_sweep
         self.per_page = settings.dashboard.page_size
         self.templates = Jinja2Templates(env=environment())
-        self._charts: dict[str, tuple[tuple[Any, ...], bytes]] = {}
+        self._charts: dict[str, tuple[tuple[Any, ...], Any]] = {}
         self._lock = threading.Lock()
 
     def routes(self) -> list[BaseRoute]:
@@ -171,6 +179,8 @@ class Dashboard:
             Route("/findings", self.findings, methods=["GET"], name="findings"),
             Route("/numbers/{e164:path}", self.number, methods=["GET"], name="number"),
             Route("/accounts", self.accounts, methods=["GET"], name="accounts"),
+            Route("/accounts/{account_id:path}", self.account, methods=["GET"], name="account"),
+            Route("/silences", self.silences, methods=["GET"], name="silences"),
             Route("/sweeps", self.sweeps, methods=["GET"], name="sweeps"),
             Route("/charts/{name}.svg", self.chart, methods=["GET"], name="chart"),
             Mount("/static", StaticFiles(packages=[("monitor.web", "static")]), name="static"),
@@ -205,8 +215,14 @@ class Dashboard:
         if self.next_sweep is not None:
             info["next_sweep"] = self.next_sweep()
         by_status = self.store.numbers_by_status()
+        # status.collect counts "open" as /findings and /metrics do: silenced ones apart.
+        info["open_findings"].sort(key=lambda i: (-SEVERITY_RANK.get(i["severity"], -1), i["rule"]))
         context = {
             "info": info,
+            "critical": sum(
+                i["count"] for i in info["open_findings"] if i["severity"] == "critical"
+            ),
+            "rental_charts": self._rental_currencies(),
             "by_status": sorted(by_status.items(), key=lambda kv: (-kv[1], kv[0])),
             "inventory_total": sum(by_status.values()),
             "failing_after": self.settings.alerts.failing_after,
@@ -220,6 +236,7 @@ class Dashboard:
                 rule=_text(request, "rule"),
                 severity=_choice(request, "severity", SEVERITIES, ""),
                 account=_text(request, "account"),
+                number=_text(request, "number"),
                 state=_choice(request, "state", STATES, "open"),
             )
             page = queries.findings_page(
@@ -246,8 +263,10 @@ class Dashboard:
         if not history and not findings:
             return self.error_page(request.scope, 404, f"no number {e164} on record")
         current = history[-1] if history and history[-1]["valid_to"] is None else None
+        names = queries.account_names(self.store, (v["account_id"] for v in history))
         context = {
             "e164": e164,
+            "names": names,
             "history": list(reversed(history)),
             "current": current,
             "findings": findings,
@@ -264,6 +283,35 @@ class Dashboard:
 
         return self._guarded(request, build)
 
+    def account(self, request: Request) -> Response:
+        account_id = str(request.path_params["account_id"])
+        if "\x00" in account_id or len(account_id) > MAX_FILTER_LENGTH:
+            return self.error_page(request.scope, 404, "no such account on record")
+
+        def build() -> Response:
+            now = self.clock()
+            row = queries.account(self.store, account_id, now)
+            if row is None:
+                return self.error_page(request.scope, 404, f"no account {account_id} on record")
+            filters = FindingFilter(account=account_id)
+            context = {
+                "account": row,
+                "numbers": queries.account_numbers(
+                    self.store, account_id, _page_number(request), self.per_page
+                ),
+                "findings": queries.findings_page(self.store, filters, 1, self.per_page, now),
+                "filters": filters,
+            }
+            return self._render(request, "account.html", context)
+
+        return self._guarded(request, build)
+
+    def silences(self, request: Request) -> Response:
+        rows = self.store.silences()
+        names = queries.account_names(self.store, (s["account_id"] for s in rows))
+        context = {"silences": rows, "names": names}
+        return self._render(request, "silences.html", context)
+
     def sweeps(self, request: Request) -> Response:
         def build() -> Response:
             page = queries.sweeps_page(self.store, _page_number(request), self.per_page)
@@ -278,35 +326,55 @@ class Dashboard:
         draw = self._chart_drawers().get(name)
         if draw is None:
             return self.error_page(request.scope, 404, f"no chart named {name}")
-        version = queries.data_version(self.store)
-        with self._lock:
-            cached = self._charts.get(name)
-        if cached is None or cached[0] != version:
-            cached = (version, draw())
-            with self._lock:
-                self._charts[name] = cached
         return Response(
-            cached[1],
+            self._cached(name, draw),
             media_type="image/svg+xml",
             headers={"Content-Security-Policy": CHART_CSP, "Cache-Control": "no-cache"},
         )
 
-    def _chart_drawers(self) -> dict[str, Callable[[], bytes]]:
-        def history() -> tuple[list[Any], list[datetime]]:
-            sweeps = queries.complete_sweeps(self.store)
-            return sweeps, [s["started_at"] for s in sweeps]
+    def _cached(self, name: str, make: Callable[[], T]) -> T:
+        """``make()``, kept until a sweep starts or ends (``queries.data_version``)."""
+        version = queries.data_version(self.store)
+        with self._lock:
+            cached = self._charts.get(name)
+        if cached is None or cached[0] != version:
+            cached = (version, make())
+            with self._lock:
+                self._charts[name] = cached
+        return cast(T, cached[1])
 
+    def _history(self) -> tuple[list[Any], list[datetime]]:
+        sweeps = queries.complete_sweeps(self.store)
+        return sweeps, [s["started_at"] for s in sweeps]
+
+    def _rental(self) -> dict[str, list[float]]:
+        def series() -> dict[str, list[float]]:
+            sweeps, _ = self._history()
+            return queries.rental_by_sweep(self.store, [s["id"] for s in sweeps])
+
+        return self._cached("rental series", series)
+
+    def _rental_currencies(self) -> list[str]:
+        """The currencies with a rental panel, largest rental first (at most
+        ``MAX_RENTAL_PANELS``); panel ``rental-N`` draws the N-th."""
+        series = self._rental()
+        ranked = sorted(series, key=lambda c: (-max(series[c], default=0), c))
+        return ranked[:MAX_RENTAL_PANELS]
+
+    def _chart_drawers(self) -> dict[str, Callable[[], bytes]]:
         def inventory() -> bytes:
-            sweeps, times = history()
+            sweeps, times = self._history()
             return charts.inventory_chart(times, [s["numbers_seen"] for s in sweeps])
 
-        def rental() -> bytes:
-            sweeps, times = history()
-            series = queries.rental_by_sweep(self.store, [s["id"] for s in sweeps])
-            return charts.rental_chart(times, series)
+        def rental(currency: str) -> Callable[[], bytes]:
+            def draw() -> bytes:
+                _, times = self._history()
+                return charts.rental_chart(times, currency, self._rental()[currency])
+
+            return draw
 
         def findings() -> bytes:
-            sweeps, times = history()
+            sweeps, times = self._history()
             return charts.findings_chart(
                 times,
                 [s["findings_opened"] for s in sweeps],
@@ -316,4 +384,7 @@ class Dashboard:
         def status() -> bytes:
             return charts.status_chart(self.store.numbers_by_status())
 
-        return {"inventory": inventory, "rental": rental, "findings": findings, "status": status}
+        drawers = {"inventory": inventory, "findings": findings, "status": status}
+        for index, currency in enumerate(self._rental_currencies()):
+            drawers[f"rental-{index}"] = rental(currency)
+        return drawers
