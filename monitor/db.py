@@ -245,6 +245,7 @@ class Silence(Base):
     until: Mapped[datetime]
     reason: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(sa.String(128))  # who; none before 0006
 
 
 class Delivery(Base):

@@ -37,18 +37,30 @@ def collect(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
             )
         }
 
-    counts = store.open_counts()
+    counts = store.open_counts(now)
+    quiet = store.silenced_counts(now)
     health = Outbox(store).channel_health(c.name for c in settings.channels)
     for name, info in health.items():
-        info["failing"] = info["consecutive_failures"] >= settings.alerts.failing_after
+        # Failing from the first failed attempt; alerts.failing_after only decides when the
+        # other channels are told (``others_told``).
+        info["failing"] = info["consecutive_failures"] > 0
+        info["others_told"] = info["consecutive_failures"] >= settings.alerts.failing_after
         info["enabled"] = settings.channel(name).enabled
     return {
         "last_sweep": sweep_info(store.last_sweep()),
         "last_complete_sweep": sweep_info(store.last_sweep("complete")),
+        # "open" is what `findings` lists: open and not silenced; silenced ones are counted apart
         "open_findings": [
-            {"rule": r, "severity": s, "count": n} for (r, s), n in sorted(counts.items())
+            {
+                "rule": r,
+                "severity": s,
+                "count": counts.get((r, s), 0),
+                "silenced": quiet.get((r, s), 0),
+            }
+            for r, s in sorted(counts.keys() | quiet.keys())
         ],
         "open_total": sum(counts.values()),
+        "silenced_total": sum(quiet.values()),
         "channels": health,
         "next_sweep": next_run(settings, now),
     }
@@ -68,14 +80,21 @@ def print_status(info: dict[str, Any], out: Console) -> None:
         ok = info["last_complete_sweep"]
         if ok and ok["id"] != last["id"]:
             out.print(f"last complete sweep: #{ok['id']} at {ok['started_at']:%Y-%m-%d %H:%M} UTC")
-    out.print(f"open findings: {info['open_total']}")
+    silenced = info["silenced_total"]
+    out.print(
+        f"open findings: {info['open_total']}" + (f" (and {silenced} silenced)" if silenced else "")
+    )
     for item in info["open_findings"]:
-        out.print(f"  {item['rule']:<22} {item['severity']:<9} {item['count']}")
+        quiet = f"  ({item['silenced']} silenced)" if item["silenced"] else ""
+        out.print(f"  {tty(item['rule']):<22} {item['severity']:<9} {item['count']:>6}{quiet}")
     out.print("channels:")
     if not info["channels"]:
         out.print("  (none configured)")
     for name, ch in info["channels"].items():
-        state = "[red]FAILING[/]" if ch["failing"] else "[green]ok[/]"
+        state = "[green]ok[/]"
+        if ch["failing"]:
+            told = ", other channels told" if ch["others_told"] else ""
+            state = f"[red]failing[/] ({ch['consecutive_failures']} in a row{told})"
         if not ch["enabled"]:
             state = "disabled"
         extra = (

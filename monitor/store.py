@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import OperationalError
 
+from monitor.config import SEVERITY_RANK
 from monitor.db import (
     ATTEMPTS,
     CHUNK,
@@ -40,6 +41,7 @@ from monitor.errors import DatabaseError
 from monitor.locks import SweepLock
 from monitor.model import SweepCounts
 from monitor.redact import scrub
+from monitor.reports import account_names
 from monitor.writer import SweepWriter
 
 # Re-exported for the modules and tests that ask the store for them.
@@ -54,6 +56,9 @@ __all__ = [
     "Store",
     "chunks",
     "is_silenced",
+    "silenced",
+    "unsilenced",
+    "urgency_order",
 ]
 
 
@@ -193,76 +198,74 @@ class Store:
     # --- findings -----------------------------------------------------------------------------
 
     def findings(self, now: datetime, *, include_closed: bool = False) -> list[dict[str, Any]]:
-        """Findings for display: open ones (with ``include_closed``, resolved too), newest first.
-
-        ``last_seen`` of an open finding is the start of the last complete sweep (it was seen
-        there by definition), so a re-sweep need not rewrite every open finding. An open finding
-        under a silence active at ``now`` shows as ``silenced``.
-        """
-        stmt = sa.select(FINDINGS).order_by(FINDINGS.c.state, FINDINGS.c.rule, FINDINGS.c.e164)
-        if not include_closed:
-            stmt = stmt.where(FINDINGS.c.state == "open")
-        last = self.last_sweep("complete")
-        silences = self.active_silences(now)
-        out = []
-        with self.engine.connect() as conn:
-            for row in conn.execute(stmt).mappings():
-                item = dict(row)
-                if item["state"] == "open" and last is not None:
-                    item["last_seen"] = max(item["last_seen"], last["started_at"])
-                if item["state"] == "open" and is_silenced(item, silences):
-                    item["state"] = "silenced"
-                out.append(item)
-        rank = {"critical": 0, "warning": 1, "info": 2}
-        states = {"open": 0, "silenced": 1, "resolved": 2}
-        out.sort(key=lambda f: (states.get(f["state"], 3), rank.get(f["severity"], 3), f["rule"]))
-        return out
+        """Findings for display, as ``iter_findings`` lists them, with every column, in one
+        list."""
+        every = tuple(FINDINGS.c.keys())
+        batches = self.iter_findings(now, include_closed=include_closed, names=every)
+        return [row for batch in batches for row in batch]
 
     def iter_findings(
-        self, now: datetime, *, include_closed: bool = False, batch: int = CHUNK
+        self,
+        now: datetime,
+        *,
+        include_closed: bool = False,
+        batch: int = CHUNK,
+        names: tuple[str, ...] = LISTED_FINDING_COLUMNS,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Findings as ``findings()`` describes them, in batches straight from the cursor, so
-        memory holds one batch however many there are: open first (most severe first), then
-        resolved. Silenced ones keep their place among the open (``state`` says "silenced")."""
-        state_rank = sa.case((FINDINGS.c.state == "open", 0), else_=1)
-        severity_rank = sa.case(
-            (FINDINGS.c.severity == "critical", 0), (FINDINGS.c.severity == "warning", 1), else_=2
-        )
-        order = (state_rank, severity_rank, FINDINGS.c.rule, FINDINGS.c.id)
+        """Findings in batches straight from the cursor, so memory holds one batch however many
+        there are: open ones, then silenced (open, but under a silence active at ``now``:
+        ``state`` says "silenced"), then with ``include_closed`` resolved ones; each group in
+        ``urgency_order``.
+
+        ``last_seen`` of an open finding is the start of the last complete sweep (it was seen
+        there by definition), so a re-sweep need not rewrite every open finding.
+        ``account_name`` is the customer's name as the last complete sweep read it (none if
+        unknown)."""
+        hushed = silenced(now)
+        state_rank = sa.case((hushed, 1), (FINDINGS.c.state == "open", 0), else_=2)
         # Only what a listing shows: each further column costs a conversion per row.
         # Tags as their stored JSON text: a few distinct tag lists repeat over 100,000s of
         # rows, so each is parsed once (``_tag_list``) rather than once per row.
         columns = [
             sa.type_coerce(FINDINGS.c.tags, sa.Text) if name == "tags" else FINDINGS.c[name]
-            for name in LISTED_FINDING_COLUMNS
+            for name in names
         ]
-        stmt = sa.select(*columns).order_by(*order)
+        stmt = sa.select(*columns, hushed).order_by(state_rank, *urgency_order())
         if not include_closed:
             stmt = stmt.where(FINDINGS.c.state == "open")
         last = self.last_sweep("complete")
         last_start = last["started_at"] if last is not None else None
-        silences = self.active_silences(now)
-        names = LISTED_FINDING_COLUMNS
         with self.engine.connect() as conn:
+            accounts = account_names(conn, last["id"]) if last is not None else {}
             result = conn.execution_options(yield_per=batch).execute(stmt)
             for part in result.partitions(batch):
                 rows = []
-                for row in part:
+                for *row, hushed_row in part:
                     item = dict(zip(names, row, strict=True))
                     if type(item["tags"]) is str:  # SQLite; psycopg parses JSONB itself
                         item["tags"] = _tag_list(item["tags"])
                     if item["state"] == "open":
                         if last_start is not None and item["last_seen"] < last_start:
                             item["last_seen"] = last_start
-                        if silences and is_silenced(item, silences):
+                        if hushed_row:
                             item["state"] = "silenced"
+                    item["account_name"] = accounts.get(item["account_id"])
                     rows.append(item)
                 yield rows
 
-    def open_counts(self) -> dict[tuple[str, str], int]:
+    def open_counts(self, now: datetime | None = None) -> dict[tuple[str, str], int]:
+        """Open findings by (rule, severity): with ``now``, only those no silence active at
+        ``now`` holds back (the open findings ``findings`` lists); without it, every open one."""
+        return self._counts(FINDINGS.c.state == "open" if now is None else unsilenced(now))
+
+    def silenced_counts(self, now: datetime) -> dict[tuple[str, str], int]:
+        """Open findings a silence active at ``now`` holds back, by (rule, severity)."""
+        return self._counts(silenced(now))
+
+    def _counts(self, where: sa.ColumnElement[bool]) -> dict[tuple[str, str], int]:
         stmt = (
             sa.select(FINDINGS.c.rule, FINDINGS.c.severity, sa.func.count())
-            .where(FINDINGS.c.state == "open")
+            .where(where)
             .group_by(FINDINGS.c.rule, FINDINGS.c.severity)
         )
         with self.engine.connect() as conn:
@@ -278,7 +281,9 @@ class Store:
         now: datetime,
         e164: str | None = None,
         account_id: str | None = None,
+        by: str | None = None,
     ) -> int:
+        """Store a silence; ``by``: who added it."""
         with self._begin() as conn:
             result = conn.execute(
                 sa.insert(SILENCES).values(
@@ -288,18 +293,44 @@ class Store:
                     until=until,
                     reason=reason,
                     created_at=now,
+                    created_by=by,
                 )
             )
             return int(result.inserted_primary_key[0])
+
+    def open_matching(self, rule: str, e164: str | None, account_id: str | None) -> int:
+        """How many open findings a silence of ``rule`` (``*``: any), ``e164`` and ``account_id``
+        (None: any) would hold back, by the one test of ``silenced``."""
+        new = sa.select(
+            sa.cast(sa.literal(rule), SILENCES.c.rule.type).label("rule"),
+            sa.cast(sa.literal(e164), SILENCES.c.e164.type).label("e164"),
+            sa.cast(sa.literal(account_id), SILENCES.c.account_id.type).label("account_id"),
+        ).subquery()
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(FINDINGS)
+            .where(FINDINGS.c.state == "open", sa.exists().where(_covers(new)))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     def remove_silence(self, silence_id: int) -> bool:
         with self._begin() as conn:
             result = conn.execute(sa.delete(SILENCES).where(SILENCES.c.id == silence_id))
             return bool(result.rowcount)
 
-    def silences(self) -> list[RowMapping]:
+    def silences(self) -> list[dict[str, Any]]:
+        """Every silence, oldest first: its row (``created_by``: who added it, None before
+        that was recorded) and ``matches``, how many open findings it covers now."""
+        matches = (
+            sa.select(sa.func.count())
+            .select_from(FINDINGS)
+            .where(FINDINGS.c.state == "open", _covers(SILENCES))
+            .scalar_subquery()
+        )
+        stmt = sa.select(SILENCES, matches.label("matches")).order_by(SILENCES.c.id)
         with self.engine.connect() as conn:
-            return list(conn.execute(sa.select(SILENCES).order_by(SILENCES.c.id)).mappings())
+            return [dict(row) for row in conn.execute(stmt).mappings()]
 
     def active_silences(self, now: datetime) -> list[RowMapping]:
         with self.engine.connect() as conn:
@@ -314,6 +345,51 @@ class Store:
         lock = SweepLock(self.engine, name)
         lock.acquire(now, stale_after)
         return lock
+
+
+def _covers(silence: Any) -> sa.ColumnElement[bool]:
+    """Whether ``silence`` (the silences table, or a row of the same columns) covers the
+    finding of ``FINDINGS``: its rule or ``*``, and its number and account where it names one."""
+
+    def loose(column: Any, target: sa.Column[Any]) -> sa.ColumnElement[bool]:
+        return sa.or_(column.is_(None), column == "", column == target)
+
+    return sa.and_(
+        sa.or_(silence.c.rule == "*", silence.c.rule == FINDINGS.c.rule),
+        loose(silence.c.e164, FINDINGS.c.e164),
+        loose(silence.c.account_id, FINDINGS.c.account_id),
+    )
+
+
+def silenced(now: datetime) -> sa.ColumnElement[bool]:
+    """The one test of "silenced", as SQL over ``FINDINGS``: the finding is open and a silence
+    active at ``now`` covers it. Open and not silenced is ``unsilenced``: what "open" means in
+    every count and list."""
+    return sa.and_(
+        FINDINGS.c.state == "open",
+        sa.exists().where(SILENCES.c.until > now, _covers(SILENCES)),
+    )
+
+
+def unsilenced(now: datetime) -> sa.ColumnElement[bool]:
+    """Open findings that no silence active at ``now`` holds back."""
+    return sa.and_(FINDINGS.c.state == "open", sa.not_(silenced(now)))
+
+
+def urgency_order() -> tuple[sa.ColumnElement[Any], ...]:
+    """ORDER BY terms for findings, most urgent first: ``render.urgency`` in SQL (severity by
+    ``config.SEVERITY_RANK``, then what is broken now (no due date), then the nearest due date,
+    then rule and number; the id makes it total)."""
+    severity = sa.case(SEVERITY_RANK, value=FINDINGS.c.severity, else_=-1)
+    dated = sa.case((FINDINGS.c.due_at.is_(None), 0), else_=1)
+    return (
+        severity.desc(),
+        dated,
+        FINDINGS.c.due_at,
+        FINDINGS.c.rule,
+        FINDINGS.c.e164,
+        FINDINGS.c.id,
+    )
 
 
 def is_silenced(finding: dict[str, Any] | RowMapping, silences: Iterable[RowMapping]) -> bool:

@@ -27,3 +27,41 @@ def test_collect_after_a_sweep(sandbox: Sandbox, sqlite_store: Store, clock: Fak
     assert info["channels"]["c"]["consecutive_failures"] == 1
     assert info["channels"]["c"]["pending"] == 1
     assert info["next_sweep"] > clock()
+
+
+def test_a_channel_is_failing_from_its_first_failure(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from monitor.status import print_status
+
+    chan = ChannelConfig(name="c", url="json://x")
+    settings = make_settings(sandbox, sqlite_store.url, (chan,))  # failing_after: 3
+    run_cycle(settings, sqlite_store, RecordingNotifier(failing={"c"}), clock=clock)
+    info = collect(settings, sqlite_store, clock())
+    assert info["channels"]["c"]["failing"] and not info["channels"]["c"]["others_told"]
+    buf = io.StringIO()
+    print_status(info, Console(file=buf, width=80, color_system=None))
+    assert "c: failing (1 in a row)" in buf.getvalue()
+
+
+def test_silenced_findings_are_counted_apart(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    from datetime import timedelta
+
+    settings = make_settings(sandbox, sqlite_store.url)
+    run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock)
+    before = collect(settings, sqlite_store, clock())
+    rule = before["open_findings"][0]["rule"]
+    held = sum(i["count"] for i in before["open_findings"] if i["rule"] == rule)
+    sqlite_store.add_silence(rule, clock() + timedelta(days=1), "known", clock())
+    info = collect(settings, sqlite_store, clock())
+    assert info["silenced_total"] == held
+    assert info["open_total"] == before["open_total"] - held
+    for item in info["open_findings"]:
+        if item["rule"] == rule:
+            assert item["count"] == 0 and item["silenced"] > 0
