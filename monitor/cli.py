@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -283,20 +283,38 @@ def _interruptible() -> Iterator[_Stop]:
 # --- findings -----------------------------------------------------------------------------------
 
 
+_WIDE = click.option(
+    "--wide", is_flag=True, help="Every column, even on a terminal too narrow for them."
+)
+_COLUMNS = click.option(
+    "--columns", "columns", metavar="A,B,C", help="Only these columns, in this order (table, CSV)."
+)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="A JSON array, for scripts.")
 @click.option("--all", "show_all", is_flag=True, help="Include resolved and silenced findings.")
+@_WIDE
+@_COLUMNS
 @pass_state
-def findings(state: State, as_json: bool, show_all: bool) -> None:
-    """Open findings (with --all: resolved and silenced too)."""
+def findings(state: State, as_json: bool, show_all: bool, wide: bool, columns: str | None) -> None:
+    """Open findings, most urgent first: by severity, then due date, then rule (with --all:
+    silenced and resolved ones too)."""
+    from monitor.display import FINDING_COLUMNS, column_names
+
+    only = column_names(columns, [c.name for c in FINDING_COLUMNS])
     store = _store(state.settings, read=True)
+    now = state.clock()
     if as_json:
-        _stream_findings_json(store, show_all, state.clock())
+        _stream_findings_json(store, show_all, now)
         return
-    rows = store.findings(state.clock(), include_closed=show_all)
+    rows = store.findings(now, include_closed=show_all)
     if not show_all:
         rows = [r for r in rows if r["state"] == "open"]
-    print_findings(rows)
+    print_findings(rows, wide=wide, only=only)
+    silenced = sum(store.silenced_counts(now).values())
+    if silenced and not show_all:
+        out.print(f"and {silenced} silenced finding(s), not listed (--all lists them)")
 
 
 def _json_default(value: Any) -> Any:
@@ -360,15 +378,28 @@ _FORMAT = click.option(
 @click.option("--status", help="Only numbers in this status (e.g. active).")
 @click.option("--country", help="Only numbers in this country (ISO-2, e.g. IN).")
 @_FORMAT
+@_WIDE
+@_COLUMNS
 @pass_state
 def inventory(
-    state: State, account: str | None, status: str | None, country: str | None, fmt: str | None
+    state: State,
+    account: str | None,
+    status: str | None,
+    country: str | None,
+    fmt: str | None,
+    wide: bool,
+    columns: str | None,
 ) -> None:
     """The numbers of the latest complete sweep, one row each."""
-    from monitor.reports import INVENTORY_FIELDS
+    from monitor.display import column_names
+    from monitor.reports import INVENTORY_FIELDS, account_names
     from monitor.reports import inventory as report
 
-    rep = report(_store(state.settings).engine, account=account, status=status, country=country)
+    only = column_names(columns, INVENTORY_FIELDS)
+    engine = _store(state.settings).engine
+    rep = report(engine, account=account, status=status, country=country)
+    with engine.connect() as conn:
+        names = account_names(conn, rep.sweep.id)
     title = (
         f"{len(rep.rows)} number(s) in sweep {rep.sweep.id} of {when_text(rep.sweep.started_at)}"
     )
@@ -382,7 +413,19 @@ def inventory(
         "expires_at": "expires",
     }
     dates = ("next_billing_date", "expires_at")
-    print_report(rep, INVENTORY_FIELDS, fmt, title, dates, right=("monthly_fee",), headers=headers)
+    print_report(
+        rep,
+        INVENTORY_FIELDS,
+        fmt,
+        title,
+        dates,
+        only=only,
+        right=("monthly_fee",),
+        headers=headers,
+        names=names,
+        narrow=("e164", "account_id", "status", "next_billing_date"),
+        wide=wide,
+    )
 
 
 @cli.command()
@@ -395,17 +438,27 @@ def inventory(
     help="Instead: the rental falling due from now for this long (e.g. 7d, 30d, 2w).",
 )
 @_FORMAT
+@_WIDE
+@_COLUMNS
 @pass_state
 def costs(
-    state: State, account: str | None, at: str | None, due_within: str | None, fmt: str | None
+    state: State,
+    account: str | None,
+    at: str | None,
+    due_within: str | None,
+    fmt: str | None,
+    wide: bool,
+    columns: str | None,
 ) -> None:
     """Invoice lines: per account and currency, active numbers and their monthly rental; with
     --due-within, the rental whose billing dates fall in that window (a monthly cycle that
     renews inside it counts again)."""
+    from monitor.display import column_names
     from monitor.reports import COST_FIELDS, DUE_FIELDS, due, parse_when
     from monitor.reports import costs as report
 
     settings = state.settings
+    only = column_names(columns, DUE_FIELDS if due_within is not None else COST_FIELDS)
     if due_within is not None:
         if at:
             raise ConfigError("--due-within counts from now; it cannot be combined with --at")
@@ -419,7 +472,14 @@ def costs(
         title = f"rental due {when_text(now)} to {when_text(now + within)}, active numbers of "
         title += f"sweep {rep.sweep.id} of {when_text(rep.sweep.started_at)}"
         print_report(
-            rep, DUE_FIELDS, fmt, title, right=("numbers", "renewals", "amount_due", "unpriced")
+            rep,
+            DUE_FIELDS,
+            fmt,
+            title,
+            only=only,
+            right=("numbers", "renewals", "amount_due", "unpriced"),
+            narrow=("account_id", "currency", "numbers", "amount_due"),
+            wide=wide,
         )
         return
     when = parse_when(at, settings.rules_zone, "--at") if at else None
@@ -427,7 +487,14 @@ def costs(
     title = f"monthly rental of active numbers, sweep {rep.sweep.id} of "
     title += when_text(rep.sweep.started_at)
     print_report(
-        rep, COST_FIELDS, fmt, title, right=("active_numbers", "monthly_rental", "unpriced")
+        rep,
+        COST_FIELDS,
+        fmt,
+        title,
+        only=only,
+        right=("active_numbers", "monthly_rental", "unpriced"),
+        narrow=("account_id", "currency", "active_numbers", "monthly_rental"),
+        wide=wide,
     )
 
 
@@ -716,36 +783,62 @@ def demo(state: State, numbers: int, seed: int, db_path: str, show_all: bool) ->
 
 @cli.command()
 @click.argument("e164")
+@_WIDE
+@_COLUMNS
 @pass_state
-def history(state: State, e164: str) -> None:
+def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
     """One number's stored changes over time."""
+    from monitor.display import account_cell, column_names
+    from monitor.model import normalize_e164
+    from monitor.reports import account_names
+
+    names = ("from", "until", "status", "account", "application", "blocked", "next billing")
+    table = [
+        *(Column(n, free_text=n == "account", key_first=n == "account") for n in names),
+        Column("changed", free_text=True),
+    ]
+    only = column_names(columns, [c.name for c in table])
     store = _store(state.settings, read=True)
+    e164 = normalize_e164(e164) or e164
     rows = store.history(e164)
     if not rows:
         raise MonitorError(
             f"no number {tty(e164)} in the database",
             hint="numbers are stored in E.164 form, e.g. +14155550100; see `did-monitor findings`",
         )
-    names = ("from", "until", "status", "account", "application", "blocked", "next billing")
-    columns = [*(Column(n) for n in names), Column("changed", free_text=True)]
+    last = store.last_sweep("complete")
+    with store.engine.connect() as conn:
+        accounts = account_names(conn, last["id"]) if last is not None else {}
     prev: dict[str, Any] | None = None
     cells = []
     for r in rows:
         changed = _diff(prev, r["raw"]) if prev is not None else "first seen"
         cells.append(
             [
-                iso(r["from_time"]) or "",
-                iso(r["to_time"]) or "(current)",
+                _minute(r["from_time"]),
+                _minute(r["to_time"]) if r["to_time"] else "(current)",
                 tty(r["status"]),
-                tty(r["account_id"]),
+                account_cell(r["account_id"], accounts.get(r["account_id"])),
                 tty(r["application_id"] or "—"),
                 "yes" if r["is_blocked"] else "no",
-                iso(r["next_billing_date"]) or "—",
+                (iso(r["next_billing_date"]) or "—")[:10],
                 tty(changed),
             ]
         )
         prev = r["raw"]
-    print_table(out, columns, cells, title=f"history of {tty(e164)}")
+    print_table(
+        out,
+        table,
+        cells,
+        title=f"history of {tty(e164)} (times in UTC)",
+        narrow=("from", "status", "account", "changed"),
+        wide=wide,
+        only=only,
+    )
+
+
+def _minute(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -766,18 +859,54 @@ def silence() -> None:
     "--until", "until", required=True, help="Date or RFC 3339 time, or a duration like 7d / 12h."
 )
 @click.option("--reason", required=True)
+@click.option("--by", "by", metavar="NAME", help="Who adds it (default: your user name).")
+@click.option("--force", is_flag=True, help="Add it even if it matches no open finding.")
 @pass_state
 def silence_add(
-    state: State, rule: str, e164: str | None, account_id: str | None, until: str, reason: str
+    state: State,
+    rule: str,
+    e164: str | None,
+    account_id: str | None,
+    until: str,
+    reason: str,
+    by: str | None,
+    force: bool,
 ) -> None:
+    """Hold back a rule's findings (for a number or an account) until a time."""
+    from monitor.model import normalize_e164
+
     known = state.settings.rules.rule_ids  # built-in and user-defined
     if rule != "*" and rule not in known:
         raise ConfigError(f"--rule: unknown rule {rule!r}", hint=f"rules: {', '.join(known)}, or *")
+    if e164 is not None:
+        number = normalize_e164(e164)
+        if number is None:
+            raise ConfigError(
+                f"--number: {e164!r} is not a phone number in E.164 form",
+                hint="a + and the country code, then the number: +918012345678",
+            )
+        e164 = number
     now = state.clock()
     end = parse_until(until, now)
     store = _store(state.settings)
-    sid = store.add_silence(rule, end, reason, now, e164=e164, account_id=account_id)
-    out.print(f"silence {sid} added until {iso(end)}")
+    matches = store.open_matching(rule, e164, account_id)
+    if not matches and not force:
+        raise ConfigError(
+            "this silence matches no open finding: check --rule, --number and --account",
+            hint="see `did-monitor findings`; --force adds it anyway (for a finding to come)",
+        )
+    who = by if by is not None else _user_name()
+    sid = store.add_silence(rule, end, reason, now, e164=e164, account_id=account_id, by=who)
+    out.print(f"silence {sid} added until {iso(end)}: it matches {matches} open finding(s)")
+
+
+def _user_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        return ""
 
 
 MAX_SILENCE = timedelta(days=36_525)
@@ -824,30 +953,45 @@ def parse_until(text: str, now: datetime) -> datetime:
 
 
 @silence.command("list")
+@_WIDE
 @pass_state
-def silence_list(state: State) -> None:
+def silence_list(state: State, wide: bool) -> None:
+    """Every silence: what it covers, until when, who added it, the open findings it matches."""
     store = _store(state.settings, read=True)
     rows = store.silences()
     if not rows:
         out.print("no silences")
         return
     now = state.clock()
-    names = ("id", "rule", "number", "account", "until", "active")
-    columns = [*(Column(n) for n in names), Column("reason", free_text=True)]
+    names = ("id", "rule", "number", "account", "until", "active", "by")
+    columns = [
+        *(Column(n) for n in names),
+        Column("matches", right=True),
+        Column("reason", free_text=True),
+    ]
     cells = []
     for r in rows:
         cells.append(
             [
                 str(r["id"]),
-                r["rule"],
+                tty(r["rule"]),
                 tty(r["e164"] or "*"),
                 tty(r["account_id"] or "*"),
-                iso(r["until"]) or "",
+                r["until"].astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
                 "yes" if r["until"] > now else "expired",
+                tty(r["created_by"] or "—"),
+                str(r["matches"]),
                 tty(r["reason"]),
             ]
         )
-    print_table(out, columns, cells)
+    print_table(
+        out,
+        columns,
+        cells,
+        title=f"{len(rows)} silence(s), times in UTC; matches: open findings it covers",
+        narrow=("id", "rule", "number", "account", "until", "reason"),
+        wide=wide,
+    )
 
 
 @silence.command("remove")

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from monitor import formats
+from monitor.errors import ConfigError
 from monitor.redact import ScrubbingStream
 from monitor.render import tty
 
@@ -71,55 +73,142 @@ class Column:
     header: str
     free_text: bool = False  # folds over several lines; every other column keeps its width
     right: bool = False  # right-justified (amounts, counts)
+    key: str = ""  # its name for --columns (default: the header, "_" for spaces)
+    # Free text whose first word is a key value (an id before a name, a rule before its
+    # message): the column is never narrower than that word, which is never cut.
+    key_first: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.key or self.header.replace(" ", "_")
+
+
+Cell = str | Text
+
+
+def _plain(cell: Cell) -> str:
+    return cell.plain if isinstance(cell, Text) else Text.from_markup(cell).plain
+
+
+def _widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> tuple[int, int]:
+    """(natural, least): the table's width with every value on one line, and its width with
+    free text folded as far as it may go (key columns and key words are never cut)."""
+    natural = least = 1
+    for i, col in enumerate(columns):
+        texts = [_plain(row[i]) for row in rows]
+        header = cell_len(_plain(col.header))
+        width = max([header, *(cell_len(line) for t in texts for line in t.splitlines())])
+        floor = width
+        if col.free_text:
+            floor = min(width, FREE_TEXT_MIN)
+            if col.key_first:  # as wide as its widest first word
+                floor = max([header, *(cell_len(t.split(None, 1)[0]) for t in texts if t.strip())])
+        natural += width + 3
+        least += floor + 3
+    return natural, least
+
+
+def choose_columns(
+    console: Console,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Cell]],
+    *,
+    narrow: Sequence[str] = (),
+    wide: bool = False,
+    only: Sequence[str] | None = None,
+    default: Sequence[str] | None = None,
+) -> tuple[list[int], list[str]]:
+    """Which of ``columns`` to print (their indexes) and which were left out (names).
+
+    ``only`` (``--columns``): those, in that order. Else the ``default`` ones (all if None),
+    except on a terminal where they cannot fit even with free text folded: then the ``narrow``
+    ones, unless ``wide`` (``--wide``). Piped output keeps every default column."""
+    names = [c.name for c in columns]
+    shown = [names.index(n) for n in only or default or names]
+    if only is not None or wide or not narrow or not console.is_terminal:
+        return shown, []
+    least = _widths([columns[i] for i in shown], [[r[i] for i in shown] for r in rows])[1]
+    if least <= console.width:
+        return shown, []
+    keep = [names.index(n) for n in narrow]
+    return keep, [names[i] for i in shown if i not in keep]
+
+
+def column_names(
+    text: str | None, known: Sequence[str], option: str = "--columns"
+) -> list[str] | None:
+    """``--columns a,b,c`` read against the ``known`` names; ``ConfigError`` naming the unknown."""
+    if text is None:
+        return None
+    names = [n.strip().replace("-", "_") for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(
+            f"{option}: unknown column {', '.join(map(repr, unknown))}"
+            if unknown
+            else f"{option}: no column named",
+            hint=f"columns: {', '.join(known)}",
+        )
+    return names
 
 
 def print_table(
     console: Console,
     columns: Sequence[Column],
-    rows: Sequence[Sequence[str | Text]],
+    rows: Sequence[Sequence[Cell]],
     *,
     title: str | None = None,
-    footer: Sequence[Sequence[str | Text]] = (),
+    footer: Sequence[Sequence[Cell]] = (),
+    narrow: Sequence[str] = (),
+    wide: bool = False,
+    only: Sequence[str] | None = None,
+    default: Sequence[str] | None = None,
 ) -> None:
     """Print ``rows`` (cells as markup strings or ``Text``) with key columns kept whole;
-    ``footer`` rows (e.g. totals) come after a line, in bold.
+    ``footer`` rows (e.g. totals) come after a line, in bold. ``narrow``, ``wide`` and
+    ``only`` choose the columns (``choose_columns``); a terminal is told what was left out.
 
     Not on a terminal (a pipe, a file), the table is as wide as its longest values: nothing
     folds. On a terminal, key columns never wrap and are as wide as their longest value; when
-    the table is wider than the terminal only free text folds (down to ``FREE_TEXT_MIN``), and
-    past that the table is printed wider than the terminal rather than cutting a value.
+    the table is wider than the terminal only free text folds (down to ``FREE_TEXT_MIN``, or a
+    ``key_first`` column to its key), and past that the table is printed wider than the
+    terminal rather than cutting a value.
     """
-    widths = [Text.from_markup(c.header).cell_len for c in columns]
-    for row in [*rows, *footer]:
-        for i, cell in enumerate(row):
-            text = cell if isinstance(cell, Text) else Text.from_markup(cell)
-            widths[i] = max(widths[i], text.cell_len)
+    keep, left_out = choose_columns(
+        console, columns, [*rows, *footer], narrow=narrow, wide=wide, only=only, default=default
+    )
+    columns = [columns[i] for i in keep]
+    rows = [[row[i] for i in keep] for row in rows]
+    footer = [[row[i] for i in keep] for row in footer]
     table = Table(title=title, title_justify="left")
-    needed = 1
-    for col, width in zip(columns, widths, strict=True):
+    for i, col in enumerate(columns):
         justify: Literal["left", "right"] = "right" if col.right else "left"
+        _, least = _widths([col], [[r[i]] for r in [*rows, *footer]])
         if col.free_text:
-            table.add_column(
-                col.header, overflow="fold", min_width=min(width, FREE_TEXT_MIN), justify=justify
-            )
-            needed += min(width, FREE_TEXT_MIN) + 3
+            table.add_column(col.header, overflow="fold", min_width=least - 4, justify=justify)
         else:
-            table.add_column(col.header, no_wrap=True, min_width=width, justify=justify)
-            needed += width + 3
+            table.add_column(col.header, no_wrap=True, min_width=least - 4, justify=justify)
     for row in rows:
         table.add_row(*row)
     if footer and rows:
         table.add_section()
     for row in footer:
         table.add_row(*row, style="bold")
+    natural, needed = _widths(columns, [*rows, *footer])
     # Rich fits a table to the console's width (80 columns for a pipe) by squeezing every
     # column, key columns included, down to nothing; a table given its own width is not.
-    natural = Measurement.get(console, console.options.update_width(1 << 20), table).maximum
     if not console.is_terminal:
         table.width = natural
     elif natural > console.width:
         table.width = max(console.width, needed)
-    console.print(table, crop=False)
+    # On a terminal a title longer than the table folds too (soft wrap would leave it whole).
+    console.print(table, crop=False, soft_wrap=not console.is_terminal)
+    if left_out:
+        console.print(
+            f"[dim]not shown: {', '.join(left_out)} (--wide shows every column, "
+            "--columns a,b,c picks)[/]",
+            soft_wrap=False,
+        )
 
 
 # --- sweep ------------------------------------------------------------------------------------
@@ -166,6 +255,7 @@ def finding_json(row: dict[str, Any], *, raw_times: bool = False) -> dict[str, A
         "e164": row["e164"],
         "number_id": row["number_id"],
         "account_id": row["account_id"],
+        "account_name": row.get("account_name"),
         "state": row["state"],
         "first_seen": to_text(row["first_seen"]),
         "last_seen": to_text(row["last_seen"]),
@@ -179,27 +269,77 @@ def finding_json(row: dict[str, Any], *, raw_times: bool = False) -> dict[str, A
     }
 
 
-def print_findings(rows: list[dict[str, Any]], *, compact: bool = False) -> None:
+FINDING_COLUMNS = (
+    Column("rule"),
+    Column("severity"),
+    Column("number"),
+    Column("account", free_text=True, key_first=True),  # the id, then the customer's name
+    Column("state"),
+    Column("first seen"),
+    Column("message", free_text=True),
+    Column("last seen"),
+    Column("due"),
+    Column("finding", free_text=True, key_first=True),  # the rule, then the message
+)
+FINDING_DEFAULT = ("rule", "severity", "number", "account", "state", "first_seen", "message")
+SEVERITY_COLOUR = {"critical": "red", "warning": "yellow", "info": "blue"}
+
+
+def account_cell(account_id: str | None, name: str | None) -> str:
+    """An account as a table shows it: its id (a key value), then its name."""
+    return " ".join(tty(v) for v in (account_id, name) if v)
+
+
+def print_findings(
+    rows: list[dict[str, Any]],
+    *,
+    compact: bool = False,
+    wide: bool = False,
+    only: Sequence[str] | None = None,
+) -> None:
+    """Findings as a table, in the order given; on a narrow terminal severity, number, account
+    and the rule with its message (and state, when not all are open) unless ``wide``;
+    ``only``: these columns (``FINDING_COLUMNS`` names)."""
     if not rows:
         out.print("no findings")
         return
-    names = ["rule", "severity", "number", "account"]
-    names += [] if compact else ["state", "first seen"]
-    columns = [*(Column(n) for n in names), Column("message", free_text=True)]
-    colour = {"critical": "red", "warning": "yellow", "info": "blue"}
+    default = [n for n in FINDING_DEFAULT if not compact or n not in ("state", "first_seen")]
+    states = Counter(r["state"] for r in rows)
+    narrow = ["severity", "number", "account", "finding"]
+    if set(states) != {"open"}:
+        narrow.insert(0, "state")
     cells_of_rows = []
     for r in rows:
-        sev = r["severity"]
-        cells = [
-            r["rule"],
-            f"[{colour.get(sev, 'white')}]{sev}[/]",
-            tty(r["e164"] or ""),
-            tty(r["account_id"] or ""),
-        ]
-        if not compact:
-            cells += [r["state"], r["first_seen"].strftime("%Y-%m-%d")]
-        cells_of_rows.append([*cells, tty(r["message"])])
-    print_table(out, columns, cells_of_rows, title=f"{len(rows)} finding(s)")
+        sev, rule = r["severity"], tty(r["rule"])
+        cells = {
+            "rule": rule,
+            "severity": f"[{SEVERITY_COLOUR.get(sev, 'white')}]{tty(sev)}[/]",
+            "number": tty(r["e164"] or ""),
+            "account": account_cell(r["account_id"], r.get("account_name")),
+            "state": r["state"],
+            "first_seen": r["first_seen"].strftime("%Y-%m-%d"),
+            "message": tty(r["message"]),
+            "last_seen": r["last_seen"].strftime("%Y-%m-%d"),
+            "due": r["due_at"].strftime("%Y-%m-%d") if r["due_at"] else "",
+            "finding": f"[bold]{rule}[/]\n{tty(r['message'])}",
+        }
+        cells_of_rows.append([cells[c.name] for c in FINDING_COLUMNS])
+    if set(states) == {"open"}:
+        title = f"{len(rows)} open finding(s)"
+    else:
+        title = f"{len(rows)} finding(s): " + ", ".join(
+            f"{states[s]} {s}" for s in ("open", "silenced", "resolved") if states[s]
+        )
+    print_table(
+        out,
+        FINDING_COLUMNS,
+        cells_of_rows,
+        title=title,
+        narrow=narrow,
+        wide=wide,
+        only=only,
+        default=default,
+    )
 
 
 # --- digests ----------------------------------------------------------------------------------
@@ -247,14 +387,17 @@ def print_report(
     fmt: str | None,
     title: str,
     dates: tuple[str, ...] = (),
+    *,
+    only: Sequence[str] | None = None,
     **kw: Any,
 ) -> None:
-    """Print a ``monitor.reports.Report`` as a table, CSV (rows only) or JSON (with sweeps)."""
+    """Print a ``monitor.reports.Report`` as a table, CSV (rows only) or JSON (with sweeps).
+    ``only`` (``--columns``) picks the columns of a table or CSV; JSON keeps every field."""
     rows = [r.as_dict() for r in report.rows]
     chosen = formats.pick(fmt, out.is_terminal)
     fc = report.forecast
     if chosen == "csv":
-        click.echo(formats.csv_text(rows, fields), nl=False)
+        click.echo(formats.csv_text(rows, only or fields), nl=False)
     elif chosen == "json":
         doc: dict[str, Any] = {"report": report.name, "sweep": report.sweep.as_dict()}
         if report.since is not None:
@@ -273,10 +416,19 @@ def print_report(
             for key in dates:
                 row[key] = row[key][:10] if row.get(key) else row.get(key)
         footer = [t.as_dict() for t in report.totals]
-        print_report_table(out, rows, fields, title, footer=footer, **kw)
+        print_report_table(
+            out,
+            rows,
+            only or fields,
+            title,
+            footer=footer,
+            **kw | {"wide": kw.get("wide") or only is not None},
+        )
     note = fc.undated_note() if fc is not None else None
-    if note and chosen != "json":  # CSV keeps its rows alone on stdout
-        click.echo(tty(note), err=chosen == "csv")
+    if note and chosen == "table":
+        out.print(tty(note), soft_wrap=False)  # folded at a terminal's width
+    elif note and chosen == "csv":  # CSV keeps its rows alone on stdout
+        click.echo(tty(note), err=True)
 
 
 def print_report_table(
@@ -288,20 +440,48 @@ def print_report_table(
     headers: dict[str, str] | None = None,
     right: Sequence[str] = (),
     footer: Sequence[dict[str, Any]] = (),
+    names: dict[str, str | None] | None = None,
+    narrow: Sequence[str] = (),
+    wide: bool = False,
 ) -> None:
-    """Report rows as a table whose key columns (numbers, ids, amounts) are never cut."""
+    """Report rows as a table whose key columns (numbers, ids, amounts) are never cut. An
+    account's name (a row's ``account_name``, else from ``names``) is shown beside its id;
+    ``narrow`` and ``wide`` as ``print_table`` takes them."""
+    named = "account_id" in fields and ("account_name" in fields or names is not None)
+    if named:
+        fields = [f for f in fields if f != "account_name"]
+        names = names or {}
+        rows = [
+            r
+            | {
+                "account_id": account_cell(
+                    r["account_id"], r.get("account_name") or names.get(r["account_id"])
+                )
+            }
+            for r in rows
+        ]
     columns = [
         Column(
-            (headers or {}).get(f, f.replace("_", " ")),
-            free_text=f in formats.WRAP,
+            (headers or {}).get(
+                f, "account" if named and f == "account_id" else f.replace("_", " ")
+            ),
+            free_text=f in formats.WRAP or (named and f == "account_id"),
             right=f in right,
+            key=f,
+            key_first=named and f == "account_id",
         )
         for f in fields
     ]
+
+    def cell(f: str, value: Any) -> str:
+        return value if named and f == "account_id" else formats.shown(value)
+
     print_table(
         console,
         columns,
-        [[formats.shown(r.get(f)) for f in fields] for r in rows],
+        [[cell(f, r.get(f)) for f in fields] for r in rows],
         title=tty(title),
         footer=[[formats.shown(r.get(f)) for f in fields] for r in footer],
+        narrow=narrow,
+        wide=wide,
     )

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -213,6 +214,17 @@ def currency_code(currency: str | None) -> str:
     if not code:
         return ""
     return code if code.isascii() and code.isalnum() and len(code) <= 8 else "?"
+
+
+_E164 = re.compile(r"\+?([1-9][0-9]{1,14})")
+_E164_PUNCTUATION = re.compile(r"[\s().-]+")
+
+
+def normalize_e164(text: str) -> str | None:
+    """A number as a person types it (``+91 80123-45678``, ``(415) ...`` with its country code,
+    digits without ``+``) in the API's E.164 form ``+918012345678``; None if it is not one."""
+    found = _E164.fullmatch(_E164_PUNCTUATION.sub("", text))
+    return f"+{found[1]}" if found else None
 
 
 def _text(value: Any) -> str | None:

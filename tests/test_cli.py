@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -670,6 +671,153 @@ def test_sweep_skips_a_live_lease_naming_its_holder(tmp_path: Path, sandbox: San
     assert result.returncode == 0, result.stderr
     assert "otherhost:7:abc" in result.stdout and "2999-01-01T06:00:00" in result.stdout
     assert "skipped" in result.stdout
+
+
+def on_terminal(*args: str, cwd: Path, columns: int = 80) -> str:
+    """``did-monitor`` with its stdout on a real pty ``columns`` wide; the text, escapes removed."""
+    import pty
+    import re
+
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
+    env |= {"COLUMNS": str(columns), "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", *args], cwd=cwd, env=env, stdout=follower
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the pty closed: the command ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_reports_fit_80_columns_on_a_terminal_and_name_accounts(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    cfg = write_config(tmp_path, sandbox)
+    assert (
+        did("--config", str(cfg), "sweep", cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": TOKEN}).returncode
+        == 0
+    )
+    listed = json.loads(did("--config", str(cfg), "findings", "--json", cwd=tmp_path).stdout)
+    names = {a["auth_id"]: a["name"] for a in sandbox.inventory.accounts()}
+    for args in (("findings",), ("costs",), ("inventory",), ("costs", "--due-within", "30d")):
+        text = on_terminal("--config", str(cfg), *args, cwd=tmp_path)
+        assert max(len(line) for line in text.splitlines()) <= 80, (args, text)
+        assert "…" not in text
+    findings = on_terminal("--config", str(cfg), "findings", cwd=tmp_path)
+    rows = [line for line in findings.splitlines() if line.startswith("│")]
+    for finding in listed:  # every number, account id and severity whole, the name beside the id
+        who = finding["e164"] or finding["account_id"]
+        if who:
+            assert any(who in row and finding["severity"] in row for row in rows), finding
+        if finding["account_id"]:
+            row = next(r for r in rows if finding["account_id"] in r)
+            assert names[finding["account_id"]].split()[0] in row
+    assert "--wide" in findings
+    wide = on_terminal("--config", str(cfg), "findings", "--wide", cwd=tmp_path)
+    assert "first seen" in wide and "--wide" not in wide.split("┘")[-1]
+    picked = on_terminal(
+        "--config", str(cfg), "inventory", "--columns", "e164,status", cwd=tmp_path
+    )
+    assert "┃ number" in picked and "account" not in picked
+    csv_cols = did("--config", str(cfg), "inventory", "--columns", "e164,status", cwd=tmp_path)
+    assert csv_cols.stdout.splitlines()[0] == "e164,status"
+    piped = did("--config", str(cfg), "inventory", cwd=tmp_path).stdout  # CSV: every column
+    assert piped.splitlines()[0].split(",") == list(
+        json.loads(did("--config", str(cfg), "inventory", "--format", "json", cwd=tmp_path).stdout)[
+            "rows"
+        ][0]
+    )
+    bad = did("--config", str(cfg), "costs", "--columns", "nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "nope" in bad.stderr and "account_id" in bad.stderr
+
+
+def test_findings_most_urgent_first_and_silenced_apart(tmp_path: Path, sandbox: Sandbox) -> None:
+    from monitor.config import SEVERITY_RANK
+
+    cfg = write_config(tmp_path, sandbox)
+    assert (
+        did("--config", str(cfg), "sweep", cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": TOKEN}).returncode
+        == 0
+    )
+    listed = json.loads(did("--config", str(cfg), "findings", "--json", cwd=tmp_path).stdout)
+
+    def urgency(f: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            -SEVERITY_RANK[f["severity"]],
+            f["due_at"] is not None,
+            f["due_at"] or "",
+            f["rule"],
+        )
+
+    assert [urgency(f) for f in listed] == sorted(urgency(f) for f in listed)
+    assert len({f["due_at"] for f in listed if f["severity"] == "warning"}) > 2  # dates do order
+    target = next(f for f in listed if f["e164"])
+    added = did(
+        "--config", str(cfg), "silence", "add", "--rule", target["rule"],
+        "--number", " ".join(target["e164"][i : i + 4] for i in range(0, len(target["e164"]), 4)),
+        "--until", "7d", "--reason", "known", cwd=tmp_path,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "matches 1 open finding(s)" in added.stdout
+    table = did("--config", str(cfg), "findings", cwd=tmp_path)
+    assert f"{len(listed) - 1} open finding(s)" in table.stdout
+    assert "and 1 silenced finding(s)" in table.stdout
+    status = json.loads(did("--config", str(cfg), "status", "--json", cwd=tmp_path).stdout)
+    assert status["open_total"] == len(listed) - 1 and status["silenced_total"] == 1
+    text = did("--config", str(cfg), "status", cwd=tmp_path).stdout
+    assert f"open findings: {len(listed) - 1} (and 1 silenced)" in text
+
+
+def test_silence_add_normalises_refuses_and_records_who(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = write_config(tmp_path, sandbox)
+    assert (
+        did("--config", str(cfg), "sweep", cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": TOKEN}).returncode
+        == 0
+    )
+
+    def add(*args: str) -> subprocess.CompletedProcess[str]:
+        return did(
+            "--config",
+            str(cfg),
+            "silence",
+            "add",
+            "--until",
+            "7d",
+            "--reason",
+            "r",
+            *args,
+            cwd=tmp_path,
+        )
+
+    bad = add("--rule", "blocked", "--number", "call me")
+    assert bad.returncode == 2 and "E.164" in bad.stderr and "Traceback" not in bad.stderr
+    nothing = add("--rule", "blocked", "--number", "+1 999 000 0000")
+    assert nothing.returncode == 2 and "matches no open finding" in nothing.stderr
+    assert "no silences" in did("--config", str(cfg), "silence", "list", cwd=tmp_path).stdout
+    forced = add("--rule", "blocked", "--number", "+1 (999) 000-0000", "--force", "--by", "alice")
+    assert forced.returncode == 0 and "matches 0 open finding(s)" in forced.stdout
+    assert add("--rule", "*", "--account", "MA_NOBODY").returncode == 2
+    mine = add("--rule", "*")
+    assert mine.returncode == 0
+    listing = did("--config", str(cfg), "silence", "list", cwd=tmp_path).stdout
+    (first,) = [line for line in listing.splitlines() if "+19990000000" in line]
+    assert "alice" in first and "│       0 │" in first
+    import getpass
+
+    (second,) = [line for line in listing.splitlines() if line.startswith("│ 2 ")]
+    assert getpass.getuser() in second
+
 
 # --- the operator's first hour (issue 21): placeholders, url_file, the outbox ------------------
 
