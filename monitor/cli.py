@@ -963,12 +963,13 @@ def silence_list(state: State, wide: bool) -> None:
         out.print("no silences")
         return
     now = state.clock()
-    names = ("id", "rule", "number", "account", "until", "active", "by")
+    names = ("id", "rule", "number", "account", "for", "until", "active", "by")
     columns = [
         *(Column(n) for n in names),
         Column("matches", right=True),
         Column("reason", free_text=True),
     ]
+    default = [c.name for c in columns if c.name != "for"]  # "for": number and account in one
     cells = []
     for r in rows:
         cells.append(
@@ -977,6 +978,7 @@ def silence_list(state: State, wide: bool) -> None:
                 tty(r["rule"]),
                 tty(r["e164"] or "*"),
                 tty(r["account_id"] or "*"),
+                " ".join(tty(v) for v in (r["e164"], r["account_id"]) if v) or "*",
                 r["until"].astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
                 "yes" if r["until"] > now else "expired",
                 tty(r["created_by"] or "—"),
@@ -989,8 +991,9 @@ def silence_list(state: State, wide: bool) -> None:
         columns,
         cells,
         title=f"{len(rows)} silence(s), times in UTC; matches: open findings it covers",
-        narrow=("id", "rule", "number", "account", "until", "reason"),
+        narrow=("id", "rule", "for", "until", "reason"),
         wide=wide,
+        default=default,
     )
 
 
