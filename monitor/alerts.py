@@ -41,6 +41,7 @@ from monitor.render import (
     render_sweep_failed,
     render_sweep_partial,
     rental_at_risk,
+    urgency,
 )
 from monitor.reports import Forecast, forecast
 from monitor.rules import event_rules
@@ -162,7 +163,7 @@ def plan_digests(
         ]
         d.at_risk = rental_at_risk(_unique_numbers(open_items))
         for section in (d.new, d.reminders, d.resolved):
-            section.sort(key=lambda i: (-SEVERITY_RANK.get(i.severity, 0), i.rule, i.e164))
+            section.sort(key=urgency)  # the one order: severity, due date, rule
         if not d.is_quiet:
             out.append(plan)
     return out
