@@ -241,7 +241,7 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from monitor.db import make_engine
-    from monitor.vobiz import VobizClient
+    from monitor.vobiz import NUMBERS, VobizClient
 
     settings = make_settings(spec)
     engine = make_engine(spec["db_url"])
@@ -258,7 +258,7 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     with VobizClient(settings.vobiz) as client, engine.begin() as conn:
         page_no = 1
         while True:
-            page = client.numbers_page(page_no, PER_PAGE)
+            page = client.read_page(NUMBERS, page_no, PER_PAGE)
             pages += 1
             rows = [
                 {
@@ -319,9 +319,8 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_fetch_only(spec: dict[str, Any]) -> dict[str, Any]:
-    """Diagnostic: the same concurrent paging (``iter_pages``, ``numbers_page``), no DB or rules."""
-    from monitor.sweep import iter_pages
-    from monitor.vobiz import VobizClient
+    """Diagnostic: the same concurrent paging (``VobizClient.iter_pages``), no DB or rules."""
+    from monitor.vobiz import NUMBERS, VobizClient
 
     settings = make_settings(spec)
     rss_ready = maxrss_mb()
@@ -329,7 +328,7 @@ def child_fetch_only(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     pages = seen = 0
     with VobizClient(settings.vobiz) as client:
-        for page in iter_pages(client, PER_PAGE, spec["concurrency"]):
+        for page in client.iter_pages(NUMBERS, PER_PAGE, spec["concurrency"]):
             pages += 1
             seen += len(page.records)
         requests = client.stats.requests

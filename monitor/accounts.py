@@ -3,24 +3,23 @@
 ``GET /api/v1/partner/accounts`` pages through ``{accounts[], total, page, size}``. Each account
 carries that customer's own ``auth_token``: it, and every other field whose name looks like a
 credential (``redact.is_credential_key``), is dropped here, as the page is read, so no later
-stage (store, logs, rules, reports) ever holds one. An account list that does not add up to its
-``total`` fails the sweep, as an incomplete number list does.
+stage (store, logs, rules, reports) ever holds one. The pages are read as the numbers' are, and an
+account list that does not add up to its ``total`` fails the sweep, as an incomplete number list
+does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.errors import ApiError, IncompleteSweep
+from monitor.errors import IncompleteSweep
 from monitor.redact import TooDeep, without_credentials
+from monitor.vobiz import Listing, VobizClient
 
 ACCOUNTS_PATH = "/api/v1/partner/accounts"
-MAX_PAGES = 10_000  # 1,000,000 accounts at 100 a page: a stuck total cannot loop forever
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,10 @@ class AccountRecord:
     status: str | None
     raw: dict[str, Any]
     content_hash: str
+
+    @property
+    def id(self) -> str:
+        return self.account_id
 
     def as_rule_input(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status}
@@ -67,79 +70,41 @@ def parse_account(item: Any) -> AccountRecord | None:
     )
 
 
-GetJson = Callable[[str, dict[str, Any]], Any]
-# The pages given, fetched (concurrently) and yielded as (body, page) in any order.
-GetPages = Callable[[range], Iterable[tuple[Any, int]]]
+ACCOUNTS = Listing(ACCOUNTS_PATH, ("accounts",), parse_account)
 
 
-def fetch_accounts(
-    get_json: GetJson, per_page: int = 100, get_pages: GetPages | None = None
-) -> list[AccountRecord]:
-    """Every customer account; raises ``IncompleteSweep`` when the distinct accounts do not add
-    up to the ``total`` the API reports (after two full reads).
-
-    ``get_json(path, params)`` is the API client's GET (retries and errors are its business).
-    Page 1 gives the total; the other pages go through ``get_pages`` when given (the client's
-    concurrent paging), else one by one. An API that gives no total is read until an empty page.
-    """
-    problem = ""
+def fetch_accounts(client: VobizClient, per_page: int, concurrency: int) -> list[AccountRecord]:
+    """Every customer account, its pages read as the numbers' are (``VobizClient.iter_pages``,
+    which also refuses a repeated page or one empty before the promised end). Raises
+    ``IncompleteSweep`` when two reads in a row cannot vouch for the list: the total changed
+    between pages, the distinct accounts do not add up to it, or, from an API that gives no
+    total, the two reads disagree."""
+    previous: set[str] | None = None
     for _ in range(2):
-        accounts, problem = _one_pass(get_json, per_page, get_pages)
-        if not problem:
-            return sorted(accounts.values(), key=lambda a: a.account_id)
+        accounts: dict[str, AccountRecord] = {}
+        found_on: dict[str, int] = {}
+        totals: set[int] = set()
+        for page in client.iter_pages(ACCOUNTS, per_page, concurrency):
+            if page.total is not None:
+                totals.add(page.total)
+            for record in page.records:
+                # an account on two pages (the list shifted): the later page wins, whatever
+                # order the pages arrived in
+                if page.page >= found_on.get(record.id, 0):
+                    accounts[record.id] = record
+                    found_on[record.id] = page.page
+        if len(totals) > 1:
+            seen = ", ".join(str(t) for t in sorted(totals))
+            problem = f"the total was not the same on every page ({seen})"
+        elif totals and len(accounts) != min(totals):
+            problem = f"{len(accounts)} distinct accounts read, the API reports {min(totals)}"
+        elif not totals and set(accounts) != previous:
+            problem = "the API gives no total, and two reads did not agree"
+        else:
+            return sorted(accounts.values(), key=lambda a: a.id)
+        previous = set(accounts)
     raise IncompleteSweep(
         f"the account list is incomplete: {problem}",
         hint="accounts changed while they were read, or the API misreports its total; "
         "the sweep will be retried",
     )
-
-
-def _one_pass(
-    get_json: GetJson, per_page: int, get_pages: GetPages | None
-) -> tuple[dict[str, AccountRecord], str]:
-    accounts: dict[str, AccountRecord] = {}
-    found_on: dict[str, int] = {}
-    totals: list[int] = []
-
-    def fetch(page: int) -> Any:
-        return get_json(ACCOUNTS_PATH, {"page": page, "per_page": per_page})
-
-    def read(body: Any, page: int) -> tuple[int, int]:
-        """Keep the page's accounts; returns how many items it had and the page size."""
-        if not isinstance(body, dict) or not isinstance(body.get("accounts"), list):
-            raise ApiError(f"GET {ACCOUNTS_PATH} page {page}: the body has no 'accounts' list")
-        total = body.get("total")
-        if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
-            totals.append(total)
-        for item in body["accounts"]:
-            record = parse_account(item)
-            # an account on two pages (the list shifted): the later page wins, whatever order
-            # the pages arrived in
-            if record is not None and page >= found_on.get(record.account_id, 0):
-                accounts[record.account_id] = record
-                found_on[record.account_id] = page
-        size = body.get("size")
-        return len(body["accounts"]), size if isinstance(size, int) and size > 0 else per_page
-
-    items, step = read(fetch(1), 1)
-    if totals:
-        last = math.ceil(totals[0] / step)
-        if last > MAX_PAGES:
-            return accounts, f"more than {MAX_PAGES} pages"
-        rest = range(2, last + 1) if items else range(0)
-        bodies = get_pages(rest) if get_pages else ((fetch(p), p) for p in rest)
-        for body, page in bodies:
-            read(body, page)
-    else:
-        page = 1
-        while items:
-            if page >= MAX_PAGES:
-                return accounts, f"more than {MAX_PAGES} pages"
-            page += 1
-            items, _ = read(fetch(page), page)
-    if len(set(totals)) > 1:
-        seen = ", ".join(str(t) for t in sorted(set(totals)))
-        return accounts, f"the total was not the same on every page ({seen})"
-    if totals and len(accounts) != totals[0]:
-        return accounts, f"{len(accounts)} distinct accounts read, the API reports {totals[0]}"
-    return accounts, ""

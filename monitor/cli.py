@@ -790,7 +790,7 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
     """One number's stored changes over time."""
     from monitor.display import account_cell, column_names
     from monitor.model import normalize_e164
-    from monitor.reports import account_names
+    from monitor.reports import account_names, number_history
 
     names = ("from", "until", "status", "account", "application", "blocked", "next billing")
     table = [
@@ -800,7 +800,7 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
     only = column_names(columns, [c.name for c in table])
     store = _store(state.settings, read=True)
     e164 = normalize_e164(e164) or e164
-    rows = store.history(e164)
+    rows = number_history(store.history(e164))
     if not rows:
         raise MonitorError(
             f"no number {tty(e164)} in the database",
@@ -809,10 +809,9 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
     last = store.last_sweep("complete")
     with store.engine.connect() as conn:
         accounts = account_names(conn, last["id"]) if last is not None else {}
-    prev: dict[str, Any] | None = None
     cells = []
     for r in rows:
-        changed = _diff(prev, r["raw"]) if prev is not None else "first seen"
+        changed = r["changed"]
         cells.append(
             [
                 _minute(r["from_time"]),
@@ -822,10 +821,9 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
                 tty(r["application_id"] or "—"),
                 "yes" if r["is_blocked"] else "no",
                 (iso(r["next_billing_date"]) or "—")[:10],
-                tty(changed),
+                "first seen" if changed is None else tty(", ".join(changed) or "(no field change)"),
             ]
         )
-        prev = r["raw"]
     print_table(
         out,
         table,
@@ -839,11 +837,6 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
 
 def _minute(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
-    keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    return ", ".join(keys) or "(no field change)"
 
 
 @cli.group()
@@ -874,8 +867,9 @@ def silence_add(
 ) -> None:
     """Hold back a rule's findings (for a number or an account) until a time."""
     from monitor.model import normalize_e164
+    from monitor.rules import rule_ids
 
-    known = state.settings.rules.rule_ids  # built-in and user-defined
+    known = rule_ids(state.settings.rules)  # built-in and user-defined
     if rule != "*" and rule not in known:
         raise ConfigError(f"--rule: unknown rule {rule!r}", hint=f"rules: {', '.join(known)}, or *")
     if e164 is not None:

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from monitor import formats
 from monitor.errors import ConfigError
+from monitor.model import money_text
 from monitor.redact import ScrubbingStream
 from monitor.render import tty
 
@@ -264,7 +265,7 @@ def finding_json(row: dict[str, Any], *, raw_times: bool = False) -> dict[str, A
         "due_at": to_text(row["due_at"]),
         "tier": row["tier"],
         "tags": list(row["tags"] or []),
-        "monthly_fee": None if row["monthly_fee"] is None else str(row["monthly_fee"].normalize()),
+        "monthly_fee": None if row["monthly_fee"] is None else money_text(row["monthly_fee"]),
         "currency": row["currency"],
     }
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.account_store import status_counts, write_accounts
-from monitor.accounts import ACCOUNTS_PATH, AccountRecord, fetch_accounts
+from monitor.accounts import fetch_accounts
 from monitor.alerts import deliver_due, enqueue_sweep_failed, store_digests
 from monitor.availability import fetch_availability
 from monitor.clock import Clock
@@ -183,7 +181,11 @@ def _sweep(
                 retries=stats.retries,
                 versions_written=writer.versions_written,
             )
-            accounts = _fetch_accounts(api, settings) if settings.sweep.accounts else None
+            accounts = (
+                fetch_accounts(api, settings.vobiz.per_page, settings.vobiz.concurrency)
+                if settings.sweep.accounts
+                else None
+            )
             check_shrink(settings, before, len(fetched.ids) + fetched.malformed)
             known, vanished = writer.count_current(fetched.ids)
             check_identities(settings, known, vanished, len(fetched.ids), fetched.malformed)
@@ -325,21 +327,6 @@ def _partial_reason(fetched: FetchResult) -> str | None:
         f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()}); "
         "nothing was resolved and no number counted as gone"
     )
-
-
-def _fetch_accounts(api: VobizClient, settings: Settings) -> list[AccountRecord]:
-    """The account list, its pages after the first fetched as concurrently as the numbers'."""
-    cfg = settings.vobiz
-
-    def get_pages(pages: range) -> Iterator[tuple[Any, int]]:
-        with closing(
-            api.fetch_pages(
-                ACCOUNTS_PATH, pages, cfg.per_page, cfg.concurrency, lambda b, p, _: (b, p)
-            )
-        ) as it:
-            yield from it
-
-    return fetch_accounts(api.get_json, cfg.per_page, get_pages=get_pages)
 
 
 def _watch_availability(api: VobizClient, evaluator: Evaluator) -> None:

@@ -12,7 +12,7 @@ from a split.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from decimal import Decimal
@@ -524,6 +524,24 @@ def diff_rows(before: Row | None, after: Row | None) -> list[DiffRow]:
             )
         )
     return rows
+
+
+def changed_fields(before: Row, after: Row) -> list[str]:
+    """The fields (dotted paths into the item's JSON) that differ between two versions of one
+    number: what ``history``, the dashboard's number page and ``diff`` all name."""
+    return [row.field for row in diff_rows(before, after) if row.field]
+
+
+def number_history(versions: Iterable[Row]) -> list[dict[str, Any]]:
+    """``Store.history``'s versions, each with ``changed``: ``changed_fields`` against the version
+    before it of the same number id, or None for that id's first version."""
+    out: list[dict[str, Any]] = []
+    previous: dict[str, Row] = {}
+    for row in versions:
+        before = previous.get(row["number_id"])
+        out.append({**row, "changed": None if before is None else changed_fields(before, row)})
+        previous[row["number_id"]] = row
+    return out
 
 
 def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) -> Report:

@@ -14,14 +14,13 @@ import math
 import re
 import time
 from bisect import insort
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitor.config import Settings
 from monitor.errors import IncompleteSweep
 from monitor.model import DATE_FIELDS, NumberRecord
-from monitor.vobiz import NUMBERS_PATH, Page, VobizClient, parse_page
+from monitor.vobiz import NUMBERS, VobizClient
 
 ProgressFn = Callable[["SweepProgress"], None]
 # New records are handed to ``consume`` in batches of at least this many (the rest at the end of
@@ -124,77 +123,6 @@ class FetchResult:
         return _listed(shown, self.malformed)
 
 
-def iter_pages(
-    client: VobizClient,
-    per_page: int,
-    concurrency: int,
-) -> Iterator[Page]:
-    """Every page of the numbers list: page 1 first, the rest as they complete, bounded by what
-    page 1 promised.
-
-    Worker threads fetch, decode and parse each page (``VobizClient.fetch_pages``); the
-    caller's thread stores them. Threads that all run Python take turns at the GIL, but the
-    database lets go of it, so parsing there overlaps the sweep's writes (100,000 numbers,
-    first sweep on SQLite: 8.5 s parsed in the sweep's thread, 7.6-8.0 s in the workers).
-    An API that sends more items than ``per_page`` asked for is paged by the size it sends (so
-    no page is fetched twice); an empty page before the promised end, or a page that repeats an
-    earlier one (an API that ignores ``?page=``), ends the pass as incomplete rather than
-    paging on forever."""
-    first = client.numbers_page(1, per_page)
-    seen = _PageGuard(first)
-    yield first
-    size = max(per_page, first.item_count)
-    if first.total is None:
-        yield from _pages_without_total(client, first, per_page, size, seen)
-        return
-    last_page = max(1, math.ceil(first.total / size))
-    if last_page == 1 or first.item_count >= first.total:
-        return
-    pages = client.fetch_pages(
-        NUMBERS_PATH, range(2, last_page + 1), per_page, concurrency, parse_page
-    )
-    with closing(pages):
-        for page in pages:
-            if page.item_count == 0:
-                raise IncompleteSweep(
-                    f"page {page.page} came back empty, but page 1 promised {first.total} "
-                    f"numbers ({last_page} pages of {size}): the API's total cannot be trusted",
-                    hint="the sweep is failed rather than read on; it will be retried",
-                )
-            seen.check(page)
-            yield page
-
-
-class _PageGuard:
-    """Remembers each page's ids (as a hash) to notice an API that serves the same page again."""
-
-    def __init__(self, first: Page) -> None:
-        self._pages: dict[int, int] = {}
-        self.check(first)
-
-    def check(self, page: Page) -> None:
-        if not page.records:
-            return
-        key = hash(tuple(rec.id for rec in page.records))
-        earlier = self._pages.setdefault(key, page.page)
-        if earlier != page.page:
-            raise IncompleteSweep(
-                f"page {page.page} repeats page {earlier}: the API seems to ignore ?page=, so "
-                "the sweep cannot see the whole inventory",
-                hint="check vobiz.base_url; the sweep is failed rather than paged on forever",
-            )
-
-
-def _pages_without_total(
-    client: VobizClient, first: Page, per_page: int, size: int, seen: _PageGuard
-) -> Iterator[Page]:
-    page = first
-    while page.item_count >= size:
-        page = client.numbers_page(page.page + 1, per_page)
-        seen.check(page)
-        yield page
-
-
 def fetch_inventory(
     client: VobizClient,
     settings: Settings,
@@ -261,7 +189,7 @@ def _one_pass(
     result = PassResult()
     prog = SweepProgress(pass_no=pass_no)
     fresh: list[NumberRecord] = []
-    for page in iter_pages(client, cfg.per_page, cfg.concurrency):
+    for page in client.iter_pages(NUMBERS, cfg.per_page, cfg.concurrency):
         if deadline is not None and time.monotonic() > deadline:
             limit = settings.sweep.max_duration
             raise IncompleteSweep(

@@ -1,10 +1,13 @@
-"""The Vobiz Partner API client: auth, one page at a time, retries with backoff, error bodies.
+"""The Vobiz Partner API client: auth, paged lists, retries with backoff, error bodies.
 
 HTTP goes through one ``httpx.Client`` (see ``http_client``): keep-alive connections sized from
 ``vobiz.concurrency``, proxies and the CA bundle taken from the environment by httpx itself
 (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``). The
 service shares its client with the heartbeat pings. Every failure leaves here as an
 ``ApiError`` subclass that says whether retrying can help.
+
+Every paged list (numbers, accounts) is read the one way: ``VobizClient.iter_pages`` over a
+``Listing`` (its path, envelope key and item parser), with the same paging bounds and errors.
 
 Over 400 lines because the client's retry, rate-limit and concurrent-paging rules share its
 state (budget, limiter, requests in flight); the page parsing at the end is kept beside the
@@ -15,20 +18,29 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
 from monitor import __version__
 from monitor.config import VobizConfig
-from monitor.errors import ApiError, ApiGaveUp, AuthError, ConfigError, RetryableApiError
+from monitor.errors import (
+    ApiError,
+    ApiGaveUp,
+    AuthError,
+    ConfigError,
+    IncompleteSweep,
+    RetryableApiError,
+)
 from monitor.model import NumberRecord, parse_number
 
 NUMBERS_PATH = "/api/v1/partner/numbers"
@@ -39,17 +51,26 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_ITEM_CHARS = 64 * 1024
 MAX_RETRY_AFTER = 60.0  # a longer ask is honoured up to this, then the retry budget decides
 USER_AGENT = f"did-monitor/{__version__}"
-T = TypeVar("T")
+
+
+class Identified(Protocol):
+    """A record of a paged list; ``id`` tells the records of one page from another's."""
+
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=Identified)
 
 
 @dataclass
-class Page:
-    """One page of the numbers list: parsed records plus what the envelope claimed."""
+class Page(Generic[R]):
+    """One page of a paged list: parsed records plus what the envelope claimed."""
 
     page: int
     per_page: int
     total: int | None
-    records: list[NumberRecord]
+    records: list[R]
     item_count: int
     malformed: int
     # 1-based positions on the page of items that could not be read (or had no usable id)
@@ -347,48 +368,71 @@ class VobizClient:
 
     # --- endpoints ----------------------------------------------------------------------------
 
-    def numbers_page(self, page: int, per_page: int | None = None) -> Page:
-        """One page of ``GET /partner/numbers``; items under ``items`` or the legacy ``data``."""
-        return parse_page(*self.page_body(NUMBERS_PATH, page, per_page))
-
-    def page_body(
-        self, path: str, page: int, per_page: int | None = None
-    ) -> tuple[dict[str, Any], int, int]:
-        """One page of a paged list as decoded JSON, with its page number and size."""
+    def read_page(self, listing: Listing[R], page: int, per_page: int | None = None) -> Page[R]:
+        """One page of a paged list, read by ``listing``; ``per_page`` is clamped to 1-100."""
         size = max(1, min(per_page or self.config.per_page, 100))
-        body = self.get_json(path, {"page": page, "per_page": size})
-        if not isinstance(body, dict):  # checked here, where a retry is still possible
-            raise ApiGaveUp(
-                f"GET {path} page {page}: expected a JSON object, got {type(body).__name__}"
-            )
-        return body, page, size
+        body = self.get_json(listing.path, {"page": page, "per_page": size})
+        return listing.parse(body, page, size)
+
+    def iter_pages(self, listing: Listing[R], per_page: int, concurrency: int) -> Iterator[Page[R]]:
+        """Every page of a paged list (the numbers, the accounts): page 1 first, the rest as
+        they complete, bounded by what page 1 promised.
+
+        Worker threads fetch, decode and parse each page (``fetch_pages``); the caller's thread
+        stores them. An API that sends more items than ``per_page`` asked for is paged by the
+        size it sends (so no page is fetched twice); an API that gives no total is read until a
+        page that is not full. An empty page before the promised end, or a page that repeats an
+        earlier one (an API that ignores ``?page=``), raises ``IncompleteSweep`` rather than
+        paging on forever. Whether the pages add up is the caller's to judge, from their
+        ``total`` and records."""
+        first = self.read_page(listing, 1, per_page)
+        seen = _PageGuard(first, listing.path)
+        yield first
+        size = max(per_page, first.item_count)
+        if first.total is None:
+            page = first
+            while page.item_count >= size:
+                page = self.read_page(listing, page.page + 1, per_page)
+                seen.check(page)
+                yield page
+            return
+        last_page = max(1, math.ceil(first.total / size))
+        if last_page == 1 or first.item_count >= first.total:
+            return
+        with closing(
+            self.fetch_pages(listing, range(2, last_page + 1), per_page, concurrency)
+        ) as pages:
+            for page in pages:
+                if page.item_count == 0:
+                    raise IncompleteSweep(
+                        f"GET {listing.path} page {page.page} came back empty, but page 1 "
+                        f"promised {first.total} items ({last_page} pages of {size}): the "
+                        "API's total cannot be trusted",
+                        hint="the sweep is failed rather than read on; it will be retried",
+                    )
+                seen.check(page)
+                yield page
 
     def fetch_pages(
-        self,
-        path: str,
-        pages: Iterable[int],
-        per_page: int,
-        concurrency: int,
-        read: Callable[[dict[str, Any], int, int], T],
-    ) -> Generator[T, None, None]:
-        """``read(body, page, size)`` of each page's ``page_body``, run by ``concurrency``
-        threads (as many more queued) and yielded as they complete; a page's error is raised
-        when its turn comes.
+        self, listing: Listing[R], pages: Iterable[int], per_page: int, concurrency: int
+    ) -> Generator[Page[R], None, None]:
+        """``read_page`` of each page, run by ``concurrency`` threads (as many more queued) and
+        yielded as they complete; a page's error is raised when its turn comes.
 
-        The threads fetch, decode and ``read`` (the numbers are parsed there): while the
-        sweep's thread waits on the database, which lets go of the GIL, they can run. Pages
-        still in flight when the iterator is closed early are abandoned, not waited for: the
-        sweep has failed or stopped, and their retries would only delay it. They send nothing
-        more, and the requests they have on the wire are waited out (bounded by
-        ``timeout_seconds``), so a shared HTTP client closed next is not closed under them."""
+        The threads fetch, decode and parse: while the sweep's thread waits on the database,
+        which lets go of the GIL, they can run. Pages still in flight when the iterator is
+        closed early are abandoned, not waited for: the sweep has failed or stopped, and their
+        retries would only delay it. They send nothing more, and the requests they have on the
+        wire are waited out (bounded by ``timeout_seconds``), so a shared HTTP client closed
+        next is not closed under them."""
         todo = iter(pages)
-        pending: set[Future[tuple[int, T]]] = set()
+        pending: set[Future[Page[R]]] = set()
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
         stop = threading.Event()
 
-        def fetch(page: int) -> tuple[int, T]:
+        def fetch(page: int) -> Page[R]:
             self._batch.stop = stop
-            return page, read(*self.page_body(path, page, per_page))
+            return self.read_page(listing, page, per_page)
 
         try:
             while True:
@@ -397,8 +441,8 @@ class VobizClient:
                 if not pending:
                     return
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in sorted(done, key=lambda f: f.result()[0] if not f.exception() else 0):
-                    yield fut.result()[1]  # re-raises the page's error
+                for fut in sorted(done, key=lambda f: f.result().page if not f.exception() else 0):
+                    yield fut.result()  # re-raises the page's error
         finally:
             stop.set()
             pool.shutdown(wait=not pending, cancel_futures=True)
@@ -432,31 +476,70 @@ def decode_json(content: bytes, what: str) -> Any:
         raise RetryableApiError(f"{what} with a body that is not JSON") from None
 
 
-def parse_page(body: Any, page: int, per_page: int) -> Page:
-    """Turn a numbers envelope into a ``Page``; a body of the wrong shape is a retryable fault.
-    Items that cannot be read count as ``malformed``: they never fail the page."""
-    if not isinstance(body, dict):
-        raise RetryableApiError(f"page {page}: expected a JSON object, got {type(body).__name__}")
-    items = body.get("items")
-    if items is None:
-        items = body.get("data")
-    if not isinstance(items, list):
-        raise RetryableApiError(f"page {page}: the envelope has no items list")
-    total = body.get("total")
-    records: list[NumberRecord] = []
-    unreadable: list[int] = []
-    for position, item in enumerate(items, 1):
-        rec = parse_number(item)
-        if rec is None or len(rec.raw_json) > MAX_ITEM_CHARS:
-            unreadable.append(position)
-        else:
-            records.append(rec)
-    return Page(
-        page=page,
-        per_page=per_page,
-        total=total if isinstance(total, int) and not isinstance(total, bool) else None,
-        records=records,
-        item_count=len(items),
-        malformed=len(unreadable),
-        unreadable=unreadable,
-    )
+class _PageGuard:
+    """Remembers each page's ids (as a hash) to notice an API that serves the same page again."""
+
+    def __init__(self, first: Page[Any], path: str) -> None:
+        self._pages: dict[int, int] = {}
+        self._path = path
+        self.check(first)
+
+    def check(self, page: Page[Any]) -> None:
+        if not page.records:
+            return
+        key = hash(tuple(rec.id for rec in page.records))
+        earlier = self._pages.setdefault(key, page.page)
+        if earlier != page.page:
+            raise IncompleteSweep(
+                f"GET {self._path} page {page.page} repeats page {earlier}: the API seems to "
+                "ignore ?page=, so the sweep cannot see the whole list",
+                hint="check vobiz.base_url; the sweep is failed rather than paged on forever",
+            )
+
+
+@dataclass(frozen=True)
+class Listing(Generic[R]):
+    """A paged list of the API: its path, the envelope keys that may hold its items (the first
+    one present wins) and how one item is read (None: unreadable)."""
+
+    path: str
+    keys: tuple[str, ...]
+    parse_item: Callable[[Any], R | None]
+
+    def parse(self, body: Any, page: int, per_page: int) -> Page[R]:
+        """One page's envelope as a ``Page``; a body of the wrong shape is a retryable fault.
+        Items that cannot be read count as ``malformed``: they never fail the page."""
+        where = f"GET {self.path} page {page}"
+        if not isinstance(body, dict):
+            raise RetryableApiError(f"{where}: expected a JSON object, got {type(body).__name__}")
+        items = next((body[key] for key in self.keys if body.get(key) is not None), None)
+        if not isinstance(items, list):
+            raise RetryableApiError(f"{where}: the envelope has no {self.keys[0]!r} list")
+        total = body.get("total")
+        records: list[R] = []
+        unreadable: list[int] = []
+        parse_item = self.parse_item
+        for position, item in enumerate(items, 1):
+            rec = parse_item(item)
+            if rec is None:
+                unreadable.append(position)
+            else:
+                records.append(rec)
+        return Page(
+            page=page,
+            per_page=per_page,
+            total=total if isinstance(total, int) and not isinstance(total, bool) else None,
+            records=records,
+            item_count=len(items),
+            malformed=len(unreadable),
+            unreadable=unreadable,
+        )
+
+
+def _number(item: Any) -> NumberRecord | None:
+    """A number, or None when it cannot be read or its JSON is over ``MAX_ITEM_CHARS``."""
+    rec = parse_number(item)
+    return rec if rec is not None and len(rec.raw_json) <= MAX_ITEM_CHARS else None
+
+
+NUMBERS = Listing(NUMBERS_PATH, ("items", "data"), _number)

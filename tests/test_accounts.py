@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
 
 from monitor.accounts import ACCOUNTS_PATH, fetch_accounts, parse_account
-from monitor.config import ChannelConfig
+from monitor.config import ChannelConfig, VobizConfig
 from monitor.db import metadata
-from monitor.errors import ApiError, IncompleteSweep
+from monitor.errors import ApiError, IncompleteSweep, MonitorError
 from monitor.outbox import load_announce_state
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import Store
+from monitor.sweep import fetch_inventory
 from monitor.testing import RecordingNotifier
-from tests.conftest import FakeClock, make_settings
+from monitor.vobiz import VobizClient
+from tests.conftest import FakeClock, Hostile, make_settings
 
 CHAN = ChannelConfig(name="ops", url="json://127.0.0.1:1/x")
 
@@ -65,22 +72,6 @@ def test_credentials_are_dropped_at_any_depth() -> None:
     assert parse_account(["not", "an", "object"]) is None
 
 
-def pages(*bodies: Any) -> Any:
-    calls: list[dict[str, Any]] = []
-
-    def get_json(path: str, params: dict[str, Any]) -> Any:
-        assert path == ACCOUNTS_PATH
-        calls.append(params)
-        body = bodies[min(len(calls), len(bodies)) - 1]
-        return body(params["page"]) if callable(body) else body
-
-    return get_json, calls
-
-
-def acct(n: int) -> dict[str, Any]:
-    return {"auth_id": f"MA_{n}", "name": f"C{n}", "auth_token": f"tok{n}"}
-
-
 def test_an_account_nested_too_deep_is_unreadable_even_beside_a_credential() -> None:
     deep: Any = "leaf"
     for _ in range(100):
@@ -89,43 +80,120 @@ def test_an_account_nested_too_deep_is_unreadable_even_beside_a_credential() -> 
     assert parse_account({"auth_id": "MA_1", "auth_token": "t", "x": [[1]]}) is not None
 
 
-def test_an_account_on_two_pages_keeps_the_later_page() -> None:
+def acct(n: int) -> dict[str, Any]:
+    return {"auth_id": f"MA_{n}", "name": f"C{n}", "auth_token": f"tok{n}"}
+
+
+def serve(api: Hostile, pages: Callable[[int], Any]) -> None:
+    """``api`` answers page N of the numbers and of the accounts with ``pages(N)``: (the items,
+    the total or None for none) in the list's envelope, or anything else as the whole body."""
+
+    def respond(h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        answer = pages(int(parse_qs(urlsplit(h.path).query)["page"][0]))
+        if not isinstance(answer, tuple):
+            return 200, json.dumps(answer).encode()
+        items, total = answer
+        key = "accounts" if ACCOUNTS_PATH in h.path else "items"
+        envelope = {key: items} | ({} if total is None else {"total": total})
+        return 200, json.dumps(envelope).encode()
+
+    api.respond = respond
+
+
+def client_of(api: Hostile, **vobiz: Any) -> VobizClient:
+    values = {"max_retries": 0, "timeout_seconds": 2, "max_requests_per_second": 0} | vobiz
+    return VobizClient(VobizConfig(base_url=api.url, auth_id="PA_1", auth_token="t0k", **values))
+
+
+def test_an_account_on_two_pages_keeps_the_later_page(hostile: Hostile) -> None:
     pages = {
         1: [acct(1) | {"name": "p1"}],
         2: [acct(1) | {"name": "p2"}, acct(2)],
         3: [acct(1) | {"name": "p3"}, acct(3)],
     }
+    order: list[int] = []
 
-    def body(page: int) -> Any:
-        return {"accounts": pages[page], "total": 3, "page": page, "size": 1}
+    def page(n: int) -> tuple[Any, int]:
+        if n == 2:
+            time.sleep(0.3)  # page 3 arrives first
+        order.append(n)
+        return pages[n], 3
 
-    def backwards(wanted: range) -> Any:  # pages arriving in any order
-        return [(body(p), p) for p in reversed(wanted)]
-
-    got = fetch_accounts(lambda path, params: body(params["page"]), 1, get_pages=backwards)
+    serve(hostile, page)
+    with client_of(hostile) as client:
+        got = fetch_accounts(client, 1, 2)
+    assert order[:3] == [1, 3, 2]
     assert {a.account_id: a.name for a in got} == {"MA_1": "p3", "MA_2": "C2", "MA_3": "C3"}
 
 
-def test_fetch_reads_every_page_and_checks_the_total() -> None:
-    def body(page: int) -> Any:
-        chunk = [acct(n) for n in range((page - 1) * 2, min(page * 2, 5))]
-        return {"accounts": chunk, "total": 5, "page": page, "size": 2}
-
-    get_json, calls = pages(body)
-    got = fetch_accounts(get_json, per_page=2)
+def test_fetch_reads_every_page_and_checks_the_total(hostile: Hostile) -> None:
+    serve(hostile, lambda n: ([acct(i) for i in range((n - 1) * 2, min(n * 2, 5))], 5))
+    with client_of(hostile) as client:
+        got = fetch_accounts(client, 2, 2)
     assert [a.account_id for a in got] == [f"MA_{n}" for n in range(5)]
-    assert len(calls) == 3
+    assert hostile.requests == 3
 
 
-def test_an_incomplete_account_list_is_refused() -> None:
-    short = {"accounts": [acct(1)], "total": 2, "page": 1, "size": 100}
-    get_json, calls = pages(short)
-    with pytest.raises(IncompleteSweep, match="1 distinct accounts read, the API reports 2"):
-        fetch_accounts(get_json)
-    assert len(calls) == 2  # read again once before giving up
-    get_json, _ = pages({"error": "nope"})
-    with pytest.raises(ApiError, match="no 'accounts' list"):
-        fetch_accounts(get_json)
+def test_an_incomplete_account_list_is_refused(hostile: Hostile) -> None:
+    serve(hostile, lambda n: ([acct(1)], 2))
+    with client_of(hostile) as client:
+        with pytest.raises(IncompleteSweep, match="1 distinct accounts read, the API reports 2"):
+            fetch_accounts(client, 100, 2)
+        assert hostile.requests == 2  # read again once before giving up
+        serve(hostile, lambda n: {"error": "nope"})
+        with pytest.raises(ApiError, match="no 'accounts' list"):
+            fetch_accounts(client, 100, 2)
+
+
+def item(n: int) -> dict[str, Any]:
+    """An item both lists can read: a number, and an account."""
+    return acct(n) | {"id": f"MA_{n}", "e164": f"+1415555{n:04d}"}
+
+
+@pytest.mark.parametrize(
+    ("pages", "numbers_error", "accounts_error"),
+    [
+        # an API that ignores ?page=, with a total and without
+        (lambda n: ([item(1), item(2)], 6), "repeats page 1", "repeats page 1"),
+        (lambda n: ([item(1), item(2)], None), "repeats page 1", "repeats page 1"),
+        # an empty page before the promised end
+        (lambda n: ([item(1), item(2)] if n == 1 else [], 10**9), "came back empty", None),
+        # a total that shifts from page to page
+        (
+            lambda n: ([item(2 * n), item(2 * n + 1)], 4 + n),
+            "did not add up",
+            "the total was not the same on every page",
+        ),
+        # a body that is not an object
+        (lambda n: ["not", "an", "object"], "expected a JSON object, got list", None),
+    ],
+)
+def test_accounts_are_paged_and_judged_as_the_numbers_are(
+    hostile: Hostile,
+    tmp_path: Path,
+    pages: Callable[[int], Any],
+    numbers_error: str,
+    accounts_error: str | None,
+) -> None:
+    serve(hostile, pages)
+    vobiz = {"base_url": hostile.url, "auth_id": "PA_1", "auth_token": "t0k", "per_page": 2}
+    settings = make_settings(
+        None, f"sqlite:///{tmp_path / 'x.db'}", vobiz=vobiz | {"max_retries": 0}
+    )
+    caught: list[BaseException] = []
+    with client_of(hostile, per_page=2) as client:
+        for read in (
+            lambda: fetch_inventory(client, settings, lambda records: None),
+            lambda: fetch_accounts(client, 2, 2),
+        ):
+            with pytest.raises(MonitorError) as error:
+                read()
+            caught.append(error.value)
+    numbers, accounts = caught
+    assert numbers_error in str(numbers), numbers
+    assert (accounts_error or numbers_error) in str(accounts), accounts
+    assert type(numbers) is type(accounts)
+    assert hostile.requests < 40
 
 
 def sweep(sandbox: Sandbox, store: Store, clock: FakeClock, **kw: Any) -> Any:

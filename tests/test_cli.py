@@ -136,6 +136,9 @@ min_severity = "critical"
     ):
         assert key in rows[0]
     assert rows[0]["first_seen"].endswith("Z") and rows[0]["resolved_at"] is None
+    # fees as every output writes them: 300 is "300.00", never "3E+2"
+    fees = {r["monthly_fee"] for r in rows} - {None}
+    assert "300.00" in fees and all("E" not in fee for fee in fees)
     announced = {n["channel"] for r in rows for n in r["notifications"]}
     assert "hook" in announced
     assert all(n["delivery_status"] == "sent" for r in rows for n in r["notifications"])

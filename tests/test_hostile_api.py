@@ -25,7 +25,7 @@ from monitor.pipeline import run_cycle
 from monitor.store import DELIVERIES, FINDINGS, SWEEPS, VERSIONS, Store
 from monitor.sweep import fetch_inventory
 from monitor.testing import RecordingNotifier
-from monitor.vobiz import VobizClient, parse_page
+from monitor.vobiz import NUMBERS, VobizClient
 from tests.conftest import FakeClock, Hostile, make_settings
 
 
@@ -269,7 +269,7 @@ _JSON = st.recursive(
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(_JSON, max_size=5), _JSON)
 def test_fuzz_item_parser_never_raises(items: list[Any], total: Any) -> None:
-    page = parse_page({"items": items, "total": total}, 1, 100)
+    page = NUMBERS.parse({"items": items, "total": total}, 1, 100)
     assert page.item_count == len(items) == len(page.records) + page.malformed
     for raw in items:
         rec = parse_number(raw)
@@ -283,6 +283,6 @@ def test_fuzz_page_bodies_fail_only_as_api_errors(data: bytes) -> None:
 
     try:
         decoded = decode_json(data, "GET")
-        parse_page(decoded, 1, 100)
+        NUMBERS.parse(decoded, 1, 100)
     except ApiError:
         pass

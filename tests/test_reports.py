@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
 
 from monitor import reports
 from monitor.config import ChannelConfig
@@ -23,6 +26,8 @@ from monitor.pipeline import run_cycle
 from monitor.sandbox import DELETE, Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
+from monitor.web.app import build_app
+from monitor.web.views import Dashboard
 from tests.conftest import FakeClock, make_settings
 
 CHAN = ChannelConfig(name="ops", url="json://127.0.0.1:1/x")
@@ -185,6 +190,13 @@ def test_a_failed_sweep_reports_nothing_gone(
     assert reports.costs(store.engine).sweep.id == 1  # the failed sweep is no state
 
 
+def cli_env(store: Store, tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``did-monitor`` reading ``store`` with no config file."""
+    (tmp_path / "none.toml").write_text("")
+    config = {"DID_MONITOR_CONFIG": str(tmp_path / "none.toml"), "COLUMNS": "200"}
+    return os.environ | {"DID_MONITOR__DATABASE__URL": store.url} | config
+
+
 def did(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args],
@@ -198,13 +210,8 @@ def did(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_report_commands_print_stable_csv_and_json(
     sandbox: Sandbox, sqlite_store: Store, clock: FakeClock, tmp_path: Path
 ) -> None:
-    import os
-
     sweep(sandbox, sqlite_store, clock)
-    env = os.environ | {"DID_MONITOR__DATABASE__URL": sqlite_store.url}
-    env.pop("DID_MONITOR_CONFIG", None)
-    env["DID_MONITOR_CONFIG"] = str(tmp_path / "none.toml")
-    (tmp_path / "none.toml").write_text("")
+    env = cli_env(sqlite_store, tmp_path)
     out = did("costs", "--format", "csv", env=env)
     assert out.returncode == 0, out.stderr
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
@@ -225,6 +232,36 @@ def test_report_commands_print_stable_csv_and_json(
     assert bad.returncode == 2 and "only one complete sweep" in bad.stderr
     bad = did("costs", "--at", "someday", env=env)
     assert bad.returncode == 2 and "--at: cannot read" in bad.stderr
+
+
+def test_history_the_number_page_and_diff_name_the_same_changed_fields(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    sweep(sandbox, sqlite_store, clock)
+    inv = sandbox.inventory
+    nid = next(iter(inv.ids()))
+    item = inv.item(inv.index_of(nid))
+    caps = dict(item["capabilities"], sms=not item["capabilities"]["sms"])  # a nested field
+    inv.update(nid, capabilities=caps, status="released")  # and a top-level one
+    sweep(sandbox, sqlite_store, clock)
+    want = "capabilities.sms, status"
+    env = cli_env(sqlite_store, tmp_path)
+
+    diffed = json.loads(did("diff", "--format", "json", env=env).stdout)
+    assert ", ".join(r["field"] for r in diffed["rows"] if r["number_id"] == nid) == want
+    shown = did("history", item["e164"], "--columns", "from,changed", env=env)
+    assert shown.returncode == 0, shown.stderr
+    cells = [line.split("│")[-2].strip() for line in shown.stdout.splitlines() if "│" in line]
+    assert cells[-2:] == ["first seen", want], shown.stdout
+    dashboard = Dashboard(sqlite_store, make_settings(sandbox, sqlite_store.url), clock=clock)
+    app = build_app(
+        health=lambda: (True, {}),
+        ready=lambda: (True, {}),
+        registry=CollectorRegistry(),
+        dashboard=dashboard,
+    )
+    page = TestClient(app).get("/numbers/" + item["e164"]).text
+    assert f"<td>{want}</td>" in page and "<td>first seen</td>" in page
 
 
 # --- rental due (costs --due-within) -------------------------------------------------------

@@ -290,16 +290,16 @@ def test_a_swap_mid_sweep_that_keeps_the_total_is_confirmed(
 def test_an_api_without_totals_must_agree_with_itself(
     sandbox: Sandbox, store: Store, clock: FakeClock, monkeypatch: Any
 ) -> None:
-    import monitor.vobiz
+    from monitor.vobiz import VobizClient
 
-    original = monitor.vobiz.parse_page
+    original = VobizClient.get_json
 
-    def no_total(body: Any, page: int, per_page: int) -> Any:
-        body = dict(body)
+    def no_total(self: VobizClient, path: str, params: Any = None) -> Any:
+        body = original(self, path, params)
         body.pop("total", None)
-        return original(body, page, per_page)
+        return body
 
-    monkeypatch.setattr(monitor.vobiz, "parse_page", no_total)
+    monkeypatch.setattr(VobizClient, "get_json", no_total)
     out = cycle(sandbox, store, clock, vobiz={"per_page": 20})
     assert out.ok and out.counts.numbers_seen == 150
     assert out.counts.total_reported is None
@@ -307,42 +307,6 @@ def test_an_api_without_totals_must_agree_with_itself(
         cycle(sandbox, store, clock, vobiz={"per_page": 20}, sweep={"reread_attempts": 0}).ok
         is False
     )
-
-
-# --- the fetch threads (moved from the removed helper-process tests) ---------------------------
-
-
-def test_pages_from_threads_arrive_parsed_with_figures_and_budget_accounted(
-    sandbox: Sandbox,
-) -> None:
-    from monitor.sweep import iter_pages
-    from tests.test_vobiz import client_for
-
-    client, _ = client_for(sandbox, retry_budget=3)
-    sandbox.faults.add(page=3, times=2, status=503)
-    with client:
-        pages = list(iter_pages(client, 20, 3))
-    assert sorted(p.page for p in pages) == list(range(1, 9))
-    assert all(p.total == 150 and p.per_page == 20 for p in pages)
-    assert sum(len(p.records) for p in pages) == 150
-    assert client.stats.requests == 8 + 2 and client.stats.retries == 2
-    # the two retries in the threads came out of the sweep's one budget: one of three is left
-    assert client.budget.take() and not client.budget.take()
-
-
-def test_a_page_error_from_a_thread_comes_back_as_itself(sandbox: Sandbox) -> None:
-    from monitor.errors import ApiGaveUp, AuthError
-    from monitor.sweep import iter_pages
-    from tests.test_vobiz import client_for
-
-    client, _ = client_for(sandbox, max_retries=1)
-    sandbox.faults.add(page=4, times=-1, status=500)
-    with client, pytest.raises(ApiGaveUp, match="500") as exc:
-        list(iter_pages(client, 20, 2))
-    assert exc.value.status == 500 and client.stats.retries >= 1
-    wrong, _ = client_for(sandbox, auth_token="wrong")
-    with wrong, pytest.raises(AuthError):
-        list(iter_pages(wrong, 20, 2))
 
 
 def test_cancel_stops_a_sweep_that_is_waiting_out_a_retry(

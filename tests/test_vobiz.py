@@ -10,10 +10,10 @@ from monitor.config import VobizConfig
 from monitor.errors import ApiError, ApiGaveUp, AuthError, ConfigError, RetryableApiError
 from monitor.sandbox import Sandbox
 from monitor.vobiz import (
+    NUMBERS,
     RetryBudget,
     VobizClient,
     error_text,
-    parse_page,
     parse_retry_after,
 )
 
@@ -36,7 +36,7 @@ def client_for(box: Sandbox, **overrides: object) -> tuple[VobizClient, list[flo
 def test_sends_auth_headers_and_reads_a_page(sandbox: Sandbox) -> None:
     client, _ = client_for(sandbox)
     with client:
-        page = client.numbers_page(1, 100)
+        page = client.read_page(NUMBERS, 1, 100)
     assert page.total == 150
     assert len(page.records) == 100
     assert page.records[0].raw["id"] == page.records[0].id
@@ -46,7 +46,7 @@ def test_sends_auth_headers_and_reads_a_page(sandbox: Sandbox) -> None:
 def test_per_page_is_clamped_to_100(sandbox: Sandbox) -> None:
     client, _ = client_for(sandbox)
     with client:
-        page = client.numbers_page(1, 500)
+        page = client.read_page(NUMBERS, 1, 500)
     assert page.per_page == 100
     assert sandbox.requests[-1].query["per_page"] == "100"
 
@@ -55,13 +55,13 @@ def test_legacy_data_envelope(sandbox: Sandbox) -> None:
     sandbox.legacy_envelope = True
     client, _ = client_for(sandbox)
     with client:
-        assert len(client.numbers_page(2, 100).records) == 50
+        assert len(client.read_page(NUMBERS, 2, 100).records) == 50
 
 
 def test_wrong_credentials_stop_without_retry(sandbox: Sandbox) -> None:
     cfg = VobizConfig(base_url=sandbox.url, auth_id="PA_WRONG", auth_token="nope")
     with VobizClient(cfg, sleep=lambda s: None) as client, pytest.raises(AuthError) as exc:
-        client.numbers_page(1)
+        client.read_page(NUMBERS, 1)
     assert exc.value.status == 401
     assert "invalid X-Auth-ID" in exc.value.message
     assert "auth_token" in (exc.value.hint or "")
@@ -78,7 +78,7 @@ def test_retries_429_honouring_retry_after(sandbox: Sandbox) -> None:
     sandbox.faults.add(page=1, times=2, status=429, retry_after="3")
     client, sleeps = client_for(sandbox)
     with client:
-        page = client.numbers_page(1, 100)
+        page = client.read_page(NUMBERS, 1, 100)
     assert page.total == 150
     assert sleeps == [3.0, 3.0]
     assert client.stats.retries == 2
@@ -89,7 +89,7 @@ def test_5xx_burst_backs_off_exponentially(sandbox: Sandbox) -> None:
     sandbox.faults.add(page=1, times=3, status=503)
     client, sleeps = client_for(sandbox, backoff_base_seconds=1, backoff_max_seconds=100)
     with client:
-        client.numbers_page(1)
+        client.read_page(NUMBERS, 1)
     assert len(sleeps) == 3
     assert 0.5 <= sleeps[0] <= 1 and 1 <= sleeps[1] <= 2 and 2 <= sleeps[2] <= 4
 
@@ -98,7 +98,7 @@ def test_gives_up_after_max_retries(sandbox: Sandbox) -> None:
     sandbox.faults.add(page=1, times=-1, status=502)
     client, sleeps = client_for(sandbox, max_retries=2)
     with client, pytest.raises(ApiGaveUp, match="gave up after 3 attempts"):
-        client.numbers_page(1)
+        client.read_page(NUMBERS, 1)
     assert len(sleeps) == 2
 
 
@@ -107,7 +107,7 @@ def test_retry_budget_is_shared(sandbox: Sandbox) -> None:
     client, _ = client_for(sandbox, max_retries=10)
     client.budget = RetryBudget(3)
     with client, pytest.raises(ApiGaveUp, match="retry budget"):
-        client.numbers_page(1)
+        client.read_page(NUMBERS, 1)
     assert sandbox.request_count == 4
 
 
@@ -116,7 +116,7 @@ def test_garbage_and_closed_connections_are_retried(sandbox: Sandbox) -> None:
     sandbox.faults.add(page=1, kind="close")
     client, sleeps = client_for(sandbox)
     with client:
-        assert client.numbers_page(1).total == 150
+        assert client.read_page(NUMBERS, 1).total == 150
     assert len(sleeps) >= 1
 
 
@@ -124,7 +124,7 @@ def test_timeout_is_retried(sandbox: Sandbox) -> None:
     sandbox.faults.add(page=1, kind="timeout", delay=1.5)
     client, sleeps = client_for(sandbox, timeout_seconds=0.3)
     with client:
-        assert client.numbers_page(1).total == 150
+        assert client.read_page(NUMBERS, 1).total == 150
     assert len(sleeps) == 1
 
 
@@ -132,7 +132,7 @@ def test_other_4xx_is_not_retried(sandbox: Sandbox) -> None:
     sandbox.faults.add(page=1, status=404)
     client, sleeps = client_for(sandbox)
     with client, pytest.raises(ApiError) as exc:
-        client.numbers_page(1)
+        client.read_page(NUMBERS, 1)
     assert not isinstance(exc.value, RetryableApiError)
     assert sleeps == []
 
@@ -149,7 +149,7 @@ def test_unreachable_api_is_retryable_then_gives_up() -> None:
         VobizClient(cfg, sleep=lambda s: None) as client,
         pytest.raises(ApiGaveUp, match="cannot reach"),
     ):
-        client.numbers_page(1)
+        client.read_page(NUMBERS, 1)
 
 
 def test_parse_retry_after_forms() -> None:
@@ -174,10 +174,10 @@ def test_error_text_both_shapes() -> None:
 
 def test_parse_page_rejects_wrong_shapes() -> None:
     with pytest.raises(RetryableApiError):
-        parse_page([], 1, 100)
+        NUMBERS.parse([], 1, 100)
     with pytest.raises(RetryableApiError):
-        parse_page({"items": "nope"}, 1, 100)
-    page = parse_page(
+        NUMBERS.parse({"items": "nope"}, 1, 100)
+    page = NUMBERS.parse(
         {"items": [{"id": "a", "e164": "+1"}, {"junk": True}, 5], "total": "x"}, 1, 100
     )
     assert page.total is None and len(page.records) == 1 and page.malformed == 2
@@ -187,7 +187,7 @@ def test_rate_limit_spaces_requests(sandbox: Sandbox) -> None:
     client, sleeps = client_for(sandbox, max_requests_per_second=5)
     with client:
         for page in (1, 2):
-            client.numbers_page(page)
+            client.read_page(NUMBERS, page)
     assert len(sleeps) == 1 and 0.1 < sleeps[0] <= 0.2
 
 
@@ -246,7 +246,7 @@ def test_a_shared_client_is_not_closed_by_the_api_client(sandbox: Sandbox) -> No
     cfg = VobizConfig(base_url=sandbox.url, auth_id=sandbox.auth_id, auth_token=sandbox.auth_token)
     with shared:
         with VobizClient(cfg, http=shared) as client:
-            assert client.numbers_page(1).total == 150
+            assert client.read_page(NUMBERS, 1).total == 150
         assert not shared.is_closed
         # the credentials go with each API request, never as the shared client's defaults
         assert "X-Auth-Token" not in shared.headers
@@ -261,7 +261,7 @@ def test_close_waits_out_a_request_in_flight_then_closes_its_pool(sandbox: Sandb
     sandbox.faults.add(page=1, kind="timeout", delay=0.5)
     client, _ = client_for(sandbox, timeout_seconds=5)
     pages: list[int] = []
-    worker = threading.Thread(target=lambda: pages.append(client.numbers_page(1).page))
+    worker = threading.Thread(target=lambda: pages.append(client.read_page(NUMBERS, 1).page))
     worker.start()
     while client.stats.requests == 0:
         threading.Event().wait(0.01)
@@ -270,5 +270,34 @@ def test_close_waits_out_a_request_in_flight_then_closes_its_pool(sandbox: Sandb
     worker.join(10)
     assert pages == [1] and client._http.is_closed
     with pytest.raises(ApiError, match="client is closed"):
-        client.numbers_page(2)
+        client.read_page(NUMBERS, 2)
     assert client.stats.requests == 1
+
+
+# --- paged lists: the fetch threads ------------------------------------------------------------
+
+
+def test_pages_from_threads_arrive_parsed_with_figures_and_budget_accounted(
+    sandbox: Sandbox,
+) -> None:
+    client, _ = client_for(sandbox, retry_budget=3)
+    sandbox.faults.add(page=3, times=2, status=503)
+    with client:
+        pages = list(client.iter_pages(NUMBERS, 20, 3))
+    assert sorted(p.page for p in pages) == list(range(1, 9))
+    assert all(p.total == 150 and p.per_page == 20 for p in pages)
+    assert sum(len(p.records) for p in pages) == 150
+    assert client.stats.requests == 8 + 2 and client.stats.retries == 2
+    # the two retries in the threads came out of the sweep's one budget: one of three is left
+    assert client.budget.take() and not client.budget.take()
+
+
+def test_a_page_error_from_a_thread_comes_back_as_itself(sandbox: Sandbox) -> None:
+    client, _ = client_for(sandbox, max_retries=1)
+    sandbox.faults.add(page=4, times=-1, status=500)
+    with client, pytest.raises(ApiGaveUp, match="500") as exc:
+        list(client.iter_pages(NUMBERS, 20, 2))
+    assert exc.value.status == 500 and client.stats.retries >= 1
+    wrong, _ = client_for(sandbox, auth_token="wrong")
+    with wrong, pytest.raises(AuthError):
+        list(wrong.iter_pages(NUMBERS, 20, 2))

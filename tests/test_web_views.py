@@ -19,8 +19,9 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from monitor.config import ChannelConfig, DashboardConfig, Settings
+from monitor.config import ChannelConfig, DashboardConfig, RulesConfig, Settings
 from monitor.pipeline import run_cycle
+from monitor.rules import REGISTRY
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
@@ -195,6 +196,19 @@ def test_read_only_every_other_method_is_405(client: TestClient) -> None:
             assert response.status_code == 405, (method, path)
             assert response.headers["allow"] == "GET, HEAD"
     assert client.head("/").status_code == 200
+
+
+def test_the_rule_filter_offers_exactly_the_enabled_rules(swept: Swept) -> None:
+    """Built-in and user rules that are on, a user rule with no finding too; not a rule that is
+    off though it has open findings, nor the rules table's other keys."""
+    never = {"id": "never_matches", "message": "m", "when": {"path": "status", "eq": "nope"}}
+    rules = RulesConfig.model_validate({"blocked": {"enabled": False}, "custom": [never]})
+    swept.settings = swept.settings.model_copy(update={"rules": rules})
+    html = client_for(swept).get("/findings").text
+    select = html[html.index('<select name="rule">') :]
+    offered = re.findall(r'<option value="([^"]+)"', select[: select.index("</select>")])
+    assert offered == [*(r for r in REGISTRY if r != "blocked"), "never_matches"]
+    assert swept.store.open_counts()[("blocked", "critical")]
 
 
 def test_findings_filter_paginate_and_link_to_numbers(client: TestClient, swept: Swept) -> None:

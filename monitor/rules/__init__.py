@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from monitor.rules.base import REGISTRY, RuleContext, RuleSpec, Subject, event_rules
 from monitor.rules.builtin import tier_for
-from monitor.rules.engine import Evaluator, RuleFailure, evaluate
+from monitor.rules.engine import Evaluator, RuleFailure, evaluate, rule_ids
 
 __all__ = [
     "REGISTRY",
@@ -19,5 +19,6 @@ __all__ = [
     "Subject",
     "evaluate",
     "event_rules",
+    "rule_ids",
     "tier_for",
 ]

@@ -8,15 +8,15 @@ where they were resolved once at load. A rule that raises on an odd item is reco
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import monitor.rules.builtin  # noqa: F401  (registers the built-in rules)
 from monitor.conditions import RegexTimeout
-from monitor.config import AvailabilityWatch, RuleConfig
+from monitor.config import AvailabilityWatch, RuleConfig, RulesConfig
 from monitor.model import FindingDraft, NumberRecord
-from monitor.rules.base import REGISTRY, RuleContext, Subject, in_scope
+from monitor.rules.base import REGISTRY, Kind, RuleContext, Subject, in_scope
 from monitor.rules.events import AccountView
 from monitor.rules.user import user_rule
 
@@ -52,6 +52,21 @@ def _active(cfg: RuleConfig, rule_id: str, fn: Callable[..., Any]) -> _Active:
     return _Active(rule_id, cfg, fn, scoped, bool(cfg.override))
 
 
+def _rules(config: RulesConfig) -> Iterator[tuple[str, Kind, RuleConfig, Callable[..., Any]]]:
+    """Every rule as (id, kind, its table, its function): the built-in ones (``REGISTRY``), then
+    the user-defined ones (``[[rules.custom]]``)."""
+    for rule_id, spec in REGISTRY.items():
+        yield rule_id, spec.kind, config.rule(rule_id), spec.fn
+    for user in config.custom:
+        yield user.id, "number", user, user_rule(user)
+
+
+def rule_ids(config: RulesConfig, *, enabled_only: bool = False) -> list[str]:
+    """The ids of every rule, built-in and user-defined (or of those on for someone): the one
+    list that ``silence add`` checks ``--rule`` against and the dashboard's filter offers."""
+    return [rid for rid, _, cfg, _ in _rules(config) if _enabled(cfg) or not enabled_only]
+
+
 class Evaluator:
     """Runs every enabled rule over a stream of numbers and keeps the drafts by (rule, subject).
 
@@ -66,20 +81,15 @@ class Evaluator:
         self._change: list[_Active] = []
         self._account: list[_Active] = []
         self._availability: list[_Active] = []
-        for rid, spec in REGISTRY.items():
-            cfg = rules.rule(rid)
-            if not _enabled(cfg):
-                continue
-            kinds = {
-                "number": self._number,
-                "change": self._change,
-                "account": self._account,
-                "availability": self._availability,
-            }
-            kinds[spec.kind].append(_active(cfg, rid, spec.fn))
-        for user in rules.custom:
-            if _enabled(user):
-                self._number.append(_active(user, user.id, user_rule(user)))
+        kinds = {
+            "number": self._number,
+            "change": self._change,
+            "account": self._account,
+            "availability": self._availability,
+        }
+        for rid, kind, cfg, fn in _rules(rules):
+            if _enabled(cfg):
+                kinds[kind].append(_active(cfg, rid, fn))
         # rule → subject → draft: the writer takes (and frees) one rule's drafts at a time
         self.by_rule: dict[str, dict[str, FindingDraft]] = {}
         self.errors: dict[str, RuleFailure] = {}

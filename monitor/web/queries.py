@@ -287,48 +287,6 @@ def _finding(row: RowMapping, last_complete: datetime | None) -> dict[str, Any]:
     return item
 
 
-def finding_rules(store: Store, configured: Iterable[str]) -> list[str]:
-    """Rule ids to offer in the filter: the configured ones and any with an open finding."""
-    stmt = sa.select(FINDINGS.c.rule).where(FINDINGS.c.state == "open").distinct()
-    with store.engine.connect() as conn:
-        seen = {str(r[0]) for r in conn.execute(stmt)}
-    return sorted(seen | set(configured))
-
-
-# --- numbers --------------------------------------------------------------------------------------
-
-# The fields a version's "what changed" column compares, in display order.
-VERSION_FIELDS: Final = (
-    "status",
-    "account_id",
-    "application_id",
-    "is_blocked",
-    "next_billing_date",
-    "expires_at",
-    "monthly_fee",
-    "currency",
-    "region",
-    "tags",
-)
-
-
-def number_history(store: Store, e164: str) -> list[dict[str, Any]]:
-    """Every stored version of this E.164, oldest first, each with ``changed``: the fields that
-    differ from the version before it of the same number id."""
-    out: list[dict[str, Any]] = []
-    previous: dict[str, dict[str, Any]] = {}
-    for row in store.history(e164):
-        item = dict(row)
-        item.pop("raw", None)
-        before = previous.get(item["number_id"])
-        item["changed"] = (
-            [f for f in VERSION_FIELDS if before[f] != item[f]] if before is not None else []
-        )
-        previous[item["number_id"]] = item
-        out.append(item)
-    return out
-
-
 # --- accounts -------------------------------------------------------------------------------------
 
 

@@ -25,10 +25,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import Scope
 
+from monitor import reports
 from monitor.clock import Clock
 from monitor.config import SEVERITY_RANK, Settings
 from monitor.model import money_text
 from monitor.render import CONTROL_CHARS
+from monitor.rules import rule_ids
 from monitor.status import collect
 from monitor.store import Store
 from monitor.web import charts, queries
@@ -242,7 +244,7 @@ class Dashboard:
             page = queries.findings_page(
                 self.store, filters, _page_number(request), self.per_page, self.clock()
             )
-            rules = queries.finding_rules(self.store, type(self.settings.rules).model_fields)
+            rules = rule_ids(self.settings.rules, enabled_only=True)
             context = {
                 "page": page,
                 "filters": filters,
@@ -258,7 +260,7 @@ class Dashboard:
         e164 = str(request.path_params["e164"])
         if "\x00" in e164:  # PostgreSQL refuses NUL in text: no number on record holds one
             return self.error_page(request.scope, 404, "no such number on record")
-        history = queries.number_history(self.store, e164)
+        history = reports.number_history(self.store.history(e164))
         findings = queries.findings_of_number(self.store, e164, self.clock())
         if not history and not findings:
             return self.error_page(request.scope, 404, f"no number {e164} on record")
