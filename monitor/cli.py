@@ -24,9 +24,9 @@ import click
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor import __version__, logs
+from monitor import __version__, logs, redact
 from monitor.clock import Clock, system_clock
-from monitor.config import LoadedConfig, Settings, load, redact_database_url, redacted
+from monitor.config import LoadedConfig, Settings, load, redacted
 from monitor.display import (
     Column,
     err,
@@ -148,7 +148,8 @@ def _must_exist(url: str) -> None:
         return
     if not Path(parsed.database).exists():
         raise DatabaseError(
-            f"no database at {redact_database_url(url)}: nothing has been swept into it yet",
+            f"no database at {redact.mask_url(url, keep_path=True)}: "
+            "nothing has been swept into it yet",
             hint="run `did-monitor sweep` first, or check database.url (and --config)",
         )
 

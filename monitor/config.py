@@ -19,12 +19,13 @@ import stat
 import tomllib
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -57,6 +58,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@dataclass(frozen=True)
+class Secret:
+    """``Annotated`` marker of a setting that holds a secret: the one place secrets are named.
+
+    A marked setting is masked by ``check-config`` (``mask``), its secret parts are taught to the
+    scrubber when the config loads, it makes a config file that others can read worth a warning,
+    and it may be read from ``<key>_file`` when its table has that key. ``kind``: ``"text"``, the
+    whole value is the secret (shown as ``***``); ``"url"``, a URL whose location is credentials
+    (Apprise channels, pings: scheme and host shown); ``"server"``, a URL whose only secrets are
+    its password and secret query values (database, API: the rest shown).
+    """
+
+    kind: Literal["text", "url", "server"]
+
+    def mask(self, value: str) -> str:
+        if self.kind == "text":
+            return redact.MASK if value else ""
+        return redact.mask_url(value, keep_path=self.kind == "server")
+
+    def parts(self, value: str) -> list[str]:
+        """What the scrubber must mask wherever ``value``'s secret may show up."""
+        return [value] if self.kind == "text" else redact.url_secrets(value)
+
+    def held_in(self, value: str) -> bool:
+        """Whether ``value`` holds a secret (a server URL only with a password or secret query)."""
+        return bool(value) and (self.kind != "server" or self.mask(value) != value)
+
+
+SecretText = Annotated[str, Field(repr=False), Secret("text")]
+SecretURL = Annotated[str, Field(repr=False), Secret("url")]
+ServerURL = Annotated[str, Field(repr=False), Secret("server")]
+
+
 def is_loopback_host(host: str | None) -> bool:
     """True when ``host`` names this machine only (plain http is allowed there)."""
     if not host:
@@ -67,6 +101,14 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _https_or_loopback(url: str) -> bool:
+    """An https:// URL, or http:// to this machine: where a secret may be sent."""
+    parts = urlsplit(url)
+    if parts.scheme == "http":
+        return is_loopback_host(parts.hostname)
+    return parts.scheme == "https" and bool(parts.hostname)
 
 
 # --- listen addresses -----------------------------------------------------------------------------
@@ -137,9 +179,9 @@ def iana_zone(value: str) -> str:
 
 
 class VobizConfig(_Model):
-    base_url: str = "https://api.vobiz.ai"
+    base_url: ServerURL = "https://api.vobiz.ai"
     auth_id: str = ""
-    auth_token: str = Field(default="", repr=False)
+    auth_token: SecretText = ""
     auth_token_file: str | None = None
     per_page: int = Field(default=100, ge=1, le=100)
     concurrency: int = Field(default=4, ge=1, le=32)
@@ -172,10 +214,7 @@ class VobizConfig(_Model):
     @field_validator("base_url")
     @classmethod
     def _https_only(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme == "https" and parts.hostname:
-            return value.rstrip("/")
-        if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        if _https_or_loopback(value):
             return value.rstrip("/")
         raise ValueError(
             "must be an https:// URL (plain http:// is only allowed for loopback hosts such as "
@@ -184,7 +223,7 @@ class VobizConfig(_Model):
 
 
 class DatabaseConfig(_Model):
-    url: str = Field(default="sqlite:///did-monitor.db", repr=False)
+    url: ServerURL = "sqlite:///did-monitor.db"
     auto_migrate: bool = True
 
     @field_validator("url")
@@ -526,7 +565,7 @@ class RulesConfig(_Model):
 class ChannelConfig(_Model):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     # The Apprise URL, or read from ``url_file`` when the config loads (a Docker secret).
-    url: str = Field(default="", repr=False)
+    url: SecretURL = ""
     url_file: str | None = None
     enabled: bool = True
     min_severity: Severity = "info"
@@ -614,8 +653,8 @@ class AlertsConfig(_Model):
 
 class ServiceConfig(_Model):
     health_listen: str = ""
-    heartbeat_url: str = Field(default="", repr=False)
-    fail_url: str = Field(default="", repr=False)
+    heartbeat_url: SecretURL = ""
+    fail_url: SecretURL = ""
     retry_interval_seconds: int = Field(default=300, ge=10, le=86_400)
     shutdown_timeout_seconds: int = Field(default=30, ge=1, le=3600)
 
@@ -627,12 +666,7 @@ class ServiceConfig(_Model):
     @field_validator("heartbeat_url", "fail_url")
     @classmethod
     def _ping_url(cls, value: str) -> str:
-        if not value:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme == "https" and parts.hostname:
-            return value
-        if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        if not value or _https_or_loopback(value):
             return value
         raise ValueError("must be an https:// URL (http:// only for loopback hosts)")
 
@@ -651,9 +685,9 @@ class DashboardConfig(_Model):
     listen: str = ""
     enabled: bool = True
     username: str = ""
-    password: str = Field(default="", repr=False)
+    password: SecretText = ""
     password_file: str | None = None
-    token: str = Field(default="", repr=False)
+    token: SecretText = ""
     token_file: str | None = None
     page_size: int = Field(default=50, ge=10, le=500)
 
@@ -760,31 +794,6 @@ class LoadedConfig:
     path: Path | None
     sources: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-
-
-SECRET_KEYS = {"auth_token", "url", "heartbeat_url", "fail_url", "password", "token"}
-# Keys whose environment value is taken verbatim, so a numeric-looking token stays a string.
-STRING_KEYS = SECRET_KEYS | {
-    "auth_id",
-    "base_url",
-    "auth_token_file",
-    "cron",
-    "timezone",
-    "name",
-    "health_listen",
-    "max_duration",
-    "listen",
-    "username",
-    "password_file",
-    "token_file",
-    "url_file",
-    "title_prefix",
-    "title",
-    "intro",
-    "footer",
-    "templates_dir",
-    "dashboard_url",
-}
 
 
 def resolve_path(cli_path: str | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
@@ -971,7 +980,7 @@ def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> Non
             raise _mismatch(var, parts[:depth])
         node = node.setdefault(part, [] if nxt_is_index else {})
     last = parts[-1]
-    value = raw if last in STRING_KEYS else _parse_env_value(raw)
+    value = raw if _is_text(parts) else _parse_env_value(raw)
     if isinstance(node, list):
         idx = _list_index(node, last, var)
         if idx == len(node):
@@ -1012,6 +1021,39 @@ def _mismatch(var: str, at: list[str]) -> ConfigError:
     )
 
 
+def _is_text(parts: list[str]) -> bool:
+    """Whether the setting at ``parts`` holds text: its environment value is then taken verbatim,
+    so a numeric-looking token stays a string; other values are read as TOML."""
+    annotation: Any = Settings
+    for part in parts:
+        annotation = _unwrap_optional(annotation)
+        origin = get_origin(annotation)
+        if origin is tuple and part.isdigit():
+            annotation = get_args(annotation)[0]
+        elif origin is dict:
+            annotation = get_args(annotation)[1]
+        elif _is_model(annotation) and part in annotation.model_fields:
+            annotation = annotation.model_fields[part].annotation
+        else:
+            return False
+    return _unwrap_optional(annotation) is str
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, UnionType):
+        rest = [a for a in get_args(annotation) if a is not NoneType]
+        return rest[0] if len(rest) == 1 else annotation
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return (
+        get_origin(annotation) is None
+        and isinstance(annotation, type)
+        and issubclass(annotation, BaseModel)
+    )
+
+
 def _parse_env_value(raw: str) -> Any:
     """Environment values are TOML values when they parse as one (numbers, booleans, arrays)."""
     try:
@@ -1020,38 +1062,56 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
-# (section, key): the value may come from ``<key>_file`` instead (Docker/Kubernetes secrets).
-SECRET_FILE_KEYS = (("vobiz", "auth_token"), ("dashboard", "password"), ("dashboard", "token"))
+@dataclass(frozen=True)
+class SecretSetting:
+    """One ``Secret``-marked setting's place in plain config data."""
+
+    table: dict[str, Any]  # the table that holds it (or would)
+    key: str
+    label: str  # as errors and ``LoadedConfig.sources`` name it: channels[0].url
+    secret: Secret
+    from_file: bool  # the table also takes ``<key>_file`` (Docker/Kubernetes secrets)
 
 
-def _secret_file_targets(data: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
-    """(table, key, label) of every value that may come from ``<key>_file`` instead."""
-    targets = []
-    for section_name, key in SECRET_FILE_KEYS:
-        section = data.get(section_name)
-        if isinstance(section, dict):
-            targets.append((section, key, f"{section_name}.{key}"))
-    channels = data.get("channels")
-    if isinstance(channels, list):
-        for i, chan in enumerate(channels):
-            if isinstance(chan, dict):
-                targets.append((chan, "url", f"channels[{i}].url"))
-    return targets
+def secret_settings(
+    data: Any, model: type[BaseModel] | None = None, label: str = ""
+) -> Iterator[SecretSetting]:
+    """Every ``Secret``-marked setting of ``data`` (TOML and environment tables, or
+    ``Settings.model_dump()``), set or not, in the models' order: the one list of secrets."""
+    if not isinstance(data, dict):
+        return
+    model = model or Settings
+    for name, info in model.model_fields.items():
+        where = f"{label}.{name}" if label else name
+        secret = next((m for m in info.metadata if isinstance(m, Secret)), None)
+        if secret is not None:
+            yield SecretSetting(data, name, where, secret, f"{name}_file" in model.model_fields)
+            continue
+        value, inner = data.get(name), info.annotation
+        if get_origin(inner) is tuple and _is_model(get_args(inner)[0]):
+            if isinstance(value, list | tuple):
+                for i, item in enumerate(value):
+                    yield from secret_settings(item, get_args(inner)[0], f"{where}[{i}]")
+        elif _is_model(inner):
+            yield from secret_settings(value, inner, where)
 
 
 def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Path) -> list[str]:
     """Read the ``*_file`` secrets; returns warnings (a secret file other users can read)."""
     warnings: list[str] = []
-    for table, key, label in _secret_file_targets(data):
-        if not table.get(f"{key}_file"):
+    for setting in secret_settings(data):
+        table, key, label = setting.table, setting.key, setting.label
+        if not setting.from_file or not table.get(f"{key}_file"):
             continue
         if sources.get(label, "").startswith("env"):
             continue  # an explicit environment value wins over the secret file
         name = f"{label}_file"
-        if key == "url" and key in table and not sources.get(name, "").startswith("env"):
+        # A URL (a channel's) is given one way, never empty; a token's file wins over the key.
+        is_url = setting.secret.kind != "text"
+        if is_url and key in table and not sources.get(name, "").startswith("env"):
             raise ConfigError(
-                f"{path}: {label}: set url or url_file, not both",
-                hint="keep url_file (the URL in a secret file) and delete url, or the reverse",
+                f"{path}: {label}: set {key} or {key}_file, not both",
+                hint=f"keep {key}_file (the URL in a secret file) and delete {key}, or the reverse",
             )
         secret_path = Path(str(table[f"{key}_file"]))
         if not secret_path.is_absolute():
@@ -1060,7 +1120,7 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
         # Editors end files with a newline (CR LF on Windows), which is not part of the secret.
         value = read_small_file(secret_path, SECRET_MAX_BYTES, f"{name}: {secret_path}", hint=hint)
         table[key] = value.strip()
-        if key == "url" and not table[key]:
+        if is_url and not table[key]:
             raise ConfigError(f"{name}: {secret_path}: is empty", hint=hint)
         try:
             mode = secret_path.stat().st_mode
@@ -1075,32 +1135,13 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
 
 
 def _remember_secrets(data: Any) -> None:
-    """Tell the scrubber every secret value the configuration holds."""
-    if not isinstance(data, dict):
-        return
-
-    def section(name: str) -> dict[str, Any]:
-        value = data.get(name)
-        return value if isinstance(value, dict) else {}
-
-    vobiz, service, dashboard = section("vobiz"), section("service"), section("dashboard")
-    values: list[str] = [
-        str(vobiz.get("auth_token") or ""),
-        str(dashboard.get("password") or ""),
-        str(dashboard.get("token") or ""),
-    ]
-    urls = [
-        str(vobiz.get("base_url") or ""),
-        str(section("database").get("url") or ""),
-        str(service.get("heartbeat_url") or ""),
-        str(service.get("fail_url") or ""),
-    ]
-    channels = data.get("channels")
-    if isinstance(channels, list | tuple):
-        urls += [str(c.get("url") or "") for c in channels if isinstance(c, dict)]
-    for url in filter(None, urls):
-        values += redact.url_secrets(url)
-    redact.remember(values)
+    """Tell the scrubber every secret the configuration holds."""
+    redact.remember(
+        part
+        for setting in secret_settings(data)
+        if (value := setting.table.get(setting.key))
+        for part in setting.secret.parts(str(value))
+    )
 
 
 def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
@@ -1116,27 +1157,11 @@ def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
 
 
 def _holds_secret(data: dict[str, Any]) -> bool:
-    """The API token, a database password, ping URLs, channel URLs and the dashboard's
-    password and token are all secrets."""
-
-    def section(name: str) -> dict[str, Any]:
-        value = data.get(name)
-        return value if isinstance(value, dict) else {}
-
-    if section("vobiz").get("auth_token"):
-        return True
-    try:
-        if urlsplit(str(section("database").get("url") or "")).password:
-            return True
-    except ValueError:
-        return True
-    if section("service").get("heartbeat_url") or section("service").get("fail_url"):
-        return True
-    if section("dashboard").get("password") or section("dashboard").get("token"):
-        return True
-    channels = data.get("channels")
-    return isinstance(channels, list) and any(
-        isinstance(c, dict) and c.get("url") for c in channels
+    """Whether any ``Secret`` setting in ``data`` holds one (a server URL: a password)."""
+    return any(
+        setting.secret.held_in(str(value))
+        for setting in secret_settings(data)
+        if (value := setting.table.get(setting.key))
     )
 
 
@@ -1216,30 +1241,27 @@ def placeholder_warnings(settings: Settings) -> list[str]:
             f"vobiz.auth_id is the example's placeholder {vobiz.auth_id!r}: set your partner "
             "auth id (PA_...) from the Vobiz console, or the environment variable VOBIZ_AUTH_ID"
         )
-    secrets = {
-        "vobiz.auth_token": vobiz.auth_token,
-        "dashboard.password": settings.dashboard.password,
-        "dashboard.token": settings.dashboard.token,
-    }
-    for key, value in secrets.items():
-        if value and _PLACEHOLDER_SECRET.fullmatch(value):
-            found.append(f"{key} is a placeholder, not a real secret: set the real one")
-    urls = {
-        "vobiz.base_url": vobiz.base_url,
-        "service.heartbeat_url": settings.service.heartbeat_url,
-        "service.fail_url": settings.service.fail_url,
-        "alerts.dashboard_url": settings.alerts.dashboard_url,
-    }
-    for key, url in urls.items():
-        if url and _is_placeholder_url(url):
-            found.append(
-                f"{key} is the example's address ({redact_url(url)}): set the real one or remove it"
-            )
+    data = settings.model_dump()
+    secrets = {setting.label: setting for setting in secret_settings(data)}
+    for label, setting in secrets.items():
+        value = setting.table[setting.key]
+        if setting.secret.kind == "text" and value and _PLACEHOLDER_SECRET.fullmatch(value):
+            found.append(f"{label} is a placeholder, not a real secret: set the real one")
+    for section, table in data.items():  # every url setting; channels below
+        for key, url in table.items() if isinstance(table, dict) else ():
+            label = f"{section}.{key}"
+            if (key == "url" or key.endswith("_url")) and url and _is_placeholder_url(url):
+                shown = (
+                    secrets[label].secret.mask(url) if label in secrets else redact.mask_url(url)
+                )
+                found.append(
+                    f"{label} is the example's address ({shown}): set the real one or remove it"
+                )
     for i, chan in enumerate(settings.channels):
         if chan.enabled and _is_placeholder_url(chan.url):
             found.append(
                 f"channels[{i}] ({chan.name}): url looks like the example's placeholder "
-                f"({redact_url(chan.url)}); alerts queued for it wait and are retried until "
+                f"({redact.mask_url(chan.url)}); alerts queued for it wait and are retried until "
                 "it works: set the real URL or enabled = false "
                 f"(`did-monitor outbox drop --channel {chan.name}` clears its queue)"
             )
@@ -1249,69 +1271,14 @@ def placeholder_warnings(settings: Settings) -> list[str]:
 # --- redaction --------------------------------------------------------------------------------
 
 
-def redact_url(url: str) -> str:
-    """Mask credentials and tokens inside a URL, keeping scheme and host readable."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-        host, port_number = parts.hostname or "", parts.port
-    except ValueError:
-        return "***"
-    scheme = parts.scheme or "?"
-    port = f":{port_number}" if port_number else ""
-    if scheme in {"http", "https", "json", "jsons", "form", "forms", "xml", "xmls"}:
-        path = "/…" if parts.path not in {"", "/"} else ""
-        userinfo = "***@" if parts.username or parts.password else ""
-        return f"{scheme}://{userinfo}{host}{port}{path}"
-    if scheme in {"mailto", "mailtos"}:
-        userinfo = "***@" if parts.password else ""
-        return f"{scheme}://{userinfo}{host}{port}/…"
-    return f"{scheme}://***"
-
-
-def redact_base_url(url: str) -> str:
-    """The API base URL with any ``user:password@`` masked (host and path stay readable)."""
-    return redact_database_url(url)
-
-
 def redacted(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data with every secret masked."""
     data = settings.model_dump(mode="json")
-    token = data["vobiz"].get("auth_token")
-    data["vobiz"]["auth_token"] = "***" if token else ""
-    data["vobiz"]["base_url"] = redact_base_url(data["vobiz"]["base_url"])
-    data["database"]["url"] = redact_database_url(data["database"]["url"])
+    for setting in secret_settings(data):
+        setting.table[setting.key] = setting.secret.mask(setting.table[setting.key])
     for table in [v for v in data["rules"].values() if isinstance(v, dict)] + data["rules"][
         "custom"
     ]:
         for key in ("include", "exclude"):  # only the lists that are set
             table[key] = {k: v for k, v in table[key].items() if v}
-    for chan in data["channels"]:
-        chan["url"] = redact_url(chan["url"])
-    for key in ("heartbeat_url", "fail_url"):
-        data["service"][key] = redact_url(data["service"][key])
-    for key in ("password", "token"):
-        data["dashboard"][key] = "***" if data["dashboard"][key] else ""
     return data
-
-
-def redact_database_url(url: str) -> str:
-    """A database (or any) URL with its password masked, in the userinfo or the query."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "***"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    secret_query = any(redact.is_secret_query_key(k) for k, _ in pairs)
-    if password is None and not secret_query:
-        return url  # rebuilding would also drop the empty host of sqlite:////abs/path
-    netloc = parts.netloc
-    if password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = urlencode(
-        [(k, "***" if redact.is_secret_query_key(k) else v) for k, v in pairs], safe="*"
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))

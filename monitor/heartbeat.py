@@ -11,8 +11,7 @@ import logging
 
 import httpx
 
-from monitor.config import redact_url
-from monitor.redact import scrub
+from monitor.redact import mask_url, scrub
 from monitor.vobiz import http_client
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ class Heartbeat:
 
 def _redacted(url: str) -> str:
     try:
-        return redact_url(url)
+        return mask_url(url)
     except ValueError:  # not even parseable as a URL
         return "(an unparsable URL)"
 

@@ -7,7 +7,8 @@ like a credential in a URL, whoever wrote the text: ``user:password@``, ``?passw
 ``token=`` / ``key=`` values, and the path tokens of chat webhooks (Slack, Discord, Apprise
 schemes). It is applied where text leaves: log handlers, the database (sweep and delivery errors,
 rendered alerts), command output. ``strip_credentials`` drops credential-looking keys from item
-JSON before it is stored.
+JSON before it is stored. ``mask_url`` is the one way a URL is shown (check-config, errors,
+pings).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 import threading
 from collections.abc import Iterable
 from typing import IO, Any
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # Shorter values would mask ordinary words; no real token or password is this short.
@@ -138,6 +139,44 @@ def url_secrets(url: str) -> list[str]:
 
 
 _HOOK_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
+
+
+def mask_url(url: str, *, keep_path: bool = False) -> str:
+    """``url`` as it may be shown: its credentials masked, ``***`` when it does not parse.
+
+    By default (channel and ping URLs, whose path or host is often the token) only the scheme,
+    host and port stay readable: ``json://***@host:8080/…``, ``mailtos://***@smtp.host/…``,
+    ``slack://***``. With ``keep_path`` (database and API URLs, whose path is a name) only the
+    password and secret query values are masked: ``postgresql://app:***@db/m?sslmode=require``.
+    """
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        host, port_number = ("", None) if keep_path else (parts.hostname or "", parts.port)
+    except ValueError:
+        return MASK
+    if keep_path:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if password is None and not any(is_secret_query_key(k) for k, _ in pairs):
+            return url  # rebuilding would also drop the empty host of sqlite:////abs/path
+        netloc = parts.netloc
+        if password is not None:
+            user, _, location = netloc.rpartition("@")
+            netloc = f"{user.split(':', 1)[0]}:{MASK}@{location}"
+        masked = [(k, MASK if is_secret_query_key(k) else v) for k, v in pairs]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(masked, safe="*")))
+    scheme = parts.scheme or "?"
+    port = f":{port_number}" if port_number else ""
+    if scheme in {"http", "https", *_HOOK_SCHEMES}:
+        path = "/…" if parts.path not in {"", "/"} else ""
+        userinfo = f"{MASK}@" if parts.username or password else ""
+        return f"{scheme}://{userinfo}{host}{port}{path}"
+    if scheme in {"mailto", "mailtos"}:
+        userinfo = f"{MASK}@" if password else ""
+        return f"{scheme}://{userinfo}{host}{port}/…"
+    return f"{scheme}://{MASK}"
 
 
 def _looks_like_token(segment: str) -> bool:

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
-from monitor.config import load, parse_listen, redact_url, redacted
+from monitor import redact
+from monitor.config import Secret, Settings, load, parse_listen, redacted, secret_settings
 from monitor.errors import ConfigError
 
 
@@ -206,9 +210,9 @@ url = "mailtos://user:mailpass77@smtp.example.com?to=ops@example.com"
     assert "smtp.example.com" in text
 
 
-def test_redact_url_keeps_host() -> None:
-    assert redact_url("json://user:pw@host:8080/path") == "json://***@host:8080/…"
-    assert redact_url("slack://a/b/c") == "slack://***"
+def test_mask_url_keeps_host() -> None:
+    assert redact.mask_url("json://user:pw@host:8080/path") == "json://***@host:8080/…"
+    assert redact.mask_url("slack://a/b/c") == "slack://***"
 
 
 @pytest.mark.parametrize(
@@ -807,3 +811,132 @@ def test_channel_url_from_a_file(tmp_path: Path) -> None:
     empty = write(tmp_path, '[[channels]]\nname = "s"\nurl_file = "empty"\n')
     with pytest.raises(ConfigError, match=r"url_file: .*empty: is empty"):
         load(str(empty), {})
+
+
+# --- secrets are marked on the fields, and everything else follows the marks (issue 20) ----------
+
+
+def _models() -> list[type[BaseModel]]:
+    """Every settings model reachable from ``Settings``."""
+    found: list[type[BaseModel]] = []
+    todo: list[Any] = [Settings]
+    while todo:
+        model = todo.pop()
+        if model in found:
+            continue
+        found.append(model)
+        for info in model.model_fields.values():
+            for inner in (info.annotation, *get_args(info.annotation)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    todo.append(inner)
+    return found
+
+
+# URLs that hold no credential: shown as they are.
+PUBLIC_URLS = {"AlertsConfig.dashboard_url"}
+
+
+def test_every_secret_looking_setting_is_marked_secret() -> None:
+    """A setting named like a credential (token, password, secret, key...) or a URL is marked
+    ``Secret``, and a ``*_file`` key reads a marked one, so no new secret can be left out of
+    the masking, the scrubber and the permission warning."""
+    unmarked, orphan_files = [], []
+    for model in _models():
+        fields = model.model_fields
+        marked = {n for n, i in fields.items() if any(isinstance(m, Secret) for m in i.metadata)}
+        for name in fields:
+            qualified = f"{model.__name__}.{name}"
+            if name.endswith("_file"):
+                if name.removesuffix("_file") not in marked:
+                    orphan_files.append(qualified)
+                continue
+            looks_secret = redact.is_credential_key(name) or name == "url" or name.endswith("_url")
+            if looks_secret and name not in marked and qualified not in PUBLIC_URLS:
+                unmarked.append(qualified)
+    assert not unmarked, "mark these Secret (SecretText, SecretURL or ServerURL)"
+    assert not orphan_files
+
+
+def _skeleton(model: type[BaseModel]) -> dict[str, Any]:
+    """Empty tables for every table of ``model``, one item in every list of tables."""
+    out: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        inner, args = info.annotation, get_args(info.annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            out[name] = _skeleton(inner)
+        elif args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+            out[name] = [_skeleton(args[0])]
+    return out
+
+
+def _sample(kind: str, n: int) -> tuple[str, str]:
+    """(a valid value of a secret of ``kind``, its secret part)."""
+    part = {"text": f"Sekrit-{n}-0123456789abcdef", "url": f"Sekrit{n}x0123456789"}.get(
+        kind, f"Sekrit-{n}-pw"
+    )
+    if kind == "url":
+        return f"https://hooks.slack.com/services/TAAAA1111/BBBBB2222/{part}", part
+    if kind == "server":
+        return f"https://user:{part}@host.test/path", part
+    return part, part
+
+
+def _toml(values: dict[str, str]) -> str:
+    """A config setting ``values`` (labels such as vobiz.auth_token or channels[0].url), with
+    what their tables need besides (a channel's name, the dashboard's user name)."""
+    tables: dict[str, dict[str, str]] = {}
+    for label, value in values.items():
+        table, key = label.rsplit(".", 1)
+        tables.setdefault(table, {})[key] = value
+        if label.startswith("dashboard.password"):
+            tables[table]["username"] = "ops"
+    lines = []
+    for table, keys in tables.items():
+        if table.endswith("]"):  # one item of a list of tables
+            lines += [f"[[{table.partition('[')[0]}]]", 'name = "c"']
+        else:
+            lines.append(f"[{table}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in keys.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_every_secret_setting_is_masked_scrubbed_and_warned_about(tmp_path: Path) -> None:
+    """Each ``Secret`` setting, found from the marks alone (a new one is covered unasked): never
+    shown by check-config, taught to the scrubber, a readable config holding it is warned about,
+    and it may come from its ``*_file``."""
+    settings = list(secret_settings(_skeleton(Settings)))
+    assert {"vobiz.auth_token", "channels[0].url", "dashboard.token"} <= {s.label for s in settings}
+    for n, setting in enumerate(settings):
+        value, part = _sample(setting.secret.kind, n)
+        path = write(tmp_path, _toml({setting.label: value}), mode=0o644)
+        loaded = load(str(path), {})
+        assert any("holds secrets" in w for w in loaded.warnings), setting.label
+        shown = json.dumps(redacted(loaded.settings))
+        assert part not in shown and part not in repr(loaded.settings), setting.label
+        assert part not in redact.scrub(f"echo {part}"), setting.label
+        if setting.from_file:
+            (tmp_path / "secret").write_text(value + "\n")
+            (tmp_path / "secret").chmod(0o600)
+            path = write(tmp_path, _toml({f"{setting.label}_file": "secret"}))
+            loaded = load(str(path), {})
+            assert loaded.sources[setting.label].startswith("secret file"), setting.label
+            assert part not in json.dumps(redacted(loaded.settings)), setting.label
+
+
+def test_environment_values_of_text_settings_stay_text(tmp_path: Path) -> None:
+    """Which environment values are taken verbatim follows the fields' types, at any depth."""
+    path = write(tmp_path, '[[channels]]\nname = "a"\nurl = "json://localhost/a"\n')
+    env = {
+        "DID_MONITOR__CHANNELS__0__NAME": "2026",
+        "DID_MONITOR__CHANNELS__0__RULES": '["billing_due"]',
+        "DID_MONITOR__ALERTS__TEMPLATES__TITLE": "42",
+        "DID_MONITOR__DASHBOARD__USERNAME": "1e5",
+        "DID_MONITOR__DASHBOARD__PASSWORD": "007",
+        "DID_MONITOR__SWEEP__MAX_DURATION": "4h",
+        "DID_MONITOR__SCHEDULE__JITTER_SECONDS": "60",
+    }
+    s = load(str(path), env).settings
+    assert s.channels[0].name == "2026" and s.channels[0].rules == ("billing_due",)
+    assert s.alerts.templates == {"title": "42"}
+    assert (s.dashboard.username, s.dashboard.password) == ("1e5", "007")
+    assert s.sweep.max_duration == 4 * 3600 and s.schedule.jitter_seconds == 60

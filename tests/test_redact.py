@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 
 from monitor import logs, redact
-from monitor.config import redact_database_url
 from tests.conftest import Hostile, HttpReceiver, SmtpSink
 from tests.test_cli import did
 
@@ -116,13 +115,18 @@ def test_log_records_of_any_library_are_scrubbed(capsys: pytest.CaptureFixture[s
 
 
 def test_database_url_and_base_url_show_masked() -> None:
-    assert redact_database_url("postgresql://app:pw1234@db/m") == "postgresql://app:***@db/m"
-    masked = redact_database_url("postgresql://db/m?user=app&password=pw1234")
+    def shown(url: str) -> str:
+        return redact.mask_url(url, keep_path=True)
+
+    assert shown("postgresql://app:pw1234@db/m") == "postgresql://app:***@db/m"
+    masked = shown("postgresql://db/m?user=app&password=pw1234")
     assert "pw1234" not in masked and "user=app" in masked
-    assert redact_database_url("sqlite:////abs/path.db") == "sqlite:////abs/path.db"
+    assert shown("sqlite:////abs/path.db") == "sqlite:////abs/path.db"
     # the same query keys as the scrubber's, and the credential keys besides
-    masked = redact_database_url("postgresql://db/m?auth=a1b2c3&sig=d4e5f6&sessionid=g7h8i9&x=1")
+    masked = shown("postgresql://db/m?auth=a1b2c3&sig=d4e5f6&sessionid=g7h8i9&x=1")
     assert all(v not in masked for v in ("a1b2c3", "d4e5f6", "g7h8i9")) and "x=1" in masked
+    assert shown("postgresql://u:p@host:notaport/db") == "postgresql://u:***@host:notaport/db"
+    assert redact.mask_url("https://[::1") == "***"  # unparsable: nothing of it shown
 
 
 # --- end to end: a hostile API that echoes the token ------------------------------------------
