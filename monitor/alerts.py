@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.engine import Connection, RowMapping
@@ -43,7 +43,7 @@ from monitor.render import (
     rental_at_risk,
     urgency,
 )
-from monitor.reports import Forecast, forecast
+from monitor.reports import DueWindow, Forecast, forecast
 from monitor.rules import event_rules
 from monitor.store import Store, is_silenced
 
@@ -169,16 +169,17 @@ def plan_digests(
     return out
 
 
-def add_due_soon(conn: Connection, plans: Sequence[Plan], now: datetime) -> None:
-    """Give each digest the rental falling due in the next ``DUE_DAYS`` days, of the numbers its
-    channel may see (a customer's channel: its accounts' only), from the one forecast."""
+def add_due_soon(conn: Connection, plans: Sequence[Plan], now: datetime, tz: tzinfo) -> None:
+    """Give each digest the rental falling due in the next ``DUE_DAYS`` days (whole days of
+    ``tz``, today included), of the numbers its channel may see (a customer's channel: its
+    accounts' only), from the one forecast."""
+    window = DueWindow.ahead(now, timedelta(days=DUE_DAYS), tz)
     seen: dict[tuple[str, ...], Forecast] = {}
     for plan in plans:
         accounts = plan.channel.accounts
         fc = seen.get(accounts)
         if fc is None:
-            end = now + timedelta(days=DUE_DAYS)
-            fc = seen[accounts] = forecast(conn, None, now, end, accounts or None)
+            fc = seen[accounts] = forecast(conn, None, window, accounts or None)
         plan.digest.due_soon = {c: fc.totals[c].amount_due for c in sorted(fc.totals)}
         plan.digest.due_undated = len(fc.undated)
 
@@ -226,7 +227,7 @@ def store_digests(
     state = load_announce_state(conn, sweep_id, now)
     per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
     plans = plan_digests(state, settings, now, numbers_swept, per_account, caveat, notes)
-    add_due_soon(conn, plans, now)
+    add_due_soon(conn, plans, now, settings.rules_zone)
     for plan in plans:
         msg = compose(plan.digest, plan.channel, settings.alerts)
         delivery_id = add_delivery(
@@ -281,7 +282,7 @@ def preview_digests(
                 numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
             )
             found = plan_digests(state, settings, now, last["numbers_seen"], per_account)
-            add_due_soon(conn, found, now)
+            add_due_soon(conn, found, now, settings.rules_zone)
         for plan in found:
             plan.digest.swept_at = last["started_at"]
             plans[plan.channel.name] = plan

@@ -455,7 +455,7 @@ def costs(
     --due-within, the rental whose billing dates fall in that window (a monthly cycle that
     renews inside it counts again)."""
     from monitor.display import column_names
-    from monitor.reports import COST_FIELDS, DUE_FIELDS, due, parse_when
+    from monitor.reports import COST_FIELDS, DUE_FIELDS, DueWindow, due, parse_when
     from monitor.reports import costs as report
 
     settings = state.settings
@@ -468,9 +468,9 @@ def costs(
             raise ConfigError(
                 f"--due-within: cannot read {due_within!r}", hint="use a duration: 7d, 30d, 2w"
             )
-        now = state.clock()
-        rep = due(_store(settings).engine, within=within, now=now, account=account)
-        title = f"rental due {when_text(now)} to {when_text(now + within)}, active numbers of "
+        window = DueWindow.ahead(state.clock(), within, settings.rules_zone)
+        rep = due(_store(settings).engine, window=window, account=account)
+        title = f"rental due {window.first} to {window.last} ({window.tz}), active numbers of "
         title += f"sweep {rep.sweep.id} of {when_text(rep.sweep.started_at)}"
         print_report(
             rep,

@@ -407,7 +407,7 @@ def print_report(
         if report.name in ("costs", "due"):
             doc["totals"] = [t.as_dict() for t in report.totals]
         if fc is not None:
-            doc["window"] = {"from": iso(fc.start), "to": iso(fc.end)}
+            doc["window"] = fc.window.as_dict()
             doc["undated"] = fc.undated
         click.echo(formats.json_text(doc), nl=False)
     elif not rows:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Final
 
@@ -108,10 +108,11 @@ def numbers_by_status(store: Store) -> dict[str, int]:
 class _StoreCollector(Collector):
     """Figures read from the database at scrape time, so every replica reports the same truth."""
 
-    def __init__(self, store: Store, channels: Sequence[str], clock: Clock) -> None:
+    def __init__(self, store: Store, channels: Sequence[str], clock: Clock, tz: tzinfo) -> None:
         self.store = store
         self.channels = channels
         self.clock = clock
+        self.tz = tz  # the forecast counts whole days of the rules' time zone
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(
@@ -209,12 +210,12 @@ class _StoreCollector(Collector):
             _, totals = reports.cost_lines(conn, None)
             for cur, amount in _by_currency({c: t.monthly_rental for c, t in totals.items()}):
                 rental.add_metric([cur], float(amount))
-            for days in reports.DUE_WINDOWS:
-                fc = reports.forecast(conn, None, now, now + timedelta(days=days))
+            for fc in reports.forecasts(conn, None, reports.due_windows(now, self.tz)):
+                days = (fc.window.end - fc.window.first).days
                 sums = {c: t.amount_due for c, t in fc.totals.items()}
                 for cur, amount in _by_currency(sums):
                     due.add_metric([cur, f"{days}d"], float(amount))
-                undated.add_metric([], len(fc.undated))
+            undated.add_metric([], len(fc.undated))
         yield rental
         yield due
         yield undated
@@ -250,6 +251,7 @@ class Metrics:
         store: Store | None = None,
         channels: Iterable[str] = (),
         clock: Clock = system_clock,
+        tz: tzinfo = UTC,
     ) -> None:
         self.registry = CollectorRegistry()
         self.sweep_duration = Gauge(
@@ -287,7 +289,7 @@ class Metrics:
         for channel in names:
             self.delivery_failures.labels(channel)
         if store is not None:
-            self.registry.register(_StoreCollector(store, names, clock))
+            self.registry.register(_StoreCollector(store, names, clock, tz))
 
     def sweep_finished(self, outcome: str, duration: float | None = None) -> None:
         self.sweeps.labels(outcome).inc()

@@ -12,9 +12,10 @@ from a split.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping
+import math
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, cast
 
@@ -289,13 +290,51 @@ DUE_WINDOWS = (7, 30)  # days ahead the dashboard and /metrics show the rental f
 MAX_RENEWAL_MONTHS = 1200  # a billing date this far behind the window is not rolled forward
 
 
-def renewals(first: datetime, start: datetime, end: datetime) -> int:
+@dataclass(frozen=True)
+class DueWindow:
+    """Whole days of the rules' time zone, today included: billing dates on ``first`` up to
+    (not including) ``end``. A number billed today is due today, whatever the hour of the sweep
+    or of the API's timestamp (a bare date reads as midnight UTC)."""
+
+    first: date
+    end: date
+    tz: tzinfo
+
+    @classmethod
+    def ahead(cls, now: datetime, within: timedelta, tz: tzinfo) -> DueWindow:
+        """From today for ``within``, rounded up to whole days (``12h`` is today)."""
+        today = now.astimezone(tz).date()
+        days = max(1, math.ceil(within / timedelta(days=1)))
+        return cls(today, today + timedelta(days=days), tz)
+
+    @property
+    def last(self) -> date:
+        return self.end - timedelta(days=1)
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "from": self.first.isoformat(),
+            "to": self.last.isoformat(),
+            "timezone": str(self.tz),
+        }
+
+
+def due_windows(now: datetime, tz: tzinfo) -> list[DueWindow]:
+    """The windows the dashboard and ``/metrics`` show: each of ``DUE_WINDOWS`` days from today."""
+    return [DueWindow.ahead(now, timedelta(days=d), tz) for d in DUE_WINDOWS]
+
+
+def renewals(first: date, start: date, end: date) -> int:
     """How many monthly billing dates fall in ``[start, end)`` for a number whose next billing
     date is ``first``: ``first`` itself, then the same day of each following month, clamped to
     the month's last day (a 31st renews on 30 April and 28 or 29 February; a leap day on 28
     February three years in four). Each date is counted from ``first``, so the 31st returns in
     March. A billing date before ``start`` is stale (that renewal has passed): it is rolled
     forward a month at a time, and only the dates inside the window count."""
+    if first >= end:
+        return 0
+    if start <= first and (end - first).days <= 28:  # no month is shorter: one renewal only
+        return 1
     skip = max(0, (start.year - first.year) * 12 + start.month - first.month - 1)
     if skip > MAX_RENEWAL_MONTHS:
         return 0
@@ -334,19 +373,14 @@ DUE_FIELDS = tuple(DueRow.__dataclass_fields__)
 
 @dataclass
 class Forecast:
-    """What falls due in ``[start, end)``: lines per (account, currency), totals per currency
+    """What falls due in ``window``: lines per (account, currency), totals per currency
     (``account_id`` ``"*"``), and the active numbers with no billing date (their e164, sorted),
     which no sum can include and every view names."""
 
-    start: datetime
-    end: datetime
+    window: DueWindow
     lines: dict[tuple[str, str], DueRow] = field(default_factory=dict)
     totals: dict[str, DueRow] = field(default_factory=dict)
     undated: list[str] = field(default_factory=list)
-
-    def total(self, currency: str) -> Decimal:
-        row = self.totals.get(currency)
-        return row.amount_due if row else Decimal(0)
 
     def undated_note(self, limit: int = 20) -> str | None:
         """The footer every view of the forecast prints: the numbers it could not count."""
@@ -361,17 +395,29 @@ class Forecast:
             f"these sums: {shown}"
         )
 
+    def add(self, acct: str, currency: str, fee: Decimal | None, times: int) -> None:
+        for line in (
+            self.lines.setdefault((acct, currency), DueRow(acct, currency)),
+            self.totals.setdefault(currency, DueRow("*", currency)),
+        ):
+            line.numbers += 1
+            line.renewals += times
+            if fee is None:
+                line.unpriced += times
+            else:
+                line.amount_due += Decimal(fee) * times
 
-def forecast(
+
+def forecasts(
     conn: Connection,
     sweep_id: int | None,
-    start: datetime,
-    end: datetime,
+    windows: Sequence[DueWindow],
     accounts: Collection[str] | None = None,
-) -> Forecast:
-    """The rental of active numbers that falls due in ``[start, end)``, as of complete sweep
-    ``sweep_id`` (or the current rows when it is ``None``, as ``cost_lines`` reads them). The one
-    forecast: ``costs --due-within``, the accounts page, the digest and ``/metrics`` all use it."""
+) -> list[Forecast]:
+    """The rental of active numbers that falls due in each of ``windows`` (one read of the
+    rows for all of them), as of complete sweep ``sweep_id`` (or the current rows when it is
+    ``None``, as ``cost_lines`` reads them). The one forecast: ``costs --due-within``, the
+    accounts page, the digest and ``/metrics`` all use it. Currencies as ``cost_lines`` has them."""
     where = _current_at(sweep_id) if sweep_id is not None else _VERSIONS.c.valid_to.is_(None)
     stmt = sa.select(
         _VERSIONS.c.e164,
@@ -382,35 +428,39 @@ def forecast(
     ).where(where, _VERSIONS.c.status == "active")
     if accounts is not None:
         stmt = stmt.where(_VERSIONS.c.account_id.in_(list(accounts)))
-    out = Forecast(start, end)
+    out = [Forecast(w) for w in windows]
+    undated: list[str] = []
     for e164, acct, currency, fee, billing in conn.execute(stmt.execution_options(yield_per=5000)):
         if billing is None:
-            out.undated.append(e164)
+            undated.append(e164)
             continue
-        times = renewals(billing, start, end)
-        if not times:
-            continue
-        cur = (currency or "").upper()
-        for line in (
-            out.lines.setdefault((acct, cur), DueRow(acct, cur)),
-            out.totals.setdefault(cur, DueRow("*", cur)),
-        ):
-            line.numbers += 1
-            line.renewals += times
-            if fee is None:
-                line.unpriced += times
-            else:
-                line.amount_due += Decimal(fee) * times
-    out.undated.sort()
+        for fc in out:
+            day = billing.astimezone(fc.window.tz).date()
+            times = renewals(day, fc.window.first, fc.window.end)
+            if times:
+                fc.add(acct, (currency or "").upper(), fee, times)
+    undated.sort()
+    for fc in out:
+        fc.undated = undated
     return out
 
 
-def due(engine: Engine, *, within: timedelta, now: datetime, account: str | None = None) -> Report:
+def forecast(
+    conn: Connection,
+    sweep_id: int | None,
+    window: DueWindow,
+    accounts: Collection[str] | None = None,
+) -> Forecast:
+    """One window's ``forecasts``."""
+    return forecasts(conn, sweep_id, [window], accounts)[0]
+
+
+def due(engine: Engine, *, window: DueWindow, account: str | None = None) -> Report:
     """``costs --due-within``: per account and currency, the rental of the latest complete
-    sweep's active numbers that falls due from ``now`` for ``within``."""
+    sweep's active numbers that falls due in ``window``."""
     with engine.connect() as conn:
         ref = _sweep_at(conn, None, "--due-within")
-        fc = forecast(conn, ref.id, now, now + within, [account] if account else None)
+        fc = forecast(conn, ref.id, window, [account] if account else None)
         names = account_names(conn, ref.id)
     rows = [fc.lines[k] for k in sorted(fc.lines)]
     for row in rows:

@@ -149,7 +149,9 @@ class Service:
         self.exact_trigger = build_trigger(schedule, jitter=False)
         self.grace = timedelta(seconds=schedule.misfire_grace_seconds)
         self.listen = settings.listen_address()
-        self.metrics = Metrics(store, [c.name for c in settings.channels], clock)
+        self.metrics = Metrics(
+            store, [c.name for c in settings.channels], clock, settings.rules_zone
+        )
         # One HTTP client for the service's lifetime: every sweep's API requests and the pings.
         self.http = http_client(settings.vobiz.concurrency, settings.vobiz.timeout_seconds)
         self.heartbeat = Heartbeat(

@@ -215,7 +215,8 @@ def test_metrics_give_rental_what_falls_due_and_the_last_outcome(
         assert rental == {c: float(t.monthly_rental) for c, t in totals.items()}
         assert "XOF" in rental and first["e164"]
         for days in (7, 30):
-            fc = reports.forecast(conn, None, clock.now, clock.now + timedelta(days=days))
+            window = reports.DueWindow.ahead(clock.now, timedelta(days=days), UTC)
+            fc = reports.forecast(conn, None, window)
             due = {
                 dict(labels)["currency"]: v
                 for (name, labels), v in got.items()

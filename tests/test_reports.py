@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -290,11 +290,34 @@ def test_history_the_number_page_and_diff_name_the_same_changed_fields(
     ],
 )
 def test_renewals_count_calendar_months(first: str, start: str, days: int, want: int) -> None:
-    def at(day: str) -> datetime:
-        return datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
+    begin = date.fromisoformat(start)
+    got = reports.renewals(date.fromisoformat(first), begin, begin + timedelta(days=days))
+    assert got == want
 
-    begin = at(start)
-    assert reports.renewals(at(first), begin, begin + timedelta(days=days)) == want
+
+@pytest.mark.parametrize(
+    ("billing", "now", "zone", "today"),
+    [
+        # a bare date reads as midnight UTC: billed today counts whatever the hour of the sweep
+        ("2026-03-02T00:00:00+00:00", "2026-03-02T06:00:00+00:00", "UTC", True),
+        ("2026-03-02T00:00:00+00:00", "2026-03-02T23:59:00+00:00", "UTC", True),
+        ("2026-03-01T00:00:00+00:00", "2026-03-02T06:00:00+00:00", "UTC", False),
+        # days are the rules' time zone's: 2 March 20:00 UTC is 3 March in Kolkata
+        ("2026-03-02T20:00:00+00:00", "2026-03-03T01:00:00+05:30", "Asia/Kolkata", True),
+    ],
+)
+def test_the_window_is_whole_days_today_included(
+    billing: str, now: str, zone: str, today: bool
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    window = reports.DueWindow.ahead(datetime.fromisoformat(now), timedelta(days=7), ZoneInfo(zone))
+    day = datetime.fromisoformat(billing).astimezone(window.tz).date()
+    assert (reports.renewals(day, window.first, window.end) == 1) is today
+    assert window.last - window.first == timedelta(days=6)
+    assert reports.DueWindow.ahead(datetime.fromisoformat(now), timedelta(hours=12), UTC).last == (
+        datetime.fromisoformat(now).astimezone(UTC).date()
+    )
 
 
 def plant_billing(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
@@ -330,22 +353,27 @@ def test_due_within_counts_each_renewal_in_exact_decimals(
     planted = plant_billing(sandbox)
     sweep(sandbox, store, clock)
     now = clock()  # 2026-11-30 12:00 UTC: the first sweep plus a week
-    rep = reports.due(store.engine, within=timedelta(days=60), now=now)
+
+    def window(days: int) -> reports.DueWindow:
+        return reports.DueWindow.ahead(now, timedelta(days=days), UTC)
+
+    rep = reports.due(store.engine, window=window(60))  # 30 Nov to 28 Jan
     got = {(r.account_id, r.currency): (r.numbers, r.renewals, r.amount_due) for r in rep.rows}
-    # boundary: 30 Nov 00:00 is before now, so it renews 30 Dec and 30 Jan (60 days end 29 Jan):
-    # once; the 31st: 31 Dec only (31 Jan is past the window)
+    # boundary: billed today (30 Nov 00:00, before the sweep's hour) and again 30 Dec; the 31st:
+    # 31 Dec only (31 Jan is past the window)
     assert got == {
-        ("MA_DUE1", "INR"): (2, 2, Decimal("112.50")),
+        ("MA_DUE1", "INR"): (2, 3, Decimal("212.50")),
         ("MA_DUE2", "USD"): (1, 2, Decimal("2.50")),  # 24 Dec and 24 Jan; the leap day is far
     }
     assert {t.currency: t.amount_due for t in rep.totals} == {
-        "INR": Decimal("112.50"),
+        "INR": Decimal("212.50"),
         "USD": Decimal("2.50"),
     }
     assert rep.forecast is not None
     assert rep.forecast.undated == [planted["undated"]["e164"]]
-    week = reports.due(store.engine, within=timedelta(days=7), now=now)
-    assert not week.rows and week.forecast is not None and week.forecast.undated
+    week = reports.due(store.engine, window=window(7))
+    assert [(r.account_id, r.amount_due) for r in week.rows] == [("MA_DUE1", Decimal("100"))]
+    assert week.forecast is not None and week.forecast.undated
 
 
 def test_costs_due_within_command_names_the_undated_numbers(
@@ -364,9 +392,11 @@ def test_costs_due_within_command_names_the_undated_numbers(
     doc = json.loads(did("costs", "--due-within", "60d", "--format", "json", env=env).stdout)
     assert doc["report"] == "due" and doc["undated"] == [undated]
     # the command counts from its own clock: it agrees with the one forecast over its window
-    start = datetime.fromisoformat(doc["window"]["from"])
-    assert datetime.fromisoformat(doc["window"]["to"]) - start == timedelta(days=60)
-    same = reports.due(sqlite_store.engine, within=timedelta(days=60), now=start)
+    start = date.fromisoformat(doc["window"]["from"])
+    assert date.fromisoformat(doc["window"]["to"]) - start == timedelta(days=59)
+    assert doc["window"]["timezone"] == "UTC"
+    window = reports.DueWindow(start, start + timedelta(days=60), UTC)
+    same = reports.due(sqlite_store.engine, window=window)
     assert doc["rows"] == [r.as_dict() for r in same.rows]
     assert doc["totals"] == [t.as_dict() for t in same.totals]
     out = did("costs", "--due-within", "60d", "--format", "csv", env=env)
@@ -390,12 +420,12 @@ def test_the_digest_names_the_rental_due_in_the_next_7_days(
     from monitor.config import AlertsConfig
     from monitor.render import Digest
 
-    plant_billing(sandbox)  # swept at 2026-11-23 12:00: 30 Nov and 24 Nov fall within 7 days
+    plant_billing(sandbox)  # swept on 23 Nov: 24 Nov is within 7 days (23-29 Nov), 30 Nov not
     notifier = RecordingNotifier()
     sweep(sandbox, sqlite_store, clock, notifier)
     bodies = [m.body for m in notifier.sent if m.channel == "ops"]
     assert bodies, "the sweep found suspended numbers: the channel gets a digest"
-    line = "Rental due in the next 7 days: 100.00 INR, 1.25 USD"
+    line = "Rental due in the next 7 days: 1.25 USD"
     assert line + " (1 active number(s) have no billing date)" in bodies[0]
     digest = Digest(due_soon={"INR": Decimal("100")}, numbers_swept=1)
     for fmt in ("markdown", "text", "html"):

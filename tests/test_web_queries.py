@@ -4,7 +4,7 @@ as it stood at each sweep, findings filters and pages, accounts' order and exact
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -118,7 +118,7 @@ def test_accounts_page_orders_idle_customers_first_with_exact_rental(
         if sandbox.inventory.item(index)["account_id"] == account:
             sandbox.inventory.update(index, status="inactive")
     sweep_three_times(sandbox, store, clock)
-    page = queries.accounts_page(store, 1, 500, clock.now)
+    page = queries.accounts_page(store, 1, 500, clock.now, UTC)
     # Customers without any number exist only in the account list; they and the customer whose
     # numbers all went inactive come first, by id.
     empty = sorted(sandbox.inventory.empty_account_ids)
@@ -148,7 +148,8 @@ def test_accounts_page_orders_idle_customers_first_with_exact_rental(
     assert sum(i.open_findings for i in page.items) == len(on_page)
     # Rental due in 7 and 30 days is `did-monitor costs --due-within`'s, per account and overall.
     for days in (7, 30):
-        due = reports.due(store.engine, within=timedelta(days=days), now=clock.now)
+        window = reports.DueWindow.ahead(clock.now, timedelta(days=days), UTC)
+        due = reports.due(store.engine, window=window)
         by_account: dict[str, dict[str, Decimal]] = defaultdict(dict)
         for line in due.rows:
             by_account[line.account_id][line.currency] = line.amount_due
@@ -159,8 +160,8 @@ def test_accounts_page_orders_idle_customers_first_with_exact_rental(
         assert due.forecast is not None and page.undated == len(due.forecast.undated)
     assert page.due[30] and sum(page.due[30].values()) > sum(page.due[7].values())
     # Pages split the same order.
-    first = queries.accounts_page(store, 1, 2, clock.now)
-    second = queries.accounts_page(store, 2, 2, clock.now)
+    first = queries.accounts_page(store, 1, 2, clock.now, UTC)
+    second = queries.accounts_page(store, 2, 2, clock.now, UTC)
     assert first.items + second.items == page.items[:4] and first.total == page.total
 
 
@@ -232,18 +233,18 @@ def test_one_account_as_the_accounts_page_shows_it_with_its_numbers(
 ) -> None:
     sweep_three_times(sandbox, store, clock)
     now = clock()
-    listed = queries.accounts_page(store, 1, 500, now).items
+    listed = queries.accounts_page(store, 1, 500, now, UTC).items
     busiest = max(listed, key=lambda a: a.numbers)
-    one = queries.account(store, busiest.account_id, now)
+    one = queries.account(store, busiest.account_id, now, UTC)
     assert one == busiest
     assert one.rental and one.due
     numbers = queries.account_numbers(store, busiest.account_id, 1, 500)
     assert numbers.total == busiest.numbers == len(numbers.items)
     assert [n["e164"] for n in numbers.items] == sorted(n["e164"] for n in numbers.items)
-    assert queries.account(store, "nobody", now) is None
+    assert queries.account(store, "nobody", now, UTC) is None
     assert queries.account_numbers(store, "nobody", 1, 10).total == 0
     store.add_silence("*", now + timedelta(days=1), "x", now, account_id=busiest.account_id)
-    hushed = queries.account(store, busiest.account_id, now)
+    hushed = queries.account(store, busiest.account_id, now, UTC)
     assert hushed is not None
     assert hushed.open_findings == 0
     assert hushed.silenced_findings == busiest.open_findings + busiest.silenced_findings

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Final, Generic, TypeVar
 
@@ -351,7 +351,9 @@ def _accounts() -> tuple[sa.Select[Any], sa.Subquery]:
     return ordered, ids
 
 
-def _account_rows(conn: Connection, stmt: sa.Select[Any], now: datetime) -> list[AccountRow]:
+def _account_rows(
+    conn: Connection, stmt: sa.Select[Any], now: datetime, tz: tzinfo
+) -> list[AccountRow]:
     """The rows of ``stmt`` (from ``_accounts``) with their rental, findings and the rental
     falling due in each of ``reports.DUE_WINDOWS``."""
     rows = [
@@ -379,35 +381,37 @@ def _account_rows(conn: Connection, stmt: sa.Select[Any], now: datetime) -> list
     for account_id, opened, hushed in conn.execute(counts):
         by_id[account_id].open_findings = int(opened or 0)
         by_id[account_id].silenced_findings = int(hushed or 0)
-    for days in reports.DUE_WINDOWS:
-        shown = reports.forecast(conn, None, now, now + timedelta(days=days), by_id)
+    for shown in reports.forecasts(conn, None, reports.due_windows(now, tz), by_id):
+        days = (shown.window.end - shown.window.first).days
         for (account_id, currency), due_line in shown.lines.items():
             by_id[account_id].due.setdefault(days, {})[currency] = due_line.amount_due
     return rows
 
 
-def accounts_page(store: Store, page: int, per_page: int, now: datetime) -> AccountsPage:
+def accounts_page(
+    store: Store, page: int, per_page: int, now: datetime, tz: tzinfo
+) -> AccountsPage:
     """A page of ``_accounts``, each row filled by ``_account_rows``, and the totals."""
     ordered, ids = _accounts()
     total_stmt = sa.select(sa.func.count()).select_from(ids)
     with store.engine.connect() as conn:
         total = int(conn.execute(total_stmt).scalar_one())
-        rows = _account_rows(conn, ordered.limit(per_page).offset(_offset(page, per_page)), now)
+        rows = _account_rows(conn, ordered.limit(per_page).offset(_offset(page, per_page)), now, tz)
         due: dict[int, dict[str, Decimal]] = {}
         undated = 0
-        for days in reports.DUE_WINDOWS:
-            everyone = reports.forecast(conn, None, now, now + timedelta(days=days))
+        for everyone in reports.forecasts(conn, None, reports.due_windows(now, tz)):
+            days = (everyone.window.end - everyone.window.first).days
             due[days] = {c: everyone.totals[c].amount_due for c in sorted(everyone.totals)}
             undated = len(everyone.undated)
     return AccountsPage(rows, max(page, 1), per_page, total, due, undated)
 
 
-def account(store: Store, account_id: str, now: datetime) -> AccountRow | None:
+def account(store: Store, account_id: str, now: datetime, tz: tzinfo) -> AccountRow | None:
     """One customer as the accounts page shows it; None if neither the inventory nor the
     account list knows it."""
     ordered, ids = _accounts()
     with store.engine.connect() as conn:
-        rows = _account_rows(conn, ordered.where(ids.c.account_id == account_id), now)
+        rows = _account_rows(conn, ordered.where(ids.c.account_id == account_id), now, tz)
     return rows[0] if rows else None
 
 

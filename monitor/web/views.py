@@ -170,6 +170,7 @@ class Dashboard:
         self.settings = settings
         self.clock = clock
         self.next_sweep = next_sweep
+        self.tz = settings.rules_zone  # the forecast counts whole days of the rules' time zone
         self.per_page = settings.dashboard.page_size
         self.templates = Jinja2Templates(env=environment())
         self._charts: dict[str, tuple[tuple[Any, ...], Any]] = {}
@@ -279,7 +280,7 @@ class Dashboard:
     def accounts(self, request: Request) -> Response:
         def build() -> Response:
             page = queries.accounts_page(
-                self.store, _page_number(request), self.per_page, self.clock()
+                self.store, _page_number(request), self.per_page, self.clock(), self.tz
             )
             return self._render(request, "accounts.html", {"page": page})
 
@@ -292,7 +293,7 @@ class Dashboard:
 
         def build() -> Response:
             now = self.clock()
-            row = queries.account(self.store, account_id, now)
+            row = queries.account(self.store, account_id, now, self.tz)
             if row is None:
                 return self.error_page(request.scope, 404, f"no account {account_id} on record")
             filters = FindingFilter(account=account_id)
