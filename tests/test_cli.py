@@ -764,7 +764,9 @@ def test_findings_most_urgent_first_and_silenced_apart(tmp_path: Path, sandbox: 
         )
 
     assert [urgency(f) for f in listed] == sorted(urgency(f) for f in listed)
-    assert len({f["due_at"] for f in listed if f["severity"] == "warning"}) > 2  # dates do order
+    # dates do order (which severity has them depends on how far the clock is from the sandbox's)
+    dated = [f for f in listed if f["due_at"]]
+    assert max(len({f["due_at"] for f in dated if f["severity"] == s}) for s in SEVERITY_RANK) > 2
     target = next(f for f in listed if f["e164"])
     added = did(
         "--config", str(cfg), "silence", "add", "--rule", target["rule"],
