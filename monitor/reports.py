@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from monitor.db import AccountVersion, NumberVersion, Sweep
 from monitor.errors import ConfigError
-from monitor.model import money_text, parse_time
+from monitor.model import currency_code, money_text, parse_time
 
 _SWEEPS = cast(sa.Table, Sweep.__table__)
 _VERSIONS = cast(sa.Table, NumberVersion.__table__)
@@ -247,7 +247,7 @@ def cost_lines(
     """The invoice lines ((account, currency) → row) and per-currency totals of the active
     numbers in force at complete sweep ``sweep_id``, or of the current rows when it is ``None``
     (the dashboard's view, served by the partial index on current rows). ``accounts`` limits
-    the accounts read. Currencies are upper-cased; an unknown currency is ``""``."""
+    the accounts read. Currencies as ``model.currency_code`` shows them (``""`` for none)."""
     where = _current_at(sweep_id) if sweep_id is not None else _VERSIONS.c.valid_to.is_(None)
     stmt = sa.select(_VERSIONS.c.account_id, _VERSIONS.c.currency, _VERSIONS.c.monthly_fee).where(
         where, _VERSIONS.c.status == "active"
@@ -257,7 +257,7 @@ def cost_lines(
     lines: dict[tuple[str, str], CostRow] = {}
     totals: dict[str, CostRow] = {}
     for acct, currency, fee in conn.execute(stmt.execution_options(yield_per=5000)):
-        cur = (currency or "").upper()
+        cur = currency_code(currency)
         for line in (
             lines.setdefault((acct, cur), CostRow(acct, cur)),
             totals.setdefault(cur, CostRow("*", cur)),
@@ -438,7 +438,7 @@ def forecasts(
             day = billing.astimezone(fc.window.tz).date()
             times = renewals(day, fc.window.first, fc.window.end)
             if times:
-                fc.add(acct, (currency or "").upper(), fee, times)
+                fc.add(acct, currency_code(currency), fee, times)
     undated.sort()
     for fc in out:
         fc.undated = undated

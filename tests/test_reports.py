@@ -432,3 +432,23 @@ def test_the_digest_names_the_rental_due_in_the_next_7_days(
         chan = ChannelConfig(name="x", url="json://127.0.0.1:1/x")
         msg = compose(digest, chan, AlertsConfig(), fmt)  # type: ignore[arg-type]
         assert "Rental due in the next 7 days: 100.00 INR" in msg.body, fmt
+
+
+def test_a_currency_in_any_case_is_one_currency_everywhere(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    from monitor.web import queries
+
+    inv = sandbox.inventory
+    inr = [i for i, it in enumerate(items(sandbox)) if it["status"] == "active"][:3]
+    for index in inr:
+        inv.update(index, currency="inr", monthly_fee="10", next_billing_date="2026-11-24")
+    sweep(sandbox, sqlite_store, clock)
+    currencies = {r.currency for r in reports.costs(sqlite_store.engine).totals}
+    assert "inr" not in currencies and "INR" in currencies
+    with sqlite_store.engine.connect() as conn:
+        ref = reports.complete_sweeps(conn, 1)[0]
+        window = reports.DueWindow(date(2026, 11, 23), date(2026, 11, 25), UTC)
+        assert set(reports.forecast(conn, ref.id, window).totals) <= {"INR", "USD"}
+    charts = queries.rental_by_sweep(sqlite_store, [ref.id])
+    assert "inr" not in charts and "INR" in charts

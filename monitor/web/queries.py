@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from monitor import reports
 from monitor.account_store import ACCOUNTS
+from monitor.model import currency_code
 from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store, silenced, unsilenced, urgency_order
 
 T = TypeVar("T")
@@ -132,9 +133,9 @@ def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[fl
     deltas: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     with store.engine.connect() as conn:
         for sweep_id, currency, amount in conn.execute(opened):
-            deltas[currency or "?"][int(sweep_id)] += float(amount or 0)
+            deltas[currency_code(currency)][int(sweep_id)] += float(amount or 0)
         for sweep_id, currency, amount in conn.execute(closed):
-            deltas[currency or "?"][int(sweep_id)] -= float(amount or 0)
+            deltas[currency_code(currency)][int(sweep_id)] -= float(amount or 0)
     out: dict[str, list[float]] = {}
     for currency, changes in sorted(deltas.items()):
         points = sorted(changes.items())
