@@ -323,6 +323,32 @@ def test_a_rule_whose_regex_times_out_is_left_out_of_the_sweep() -> None:
     assert len(ev.by_rule["has_region"]) == 5
 
 
+def test_a_user_rule_slower_than_its_budget_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pattern that never times out on one value but is slow on each would still take days
+    over a large inventory: past its time over the sweep, the user rule is left out too, while
+    built-in rules never pay for the timing."""
+    from monitor.rules import engine
+
+    monkeypatch.setattr(engine, "USER_RULE_BUDGET", 0.0)
+    rules = RulesConfig.model_validate(
+        {
+            "custom": [
+                {
+                    "id": "has_region",
+                    "message": "{e164}",
+                    "when": {"path": "region", "present": True},
+                }
+            ]
+        }
+    )
+    recs = [parse_number(ITEM | {"id": f"n{i}", "region": "north"}) for i in range(5)]
+    ev = Evaluator(RuleContext(datetime(2026, 11, 23, 12, tzinfo=UTC), rules))
+    ev.feed([r for r in recs if r])
+    assert "has_region" not in ev.rule_ids and "missing_application" in ev.rule_ids
+    assert "took" in ev.errors["has_region"].error and ev.errors["has_region"].count == 1
+    assert not ev.by_rule.get("has_region")
+
+
 def test_run_answers_health_and_sigterm_while_a_regex_backtracks(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

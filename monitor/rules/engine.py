@@ -8,6 +8,7 @@ where they were resolved once at load. A rule that raises on an odd item is reco
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ class _Active:
     fn: Callable[..., Any]
     scoped: bool  # has include/exclude tables (most rules do not: skip the check)
     overridden: bool  # has per-account overrides
+    timed: bool = False  # a user rule: its time over the sweep is bounded (USER_RULE_BUDGET)
 
 
 def _enabled(cfg: RuleConfig) -> bool:
@@ -49,7 +51,8 @@ def _enabled(cfg: RuleConfig) -> bool:
 
 def _active(cfg: RuleConfig, rule_id: str, fn: Callable[..., Any]) -> _Active:
     scoped = not (cfg.include.is_empty and cfg.exclude.is_empty)
-    return _Active(rule_id, cfg, fn, scoped, bool(cfg.override))
+    timed = rule_id not in REGISTRY  # a user rule
+    return _Active(rule_id, cfg, fn, scoped, bool(cfg.override), timed)
 
 
 def _rules(config: RulesConfig) -> Iterator[tuple[str, Kind, RuleConfig, Callable[..., Any]]]:
@@ -59,6 +62,9 @@ def _rules(config: RulesConfig) -> Iterator[tuple[str, Kind, RuleConfig, Callabl
         yield rule_id, spec.kind, config.rule(rule_id), spec.fn
     for user in config.custom:
         yield user.id, "number", user, user_rule(user)
+
+
+USER_RULE_BUDGET = 60.0  # seconds a user rule may take over one sweep (built-in ones: ~µs each)
 
 
 def rule_ids(config: RulesConfig, *, enabled_only: bool = False) -> list[str]:
@@ -94,6 +100,7 @@ class Evaluator:
         self.by_rule: dict[str, dict[str, FindingDraft]] = {}
         self.errors: dict[str, RuleFailure] = {}
         self._skipped: set[str] = set()
+        self._spent: dict[str, float] = {}  # seconds each user rule took so far (timed ones)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -136,6 +143,22 @@ class Evaluator:
             subject,
         )
 
+    def _timed_call(self, active: _Active, subject: Subject, cfg: RuleConfig) -> Any:
+        """A user rule's evaluation, its time added to the rule's spend over this sweep; past
+        ``USER_RULE_BUDGET`` it is too slow, as a regex that times out on one value is (a
+        pattern at 0.5 s a value never times out, but would take days over 1,000,000)."""
+        started = time.perf_counter()
+        try:
+            return active.fn(subject, cfg, self.ctx)
+        finally:
+            spent = self._spent.get(active.rule_id, 0.0) + time.perf_counter() - started
+            self._spent[active.rule_id] = spent
+            if spent > USER_RULE_BUDGET:
+                raise RegexTimeout(
+                    f"rules.custom {active.rule_id} took {spent:.0f} s over this sweep, more "
+                    f"than {USER_RULE_BUDGET:g} s: simplify its conditions"
+                )
+
     def feed(self, numbers: Iterable[NumberRecord]) -> None:
         """Evaluate ``numbers``; a number fed again replaces what its earlier reading produced."""
         ctx = self.ctx
@@ -155,7 +178,10 @@ class Evaluator:
                 ):
                     continue
                 try:
-                    found = active.fn(subject, cfg, ctx)
+                    if active.timed:
+                        found = self._timed_call(active, subject, cfg)
+                    else:
+                        found = active.fn(subject, cfg, ctx)
                 except RegexTimeout as exc:  # a regex too slow to trust: see _too_slow
                     self._too_slow(active, num.e164 or num.id, exc)
                     rules = [r for r in rules if r[0] is not active]  # from the next number
