@@ -11,12 +11,14 @@ stored with its findings, then delivered or retried) and read best in one place.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitor.compose import Message, compose
@@ -40,12 +42,13 @@ from monitor.render import (
     render_channel_failing,
     render_sweep_failed,
     render_sweep_partial,
+    render_unreadable_dates,
     rental_at_risk,
     urgency,
 )
 from monitor.reports import DueWindow, Forecast, forecast
 from monitor.rules import event_rules
-from monitor.store import Store, is_silenced
+from monitor.store import SWEEPS, Store, is_silenced
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +120,8 @@ def plan_digests(
     New: open, unsilenced findings this channel has not announced. Reminders: open findings whose
     reminder tier is more urgent than the one last announced. Resolved: findings resolved by this
     sweep that the channel had announced. A channel with none of these gets nothing. A digest
-    carries ``caveat`` (why the sweep was partial); a partner channel's carries ``notes`` too
-    (numbers the sweep could not fully read, which may be any customer's).
+    carries ``caveat`` (why the sweep was partial); a partner channel's carries ``notes`` too, as
+    a summary line of its own (numbers with an unreadable date, which may be any customer's).
     """
     plans = {c.name: Plan(c) for c in settings.channels if c.enabled}
     if not plans:
@@ -157,7 +160,8 @@ def plan_digests(
             sum((per_account or {}).get(a, 0) for a in accounts) if accounts else numbers_swept
         )
         d.swept_at = now
-        d.caveat = caveat if accounts else _joined(caveat, notes)
+        d.caveat = caveat
+        d.notes = "" if accounts else notes
         open_items = [
             _item(r) for r in state.open if plan.channel.name in route(settings.channels, r)
         ]
@@ -182,10 +186,6 @@ def add_due_soon(conn: Connection, plans: Sequence[Plan], now: datetime, tz: tzi
             fc = seen[accounts] = forecast(conn, None, window, accounts or None)
         plan.digest.due_soon = {c: fc.totals[c].amount_due for c in sorted(fc.totals)}
         plan.digest.due_undated = len(fc.undated)
-
-
-def _joined(*texts: str) -> str:
-    return "; ".join(t for t in texts if t)
 
 
 def _unique_numbers(items: list[Item]) -> list[Item]:
@@ -220,8 +220,10 @@ def store_digests(
     ``caveat`` is set when the sweep was partial; a digest carries it, and every partner channel
     that gets no digest gets it as a notice of its own, so a quiet partial sweep is never
     silent (it resolves nothing until a sweep reads every item). ``notes`` (what the sweep read
-    but could not check, such as numbers with an unreadable date: ``sweep.UnreadableDates``)
-    reach the partner channels the same way, in their digest or else in that notice."""
+    but could not check: numbers with an unreadable date, ``sweep.UnreadableDates``) are a line
+    of every partner channel's digest; a partner channel without a digest gets them as an
+    ``unreadable_dates`` notice only when they differ from the last complete sweep's notes, so
+    one bad date in the API's data is announced once, not after every sweep."""
     if not any(c.enabled for c in settings.channels):
         return 0  # nobody to tell: do not load every open finding for nothing
     state = load_announce_state(conn, sweep_id, now)
@@ -244,18 +246,40 @@ def store_digests(
         for note in plan.notifications:
             note["delivery_id"] = delivery_id
         add_notifications(conn, plan.notifications)
-    told = _joined(caveat, notes)
-    if told:
+    told = {plan.channel.name for plan in plans}  # their digest carries caveat and notes
+    if caveat:
         _broadcast(
             conn,
             settings,
             "sweep_partial",
-            lambda fmt: render_sweep_partial(told, fmt, now),
+            lambda fmt: render_sweep_partial(caveat, fmt, now),
             now,
             sweep_id=sweep_id,
-            exclude={plan.channel.name for plan in plans},  # their digest carries the caveat
+            exclude=told,
+        )
+    if notes and notes != _previous_notes(conn, sweep_id):
+        _broadcast(
+            conn,
+            settings,
+            "unreadable_dates",
+            lambda fmt: render_unreadable_dates(notes, fmt, now),
+            now,
+            sweep_id=sweep_id,
+            exclude=told,
         )
     return len(plans)
+
+
+def _previous_notes(conn: Connection, sweep_id: int) -> str:
+    """The notes of the last complete sweep before ``sweep_id`` ("" without one): what the
+    partner channels were last told about numbers with an unreadable date."""
+    stmt = (
+        sa.select(SWEEPS.c.notes)
+        .where(SWEEPS.c.status == "complete", SWEEPS.c.id < sweep_id)
+        .order_by(SWEEPS.c.id.desc())
+        .limit(1)
+    )
+    return conn.execute(stmt).scalar() or ""
 
 
 @dataclass
@@ -375,8 +399,10 @@ def deliver_due(
     settings: Settings,
     notifier: Notifier,
     clock: Callable[[], datetime],
+    stop: threading.Event | None = None,
 ) -> list[DeliveryOutcome]:
-    """Send every delivery that is due; a channel that fails is not tried again in this pass."""
+    """Send every delivery that is due; a channel that fails is not tried again in this pass.
+    Once ``stop`` is set (the service is shutting down) no further delivery is claimed."""
     outbox = Outbox(store)
     outcomes: list[DeliveryOutcome] = []
     failed_now: set[str] = set()
@@ -385,6 +411,8 @@ def deliver_due(
         if not rows:
             break
         for row in rows:
+            if stop is not None and stop.is_set():
+                return outcomes
             if row["channel"] in failed_now:
                 continue
             outcome = _deliver_one(outbox, settings, notifier, row, clock)
@@ -408,17 +436,20 @@ def _deliver_one(
     chan = channels.get(row["channel"])
     now = clock()
     if chan is None or not chan.enabled:
-        if outbox.claim(row, now):
+        orphan = outbox.claim(row, now)
+        if orphan is not None:
             outbox.record(
                 row["id"],
                 row["channel"],
                 now,
+                claim=orphan,
                 duration_ms=0,
                 final_status="orphaned",
                 error="channel no longer configured or disabled; message kept, not sent",
             )
         return None
-    if not outbox.claim(row, now):
+    claim = outbox.claim(row, now)
+    if claim is None:
         return None  # another sender took it
     title = row["title"]
     if row["attempts"] > 0:
@@ -442,7 +473,13 @@ def _deliver_one(
         ms = int((time.monotonic() - started) * 1000)
         retry_at = clock() + backoff(settings, row["attempts"] + 1)
         outbox.record(
-            row["id"], chan.name, clock(), error=error.message, duration_ms=ms, retry_at=retry_at
+            row["id"],
+            chan.name,
+            clock(),
+            claim=claim,
+            error=error.message,
+            duration_ms=ms,
+            retry_at=retry_at,
         )
         log.warning(
             "delivery %s to %s failed: %s (retry at %s)",
@@ -453,7 +490,7 @@ def _deliver_one(
         )
         return DeliveryOutcome(row["id"], chan.name, row["kind"], False, error.message)
     ms = int((time.monotonic() - started) * 1000)
-    outbox.record(row["id"], chan.name, clock(), error=None, duration_ms=ms)
+    outbox.record(row["id"], chan.name, clock(), claim=claim, error=None, duration_ms=ms)
     log.info("delivered %s %s to %s in %d ms", row["kind"], row["id"], chan.name, ms)
     return DeliveryOutcome(row["id"], chan.name, row["kind"], True)
 

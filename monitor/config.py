@@ -613,6 +613,14 @@ class ChannelConfig(_Model):
         return self.kind() == "slack" and self.format == "auto"
 
 
+# One send is at most SEND_TIMEOUTS of ``delivery_timeout_seconds`` (a few requests: a split
+# message, uploads, each with its connect and read phases), and the outbox's claim lease
+# (``outbox.CLAIM_LEASE``) outlasts that many of the largest timeout: a send still running is
+# never claimed and sent again by another sender.
+DELIVERY_TIMEOUT_MAX = 60
+SEND_TIMEOUTS = 8
+
+
 class AlertsConfig(_Model):
     resolved: bool = True
     title_prefix: str = Field(default="did-monitor", max_length=60)
@@ -620,7 +628,7 @@ class AlertsConfig(_Model):
     retry_backoff_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
     retry_backoff_max_seconds: int = Field(default=6 * 3600, ge=1, le=30 * 86_400)
     failing_after: int = Field(default=3, ge=1, le=1000)
-    delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=DELIVERY_TIMEOUT_MAX)
     max_items: int = Field(default=50, ge=1, le=10_000)
     templates: dict[str, str] = Field(default_factory=dict)
     # Jinja2 templates (digest.html, digest.txt) that replace the packaged ones; a relative path

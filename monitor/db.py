@@ -106,6 +106,9 @@ class Sweep(Base):
     findings_opened: Mapped[int] = mapped_column(default=0)
     findings_resolved: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # What the sweep read but could not check (numbers with an unreadable date): a note, not an
+    # error; the next sweep announces it again only when it changed.
+    notes: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class NumberVersion(Base):
@@ -256,7 +259,7 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     sweep_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
     channel: Mapped[str] = mapped_column(sa.String(64), index=True)
-    # digest | sweep_failed | sweep_partial | channel_failing | test
+    # digest | sweep_failed | sweep_partial | unreadable_dates | channel_failing | test
     kind: Mapped[str] = mapped_column(sa.String(32))
     title: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[str] = mapped_column(sa.Text)

@@ -175,6 +175,7 @@ def _context(
         "still_open": digest.still_open,
         "numbers_swept": digest.numbers_swept,
         "caveat": one_line(digest.caveat),
+        "notes": one_line(digest.notes),
         "by_severity": [
             {"key": s, "label": s.capitalize(), "count": n, "colour": SEVERITY_COLOURS[s][0]}
             for s in SEVERITIES

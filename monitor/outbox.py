@@ -5,6 +5,7 @@ Part of the store layer (the only modules that run SQL); ``alerts.py`` decides, 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from monitor.config import DELIVERY_TIMEOUT_MAX, SEND_TIMEOUTS
 from monitor.db import AccountVersion
 from monitor.lifecycle import Announced, told
 from monitor.redact import scrub, scrub_value
@@ -29,12 +31,17 @@ from monitor.store import (
     chunks,
 )
 
-CLAIM_LEASE = timedelta(minutes=10)
+log = logging.getLogger(__name__)
+# Longer than the longest send (config: SEND_TIMEOUTS of the largest delivery timeout), with two
+# minutes to spare for recording it: a send still running is never claimed by another sender.
+CLAIM_LEASE = timedelta(seconds=DELIVERY_TIMEOUT_MAX * SEND_TIMEOUTS + 120)
 QUEUED = ("pending", "failed", "sending")  # not sent yet; ``dropped`` rows never will be
 DROPPED = "dropped by `did-monitor outbox drop`: kept, never sent"
 CUT_SHORT = "cut short by shutdown: it may or may not have arrived, so it is sent again as a retry"
-# Deliveries this process claimed and has not recorded yet: (database URL, id) -> attempts.
+# Deliveries this process claimed and has not recorded yet: (database URL, id) -> attempts;
+# and the databases whose cut-short sends were handed back (the process is ending: no more claims).
 _in_flight: dict[tuple[str, int], int] = {}
+_closed: set[str] = set()
 _in_flight_guard = threading.Lock()
 _ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
 
@@ -162,33 +169,38 @@ class Outbox:
         with self.store.engine.connect() as conn:
             return list(conn.execute(stmt).mappings())
 
-    def claim(self, row: RowMapping, now: datetime) -> bool:
-        """Mark ``row`` as being sent, unless someone else changed it since we read it."""
-        with self.store.engine.begin() as conn:
-            result = conn.execute(
-                sa.update(DELIVERIES)
-                .where(
-                    DELIVERIES.c.id == row["id"],
-                    DELIVERIES.c.status == row["status"],
-                    DELIVERIES.c.attempts == row["attempts"],
+    def claim(self, row: RowMapping, now: datetime) -> int | None:
+        """Mark ``row`` as being sent, unless someone else changed it since we read it. Returns
+        the claim (the row's new ``attempts``, which ``record`` must be given), or None; always
+        None once ``release_cut_short`` ran (the guard orders the two)."""
+        claim = int(row["attempts"]) + 1
+        with _in_flight_guard:
+            if self.store.url in _closed:
+                return None
+            with self.store.engine.begin() as conn:
+                result = conn.execute(
+                    sa.update(DELIVERIES)
+                    .where(
+                        DELIVERIES.c.id == row["id"],
+                        DELIVERIES.c.status == row["status"],
+                        DELIVERIES.c.attempts == row["attempts"],
+                    )
+                    .values(status="sending", attempts=claim, next_attempt_at=now + CLAIM_LEASE)
                 )
-                .values(
-                    status="sending",
-                    attempts=row["attempts"] + 1,
-                    next_attempt_at=now + CLAIM_LEASE,
-                )
-            )
-            claimed = bool(result.rowcount)
-        if claimed:
-            with _in_flight_guard:
-                _in_flight[(self.store.url, row["id"])] = row["attempts"] + 1
-        return claimed
+            if not result.rowcount:
+                return None
+            _in_flight[(self.store.url, row["id"])] = claim
+        return claim
 
     def release_cut_short(self, now: datetime) -> int:
         """Hand back the deliveries this process claimed and is still sending (the shutdown is
         abandoning them): each is recorded as a ``cut short`` attempt and becomes ``failed``
-        and due at ``now``, unless its send finished meanwhile. Returns how many."""
+        and due at ``now``, unless its send finished meanwhile. Returns how many.
+
+        The last thing a stopping process does: from then on this process claims nothing more
+        in this database, so no thread left behind can take a row (or this one again)."""
         with _in_flight_guard:
+            _closed.add(self.store.url)
             mine = {i: n for (url, i), n in _in_flight.items() if url == self.store.url}
             for delivery_id in mine:
                 del _in_flight[(self.store.url, delivery_id)]
@@ -227,17 +239,47 @@ class Outbox:
         channel: str,
         now: datetime,
         *,
+        claim: int,
         error: str | None,
         duration_ms: int,
         retry_at: datetime | None = None,
         final_status: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Record the outcome of the send made under ``claim`` (what ``claim`` returned), with
+        an attempt row. Only while that claim still holds the row: one that was dropped, handed
+        back, or claimed again after its lease ran out is left as it is, and nothing is recorded
+        (logged instead). Returns whether it was recorded."""
         ok = error is None
         status = final_status or ("sent" if ok else "failed")
         error = None if error is None else scrub(error)
         with _in_flight_guard:
-            _in_flight.pop((self.store.url, delivery_id), None)
+            if _in_flight.get((self.store.url, delivery_id)) == claim:
+                del _in_flight[(self.store.url, delivery_id)]
         with self.store.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(DELIVERIES)
+                .where(
+                    DELIVERIES.c.id == delivery_id,
+                    DELIVERIES.c.status == "sending",
+                    DELIVERIES.c.attempts == claim,
+                )
+                .values(
+                    status=status,
+                    last_error=error,
+                    sent_at=now if ok else None,
+                    next_attempt_at=None if ok else retry_at,
+                )
+            )
+            if not result.rowcount:
+                log.warning(
+                    "delivery %s to %s: its claim (attempt %d) no longer holds it (dropped, "
+                    "handed back or claimed again); this attempt's outcome (%s) is not recorded",
+                    delivery_id,
+                    channel,
+                    claim,
+                    "sent" if ok else error,
+                )
+                return False
             conn.execute(
                 sa.insert(ATTEMPTS).values(
                     delivery_id=delivery_id,
@@ -248,16 +290,7 @@ class Outbox:
                     duration_ms=duration_ms,
                 )
             )
-            conn.execute(
-                sa.update(DELIVERIES)
-                .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.status != "dropped")
-                .values(
-                    status=status,
-                    last_error=error,
-                    sent_at=now if ok else None,
-                    next_attempt_at=None if ok else retry_at,
-                )
-            )
+        return True
 
     def queued(self, channel: str | None = None) -> list[RowMapping]:
         """Deliveries not sent yet (pending, failed, sending), by channel then age; no bodies."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import httpx
+import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.account_store import status_counts, write_accounts
@@ -33,7 +34,7 @@ from monitor.redact import scrub
 from monitor.render import one_line
 from monitor.reports import version_changes
 from monitor.rules import Evaluator, RuleContext
-from monitor.store import Store
+from monitor.store import SWEEPS, Store
 from monitor.sweep import (
     FetchResult,
     ProgressFn,
@@ -45,6 +46,10 @@ from monitor.vobiz import RequestStats, RetryBudget, VobizClient
 
 log = logging.getLogger(__name__)
 LOCK_STALE_AFTER = timedelta(hours=6)
+LOST = "the sweep lost its database session"
+# Sweeps in a row that lost their session before it is alerted like a failed sweep: once can be
+# a restart or a failover; every time means a timeout shorter than a sweep.
+LOST_ALERT_AFTER = 3
 
 
 @dataclass
@@ -88,7 +93,8 @@ def run_cycle(
     recorded and alerted, then returned as ``ok=False`` rather than raised, so a daemon carries
     on. Setting ``cancel`` aborts the sweep at the next page (rolled back, recorded as aborted)
     and raises ``SweepCancelled``; losing the lock mid-sweep raises ``LockLost`` (rolled back,
-    recorded as aborted, not alerted).
+    recorded as aborted, not alerted), unless the sweeps before it lost theirs too: from the
+    ``LOST_ALERT_AFTER``-th in a row it is a failed sweep (alerted, ``ok=False``).
     Without ``client``, the sweep's own ``VobizClient`` goes through ``http`` when given (the
     service's shared client from ``vobiz.http_client``)."""
     now = clock()
@@ -103,7 +109,7 @@ def run_cycle(
                 log.warning("marked %d interrupted sweep(s) as aborted", aborted)
             outcome = _sweep(settings, store, trigger, clock, client, progress, cancel, http, lock)
     try:
-        outcome.deliveries = deliver_due(store, settings, notifier, clock)
+        outcome.deliveries = deliver_due(store, settings, notifier, clock, cancel)
     except (MonitorError, SQLAlchemyError) as exc:  # the sweep stands; deliveries are retried
         log.error("could not deliver alerts after sweep %d: %s", outcome.sweep_id, exc)
     return outcome
@@ -248,12 +254,28 @@ def _sweep(
             # The lock's session ended (terminated, timed out) and took the sweep's writes with
             # it; another replica may already be sweeping, so this is no alert.
             reason = describe_db_error(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
-            error = f"the sweep lost its database session and its lock ({reason}): rolled back"
-            log.warning("sweep %d aborted: %s", sweep_id, one_line(error))
-            _record_failure(
-                settings, store, sweep_id, error, counts, clock, alert=False, status="aborted"
+            error = scrub(f"{LOST} and its lock ({reason}): rolled back")
+            in_a_row = _lost_in_a_row(store, sweep_id)
+            if in_a_row < LOST_ALERT_AFTER:
+                log.warning("sweep %d aborted: %s", sweep_id, one_line(error))
+                _record_failure(
+                    settings, store, sweep_id, error, counts, clock, alert=False, status="aborted"
+                )
+                raise LockLost(error) from None
+            # Systematic: alerted like a failed sweep, or every sweep would abort unseen.
+            # The cause first: an alert shows the first 120 characters of the error.
+            error = scrub(
+                f"{LOST} ({in_a_row} in a row): check idle_in_transaction_session_timeout and "
+                "the other session and idle timeouts (PostgreSQL's, a pooler's, a proxy's), which "
+                f"must outlast a sweep; this time: {reason}; rolled back"
             )
-            raise LockLost(error) from None
+            log.error("sweep %d aborted: %s", sweep_id, one_line(error))
+            queued = _record_failure(
+                settings, store, sweep_id, error, counts, clock, status="aborted"
+            )
+            return SweepOutcome(
+                sweep_id, False, counts, error, time.monotonic() - started, failure_alerts=queued
+            )
         # Every other failure is a failed sweep: recorded, alerted, and the daemon carries on.
         if isinstance(exc, MonitorError):
             error = exc.message
@@ -352,6 +374,28 @@ def _pause_until(cancel: threading.Event | None) -> Callable[[float], None]:
     return pause
 
 
+def _lost_in_a_row(store: Store, sweep_id: int) -> int:
+    """How many sweeps in a row, ``sweep_id`` included, lost their database session: the
+    finished sweeps before it that ended that way, plus one (1 when they cannot be read)."""
+    stmt = (
+        sa.select(SWEEPS.c.status, SWEEPS.c.error)
+        .where(SWEEPS.c.id < sweep_id, SWEEPS.c.status != "running")
+        .order_by(SWEEPS.c.id.desc())
+        .limit(LOST_ALERT_AFTER - 1)
+    )
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+    except SQLAlchemyError:
+        return 1
+    count = 1
+    for status, error in rows:
+        if status != "aborted" or not (error or "").startswith(LOST):
+            break
+        count += 1
+    return count
+
+
 def _record_failure(
     settings: Settings,
     store: Store,
@@ -364,9 +408,21 @@ def _record_failure(
     status: str = "failed",
 ) -> int | None:
     """Record the sweep as failed (or aborted); returns how many channels were alerted, None
-    when the database refused the record or the alerts."""
+    when the database refused the record or the alerts.
+
+    Only a sweep still ``running`` is recorded and alerted: on PostgreSQL the lock ended with the
+    sweep's transaction, so another replica may have taken it and marked this sweep aborted
+    (and may be sweeping, or done): its row stays as that replica left it, and no late "sweep
+    failed" alert follows a newer sweep."""
     try:
-        store.fail_sweep(sweep_id, clock(), error, counts, status=status)
+        if not store.fail_sweep(sweep_id, clock(), error, counts, status=status):
+            log.warning(
+                "sweep %d was already marked ended by another process; its failure is not "
+                "recorded over that, nor alerted: %s",
+                sweep_id,
+                one_line(error),
+            )
+            return 0
         return enqueue_sweep_failed(store, settings, sweep_id, error, clock()) if alert else 0
     except Exception as exc:  # the database itself may be what failed
         log.error("could not record the failure of sweep %d: %s", sweep_id, exc)

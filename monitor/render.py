@@ -176,6 +176,9 @@ class Digest:
     swept_at: datetime | None = None
     # Set when the sweep was partial: what it could not read, and that nothing was resolved.
     caveat: str = ""
+    # What a sweep (complete or not) read but could not check: numbers with an unreadable date
+    # (``sweep.UnreadableDates``). A note in the summary, not a warning about the sweep.
+    notes: str = ""
 
     @property
     def is_quiet(self) -> bool:
@@ -274,6 +277,8 @@ def render_body(
     summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
     if digest.caveat:
         summary.append(f"⚠ {plain(digest.caveat, fmt)}")
+    if digest.notes:
+        summary.append(f"Note: {plain(digest.notes, fmt)}")
     if digest.at_risk:
         money = ", ".join(money_text(amt, cur) for cur, amt in digest.at_risk.items())
         summary.append(f"Monthly rental at risk: {money}")
@@ -371,6 +376,20 @@ def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[
         "What it read is stored and checked by the rules. The next sweep will try again."
     )
     return "did-monitor: sweep incomplete", _paragraph(body_text, fmt)
+
+
+def render_unreadable_dates(note: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
+    """Title and body of the notice a partner channel gets when the numbers with an unreadable
+    date (``note``: ``sweep.UnreadableDates.describe``, our own words and digits) changed and it
+    had no digest to carry the note. Nothing is wrong with the sweep: only those dates."""
+    when = swept_at.strftime("%Y-%m-%d %H:%M UTC")
+    body_text = (
+        f"The sweep started {when} found dates it could not read in the API's data: "
+        f"{plain(note, fmt)}. These numbers are stored and checked by the other rules; "
+        "the rules that need those dates cannot check them. This notice is sent again only "
+        "when the numbers affected change."
+    )
+    return "did-monitor: numbers with unreadable dates", _paragraph(body_text, fmt)
 
 
 def render_channel_failing(channel: str, failures: int, error: str, fmt: Format) -> tuple[str, str]:

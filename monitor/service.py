@@ -166,6 +166,8 @@ class Service:
             timezone=self.timezone,
         )
         self._stop = threading.Event()
+        # Set when shutdown stops waiting for the final flush: its thread claims nothing more.
+        self._flush_stop = threading.Event()
         self._signal: int | None = None
         self._next_trigger = "schedule"
         self._web: WebServer | None = None
@@ -287,12 +289,15 @@ class Service:
             )
         if not self._final_flush(deadline):
             self.left_behind = True
-        if self.left_behind:
-            self._release_cut_short()
+        self._flush_stop.set()
         if self._web is not None:
             self._web.stop()
         self.store.dispose()
         self.http.close()
+        if self.left_behind:
+            # Last, so no thread left behind can claim a row after it (the outbox refuses from
+            # then on) and the process ends right after (``os._exit``).
+            self._release_cut_short()
         log.info("did-monitor service stopped")
         return 0
 
@@ -520,11 +525,11 @@ class Service:
         """Send whatever the outbox has due (retries between sweeps); never raises."""
         if self.cancel.is_set():
             return []
-        return self._deliver()
+        return self._deliver(self.cancel)  # a shutdown's final flush sends the rest
 
-    def _deliver(self) -> list[DeliveryOutcome]:
+    def _deliver(self, stop: threading.Event) -> list[DeliveryOutcome]:
         try:
-            outcomes = deliver_due(self.store, self.settings, self.notifier, self.clock)
+            outcomes = deliver_due(self.store, self.settings, self.notifier, self.clock, stop)
         except Exception as exc:  # nothing kills the daemon
             if isinstance(exc, MonitorError | SQLAlchemyError):
                 log.error("delivery job failed: %s", describe_failure(exc))
@@ -544,7 +549,9 @@ class Service:
             return True
         outcomes: list[DeliveryOutcome] = []
         thread = threading.Thread(
-            target=lambda: outcomes.extend(self._deliver()), name="did-monitor-flush", daemon=True
+            target=lambda: outcomes.extend(self._deliver(self._flush_stop)),
+            name="did-monitor-flush",
+            daemon=True,
         )
         thread.start()
         thread.join(left)

@@ -91,6 +91,8 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     facts = [summary(digest), f"{digest.numbers_swept} numbers swept"]
     if digest.caveat:
         facts.append(f"⚠ {_words(digest.caveat)}")
+    if digest.notes:
+        facts.append(f"note: {_words(digest.notes)}")
     if digest.at_risk:
         money = ", ".join(_inert(money_text(a, c)) for c, a in digest.at_risk.items())
         facts.append(f"monthly rental at risk: {money}")

@@ -125,11 +125,13 @@ class Store:
 
     def fail_sweep(
         self, sweep_id: int, now: datetime, error: str, counts: SweepCounts, status: str = "failed"
-    ) -> None:
+    ) -> bool:
+        """End the running sweep ``sweep_id`` as ``status``; False when it was not running any
+        more (another replica that took the lock meanwhile marked it aborted): left as it is."""
         with self._begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 sa.update(SWEEPS)
-                .where(SWEEPS.c.id == sweep_id)
+                .where(SWEEPS.c.id == sweep_id, SWEEPS.c.status == "running")
                 .values(
                     status=status,
                     finished_at=now,
@@ -137,6 +139,7 @@ class Store:
                     **sweep_values(counts),
                 )
             )
+            return bool(result.rowcount)
 
     def last_sweep(self, status: str | None = None) -> RowMapping | None:
         stmt = sa.select(SWEEPS).order_by(SWEEPS.c.id.desc()).limit(1)

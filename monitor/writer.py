@@ -385,14 +385,15 @@ class SweepWriter:
     ) -> None:
         """Record the sweep as ``complete``, or as ``partial`` with the reason in ``error``;
         ``note`` (what it read but could not check, such as unreadable dates) goes into
-        ``error`` too, after the reason, whatever the status."""
+        ``notes``, whatever the status: it is no error, and the next sweep compares with it."""
         self.conn.execute(
             sa.update(SWEEPS)
             .where(SWEEPS.c.id == self.sweep_id)
             .values(
                 status="partial" if partial else "complete",
                 finished_at=finished_at,
-                error="; ".join(filter(None, (partial, note))) or None,
+                error=partial or None,
+                notes=note or None,
                 **sweep_values(counts),
             )
         )

@@ -78,6 +78,20 @@ def test_new_resolved_and_still_open_counts() -> None:
     assert sorted(n["event"] for n in plan.notifications) == ["opened", "resolved"]
 
 
+def test_unreadable_dates_are_a_partner_digests_note_apart_from_the_caveat() -> None:
+    s = Settings(
+        channels=(
+            ChannelConfig(name="ops", url="json://x"),
+            ChannelConfig(name="cust", url="json://y", accounts=("MA_A",)),
+        )
+    )
+    note = "1 number has an unreadable expires_at: +919"
+    plans = plan_digests(state([finding(1)]), s, NOW, 9, {"MA_A": 1}, "2 item(s)", note)
+    by_name = {p.channel.name: p.digest for p in plans}
+    assert (by_name["ops"].caveat, by_name["ops"].notes) == ("2 item(s)", note)
+    assert (by_name["cust"].caveat, by_name["cust"].notes) == ("2 item(s)", "")
+
+
 def test_resolved_never_announced_is_not_announced() -> None:
     s = Settings(channels=(ChannelConfig(name="c", url="json://x"),))
     assert plan_digests(state([], [finding(3)]), s, NOW, 1) == []

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from monitor.outbox import Outbox, add_delivery
+from monitor.outbox import CLAIM_LEASE, Outbox, add_delivery
 from monitor.store import ATTEMPTS, DELIVERIES, Store
 from tests.conftest import FakeClock
 
@@ -35,13 +35,22 @@ def test_claim_is_exclusive(store: Store, clock: FakeClock) -> None:
     assert again["status"] == "sending" and again["attempts"] == 1
 
 
+def claim_due(outbox: Outbox, delivery_id: int, clock: FakeClock) -> int:
+    (row,) = [r for r in outbox.due(clock()) if r["id"] == delivery_id]
+    claim = outbox.claim(row, clock())
+    assert claim is not None
+    return claim
+
+
 def test_attempts_and_consecutive_failures(store: Store, clock: FakeClock) -> None:
     outbox = Outbox(store)
     d1 = enqueue(outbox, clock)
-    outbox.record(d1, "c", clock(), error="boom", duration_ms=5, retry_at=clock())
-    outbox.record(d1, "c", clock(), error="boom again", duration_ms=5, retry_at=clock())
+    for error in ("boom", "boom again"):
+        claim = claim_due(outbox, d1, clock)
+        outbox.record(d1, "c", clock(), claim=claim, error=error, duration_ms=5, retry_at=clock())
     assert outbox.consecutive_failures("c") == (2, "boom again")
-    outbox.record(d1, "c", clock(), error=None, duration_ms=5)
+    claim = claim_due(outbox, d1, clock)
+    outbox.record(d1, "c", clock(), claim=claim, error=None, duration_ms=5)
     assert outbox.consecutive_failures("c") == (0, None)
     health = outbox.channel_health(["c", "never"])
     assert health["c"]["last_outcome"] == "sent" and health["c"]["pending"] == 0
@@ -84,8 +93,10 @@ def test_a_send_cut_short_is_handed_back_for_a_retry(store: Store, clock: FakeCl
     outbox = Outbox(store)
     cut, finished, theirs = (enqueue(outbox, clock) for _ in range(3))
     rows = {row["id"]: row for row in outbox.due(clock())}
-    assert outbox.claim(rows[cut], clock()) and outbox.claim(rows[finished], clock())
-    outbox.record(finished, "c", clock(), error=None, duration_ms=5)
+    assert outbox.claim(rows[cut], clock())
+    claim = outbox.claim(rows[finished], clock())
+    assert claim is not None
+    outbox.record(finished, "c", clock(), claim=claim, error=None, duration_ms=5)
     with store.engine.begin() as conn:  # another process's claim
         conn.execute(
             sa.update(DELIVERIES)
@@ -102,6 +113,10 @@ def test_a_send_cut_short_is_handed_back_for_a_retry(store: Store, clock: FakeCl
     (due,) = outbox.due(clock())
     assert (due["id"], due["attempts"], due["last_error"]) == (cut, 1, CUT_SHORT)
     assert outbox.release_cut_short(clock()) == 0  # handed back once
+    # The process is ending: whatever thread is left claims nothing more, not even the row
+    # just handed back (it would be sent twice).
+    assert outbox.claim(due, clock()) is None
+    assert outbox.due(clock())[0]["status"] == "failed"
 
 
 def test_dropped_deliveries_are_kept_and_never_sent(store: Store, clock: FakeClock) -> None:
@@ -110,7 +125,13 @@ def test_dropped_deliveries_are_kept_and_never_sent(store: Store, clock: FakeClo
     drop does not bring the row back."""
     outbox = Outbox(store)
     failed, pending, leased, other = (enqueue(outbox, clock, ch) for ch in ("a", "a", "a", "b"))
-    outbox.record(failed, "a", clock(), error="boom", duration_ms=1, retry_at=clock())
+    claim = claim_due(outbox, failed, clock)
+    outbox.record(failed, "a", clock(), claim=claim, error="boom", duration_ms=1, retry_at=clock())
+    pending_claim = claim_due(outbox, pending, clock)
+    with store.engine.begin() as conn:  # as if its sender had not claimed it yet
+        conn.execute(
+            sa.update(DELIVERIES).where(DELIVERIES.c.id == pending).values(status="pending")
+        )
     (row,) = [r for r in outbox.due(clock()) if r["id"] == leased]
     assert outbox.claim(row, clock())
     queued = outbox.queued("a")
@@ -120,7 +141,10 @@ def test_dropped_deliveries_are_kept_and_never_sent(store: Store, clock: FakeClo
     assert outbox.drop([failed, pending, leased], clock()) == [failed, pending]
     assert [r["id"] for r in outbox.queued()] == [leased, other]
     assert {r["id"] for r in outbox.due(clock() + timedelta(days=60))} == {leased, other}
-    outbox.record(pending, "a", clock(), error="late", duration_ms=1, retry_at=clock())
+    late = outbox.record(
+        pending, "a", clock(), claim=pending_claim, error="late", duration_ms=1, retry_at=clock()
+    )
+    assert not late  # nor an attempt row on the dropped delivery
     with store.engine.connect() as conn:
         status = dict(conn.execute(sa.select(DELIVERIES.c.id, DELIVERIES.c.status)).all())
         outcomes = list(
@@ -130,6 +154,47 @@ def test_dropped_deliveries_are_kept_and_never_sent(store: Store, clock: FakeClo
         )
     assert status[failed] == status[pending] == "dropped" and status[leased] == "sending"
     assert (failed, "failed") in outcomes and (failed, "dropped") in outcomes
+    assert [o for d, o in outcomes if d == pending] == ["dropped"]
     assert outbox.channel_health(["a"])["a"]["pending"] == 1  # the leased one only
     clock.advance(minutes=11)  # its sender died: the lease ran out, now it can be dropped
     assert outbox.drop([leased, failed], clock()) == [leased]
+
+
+def test_a_late_sender_records_nothing_over_a_newer_claim(store: Store, clock: FakeClock) -> None:
+    """A send that outlived its lease: the row was claimed again by another sender, which is
+    sending it now. The late sender's outcome changes neither the row nor its attempts; the
+    current claim's outcome is recorded as usual."""
+    outbox = Outbox(store)
+    delivery = enqueue(outbox, clock)
+    late = claim_due(outbox, delivery, clock)
+    clock.advance(seconds=CLAIM_LEASE.total_seconds() + 1)
+    current = claim_due(outbox, delivery, clock)
+    assert current == late + 1
+
+    assert not outbox.record(delivery, "c", clock(), claim=late, error=None, duration_ms=9)
+    with store.engine.connect() as conn:
+        row = (
+            conn.execute(sa.select(DELIVERIES).where(DELIVERIES.c.id == delivery)).mappings().one()
+        )
+        attempts = conn.execute(sa.select(sa.func.count()).select_from(ATTEMPTS)).scalar_one()
+    assert (row["status"], row["attempts"], attempts) == ("sending", current, 0)
+
+    assert outbox.record(delivery, "c", clock(), claim=current, error=None, duration_ms=5)
+    with store.engine.connect() as conn:
+        status = conn.execute(sa.select(DELIVERIES.c.status)).scalar_one()
+        outcomes = conn.execute(sa.select(ATTEMPTS.c.outcome)).scalars().all()
+    assert status == "sent" and outcomes == ["sent"]
+
+
+def test_the_claim_lease_outlasts_the_longest_send() -> None:
+    """The longest send allowed (SEND_TIMEOUTS of the largest delivery timeout) ends before its
+    claim's lease, and a larger timeout is refused by the config."""
+    import pydantic
+    import pytest
+
+    from monitor.config import DELIVERY_TIMEOUT_MAX, SEND_TIMEOUTS, AlertsConfig
+
+    assert timedelta(seconds=DELIVERY_TIMEOUT_MAX * SEND_TIMEOUTS) < CLAIM_LEASE
+    AlertsConfig(delivery_timeout_seconds=DELIVERY_TIMEOUT_MAX)
+    with pytest.raises(pydantic.ValidationError):
+        AlertsConfig(delivery_timeout_seconds=DELIVERY_TIMEOUT_MAX + 1)

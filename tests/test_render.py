@@ -15,7 +15,9 @@ from monitor.render import (
     number_text,
     ordered_items,
     render_body,
+    render_sweep_partial,
     render_title,
+    render_unreadable_dates,
     rental_at_risk,
     urgency,
 )
@@ -285,6 +287,36 @@ def test_email_names_all_120_flagged_numbers_in_tables_most_urgent_first() -> No
     shown = [r.split()[0] for r in parsed.rows[: len(expected)]]
     assert shown == expected
     assert "<style" not in doc.body and "<script" not in doc.body
+
+
+NOTE = "1 number has an unreadable expires_at: +911"
+
+
+def test_unreadable_dates_are_a_note_in_every_digest_not_a_warning() -> None:
+    """Numbers with an unreadable date are a line of the digest's summary, in chat, email and
+    Slack alike, with none of the partial sweep's warning marks."""
+    from monitor.slack_blocks import build
+
+    d = Digest(new=[item()], notes=NOTE, swept_at=NOW)
+    for body in (
+        render_body(d, "markdown"),
+        render_body(d, "text"),
+        render_document(d, "html").body,
+        render_document(d, "text").body,
+        str(build(d, "title")),
+    ):
+        assert NOTE in body and "note" in body.lower()
+        assert "⚠" not in body and "&#9888;" not in body and "Warning" not in body
+    partial = render_body(Digest(new=[item()], caveat="1 item(s) could not be read"), "text")
+    assert "⚠ 1 item(s) could not be read" in partial and "Note" not in partial
+
+
+def test_the_unreadable_dates_notice_is_no_incomplete_sweep_notice() -> None:
+    title, body = render_unreadable_dates(NOTE, "html", NOW)
+    assert title == "did-monitor: numbers with unreadable dates"
+    assert body.startswith("<p>") and NOTE in body and "incomplete" not in body
+    assert title != render_sweep_partial(NOTE, "html", NOW)[0]
+    assert "<b>" not in render_unreadable_dates("<b>x</b>", "html", NOW)[1]
 
 
 def test_email_summary_counts_rules_and_exact_money() -> None:

@@ -407,6 +407,49 @@ def test_shutdown_is_bounded_by_a_stuck_job(
         service._executor.join(5)
 
 
+def test_a_send_left_behind_by_shutdown_claims_nothing_more(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    """Shutdown gives up on a stuck send and hands it back. When that send ends after all, its
+    thread neither records over the handed-back row nor claims the next one (which would stay
+    ``sending`` after the process ends, or be sent while the process is stopping)."""
+    entered, release = threading.Event(), threading.Event()
+    notifier = RecordingNotifier()
+
+    class StuckOnce:
+        def send(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+            if not entered.is_set():
+                entered.set()
+                release.wait(10)
+            notifier.send(channel, *args, **kwargs)
+
+    channels = tuple(ChannelConfig(name=n, url="json://127.0.0.1:9/hook") for n in ("a", "b"))
+    settings = make_settings(
+        sandbox,
+        sqlite_store.url,
+        channels=channels,
+        schedule=ScheduleConfig(cron=WEEKLY),
+        service=ServiceConfig(shutdown_timeout_seconds=1),
+    )
+    service, _ = make_service(settings, sqlite_store, notifier=StuckOnce(), run_now=True)
+    thread = threading.Thread(target=service.run_forever)
+    thread.start()
+    try:
+        assert entered.wait(8), "the sweep never reached delivery"
+        service.stop()
+        thread.join(5)
+        assert service.left_behind
+    finally:
+        release.set()
+        assert service._executor.join(5)
+    with sqlite_store.engine.connect() as conn:
+        rows = conn.execute(sa.select(DELIVERIES).order_by(DELIVERIES.c.id)).mappings().all()
+        outcomes = conn.execute(sa.select(ATTEMPTS.c.delivery_id, ATTEMPTS.c.outcome)).all()
+    assert [(r["channel"], r["status"]) for r in rows] == [("a", "failed"), ("b", "pending")]
+    assert [tuple(o) for o in outcomes] == [(rows[0]["id"], "cut short")]
+    assert [m.channel for m in notifier.sent] == ["a"]  # the stuck send ended; nothing after
+
+
 # --- the real service, as a subprocess --------------------------------------------------------
 
 

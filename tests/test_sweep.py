@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -12,9 +13,9 @@ from monitor.config import ChannelConfig
 from monitor.errors import IncompleteSweep
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
-from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store
+from monitor.store import DELIVERIES, FINDINGS, SWEEPS, VERSIONS, Store
 from monitor.sweep import PassResult, check_shrink
-from monitor.testing import RecordingNotifier, row_counts
+from monitor.testing import RecordingNotifier, SentMessage, row_counts
 from tests.conftest import FakeClock, make_settings, sweep_row
 
 
@@ -353,23 +354,17 @@ def test_unreadable_dates_are_counted_and_named_never_dropped(
     sandbox: Sandbox, store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An impossible day, an epoch number and garbage in next_billing_date (and an odd
-    expires_at) are named in the sweep's outcome, its row, its log and every partner digest;
-    the sweep itself is complete. A customer's channel is not told other customers' numbers,
-    and a quiet sweep still tells the partner's channels."""
+    expires_at) are named in the sweep's outcome, its row's notes (not its error: the sweep is
+    complete), its log and every partner digest, as a note, not a warning that the sweep was
+    incomplete. A customer's channel is not told other customers' numbers, and an unchanged
+    next sweep with nothing new tells nobody again."""
     ids = list(sandbox.inventory.ids())
     odd = {ids[3]: "2026-02-30", ids[40]: 1767225600, ids[77]: "next tuesday"}
     named = [sandbox.inventory.update(n, next_billing_date=v)["e164"] for n, v in odd.items()]
     expiry = sandbox.inventory.update(ids[120], expires_at={"at": "2026-12-01"})["e164"]
     blank = sandbox.inventory.update(ids[121], expires_at=" ")["e164"]  # no date, not an odd one
     customer = sandbox.inventory.update(ids[0])["account_id"]
-    channels = (
-        ChannelConfig(name="ops", url="json://127.0.0.1:1/x"),
-        ChannelConfig(
-            name="mail", url="mailto://smtp.example.com?from=m@example.com&to=a@example.com"
-        ),
-        ChannelConfig(name="cust", url="json://127.0.0.1:1/y", accounts=(customer,)),
-    )
-    settings = make_settings(sandbox, store.url, channels, vobiz={"per_page": 20})
+    settings = make_settings(sandbox, store.url, note_channels(customer), vobiz={"per_page": 20})
     notifier = RecordingNotifier()
     with caplog.at_level(logging.WARNING):
         out = run_cycle(settings, store, notifier, clock=clock)
@@ -379,16 +374,100 @@ def test_unreadable_dates_are_counted_and_named_never_dropped(
     assert "1 number has an unreadable expires_at" in note and expiry in note
     assert all(e164 in note for e164 in named) and blank not in note
     row = sweep_row(store, out.sweep_id)
-    assert row["status"] == "complete" and row["error"] == note
+    assert row["status"] == "complete" and row["error"] is None and row["notes"] == note
     assert note in caplog.text
     by_channel = {m.channel: m for m in notifier.sent}
+    assert _kinds(store, out.sweep_id) == ["digest", "digest", "digest"]  # no notice besides
     for name in ("ops", "mail"):
         assert all(e164 in by_channel[name].body for e164 in [*named, expiry]), name
+    assert f"Note: {note[:20]}" in by_channel["ops"].body
+    assert "⚠" not in by_channel["ops"].body and "incomplete" not in by_channel["mail"].body
     assert "unreadable" not in by_channel["cust"].body
 
-    clock.advance(hours=1)  # the same inventory: nothing new, so no digest, but a notice
+    clock.advance(hours=1)  # the same inventory: nothing new and the same note, so no message
     quiet = RecordingNotifier()
     again = run_cycle(settings, store, quiet, clock=clock)
     assert again.ok and again.digests == 0 and again.unreadable_dates == note
-    assert sorted(m.channel for m in quiet.sent) == ["mail", "ops"]
-    assert all(note in m.body for m in quiet.sent if m.channel == "ops")
+    assert quiet.sent == []
+    assert sweep_row(store, again.sweep_id)["notes"] == note
+    # The sweeps page shows it as each sweep's note, not as an error.
+    from starlette.testclient import TestClient
+
+    from tests.test_web_views import dashboard_app
+
+    with TestClient(dashboard_app(store, clock)) as web:
+        page = web.get("/sweeps").text
+    assert page.count(f'<span class="note">Note: {note[:30]}') == 2 and 'class="error"' not in page
+
+
+def note_channels(customer: str) -> tuple[ChannelConfig, ...]:
+    """Two partner channels (a chat one and an email one) and a customer's channel."""
+    return (
+        ChannelConfig(name="ops", url="json://127.0.0.1:1/x"),
+        ChannelConfig(
+            name="mail", url="mailto://smtp.example.com?from=m@example.com&to=a@example.com"
+        ),
+        ChannelConfig(name="cust", url="json://127.0.0.1:1/y", accounts=(customer,)),
+    )
+
+
+def test_unreadable_dates_are_announced_again_when_the_numbers_change(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    """A quiet sweep whose numbers with an unreadable date differ from the last complete
+    sweep's tells each partner channel once, in a notice of its own kind and words (not "sweep
+    incomplete"); a customer's channel is not told. Once fixed and broken again, it is news."""
+    ids = list(sandbox.inventory.ids())
+    customer = sandbox.inventory.item(0)["account_id"]
+    settings = make_settings(sandbox, store.url, note_channels(customer), vobiz={"per_page": 20})
+    flagged = _flagged_numbers(sandbox, store, clock, settings)
+    spare = [n for i, n in enumerate(ids) if sandbox.inventory.item(i)["e164"] not in flagged]
+    sandbox.inventory.update(spare[0], expires_at="soon")
+    first = _quiet_cycle(settings, store, clock)
+    assert first.unreadable_dates and first.unreadable_dates.startswith("1 number has")
+    assert sorted(m.channel for m in first.sent) == ["mail", "ops"]
+    for m in first.sent:
+        assert m.title == "did-monitor: numbers with unreadable dates" and m.level == "info"
+        assert first.unreadable_dates in m.body and "could not read the whole" not in m.body
+    assert _kinds(store, first.sweep_id) == ["unreadable_dates", "unreadable_dates"]
+
+    assert _quiet_cycle(settings, store, clock).sent == []  # the same number: told already
+    sandbox.inventory.update(spare[1], expires_at="later")  # one more: the set changed
+    second = _quiet_cycle(settings, store, clock)
+    assert second.unreadable_dates and second.unreadable_dates.startswith("2 numbers have")
+    assert sorted(m.channel for m in second.sent) == ["mail", "ops"]
+    sandbox.inventory.update(spare[0], expires_at=None)
+    sandbox.inventory.update(spare[1], expires_at=None)
+    fixed = _quiet_cycle(settings, store, clock)
+    assert fixed.unreadable_dates is None and fixed.sent == []
+    sandbox.inventory.update(spare[1], expires_at="later")  # broken again after a clean sweep
+    assert sorted(m.channel for m in _quiet_cycle(settings, store, clock).sent) == ["mail", "ops"]
+
+
+@dataclass
+class _Quiet:
+    sweep_id: int
+    unreadable_dates: str | None
+    sent: list[SentMessage]
+
+
+def _flagged_numbers(sandbox: Sandbox, store: Store, clock: FakeClock, settings: Any) -> set[str]:
+    """Sweep once (announcing the inventory's findings) and return the numbers with findings."""
+    assert run_cycle(settings, store, RecordingNotifier(), clock=clock).ok
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.select(FINDINGS.c.e164)).scalars())
+
+
+def _quiet_cycle(settings: Any, store: Store, clock: FakeClock) -> _Quiet:
+    """One more sweep an hour later that opens and resolves nothing."""
+    clock.advance(hours=1)
+    notifier = RecordingNotifier()
+    out = run_cycle(settings, store, notifier, clock=clock)
+    assert out.ok and out.digests == 0, out.error
+    return _Quiet(out.sweep_id, out.unreadable_dates, notifier.sent)
+
+
+def _kinds(store: Store, sweep_id: int) -> list[str]:
+    with store.engine.connect() as conn:
+        stmt = sa.select(DELIVERIES.c.kind).where(DELIVERIES.c.sweep_id == sweep_id)
+        return sorted(conn.execute(stmt).scalars())
