@@ -220,16 +220,7 @@ class Outbox:
                 channel = result.scalar()
                 if channel is None:
                     continue  # it finished after all
-                conn.execute(
-                    sa.insert(ATTEMPTS).values(
-                        delivery_id=delivery_id,
-                        channel=channel,
-                        at=now,
-                        outcome="cut short",
-                        error=CUT_SHORT,
-                        duration_ms=0,
-                    )
-                )
+                _attempt(conn, delivery_id, channel, now, "cut short", CUT_SHORT)
                 released += 1
         return released
 
@@ -280,15 +271,8 @@ class Outbox:
                     "sent" if ok else error,
                 )
                 return False
-            conn.execute(
-                sa.insert(ATTEMPTS).values(
-                    delivery_id=delivery_id,
-                    channel=channel,
-                    at=now,
-                    outcome="sent" if ok else "failed",
-                    error=error,
-                    duration_ms=duration_ms,
-                )
+            _attempt(
+                conn, delivery_id, channel, now, "sent" if ok else "failed", error, duration_ms
             )
         return True
 
@@ -323,16 +307,7 @@ class Outbox:
                 ).scalar()
                 if channel is None:
                     continue
-                conn.execute(
-                    sa.insert(ATTEMPTS).values(
-                        delivery_id=delivery_id,
-                        channel=channel,
-                        at=now,
-                        outcome="dropped",
-                        error=DROPPED,
-                        duration_ms=0,
-                    )
-                )
+                _attempt(conn, delivery_id, channel, now, "dropped", DROPPED)
                 dropped.append(delivery_id)
         return dropped
 
@@ -411,3 +386,25 @@ class Outbox:
                 for row in conn.execute(stmt).mappings():
                     out[row["finding_id"]].append(dict(row))
         return dict(out)
+
+
+def _attempt(
+    conn: Connection,
+    delivery_id: int,
+    channel: str,
+    now: datetime,
+    outcome: str,
+    error: str | None,
+    duration_ms: int = 0,
+) -> None:
+    """One row of a delivery's attempt history: sent, failed, cut short or dropped."""
+    conn.execute(
+        sa.insert(ATTEMPTS).values(
+            delivery_id=delivery_id,
+            channel=channel,
+            at=now,
+            outcome=outcome,
+            error=error,
+            duration_ms=duration_ms,
+        )
+    )
