@@ -48,7 +48,7 @@ from monitor.render import (
 )
 from monitor.reports import DueWindow, Forecast, forecast
 from monitor.rules import event_rules
-from monitor.store import SWEEPS, Store, is_silenced
+from monitor.store import SWEEPS, Store
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def plan_digests(
     if not plans:
         return []
     for row in state.open:
-        silenced = is_silenced(row, state.silences)
+        silenced = row.get("silenced", False)
         for name in route(settings.channels, row):
             plan = plans[name]
             told = state.told.get((row["id"], name))

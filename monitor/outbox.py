@@ -25,10 +25,10 @@ from monitor.store import (
     DELIVERIES,
     FINDINGS,
     NOTIFICATIONS,
-    SILENCES,
     VERSIONS,
     Store,
     chunks,
+    silenced,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ class AnnounceState:
     open: list[RowMapping]
     resolved_now: list[RowMapping]
     told: dict[tuple[int, str], Announced] = field(default_factory=dict)
-    silences: list[RowMapping] = field(default_factory=list)
 
 
 def _with_account_names() -> sa.Select[Any]:
@@ -66,10 +65,12 @@ def _with_account_names() -> sa.Select[Any]:
 
 
 def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> AnnounceState:
-    """The open findings, those resolved by ``sweep_id``, what each channel was told of them, and
-    the silences in force at ``now``. Finding rows carry ``account_name`` for the digest."""
+    """The open findings, those resolved by ``sweep_id`` and what each channel was told of them.
+    Finding rows carry ``account_name`` for the digest; open ones carry ``silenced`` (a silence
+    active at ``now`` holds them back: ``store.silenced``, the one test)."""
     findings = _with_account_names()
-    open_rows = list(conn.execute(findings.where(FINDINGS.c.state == "open")).mappings())
+    open_stmt = findings.add_columns(silenced(now).label("silenced"))
+    open_rows = list(conn.execute(open_stmt.where(FINDINGS.c.state == "open")).mappings())
     resolved = list(
         conn.execute(
             findings.where(FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id)
@@ -89,8 +90,7 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
         .where(relevant)
     )
     announced = told(tuple(row) for row in conn.execute(stmt))
-    silences = list(conn.execute(sa.select(SILENCES).where(SILENCES.c.until > now)).mappings())
-    return AnnounceState(open=open_rows, resolved_now=resolved, told=announced, silences=silences)
+    return AnnounceState(open=open_rows, resolved_now=resolved, told=announced)
 
 
 def numbers_per_account(conn: Connection) -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +55,6 @@ __all__ = [
     "VERSIONS",
     "Store",
     "chunks",
-    "is_silenced",
     "silenced",
     "unsilenced",
     "urgency_order",
@@ -335,11 +334,6 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(stmt).mappings()]
 
-    def active_silences(self, now: datetime) -> list[RowMapping]:
-        with self.engine.connect() as conn:
-            stmt = sa.select(SILENCES).where(SILENCES.c.until > now)
-            return list(conn.execute(stmt).mappings())
-
     # --- locks --------------------------------------------------------------------------------
 
     def try_lock(self, name: str, now: datetime, stale_after: timedelta) -> SweepLock:
@@ -393,18 +387,6 @@ def urgency_order() -> tuple[sa.ColumnElement[Any], ...]:
         FINDINGS.c.e164,
         FINDINGS.c.id,
     )
-
-
-def is_silenced(finding: dict[str, Any] | RowMapping, silences: Iterable[RowMapping]) -> bool:
-    for s in silences:
-        if s["rule"] not in ("*", finding["rule"]):
-            continue
-        if s["e164"] and s["e164"] != finding["e164"]:
-            continue
-        if s["account_id"] and s["account_id"] != finding["account_id"]:
-            continue
-        return True
-    return False
 
 
 class _Tx:
