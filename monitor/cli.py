@@ -236,7 +236,7 @@ def sweep(state: State, no_progress: bool) -> None:
         err.print(
             f"[bold red]interrupted[/] by {by}: the sweep was rolled back and recorded as aborted"
         )
-        sys.exit(143 if by == "SIGTERM" else 130)
+        sys.exit(128 + signal.Signals[by].value)  # 130 SIGINT, 143 SIGTERM, 129 SIGHUP
     print_outcome(outcome)
     if not outcome.ok or outcome.partial:
         sys.exit(1)
@@ -258,7 +258,7 @@ class _Stop:
 
 @contextmanager
 def _interruptible() -> Iterator[_Stop]:
-    """SIGTERM and ^C ask the running sweep to stop (it rolls back and is marked aborted);
+    """SIGTERM, SIGHUP and ^C ask the running sweep to stop (it rolls back and is marked aborted);
     a second one interrupts at once. The handler only sets an event: raising inside worker
     handshakes could leave a lock held and the process unable to exit."""
     stop = _Stop()
@@ -270,7 +270,8 @@ def _interruptible() -> Iterator[_Stop]:
         stop.event.set()
 
     try:
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        previous = {sig: signal.signal(sig, on_signal) for sig in stops}
     except ValueError:  # not the main thread: leave signals alone
         yield stop
         return

@@ -590,7 +590,10 @@ def test_sweep_failure_says_who_was_told(tmp_path: Path, sandbox: Sandbox) -> No
     assert "no channel takes service alerts" in result.stderr
 
 
-def test_sigterm_during_a_sweep_rolls_back_and_exits_143(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_during_a_sweep_rolls_back_and_exits_143(
+    tmp_path: Path, name: str, code: int
+) -> None:
     import signal
     import sqlite3
     import time
@@ -611,7 +614,7 @@ def test_sigterm_during_a_sweep_rolls_back_and_exits_143(tmp_path: Path) -> None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and box.request_count < 10:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.Signals[name])
         try:
             _out, err = proc.communicate(timeout=60)
         finally:
@@ -620,8 +623,8 @@ def test_sigterm_during_a_sweep_rolls_back_and_exits_143(tmp_path: Path) -> None
                 proc.communicate()
     finally:
         box.stop()
-    assert proc.returncode == 143, err
-    assert "SIGTERM" in err and "rolled back" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    assert name in err and "rolled back" in err and "Traceback" not in err
     with sqlite3.connect(tmp_path / "m.db") as conn:
         rows = conn.execute("SELECT status, error FROM sweeps").fetchall()
         versions = conn.execute("SELECT count(*) FROM number_versions").fetchone()[0]
