@@ -305,7 +305,10 @@ def preview_digests(
             per_account = (
                 numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
             )
-            found = plan_digests(state, settings, now, last["numbers_seen"], per_account)
+            notes = last["notes"] or ""  # what the sweep could not check, as its digest said
+            found = plan_digests(
+                state, settings, now, last["numbers_seen"], per_account, notes=notes
+            )
             add_due_soon(conn, found, now, settings.rules_zone)
         for plan in found:
             plan.digest.swept_at = last["started_at"]
