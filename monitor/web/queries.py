@@ -213,27 +213,36 @@ def findings_page(
         "silenced": [hushed],
         "resolved": [FINDINGS.c.state == "resolved"],
     }.get(filters.state, [])
-    count = sa.select(sa.func.count()).select_from(FINDINGS).where(*where, *by_state)
+    # One pass counts the open and silenced ones (each open finding's silence test once), and
+    # answers the total too unless the list is of resolved or all findings.
     tally = sa.select(
-        sa.func.sum(sa.case((unsilenced(now), 1), else_=0)),
+        sa.func.count(),
         sa.func.sum(sa.case((hushed, 1), else_=0)),
     ).where(*where, FINDINGS.c.state == "open")
+    # One state listed: its order within is the urgency alone (no per-row state test to sort on).
+    order = urgency_order() if by_state else _display_order(now)
     rows = (
         sa.select(FINDINGS, hushed.label("silenced"))
         .where(*where, *by_state)
-        .order_by(*_display_order(now))
+        .order_by(*order)
         .limit(per_page)
         .offset(_offset(page, per_page))
     )
     seen = _last_complete_start(store)
     with store.engine.connect() as conn:
-        total = int(conn.execute(count).scalar_one())
-        opened, hushed_count = conn.execute(tally).one()
+        open_total, hushed_count = conn.execute(tally).one()
+        hushed_count = int(hushed_count or 0)
+        opened = int(open_total) - hushed_count
+        if filters.state == "open":
+            total = opened
+        elif filters.state == "silenced":
+            total = hushed_count
+        else:
+            count = sa.select(sa.func.count()).select_from(FINDINGS).where(*where, *by_state)
+            total = int(conn.execute(count).scalar_one())
         items = [_finding(row, seen) for row in conn.execute(rows).mappings()]
         _name_accounts(conn, items)
-    return FindingsPage(
-        items, max(page, 1), per_page, total, int(opened or 0), int(hushed_count or 0)
-    )
+    return FindingsPage(items, max(page, 1), per_page, total, opened, hushed_count)
 
 
 def findings_of_number(store: Store, e164: str, now: datetime) -> list[dict[str, Any]]:
