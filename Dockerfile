@@ -21,8 +21,9 @@
 #   Health                DID_MONITOR__SERVICE__HEALTH_LISTEN=0.0.0.0:9108 is set below so the
 #                         HEALTHCHECK has /healthz to ask; /readyz, /metrics (Prometheus) and the
 #                         read-only dashboard (/) are served there too. Change the port with that
-#                         variable (the HEALTHCHECK follows it); setting it in the config file has
-#                         no effect while the variable is set, because environment variables win.
+#                         variable (the HEALTHCHECK follows it); environment variables win over the
+#                         config file's service.health_listen, and a config that also sets a
+#                         different dashboard.listen is refused (exit 2): leave that key unset.
 #                         Publish it on loopback (as above) or give the dashboard a password:
 #                         dashboard.username plus dashboard.password_file at a mounted secret.
 #   Shutdown              on SIGTERM the running sweep is aborted and rolled back within
