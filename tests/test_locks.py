@@ -151,22 +151,7 @@ def test_a_sweep_whose_lock_session_ends_rolls_back_quietly(
     thread.start()
     try:
         assert at_page_2.wait(10), "the first sweep never reached page 2"
-        holders = sa.text(
-            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-            "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()"
-        )
-        with store.engine.connect() as conn:
-            pids = list(conn.execute(holders).scalars())
-            assert pids, "the first sweep holds no advisory lock"
-            for pid in pids:
-                conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-            conn.commit()
-            # pg_terminate_backend only signals: wait until the session (and its lock) is gone
-            for _ in range(100):
-                if not list(conn.execute(holders).scalars()):
-                    break
-                conn.rollback()
-                time.sleep(0.05)
+        terminate_lock_holders(store)
         second = run_cycle(settings, store, RecordingNotifier(), clock=clock)
     finally:
         release.set()

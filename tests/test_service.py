@@ -527,21 +527,9 @@ class Running:
 @pytest.fixture
 def launch(tmp_path: Path) -> Iterator[Callable[[str, dict[str, Any]], Running]]:
     started: list[Running] = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DID_MONITOR", "VOBIZ_"))}
 
     def start(name: str, config: dict[str, Any]) -> Running:
-        cfg = write_config(tmp_path / f"{name}.toml", config)
-        log_path = tmp_path / f"{name}.log"
-        with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "--config", str(cfg), "run"],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-                env=env,
-            )
-        port = int(str(config["service"]["health_listen"]).rsplit(":", 1)[1])
-        running = Running(proc, port, log_path)
+        running = start_run(tmp_path, name, config)
         started.append(running)
         return running
 
