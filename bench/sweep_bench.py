@@ -211,7 +211,7 @@ def naive_table(metadata: Any) -> Any:
     """A plain table: every number, every sweep, no change detection, no secondary index."""
     import sqlalchemy as sa
 
-    from monitor.db import JSONType, UTCDateTime
+    from monitor.store.db import JSONType, UTCDateTime
 
     return sa.Table(
         "naive_numbers",
@@ -240,7 +240,7 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     """Sequential paging with the same client, every row inserted every sweep (one transaction)."""
     import sqlalchemy as sa
 
-    from monitor.db import make_engine
+    from monitor.store.db import make_engine
     from monitor.vobiz import NUMBERS, VobizClient
 
     settings = make_settings(spec)
@@ -490,7 +490,7 @@ class Database:
         else:
             import sqlalchemy as sa
 
-            from monitor.db import make_engine
+            from monitor.store.db import make_engine
 
             engine = make_engine(self.url)
             naive_table(sa.MetaData()).metadata.create_all(engine)

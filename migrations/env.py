@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from monitor.db import metadata
+from monitor.store.db import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -43,7 +43,7 @@ from monitor.display import (
     when_text,
 )
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError, SweepCancelled
-from monitor.render import tty
+from monitor.vocab import tty
 
 
 def fail(error: MonitorError) -> NoReturn:
@@ -112,7 +112,7 @@ def main() -> None:
 
 
 def database_error(exc: SQLAlchemyError) -> DatabaseError:
-    from monitor.db import describe_db_error
+    from monitor.store.db import describe_db_error
 
     text = describe_db_error(exc)
     missing = "no such table" in text or "does not exist" in text
@@ -208,7 +208,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
 @pass_state
 def sweep(state: State, no_progress: bool) -> None:
     """One full cycle now: fetch every number, store, evaluate rules, deliver alerts."""
-    from monitor.notify import AppriseNotifier
+    from monitor.alerts.notify import AppriseNotifier
     from monitor.pipeline import run_cycle
 
     settings = state.settings
@@ -332,7 +332,7 @@ _FINDING_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default
 
 def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
     """A JSON array, one finding per line, written batch by batch as the rows arrive."""
-    from monitor.outbox import Outbox
+    from monitor.alerts.outbox import Outbox
 
     outbox = Outbox(store)
     stream = stdout()
@@ -394,8 +394,9 @@ def inventory(
 ) -> None:
     """The numbers of the latest complete sweep, one row each."""
     from monitor.display import column_names
-    from monitor.reports import INVENTORY_FIELDS, account_names
+    from monitor.reports import INVENTORY_FIELDS
     from monitor.reports import inventory as report
+    from monitor.store.accounts import account_names
 
     only = column_names(columns, INVENTORY_FIELDS)
     engine = _store(state.settings).engine
@@ -576,7 +577,7 @@ def db() -> None:
 @pass_state
 def db_upgrade(state: State) -> None:
     """Bring the schema to the latest migration (idempotent)."""
-    from monitor.db import current_revision
+    from monitor.store.db import current_revision
 
     store = _store(state.settings, migrate=True)
     out.print(f"database at revision {current_revision(store.engine)} (latest)")
@@ -587,8 +588,8 @@ def db_upgrade(state: State) -> None:
 @pass_state
 def test_alert(state: State, channel: str | None) -> None:
     """Send a test message to each channel and print the result per channel."""
-    from monitor.alerts import send_test
-    from monitor.notify import AppriseNotifier
+    from monitor.alerts.deliver import send_test
+    from monitor.alerts.notify import AppriseNotifier
 
     settings = state.settings
     if not settings.channels:
@@ -630,7 +631,7 @@ def digest(
 
     The body goes to stdout (redirect it to a file to open an email in a browser); which
     channel it is, and any attachment, go to stderr."""
-    from monitor.alerts import preview_digests
+    from monitor.alerts.plan import preview_digests
 
     if copy_to:
         _copy_templates(Path(copy_to))
@@ -676,7 +677,7 @@ def digest(
 
 def _copy_templates(target: Path) -> None:
     """Copy each packaged template into ``target``, never over a file already there."""
-    from monitor.templating import PACKAGED, TEMPLATE_NAMES
+    from monitor.alerts.email import PACKAGED, TEMPLATE_NAMES
 
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -792,7 +793,8 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
     """One number's stored changes over time."""
     from monitor.display import account_cell, column_names
     from monitor.model import normalize_e164
-    from monitor.reports import account_names, number_history
+    from monitor.reports import number_history
+    from monitor.store.accounts import account_names
 
     names = ("from", "until", "status", "account", "application", "blocked", "next billing")
     table = [
@@ -1040,7 +1042,7 @@ def _print_queued(rows: list[Any]) -> None:
 @pass_state
 def outbox_list(state: State, channel: str | None) -> None:
     """Queued deliveries (pending, failed, being sent) per channel."""
-    from monitor.outbox import Outbox
+    from monitor.alerts.outbox import Outbox
 
     rows = Outbox(_store(state.settings, read=True)).queued(channel)
     if not rows:
@@ -1056,7 +1058,7 @@ def outbox_list(state: State, channel: str | None) -> None:
 @pass_state
 def outbox_drop(state: State, channel: str | None, ids: tuple[int, ...], yes: bool) -> None:
     """Drop queued deliveries: they are kept, marked dropped, and never sent."""
-    from monitor.outbox import Outbox
+    from monitor.alerts.outbox import Outbox
 
     if not channel and not ids:
         raise click.UsageError("say what to drop: --channel NAME and/or --id N (see outbox list)")
@@ -1100,13 +1102,13 @@ def outbox_drop(state: State, channel: str | None, ids: tuple[int, ...], yes: bo
 @pass_state
 def status(state: State, as_json: bool) -> None:
     """Last sweep, open findings by rule and severity, channel health, next scheduled sweep."""
-    from monitor.status import collect
+    from monitor.display import collect
 
     info = collect(state.settings, _store(state.settings, read=True), state.clock())
     if as_json:
         stdout().write(json.dumps(info, indent=2, default=json_default, ensure_ascii=False) + "\n")
         return
-    from monitor.status import print_status
+    from monitor.display import print_status
 
     print_status(info, out)
 

@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from monitor import redact
+from monitor.alerts.email import check_dir
 from monitor.conditions import (
     MAX_DEPTH,
     ConditionError,
@@ -46,10 +47,8 @@ from monitor.conditions import (
     compile_template,
 )
 from monitor.errors import ConfigError
-from monitor.templating import check_dir
 
 Severity = Literal["info", "warning", "critical"]
-SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 ENV_PREFIX = "DID_MONITOR__"
 DEFAULT_CONFIG = "config.toml"
 
@@ -578,7 +577,7 @@ class ChannelConfig(_Model):
 
     @model_validator(mode="after")
     def _apprise_understands(self) -> ChannelConfig:
-        from monitor.apprise_url import check_url
+        from monitor.alerts.channels import check_url
 
         if not self.url:
             raise ValueError(

@@ -25,13 +25,12 @@ from monitor.config import (
     VobizConfig,
 )
 from monitor.display import print_findings, print_report_table
-from monitor.model import money_text
 from monitor.pipeline import run_cycle
-from monitor.render import SEVERITIES, tty
 from monitor.reports import COST_FIELDS, costs
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
+from monitor.vocab import SEVERITIES, money_text, tty
 
 TOP = 5  # findings shown in the summary
 DIGEST_LINES = 4  # of the digest's body

@@ -11,10 +11,13 @@ never squeezed to 80 columns.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
@@ -25,14 +28,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from monitor import formats
+from monitor.alerts.outbox import Outbox
+from monitor.config import Settings
 from monitor.errors import ConfigError
-from monitor.model import money_text
 from monitor.redact import ScrubbingStream
-from monitor.render import tty
+from monitor.schedule import build_trigger, fire_at_or_after
+from monitor.store import Store
+from monitor.vocab import money_text, one_line, tty
 
 if TYPE_CHECKING:  # only the type: importing the pipeline would slow every CLI command
-    from monitor.alerts import Preview
+    from monitor.alerts.plan import Preview
     from monitor.pipeline import SweepOutcome
 
 
@@ -395,10 +400,10 @@ def print_report(
     """Print a ``monitor.reports.Report`` as a table, CSV (rows only) or JSON (with sweeps).
     ``only`` (``--columns``) picks the columns of a table or CSV; JSON keeps every field."""
     rows = [r.as_dict() for r in report.rows]
-    chosen = formats.pick(fmt, out.is_terminal)
+    chosen = pick(fmt, out.is_terminal)
     fc = report.forecast
     if chosen == "csv":
-        click.echo(formats.csv_text(rows, only or fields), nl=False)
+        click.echo(csv_text(rows, only or fields), nl=False)
     elif chosen == "json":
         doc: dict[str, Any] = {"report": report.name, "sweep": report.sweep.as_dict()}
         if report.since is not None:
@@ -409,7 +414,7 @@ def print_report(
         if fc is not None:
             doc["window"] = fc.window.as_dict()
             doc["undated"] = fc.undated
-        click.echo(formats.json_text(doc), nl=False)
+        click.echo(json_text(doc), nl=False)
     elif not rows:
         out.print(f"{title}: nothing to show")
     else:
@@ -466,7 +471,7 @@ def print_report_table(
             (headers or {}).get(
                 f, "account" if named and f == "account_id" else f.replace("_", " ")
             ),
-            free_text=f in formats.WRAP or (named and f == "account_id"),
+            free_text=f in WRAP or (named and f == "account_id"),
             right=f in right,
             key=f,
             key_first=named and f == "account_id",
@@ -475,14 +480,168 @@ def print_report_table(
     ]
 
     def cell(f: str, value: Any) -> str:
-        return value if named and f == "account_id" else formats.shown(value)
+        return value if named and f == "account_id" else shown(value)
 
     print_table(
         console,
         columns,
         [[cell(f, r.get(f)) for f in fields] for r in rows],
         title=tty(title),
-        footer=[[formats.shown(r.get(f)) for f in fields] for r in footer],
+        footer=[[shown(r.get(f)) for f in fields] for r in footer],
         narrow=narrow,
         wide=wide,
     )
+
+
+# --- report rows as table, CSV and JSON -------------------------------------------------
+
+
+Format = Literal["table", "csv", "json"]
+
+
+FORMATS: tuple[Format, ...] = ("table", "csv", "json")
+
+
+# A leading = @ (or + - followed by something that is not a plain number, like "+SUM(A1)") makes
+# a spreadsheet evaluate the cell; "+911234567890" and "-1.50" stay numbers as they are.
+_FORMULA = re.compile(r"^(?:[=@\t\r]|[+-](?![0-9][0-9.]*$))")
+
+
+# Columns that may fold on a narrow terminal; numbers, ids and amounts are never cut.
+WRAP = frozenset({"account_name", "region", "application_id", "tags", "field", "before", "after"})
+
+
+def pick(fmt: str | None, is_terminal: bool) -> Format:
+    """The format asked for; without one, a table on a terminal and CSV otherwise."""
+    if fmt in FORMATS:
+        return fmt
+    return "table" if is_terminal else "csv"
+
+
+def cell(value: Any) -> str:
+    """One value as CSV text: lists joined by ``;``, none as empty, never a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        text = ";".join(cell(v) for v in value)
+    else:
+        text = one_line(str(value))
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def csv_text(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> str:
+    """A header line of ``fields``, then one line per row (RFC 4180 quoting, ``\\r\\n``)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow([cell(row.get(f)) for f in fields])
+    return buf.getvalue()
+
+
+def json_text(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=True, default=str) + "\n"
+
+
+def shown(value: Any) -> str:
+    """One value as terminal text (markup and control characters made harmless)."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return tty(", ".join(str(v) for v in value))
+    return tty(value)
+
+
+def next_run(settings: Settings, now: datetime) -> datetime | None:
+    return fire_at_or_after(build_trigger(settings.schedule, jitter=False), now)
+
+
+def collect(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
+
+    def sweep_info(row: Any) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        return {
+            k: row[k]
+            for k in (
+                "id",
+                "status",
+                "started_at",
+                "finished_at",
+                "numbers_seen",
+                "findings_opened",
+                "findings_resolved",
+                "error",
+            )
+        }
+
+    counts = store.open_counts(now)
+    quiet = store.silenced_counts(now)
+    health = Outbox(store).channel_health(c.name for c in settings.channels)
+    for name, info in health.items():
+        # Failing from the first failed attempt; alerts.failing_after only decides when the
+        # other channels are told (``others_told``).
+        info["failing"] = info["consecutive_failures"] > 0
+        info["others_told"] = info["consecutive_failures"] >= settings.alerts.failing_after
+        info["enabled"] = settings.channel(name).enabled
+    return {
+        "last_sweep": sweep_info(store.last_sweep()),
+        "last_complete_sweep": sweep_info(store.last_sweep("complete")),
+        # "open" is what `findings` lists: open and not silenced; silenced ones are counted apart
+        "open_findings": [
+            {
+                "rule": r,
+                "severity": s,
+                "count": counts.get((r, s), 0),
+                "silenced": quiet.get((r, s), 0),
+            }
+            for r, s in sorted(counts.keys() | quiet.keys())
+        ],
+        "open_total": sum(counts.values()),
+        "silenced_total": sum(quiet.values()),
+        "channels": health,
+        "next_sweep": next_run(settings, now),
+    }
+
+
+def print_status(info: dict[str, Any], out: Console) -> None:
+    last = info["last_sweep"]
+    if last is None:
+        out.print("no sweep yet")
+    else:
+        colour = "green" if last["status"] == "complete" else "red"
+        out.print(
+            f"last sweep: #{last['id']} [{colour}]{last['status']}[/] at "
+            f"{last['started_at']:%Y-%m-%d %H:%M} UTC, {last['numbers_seen']} numbers"
+            + (f" — {tty(last['error'])}" if last["error"] else "")
+        )
+        ok = info["last_complete_sweep"]
+        if ok and ok["id"] != last["id"]:
+            out.print(f"last complete sweep: #{ok['id']} at {ok['started_at']:%Y-%m-%d %H:%M} UTC")
+    silenced = info["silenced_total"]
+    out.print(
+        f"open findings: {info['open_total']}" + (f" (and {silenced} silenced)" if silenced else "")
+    )
+    for item in info["open_findings"]:
+        quiet = f"  ({item['silenced']} silenced)" if item["silenced"] else ""
+        out.print(f"  {tty(item['rule']):<22} {item['severity']:<9} {item['count']:>6}{quiet}")
+    out.print("channels:")
+    if not info["channels"]:
+        out.print("  (none configured)")
+    for name, ch in info["channels"].items():
+        state = "[green]ok[/]"
+        if ch["failing"]:
+            told = ", other channels told" if ch["others_told"] else ""
+            state = f"[red]failing[/] ({ch['consecutive_failures']} in a row{told})"
+        if not ch["enabled"]:
+            state = "disabled"
+        extra = (
+            f", last error: {tty(ch['last_error'])}" if ch["failing"] and ch["last_error"] else ""
+        )
+        out.print(f"  {tty(name)}: {state}, {ch['pending']} waiting to be sent{extra}")
+    if info["next_sweep"]:
+        out.print(f"next scheduled sweep: {info['next_sweep']:%Y-%m-%d %H:%M} UTC")

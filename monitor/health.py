@@ -20,14 +20,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import reports
+from monitor.alerts.outbox import Outbox
 from monitor.clock import Clock, system_clock
-from monitor.db import FINISHED_SWEEP_STATES, describe_db_error
 from monitor.errors import MonitorError
-from monitor.model import DeliveryOutcome, currency_code
-from monitor.outbox import Outbox
-from monitor.render import CONTROL_CHARS
+from monitor.model import DeliveryOutcome
 from monitor.rules.base import KNOWN_STATUSES
 from monitor.store import Store
+from monitor.store.db import FINISHED_SWEEP_STATES, describe_db_error
+from monitor.vocab import CONTROL_CHARS, currency_code
 
 log = logging.getLogger(__name__)
 

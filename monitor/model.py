@@ -195,27 +195,6 @@ def _money(text: str) -> Decimal | None:
     return amount if amount.is_finite() and abs(amount) < MAX_MONEY else None
 
 
-def money_text(amount: Decimal, currency: str | None = None) -> str:
-    """An exact amount as plain text with at least two decimals: ``1`` → ``1.00``,
-    ``1.000000`` → ``1.00``, ``0.125`` → ``0.125`` (never rounded, never an exponent); with a
-    ``currency``, its code after it (``currency_code``): ``123.00 XOF``."""
-    normal = amount.normalize()
-    if normal.as_tuple().exponent >= -2:  # type: ignore[operator]
-        normal = normal.quantize(Decimal("0.01"))
-    code = currency_code(currency)
-    return f"{normal:f} {code}" if code else format(normal, "f")
-
-
-def currency_code(currency: str | None) -> str:
-    """How a currency is shown: by the code the API gives, upper-cased, whether or not the
-    monitor knows it ("xof" → "XOF"; ISO 4217's numeric codes too); "" without one. Text that
-    is not a code (1-8 ASCII letters or digits) is "?", so it can carry no markup."""
-    code = (currency or "").strip().upper()
-    if not code:
-        return ""
-    return code if code.isascii() and code.isalnum() and len(code) <= 8 else "?"
-
-
 _E164 = re.compile(r"\+?([1-9][0-9]{1,14})")
 _E164_PUNCTUATION = re.compile(r"[\s().-]+")
 

@@ -13,13 +13,13 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.account_store import status_counts, write_accounts
 from monitor.accounts import fetch_accounts
-from monitor.alerts import deliver_due, enqueue_sweep_failed, store_digests
+from monitor.alerts.deliver import deliver_due
+from monitor.alerts.notify import Notifier
+from monitor.alerts.plan import enqueue_sweep_failed, store_digests
 from monitor.availability import fetch_availability
 from monitor.clock import Clock
 from monitor.config import Settings
-from monitor.db import describe_db_error
 from monitor.errors import (
     ApiError,
     DatabaseError,
@@ -27,14 +27,14 @@ from monitor.errors import (
     MonitorError,
     SweepCancelled,
 )
-from monitor.locks import SweepLock
 from monitor.model import DeliveryOutcome, NumberRecord, SweepCounts
-from monitor.notify import Notifier
 from monitor.redact import scrub
-from monitor.render import one_line
 from monitor.reports import version_changes
 from monitor.rules import Evaluator, RuleContext
 from monitor.store import SWEEPS, Store
+from monitor.store.accounts import status_counts, write_accounts
+from monitor.store.db import describe_db_error
+from monitor.store.locks import SweepLock
 from monitor.sweep import (
     FetchResult,
     ProgressFn,
@@ -43,6 +43,7 @@ from monitor.sweep import (
     fetch_inventory,
 )
 from monitor.vobiz import RequestStats, RetryBudget, VobizClient
+from monitor.vocab import one_line
 
 log = logging.getLogger(__name__)
 LOCK_STALE_AFTER = timedelta(hours=6)

@@ -23,9 +23,11 @@ import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from monitor.db import AccountVersion, NumberVersion, Sweep
 from monitor.errors import ConfigError
-from monitor.model import currency_code, money_text, parse_time
+from monitor.model import parse_time
+from monitor.store.accounts import account_names
+from monitor.store.db import AccountVersion, NumberVersion, Sweep
+from monitor.vocab import currency_code, money_text
 
 _SWEEPS = cast(sa.Table, Sweep.__table__)
 _VERSIONS = cast(sa.Table, NumberVersion.__table__)
@@ -229,16 +231,6 @@ COST_FIELDS = (
     "monthly_rental",
     "unpriced",
 )
-
-
-def account_names(conn: Connection, sweep_id: int) -> dict[str, str | None]:
-    """Customer account names as the sweep ``sweep_id`` read them (empty before accounts were
-    swept)."""
-    stmt = sa.select(_ACCOUNTS.c.account_id, _ACCOUNTS.c.name).where(
-        _ACCOUNTS.c.valid_from <= sweep_id,
-        sa.or_(_ACCOUNTS.c.valid_to.is_(None), _ACCOUNTS.c.valid_to > sweep_id),
-    )
-    return {r.account_id: r.name for r in conn.execute(stmt)}
 
 
 def cost_lines(

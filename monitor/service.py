@@ -31,16 +31,15 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.alerts import deliver_due
+from monitor.alerts.deliver import deliver_due
+from monitor.alerts.notify import AppriseNotifier, Notifier
+from monitor.alerts.outbox import Outbox
 from monitor.clock import Clock
 from monitor.config import Settings
-from monitor.db import current_revision, head_revision
 from monitor.errors import LockBusy, LockLost, MonitorError, SweepCancelled
 from monitor.health import Metrics, assess, describe_failure
 from monitor.heartbeat import Heartbeat
 from monitor.model import DeliveryOutcome
-from monitor.notify import AppriseNotifier, Notifier
-from monitor.outbox import Outbox
 from monitor.pipeline import SweepOutcome, run_cycle
 from monitor.schedule import (
     StartNowThen,
@@ -51,6 +50,7 @@ from monitor.schedule import (
     sweep_deadline,
 )
 from monitor.store import Store
+from monitor.store.db import current_revision, head_revision
 from monitor.vobiz import http_client
 from monitor.web.app import listener
 from monitor.web.server import WebServer

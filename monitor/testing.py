@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from monitor.db import ATTEMPTS, DELIVERIES, FINDINGS, NOTIFICATIONS, SWEEPS, VERSIONS
+from monitor.alerts.notify import Channel
 from monitor.errors import DeliveryError
-from monitor.notify import Channel
+from monitor.store.db import ATTEMPTS, DELIVERIES, FINDINGS, NOTIFICATIONS, SWEEPS, VERSIONS
 
 
 @dataclass

@@ -15,13 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.accounts import ACCOUNTS_PATH, fetch_accounts, parse_account
+from monitor.alerts.outbox import load_announce_state
 from monitor.config import ChannelConfig, VobizConfig
-from monitor.db import metadata
 from monitor.errors import ApiError, IncompleteSweep, MonitorError
-from monitor.outbox import load_announce_state
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import Store
+from monitor.store.db import metadata
 from monitor.sweep import fetch_inventory
 from monitor.testing import RecordingNotifier
 from monitor.vobiz import VobizClient

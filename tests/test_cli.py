@@ -749,7 +749,7 @@ def test_reports_fit_80_columns_on_a_terminal_and_name_accounts(
 
 
 def test_findings_most_urgent_first_and_silenced_apart(tmp_path: Path, sandbox: Sandbox) -> None:
-    from monitor.config import SEVERITY_RANK
+    from monitor.vocab import SEVERITY_RANK
 
     cfg = write_config(tmp_path, sandbox)
     assert (

@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.alerts import DeliveryOutcome
 from monitor.health import Metrics, assess
+from monitor.model import DeliveryOutcome
 from monitor.pipeline import run_cycle
 from monitor.rules.base import KNOWN_STATUSES
 from monitor.sandbox import Sandbox

@@ -6,12 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from monitor.model import (
-    canonical_json,
-    parse_money,
-    parse_number,
-    parse_time,
-)
+from monitor.model import canonical_json, parse_money, parse_number, parse_time
 from monitor.redact import MAX_DEPTH
 
 

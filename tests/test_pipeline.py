@@ -169,7 +169,7 @@ def test_routing_by_severity_rule_account_and_default(
 def test_failed_delivery_is_kept_and_retried(
     sandbox: Sandbox, store: Store, clock: FakeClock
 ) -> None:
-    from monitor.alerts import deliver_due
+    from monitor.alerts.deliver import deliver_due
     from monitor.store import DELIVERIES
 
     healthy(sandbox)
@@ -193,7 +193,7 @@ def test_failed_delivery_is_kept_and_retried(
 def test_failing_channel_is_reported_through_the_others(
     sandbox: Sandbox, store: Store, clock: FakeClock
 ) -> None:
-    from monitor.alerts import deliver_due
+    from monitor.alerts.deliver import deliver_due
 
     channels = (CHAN, ChannelConfig(name="backup", url="json://h/9"))
     settings = make_settings(
@@ -266,12 +266,12 @@ def test_missing_credentials_are_a_config_error_before_any_sweep(store: Store) -
 def test_an_unexpected_error_is_a_failed_sweep_with_an_alert(
     sandbox: Sandbox, store: Store, clock: FakeClock, monkeypatch: Any
 ) -> None:
-    import monitor.writer
+    import monitor.store.writer
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug in the findings step")
 
-    monkeypatch.setattr(monitor.writer.SweepWriter, "apply_findings", broken)
+    monkeypatch.setattr(monitor.store.writer.SweepWriter, "apply_findings", broken)
     notifier = RecordingNotifier()
     out = run(sandbox, store, clock, notifier)
     assert not out.ok and "RuntimeError" in (out.error or "")

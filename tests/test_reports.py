@@ -416,9 +416,9 @@ def test_costs_due_within_command_names_the_undated_numbers(
 def test_the_digest_names_the_rental_due_in_the_next_7_days(
     sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
 ) -> None:
-    from monitor.compose import compose
+    from monitor.alerts.compose import compose
+    from monitor.alerts.digest import Digest
     from monitor.config import AlertsConfig
-    from monitor.render import Digest
 
     plant_billing(sandbox)  # swept on 23 Nov: 24 Nov is within 7 days (23-29 Nov), 30 Nov not
     notifier = RecordingNotifier()

@@ -22,9 +22,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from monitor.alerts import deliver_due
+from monitor.alerts.deliver import deliver_due
 from monitor.config import ChannelConfig, ScheduleConfig, ServiceConfig, Settings
-from monitor.db import ATTEMPTS, DELIVERIES, LOCKS
 from monitor.errors import ConfigError
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
@@ -33,6 +32,7 @@ from monitor.schedule import (
 )
 from monitor.service import Service
 from monitor.store import SWEEPS, Store
+from monitor.store.db import ATTEMPTS, DELIVERIES, LOCKS
 from monitor.testing import RecordingNotifier, row_counts
 from tests.conftest import FIXED_NOW, FakeClock, make_settings, sent_to, sweep_row
 

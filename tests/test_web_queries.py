@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from monitor import reports
+from monitor.findings import Item, urgency
 from monitor.pipeline import run_cycle
-from monitor.render import Item, urgency
 from monitor.sandbox import Sandbox
 from monitor.store import VERSIONS, Store
 from monitor.testing import RecordingNotifier

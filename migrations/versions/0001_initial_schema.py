@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import monitor.db
+import monitor.store.db
 
 revision = "0001"
 down_revision = None
@@ -25,7 +25,7 @@ def upgrade() -> None:
         "service_locks",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=True),
-        sa.Column("acquired_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("acquired_at", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_service_locks")),
     )
     op.create_table(
@@ -34,16 +34,16 @@ def upgrade() -> None:
         sa.Column("rule", sa.String(length=64), nullable=False),
         sa.Column("e164", sa.String(length=32), nullable=True),
         sa.Column("account_id", sa.String(length=64), nullable=True),
-        sa.Column("until", monitor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("until", monitor.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("created_at", monitor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", monitor.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_silences")),
     )
     op.create_table(
         "sweeps",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("started_at", monitor.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", monitor.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("trigger", sa.String(length=16), nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=False),
@@ -65,7 +65,7 @@ def upgrade() -> None:
     op.create_table(
         "deliveries",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("created_at", monitor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", monitor.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("sweep_id", sa.Integer(), nullable=True),
         sa.Column("channel", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
@@ -74,9 +74,9 @@ def upgrade() -> None:
         sa.Column("body_format", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("sent_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["sweep_id"], ["sweeps.id"], name=op.f("fk_deliveries_sweep_id_sweeps")
         ),
@@ -97,15 +97,15 @@ def upgrade() -> None:
         sa.Column("severity", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
-        sa.Column("due_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("due_at", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("tier", sa.Integer(), nullable=True),
         sa.Column("monthly_fee", sa.Numeric(precision=18, scale=6), nullable=True),
         sa.Column("currency", sa.String(length=8), nullable=True),
         sa.Column("tags", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
-        sa.Column("first_seen", monitor.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_seen", monitor.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("resolved_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("rearmed_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("first_seen", monitor.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen", monitor.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("rearmed_at", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("opened_sweep_id", sa.Integer(), nullable=False),
         sa.Column("resolved_sweep_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -138,8 +138,8 @@ def upgrade() -> None:
         sa.Column("region", sa.String(length=128), nullable=True),
         sa.Column("application_id", sa.String(length=128), nullable=True),
         sa.Column("is_blocked", sa.Boolean(), nullable=False),
-        sa.Column("next_billing_date", monitor.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("expires_at", monitor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_billing_date", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", monitor.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("monthly_fee", sa.Numeric(precision=18, scale=6), nullable=True),
         sa.Column("currency", sa.String(length=8), nullable=True),
         sa.Column("tags", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
@@ -170,7 +170,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("delivery_id", sa.Integer(), nullable=False),
         sa.Column("channel", sa.String(length=64), nullable=False),
-        sa.Column("at", monitor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", monitor.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("duration_ms", sa.Integer(), nullable=False),
@@ -194,7 +194,7 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=64), nullable=False),
         sa.Column("event", sa.String(length=16), nullable=False),
         sa.Column("tier", sa.Integer(), nullable=True),
-        sa.Column("created_at", monitor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", monitor.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["delivery_id"], ["deliveries.id"], name=op.f("fk_notifications_delivery_id_deliveries")
         ),

@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from monitor.conditions import Today
 from monitor.config import RuleConfig, RulesConfig, Scope
-from monitor.model import FindingDraft, NumberRecord, money_text, shared
+from monitor.model import FindingDraft, NumberRecord, shared
+from monitor.vocab import money_text
 
 # Numbers in these states are on their way out or already gone; flagging their billing date or
 # routing would be noise.

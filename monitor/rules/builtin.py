@@ -10,7 +10,7 @@ import calendar
 from datetime import date, datetime
 
 from monitor.conditions import as_decimal
-from monitor.config import SEVERITY_RANK, DateRuleConfig, RuleConfig
+from monitor.config import DateRuleConfig, RuleConfig
 from monitor.model import FindingDraft, parse_time
 from monitor.rules.base import (
     INACTIVE_STATUSES,
@@ -22,6 +22,7 @@ from monitor.rules.base import (
     rule,
     show,
 )
+from monitor.vocab import SEVERITY_RANK
 
 
 def tier_for(days: int, cfg: DateRuleConfig) -> int | None:

@@ -18,8 +18,7 @@ from typing import Any, Final
 import pygal
 from pygal.style import Style
 
-from monitor.model import currency_code
-from monitor.render import CONTROL_CHARS
+from monitor.vocab import CONTROL_CHARS, currency_code
 
 # pygal appends a finder for its map plugins to sys.meta_path, one without find_spec(): every
 # later failed import in the process then raises an ImportWarning. No map is drawn here.

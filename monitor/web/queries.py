@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitor import reports
-from monitor.account_store import ACCOUNTS
-from monitor.model import currency_code
 from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store, silenced, unsilenced, urgency_order
+from monitor.store.accounts import ACCOUNTS
+from monitor.vocab import currency_code
 
 T = TypeVar("T")
 

@@ -27,12 +27,11 @@ from starlette.types import Scope
 
 from monitor import reports
 from monitor.clock import Clock
-from monitor.config import SEVERITY_RANK, Settings
-from monitor.model import money_text
-from monitor.render import CONTROL_CHARS
+from monitor.config import Settings
+from monitor.display import collect
 from monitor.rules import rule_ids
-from monitor.status import collect
 from monitor.store import Store
+from monitor.vocab import CONTROL_CHARS, SEVERITY_RANK, money_text
 from monitor.web import charts, queries
 from monitor.web.queries import SEVERITIES, STATES, FindingFilter
 

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from monitor.db import LOCKS, describe_db_error, owner_id
 from monitor.errors import DatabaseError, LockBusy
+from monitor.store.db import LOCKS, describe_db_error, owner_id
 
 BUSY_TIMEOUT_MS = 2000  # how long SQLite may be busy before taking the lease counts as failed
 

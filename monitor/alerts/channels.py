@@ -1,8 +1,6 @@
-"""Apprise URLs outside sending: checked with Apprise's own parser when the config loads, and
-given connect/read timeouts (their secrets are masked by ``redact.scrub(text, url)``).
-
-Apart from ``notify.py`` (which sends), the only module that imports apprise: the config needs
-the parser's verdict, and ``notify.py`` depends on the config, so the check lives here.
+"""Channel kinds: each kind's size limit and what did-monitor adds to its Apprise URL (checked
+with Apprise's own parser, given our timeouts). Rendering is ``chat``, ``email`` and ``slack``;
+``compose`` picks one by the channel's kind.
 """
 
 from __future__ import annotations
@@ -13,6 +11,18 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import apprise
 
 from monitor.redact import scrub
+
+# Characters a message may have, by the start of the Apprise URL; beyond it we split items off.
+LIMITS = {"slack": 35_000, "discord": 1_900, "tgram": 4_000, "mailto": 90_000, "mailtos": 90_000}
+
+
+DEFAULT_LIMIT = 30_000
+
+
+def limit_for(url: str, override: int | None = None) -> int:
+    if override:
+        return override
+    return LIMITS.get(url.split(":", 1)[0].lower(), DEFAULT_LIMIT)
 
 
 def check_url(url: str) -> str | None:

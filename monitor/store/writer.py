@@ -18,7 +18,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from monitor.db import (
+from monitor.errors import DatabaseError
+from monitor.lifecycle import FindingChanges, OpenFinding, decide
+from monitor.model import FindingDraft, NumberRecord, SweepCounts
+from monitor.store.db import (
     FINDINGS,
     SWEEPS,
     VERSIONS,
@@ -27,9 +30,6 @@ from monitor.db import (
     describe_db_error,
     sweep_values,
 )
-from monitor.errors import DatabaseError
-from monitor.lifecycle import FindingChanges, OpenFinding, decide
-from monitor.model import FindingDraft, NumberRecord, SweepCounts
 
 _OPEN_COLUMNS = (
     FINDINGS.c.id,

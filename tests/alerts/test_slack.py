@@ -9,8 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from monitor.render import Digest, Item, render_title
-from monitor.slack_blocks import MAX_BLOCKS, MAX_BYTES, MAX_HEADER, MAX_SECTION, build
+from monitor.alerts.digest import Digest, render_title
+from monitor.alerts.slack import MAX_BLOCKS, MAX_BYTES, MAX_HEADER, MAX_SECTION, build
+from monitor.findings import Item
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 

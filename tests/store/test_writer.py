@@ -70,6 +70,6 @@ def test_hostile_text_is_storable_on_both_databases(store: Store, clock: FakeClo
 
 def test_open_findings_are_read_in_the_lifecycle_s_field_order() -> None:
     from monitor.lifecycle import OpenFinding
-    from monitor.writer import _OPEN_COLUMNS
+    from monitor.store.writer import _OPEN_COLUMNS
 
     assert [c.name for c in _OPEN_COLUMNS] == list(OpenFinding.__dataclass_fields__)

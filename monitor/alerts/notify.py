@@ -16,10 +16,10 @@ import apprise
 from apprise.attachment.memory import AttachMemory
 from apprise.plugins import url_to_dict
 
-from monitor.apprise_url import with_timeouts
+from monitor.alerts.channels import with_timeouts
+from monitor.alerts.slack import header as slack_header
 from monitor.errors import DeliveryError
 from monitor.redact import scrub
-from monitor.slack_blocks import header as slack_header
 
 # At DEBUG apprise logs full URLs, tokens included (LIBRARY_NOTES): never let it below INFO.
 logging.getLogger("apprise").setLevel(logging.INFO)

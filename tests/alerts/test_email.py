@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from monitor.alerts.digest import Digest
+from monitor.alerts.email import PACKAGED, TEMPLATE_NAMES, render_document
 from monitor.config import load
-from monitor.document import render_document
 from monitor.errors import ConfigError
-from monitor.render import Digest, Item
-from monitor.templating import PACKAGED, TEMPLATE_NAMES
+from monitor.findings import Item
 
 DIGEST = Digest(
     new=[Item(rule="blocked", severity="critical", e164="+911", account_id="MA_A", message="m")],

@@ -16,28 +16,113 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from monitor import templating
-from monitor.model import money_text
-from monitor.render import (
-    CONTROL_CHARS,
-    SEVERITIES,
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from monitor.alerts.digest import (
     Digest,
-    Item,
-    dashboard_link,
-    days_left,
     due_soon_text,
-    number_text,
-    one_line,
     ordered_items,
     render_title,
     summary,
     template_variables,
 )
+from monitor.errors import ConfigError
+from monitor.findings import Item, days_left, number_text
+from monitor.vocab import CONTROL_CHARS, SEVERITIES, dashboard_link, money_text, one_line
+
+PACKAGED = Path(__file__).parent / "templates"
+
+
+# Files a user may override; other files in templates_dir may be included by these.
+TEMPLATE_NAMES = ("digest.html", "digest.txt")
+
+
+TEMPLATE_SUFFIXES = (".html", ".txt")
+
+
+def _money(value: Decimal | None, currency: str | None = None) -> str:
+    """``model.money_text``: exact, at least two decimals, then the currency's code if given:
+    1.5 → "1.50", ``amount|money("xof")`` → "300.00 XOF"."""
+    if value is None:
+        return ""
+    return money_text(value, currency)
+
+
+def _date(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value else ""
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def environment(templates_dir: Path | None) -> SandboxedEnvironment:
+    """An environment that finds templates in ``templates_dir`` first, then the packaged ones.
+
+    ``.html`` templates are autoescaped. The caller hands templates only strings it has already
+    made one-line and control-free, so ``.txt`` output needs no escaping beyond that.
+    """
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+    loaders.append(jinja2.FileSystemLoader(str(PACKAGED)))
+    env = SandboxedEnvironment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(money=_money, date=_date, when=_when, plural=_plural)
+    return env
+
+
+def render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> str:
+    """Render ``name`` with ``context``; raises ``jinja2.TemplateError`` on a template's fault."""
+    return env.get_template(name).render(context)
+
+
+def check_dir(templates_dir: Path) -> None:
+    """Raise ``ConfigError`` unless ``templates_dir`` is a directory whose templates all compile.
+
+    Run when the config loads, so a broken template stops ``check-config``, ``sweep`` and ``run``
+    with the file and line named, instead of failing the first digest.
+    """
+    key = "alerts.templates_dir"
+    if not templates_dir.is_dir():
+        raise ConfigError(
+            f"{key}: {templates_dir} is not a directory",
+            hint="create it and copy the templates to override into it "
+            f"(the packaged ones are in {PACKAGED})",
+        )
+    env = environment(templates_dir)
+    for path in sorted(templates_dir.iterdir()):
+        if not path.is_file() or path.suffix not in TEMPLATE_SUFFIXES:
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{key}: cannot read template {path}: {exc}") from None
+        try:
+            env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(
+                f"{key}: template {path} line {exc.lineno}: {exc.message}",
+                hint="fix the template, or delete it to use the packaged one",
+            ) from None
+
 
 log = logging.getLogger(__name__)
+
 
 SEVERITY_COLOURS = {  # (text, background): readable with images and colours off alike
     "critical": ("#b42318", "#fef3f2"),
@@ -45,17 +130,27 @@ SEVERITY_COLOURS = {  # (text, background): readable with images and colours off
     "info": ("#175cd3", "#eff8ff"),
     "resolved": ("#067647", "#ecfdf3"),
 }
+
+
 CSV_NAME = "did-monitor-findings.csv"
+
+
 # Gmail shows "[Message clipped] View entire message" instead of the rest of a message whose
 # HTML passes about 102 KB: the body stops adding rows before this many bytes (the rest is in
 # the CSV), and the default row cap keeps a typical digest well under it (rows with a
 # dashboard link run to about 700 bytes each).
 BODY_BUDGET = 95_000
+
+
 DEFAULT_MAX_ROWS = 100
+
+
 # The attachment is UTF-8 with a byte-order mark: Excel reads a CSV without one in the
 # machine's legacy code page and garbles non-ASCII names. (Apprise's attachments take a bare
 # MIME type, so "charset=utf-8" cannot be said in the Content-Type; the BOM says it.)
 CSV_BOM = "\ufeff"
+
+
 CSV_COLUMNS = (
     "change",
     "severity",
@@ -246,7 +341,7 @@ def render_document(
 
 def _render(name: str, context: dict[str, object], templates_dir: Path | None) -> str:
     try:
-        return templating.render(templating.environment(templates_dir), name, context)
+        return render(environment(templates_dir), name, context)
     except Exception as exc:  # a user's template may fail in any way; ours must not
         if templates_dir is None:
             raise
@@ -257,7 +352,7 @@ def _render(name: str, context: dict[str, object], templates_dir: Path | None) -
             type(exc).__name__,
             exc,
         )
-        return templating.render(templating.environment(None), name, context)
+        return render(environment(None), name, context)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -6,7 +6,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from monitor.db import (
+from monitor.store import SWEEPS, Store
+from monitor.store.db import (
     current_revision,
     head_revision,
     make_engine,
@@ -14,7 +15,6 @@ from monitor.db import (
     migrations_dir,
     upgrade,
 )
-from monitor.store import SWEEPS, Store
 from tests.conftest import sweep_row
 
 
@@ -37,7 +37,7 @@ def test_downgrade_and_upgrade_round_trip(db_url: str) -> None:
     upgrade(engine, "head")
     from alembic import command
 
-    from monitor.db import alembic_config
+    from monitor.store.db import alembic_config
 
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), "base")

@@ -6,21 +6,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 
-from monitor.document import CSV_NAME, findings_csv, render_document
-from monitor.render import (
-    Digest,
-    Item,
-    esc,
-    limit_for,
-    number_text,
-    ordered_items,
-    render_body,
-    render_sweep_partial,
-    render_title,
-    render_unreadable_dates,
-    rental_at_risk,
-    urgency,
-)
+from monitor.alerts.channels import limit_for
+from monitor.alerts.chat import render_body, render_sweep_partial, render_unreadable_dates
+from monitor.alerts.digest import Digest, ordered_items, render_title, rental_at_risk
+from monitor.alerts.email import CSV_NAME, findings_csv, render_document
+from monitor.findings import Item, number_text, urgency
+from monitor.vocab import esc
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -72,10 +63,10 @@ INVISIBLE = "\u061c\u180e\u200b\u200c\u200d\u200e\u2060\u2061\u2062\u2063\u2064\
 
 
 def test_one_control_filter_for_every_output() -> None:
-    from monitor import formats
-    from monitor.document import _cell
-    from monitor.render import CONTROL_CHARS, one_line, plain, tty
-    from monitor.slack_blocks import build
+    from monitor import display as formats
+    from monitor.alerts.email import _cell
+    from monitor.alerts.slack import build
+    from monitor.vocab import CONTROL_CHARS, one_line, plain, tty
 
     hidden = "MA_" + "\u200b".join("ACME") + "".join(f"x{ch}" for ch in INVISIBLE)
     assert CONTROL_CHARS.sub("", hidden) == "MA_ACME" + "x" * len(INVISIBLE)
@@ -98,8 +89,8 @@ def test_esc_neutralises_every_mention() -> None:
 
 
 def test_unknown_currencies_show_their_code() -> None:
+    from monitor.alerts.slack import build
     from monitor.rules.base import money
-    from monitor.slack_blocks import build
 
     risky = [item(monthly_fee=Decimal(123), currency="XOF"), item(e164="+912", currency="xof")]
     risky.append(item(e164="+913", monthly_fee=Decimal("7.5"), currency="952"))
@@ -187,7 +178,7 @@ def test_default_title_names_only_what_happened() -> None:
 
 
 def test_terminal_text_has_no_c1_controls_or_bidi_overrides() -> None:
-    from monitor.render import tty
+    from monitor.vocab import tty
 
     shown = tty("Mum\u009b31mbai\u202eevil\x1b[2J")
     assert "\u009b" not in shown and "\u202e" not in shown and "\x1b" not in shown
@@ -295,7 +286,7 @@ NOTE = "1 number has an unreadable expires_at: +911"
 def test_unreadable_dates_are_a_note_in_every_digest_not_a_warning() -> None:
     """Numbers with an unreadable date are a line of the digest's summary, in chat, email and
     Slack alike, with none of the partial sweep's warning marks."""
-    from monitor.slack_blocks import build
+    from monitor.alerts.slack import build
 
     d = Digest(new=[item()], notes=NOTE, swept_at=NOW)
     for body in (

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from monitor.alerts import matches, plan_digests, route, send_test
+from monitor.alerts.deliver import send_test
+from monitor.alerts.outbox import AnnounceState
+from monitor.alerts.plan import matches, plan_digests, route
 from monitor.config import AlertsConfig, ChannelConfig, Settings
 from monitor.lifecycle import Announced
-from monitor.outbox import AnnounceState
 from monitor.testing import RecordingNotifier
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -129,7 +130,7 @@ def test_send_test_reports_each_channel() -> None:
 def test_backoff_never_overflows_a_date() -> None:
     from datetime import timedelta
 
-    from monitor.alerts import backoff
+    from monitor.alerts.deliver import backoff
     from monitor.config import AlertsConfig
 
     s = Settings(

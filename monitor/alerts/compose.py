@@ -13,10 +13,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monitor.alerts.channels import limit_for
+from monitor.alerts.chat import render_body
+from monitor.alerts.digest import Digest, render_title
+from monitor.alerts.email import render_document
+from monitor.alerts.slack import build as slack_blocks
 from monitor.config import AlertsConfig, ChannelConfig
-from monitor.document import render_document
-from monitor.render import Digest, Format, limit_for, render_body, render_title
-from monitor.slack_blocks import build as slack_blocks
+from monitor.vocab import Format
 
 
 @dataclass(frozen=True)

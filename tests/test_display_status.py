@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from monitor.config import ChannelConfig, ScheduleConfig, Settings
+from monitor.display import collect, next_run
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
-from monitor.status import collect, next_run
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
 from tests.conftest import FakeClock, make_settings
@@ -36,7 +36,7 @@ def test_a_channel_is_failing_from_its_first_failure(
 
     from rich.console import Console
 
-    from monitor.status import print_status
+    from monitor.display import print_status
 
     chan = ChannelConfig(name="c", url="json://x")
     settings = make_settings(sandbox, sqlite_store.url, (chan,))  # failing_after: 3

@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.config import ChannelConfig
-from monitor.db import DELIVERIES, LOCKS, VERSIONS, owner_id
 from monitor.errors import DatabaseError, LockBusy, LockLost
 from monitor.pipeline import run_cycle
 from monitor.sandbox import NUMBERS_PATH, Sandbox
 from monitor.store import Store
+from monitor.store.db import DELIVERIES, LOCKS, VERSIONS, owner_id
 from monitor.testing import RecordingNotifier
 from tests.conftest import FakeClock, make_settings, sweep_row
 

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.compose import compose
+from monitor.alerts.compose import compose
+from monitor.alerts.digest import Digest
+from monitor.alerts.notify import AppriseNotifier
 from monitor.config import AlertsConfig, ChannelConfig
-from monitor.notify import AppriseNotifier
-from monitor.render import Digest, Item
+from monitor.findings import Item
 from tests.conftest import SmtpSink
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from monitor.outbox import CLAIM_LEASE, Outbox, add_delivery
+from monitor.alerts.outbox import CLAIM_LEASE, Outbox, add_delivery
 from monitor.store import ATTEMPTS, DELIVERIES, Store
 from tests.conftest import FakeClock
 
@@ -88,7 +88,7 @@ def test_a_send_cut_short_is_handed_back_for_a_retry(store: Store, clock: FakeCl
     """What shutdown leaves behind: the rows this process claimed and has not recorded become
     ``failed`` and due now, with a "cut short" attempt; a row whose send finished, or that
     another sender holds, is left alone."""
-    from monitor.outbox import CLAIM_LEASE, CUT_SHORT
+    from monitor.alerts.outbox import CLAIM_LEASE, CUT_SHORT
 
     outbox = Outbox(store)
     cut, finished, theirs = (enqueue(outbox, clock) for _ in range(3))

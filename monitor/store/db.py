@@ -423,7 +423,7 @@ def migrations_dir() -> Path:
     packaged = resources.files("monitor") / "migrations"
     if packaged.is_dir():
         return Path(str(packaged))
-    repo = Path(__file__).resolve().parent.parent / "migrations"
+    repo = Path(__file__).resolve().parents[2] / "migrations"
     if repo.is_dir():
         return repo
     raise DatabaseError("the Alembic migrations are missing from this installation")

@@ -1,4 +1,4 @@
-"""One sweep's account writes (store layer): change-only versions, like numbers.
+"""Account versions: one sweep's account writes (change-only, like numbers) and their names.
 
 Runs on the sweep writer's connection, inside the sweep's transaction: a failed sweep stores no
 account either.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from monitor.accounts import AccountRecord
-from monitor.db import AccountVersion, NumberVersion
+from monitor.store.db import AccountVersion, NumberVersion
 
 ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
 _CHUNK = 500
@@ -70,3 +70,13 @@ def status_counts(conn: Connection) -> dict[tuple[str, str], int]:
         .group_by(versions.c.account_id, versions.c.status)
     )
     return {(a, s): int(n) for a, s, n in conn.execute(stmt)}
+
+
+def account_names(conn: Connection, sweep_id: int) -> dict[str, str | None]:
+    """Customer account names as the sweep ``sweep_id`` read them (empty before accounts were
+    swept)."""
+    stmt = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.name).where(
+        ACCOUNTS.c.valid_from <= sweep_id,
+        sa.or_(ACCOUNTS.c.valid_to.is_(None), ACCOUNTS.c.valid_to > sweep_id),
+    )
+    return {r.account_id: r.name for r in conn.execute(stmt)}

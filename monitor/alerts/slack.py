@@ -12,21 +12,9 @@ import json
 from collections import Counter
 from typing import Any
 
-from monitor.model import money_text
-from monitor.render import (
-    SEVERITIES,
-    SEVERITY_MARK,
-    Digest,
-    Item,
-    dashboard_link,
-    days_left,
-    due_soon_text,
-    esc,
-    number_text,
-    ordered_items,
-    plain,
-    summary,
-)
+from monitor.alerts.digest import Digest, due_soon_text, ordered_items, summary
+from monitor.findings import Item, days_left, number_text
+from monitor.vocab import SEVERITIES, SEVERITY_MARK, dashboard_link, esc, money_text, plain
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3_000

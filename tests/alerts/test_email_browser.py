@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from monitor.document import render_document
-from monitor.render import Digest, Item
+from monitor.alerts.digest import Digest
+from monitor.alerts.email import render_document
+from monitor.findings import Item
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "digest-email.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "digest-email.png"
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
 

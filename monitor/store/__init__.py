@@ -18,8 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import OperationalError
 
-from monitor.config import SEVERITY_RANK
-from monitor.db import (
+from monitor.errors import DatabaseError
+from monitor.model import SweepCounts
+from monitor.redact import scrub
+from monitor.store.accounts import account_names
+from monitor.store.db import (
     ATTEMPTS,
     CHUNK,
     DELIVERIES,
@@ -37,12 +40,9 @@ from monitor.db import (
     sweep_values,
     upgrade,
 )
-from monitor.errors import DatabaseError
-from monitor.locks import SweepLock
-from monitor.model import SweepCounts
-from monitor.redact import scrub
-from monitor.reports import account_names
-from monitor.writer import SweepWriter
+from monitor.store.locks import SweepLock
+from monitor.store.writer import SweepWriter
+from monitor.vocab import SEVERITY_RANK
 
 # Re-exported for the modules and tests that ask the store for them.
 __all__ = [

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.compose import compose
+from monitor.alerts.chat import render_sweep_failed
+from monitor.alerts.compose import compose
+from monitor.alerts.digest import Digest
+from monitor.alerts.notify import AppriseNotifier
 from monitor.config import AlertsConfig, ChannelConfig
 from monitor.errors import DeliveryError
-from monitor.notify import AppriseNotifier
+from monitor.findings import Item
 from monitor.redact import scrub
-from monitor.render import Digest, Item, render_sweep_failed
 from tests.conftest import HttpReceiver, SmtpSink
 
 
@@ -79,7 +81,9 @@ def test_slack_payload_through_apprise_with_a_stand_in_host(
     """The real Apprise Slack plugin, posting to a local receiver instead of hooks.slack.com."""
     from apprise.plugins.slack import NotifySlack
 
-    from monitor.render import Digest, Item, render_body
+    from monitor.alerts.chat import render_body
+    from monitor.alerts.digest import Digest
+    from monitor.findings import Item
 
     http_receiver.reply = b"ok"
     monkeypatch.setattr(
@@ -110,7 +114,8 @@ def test_slack_payload_through_apprise_with_a_stand_in_host(
 def _digest(count: int) -> object:
     from datetime import UTC, datetime, timedelta
 
-    from monitor.render import Digest, Item
+    from monitor.alerts.digest import Digest
+    from monitor.findings import Item
 
     now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
     new = [
@@ -137,7 +142,7 @@ def test_email_digest_arrives_with_html_text_and_the_csv_of_every_finding(
     import csv
     import io
 
-    from monitor.compose import compose
+    from monitor.alerts.compose import compose
     from monitor.config import AlertsConfig
 
     digest = _digest(120)
@@ -175,7 +180,7 @@ def test_slack_block_kit_digest_through_apprise_blocks_mode(
 
     from apprise.plugins.slack import NotifySlack
 
-    from monitor.compose import compose
+    from monitor.alerts.compose import compose
     from monitor.config import AlertsConfig
 
     http_receiver.reply = b"ok"
@@ -223,7 +228,7 @@ def test_slack_block_kit_digest_through_apprise_blocks_mode(
 
 
 def test_delivery_timeout_reaches_apprise_as_cto_and_rto() -> None:
-    from monitor.apprise_url import with_timeouts
+    from monitor.alerts.channels import with_timeouts
 
     assert with_timeouts("json://h/x", 12.5) == "json://h/x?cto=12.5&rto=12.5"
     assert with_timeouts("json://h/x?rto=3", 20) == "json://h/x?rto=3&cto=20"

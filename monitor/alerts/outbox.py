@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitor.config import DELIVERY_TIMEOUT_MAX, SEND_TIMEOUTS
-from monitor.db import AccountVersion
 from monitor.lifecycle import Announced, told
 from monitor.redact import scrub, scrub_value
 from monitor.store import (
@@ -30,6 +29,7 @@ from monitor.store import (
     chunks,
     silenced,
 )
+from monitor.store.db import AccountVersion
 
 log = logging.getLogger(__name__)
 # Longer than the longest send (config: SEND_TIMEOUTS of the largest delivery timeout), with two

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from monitor import formats
+from monitor import display as formats
 
 
 def test_csv_cells_never_start_a_formula() -> None:

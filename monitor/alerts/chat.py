@@ -1,0 +1,181 @@
+"""Chat messages: a digest as size-limited Markdown or text, and the service notices.
+
+Every string that came from the API passes through ``vocab.esc`` for the target format, so a
+tag like ``<script>`` or a newline in a region cannot inject markup, links or headers.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+from monitor.alerts.channels import DEFAULT_LIMIT
+from monitor.alerts.digest import DEFAULT_TEMPLATES, Digest, due_soon_text, template_variables
+from monitor.findings import Item, number_text, urgency
+from monitor.vocab import SEVERITIES, SEVERITY_MARK, Format, esc, money_text, plain
+
+
+def render_body(
+    digest: Digest,
+    fmt: Literal["markdown", "text"],
+    *,
+    limit: int = DEFAULT_LIMIT,
+    max_items: int = 50,
+    prefix: str = "did-monitor",
+    templates: Mapping[str, str] | None = None,
+) -> str:
+    """The digest body in ``fmt`` for a chat channel, never longer than ``limit`` characters:
+    past ``max_items`` per list, or the limit, a list ends with "…and N more". (HTML is the
+    email document, ``document.render_document``: an email has no limit to cut it at.)"""
+    tpls = dict(DEFAULT_TEMPLATES, **(templates or {}))
+    variables = template_variables(digest, prefix)
+    w = _Writer(fmt, limit)
+    intro = string.Template(tpls["intro"]).safe_substitute(variables)
+    if intro:
+        w.paragraph(plain(intro, fmt))
+    # Grouped by severity, most urgent first; within each, new before reminders.
+    for severity in SEVERITIES:
+        new = sorted((i for i in digest.new if i.severity == severity), key=urgency)
+        due = sorted((i for i in digest.reminders if i.severity == severity), key=urgency)
+        if not (new or due):
+            continue
+        mark = SEVERITY_MARK.get(severity, "")
+        w.heading(f"{mark} {severity.capitalize()} ({len(new) + len(due)})".strip())
+        for heading, items in (("New", new), ("Reminders", due)):
+            if items:
+                w.section(f"{heading} ({len(items)})", [_line(i, fmt) for i in items], max_items)
+    if digest.resolved:
+        resolved = sorted(digest.resolved, key=urgency)
+        w.heading(f"✅ Resolved ({len(resolved)})")
+        w.section("", [_line(i, fmt) for i in resolved], max_items)
+    summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
+    if digest.caveat:
+        summary.append(f"⚠ {plain(digest.caveat, fmt)}")
+    if digest.notes:
+        summary.append(f"Note: {plain(digest.notes, fmt)}")
+    if digest.at_risk:
+        money = ", ".join(money_text(amt, cur) for cur, amt in digest.at_risk.items())
+        summary.append(f"Monthly rental at risk: {money}")
+    if digest.due_soon or digest.due_undated:
+        summary.append(due_soon_text(digest))
+    w.footer(summary)
+    footer = string.Template(tpls["footer"]).safe_substitute(variables)
+    if footer:
+        w.paragraph(plain(footer, fmt))
+    return w.text()
+
+
+def _line(item: Item, fmt: Format) -> str:
+    mark = SEVERITY_MARK.get(item.severity, "")
+    tier = f" [{item.tier}d]" if item.tier is not None else ""
+    tags = f" tags: {', '.join(esc(t, fmt) for t in item.tags)}" if item.tags else ""
+    number, account = esc(number_text(item), fmt), esc(item.account_id, fmt)
+    if item.account_name and item.has_number:  # otherwise the name is the number column's
+        account = f"{esc(item.account_name, fmt)} {account}"
+    rule, message = plain(item.rule, fmt), plain(item.message, fmt)
+    if fmt == "markdown":
+        return f"{mark} *{rule}*{tier} {number} ({account}): {message}{tags}"
+    if fmt == "html":
+        return f"{mark} <b>{rule}</b>{tier} {number} ({account}): {message}{tags}"
+    return f"[{item.severity}] {rule}{tier} {number} ({account}): {message}{tags}"
+
+
+class _Writer:
+    """Accumulates blocks in one format, stopping items before the size limit with "and N more"."""
+
+    def __init__(self, fmt: Format, limit: int) -> None:
+        self.fmt = fmt
+        self.limit = limit
+        self.parts: list[str] = []
+        self.reserve = 400  # room kept for the summary footer
+
+    def _size(self) -> int:
+        return sum(len(p) + 1 for p in self.parts)
+
+    def paragraph(self, text: str) -> None:
+        self.parts.append(text + "\n")
+
+    def heading(self, text: str) -> None:
+        """A severity group's heading (our own words and counts only)."""
+        if self.fmt == "markdown":
+            self.parts.append(f"*{text}*")
+        else:
+            self.parts.append(f"{text}\n" + "=" * len(text))
+
+    def section(self, heading: str, lines: list[str], max_items: int) -> None:
+        if not heading:
+            pass
+        elif self.fmt == "markdown":
+            self.parts.append(f"_{heading}_")
+        else:
+            self.parts.append(f"{heading}\n" + "-" * len(heading))
+        shown = 0
+        for line in lines:
+            entry = f"• {line}"
+            if shown >= max_items or self._size() + len(entry) + self.reserve > self.limit:
+                break
+            self.parts.append(entry)
+            shown += 1
+        if shown < len(lines):
+            more = f"…and {len(lines) - shown} more"
+            self.parts.append(f"_{more}_" if self.fmt == "markdown" else more)
+        self.parts.append("")
+
+    def footer(self, lines: list[str]) -> None:
+        self.parts.extend(lines)
+
+    def text(self) -> str:
+        out = "\n".join(self.parts).strip() + "\n"
+        return out[: self.limit]
+
+
+def render_sweep_failed(error: str, fmt: Format, failed_at: datetime) -> tuple[str, str]:
+    """Title and body of the alert sent when a sweep could not see the whole inventory."""
+    when = failed_at.strftime("%Y-%m-%d %H:%M UTC")
+    body_text = (
+        f"The sweep started {when} did not complete: {esc(error, fmt)}. "
+        "No finding was resolved and no number was reported gone. "
+        "The next sweep will try again."
+    )
+    return "did-monitor: sweep failed", _paragraph(body_text, fmt)
+
+
+def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
+    """Title and body of the notice a partner channel gets from a partial sweep that had no
+    digest for it: the caveat a digest would have carried, on its own (our own words, as in the
+    digest: counts, positions and phone numbers reduced to digits; never cut short)."""
+    when = swept_at.strftime("%Y-%m-%d %H:%M UTC")
+    body_text = (
+        f"The sweep started {when} could not read the whole inventory: {plain(reason, fmt)}. "
+        "What it read is stored and checked by the rules. The next sweep will try again."
+    )
+    return "did-monitor: sweep incomplete", _paragraph(body_text, fmt)
+
+
+def render_unreadable_dates(note: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
+    """Title and body of the notice a partner channel gets when the numbers with an unreadable
+    date (``note``: ``sweep.UnreadableDates.describe``, our own words and digits) changed and it
+    had no digest to carry the note. Nothing is wrong with the sweep: only those dates."""
+    when = swept_at.strftime("%Y-%m-%d %H:%M UTC")
+    body_text = (
+        f"The sweep started {when} found dates it could not read in the API's data: "
+        f"{plain(note, fmt)}. These numbers are stored and checked by the other rules; "
+        "the rules that need those dates cannot check them. This notice is sent again only "
+        "when the numbers affected change."
+    )
+    return "did-monitor: numbers with unreadable dates", _paragraph(body_text, fmt)
+
+
+def render_channel_failing(channel: str, failures: int, error: str, fmt: Format) -> tuple[str, str]:
+    text = (
+        f"Alerts to channel {esc(channel, fmt)} have failed {failures} times in a row "
+        f"(last error: {esc(error, fmt)}). Its messages are kept and retried."
+    )
+    return "did-monitor: channel failing", _paragraph(text, fmt)
+
+
+def _paragraph(text: str, fmt: Format) -> str:
+    """A service message's body: ``text`` (escaped already) as a paragraph in HTML."""
+    return f"<p>{text}</p>" if fmt == "html" else text

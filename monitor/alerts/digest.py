@@ -1,0 +1,106 @@
+"""A channel's digest as data: the findings it announces, its summary and its money lines."""
+
+from __future__ import annotations
+
+import string
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from monitor.findings import Item, urgency
+from monitor.vocab import SEVERITIES, currency_code, money_text, one_line
+
+
+@dataclass
+class Digest:
+    """What one channel is told after one sweep."""
+
+    new: list[Item] = field(default_factory=list)
+    reminders: list[Item] = field(default_factory=list)
+    resolved: list[Item] = field(default_factory=list)
+    still_open: int = 0
+    numbers_swept: int = 0
+    at_risk: dict[str, Decimal] = field(default_factory=dict)
+    # Rental of the channel's active numbers falling due in the next 7 days, per currency
+    # (``reports.forecast``); ``due_undated`` counts the numbers with no billing date.
+    due_soon: dict[str, Decimal] = field(default_factory=dict)
+    due_undated: int = 0
+    swept_at: datetime | None = None
+    # Set when the sweep was partial: what it could not read, and that nothing was resolved.
+    caveat: str = ""
+    # What a sweep (complete or not) read but could not check: numbers with an unreadable date
+    # (``sweep.UnreadableDates``). A note in the summary, not a warning about the sweep.
+    notes: str = ""
+
+    @property
+    def is_quiet(self) -> bool:
+        return not (self.new or self.reminders or self.resolved)
+
+
+def rental_at_risk(items: Sequence[Item]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for it in items:
+        if it.monthly_fee is not None:
+            totals[currency_code(it.currency)] += it.monthly_fee
+    return dict(sorted(totals.items()))
+
+
+DUE_DAYS = 7  # the digest's look ahead at rental falling due
+
+
+def due_soon_text(digest: Digest) -> str:
+    """The digest's line on rental falling due in the next ``DUE_DAYS`` days, one for every
+    format (our own words and exact amounts: nothing to escape)."""
+    money = ", ".join(money_text(a, c) for c, a in digest.due_soon.items()) or "nothing"
+    text = f"Rental due in the next {DUE_DAYS} days: {money}"
+    if digest.due_undated:
+        text += f" ({digest.due_undated} active number(s) have no billing date)"
+    return text
+
+
+DEFAULT_TEMPLATES = {
+    "title": "$prefix: $summary",
+    "intro": "",
+    "footer": "",
+}
+
+
+def render_title(digest: Digest, prefix: str, templates: Mapping[str, str]) -> str:
+    tpl = string.Template(templates.get("title") or DEFAULT_TEMPLATES["title"])
+    return one_line(tpl.safe_substitute(template_variables(digest, prefix)))[:200]
+
+
+def template_variables(digest: Digest, prefix: str) -> dict[str, str]:
+    return {
+        "prefix": one_line(prefix),
+        "new": str(len(digest.new)),
+        "reminders": str(len(digest.reminders)),
+        "resolved": str(len(digest.resolved)),
+        "open": str(digest.still_open),
+        "swept": str(digest.numbers_swept),
+        "summary": summary(digest),
+    }
+
+
+def summary(digest: Digest) -> str:
+    """ "2 new, 1 reminder, 3 resolved", naming only what is there."""
+    parts = [
+        (len(digest.new), "new", "new"),
+        (len(digest.reminders), "reminder", "reminders"),
+        (len(digest.resolved), "resolved", "resolved"),
+    ]
+    text = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in parts if n)
+    return text or "nothing new"
+
+
+def ordered_items(digest: Digest) -> list[tuple[str, Item]]:
+    """Every item of the digest with its change ("new", "reminder", "resolved"), in reading
+    order: severity groups, most urgent first (new before reminders), then the resolved ones."""
+    out: list[tuple[str, Item]] = []
+    for severity in SEVERITIES:
+        for change, items in (("new", digest.new), ("reminder", digest.reminders)):
+            out += [(change, i) for i in sorted(items, key=urgency) if i.severity == severity]
+    out += [("resolved", i) for i in sorted(digest.resolved, key=urgency)]
+    return out
