@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,8 +30,6 @@ from monitor.config import LoadedConfig, Settings, load, redacted
 from monitor.display import (
     Column,
     err,
-    finding_json,
-    iso,
     json_default,
     out,
     print_findings,
@@ -40,10 +38,10 @@ from monitor.display import (
     print_report,
     print_table,
     stdout,
-    when_text,
 )
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError, SweepCancelled
-from monitor.vocab import tty
+from monitor.findings import as_json
+from monitor.vocab import iso, tty, when_text
 
 
 def fail(error: MonitorError) -> NoReturn:
@@ -312,7 +310,7 @@ def findings(state: State, as_json: bool, show_all: bool, wide: bool, columns: s
         return
     rows = store.findings(now, include_closed=show_all)
     if not show_all:
-        rows = [r for r in rows if r["state"] == "open"]
+        rows = [r for r in rows if r.state == "open"]
     print_findings(rows, wide=wide, only=only)
     silenced = sum(store.silenced_counts(now).values())
     if silenced and not show_all:
@@ -341,11 +339,11 @@ def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
     encode = _FINDING_ENCODER.encode
     for batch in store.iter_findings(now, include_closed=show_all):
         if not show_all:
-            batch = [r for r in batch if r["state"] == "open"]
-        history = outbox.notifications_for([r["id"] for r in batch])
+            batch = [r for r in batch if r.state == "open"]
+        history = outbox.notifications_for([r.id for r in batch if r.id is not None])
         lines = []
         for row in batch:
-            item = finding_json(row, raw_times=True)
+            item = as_json(row)
             item["notifications"] = [
                 {
                     "channel": n["channel"],
@@ -356,7 +354,7 @@ def _stream_findings_json(store: Any, show_all: bool, now: datetime) -> None:
                     "delivery_status": n["status"],
                     "sent_at": n["sent_at"],
                 }
-                for n in history.get(row["id"], [])
+                for n in history.get(row.id or 0, [])
             ]
             lines.append(("\n  " if first else ",\n  ") + encode(item))
             first = False
@@ -818,8 +816,8 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
         changed = r["changed"]
         cells.append(
             [
-                _minute(r["from_time"]),
-                _minute(r["to_time"]) if r["to_time"] else "(current)",
+                when_text(r["from_time"]),
+                when_text(r["to_time"]) if r["to_time"] else "(current)",
                 tty(r["status"]),
                 account_cell(r["account_id"], accounts.get(r["account_id"])),
                 tty(r["application_id"] or "—"),
@@ -837,10 +835,6 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
         wide=wide,
         only=only,
     )
-
-
-def _minute(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @cli.group()
@@ -977,7 +971,7 @@ def silence_list(state: State, wide: bool) -> None:
                 tty(r["e164"] or "*"),
                 tty(r["account_id"] or "*"),
                 " ".join(tty(v) for v in (r["e164"], r["account_id"]) if v) or "*",
-                r["until"].astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+                when_text(r["until"]),
                 "yes" if r["until"] > now else "expired",
                 tty(r["created_by"] or "—"),
                 str(r["matches"]),

@@ -25,12 +25,13 @@ from monitor.config import (
     VobizConfig,
 )
 from monitor.display import print_findings, print_report_table
+from monitor.findings import FindingView, number_text
 from monitor.pipeline import run_cycle
 from monitor.reports import COST_FIELDS, costs
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier
-from monitor.vocab import SEVERITIES, money_text, tty
+from monitor.vocab import SEVERITIES, money_list, shade, tty
 
 TOP = 5  # findings shown in the summary
 DIGEST_LINES = 4  # of the digest's body
@@ -105,40 +106,38 @@ def run_demo(
     )
 
 
-def _summary(console: Console, rows: list[dict[str, Any]], report: Any) -> None:
-    by_severity = Counter(r["severity"] for r in rows)
+def _summary(console: Console, rows: list[FindingView], report: Any) -> None:
+    by_severity = Counter(r.severity for r in rows)
     counts = ", ".join(f"{by_severity[s]} {s}" for s in SEVERITIES if by_severity[s])
     console.print(f"[bold]3.[/] the rules found {len(rows)} open findings: {counts or 'none'}")
     if rows:
         console.print("   most urgent first:")
-    colour = {"critical": "red", "warning": "yellow", "info": "blue"}
     for r in rows[:TOP]:
-        sev = r["severity"]
         what = tty(_subject(r))
         console.print(
-            f"   [{colour.get(sev, 'white')}]{sev:<8}[/] {tty(r['rule']):<20} {what}: "
-            f"{tty(r['message'])}",
+            f"   [{shade(r.severity).terminal}]{r.severity:<8}[/] {tty(r.rule):<20} {what}: "
+            f"{tty(r.message)}",
             overflow="ellipsis",
             no_wrap=True,
         )
     if len(rows) > TOP:
         console.print(f"   … and {len(rows) - TOP} more (`did-monitor demo --all` lists them)")
-        by_rule = Counter(r["rule"] for r in rows)
+        by_rule = Counter(r.rule for r in rows)
         rules = ", ".join(f"{tty(rule)} {n}" for rule, n in by_rule.most_common())
         console.print(f"   by rule: {rules}")
-    rental = ", ".join(money_text(t.monthly_rental, t.currency or None) for t in report.totals)
+    rental = money_list({t.currency: t.monthly_rental for t in report.totals})
     console.print(
         f"[bold]4.[/] monthly rental of active numbers: {rental or 'none'} "
         "(per customer: did-monitor costs)"
     )
 
 
-def _subject(row: dict[str, Any]) -> str:
+def _subject(row: FindingView) -> str:
     """A finding's number and customer, without saying the customer twice."""
-    name = row["account_name"] or row["account_id"] or ""
-    if row["e164"]:
-        return f"{row['e164']} ({name})" if name else row["e164"]
-    return name or "—"
+    name = row.account_name or row.account_id
+    if row.has_number:
+        return f"{row.e164} ({name})" if name else row.e164
+    return number_text(row) or "—"
 
 
 def _digest_excerpt(console: Console, notifier: RecordingNotifier) -> None:
@@ -159,7 +158,7 @@ def _digest_excerpt(console: Console, notifier: RecordingNotifier) -> None:
 
 
 def _everything(
-    console: Console, rows: list[dict[str, Any]], report: Any, notifier: RecordingNotifier
+    console: Console, rows: list[FindingView], report: Any, notifier: RecordingNotifier
 ) -> None:
     print_findings(rows, compact=True)
     print_report_table(

@@ -14,12 +14,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import click
@@ -31,10 +30,11 @@ from rich.text import Text
 from monitor.alerts.outbox import Outbox
 from monitor.config import Settings
 from monitor.errors import ConfigError
+from monitor.findings import FindingView, number_text
 from monitor.redact import ScrubbingStream
 from monitor.schedule import build_trigger, fire_at_or_after
 from monitor.store import Store
-from monitor.vocab import money_text, one_line, tty
+from monitor.vocab import csv_cell, day_text, iso, shade, tty
 
 if TYPE_CHECKING:  # only the type: importing the pipeline would slow every CLI command
     from monitor.alerts.plan import Preview
@@ -61,11 +61,6 @@ FREE_TEXT_MIN = 24  # a folded message column narrower than this is unreadable
 def stdout() -> ScrubbingStream:
     """Standard output for machine-readable text (JSON), scrubbed like everything else."""
     return ScrubbingStream(sys.stdout)
-
-
-def iso(value: datetime | None) -> str | None:
-    """The one time format of JSON output: ISO 8601 in UTC with ``Z``."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def json_default(value: Any) -> Any:
@@ -250,31 +245,6 @@ def print_outcome(outcome: SweepOutcome) -> None:
         out.print(f"  {d.kind} → {tty(d.channel)}: {mark}")
 
 
-def finding_json(row: dict[str, Any], *, raw_times: bool = False) -> dict[str, Any]:
-    """One finding as JSON-ready data; ``raw_times`` leaves datetimes for an encoder that writes
-    them itself (the CLI's streaming one, with ``iso``)."""
-    to_text: Callable[[datetime | None], Any] = (lambda v: v) if raw_times else iso
-    return {
-        "id": row["id"],
-        "rule": row["rule"],
-        "severity": row["severity"],
-        "e164": row["e164"],
-        "number_id": row["number_id"],
-        "account_id": row["account_id"],
-        "account_name": row.get("account_name"),
-        "state": row["state"],
-        "first_seen": to_text(row["first_seen"]),
-        "last_seen": to_text(row["last_seen"]),
-        "resolved_at": to_text(row["resolved_at"]),
-        "message": row["message"],
-        "due_at": to_text(row["due_at"]),
-        "tier": row["tier"],
-        "tags": list(row["tags"] or []),
-        "monthly_fee": None if row["monthly_fee"] is None else money_text(row["monthly_fee"]),
-        "currency": row["currency"],
-    }
-
-
 FINDING_COLUMNS = (
     Column("rule"),
     Column("severity"),
@@ -288,7 +258,6 @@ FINDING_COLUMNS = (
     Column("finding", free_text=True, key_first=True),  # the rule, then the message
 )
 FINDING_DEFAULT = ("rule", "severity", "number", "account", "state", "first_seen", "message")
-SEVERITY_COLOUR = {"critical": "red", "warning": "yellow", "info": "blue"}
 
 
 def account_cell(account_id: str | None, name: str | None) -> str:
@@ -296,8 +265,13 @@ def account_cell(account_id: str | None, name: str | None) -> str:
     return " ".join(tty(v) for v in (account_id, name) if v)
 
 
+def severity_cell(severity: str) -> str:
+    """A severity in its colour (``vocab.PALETTE``)."""
+    return f"[{shade(severity).terminal}]{tty(severity)}[/]"
+
+
 def print_findings(
-    rows: list[dict[str, Any]],
+    rows: Sequence[FindingView],
     *,
     compact: bool = False,
     wide: bool = False,
@@ -310,24 +284,24 @@ def print_findings(
         out.print("no findings")
         return
     default = [n for n in FINDING_DEFAULT if not compact or n not in ("state", "first_seen")]
-    states = Counter(r["state"] for r in rows)
+    states = Counter(r.state for r in rows)
     narrow = ["severity", "number", "account", "finding"]
     if set(states) != {"open"}:
         narrow.insert(0, "state")
     cells_of_rows = []
     for r in rows:
-        sev, rule = r["severity"], tty(r["rule"])
+        rule = tty(r.rule)
         cells = {
             "rule": rule,
-            "severity": f"[{SEVERITY_COLOUR.get(sev, 'white')}]{tty(sev)}[/]",
-            "number": tty(r["e164"] or ""),
-            "account": account_cell(r["account_id"], r.get("account_name")),
-            "state": r["state"],
-            "first_seen": r["first_seen"].strftime("%Y-%m-%d"),
-            "message": tty(r["message"]),
-            "last_seen": r["last_seen"].strftime("%Y-%m-%d"),
-            "due": r["due_at"].strftime("%Y-%m-%d") if r["due_at"] else "",
-            "finding": f"[bold]{rule}[/]\n{tty(r['message'])}",
+            "severity": severity_cell(r.severity),
+            "number": tty(number_text(r)),
+            "account": account_cell(r.account_id, r.account_name if r.has_number else None),
+            "state": r.state,
+            "first_seen": day_text(r.first_seen),
+            "message": tty(r.message),
+            "last_seen": day_text(r.last_seen),
+            "due": day_text(r.due_at),
+            "finding": f"[bold]{rule}[/]\n{tty(r.message)}",
         }
         cells_of_rows.append([cells[c.name] for c in FINDING_COLUMNS])
     if set(states) == {"open"}:
@@ -381,10 +355,6 @@ def print_preview(item: Preview, fmt: str | None) -> None:
 
 
 # --- reports ----------------------------------------------------------------------------------
-
-
-def when_text(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def print_report(
@@ -504,7 +474,6 @@ FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 
 # A leading = @ (or + - followed by something that is not a plain number, like "+SUM(A1)") makes
 # a spreadsheet evaluate the cell; "+911234567890" and "-1.50" stay numbers as they are.
-_FORMULA = re.compile(r"^(?:[=@\t\r]|[+-](?![0-9][0-9.]*$))")
 
 
 # Columns that may fold on a narrow terminal; numbers, ids and amounts are never cut.
@@ -518,26 +487,13 @@ def pick(fmt: str | None, is_terminal: bool) -> Format:
     return "table" if is_terminal else "csv"
 
 
-def cell(value: Any) -> str:
-    """One value as CSV text: lists joined by ``;``, none as empty, never a formula."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        text = ";".join(cell(v) for v in value)
-    else:
-        text = one_line(str(value))
-    return "'" + text if _FORMULA.match(text) else text
-
-
 def csv_text(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> str:
     """A header line of ``fields``, then one line per row (RFC 4180 quoting, ``\\r\\n``)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(fields)
     for row in rows:
-        writer.writerow([cell(row.get(f)) for f in fields])
+        writer.writerow([csv_cell(row.get(f)) for f in fields])
     return buf.getvalue()
 
 

@@ -27,7 +27,7 @@ from monitor.model import DeliveryOutcome
 from monitor.rules.base import KNOWN_STATUSES
 from monitor.store import Store
 from monitor.store.db import FINISHED_SWEEP_STATES, describe_db_error
-from monitor.vocab import CONTROL_CHARS, currency_code
+from monitor.vocab import CONTROL_CHARS, currency_code, iso
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ Probe = Callable[[], tuple[bool, dict[str, Any]]]
 SWEEP_OUTCOMES = ("complete", "failed", "aborted", "skipped", "error")
 OTHER_STATUS = "other"
 # --- health verdicts ----------------------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def assess(
@@ -59,21 +55,21 @@ def assess(
     if deadline is not None and now > deadline:
         if last_complete_at is None:
             reasons.append(
-                f"no complete sweep since the service started; one was due by {_iso(deadline)}"
+                f"no complete sweep since the service started; one was due by {iso(deadline)}"
             )
         else:
             reasons.append(
-                f"the last complete sweep (started {_iso(last_complete_at)}) is overdue: "
-                f"the next one was due by {_iso(deadline)}"
+                f"the last complete sweep (started {iso(last_complete_at)}) is overdue: "
+                f"the next one was due by {iso(deadline)}"
             )
     ok = not reasons
     return ok, {
         "status": "ok" if ok else "failing",
         "reasons": reasons,
         "scheduler_running": scheduler_running,
-        "last_complete_sweep_at": _iso(last_complete_at),
-        "next_sweep_due_by": _iso(deadline),
-        "now": _iso(now),
+        "last_complete_sweep_at": iso(last_complete_at),
+        "next_sweep_due_by": iso(deadline),
+        "now": iso(now),
     }
 
 

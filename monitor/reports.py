@@ -27,7 +27,7 @@ from monitor.errors import ConfigError
 from monitor.model import parse_time
 from monitor.store.accounts import account_names
 from monitor.store.db import AccountVersion, NumberVersion, Sweep
-from monitor.vocab import currency_code, money_text
+from monitor.vocab import currency_code, iso, money_text
 
 _SWEEPS = cast(sa.Table, Sweep.__table__)
 _VERSIONS = cast(sa.Table, NumberVersion.__table__)
@@ -45,11 +45,6 @@ class SweepRef:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "started_at": iso(self.started_at)}
-
-
-def iso(value: datetime | None) -> str | None:
-    """RFC 3339 UTC with ``Z``, as every report prints times."""
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 # --- which sweep ------------------------------------------------------------------------------

@@ -212,11 +212,9 @@ def test_accounts_are_stored_change_only_and_found_without_numbers(
     with store.engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT account_id, valid_to FROM account_versions")).all()
     assert {r[0] for r in rows} == listed and all(r[1] is None for r in rows)
-    flagged = {
-        f["account_id"]: f for f in store.findings(clock.now) if f["rule"] == "no_active_number"
-    }
+    flagged = {f.account_id: f for f in store.findings(clock.now) if f.rule == "no_active_number"}
     for empty in sandbox.inventory.empty_account_ids:
-        assert "no number at all" in flagged[empty]["message"]
+        assert "no number at all" in flagged[empty].message
     assert sweep(sandbox, store, clock).ok
     with store.engine.connect() as conn:
         count = conn.execute(sa.text("SELECT count(*) FROM account_versions")).scalar_one()

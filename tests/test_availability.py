@@ -117,12 +117,12 @@ def test_watch_through_a_sweep_of_the_sandbox(
         out = run_cycle(settings, store, RecordingNotifier(), clock=clock)
         clock.advance(days=7)
         assert out.ok, out.error
-        return [f for f in store.findings(clock.now) if f["rule"] == "low_availability"]
+        return [f for f in store.findings(clock.now) if f.rule == "low_availability"]
 
     (low,) = sweep()
-    assert low["subject"] == "availability:IN:delhi" and "only 2" in low["message"]
+    assert low.e164 == "availability:IN:delhi" and not low.has_number and "only 2" in low.message
     sandbox.faults.add(path=AVAILABILITY_PATH, times=-1, status=403)
-    assert [f["subject"] for f in sweep()] == [low["subject"]]  # unreadable: kept, sweep fine
+    assert [f.e164 for f in sweep()] == [low.e164]  # unreadable: kept, sweep fine
     assert "availability watch skipped" in caplog.text
     sandbox.faults.clear()
     sandbox.inventory.for_sale[("IN", "Delhi")] = 9

@@ -7,6 +7,7 @@ import io
 import json
 
 from monitor import display as formats
+from monitor.vocab import csv_cell
 
 
 def test_csv_cells_never_start_a_formula() -> None:
@@ -25,7 +26,7 @@ def test_csv_cells_never_start_a_formula() -> None:
 
 def test_csv_and_json_carry_no_control_characters() -> None:
     rows = [{"a": "line\nbreak\x1b[31m red \u202e"}]
-    assert "\x1b" not in formats.csv_text(rows, ["a"]) and "\n" not in formats.cell(rows[0]["a"])
+    assert "\x1b" not in formats.csv_text(rows, ["a"]) and "\n" not in csv_cell(rows[0]["a"])
     text = formats.json_text({"rows": rows})
     assert "\x1b" not in text and "\u202e" not in text
     assert json.loads(text)["rows"] == rows

@@ -72,8 +72,8 @@ def test_announced_once_then_resolved(sandbox: Sandbox, store: Store, clock: Fak
     assert out.counts.findings_resolved == 1
     assert len(notifier.sent) == 2 and "1 resolved" in notifier.sent[1].title
     rows = store.findings(clock(), include_closed=True)
-    (f,) = [r for r in rows if r["rule"] == "blocked"]
-    assert f["state"] == "resolved" and f["resolved_at"] == clock()
+    (f,) = [r for r in rows if r.rule == "blocked"]
+    assert f.state == "resolved" and f.resolved_at == clock()
 
 
 def test_resolved_notice_can_be_turned_off(
@@ -108,7 +108,7 @@ def test_tiered_reminders_send_only_the_most_urgent(
     assert len(notifier.sent) == 2 and last.title == "did-monitor: 1 reminder"
     assert "[7d]" in last.body and "[14d]" not in last.body
     (f,) = store.findings(clock())
-    assert f["tier"] == 7
+    assert f.tier == 7
 
 
 def test_billing_date_moving_updates_the_same_finding(
@@ -123,7 +123,7 @@ def test_billing_date_moving_updates_the_same_finding(
     sandbox.inventory.update(nid, next_billing_date="2026-11-28T00:00:00Z")
     run(sandbox, store, clock, notifier)
     (after,) = store.findings(clock())
-    assert after["id"] == before["id"] and "2026-11-28" in after["message"]
+    assert after.id == before.id and "2026-11-28" in after.message
     assert len(notifier.sent) == 1  # not re-announced
 
 
@@ -137,7 +137,7 @@ def test_silence_holds_back_then_releases(sandbox: Sandbox, store: Store, clock:
     notifier = RecordingNotifier()
     out = run(sandbox, store, clock, notifier)
     assert out.counts.findings_opened == 1 and notifier.sent == []
-    assert store.findings(clock())[0]["state"] == "silenced"
+    assert store.findings(clock())[0].state == "silenced"
     clock.advance(days=4)  # the silence expired: announced now
     run(sandbox, store, clock, notifier)
     assert len(notifier.sent) == 1 and "1 new" in notifier.sent[0].title
@@ -301,7 +301,7 @@ def test_a_number_changing_hands_moves_its_finding(
     ]
     assert [m.title for m in sent_to(notifier, "new")] == ["did-monitor: 1 new"]
     (open_finding,) = store.findings(clock())
-    assert open_finding["account_id"] == "MA_NEWOWNER"
+    assert open_finding.account_id == "MA_NEWOWNER"
 
 
 def test_a_due_date_moved_later_rearms_the_reminders(

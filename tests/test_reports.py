@@ -146,21 +146,19 @@ def test_changes_are_reported_told_once_and_resolve_silently(
     assert fields["application_id"][1] is None
 
     events = {
-        f["subject"]: f
-        for f in store.findings(clock.now)
-        if f["rule"] in ("changed", "disappeared")
+        f.subject: f for f in store.findings(clock.now) if f.rule in ("changed", "disappeared")
     }
     subjects = set(events)
     assert gone_id in subjects  # disappeared
     kinds = {s.split(":")[1].split("@")[0] for s in subjects if s.startswith(changed_id + ":")}
     assert kinds >= {"application", "monthly_fee", "account"}
-    assert all(f["severity"] == "info" for f in events.values() if f["rule"] == "changed")
+    assert all(f.severity == "info" for f in events.values() if f.rule == "changed")
     (digest,) = notifier.sent
     assert "moved from account" in digest.body and "no longer in the inventory" in digest.body
 
     notifier.sent.clear()
     sweep(sandbox, store, clock, notifier)  # nothing changed: the events resolve, untold
-    assert not [f for f in store.findings(clock.now) if f["rule"] in ("changed", "disappeared")]
+    assert not [f for f in store.findings(clock.now) if f.rule in ("changed", "disappeared")]
     assert all("moved from account" not in m.body for m in notifier.sent)
     assert reports.diff(store.engine).rows == []
     since_first = reports.diff(store.engine, since="1")
@@ -186,7 +184,7 @@ def test_a_failed_sweep_reports_nothing_gone(
     settings = make_settings(sandbox, store.url, (CHAN,), vobiz={"max_retries": 0})
     out = run_cycle(settings, store, RecordingNotifier(), clock=clock)
     assert not out.ok
-    assert not [f for f in store.findings(clock.now) if f["rule"] == "disappeared"]
+    assert not [f for f in store.findings(clock.now) if f.rule == "disappeared"]
     assert reports.costs(store.engine).sweep.id == 1  # the failed sweep is no state
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from monitor import reports
-from monitor.findings import Item, urgency
+from monitor.findings import FindingView, urgency
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import VERSIONS, Store
@@ -82,29 +82,25 @@ def test_findings_page_filters_and_counts(sandbox: Sandbox, store: Store, clock:
     sweep_three_times(sandbox, store, clock)
     now = clock()
     everything = store.findings(clock(), include_closed=True)
-    open_ = [f for f in everything if f["state"] == "open"]
+    open_ = [f for f in everything if f.state == "open"]
     page = queries.findings_page(store, FindingFilter(), 1, 5, now)
     assert page.total == len(open_) and len(page.items) == 5
     # Most urgent first, in the one order of the CLI and the digests (store.findings).
-    assert [f["id"] for f in page.items] == [f["id"] for f in open_][:5]
-    rule, severity = open_[0]["rule"], open_[0]["severity"]
+    assert [f.id for f in page.items] == [f.id for f in open_][:5]
+    rule, severity = open_[0].rule, open_[0].severity
     narrowed = queries.findings_page(
         store, FindingFilter(rule=rule, severity=severity), 1, 500, now
     )
-    assert narrowed.total == sum(
-        1 for f in open_ if f["rule"] == rule and f["severity"] == severity
-    )
-    account = open_[0]["account_id"]
+    assert narrowed.total == sum(1 for f in open_ if f.rule == rule and f.severity == severity)
+    account = open_[0].account_id
     mine = queries.findings_page(store, FindingFilter(account=account, state="all"), 1, 500, now)
-    assert mine.total == sum(1 for f in everything if f["account_id"] == account)
+    assert mine.total == sum(1 for f in everything if f.account_id == account)
     resolved = queries.findings_page(store, FindingFilter(state="resolved"), 1, 500, now)
-    assert resolved.total == sum(1 for f in everything if f["state"] == "resolved")
+    assert resolved.total == sum(1 for f in everything if f.state == "resolved")
     store.add_silence(rule, now.replace(year=2030), "test", now, account_id=account)
     silenced = queries.findings_page(store, FindingFilter(state="silenced"), 1, 500, now)
-    assert {f["state"] for f in silenced.items} == {"silenced"}
-    assert silenced.total == sum(
-        1 for f in open_ if f["rule"] == rule and f["account_id"] == account
-    )
+    assert {f.state for f in silenced.items} == {"silenced"}
+    assert silenced.total == sum(1 for f in open_ if f.rule == rule and f.account_id == account)
     after = queries.findings_page(store, FindingFilter(), 1, 500, now)
     assert after.total == len(open_) - silenced.total
     assert FindingFilter(rule="x", state="open").query(page=2) == {"rule": "x", "page": "2"}
@@ -144,7 +140,7 @@ def test_accounts_page_orders_idle_customers_first_with_exact_rental(
     inventory = {r["account_id"] for r in inventory_at(store, last["id"])}
     assert page.total == len(inventory | set(names)) == len(page.items)
     shown = {i.account_id for i in page.items}
-    on_page = [f for f in store.findings(clock.now) if f["account_id"] in shown]
+    on_page = [f for f in store.findings(clock.now) if f.account_id in shown]
     assert sum(i.open_findings for i in page.items) == len(on_page)
     # Rental due in 7 and 30 days is `did-monitor costs --due-within`'s, per account and overall.
     for days in (7, 30):
@@ -179,14 +175,14 @@ def test_findings_are_ordered_by_severity_then_due_date_then_rule(
 ) -> None:
     sweep_three_times(sandbox, store, clock)
     page = queries.findings_page(store, FindingFilter(), 1, 10_000, clock())
-    assert len({f["severity"] for f in page.items}) > 1
+    assert len({f.severity for f in page.items}) > 1
     keys = [
-        urgency(Item(f["rule"], f["severity"], f["e164"] or "", "", "", due_at=f["due_at"]))
+        urgency(FindingView(f.rule, f.severity, f.e164 or "", "", "", due_at=f.due_at))
         for f in page.items
     ]
     assert keys == sorted(keys)
     # The newest finding is not first merely for being newest: critical ones lead.
-    assert page.items[0]["severity"] == "critical"
+    assert page.items[0].severity == "critical"
 
 
 def test_findings_filter_by_number_prefix_and_name_the_account(
@@ -195,19 +191,19 @@ def test_findings_filter_by_number_prefix_and_name_the_account(
     sweep_three_times(sandbox, store, clock)
     now = clock()
     every = queries.findings_page(store, FindingFilter(), 1, 10_000, now).items
-    e164 = next(f["e164"] for f in every if f["e164"])
+    e164 = next(f.e164 for f in every if f.e164)
     prefix = e164[:6]
     found = queries.findings_page(store, FindingFilter(number=prefix), 1, 10_000, now)
-    assert found.total == sum(1 for f in every if (f["e164"] or "").startswith(prefix))
-    assert found.total and all(f["e164"].startswith(prefix) for f in found.items)
+    assert found.total == sum(1 for f in every if (f.e164 or "").startswith(prefix))
+    assert found.total and all(f.e164.startswith(prefix) for f in found.items)
     exact = queries.findings_page(store, FindingFilter(number=e164), 1, 10_000, now)
-    assert {f["e164"] for f in exact.items} == {e164}
+    assert {f.e164 for f in exact.items} == {e164}
     # LIKE's wildcards are text here, not patterns.
     assert queries.findings_page(store, FindingFilter(number="%"), 1, 10, now).total == 0
     assert queries.findings_page(store, FindingFilter(number="+_"), 1, 10, now).total == 0
     names = {str(a["auth_id"]): a["name"] for a in sandbox.inventory.accounts()}
-    assert all(f["account_name"] == names.get(f["account_id"]) for f in every)
-    assert any(f["account_name"] for f in every)
+    assert all(f.account_name == names.get(f.account_id) for f in every)
+    assert any(f.account_name for f in every)
 
 
 def test_findings_page_counts_open_and_silenced_apart(
@@ -218,7 +214,7 @@ def test_findings_page_counts_open_and_silenced_apart(
     before = queries.findings_page(store, FindingFilter(), 1, 10, now)
     assert before.open == before.total == sum(store.open_counts().values())
     assert before.silenced == 0
-    rule = before.items[0]["rule"]
+    rule = before.items[0].rule
     store.add_silence(rule, now + timedelta(days=30), "agreed", now)
     after = queries.findings_page(store, FindingFilter(), 1, 10, now)
     hushed = sum(n for (r, _), n in store.open_counts().items() if r == rule)

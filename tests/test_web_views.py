@@ -238,7 +238,7 @@ def test_findings_filter_paginate_and_link_to_numbers(client: TestClient, swept:
     mine = [
         f
         for f in swept.store.findings(swept.clock(), include_closed=True)
-        if f["account_id"] == swept.idle_account
+        if f.account_id == swept.idle_account
     ]
     assert mine and f"of {len(mine)}" in account.text
     assert "No finding matches." in client.get("/findings?account=nobody").text

@@ -13,8 +13,8 @@ from typing import Literal
 
 from monitor.alerts.channels import DEFAULT_LIMIT
 from monitor.alerts.digest import DEFAULT_TEMPLATES, Digest, due_soon_text, template_variables
-from monitor.findings import Item, number_text, urgency
-from monitor.vocab import SEVERITIES, SEVERITY_MARK, Format, esc, money_text, plain
+from monitor.findings import FindingView, number_text, urgency
+from monitor.vocab import SEVERITIES, SEVERITY_MARK, Format, esc, money_list, plain, when_text
 
 
 def render_body(
@@ -56,7 +56,7 @@ def render_body(
     if digest.notes:
         summary.append(f"Note: {plain(digest.notes, fmt)}")
     if digest.at_risk:
-        money = ", ".join(money_text(amt, cur) for cur, amt in digest.at_risk.items())
+        money = money_list(digest.at_risk)
         summary.append(f"Monthly rental at risk: {money}")
     if digest.due_soon or digest.due_undated:
         summary.append(due_soon_text(digest))
@@ -67,7 +67,7 @@ def render_body(
     return w.text()
 
 
-def _line(item: Item, fmt: Format) -> str:
+def _line(item: FindingView, fmt: Format) -> str:
     mark = SEVERITY_MARK.get(item.severity, "")
     tier = f" [{item.tier}d]" if item.tier is not None else ""
     tags = f" tags: {', '.join(esc(t, fmt) for t in item.tags)}" if item.tags else ""
@@ -133,7 +133,7 @@ class _Writer:
 
 def render_sweep_failed(error: str, fmt: Format, failed_at: datetime) -> tuple[str, str]:
     """Title and body of the alert sent when a sweep could not see the whole inventory."""
-    when = failed_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = when_text(failed_at)
     body_text = (
         f"The sweep started {when} did not complete: {esc(error, fmt)}. "
         "No finding was resolved and no number was reported gone. "
@@ -146,7 +146,7 @@ def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[
     """Title and body of the notice a partner channel gets from a partial sweep that had no
     digest for it: the caveat a digest would have carried, on its own (our own words, as in the
     digest: counts, positions and phone numbers reduced to digits; never cut short)."""
-    when = swept_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = when_text(swept_at)
     body_text = (
         f"The sweep started {when} could not read the whole inventory: {plain(reason, fmt)}. "
         "What it read is stored and checked by the rules. The next sweep will try again."
@@ -158,7 +158,7 @@ def render_unreadable_dates(note: str, fmt: Format, swept_at: datetime) -> tuple
     """Title and body of the notice a partner channel gets when the numbers with an unreadable
     date (``note``: ``sweep.UnreadableDates.describe``, our own words and digits) changed and it
     had no digest to carry the note. Nothing is wrong with the sweep: only those dates."""
-    when = swept_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = when_text(swept_at)
     body_text = (
         f"The sweep started {when} found dates it could not read in the API's data: "
         f"{plain(note, fmt)}. These numbers are stored and checked by the other rules; "

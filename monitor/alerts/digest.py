@@ -9,17 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from monitor.findings import Item, urgency
-from monitor.vocab import SEVERITIES, currency_code, money_text, one_line
+from monitor.findings import FindingView, urgency
+from monitor.vocab import SEVERITIES, currency_code, money_list, one_line
 
 
 @dataclass
 class Digest:
     """What one channel is told after one sweep."""
 
-    new: list[Item] = field(default_factory=list)
-    reminders: list[Item] = field(default_factory=list)
-    resolved: list[Item] = field(default_factory=list)
+    new: list[FindingView] = field(default_factory=list)
+    reminders: list[FindingView] = field(default_factory=list)
+    resolved: list[FindingView] = field(default_factory=list)
     still_open: int = 0
     numbers_swept: int = 0
     at_risk: dict[str, Decimal] = field(default_factory=dict)
@@ -39,7 +39,7 @@ class Digest:
         return not (self.new or self.reminders or self.resolved)
 
 
-def rental_at_risk(items: Sequence[Item]) -> dict[str, Decimal]:
+def rental_at_risk(items: Sequence[FindingView]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for it in items:
         if it.monthly_fee is not None:
@@ -53,7 +53,7 @@ DUE_DAYS = 7  # the digest's look ahead at rental falling due
 def due_soon_text(digest: Digest) -> str:
     """The digest's line on rental falling due in the next ``DUE_DAYS`` days, one for every
     format (our own words and exact amounts: nothing to escape)."""
-    money = ", ".join(money_text(a, c) for c, a in digest.due_soon.items()) or "nothing"
+    money = money_list(digest.due_soon)
     text = f"Rental due in the next {DUE_DAYS} days: {money}"
     if digest.due_undated:
         text += f" ({digest.due_undated} active number(s) have no billing date)"
@@ -95,10 +95,10 @@ def summary(digest: Digest) -> str:
     return text or "nothing new"
 
 
-def ordered_items(digest: Digest) -> list[tuple[str, Item]]:
+def ordered_items(digest: Digest) -> list[tuple[str, FindingView]]:
     """Every item of the digest with its change ("new", "reminder", "resolved"), in reading
     order: severity groups, most urgent first (new before reminders), then the resolved ones."""
-    out: list[tuple[str, Item]] = []
+    out: list[tuple[str, FindingView]] = []
     for severity in SEVERITIES:
         for change, items in (("new", digest.new), ("reminder", digest.reminders)):
             out += [(change, i) for i in sorted(items, key=urgency) if i.severity == severity]

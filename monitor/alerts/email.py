@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 import string
 from collections import defaultdict
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from typing import Any, Literal
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from monitor import vocab
 from monitor.alerts.digest import (
     Digest,
     due_soon_text,
@@ -32,7 +32,7 @@ from monitor.alerts.digest import (
     template_variables,
 )
 from monitor.errors import ConfigError
-from monitor.findings import Item, days_left, number_text
+from monitor.findings import FindingView, days_left, number_text
 from monitor.vocab import CONTROL_CHARS, SEVERITIES, dashboard_link, money_text, one_line
 
 PACKAGED = Path(__file__).parent / "templates"
@@ -46,19 +46,11 @@ TEMPLATE_SUFFIXES = (".html", ".txt")
 
 
 def _money(value: Decimal | None, currency: str | None = None) -> str:
-    """``model.money_text``: exact, at least two decimals, then the currency's code if given:
+    """``vocab.money_text``: exact, at least two decimals, then the currency's code if given:
     1.5 → "1.50", ``amount|money("xof")`` → "300.00 XOF"."""
     if value is None:
         return ""
     return money_text(value, currency)
-
-
-def _date(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d") if value else ""
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
 def _plural(count: int, one: str, many: str | None = None) -> str:
@@ -82,7 +74,7 @@ def environment(templates_dir: Path | None) -> SandboxedEnvironment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(money=_money, date=_date, when=_when, plural=_plural)
+    env.filters.update(money=_money, date=vocab.day_text, when=vocab.when_text, plural=_plural)
     return env
 
 
@@ -122,14 +114,6 @@ def check_dir(templates_dir: Path) -> None:
 
 
 log = logging.getLogger(__name__)
-
-
-SEVERITY_COLOURS = {  # (text, background): readable with images and colours off alike
-    "critical": ("#b42318", "#fef3f2"),
-    "warning": ("#b54708", "#fffaeb"),
-    "info": ("#175cd3", "#eff8ff"),
-    "resolved": ("#067647", "#ecfdf3"),
-}
 
 
 CSV_NAME = "did-monitor-findings.csv"
@@ -191,17 +175,7 @@ def _clean(value: object) -> str:
     return text if len(text) <= 120 else text[:119] + "…"
 
 
-def _when_text(days: int | None) -> str:
-    if days is None:
-        return ""
-    if days < 0:
-        return f"{-days} day{'s' if days != -1 else ''} overdue"
-    if days == 0:
-        return "due today"
-    return f"{days} day{'s' if days != 1 else ''} left"
-
-
-def _row(item: Item, change: str, now: datetime | None) -> dict[str, object]:
+def _row(item: FindingView, change: str, now: datetime | None) -> dict[str, object]:
     days = days_left(item, now)
     return {
         "change": change,
@@ -211,22 +185,22 @@ def _row(item: Item, change: str, now: datetime | None) -> dict[str, object]:
         "account_id": _clean(item.account_id) if item.account_name else "",
         "rule": _clean(item.rule),
         "what": _clean(item.message),
-        "due": item.due_at.strftime("%Y-%m-%d") if item.due_at else "",
+        "due": vocab.day_text(item.due_at),
         "days_left": days,
-        "when": _when_text(days),
+        "when": vocab.due_text(days),
         "tier": item.tier,
         "tags": [_clean(t) for t in item.tags],
     }
 
 
-def _section_key(change: str, item: Item) -> str:
+def _section_key(change: str, item: FindingView) -> str:
     return "resolved" if change == "resolved" else item.severity
 
 
 def _context(
     digest: Digest, prefix: str, templates: Mapping[str, str], max_rows: int, dashboard_url: str
 ) -> dict[str, object]:
-    def link(item: Item) -> str:
+    def link(item: FindingView) -> str:
         if not dashboard_url or not item.has_number:
             return ""
         return dashboard_link(dashboard_url, "numbers", item.e164)
@@ -239,7 +213,7 @@ def _context(
     for n, (change, item) in enumerate(items):
         key = _section_key(change, item)
         if key not in sections:
-            colour, background = SEVERITY_COLOURS.get(key, SEVERITY_COLOURS["info"])
+            colour, background = vocab.shade(key).colour, vocab.shade(key).background
             sections[key] = {
                 "key": key,
                 "label": key.capitalize(),
@@ -272,7 +246,7 @@ def _context(
         "caveat": one_line(digest.caveat),
         "notes": one_line(digest.notes),
         "by_severity": [
-            {"key": s, "label": s.capitalize(), "count": n, "colour": SEVERITY_COLOURS[s][0]}
+            {"key": s, "label": s.capitalize(), "count": n, "colour": vocab.shade(s).colour}
             for s in SEVERITIES
             if (n := sum(1 for i in announced if i.severity == s))
         ],
@@ -355,18 +329,6 @@ def _render(name: str, context: dict[str, object], templates_dir: Path | None) -
         return render(environment(None), name, context)
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: object) -> str:
-    """A CSV cell a spreadsheet cannot run: text that would start a formula gets a leading
-    apostrophe (plain numbers such as "+91…" or "-1" stay as they are)."""
-    text = CONTROL_CHARS.sub(" ", "" if value is None else str(value)).strip()
-    if text.startswith(_FORMULA_START) and not re.fullmatch(r"[+-]?\d+(\.\d+)?", text):
-        return "'" + text
-    return text
-
-
 def findings_csv(digest: Digest) -> str:
     """Every item of ``digest`` as CSV (RFC 4180, header row), in the email's order."""
     buf = io.StringIO()
@@ -375,7 +337,7 @@ def findings_csv(digest: Digest) -> str:
     now = digest.swept_at
     for change, item in ordered_items(digest):
         writer.writerow(
-            _cell(v)
+            vocab.csv_cell(v)
             for v in (
                 change,
                 item.severity,
@@ -384,7 +346,7 @@ def findings_csv(digest: Digest) -> str:
                 item.account_id,
                 item.account_name or "",
                 item.message,
-                item.due_at.strftime("%Y-%m-%d") if item.due_at else "",
+                vocab.day_text(item.due_at),
                 days_left(item, now),
                 item.tier,
                 None if item.monthly_fee is None else money_text(item.monthly_fee),

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -27,9 +27,8 @@ from monitor.store import (
     VERSIONS,
     Store,
     chunks,
-    silenced,
+    finding_query,
 )
-from monitor.store.db import AccountVersion
 
 log = logging.getLogger(__name__)
 # Longer than the longest send (config: SEND_TIMEOUTS of the largest delivery timeout), with two
@@ -43,7 +42,6 @@ CUT_SHORT = "cut short by shutdown: it may or may not have arrived, so it is sen
 _in_flight: dict[tuple[str, int], int] = {}
 _closed: set[str] = set()
 _in_flight_guard = threading.Lock()
-_ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
 
 
 @dataclass
@@ -55,22 +53,12 @@ class AnnounceState:
     told: dict[tuple[int, str], Announced] = field(default_factory=dict)
 
 
-def _with_account_names() -> sa.Select[Any]:
-    """Findings with their customer's current name (``account_name``, none if the account list
-    does not know the account); at most one current version per account (unique index)."""
-    named = sa.and_(_ACCOUNTS.c.account_id == FINDINGS.c.account_id, _ACCOUNTS.c.valid_to.is_(None))
-    return sa.select(FINDINGS, _ACCOUNTS.c.name.label("account_name")).select_from(
-        FINDINGS.outerjoin(_ACCOUNTS, named)
-    )
-
-
 def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> AnnounceState:
     """The open findings, those resolved by ``sweep_id`` and what each channel was told of them.
     Finding rows carry ``account_name`` for the digest; open ones carry ``silenced`` (a silence
     active at ``now`` holds them back: ``store.silenced``, the one test)."""
-    findings = _with_account_names()
-    open_stmt = findings.add_columns(silenced(now).label("silenced"))
-    open_rows = list(conn.execute(open_stmt.where(FINDINGS.c.state == "open")).mappings())
+    findings = finding_query(now, None)
+    open_rows = list(conn.execute(findings.where(FINDINGS.c.state == "open")).mappings())
     resolved = list(
         conn.execute(
             findings.where(FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id)

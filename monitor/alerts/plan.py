@@ -34,7 +34,7 @@ from monitor.alerts.outbox import (
     numbers_per_account,
 )
 from monitor.config import ChannelConfig, Settings
-from monitor.findings import Item, _item, urgency
+from monitor.findings import FindingView, urgency, view
 from monitor.reports import DueWindow, Forecast, forecast
 from monitor.rules import event_rules
 from monitor.store import SWEEPS, Store
@@ -107,10 +107,10 @@ def plan_digests(
                 continue
             plan.digest.still_open += 1
             if told is None or not told.opened:
-                plan.digest.new.append(_item(row))
+                plan.digest.new.append(view(row))
                 plan.notifications.append(_note(row, name, "opened", now))
             elif row["tier"] is not None and (told.tier is None or row["tier"] < told.tier):
-                plan.digest.reminders.append(_item(row))
+                plan.digest.reminders.append(view(row))
                 plan.notifications.append(_note(row, name, "reminded", now))
     if settings.alerts.resolved:
         events = event_rules()  # they resolve themselves: "resolved" would be noise
@@ -120,7 +120,7 @@ def plan_digests(
             for name in route(settings.channels, row):
                 told = state.told.get((row["id"], name))
                 if told is not None and told.opened and not told.resolved:
-                    plans[name].digest.resolved.append(_item(row))
+                    plans[name].digest.resolved.append(view(row))
                     plans[name].notifications.append(_note(row, name, "resolved", now))
     out = []
     for plan in plans.values():
@@ -135,7 +135,7 @@ def plan_digests(
         d.caveat = caveat
         d.notes = "" if accounts else notes
         open_items = [
-            _item(r) for r in state.open if plan.channel.name in route(settings.channels, r)
+            view(r) for r in state.open if plan.channel.name in route(settings.channels, r)
         ]
         d.at_risk = rental_at_risk(_unique_numbers(open_items))
         for section in (d.new, d.reminders, d.resolved):
@@ -160,8 +160,8 @@ def add_due_soon(conn: Connection, plans: Sequence[Plan], now: datetime, tz: tzi
         plan.digest.due_undated = len(fc.undated)
 
 
-def _unique_numbers(items: list[Item]) -> list[Item]:
-    seen: dict[str, Item] = {}
+def _unique_numbers(items: list[FindingView]) -> list[FindingView]:
+    seen: dict[str, FindingView] = {}
     for it in items:
         seen.setdefault(it.e164, it)
     return list(seen.values())

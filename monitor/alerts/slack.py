@@ -13,8 +13,19 @@ from collections import Counter
 from typing import Any
 
 from monitor.alerts.digest import Digest, due_soon_text, ordered_items, summary
-from monitor.findings import Item, days_left, number_text
-from monitor.vocab import SEVERITIES, SEVERITY_MARK, dashboard_link, esc, money_text, plain
+from monitor.findings import FindingView, days_left, number_text
+from monitor.vocab import (
+    SEVERITIES,
+    SEVERITY_MARK,
+    dashboard_link,
+    day_text,
+    due_text,
+    esc,
+    money_list,
+    plain,
+    shade,
+    slack_text,
+)
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3_000
@@ -22,28 +33,21 @@ MAX_HEADER = 150
 MAX_BYTES = 30_000  # under Apprise's 35,000-byte cap for a Block Kit message, with room to spare
 _RESERVE_BLOCKS = 2  # the "N more" block and its divider
 _RESERVE_BYTES = 800
-COLOURS = {"critical": "#b42318", "warning": "#dc6803", "info": "#175cd3"}
 HEADINGS = {"resolved": "✅ Resolved"} | {
     s: f"{SEVERITY_MARK.get(s, '')} {s.capitalize()}".strip() for s in SEVERITIES
 }
 
 
-def _inert(text: str) -> str:
-    """``&`` escaped as Slack asks, and no ``{{``: Apprise fills ``{{name}}`` tokens into a Block
-    Kit template, so a zero-width space keeps such text as it reads."""
-    return text.replace("&", "&amp;").replace("{{", "{\u200b{")
-
-
 def _code(value: object) -> str:
     """An API string as inert Slack mrkdwn: a code span with look-alike angle brackets."""
-    return _inert(esc(value, "markdown"))
+    return slack_text(esc(value, "markdown"))
 
 
 def _words(text: str) -> str:
-    return _inert(plain(text, "markdown"))
+    return slack_text(plain(text, "markdown"))
 
 
-def _line(change: str, item: Item, digest: Digest) -> str:
+def _line(change: str, item: FindingView, digest: Digest) -> str:
     account = _code(item.account_id)
     if item.account_name:
         account = f"{_code(item.account_name)} {account}"
@@ -51,8 +55,7 @@ def _line(change: str, item: Item, digest: Digest) -> str:
     parts = [f"• {subject} *{_words(item.rule)}* {account}: {_words(item.message)}"]
     days = days_left(item, digest.swept_at)
     if item.due_at is not None and days is not None:
-        left = f"{-days}d overdue" if days < 0 else "today" if days == 0 else f"{days}d left"
-        parts.append(f"{item.due_at:%Y-%m-%d} ({left})")
+        parts.append(f"{day_text(item.due_at)} ({due_text(days, short=True)})")
     if change == "reminder":
         parts.append(f"reminder{f' {item.tier}d' if item.tier is not None else ''}")
     if item.tags:
@@ -82,10 +85,10 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     if digest.notes:
         facts.append(f"note: {_words(digest.notes)}")
     if digest.at_risk:
-        money = ", ".join(_inert(money_text(a, c)) for c, a in digest.at_risk.items())
+        money = slack_text(money_list(digest.at_risk))
         facts.append(f"monthly rental at risk: {money}")
     if digest.due_soon or digest.due_undated:
-        facts.append(_inert(due_soon_text(digest)))
+        facts.append(slack_text(due_soon_text(digest)))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header(title)}},
         _section(" — ".join(filter(None, [counts, " · ".join(facts)]))),
@@ -145,7 +148,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     top = max((i.severity for i in announced), key=SEVERITIES[::-1].index, default="info")
     return {
         "blocks": blocks,
-        "color": COLOURS.get(top, COLOURS["info"]),
+        "color": shade(top).colour,
         "fallback": header(title),
     }
 

@@ -8,9 +8,7 @@ committed separately, so a failure or a crash is still on record.
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,9 +17,10 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import OperationalError
 
 from monitor.errors import DatabaseError
+from monitor.findings import FindingView, view
 from monitor.model import SweepCounts
 from monitor.redact import scrub
-from monitor.store.accounts import account_names
+from monitor.store.accounts import ACCOUNTS
 from monitor.store.db import (
     ATTEMPTS,
     CHUNK,
@@ -64,6 +63,7 @@ __all__ = [
 LISTED_FINDING_COLUMNS = (
     "id",
     "rule",
+    "subject",
     "severity",
     "e164",
     "number_id",
@@ -199,7 +199,7 @@ class Store:
 
     # --- findings -----------------------------------------------------------------------------
 
-    def findings(self, now: datetime, *, include_closed: bool = False) -> list[dict[str, Any]]:
+    def findings(self, now: datetime, *, include_closed: bool = False) -> list[FindingView]:
         """Findings for display, as ``iter_findings`` lists them, with every column, in one
         list."""
         every = tuple(FINDINGS.c.keys())
@@ -213,47 +213,23 @@ class Store:
         include_closed: bool = False,
         batch: int = CHUNK,
         names: tuple[str, ...] = LISTED_FINDING_COLUMNS,
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Findings in batches straight from the cursor, so memory holds one batch however many
-        there are: open ones, then silenced (open, but under a silence active at ``now``:
-        ``state`` says "silenced"), then with ``include_closed`` resolved ones; each group in
-        ``urgency_order``.
-
-        ``last_seen`` of an open finding is the start of the last complete sweep (it was seen
-        there by definition), so a re-sweep need not rewrite every open finding.
-        ``account_name`` is the customer's name as the last complete sweep read it (none if
-        unknown)."""
-        hushed = silenced(now)
-        state_rank = sa.case((hushed, 1), (FINDINGS.c.state == "open", 0), else_=2)
-        # Only what a listing shows: each further column costs a conversion per row.
-        # Tags as their stored JSON text: a few distinct tag lists repeat over 100,000s of
-        # rows, so each is parsed once (``_tag_list``) rather than once per row.
-        columns = [
-            sa.type_coerce(FINDINGS.c.tags, sa.Text) if name == "tags" else FINDINGS.c[name]
-            for name in names
-        ]
-        stmt = sa.select(*columns, hushed).order_by(state_rank, *urgency_order())
+    ) -> Iterator[list[FindingView]]:
+        """Findings (``finding_query``) in batches straight from the cursor, so memory holds one
+        batch however many there are: open ones, then silenced, then with ``include_closed``
+        resolved ones; each group in ``urgency_order``."""
+        stmt = finding_query(now, self.last_complete_start(), names, tags_as_text=True)
+        stmt = stmt.order_by(*display_order(now))
         if not include_closed:
             stmt = stmt.where(FINDINGS.c.state == "open")
-        last = self.last_sweep("complete")
-        last_start = last["started_at"] if last is not None else None
         with self.engine.connect() as conn:
-            accounts = account_names(conn, last["id"]) if last is not None else {}
             result = conn.execution_options(yield_per=batch).execute(stmt)
-            for part in result.partitions(batch):
-                rows = []
-                for *row, hushed_row in part:
-                    item = dict(zip(names, row, strict=True))
-                    if type(item["tags"]) is str:  # SQLite; psycopg parses JSONB itself
-                        item["tags"] = _tag_list(item["tags"])
-                    if item["state"] == "open":
-                        if last_start is not None and item["last_seen"] < last_start:
-                            item["last_seen"] = last_start
-                        if hushed_row:
-                            item["state"] = "silenced"
-                    item["account_name"] = accounts.get(item["account_id"])
-                    rows.append(item)
-                yield rows
+            for part in result.mappings().partitions(batch):
+                yield [view(row) for row in part]
+
+    def last_complete_start(self) -> datetime | None:
+        """When the last complete sweep started: it saw every finding still open."""
+        last = self.last_sweep("complete")
+        return last["started_at"] if last is not None else None
 
     def open_counts(self, now: datetime | None = None) -> dict[tuple[str, str], int]:
         """Open findings by (rule, severity): with ``now``, only those no silence active at
@@ -373,6 +349,47 @@ def unsilenced(now: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(FINDINGS.c.state == "open", sa.not_(silenced(now)))
 
 
+def finding_query(
+    now: datetime,
+    seen: datetime | None,
+    names: Sequence[str] | None = None,
+    *,
+    tags_as_text: bool = False,
+) -> sa.Select[Any]:
+    """The one query of findings for every output (``findings.view`` reads its rows): the
+    findings table's columns (``names``, or all), ``account_name`` (the account's current name,
+    none if the account list does not know it), ``silenced`` (``silenced(now)``), and
+    ``last_seen`` of an open finding at least ``seen``: the start of the last complete sweep,
+    which saw every open finding (a re-sweep does not rewrite them). With ``tags_as_text`` the
+    tags come as stored (JSON text on SQLite, which ``view`` parses once per distinct list).
+    Callers add their filters, order and paging."""
+    columns = [
+        sa.type_coerce(FINDINGS.c.tags, sa.Text).label("tags")
+        if name == "tags" and tags_as_text
+        else FINDINGS.c[name]
+        for name in names or FINDINGS.c.keys()
+        if name != "last_seen"
+    ]
+    last_seen: sa.ColumnElement[Any] = FINDINGS.c.last_seen
+    if seen is not None:
+        stale = sa.and_(FINDINGS.c.state == "open", FINDINGS.c.last_seen < seen)
+        last_seen = sa.case((stale, sa.literal(seen, FINDINGS.c.last_seen.type)), else_=last_seen)
+    named = sa.and_(ACCOUNTS.c.account_id == FINDINGS.c.account_id, ACCOUNTS.c.valid_to.is_(None))
+    return sa.select(
+        *columns,
+        last_seen.label("last_seen"),
+        ACCOUNTS.c.name.label("account_name"),
+        silenced(now).label("silenced"),
+    ).select_from(FINDINGS.outerjoin(ACCOUNTS, named))
+
+
+def display_order(now: datetime) -> tuple[sa.ColumnElement[Any], ...]:
+    """Open findings, then silenced, then resolved; each in ``urgency_order``: the order of
+    every list of findings (the CLI, the dashboard)."""
+    state = sa.case((silenced(now), 1), (FINDINGS.c.state == "open", 0), else_=2)
+    return (state, *urgency_order())
+
+
 def urgency_order() -> tuple[sa.ColumnElement[Any], ...]:
     """ORDER BY terms for findings, most urgent first: ``render.urgency`` in SQL (severity by
     ``config.SEVERITY_RANK``, then what is broken now (no due date), then the nearest due date,
@@ -406,12 +423,3 @@ class _Tx:
             self._cm.__exit__(*exc)
         except OperationalError as err:
             raise DatabaseError(f"database error: {describe_db_error(err)}") from None
-
-
-@functools.lru_cache(maxsize=4096)
-def _tag_list(text: str) -> tuple[str, ...]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return ()
-    return tuple(str(t) for t in value) if isinstance(value, list) else ()

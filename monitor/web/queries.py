@@ -20,13 +20,24 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitor import reports
-from monitor.store import FINDINGS, SWEEPS, VERSIONS, Store, silenced, unsilenced, urgency_order
+from monitor.findings import FindingView, view
+from monitor.store import (
+    FINDINGS,
+    SWEEPS,
+    VERSIONS,
+    Store,
+    display_order,
+    finding_query,
+    silenced,
+    unsilenced,
+    urgency_order,
+)
 from monitor.store.accounts import ACCOUNTS
 from monitor.vocab import currency_code
 
 T = TypeVar("T")
 
-SEVERITIES: Final = ("critical", "warning", "info")
+
 STATES: Final = ("open", "silenced", "resolved", "all")
 HISTORY_SWEEPS: Final = 52  # a year of weekly sweeps in the charts
 NUMBER_FINDINGS_LIMIT: Final = 500
@@ -176,20 +187,13 @@ class FindingFilter:
 
 
 @dataclass(frozen=True)
-class FindingsPage(Page[dict[str, Any]]):
+class FindingsPage(Page[FindingView]):
     """A page of findings, and how many findings the filters match (the state aside) that are
     open and silenced (``store.unsilenced`` and ``store.silenced``: "open" never counts a
     silenced one)."""
 
     open: int = 0
     silenced: int = 0
-
-
-def _display_order(now: datetime) -> tuple[sa.ColumnElement[Any], ...]:
-    """Open findings, then silenced, then resolved; each most urgent first
-    (``store.urgency_order``, the order of the CLI and the digests)."""
-    state = sa.case((silenced(now), 1), (FINDINGS.c.state == "open", 0), else_=2)
-    return (state, *urgency_order())
 
 
 def findings_page(
@@ -220,15 +224,14 @@ def findings_page(
         sa.func.sum(sa.case((hushed, 1), else_=0)),
     ).where(*where, FINDINGS.c.state == "open")
     # One state listed: its order within is the urgency alone (no per-row state test to sort on).
-    order = urgency_order() if by_state else _display_order(now)
+    order = urgency_order() if by_state else display_order(now)
     rows = (
-        sa.select(FINDINGS, hushed.label("silenced"))
+        finding_query(now, store.last_complete_start())
         .where(*where, *by_state)
         .order_by(*order)
         .limit(per_page)
         .offset(_offset(page, per_page))
     )
-    seen = _last_complete_start(store)
     with store.engine.connect() as conn:
         open_total, hushed_count = conn.execute(tally).one()
         hushed_count = int(hushed_count or 0)
@@ -240,23 +243,21 @@ def findings_page(
         else:
             count = sa.select(sa.func.count()).select_from(FINDINGS).where(*where, *by_state)
             total = int(conn.execute(count).scalar_one())
-        items = [_finding(row, seen) for row in conn.execute(rows).mappings()]
-        _name_accounts(conn, items)
+        items = [view(row) for row in conn.execute(rows).mappings()]
     return FindingsPage(items, max(page, 1), per_page, total, opened, hushed_count)
 
 
-def findings_of_number(store: Store, e164: str, now: datetime) -> list[dict[str, Any]]:
+def findings_of_number(store: Store, e164: str, now: datetime) -> list[FindingView]:
     """Every finding about the number(s) with this E.164 (bounded): open, silenced, then
     resolved, each most urgent first."""
     stmt = (
-        sa.select(FINDINGS, silenced(now).label("silenced"))
+        finding_query(now, store.last_complete_start())
         .where(FINDINGS.c.e164 == e164)
-        .order_by(*_display_order(now))
+        .order_by(*display_order(now))
         .limit(NUMBER_FINDINGS_LIMIT)
     )
-    seen = _last_complete_start(store)
     with store.engine.connect() as conn:
-        return [_finding(row, seen) for row in conn.execute(stmt).mappings()]
+        return [view(row) for row in conn.execute(stmt).mappings()]
 
 
 def account_names(store: Store, account_ids: Iterable[str | None]) -> dict[str, str | None]:
@@ -273,28 +274,6 @@ def _names(conn: Connection, account_ids: Iterable[str | None]) -> dict[str, str
         ACCOUNTS.c.valid_to.is_(None), ACCOUNTS.c.account_id.in_(wanted)
     )
     return {str(r.account_id): r.name for r in conn.execute(stmt)}
-
-
-def _name_accounts(conn: Connection, items: list[dict[str, Any]]) -> None:
-    names = _names(conn, (i["account_id"] for i in items))
-    for item in items:
-        item["account_name"] = names.get(item["account_id"])
-
-
-def _last_complete_start(store: Store) -> datetime | None:
-    last = store.last_sweep("complete")
-    return last["started_at"] if last is not None else None
-
-
-def _finding(row: RowMapping, last_complete: datetime | None) -> dict[str, Any]:
-    """A finding for display. An open one was seen by the last complete sweep by definition
-    (a re-sweep does not rewrite every open finding's ``last_seen``), as ``store.findings``."""
-    item = dict(row)
-    if item["state"] == "open" and last_complete is not None:
-        item["last_seen"] = max(item["last_seen"], last_complete)
-    if item.pop("silenced") and item["state"] == "open":
-        item["state"] = "silenced"
-    return item
 
 
 # --- accounts -------------------------------------------------------------------------------------

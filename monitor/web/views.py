@@ -25,15 +25,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import Scope
 
-from monitor import reports
+from monitor import reports, vocab
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.display import collect
+from monitor.findings import number_text
 from monitor.rules import rule_ids
 from monitor.store import Store
-from monitor.vocab import CONTROL_CHARS, SEVERITY_RANK, money_text
+from monitor.vocab import CONTROL_CHARS, SEVERITIES, SEVERITY_RANK
 from monitor.web import charts, queries
-from monitor.web.queries import SEVERITIES, STATES, FindingFilter
+from monitor.web.queries import STATES, FindingFilter
 
 CHART_CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 MAX_FILTER_LENGTH: Final = 128
@@ -49,28 +50,31 @@ class BadRequest(Exception):
     """Raised when a query parameter has a value the page cannot use (a 400 saying which)."""
 
 
+async def palette(request: Request) -> Response:
+    """The severities' colours (``vocab.PALETTE``) as CSS variables for ``dashboard.css``."""
+    return Response(
+        vocab.palette_css(),
+        media_type="text/css",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
 # --- template helpers -----------------------------------------------------------------------------
 
 
 def when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "—"
+    return vocab.when_text(value) or "—"
 
 
 def duration(started: datetime | None, finished: datetime | None) -> str:
-    if started is None or finished is None:
-        return "—"
-    seconds = (finished - started).total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes} min {secs} s"
+    return vocab.duration_text(finished - started if started and finished else None)
 
 
 def money(value: Decimal | float | None, currency: str | None = None) -> str:
-    """An amount as every output prints it (``model.money_text``)."""
+    """An amount as every output prints it (``vocab.money_text``)."""
     if value is None:
         return "—"
-    return money_text(Decimal(str(value)), currency)
+    return vocab.money_text(Decimal(str(value)), currency)
 
 
 def number_url(e164: str) -> str:
@@ -120,7 +124,12 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=when, money=money, number_url=number_url, segment=segment, with_page=with_page
+        when=when,
+        money=money,
+        number_url=number_url,
+        segment=segment,
+        with_page=with_page,
+        subject=number_text,
     )
     # Set before Jinja2Templates adds its own url_for, which builds absolute URLs from Host.
     env.globals.update(duration=duration, urlencode=urlencode, url_for=url_for)
@@ -185,6 +194,7 @@ class Dashboard:
             Route("/silences", self.silences, methods=["GET"], name="silences"),
             Route("/sweeps", self.sweeps, methods=["GET"], name="sweeps"),
             Route("/charts/{name}.svg", self.chart, methods=["GET"], name="chart"),
+            Route("/static/palette.css", palette, methods=["GET"], name="palette"),
             Mount("/static", StaticFiles(packages=[("monitor.web", "static")]), name="static"),
         ]
 

@@ -10,7 +10,7 @@ from monitor.alerts.channels import limit_for
 from monitor.alerts.chat import render_body, render_sweep_partial, render_unreadable_dates
 from monitor.alerts.digest import Digest, ordered_items, render_title, rental_at_risk
 from monitor.alerts.email import CSV_NAME, findings_csv, render_document
-from monitor.findings import Item, number_text, urgency
+from monitor.findings import FindingView, number_text, urgency
 from monitor.vocab import esc
 
 HOSTILE = [
@@ -22,7 +22,7 @@ HOSTILE = [
 ]
 
 
-def item(**kw: object) -> Item:
+def item(**kw: object) -> FindingView:
     base: dict[str, object] = {
         "rule": "blocked",
         "severity": "critical",
@@ -30,7 +30,7 @@ def item(**kw: object) -> Item:
         "account_id": "MA_A",
         "message": "number is blocked",
     }
-    return Item(**(base | kw))  # type: ignore[arg-type]
+    return FindingView(**(base | kw))  # type: ignore[arg-type]
 
 
 def test_markdown_escapes_hostile_api_strings() -> None:
@@ -64,15 +64,14 @@ INVISIBLE = "\u061c\u180e\u200b\u200c\u200d\u200e\u2060\u2061\u2062\u2063\u2064\
 
 def test_one_control_filter_for_every_output() -> None:
     from monitor import display as formats
-    from monitor.alerts.email import _cell
     from monitor.alerts.slack import build
-    from monitor.vocab import CONTROL_CHARS, one_line, plain, tty
+    from monitor.vocab import CONTROL_CHARS, csv_cell, one_line, plain, tty
 
     hidden = "MA_" + "\u200b".join("ACME") + "".join(f"x{ch}" for ch in INVISIBLE)
     assert CONTROL_CHARS.sub("", hidden) == "MA_ACME" + "x" * len(INVISIBLE)
     outputs = [esc(hidden, f) for f in ("text", "markdown", "html")]
-    outputs += [plain(hidden, "markdown"), tty(hidden), one_line(hidden), _cell(hidden)]
-    outputs += [formats.cell(hidden), formats.shown(hidden), formats.csv_text([{"a": hidden}], "a")]
+    outputs += [plain(hidden, "markdown"), tty(hidden), one_line(hidden), csv_cell(hidden)]
+    outputs += [csv_cell(hidden), formats.shown(hidden), formats.csv_text([{"a": hidden}], "a")]
     d = Digest(new=[item(account_id=hidden, account_name=hidden, message=hidden)], swept_at=NOW)
     outputs += [render_body(d, "markdown"), render_body(d, "text"), findings_csv(d)]
     outputs += [render_document(d, f).body for f in ("html", "text")]
@@ -191,7 +190,7 @@ NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 SEVERITY_CYCLE = ("info", "critical", "warning")
 
 
-def flagged(count: int, **kw: object) -> list[Item]:
+def flagged(count: int, **kw: object) -> list[FindingView]:
     """``count`` findings of mixed severities, rules and due dates, in no useful order."""
     out = []
     for i in range(count):

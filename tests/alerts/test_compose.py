@@ -12,13 +12,13 @@ from monitor.alerts.compose import compose
 from monitor.alerts.digest import Digest
 from monitor.alerts.notify import AppriseNotifier
 from monitor.config import AlertsConfig, ChannelConfig
-from monitor.findings import Item
+from monitor.findings import FindingView
 from tests.conftest import SmtpSink
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 DIGEST = Digest(
     new=[
-        Item(
+        FindingView(
             rule="blocked",
             severity="critical",
             e164=f"+9198{i:08d}",
@@ -101,7 +101,7 @@ def test_600_findings_mail_under_gmails_clip_with_every_one_in_the_csv(
     for i in range(600):
         rule, severity, message, days = kinds[i % len(kinds)]
         items.append(
-            Item(
+            FindingView(
                 rule=rule,
                 severity=severity,
                 e164=f"+9198{i:08d}",

@@ -14,10 +14,14 @@ from monitor.alerts.digest import Digest
 from monitor.alerts.email import PACKAGED, TEMPLATE_NAMES, render_document
 from monitor.config import load
 from monitor.errors import ConfigError
-from monitor.findings import Item
+from monitor.findings import FindingView
 
 DIGEST = Digest(
-    new=[Item(rule="blocked", severity="critical", e164="+911", account_id="MA_A", message="m")],
+    new=[
+        FindingView(
+            rule="blocked", severity="critical", e164="+911", account_id="MA_A", message="m"
+        )
+    ],
     swept_at=datetime(2026, 11, 23, tzinfo=UTC),
 )
 

@@ -17,7 +17,7 @@ import pytest
 
 from monitor.alerts.digest import Digest
 from monitor.alerts.email import render_document
-from monitor.findings import Item
+from monitor.findings import FindingView
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "digest-email.png"
@@ -67,7 +67,7 @@ def digest_of_120() -> Digest:
         rule, severity, message, days = rules[i % len(rules)]
         account = customers[(i // 5 + i) % len(customers)]
         items.append(
-            Item(
+            FindingView(
                 rule=rule,
                 severity=severity,
                 e164=f"+9198{(i * 7919) % 10**8:08d}",

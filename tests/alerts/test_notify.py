@@ -14,7 +14,7 @@ from monitor.alerts.digest import Digest
 from monitor.alerts.notify import AppriseNotifier
 from monitor.config import AlertsConfig, ChannelConfig
 from monitor.errors import DeliveryError
-from monitor.findings import Item
+from monitor.findings import FindingView
 from monitor.redact import scrub
 from tests.conftest import HttpReceiver, SmtpSink
 
@@ -83,7 +83,7 @@ def test_slack_payload_through_apprise_with_a_stand_in_host(
 
     from monitor.alerts.chat import render_body
     from monitor.alerts.digest import Digest
-    from monitor.findings import Item
+    from monitor.findings import FindingView
 
     http_receiver.reply = b"ok"
     monkeypatch.setattr(
@@ -91,7 +91,7 @@ def test_slack_payload_through_apprise_with_a_stand_in_host(
     )
     digest = Digest(
         new=[
-            Item(
+            FindingView(
                 rule="blocked",
                 severity="critical",
                 e164="+911234",
@@ -115,11 +115,11 @@ def _digest(count: int) -> object:
     from datetime import UTC, datetime, timedelta
 
     from monitor.alerts.digest import Digest
-    from monitor.findings import Item
+    from monitor.findings import FindingView
 
     now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
     new = [
-        Item(
+        FindingView(
             rule="blocked" if i % 2 else "billing_due",
             severity=("critical", "warning")[i % 2],
             e164=f"+9198{i:08d}",
@@ -267,7 +267,7 @@ def _posted(http_receiver: HttpReceiver) -> str:
 def test_api_strings_ping_nobody_on_discord(
     discord_stand_in: ChannelConfig, http_receiver: HttpReceiver
 ) -> None:
-    hostile = Item(
+    hostile = FindingView(
         rule="blocked",
         severity="critical",
         e164="+911",

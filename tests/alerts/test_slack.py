@@ -11,15 +11,15 @@ import pytest
 
 from monitor.alerts.digest import Digest, render_title
 from monitor.alerts.slack import MAX_BLOCKS, MAX_BYTES, MAX_HEADER, MAX_SECTION, build
-from monitor.findings import Item
+from monitor.findings import FindingView
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
 
-def items(count: int, **kw: object) -> list[Item]:
+def items(count: int, **kw: object) -> list[FindingView]:
     sevs = ("warning", "info", "critical")
     return [
-        Item(
+        FindingView(
             **(
                 {
                     "rule": "billing_due",
@@ -79,7 +79,7 @@ def test_sections_most_urgent_first_and_counts_in_the_header() -> None:
 
 
 def test_api_strings_are_inert_mrkdwn() -> None:
-    hostile = Item(
+    hostile = FindingView(
         rule="blocked",
         severity="critical",
         e164="<!channel>",

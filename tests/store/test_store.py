@@ -72,17 +72,17 @@ def test_open_means_unsilenced_in_counts_lists_and_matches(
     run_cycle(make_settings(sandbox, store.url), store, RecordingNotifier(), clock=clock)
     everything = store.open_counts()
     assert store.open_counts(clock()) == everything and store.silenced_counts(clock()) == {}
-    target = next(f for f in store.findings(clock()) if f["e164"])
-    rule, e164 = target["rule"], target["e164"]
+    target = next(f for f in store.findings(clock()) if f.e164)
+    rule, e164 = target.rule, target.e164
     assert store.open_matching(rule, e164, None) == 1
-    assert store.open_matching("*", None, target["account_id"]) >= 1
+    assert store.open_matching("*", None, target.account_id) >= 1
     assert store.open_matching(rule, "+10000000000", None) == 0
     store.add_silence(rule, clock() + timedelta(days=1), "why", clock(), e164=e164, by="alice")
-    key = (rule, target["severity"])
+    key = (rule, target.severity)
     assert store.silenced_counts(clock()) == {key: 1}
     assert store.open_counts(clock()).get(key, 0) == everything[key] - 1
     assert store.silenced_counts(clock() + timedelta(days=2)) == {}
     (row,) = store.silences()
     assert row["created_by"] == "alice" and row["matches"] == 1
-    states = [f["state"] for f in store.findings(clock())]
+    states = [f.state for f in store.findings(clock())]
     assert states.count("silenced") == 1 and states[-1] == "silenced"  # open ones come first
