@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -41,7 +40,7 @@ from monitor.display import (
 )
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError, SweepCancelled
 from monitor.findings import as_json
-from monitor.vocab import iso, tty, when_text
+from monitor.vocab import iso, parse_duration, tty, when_text
 
 
 def fail(error: MonitorError) -> NoReturn:
@@ -902,22 +901,6 @@ def _user_name() -> str:
 
 
 MAX_SILENCE = timedelta(days=36_525)
-
-
-_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"([0-9]{1,6})([mhdw])")  # ASCII digits only: int() takes any script's
-
-
-def parse_duration(text: str, option: str) -> timedelta | None:
-    """A duration the CLI accepts (``90m``, ``12h``, ``7d``, ``2w``), or ``None`` if ``text`` is
-    not one; ``ConfigError`` naming ``option`` for a zero one."""
-    found = _DURATION.fullmatch(text.strip())
-    if found is None:
-        return None
-    span = timedelta(seconds=int(found[1]) * _UNIT_SECONDS[found[2]])
-    if not span:
-        raise ConfigError(f"{option}: {text} is no time at all", hint="use e.g. 7d or 12h")
-    return span
 
 
 def parse_until(text: str, now: datetime) -> datetime:
