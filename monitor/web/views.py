@@ -123,14 +123,8 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        when=when,
-        money=money,
-        number_url=number_url,
-        segment=segment,
-        with_page=with_page,
-        subject=number_text,
-    )
+    env.filters |= {"when": when, "money": money, "number_url": number_url, "segment": segment}
+    env.filters |= {"with_page": with_page, "subject": number_text}
     # Set before Jinja2Templates adds its own url_for, which builds absolute URLs from Host.
     env.globals.update(duration=duration, urlencode=urlencode, url_for=url_for)
     return env
