@@ -23,11 +23,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import regex
+
+from monitor.model import parse_day, parse_time
 
 MAX_DEPTH = 12  # path segments and nesting of all/any/not
 MAX_TEXT = 10_000  # characters of an item's string a regex looks at
@@ -145,20 +147,11 @@ def as_local_date(value: Any, tz: tzinfo) -> date | None:
     """
     if not isinstance(value, str):
         return None
-    text = value.strip()
-    if len(text) == 10:
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            return None
+    if len(value.strip()) == 10:
+        return parse_day(value)
+    parsed = parse_time(value)
     try:
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(tz).date()
+        return parsed.astimezone(tz).date() if parsed is not None else None
     except (OverflowError, ValueError):
         return None
 

@@ -100,6 +100,17 @@ class FindingDraft:
 # --- tolerant parsing -------------------------------------------------------------------------
 
 
+def parse_day(value: Any) -> date | None:
+    """A bare date (``2026-12-31``), else None: a calendar day, in no time zone."""
+    text = value.strip() if isinstance(value, str) else ""
+    if len(text) != 10:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 def parse_time(value: Any) -> datetime | None:
     """RFC 3339 (``Z`` or offset, fractions or not) or a bare date → aware UTC, else None.
 

@@ -24,7 +24,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from monitor.errors import ConfigError
-from monitor.model import parse_time
+from monitor.model import parse_day, parse_time
 from monitor.store.accounts import account_names
 from monitor.store.db import AccountVersion, NumberVersion, Sweep
 from monitor.vocab import currency_code, iso, money_text
@@ -78,15 +78,10 @@ def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
 
 def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
     """A date (the end of that day in ``tz``) or an RFC 3339 time; ``ConfigError`` otherwise."""
-    stripped = text.strip()
-    if len(stripped) == 10:
-        try:
-            day = datetime.fromisoformat(stripped).date()
-        except ValueError:
-            day = None
-        if day is not None:
-            return datetime.combine(day, time.max, tz)
-    when = parse_time(stripped)
+    day = parse_day(text)
+    if day is not None:
+        return datetime.combine(day, time.max, tz)
+    when = parse_time(text)
     if when is None:
         raise ConfigError(
             f"{option}: cannot read {text!r}", hint="use a date (2026-11-30) or an RFC 3339 time"
