@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from monitor.config import AvailabilityWatch
 from monitor.errors import ApiError
+from monitor.rules.events import AvailabilityWatch
 
 AVAILABILITY_PATH = "/api/v1/messaging/numbers/whatsapp/availability"
 

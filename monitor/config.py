@@ -7,7 +7,14 @@ e.g. ``DID_MONITOR__CHANNELS__0__URL``), the documented shortcuts ``VOBIZ_AUTH_I
 
 Longer than 400 lines on purpose: the section models, their validators and the loader that turns
 pydantic's errors into "file: key: what to do" messages change together (a new key touches all
-three), and splitting them would put one key's rules in several files.
+three), and splitting them would put one key's rules in several files. The ``[rules.<id>]``
+tables are the exception: each built-in rule declares its table beside its function, and
+``RulesConfig`` derives them from the registry (``rules.REGISTRY``).
+
+The environment and ``*_file`` layer is our own, not pydantic-settings: its environment source
+cannot address list items by index (``CHANNELS__0__URL``), does not read values as TOML, and
+its errors do not name the variable; its secrets source reads files named after fields from one
+folder, not a ``*_file`` key's path.
 """
 
 from __future__ import annotations
@@ -19,42 +26,43 @@ import stat
 import tomllib
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    TypeGuard,
+    Union,
+    get_args,
+    get_origin,
+)
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
-    ConfigDict,
+    BeforeValidator,
     Field,
-    PrivateAttr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from monitor import redact
 from monitor.alerts.email import check_dir
-from monitor.conditions import (
-    MAX_DEPTH,
-    ConditionError,
-    Today,
-    compile_condition,
-    compile_template,
-)
+from monitor.conditions import MAX_DEPTH
 from monitor.errors import ConfigError
+from monitor.rules import REGISTRY
+from monitor.rules.base import RuleTables, Severity, Table, error_text
 
-Severity = Literal["info", "warning", "critical"]
 ENV_PREFIX = "DID_MONITOR__"
 DEFAULT_CONFIG = "config.toml"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)
@@ -160,12 +168,17 @@ def parse_listen(value: str, key: str = "service.health_listen") -> tuple[str, i
     return host, int(port_text)
 
 
-def _listen_value(value: str, key: str) -> str:
-    try:
-        parse_listen(value, key)
-    except ConfigError as exc:
-        raise ValueError(exc.message.split(": ", 1)[-1]) from None
-    return value
+def _listen(key: str) -> AfterValidator:
+    """The check of a listen address setting named ``key`` (``Annotated`` metadata)."""
+
+    def check(value: str) -> str:
+        try:
+            parse_listen(value, key)
+        except ConfigError as exc:
+            raise ValueError(exc.message.split(": ", 1)[-1]) from None
+        return value
+
+    return AfterValidator(check)
 
 
 def iana_zone(value: str) -> str:
@@ -177,7 +190,15 @@ def iana_zone(value: str) -> str:
     return value
 
 
-class VobizConfig(_Model):
+IanaZone = Annotated[str, AfterValidator(iana_zone)]
+
+
+def _folded(case: Callable[[str], str]) -> BeforeValidator:
+    """Names compared in any case: text is stripped and brought to ``case`` before the check."""
+    return BeforeValidator(lambda value: case(value.strip()) if isinstance(value, str) else value)
+
+
+class VobizConfig(Table):
     base_url: ServerURL = "https://api.vobiz.ai"
     auth_id: str = ""
     auth_token: SecretText = ""
@@ -221,7 +242,7 @@ class VobizConfig(_Model):
         )
 
 
-class DatabaseConfig(_Model):
+class DatabaseConfig(Table):
     url: ServerURL = "sqlite:///did-monitor.db"
     auto_migrate: bool = True
 
@@ -242,17 +263,12 @@ class DatabaseConfig(_Model):
         return value
 
 
-class ScheduleConfig(_Model):
+class ScheduleConfig(Table):
     cron: str = "0 6 * * mon"
-    timezone: str = "UTC"
+    timezone: IanaZone = "UTC"
     misfire_grace_seconds: int = Field(default=86_400, ge=1, le=366 * 86_400)
     jitter_seconds: int = Field(default=0, ge=0, le=86_400)
     run_on_start: bool = False
-
-    @field_validator("timezone")
-    @classmethod
-    def _iana(cls, value: str) -> str:
-        return iana_zone(value)
 
     @field_validator("cron")
     @classmethod
@@ -308,7 +324,7 @@ def weekday_names(expr: str) -> str:
     return " ".join([*fields[:4], "*" if len(days) == 7 else names])
 
 
-class SweepConfig(_Model):
+class SweepConfig(Table):
     max_shrink_fraction: float = Field(default=0.2, ge=0, le=1)
     reread_attempts: int = Field(default=2, ge=0, le=10)
     accounts: bool = True  # also read the customer accounts (no_active_number, names in costs)
@@ -329,239 +345,23 @@ class SweepConfig(_Model):
         return value
 
 
-class Scope(_Model):
-    """Which numbers a rule looks at: each list that is set must match (an empty list matches
-    everything). ``countries`` and ``statuses`` compare case-insensitively."""
+class RulesConfig(RuleTables):
+    """``[rules]``: ``timezone``, the user-defined rules (``custom``) and, added below, one
+    ``[rules.<id>]`` table per registered built-in rule."""
 
-    accounts: tuple[str, ...] = ()
-    countries: tuple[str, ...] = ()
-    regions: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
-
-    @field_validator("countries")
-    @classmethod
-    def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(v.upper() for v in value)
-
-    @field_validator("statuses", "regions")
-    @classmethod
-    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(v.casefold() for v in value)
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.accounts or self.countries or self.regions or self.tags or self.statuses)
+    timezone: IanaZone | None = None  # the day dates are counted in; None: schedule.timezone
 
 
-# Keys of a rule's table that an ``[[rules.<id>.override]]`` cannot set.
-_FIXED_KEYS = frozenset({"include", "exclude", "override", "id", "message", "when", "description"})
+if not TYPE_CHECKING:  # mypy reads a built-in rule's table with ``rule(id)``
+    RulesConfig = create_model(
+        "RulesConfig",
+        __base__=RulesConfig,
+        __module__=__name__,
+        **{rid: (type(spec.defaults), spec.defaults) for rid, spec in REGISTRY.items()},
+    )
 
 
-class RuleConfig(_Model):
-    """Every rule's table: on/off, severity, scope, and per-account overrides.
-
-    ``override`` entries are resolved once, when the config loads, into one effective config per
-    account (``for_account``); an unknown key in one is a config error naming it.
-    """
-
-    enabled: bool = True
-    severity: Severity = "warning"
-    include: Scope = Scope()
-    exclude: Scope = Scope()
-    override: tuple[dict[str, Any], ...] = ()
-    _by_account: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _resolve_overrides(self) -> RuleConfig:
-        if not self.override:
-            return self
-        settable = set(type(self).model_fields) - _FIXED_KEYS
-        base = self.model_dump(exclude={"override"})
-        resolved: dict[str, Any] = {}
-        for i, entry in enumerate(self.override):
-            where = f"override[{i}]"
-            accounts = entry.get("accounts")
-            if (
-                not isinstance(accounts, list)
-                or not accounts
-                or not all(isinstance(a, str) and a for a in accounts)
-            ):
-                raise ValueError(f"{where}.accounts: must be a non-empty list of account ids")
-            unknown = sorted(set(entry) - settable - {"accounts"})
-            if unknown:
-                raise ValueError(
-                    f"{where}: unknown key {unknown[0]!r} for this rule "
-                    f"(an override sets: {', '.join(sorted(settable))})"
-                )
-            values = {k: v for k, v in entry.items() if k != "accounts"}
-            try:
-                effective = type(self).model_validate(base | values)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                key = ".".join(str(p) for p in first["loc"])
-                raise ValueError(f"{where}.{key}: {_message(first)}") from None
-            for account in accounts:
-                if account in resolved:
-                    raise ValueError(f"{where}: account {account!r} is already in an override")
-                resolved[account] = effective
-        self._by_account = resolved
-        return self
-
-    def for_account(self, account_id: str | None) -> Any:
-        """The effective config for ``account_id``: its override, or this table."""
-        if self._by_account and account_id is not None:
-            return self._by_account.get(account_id, self)
-        return self
-
-
-class DateRuleConfig(RuleConfig):
-    within_days: int = Field(default=7, ge=0, le=3650)
-    reminders: tuple[int, ...] = ()
-
-    @field_validator("reminders")
-    @classmethod
-    def _sorted_tiers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(not 0 <= day <= 3650 for day in value):
-            raise ValueError("reminder tiers are days before the date, from 0 to 3650")
-        return tuple(sorted(set(value), reverse=True))
-
-
-ChangeKind = Literal["application", "blocked", "monthly_fee", "account"]
-
-
-class ChangedConfig(RuleConfig):
-    changes: tuple[ChangeKind, ...] = ("application", "blocked", "monthly_fee", "account")
-
-
-class UserRuleConfig(RuleConfig):
-    """A rule written in the config: conditions over the item's JSON and a message template."""
-
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
-    description: str = ""
-    message: str
-    when: Any
-    _test: Any = PrivateAttr(default=None)
-    _render: Any = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _compile(self) -> UserRuleConfig:
-        try:
-            self._test = compile_condition(self.when, "when")
-            self._render = compile_template(self.message, "message")
-        except ConditionError as exc:
-            raise ValueError(f"rule {self.id!r}: {exc}") from None
-        return self
-
-    def compiled(self) -> tuple[Callable[[Any, Today], bool], Callable[[Any, Any], str]]:
-        """(condition, message renderer), compiled when the config loaded."""
-        return self._test, self._render
-
-
-class AvailabilityWatch(_Model):
-    country: str = Field(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")
-    region: str | None = Field(default=None, min_length=1, max_length=128)
-    min_available: int = Field(default=5, ge=1, le=100_000)
-
-    @field_validator("country")
-    @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
-
-
-class AvailabilityConfig(RuleConfig):
-    """The optional availability watch: nothing is requested until ``watch`` lists a pair."""
-
-    watch: tuple[AvailabilityWatch, ...] = ()
-
-    @model_validator(mode="after")
-    def _unique_pairs(self) -> AvailabilityConfig:
-        pairs = [(w.country, (w.region or "").casefold()) for w in self.watch]
-        if len(pairs) != len(set(pairs)):
-            raise ValueError("watch: each country/region pair may be listed once")
-        return self
-
-
-BUILTIN_RULES = (
-    "billing_due",
-    "expiring",
-    "missing_application",
-    "blocked",
-    "not_active",
-    "kyc_pending",
-    "voice_disabled",
-    "trial_number",
-    "commitment_ends",
-    "disappeared",
-    "changed",
-    "no_active_number",
-    "low_availability",
-)
-
-
-class RulesConfig(_Model):
-    timezone: str | None = None  # the day dates are counted in; None: schedule.timezone
-    billing_due: DateRuleConfig = DateRuleConfig(within_days=7, severity="warning")
-    expiring: DateRuleConfig = DateRuleConfig(within_days=14, severity="warning")
-    missing_application: RuleConfig = RuleConfig(severity="critical")
-    blocked: RuleConfig = RuleConfig(severity="critical")
-    not_active: RuleConfig = RuleConfig(severity="warning")
-    kyc_pending: RuleConfig = RuleConfig(severity="warning")
-    voice_disabled: RuleConfig = RuleConfig(severity="critical")
-    trial_number: RuleConfig = RuleConfig(severity="info")
-    commitment_ends: DateRuleConfig = DateRuleConfig(within_days=30, severity="info")
-    disappeared: RuleConfig = RuleConfig(severity="warning")
-    changed: ChangedConfig = ChangedConfig(severity="info")
-    no_active_number: RuleConfig = RuleConfig(severity="critical")
-    low_availability: AvailabilityConfig = AvailabilityConfig(severity="warning")
-    custom: tuple[UserRuleConfig, ...] = ()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _rule_defaults(cls, data: Any) -> Any:
-        """A table that sets some keys keeps the rule's own defaults for the others (a bare
-        ``[rules.expiring]`` still means 14 days, ``[rules.blocked]`` still critical)."""
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for name in BUILTIN_RULES:
-            given = out.get(name)
-            if isinstance(given, dict):
-                default = cls.model_fields[name].default
-                out[name] = default.model_dump(exclude={"override"}) | given
-        return out
-
-    @field_validator("timezone")
-    @classmethod
-    def _iana(cls, value: str | None) -> str | None:
-        return None if value is None else iana_zone(value)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> RulesConfig:
-        seen: set[str] = set()
-        for i, rule in enumerate(self.custom):
-            if rule.id in BUILTIN_RULES:
-                raise ValueError(f"custom[{i}].id: {rule.id!r} is a built-in rule's id")
-            if rule.id in seen:
-                raise ValueError(f"custom[{i}].id: rule id {rule.id!r} is used twice")
-            seen.add(rule.id)
-        return self
-
-    def rule(self, rule_id: str) -> RuleConfig:
-        """The table of a built-in or user-defined rule; ``KeyError`` for an unknown id."""
-        if rule_id in BUILTIN_RULES:
-            return getattr(self, rule_id)  # type: ignore[no-any-return]
-        for rule in self.custom:
-            if rule.id == rule_id:
-                return rule
-        raise KeyError(rule_id)
-
-    @property
-    def rule_ids(self) -> tuple[str, ...]:
-        return BUILTIN_RULES + tuple(r.id for r in self.custom)
-
-
-class ChannelConfig(_Model):
+class ChannelConfig(Table):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     # The Apprise URL, or read from ``url_file`` when the config loads (a Docker secret).
     url: SecretURL = ""
@@ -620,7 +420,7 @@ DELIVERY_TIMEOUT_MAX = 60
 SEND_TIMEOUTS = 8
 
 
-class AlertsConfig(_Model):
+class AlertsConfig(Table):
     resolved: bool = True
     title_prefix: str = Field(default="did-monitor", max_length=60)
     # Bounded so the delay doubling per attempt always fits a date (a week / 30 days at most).
@@ -658,17 +458,12 @@ class AlertsConfig(_Model):
         return value
 
 
-class ServiceConfig(_Model):
-    health_listen: str = ""
+class ServiceConfig(Table):
+    health_listen: Annotated[str, _listen("service.health_listen")] = ""
     heartbeat_url: SecretURL = ""
     fail_url: SecretURL = ""
     retry_interval_seconds: int = Field(default=300, ge=10, le=86_400)
     shutdown_timeout_seconds: int = Field(default=30, ge=1, le=3600)
-
-    @field_validator("health_listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        return _listen_value(value, "service.health_listen")
 
     @field_validator("heartbeat_url", "fail_url")
     @classmethod
@@ -681,7 +476,7 @@ class ServiceConfig(_Model):
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: valid in a header, no spaces
 
 
-class DashboardConfig(_Model):
+class DashboardConfig(Table):
     """``[dashboard]``: the read-only web pages on the service's one HTTP listener.
 
     ``listen`` and ``service.health_listen`` name the same listener (set either); the pages,
@@ -689,7 +484,7 @@ class DashboardConfig(_Model):
     ``token`` set, everything but ``/healthz``, ``/readyz`` and the stylesheet asks for them.
     """
 
-    listen: str = ""
+    listen: Annotated[str, _listen("dashboard.listen")] = ""
     enabled: bool = True
     username: str = ""
     password: SecretText = ""
@@ -697,11 +492,6 @@ class DashboardConfig(_Model):
     token: SecretText = ""
     token_file: str | None = None
     page_size: int = Field(default=50, ge=10, le=500)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        return _listen_value(value, "dashboard.listen")
 
     @field_validator("username")
     @classmethod
@@ -727,22 +517,12 @@ class DashboardConfig(_Model):
         return self
 
 
-class LoggingConfig(_Model):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["auto", "json", "text"] = "auto"
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _level_any_case(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
-
-    @field_validator("format", mode="before")
-    @classmethod
-    def _format_any_case(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+class LoggingConfig(Table):
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], _folded(str.upper)] = "INFO"
+    format: Annotated[Literal["auto", "json", "text"], _folded(str.lower)] = "auto"
 
 
-class Settings(_Model):
+class Settings(Table):
     vobiz: VobizConfig = VobizConfig()
     database: DatabaseConfig = DatabaseConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -900,7 +680,11 @@ def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) 
         )
         data = _parse_toml(text, path)
         _mark(data, "", f"file {path}", sources)
-        warnings.extend(_permission_warnings(path, data))
+        # Whether it holds a secret (a server URL: only with a password) is checked last: costly.
+        if _readable_by_others(path) and any(s.held_in(v) for s, v in _secret_values(data)):
+            warnings.append(
+                f"{path} holds secrets and is readable by other users; run: chmod 600 {path}"
+            )
     elif explicit:
         raise ConfigError(
             f"{path}: config file not found",
@@ -949,59 +733,50 @@ def _mark(node: Any, prefix: str, origin: str, sources: dict[str, str]) -> None:
         sources[prefix] = origin
 
 
+def _label(parts: Sequence[str | int]) -> str:
+    """A setting's name as messages and ``LoadedConfig.sources`` give it: channels[0].url."""
+    first, *rest = (str(p) for p in parts)
+    return first + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in rest)
+
+
 def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, str]) -> None:
-    vobiz = data.setdefault("vobiz", {})
-    if not isinstance(vobiz, dict):
-        raise ConfigError("[vobiz] must be a table")
-    for var, key in (("VOBIZ_AUTH_ID", "auth_id"), ("VOBIZ_AUTH_TOKEN", "auth_token")):
-        if env.get(var):
-            vobiz[key] = env[var]
-            sources[f"vobiz.{key}"] = f"env {var}"
-    overrides = []
-    for var in env:
-        if not var.startswith(ENV_PREFIX):
-            continue
-        parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__") if p]
-        if parts:
-            overrides.append((parts, var))
+    overrides = [
+        ([p.lower() for p in var[len(ENV_PREFIX) :].split("__") if p], var)
+        for var in env
+        if var.startswith(ENV_PREFIX)
+    ]
     # Indices in numeric order (CHANNELS__2 before CHANNELS__10), so a list grows one by one.
     overrides.sort(key=lambda o: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in o[0]])
-    for parts, var in overrides:
-        _set_path(data, parts, env[var], var)
-        label = parts[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts[1:])
-        sources[label] = f"env {var}"
-    if not vobiz:
-        data.pop("vobiz")
+    shortcuts = [(["vobiz", key], var) for key, var in _SHORTCUTS if env.get(var)]
+    for parts, var in shortcuts + overrides:  # the DID_MONITOR__ names win over the shortcuts
+        if parts:
+            _set_path(data, parts, env[var], var)
+            sources[_label(parts)] = f"env {var}"
+
+
+_SHORTCUTS = (("auth_id", "VOBIZ_AUTH_ID"), ("auth_token", "VOBIZ_AUTH_TOKEN"))
 
 
 def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> None:
+    """Set the setting at ``parts`` to the value of the environment variable ``var``."""
     node: Any = data
-    for depth, part in enumerate(parts[:-1]):
-        nxt_is_index = parts[depth + 1].isdigit()
+    for depth, part in enumerate(parts):
+        key: str | int = part
         if isinstance(node, list):
-            node = node[_list_index(node, part, var)]
-            if not isinstance(node, dict | list):
-                raise _mismatch(var, parts[: depth + 1])
-            continue
-        if not isinstance(node, dict):
+            key = _list_index(node, part, var)
+        elif not isinstance(node, dict):
             raise _mismatch(var, parts[:depth])
-        node = node.setdefault(part, [] if nxt_is_index else {})
-    last = parts[-1]
-    value = raw if _is_text(parts) else _parse_env_value(raw)
-    if isinstance(node, list):
-        idx = _list_index(node, last, var)
-        if idx == len(node):
-            node.append(value)
+        elif depth + 1 < len(parts):
+            node.setdefault(part, [] if parts[depth + 1].isdigit() else {})
+        if depth + 1 == len(parts):
+            node[key] = raw if _is_text(parts) else _parse_env_value(raw)
         else:
-            node[idx] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise _mismatch(var, parts[:-1])
+            node = node[key]
 
 
 def _list_index(node: list[Any], part: str, var: str) -> int:
-    """The list position ``part`` names: an existing item, or the next one (never a gap)."""
+    """The list position ``part`` names: an existing item, or the next one (added as an empty
+    table, never past a gap)."""
     if not part.isdigit():
         raise ConfigError(
             f"environment variable {var}: {part!r} is not a list index",
@@ -1047,10 +822,11 @@ def _is_text(parts: list[str]) -> bool:
 
 
 def _unwrap_optional(annotation: Any) -> Any:
+    """``X`` of ``X | None`` and of ``Annotated[X, ...]``."""
     if get_origin(annotation) in (Union, UnionType):
         rest = [a for a in get_args(annotation) if a is not NoneType]
-        return rest[0] if len(rest) == 1 else annotation
-    return annotation
+        annotation = rest[0] if len(rest) == 1 else annotation
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def _is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
@@ -1129,60 +905,40 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
         table[key] = value.strip()
         if is_url and not table[key]:
             raise ConfigError(f"{name}: {secret_path}: is empty", hint=hint)
-        try:
-            mode = secret_path.stat().st_mode
-        except OSError:
-            mode = 0
         sources[label] = f"secret file {secret_path}"
-        if mode & (stat.S_IRGRP | stat.S_IROTH):
+        if _readable_by_others(secret_path):
             warnings.append(
                 f"{secret_path} ({name}) is readable by other users; run: chmod 600 {secret_path}"
             )
     return warnings
 
 
+def _secret_values(data: Any) -> Iterator[tuple[Secret, str]]:
+    """Each ``Secret`` setting of ``data`` that is set, with its value."""
+    for setting in secret_settings(data):
+        if value := setting.table.get(setting.key):
+            yield setting.secret, str(value)
+
+
 def _remember_secrets(data: Any) -> None:
     """Tell the scrubber every secret the configuration holds."""
-    redact.remember(
-        part
-        for setting in secret_settings(data)
-        if (value := setting.table.get(setting.key))
-        for part in setting.secret.parts(str(value))
-    )
+    redact.remember(part for secret, value in _secret_values(data) for part in secret.parts(value))
 
 
-def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
-    if not _holds_secret(data):
-        return []
+def _readable_by_others(path: Path) -> bool:
     try:
-        mode = path.stat().st_mode
+        return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
     except OSError:
-        return []
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        return [f"{path} holds secrets and is readable by other users; run: chmod 600 {path}"]
-    return []
-
-
-def _holds_secret(data: dict[str, Any]) -> bool:
-    """Whether any ``Secret`` setting in ``data`` holds one (a server URL: a password)."""
-    return any(
-        setting.secret.held_in(str(value))
-        for setting in secret_settings(data)
-        if (value := setting.table.get(setting.key))
-    )
+        return False
 
 
 def _describe(exc: ValidationError, path: Path | None, sources: dict[str, str]) -> str:
-    where = str(path) if path else "configuration"
+    """pydantic's errors as "file: key: what to do" lines (or naming the environment variable
+    that set the key)."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        label = (
-            str(err["loc"][0])
-            + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
-            if err["loc"]
-            else loc
-        )
+        label = _label(err["loc"]) if err["loc"] else loc
         origin = sources.get(label) or next(
             (
                 v
@@ -1192,29 +948,21 @@ def _describe(exc: ValidationError, path: Path | None, sources: dict[str, str]) 
             "",
         )
         if origin.startswith("env "):
-            lines.append(f"environment variable {origin[4:]} ({loc}): {_message(err)}")
-            continue
-        lines.append(f"{where}: {loc}: {_message(err)}")
+            where = f"environment variable {origin[4:]} ({loc})"
+        else:
+            where = f"{path or 'configuration'}: {loc}"
+        lines.append(f"{where}: {_message(err)}")
     first, *rest = lines
     return redact.scrub("\n".join([first, *("  " + line for line in rest)]))
 
 
 def _message(err: Any) -> str:
-    if (
-        err["type"] == "extra_forbidden"
-        and tuple(err["loc"][:1]) == ("rules",)
-        and len(err["loc"]) == 2
-    ):
+    if err["type"] == "extra_forbidden" and len(err["loc"]) == 2 and err["loc"][0] == "rules":
         return (
-            f"unknown rule {err['loc'][1]!r} (built-in rules: {', '.join(BUILTIN_RULES)}; "
+            f"unknown rule {err['loc'][1]!r} (built-in rules: {', '.join(REGISTRY)}; "
             "define your own under [[rules.custom]])"
         )
-    if err["type"] == "extra_forbidden":
-        return (
-            "unknown key (check the spelling; unknown keys are refused so a typo "
-            "cannot disable a rule)"
-        )
-    return str(err["msg"]).removeprefix("Value error, ")
+    return error_text(err)
 
 
 # --- placeholders left from config.example.toml -------------------------------------------------

@@ -15,15 +15,7 @@ from rich.markup import escape
 from rich.rule import Rule
 
 from monitor.clock import Clock
-from monitor.config import (
-    AvailabilityConfig,
-    AvailabilityWatch,
-    ChannelConfig,
-    DatabaseConfig,
-    RulesConfig,
-    Settings,
-    VobizConfig,
-)
+from monitor.config import ChannelConfig, DatabaseConfig, RulesConfig, Settings, VobizConfig
 from monitor.display import print_findings, print_report_table
 from monitor.findings import FindingView, number_text
 from monitor.pipeline import run_cycle
@@ -58,13 +50,15 @@ def run_demo(
             vobiz=VobizConfig(base_url=box.url, auth_id=box.auth_id, auth_token=box.auth_token),
             database=DatabaseConfig(url=f"sqlite:///{db_path}"),
             # The optional availability watch, on two places, to show it at work.
-            rules=RulesConfig(
-                low_availability=AvailabilityConfig(
-                    watch=(
-                        AvailabilityWatch(country="IN", region="Maharashtra", min_available=10),
-                        AvailabilityWatch(country="US", region="CA", min_available=10),
-                    )
-                )
+            rules=RulesConfig.model_validate(
+                {
+                    "low_availability": {
+                        "watch": [
+                            {"country": "IN", "region": "Maharashtra", "min_available": 10},
+                            {"country": "US", "region": "CA", "min_available": 10},
+                        ]
+                    }
+                }
             ),
             channels=(
                 ChannelConfig(name="preview", url="json://localhost/preview", format="markdown"),

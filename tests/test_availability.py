@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from monitor.availability import AVAILABILITY_PATH, count_available, fetch_availability
-from monitor.config import AvailabilityWatch, RulesConfig
+from monitor.config import RulesConfig
 from monitor.errors import ApiError
 from monitor.rules import Evaluator, RuleContext
+from monitor.rules.events import AvailabilityWatch
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 

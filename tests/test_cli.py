@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config import BUILTIN_RULES
+from monitor.rules import REGISTRY
 from monitor.sandbox import Sandbox
 from tests.conftest import FIXED_NOW, HttpReceiver, SmtpSink
 
@@ -120,7 +120,7 @@ min_severity = "critical"
     found = did("--config", str(cfg), "findings", "--json", cwd=tmp_path, env=env)
     assert found.returncode == 0, found.stderr
     rows = json.loads(found.stdout)
-    assert rows and {r["rule"] for r in rows} <= set(BUILTIN_RULES)
+    assert rows and {r["rule"] for r in rows} <= REGISTRY.keys()
     assert {"billing_due", "missing_application", "blocked"} <= {r["rule"] for r in rows}
     for key in (
         "rule",

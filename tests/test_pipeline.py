@@ -6,8 +6,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from monitor.config import ChangedConfig, ChannelConfig, DateRuleConfig, RulesConfig
+from monitor.config import ChannelConfig, RulesConfig
 from monitor.pipeline import run_cycle
+from monitor.rules.builtin import DateRuleConfig
+from monitor.rules.events import ChangedConfig
 from monitor.sandbox import Sandbox
 from monitor.store import Store
 from monitor.testing import RecordingNotifier

@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.config import DateRuleConfig, RuleConfig, RulesConfig
+from monitor.config import RulesConfig
 from monitor.model import parse_number
 from monitor.rules import REGISTRY, Evaluator, RuleContext, evaluate, tier_for
+from monitor.rules.base import RuleConfig
+from monitor.rules.builtin import DateRuleConfig
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -246,7 +248,7 @@ def test_dates_are_days_in_the_rules_time_zone() -> None:
 
 
 def test_include_and_exclude_scope_every_rule() -> None:
-    from monitor.config import Scope
+    from monitor.rules.base import Scope
 
     rec = num(is_blocked=True, country="IN", region="Delhi", tags=["vip", "test"])
     only_us = RuleConfig(severity="critical", include=Scope(countries=("us",)))
@@ -290,14 +292,14 @@ def test_a_rule_enabled_only_by_an_override() -> None:
 
 
 def test_a_failing_rule_is_recorded_and_the_rest_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
     from monitor.rules.base import REGISTRY as REG
-    from monitor.rules.base import RuleSpec
 
     def broken(s: Any, cfg: Any, c: Any) -> None:
         raise RuntimeError("boom")
 
-    spec = REG["trial_number"]
-    monkeypatch.setitem(REG, "trial_number", RuleSpec(spec.id, spec.description, "number", broken))
+    monkeypatch.setitem(REG, "trial_number", replace(REG["trial_number"], fn=broken))
     ev = Evaluator(ctx())
     ev.feed([num(is_blocked=True), num(id="n2", is_blocked=True)])
     assert {k[0] for k in ev.drafts} == {"blocked"}

@@ -1,4 +1,5 @@
-"""The built-in number rules: pure functions of (number, its effective config, context).
+"""The built-in number rules: pure functions of (number, its effective config, context), each
+registered with its ``[rules.<id>]`` table's type and defaults.
 
 Each returns a ``FindingDraft`` or None. A field the item lacks, or holds in an odd type, means
 "nothing to say", never an error. Dates are compared as calendar days in the rules' time zone.
@@ -9,12 +10,14 @@ from __future__ import annotations
 import calendar
 from datetime import date, datetime
 
+from pydantic import Field, field_validator
+
 from monitor.conditions import as_decimal
-from monitor.config import DateRuleConfig, RuleConfig
 from monitor.model import FindingDraft, parse_time
 from monitor.rules.base import (
     INACTIVE_STATUSES,
     KNOWN_STATUSES,
+    RuleConfig,
     RuleContext,
     Subject,
     draft,
@@ -23,6 +26,21 @@ from monitor.rules.base import (
     show,
 )
 from monitor.vocab import SEVERITY_RANK
+
+
+class DateRuleConfig(RuleConfig):
+    """The table of a rule about a date: how many days ahead it looks, and the reminder tiers
+    (days before the date) at which a finding is announced again."""
+
+    within_days: int = Field(default=7, ge=0, le=3650)
+    reminders: tuple[int, ...] = ()
+
+    @field_validator("reminders")
+    @classmethod
+    def _sorted_tiers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 0 <= day <= 3650 for day in value):
+            raise ValueError("reminder tiers are days before the date, from 0 to 3650")
+        return tuple(sorted(set(value), reverse=True))
 
 
 def tier_for(days: int, cfg: DateRuleConfig) -> int | None:
@@ -63,17 +81,29 @@ def _date_rule(
     return draft(rule_id, cfg, s.rec, text, due_at=when, tier=tier, severity=severity)
 
 
-@rule("billing_due", "next billing date within N days (or already past)")
+@rule(
+    "billing_due",
+    "next billing date within N days (or already past)",
+    defaults=DateRuleConfig(within_days=7, severity="warning"),
+)
 def billing_due(s: Subject, cfg: DateRuleConfig, ctx: RuleContext) -> FindingDraft | None:
     return _date_rule("billing_due", s.rec.next_billing_date, "next billing", cfg, s, ctx)
 
 
-@rule("expiring", "expires_at within N days (or already past); nothing when the API gives none")
+@rule(
+    "expiring",
+    "expires_at within N days (or already past); nothing when the API gives none",
+    defaults=DateRuleConfig(within_days=14, severity="warning"),
+)
 def expiring(s: Subject, cfg: DateRuleConfig, ctx: RuleContext) -> FindingDraft | None:
     return _date_rule("expiring", s.rec.expires_at, "expires", cfg, s, ctx)
 
 
-@rule("missing_application", "no application_id: calls arrive and are hung up")
+@rule(
+    "missing_application",
+    "no application_id: calls arrive and are hung up",
+    defaults=RuleConfig(severity="critical"),
+)
 def missing_application(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
     if s.rec.application_id is None and s.rec.status not in INACTIVE_STATUSES:
         text = "no application attached: inbound calls are hung up"
@@ -81,14 +111,18 @@ def missing_application(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> Findin
     return None
 
 
-@rule("blocked", "the number is blocked")
+@rule("blocked", "the number is blocked", defaults=RuleConfig(severity="critical"))
 def blocked(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
     if s.rec.is_blocked:
         return draft("blocked", cfg, s.rec, "number is blocked")
     return None
 
 
-@rule("not_active", "status is not active (pending, released, inactive, expired or unknown)")
+@rule(
+    "not_active",
+    "status is not active (pending, released, inactive, expired or unknown)",
+    defaults=RuleConfig(severity="warning"),
+)
 def not_active(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
     status = s.rec.status
     if status in ("active", "blocked"):  # blocked numbers are the blocked rule's
@@ -102,7 +136,11 @@ def not_active(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | 
     return draft("not_active", cfg, s.rec, text)
 
 
-@rule("kyc_pending", "Aadhaar verification required and not done")
+@rule(
+    "kyc_pending",
+    "Aadhaar verification required and not done",
+    defaults=RuleConfig(severity="warning"),
+)
 def kyc_pending(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
     if s.rec.status in INACTIVE_STATUSES:
         return None
@@ -112,7 +150,11 @@ def kyc_pending(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft |
     return None
 
 
-@rule("voice_disabled", "voice off on a number with an application: it cannot take calls")
+@rule(
+    "voice_disabled",
+    "voice off on a number with an application: it cannot take calls",
+    defaults=RuleConfig(severity="critical"),
+)
 def voice_disabled(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
     if s.rec.application_id is None or s.rec.status in INACTIVE_STATUSES:
         return None
@@ -129,7 +171,7 @@ def voice_disabled(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraf
     return draft("voice_disabled", cfg, s.rec, text)
 
 
-@rule("trial_number", "a trial number")
+@rule("trial_number", "a trial number", defaults=RuleConfig(severity="info"))
 def trial_number(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
     if s.rec.status not in INACTIVE_STATUSES and flag(s.raw.get("is_trial_number")):
         return draft("trial_number", cfg, s.rec, "trial number")
@@ -145,7 +187,11 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-@rule("commitment_ends", "the minimum commitment ends within N days")
+@rule(
+    "commitment_ends",
+    "the minimum commitment ends within N days",
+    defaults=DateRuleConfig(within_days=30, severity="info"),
+)
 def commitment_ends(s: Subject, cfg: DateRuleConfig, ctx: RuleContext) -> FindingDraft | None:
     if s.rec.status in INACTIVE_STATUSES:
         return None

@@ -15,10 +15,17 @@ from typing import Any
 
 import monitor.rules.builtin  # noqa: F401  (registers the built-in rules)
 from monitor.conditions import RegexTimeout
-from monitor.config import AvailabilityWatch, RuleConfig, RulesConfig
 from monitor.model import FindingDraft, NumberRecord
-from monitor.rules.base import REGISTRY, Kind, RuleContext, Subject, in_scope
-from monitor.rules.events import AccountView
+from monitor.rules.base import (
+    REGISTRY,
+    Kind,
+    RuleConfig,
+    RuleContext,
+    RuleTables,
+    Subject,
+    in_scope,
+)
+from monitor.rules.events import AccountView, AvailabilityConfig, AvailabilityWatch
 from monitor.rules.user import user_rule
 
 log = logging.getLogger(__name__)
@@ -55,7 +62,7 @@ def _active(cfg: RuleConfig, rule_id: str, fn: Callable[..., Any]) -> _Active:
     return _Active(rule_id, cfg, fn, scoped, bool(cfg.override), timed)
 
 
-def _rules(config: RulesConfig) -> Iterator[tuple[str, Kind, RuleConfig, Callable[..., Any]]]:
+def _rules(config: RuleTables) -> Iterator[tuple[str, Kind, RuleConfig, Callable[..., Any]]]:
     """Every rule as (id, kind, its table, its function): the built-in ones (``REGISTRY``), then
     the user-defined ones (``[[rules.custom]]``)."""
     for rule_id, spec in REGISTRY.items():
@@ -67,7 +74,7 @@ def _rules(config: RulesConfig) -> Iterator[tuple[str, Kind, RuleConfig, Callabl
 USER_RULE_BUDGET = 60.0  # seconds a user rule may take over one sweep (built-in ones: ~µs each)
 
 
-def rule_ids(config: RulesConfig, *, enabled_only: bool = False) -> list[str]:
+def rule_ids(config: RuleTables, *, enabled_only: bool = False) -> list[str]:
     """The ids of every rule, built-in and user-defined (or of those on for someone): the one
     list that ``silence add`` checks ``--rule`` against and the dashboard's filter offers."""
     return [rid for rid, _, cfg, _ in _rules(config) if _enabled(cfg) or not enabled_only]
@@ -281,8 +288,8 @@ class Evaluator:
     @property
     def watches(self) -> tuple[AvailabilityWatch, ...]:
         """The country/region pairs the availability rules want counted (none: no request)."""
-        cfg = self.ctx.config.low_availability
-        return cfg.watch if self._availability else ()
+        cfg = self.ctx.config.rule("low_availability")
+        return cfg.watch if self._availability and isinstance(cfg, AvailabilityConfig) else ()
 
     def skip(self, rule_id: str) -> None:
         """Leave ``rule_id`` out of this evaluation (its input could not be read): its open

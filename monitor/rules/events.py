@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from monitor.conditions import as_decimal
-from monitor.config import AvailabilityWatch, ChangedConfig, RuleConfig
 from monitor.model import FindingDraft
-from monitor.rules.base import RuleContext, money, row_draft, rule, show
+from monitor.rules.base import RuleConfig, RuleContext, Table, money, row_draft, rule, show
 
 Row = Mapping[Any, Any]  # RowMapping or dict
 
@@ -26,7 +27,13 @@ def _event_subject(row: Row, what: str, ctx: RuleContext) -> str:
     return f"{row.get('number_id')}:{what}@{ctx.sweep_id or 0}"
 
 
-@rule("disappeared", "in the last complete sweep, absent from this one", "change", event=True)
+@rule(
+    "disappeared",
+    "in the last complete sweep, absent from this one",
+    "change",
+    defaults=RuleConfig(severity="warning"),
+    event=True,
+)
 def disappeared(
     before: Row | None, after: Row | None, cfg: RuleConfig, ctx: RuleContext
 ) -> list[FindingDraft]:
@@ -43,7 +50,22 @@ def _fee(row: Row) -> Any:
     return as_decimal(row.get("monthly_fee"))
 
 
-@rule("changed", "application, blocked, monthly fee or account changed", "change", event=True)
+ChangeKind = Literal["application", "blocked", "monthly_fee", "account"]
+
+
+class ChangedConfig(RuleConfig):
+    """``changed``'s table: which kinds of change it tells."""
+
+    changes: tuple[ChangeKind, ...] = ("application", "blocked", "monthly_fee", "account")
+
+
+@rule(
+    "changed",
+    "application, blocked, monthly fee or account changed",
+    "change",
+    defaults=ChangedConfig(severity="info"),
+    event=True,
+)
 def changed(
     before: Row | None, after: Row | None, cfg: ChangedConfig, ctx: RuleContext
 ) -> list[FindingDraft]:
@@ -101,7 +123,12 @@ class AccountView:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-@rule("no_active_number", "a customer account with no active number", "account")
+@rule(
+    "no_active_number",
+    "a customer account with no active number",
+    "account",
+    defaults=RuleConfig(severity="critical"),
+)
 def no_active_number(acct: AccountView, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
     if (acct.status or "").casefold() not in LIVE_ACCOUNT_STATUSES or acct.counts.get("active"):
         return None
@@ -124,10 +151,38 @@ def no_active_number(acct: AccountView, cfg: RuleConfig, ctx: RuleContext) -> Fi
 # --- availability -----------------------------------------------------------------------------
 
 
+class AvailabilityWatch(Table):
+    """One watched place: a country (ISO-2), optionally a region, and the fewest numbers for
+    sale there that are not worth a finding."""
+
+    country: str = Field(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")
+    region: str | None = Field(default=None, min_length=1, max_length=128)
+    min_available: int = Field(default=5, ge=1, le=100_000)
+
+    @field_validator("country")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class AvailabilityConfig(RuleConfig):
+    """The optional availability watch: nothing is requested until ``watch`` lists a pair."""
+
+    watch: tuple[AvailabilityWatch, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_pairs(self) -> AvailabilityConfig:
+        pairs = [(w.country, (w.region or "").casefold()) for w in self.watch]
+        if len(pairs) != len(set(pairs)):
+            raise ValueError("watch: each country/region pair may be listed once")
+        return self
+
+
 @rule(
     "low_availability",
     "fewer than N WhatsApp-capable numbers for sale in a watched place",
     "availability",
+    defaults=AvailabilityConfig(severity="warning"),
 )
 def low_availability(
     watch: AvailabilityWatch, available: int, cfg: RuleConfig, ctx: RuleContext

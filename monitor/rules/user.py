@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from monitor.config import RuleConfig, UserRuleConfig
 from monitor.model import FindingDraft
-from monitor.rules.base import RuleContext, Subject, draft, show
+from monitor.rules.base import RuleConfig, RuleContext, Subject, UserRuleConfig, draft, show
 
 
 def user_rule(cfg: UserRuleConfig) -> Callable[[Subject, RuleConfig, RuleContext], Any]:
