@@ -31,16 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import (
-    TYPE_CHECKING,
-    Annotated,
-    Any,
-    Literal,
-    TypeGuard,
-    Union,
-    get_args,
-    get_origin,
-)
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -680,7 +671,6 @@ def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) 
         )
         data = _parse_toml(text, path)
         _mark(data, "", f"file {path}", sources)
-        # Whether it holds a secret (a server URL: only with a password) is checked last: costly.
         if _readable_by_others(path) and any(s.held_in(v) for s, v in _secret_values(data)):
             warnings.append(
                 f"{path} holds secrets and is readable by other users; run: chmod 600 {path}"
@@ -740,6 +730,8 @@ def _label(parts: Sequence[str | int]) -> str:
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, str]) -> None:
+    if not isinstance(data.get("vobiz", {}), dict):
+        raise ConfigError("[vobiz] must be a table")
     overrides = [
         ([p.lower() for p in var[len(ENV_PREFIX) :].split("__") if p], var)
         for var in env
@@ -1031,9 +1023,9 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     for setting in secret_settings(data):
         setting.table[setting.key] = setting.secret.mask(setting.table[setting.key])
-    for table in [v for v in data["rules"].values() if isinstance(v, dict)] + data["rules"][
-        "custom"
-    ]:
+    rules = data["rules"]
+    rules["custom"] = rules.pop("custom")  # after the built-in rules' tables, as documented
+    for table in [v for v in rules.values() if isinstance(v, dict)] + rules["custom"]:
         for key in ("include", "exclude"):  # only the lists that are set
             table[key] = {k: v for k, v in table[key].items() if v}
     return data
