@@ -659,10 +659,11 @@ def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) 
     """Read, merge and validate the configuration; raise ``ConfigError`` naming file and key."""
     env = dict(os.environ if environ is None else environ)
     path, explicit = resolve_path(cli_path, env)
+    found = path if path.exists() else None
     data: dict[str, Any] = {}
     sources: dict[str, str] = {}
     warnings: list[str] = []
-    if path.exists():
+    if found:
         text = read_small_file(
             path,
             CONFIG_MAX_BYTES,
@@ -687,15 +688,10 @@ def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) 
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path if path.exists() else None, sources)) from None
+        raise ConfigError(_describe(exc, found, sources)) from None
     settings = _check_templates(settings, path)
     _remember_secrets(settings.model_dump())
-    return LoadedConfig(
-        settings=settings,
-        path=path if path.exists() else None,
-        sources=sources,
-        warnings=tuple(warnings),
-    )
+    return LoadedConfig(settings, found, sources, tuple(warnings))
 
 
 def _check_templates(settings: Settings, path: Path) -> Settings:
@@ -729,6 +725,9 @@ def _label(parts: Sequence[str | int]) -> str:
     return first + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in rest)
 
 
+_SHORTCUTS = (("auth_id", "VOBIZ_AUTH_ID"), ("auth_token", "VOBIZ_AUTH_TOKEN"))
+
+
 def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, str]) -> None:
     if not isinstance(data.get("vobiz", {}), dict):
         raise ConfigError("[vobiz] must be a table")
@@ -744,9 +743,6 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, 
         if parts:
             _set_path(data, parts, env[var], var)
             sources[_label(parts)] = f"env {var}"
-
-
-_SHORTCUTS = (("auth_id", "VOBIZ_AUTH_ID"), ("auth_token", "VOBIZ_AUTH_TOKEN"))
 
 
 def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> None:
@@ -1024,7 +1020,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for setting in secret_settings(data):
         setting.table[setting.key] = setting.secret.mask(setting.table[setting.key])
     rules = data["rules"]
-    rules["custom"] = rules.pop("custom")  # after the built-in rules' tables, as documented
+    rules["custom"] = rules.pop("custom")  # shown after the built-in rules' tables
     for table in [v for v in rules.values() if isinstance(v, dict)] + rules["custom"]:
         for key in ("include", "exclude"):  # only the lists that are set
             table[key] = {k: v for k, v in table[key].items() if v}

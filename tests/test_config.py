@@ -93,9 +93,13 @@ def test_the_removed_fetch_process_setting_is_an_unknown_key(tmp_path: Path) -> 
 
 
 def test_unknown_rule_is_an_error(tmp_path: Path) -> None:
+    from monitor.rules import REGISTRY
+
     path = write(tmp_path, "[rules.no_such_rule]\nenabled = true\n")
-    with pytest.raises(ConfigError, match=r"rules\.no_such_rule"):
+    with pytest.raises(ConfigError, match=r"rules\.no_such_rule") as exc:
         load(str(path), {})
+    assert f"unknown rule 'no_such_rule' (built-in rules: {', '.join(REGISTRY)};" in str(exc.value)
+    assert exc.value.exit_code == 2
 
 
 @pytest.mark.parametrize(
@@ -698,16 +702,11 @@ def test_numbers_and_nesting_past_their_bounds_are_config_errors(
 
 
 def test_every_numeric_setting_has_an_upper_bound() -> None:
+    """Every table reachable from ``Settings``: the sections and the rules' own tables."""
     import annotated_types
-    from pydantic import BaseModel
 
-    import monitor.config as config
-
-    models = [
-        m
-        for m in vars(config).values()
-        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == config.__name__
-    ]
+    models = _models()
+    assert {"DateRuleConfig", "AvailabilityWatch"} <= {m.__name__ for m in models}
     unbounded = [
         f"{model.__name__}.{name}"
         for model in models

@@ -96,3 +96,14 @@ def test_find_cycle_reports_a_cycle() -> None:
 def test_monitor_has_no_import_cycles() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_rules_never_import_the_config() -> None:
+    """The rules sit below the config: ``config`` derives ``[rules.<id>]`` from their registry,
+    so no module of ``monitor.rules`` may import ``monitor.config``, even inside a function."""
+    graph = import_graph()
+    assert "monitor.rules" in graph["monitor.config"]
+    upward = sorted(
+        m for m, deps in graph.items() if m.startswith("monitor.rules") and "monitor.config" in deps
+    )
+    assert not upward

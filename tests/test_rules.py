@@ -380,3 +380,44 @@ def test_no_rule_raises_on_any_json_shaped_item(item: dict[str, Any]) -> None:
     assert ev.errors == {}
     for d in ev.drafts.values():
         assert d.message and "\n" not in d.message
+
+
+# --- the registry is the one list of built-in rules ------------------------------------------
+
+
+def test_every_registered_rule_has_a_table_and_every_table_a_rule() -> None:
+    tables = set(RulesConfig.model_fields) - {"timezone", "custom"}
+    assert tables == REGISTRY.keys()
+    for rule_id, spec in REGISTRY.items():
+        assert RulesConfig.model_fields[rule_id].annotation is type(spec.defaults), rule_id
+        assert isinstance(spec.defaults, RuleConfig)
+
+
+def test_each_rules_defaults_are_those_declared_beside_its_function() -> None:
+    """Unset, bare, or with one key set, a table has the defaults the rule registered with."""
+    for rule_id, spec in REGISTRY.items():
+        assert RulesConfig().rule(rule_id) == spec.defaults, rule_id
+        assert RulesConfig.model_validate({rule_id: {}}).rule(rule_id) == spec.defaults, rule_id
+        off = RulesConfig.model_validate({rule_id: {"enabled": False}}).rule(rule_id)
+        assert off == spec.defaults.model_copy(update={"enabled": False}), rule_id
+
+
+def test_the_readme_documents_each_registered_rule_with_its_defaults() -> None:
+    """The README's table of rules lists the registry in order, with each rule's default
+    severity and keys as the rule declares them."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Rules\n", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| .*? \| ([a-z]+)[^|]* \|(.*)\|$", section, re.M)
+    assert [rule_id for rule_id, _, _ in rows] == list(REGISTRY)
+    for rule_id, severity, keys in rows:
+        defaults = REGISTRY[rule_id].defaults
+        assert severity == defaults.severity, rule_id
+        documented = {
+            k: v for key in re.findall(r"`([^`]+)`", keys) for k, v in tomllib.loads(key).items()
+        }
+        own = defaults.model_dump(mode="json", exclude=set(RuleConfig.model_fields))
+        assert documented == own, rule_id
