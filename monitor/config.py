@@ -348,6 +348,7 @@ if not TYPE_CHECKING:  # mypy reads a built-in rule's table with ``rule(id)``
         "RulesConfig",
         __base__=RulesConfig,
         __module__=__name__,
+        __doc__=RulesConfig.__doc__,
         **{rid: (type(spec.defaults), spec.defaults) for rid, spec in REGISTRY.items()},
     )
 

@@ -1,7 +1,9 @@
 """Rules: pure functions of (item, context) → findings, built-in and user-defined.
 
-``base`` (context, registry, scope), ``builtin`` (number rules), ``events`` (changes between
-sweeps, accounts), ``user`` (rules written in the config), ``engine`` (the evaluator).
+``base`` (config tables, context, registry, scope), ``builtin`` (number rules), ``events``
+(changes between sweeps, accounts, availability), ``user`` (rules written in the config),
+``engine`` (the evaluator). Each built-in rule registers with its ``[rules.<id>]`` table's type
+and defaults; ``config.RulesConfig`` derives the ``[rules]`` section from ``REGISTRY``.
 """
 
 from __future__ import annotations
