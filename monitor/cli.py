@@ -21,7 +21,6 @@ from typing import Any, NoReturn
 
 import click
 from rich.markup import escape
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, logs, redact
 from monitor.clock import Clock, system_clock
@@ -93,10 +92,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
-    except MonitorError as exc:
+    except MonitorError as exc:  # a database that is down or not migrated is a DatabaseError
         fail(exc)
-    except SQLAlchemyError as exc:  # a read path met a database that is down or not migrated
-        fail(database_error(exc))
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
@@ -106,19 +103,6 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-
-
-def database_error(exc: SQLAlchemyError) -> DatabaseError:
-    from monitor.store.db import describe_db_error
-
-    text = describe_db_error(exc)
-    missing = "no such table" in text or "does not exist" in text
-    return DatabaseError(
-        f"database error: {text}",
-        hint="run `did-monitor db upgrade` (database.auto_migrate is off)"
-        if missing
-        else "check database.url and that the database server is running",
-    )
 
 
 def _store(settings: Settings, *, migrate: bool | None = None, read: bool = False) -> Any:
@@ -393,13 +377,11 @@ def inventory(
     from monitor.display import column_names
     from monitor.reports import INVENTORY_FIELDS
     from monitor.reports import inventory as report
-    from monitor.store.accounts import account_names
 
     only = column_names(columns, INVENTORY_FIELDS)
-    engine = _store(state.settings).engine
-    rep = report(engine, account=account, status=status, country=country)
-    with engine.connect() as conn:
-        names = account_names(conn, rep.sweep.id)
+    store = _store(state.settings)
+    rep = report(store.engine, account=account, status=status, country=country)
+    names = store.account_names(at=rep.sweep.id)
     title = (
         f"{len(rep.rows)} number(s) in sweep {rep.sweep.id} of {when_text(rep.sweep.started_at)}"
     )
@@ -574,10 +556,8 @@ def db() -> None:
 @pass_state
 def db_upgrade(state: State) -> None:
     """Bring the schema to the latest migration (idempotent)."""
-    from monitor.store.db import current_revision
-
     store = _store(state.settings, migrate=True)
-    out.print(f"database at revision {current_revision(store.engine)} (latest)")
+    out.print(f"database at revision {store.revision()} (latest)")
 
 
 @cli.command("test-alert")
@@ -791,7 +771,6 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
     from monitor.display import account_cell, column_names
     from monitor.model import normalize_e164
     from monitor.reports import number_history
-    from monitor.store.accounts import account_names
 
     names = ("from", "until", "status", "account", "application", "blocked", "next billing")
     table = [
@@ -808,8 +787,7 @@ def history(state: State, e164: str, wide: bool, columns: str | None) -> None:
             hint="numbers are stored in E.164 form, e.g. +14155550100; see `did-monitor findings`",
         )
     last = store.last_sweep("complete")
-    with store.engine.connect() as conn:
-        accounts = account_names(conn, last["id"]) if last is not None else {}
+    accounts = store.account_names(at=last["id"]) if last is not None else {}
     cells = []
     for r in rows:
         changed = r["changed"]

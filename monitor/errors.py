@@ -10,6 +10,7 @@
     │   └── ApiGaveUp             retries or the retry budget ran out
     ├── IncompleteSweep           the sweep did not see the whole inventory (exit 1)
     ├── DatabaseError             the database refused or is unreachable (exit 1)
+    │   └── DatabaseBusy          SQLite stayed locked by another connection past its wait
     ├── DeliveryError             an alert channel failed (exit 1); the outbox retries it
     ├── SweepCancelled            the service is shutting down; the sweep was rolled back
     ├── LockLost                  the sweep's database session (and its lock) ended: rolled back
@@ -80,7 +81,21 @@ class IncompleteSweep(MonitorError):
 
 
 class DatabaseError(MonitorError):
-    """Raised when the database cannot be reached, migrated or written."""
+    """Raised when the database cannot be reached, migrated, read or written.
+
+    The store raises it for every failure of the database (``store.db.database_error``), so no
+    caller handles SQLAlchemy's exceptions. ``detail`` is the database's own first line when the
+    database said why (None when did-monitor refused by itself)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.detail = detail
+
+
+class DatabaseBusy(DatabaseError):
+    """Raised when a SQLite database stayed locked by another connection (a write transaction
+    held elsewhere) for longer than the busy timeout: ``detail`` is SQLite's "database is
+    locked"."""
 
 
 class DeliveryError(MonitorError):

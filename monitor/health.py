@@ -17,7 +17,6 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import reports
 from monitor.alerts.outbox import Outbox
@@ -26,7 +25,7 @@ from monitor.errors import MonitorError
 from monitor.model import DeliveryOutcome
 from monitor.rules.base import KNOWN_STATUSES
 from monitor.store import Store
-from monitor.store.db import FINISHED_SWEEP_STATES, describe_db_error
+from monitor.store.db import FINISHED_SWEEP_STATES
 from monitor.vocab import CONTROL_CHARS, currency_code, iso
 
 log = logging.getLogger(__name__)
@@ -77,8 +76,6 @@ def describe_failure(exc: BaseException) -> str:
     """One line for a probe that raised, without URLs or credentials."""
     if isinstance(exc, MonitorError):
         return exc.message
-    if isinstance(exc, SQLAlchemyError):
-        return f"database error: {describe_db_error(exc)}"
     return f"probe failed: {type(exc).__name__}"
 
 
@@ -122,9 +119,9 @@ class _StoreCollector(Collector):
             silenced_counts = self.store.silenced_counts(now)
             last = self.store.last_sweep("complete")
             money = list(self._money(now))
-            newest = self.store.last_finished_sweep()
+            newest = self.store.last_sweep(FINISHED_SWEEP_STATES)  # the newest that ended
             health = Outbox(self.store).channel_health(self.channels)
-        except (SQLAlchemyError, MonitorError) as exc:
+        except MonitorError as exc:
             log.warning("metrics: cannot read the database: %s", describe_failure(exc))
             up.add_metric([], 0)
             yield up
@@ -202,7 +199,7 @@ class _StoreCollector(Collector):
             "did_monitor_numbers_without_billing_date",
             "Active numbers with no next billing date (in no rental due figure)",
         )
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             _, totals = reports.cost_lines(conn, None)
             for cur, amount in _by_currency({c: t.monthly_rental for c, t in totals.items()}):
                 rental.add_metric([cur], float(amount))

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import httpx
-import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.accounts import fetch_accounts
 from monitor.alerts.deliver import deliver_due
@@ -31,9 +29,9 @@ from monitor.model import DeliveryOutcome, NumberRecord, SweepCounts
 from monitor.redact import scrub
 from monitor.reports import version_changes
 from monitor.rules import Evaluator, RuleContext
-from monitor.store import SWEEPS, Store
-from monitor.store.accounts import status_counts, write_accounts
-from monitor.store.db import describe_db_error
+from monitor.store import Store
+from monitor.store.accounts import write_accounts
+from monitor.store.db import tally
 from monitor.store.locks import SweepLock
 from monitor.sweep import (
     FetchResult,
@@ -111,7 +109,7 @@ def run_cycle(
             outcome = _sweep(settings, store, trigger, clock, client, progress, cancel, http, lock)
     try:
         outcome.deliveries = deliver_due(store, settings, notifier, clock, cancel)
-    except (MonitorError, SQLAlchemyError) as exc:  # the sweep stands; deliveries are retried
+    except MonitorError as exc:  # the sweep stands; deliveries are retried
         log.error("could not deliver alerts after sweep %d: %s", outcome.sweep_id, exc)
     return outcome
 
@@ -218,7 +216,7 @@ def _sweep(
                     {a.account_id: a.as_rule_input() for a in accounts}
                     if accounts is not None
                     else None,
-                    status_counts(writer.conn),
+                    tally(writer.conn, "account_id", "status"),
                 )
             opened, resolved = writer.apply_findings(
                 evaluator.by_rule,
@@ -254,7 +252,7 @@ def _sweep(
         if lock is not None and lock.lost:
             # The lock's session ended (terminated, timed out) and took the sweep's writes with
             # it; another replica may already be sweeping, so this is no alert.
-            reason = describe_db_error(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+            reason = (exc.detail if isinstance(exc, DatabaseError) else None) or str(exc)
             error = scrub(f"{LOST} and its lock ({reason}): rolled back")
             in_a_row = _lost_in_a_row(store, sweep_id)
             if in_a_row < LOST_ALERT_AFTER:
@@ -280,8 +278,6 @@ def _sweep(
         # Every other failure is a failed sweep: recorded, alerted, and the daemon carries on.
         if isinstance(exc, MonitorError):
             error = exc.message
-        elif isinstance(exc, SQLAlchemyError):
-            error = f"database error: {describe_db_error(exc)}"
         else:
             log.exception("sweep %d hit an unexpected error", sweep_id)
             error = f"internal error: {type(exc).__name__}: {exc}"
@@ -378,20 +374,13 @@ def _pause_until(cancel: threading.Event | None) -> Callable[[float], None]:
 def _lost_in_a_row(store: Store, sweep_id: int) -> int:
     """How many sweeps in a row, ``sweep_id`` included, lost their database session: the
     finished sweeps before it that ended that way, plus one (1 when they cannot be read)."""
-    stmt = (
-        sa.select(SWEEPS.c.status, SWEEPS.c.error)
-        .where(SWEEPS.c.id < sweep_id, SWEEPS.c.status != "running")
-        .order_by(SWEEPS.c.id.desc())
-        .limit(LOST_ALERT_AFTER - 1)
-    )
     try:
-        with store.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-    except SQLAlchemyError:
+        rows = store.sweeps_before(sweep_id, LOST_ALERT_AFTER - 1)
+    except DatabaseError:
         return 1
     count = 1
-    for status, error in rows:
-        if status != "aborted" or not (error or "").startswith(LOST):
+    for row in rows:
+        if row["status"] != "aborted" or not (row["error"] or "").startswith(LOST):
             break
         count += 1
     return count

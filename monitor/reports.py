@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
@@ -26,12 +26,8 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from monitor.errors import ConfigError
 from monitor.model import parse_day, parse_time
 from monitor.store.accounts import account_names
-from monitor.store.db import AccountVersion, NumberVersion, Sweep
+from monitor.store.db import SWEEPS, VERSIONS, current, latest_sweeps
 from monitor.vocab import currency_code, iso, money_text
-
-_SWEEPS = cast(sa.Table, Sweep.__table__)
-_VERSIONS = cast(sa.Table, NumberVersion.__table__)
-_ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
 
 Row = Mapping[Any, Any]  # RowMapping or dict
 
@@ -56,21 +52,17 @@ def _ref(row: RowMapping | None) -> SweepRef | None:
 
 def complete_sweeps(conn: Connection, limit: int = 2) -> list[SweepRef]:
     """The latest complete sweeps, newest first."""
-    stmt = (
-        sa.select(_SWEEPS.c.id, _SWEEPS.c.started_at)
-        .where(_SWEEPS.c.status == "complete")
-        .order_by(_SWEEPS.c.id.desc())
-        .limit(limit)
-    )
-    return [SweepRef(r.id, r.started_at) for r in conn.execute(stmt)]
+    return [
+        SweepRef(r["id"], r["started_at"]) for r in latest_sweeps(conn, "complete", limit=limit)
+    ]
 
 
 def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
     """The last complete sweep that started at or before ``when``."""
     stmt = (
-        sa.select(_SWEEPS.c.id, _SWEEPS.c.started_at)
-        .where(_SWEEPS.c.status == "complete", _SWEEPS.c.started_at <= when)
-        .order_by(_SWEEPS.c.started_at.desc(), _SWEEPS.c.id.desc())
+        sa.select(SWEEPS.c.id, SWEEPS.c.started_at)
+        .where(SWEEPS.c.status == "complete", SWEEPS.c.started_at <= when)
+        .order_by(SWEEPS.c.started_at.desc(), SWEEPS.c.id.desc())
         .limit(1)
     )
     return _ref(conn.execute(stmt).mappings().first())
@@ -102,13 +94,6 @@ def _sweep_at(conn: Connection, at: datetime | None, option: str) -> SweepRef:
 
 
 # --- inventory --------------------------------------------------------------------------------
-
-
-def _current_at(sweep_id: int) -> Any:
-    return sa.and_(
-        _VERSIONS.c.valid_from <= sweep_id,
-        sa.or_(_VERSIONS.c.valid_to.is_(None), _VERSIONS.c.valid_to > sweep_id),
-    )
 
 
 @dataclass(frozen=True)
@@ -163,14 +148,14 @@ def inventory(
     by account then number. ``status`` and ``country`` match case-insensitively."""
     with engine.connect() as conn:
         ref = _sweep_at(conn, at, "--at")
-        stmt = sa.select(_VERSIONS).where(_current_at(ref.id))
+        stmt = sa.select(VERSIONS).where(current(VERSIONS, ref.id))
         if account:
-            stmt = stmt.where(_VERSIONS.c.account_id == account)
+            stmt = stmt.where(VERSIONS.c.account_id == account)
         if status:
-            stmt = stmt.where(_VERSIONS.c.status == status.strip().lower())
+            stmt = stmt.where(VERSIONS.c.status == status.strip().lower())
         if country:
-            stmt = stmt.where(sa.func.upper(_VERSIONS.c.country) == country.strip().upper())
-        stmt = stmt.order_by(_VERSIONS.c.account_id, _VERSIONS.c.e164, _VERSIONS.c.number_id)
+            stmt = stmt.where(sa.func.upper(VERSIONS.c.country) == country.strip().upper())
+        stmt = stmt.order_by(VERSIONS.c.account_id, VERSIONS.c.e164, VERSIONS.c.number_id)
         rows = [
             InventoryRow(
                 e164=r["e164"],
@@ -230,12 +215,11 @@ def cost_lines(
     numbers in force at complete sweep ``sweep_id``, or of the current rows when it is ``None``
     (the dashboard's view, served by the partial index on current rows). ``accounts`` limits
     the accounts read. Currencies as ``model.currency_code`` shows them (``""`` for none)."""
-    where = _current_at(sweep_id) if sweep_id is not None else _VERSIONS.c.valid_to.is_(None)
-    stmt = sa.select(_VERSIONS.c.account_id, _VERSIONS.c.currency, _VERSIONS.c.monthly_fee).where(
-        where, _VERSIONS.c.status == "active"
+    stmt = sa.select(VERSIONS.c.account_id, VERSIONS.c.currency, VERSIONS.c.monthly_fee).where(
+        current(VERSIONS, sweep_id), VERSIONS.c.status == "active"
     )
     if accounts is not None:
-        stmt = stmt.where(_VERSIONS.c.account_id.in_(list(accounts)))
+        stmt = stmt.where(VERSIONS.c.account_id.in_(list(accounts)))
     lines: dict[tuple[str, str], CostRow] = {}
     totals: dict[str, CostRow] = {}
     for acct, currency, fee in conn.execute(stmt.execution_options(yield_per=5000)):
@@ -400,16 +384,15 @@ def forecasts(
     rows for all of them), as of complete sweep ``sweep_id`` (or the current rows when it is
     ``None``, as ``cost_lines`` reads them). The one forecast: ``costs --due-within``, the
     accounts page, the digest and ``/metrics`` all use it. Currencies as ``cost_lines`` has them."""
-    where = _current_at(sweep_id) if sweep_id is not None else _VERSIONS.c.valid_to.is_(None)
     stmt = sa.select(
-        _VERSIONS.c.e164,
-        _VERSIONS.c.account_id,
-        _VERSIONS.c.currency,
-        _VERSIONS.c.monthly_fee,
-        _VERSIONS.c.next_billing_date,
-    ).where(where, _VERSIONS.c.status == "active")
+        VERSIONS.c.e164,
+        VERSIONS.c.account_id,
+        VERSIONS.c.currency,
+        VERSIONS.c.monthly_fee,
+        VERSIONS.c.next_billing_date,
+    ).where(current(VERSIONS, sweep_id), VERSIONS.c.status == "active")
     if accounts is not None:
-        stmt = stmt.where(_VERSIONS.c.account_id.in_(list(accounts)))
+        stmt = stmt.where(VERSIONS.c.account_id.in_(list(accounts)))
     out = [Forecast(w) for w in windows]
     undated: list[str] = []
     for e164, acct, currency, fee, billing in conn.execute(stmt.execution_options(yield_per=5000)):
@@ -462,16 +445,8 @@ def version_changes(
 
     Works inside a sweep's own transaction too (``after`` being that sweep).
     """
-    old_stmt = sa.select(_VERSIONS).where(
-        _VERSIONS.c.valid_from <= before,
-        _VERSIONS.c.valid_to > before,
-        _VERSIONS.c.valid_to <= after,
-    )
-    new_stmt = sa.select(_VERSIONS).where(
-        _VERSIONS.c.valid_from > before,
-        _VERSIONS.c.valid_from <= after,
-        sa.or_(_VERSIONS.c.valid_to.is_(None), _VERSIONS.c.valid_to > after),
-    )
+    old_stmt = sa.select(VERSIONS).where(current(VERSIONS, before), VERSIONS.c.valid_to <= after)
+    new_stmt = sa.select(VERSIONS).where(current(VERSIONS, after), VERSIONS.c.valid_from > before)
     old = {r["number_id"]: r for r in conn.execute(old_stmt).mappings()}
     new = {r["number_id"]: r for r in conn.execute(new_stmt).mappings()}
     for number_id in sorted(old.keys() | new.keys()):
@@ -593,9 +568,7 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
             base = latest[1]
         elif since.strip().isdigit():
             row = (
-                conn.execute(sa.select(_SWEEPS).where(_SWEEPS.c.id == int(since)))
-                .mappings()
-                .first()
+                conn.execute(sa.select(SWEEPS).where(SWEEPS.c.id == int(since))).mappings().first()
             )
             if row is None or row["status"] != "complete":
                 raise ConfigError(

@@ -29,7 +29,6 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.deliver import deliver_due
 from monitor.alerts.notify import AppriseNotifier, Notifier
@@ -50,7 +49,7 @@ from monitor.schedule import (
     sweep_deadline,
 )
 from monitor.store import Store
-from monitor.store.db import current_revision, head_revision
+from monitor.store.db import head_revision
 from monitor.vobiz import http_client
 from monitor.web.app import listener
 from monitor.web.server import WebServer
@@ -306,7 +305,7 @@ class Service:
         ``Outbox``); a database that refuses leaves them to their claim lease."""
         try:
             released = Outbox(self.store).release_cut_short(self.clock())
-        except (SQLAlchemyError, MonitorError) as exc:
+        except MonitorError as exc:
             log.warning("cannot hand back the deliveries cut short: %s", describe_failure(exc))
             return
         if released:
@@ -347,7 +346,7 @@ class Service:
         if not asked:
             try:
                 last = self.store.last_sweep("complete")
-            except (SQLAlchemyError, MonitorError) as exc:
+            except MonitorError as exc:
                 log.warning(
                     "cannot read the last sweep (%s); sweeping now to be safe",
                     describe_failure(exc),
@@ -514,7 +513,7 @@ class Service:
         """Sweep, unless the sweep that held the lock completed: then nothing was missed."""
         try:
             last = self.store.last_sweep("complete")
-        except (SQLAlchemyError, MonitorError):
+        except MonitorError:
             last = None  # the sweep says what is wrong with the database
         if last is not None and last["started_at"] >= held_since:
             log.info("the sweep that held the lock completed (#%d); no retry needed", last["id"])
@@ -531,7 +530,7 @@ class Service:
         try:
             outcomes = deliver_due(self.store, self.settings, self.notifier, self.clock, stop)
         except Exception as exc:  # nothing kills the daemon
-            if isinstance(exc, MonitorError | SQLAlchemyError):
+            if isinstance(exc, MonitorError):
                 log.error("delivery job failed: %s", describe_failure(exc))
             else:
                 log.exception("delivery job failed unexpectedly")
@@ -595,7 +594,7 @@ class Service:
         if not self._migrated:
             if self._head is None:
                 self._head = head_revision()
-            self._migrated = current_revision(self.store.engine) == self._head
+            self._migrated = self.store.revision() == self._head
         running = bool(self.scheduler.running)
         reasons = []
         if not self._migrated:

@@ -22,8 +22,7 @@ from monitor.alerts.digest import Digest
 from monitor.alerts.email import findings_csv, render_document
 from monitor.alerts.slack import build
 from monitor.findings import FindingView, as_json, view
-from monitor.store import FINDINGS, Store
-from monitor.store.accounts import ACCOUNTS
+from monitor.store import ACCOUNTS, FINDINGS, Store
 from monitor.web.app import build_app
 from monitor.web.views import Dashboard
 from tests.conftest import FakeClock, make_settings

@@ -107,3 +107,37 @@ def test_the_rules_never_import_the_config() -> None:
         m for m, deps in graph.items() if m.startswith("monitor.rules") and "monitor.config" in deps
     )
     assert not upward
+
+
+def sqlalchemy_exc_uses(path: Path) -> list[int]:
+    """Lines of ``path`` that import ``sqlalchemy.exc`` (in any spelling) or reach it as an
+    attribute (``sa.exc``, ``sqlalchemy.exc``)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            hit = any(a.name.startswith("sqlalchemy.exc") for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            hit = module.startswith("sqlalchemy.exc") or (
+                module == "sqlalchemy" and any(a.name == "exc" for a in node.names)
+            )
+        else:
+            hit = isinstance(node, ast.Attribute) and node.attr == "exc"
+            hit = hit and isinstance(node.value, ast.Name) and node.value.id in ("sa", "sqlalchemy")
+        if hit:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_store_sees_sqlalchemy_exceptions() -> None:
+    """The store raises every database failure as ``DatabaseError``; no module outside
+    ``monitor/store/`` imports ``sqlalchemy.exc`` to catch SQLAlchemy's own."""
+    store = PACKAGE / "store"
+    found = {
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for path in PACKAGE.rglob("*.py")
+        if store not in path.parents
+        for line in sqlalchemy_exc_uses(path)
+    }
+    assert found == set()
+    assert sqlalchemy_exc_uses(store / "db.py"), "the scan no longer sees the store's own import"

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import OperationalError
 
 from monitor.errors import ConfigError, DatabaseError
+from monitor.store.db import database_error
 from monitor.web.app import build_app
 from monitor.web.server import WebServer, _AcceptErrors
 from tests.conftest import FIXED_NOW, free_port, serve_probes
@@ -64,7 +65,10 @@ def test_healthz_answers_200_or_503_with_json(listener: httpx.Client, probes: Pr
 
 
 def test_a_probe_that_raises_is_503_without_secrets(listener: httpx.Client, probes: Probes) -> None:
-    probes.healthy = OperationalError("SELECT 1", {}, Exception("connection refused"))
+    # what the store raises when the database refuses (it never lets SQLAlchemy's own out)
+    probes.healthy = database_error(
+        OperationalError("SELECT 1", {}, Exception("connection refused"))
+    )
     response = listener.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {

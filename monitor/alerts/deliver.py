@@ -151,7 +151,7 @@ def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now:
     failures, error = outbox.consecutive_failures(channel)
     if failures != settings.alerts.failing_after:
         return  # say it once, when the channel crosses the threshold
-    with outbox.store.engine.begin() as conn:
+    with outbox.store.begin() as conn:
         _broadcast(
             conn,
             settings,

@@ -1,6 +1,8 @@
 """The database door for alerts: findings to announce, the delivery outbox and its attempts.
 
-Part of the store layer (the only modules that run SQL); ``alerts.py`` decides, this stores.
+Builds its SQL on the store's table handles and predicates (``store.current``,
+``store.silenced``) and runs it through ``Store.connect`` and ``Store.begin``; ``plan.py``
+decides, this stores.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from monitor.store import (
     DELIVERIES,
     FINDINGS,
     NOTIFICATIONS,
-    VERSIONS,
     Store,
     chunks,
     finding_query,
 )
+from monitor.store.db import tally
 
 log = logging.getLogger(__name__)
 # Longer than the longest send (config: SEND_TIMEOUTS of the largest delivery timeout), with two
@@ -83,12 +85,7 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
 
 def numbers_per_account(conn: Connection) -> dict[str, int]:
     """How many numbers each customer account holds now (current versions)."""
-    stmt = (
-        sa.select(VERSIONS.c.account_id, sa.func.count())
-        .where(VERSIONS.c.valid_to.is_(None))
-        .group_by(VERSIONS.c.account_id)
-    )
-    return {str(acct): int(n) for acct, n in conn.execute(stmt)}
+    return {str(acct): n for (acct,), n in tally(conn, "account_id").items()}
 
 
 def add_delivery(
@@ -103,25 +100,21 @@ def add_delivery(
     sweep_id: int | None = None,
     parts: dict[str, Any] | None = None,
 ) -> int:
-    result = conn.execute(
-        sa.insert(DELIVERIES).values(
-            created_at=now,
-            sweep_id=sweep_id,
-            channel=channel,
-            kind=kind,
-            # What leaves for a channel leaves the process: no secret in it, whatever its source.
-            title=scrub(title),
-            body=scrub(body),
-            body_format=body_format,
-            parts=scrub_value(parts) if parts else None,  # attachments and Slack blocks too
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-        )
+    stmt = sa.insert(DELIVERIES).values(
+        created_at=now,
+        sweep_id=sweep_id,
+        channel=channel,
+        kind=kind,
+        # What leaves for a channel leaves the process: no secret in it, whatever its source.
+        title=scrub(title),
+        body=scrub(body),
+        body_format=body_format,
+        parts=scrub_value(parts) if parts else None,  # attachments and Slack blocks too
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
     )
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    return int(conn.execute(stmt.returning(DELIVERIES.c.id)).scalar_one())
 
 
 def add_notifications(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -154,7 +147,7 @@ class Outbox:
             .order_by(DELIVERIES.c.id)
             .limit(limit)
         )
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return list(conn.execute(stmt).mappings())
 
     def claim(self, row: RowMapping, now: datetime) -> int | None:
@@ -165,7 +158,7 @@ class Outbox:
         with _in_flight_guard:
             if self.store.url in _closed:
                 return None
-            with self.store.engine.begin() as conn:
+            with self.store.begin() as conn:
                 result = conn.execute(
                     sa.update(DELIVERIES)
                     .where(
@@ -193,7 +186,7 @@ class Outbox:
             for delivery_id in mine:
                 del _in_flight[(self.store.url, delivery_id)]
         released = 0
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             for delivery_id, attempts in mine.items():
                 result = conn.execute(
                     sa.update(DELIVERIES)
@@ -234,7 +227,7 @@ class Outbox:
         with _in_flight_guard:
             if _in_flight.get((self.store.url, delivery_id)) == claim:
                 del _in_flight[(self.store.url, delivery_id)]
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             result = conn.execute(
                 sa.update(DELIVERIES)
                 .where(
@@ -271,7 +264,7 @@ class Outbox:
         stmt = sa.select(*shown).where(DELIVERIES.c.status.in_(QUEUED))
         if channel is not None:
             stmt = stmt.where(DELIVERIES.c.channel == channel)
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return list(
                 conn.execute(stmt.order_by(DELIVERIES.c.channel, DELIVERIES.c.id)).mappings()
             )
@@ -285,7 +278,7 @@ class Outbox:
             DELIVERIES.c.status.in_(("pending", "failed")),
             sa.and_(DELIVERIES.c.status == "sending", DELIVERIES.c.next_attempt_at <= now),
         )
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             for delivery_id in ids:
                 channel = conn.execute(
                     sa.update(DELIVERIES)
@@ -301,7 +294,7 @@ class Outbox:
 
     def consecutive_failures(self, channel: str) -> tuple[int, str | None]:
         """Failed attempts on ``channel`` since its last success, and the latest error."""
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             last_ok = conn.execute(
                 sa.select(sa.func.max(ATTEMPTS.c.id)).where(
                     ATTEMPTS.c.channel == channel, ATTEMPTS.c.outcome == "sent"
@@ -317,7 +310,7 @@ class Outbox:
 
     def channel_health(self, channels: Iterable[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             for name in channels:
                 pending = conn.execute(
                     sa.select(sa.func.count()).where(
@@ -348,13 +341,13 @@ class Outbox:
             .order_by(DELIVERIES.c.id.desc())
             .limit(1)
         )
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return conn.execute(stmt).mappings().first()
 
     def notifications_for(self, finding_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
         """Every announcement of each finding, with the fate of the delivery that carried it."""
         out: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             for part in chunks(finding_ids):
                 stmt = (
                     sa.select(

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitor.alerts.chat import (
@@ -37,7 +36,8 @@ from monitor.config import ChannelConfig, Settings
 from monitor.findings import FindingView, urgency, view
 from monitor.reports import DueWindow, Forecast, forecast
 from monitor.rules import event_rules
-from monitor.store import SWEEPS, Store
+from monitor.store import Store
+from monitor.store.db import latest_sweeps
 from monitor.vocab import SEVERITY_RANK, Format
 
 log = logging.getLogger(__name__)
@@ -245,13 +245,8 @@ def store_digests(
 def _previous_notes(conn: Connection, sweep_id: int) -> str:
     """The notes of the last complete sweep before ``sweep_id`` ("" without one): what the
     partner channels were last told about numbers with an unreadable date."""
-    stmt = (
-        sa.select(SWEEPS.c.notes)
-        .where(SWEEPS.c.status == "complete", SWEEPS.c.id < sweep_id)
-        .order_by(SWEEPS.c.id.desc())
-        .limit(1)
-    )
-    return conn.execute(stmt).scalar() or ""
+    previous = latest_sweeps(conn, "complete", before=sweep_id)
+    return (previous[0]["notes"] if previous else None) or ""
 
 
 @dataclass
@@ -272,7 +267,7 @@ def preview_digests(
     last = store.last_sweep("complete")
     plans: dict[str, Plan] = {}
     if last is not None:
-        with store.engine.connect() as conn:
+        with store.connect() as conn:
             state = load_announce_state(conn, last["id"], now)
             per_account = (
                 numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
@@ -337,7 +332,7 @@ def _broadcast(
 def enqueue_sweep_failed(
     store: Store, settings: Settings, sweep_id: int, error: str, now: datetime
 ) -> int:
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         return _broadcast(
             conn,
             settings,

@@ -1,27 +1,32 @@
 """The database door: sweeps, inventory questions, findings, silences.
 
-The store layer is this module with ``writer.py`` (one sweep's writes, in one transaction, so a
-sweep is either wholly stored or not at all), ``locks.py`` (one sweep at a time across replicas)
-and ``outbox.py`` (alerts); only they run SQL, ``db.py`` holds the schema. A sweep's own row is
+The store package is this module with ``db.py`` (the schema, the engine, migrations, and the
+predicates every query shares: ``current``), ``writer.py`` (one sweep's writes, in one
+transaction, so a sweep is either wholly stored or not at all), ``locks.py`` (one sweep at a
+time across replicas) and ``accounts.py`` (account versions and names). A sweep's own row is
 committed separately, so a failure or a crash is still on record.
+
+Every failure of the database leaves the store as ``DatabaseError`` (``db.database_error``),
+also from ``Store.connect`` and ``Store.begin``, through which the query modules run their SQL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, RowMapping
 
-from monitor.errors import DatabaseError
 from monitor.findings import FindingView, view
 from monitor.model import SweepCounts
 from monitor.redact import scrub
-from monitor.store.accounts import ACCOUNTS
+from monitor.store.accounts import account_names
 from monitor.store.db import (
+    ACCOUNTS,
     ATTEMPTS,
     CHUNK,
     DELIVERIES,
@@ -32,11 +37,14 @@ from monitor.store.db import (
     SWEEPS,
     VERSIONS,
     chunks,
+    current,
     current_count,
-    describe_db_error,
+    current_revision,
+    latest_sweeps,
     make_engine,
     owner_id,
-    sweep_values,
+    tally,
+    translated,
     upgrade,
 )
 from monitor.store.locks import SweepLock
@@ -45,6 +53,7 @@ from monitor.vocab import SEVERITY_RANK
 
 # Re-exported for the modules and tests that ask the store for them.
 __all__ = [
+    "ACCOUNTS",
     "ATTEMPTS",
     "DELIVERIES",
     "FINDINGS",
@@ -54,6 +63,7 @@ __all__ = [
     "VERSIONS",
     "Store",
     "chunks",
+    "current",
     "silenced",
     "unsilenced",
     "urgency_order",
@@ -94,83 +104,84 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def _begin(self) -> Any:
-        return _Tx(self.engine)
+    def revision(self) -> str | None:
+        """The Alembic revision the database's schema is at (None: not migrated at all)."""
+        return current_revision(self.engine)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for the block; any failure of the database leaves as ``DatabaseError``."""
+        with translated(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """``connect`` in one transaction, committed when the block ends without an error."""
+        with translated(), self.engine.begin() as conn:
+            yield conn
 
     # --- sweeps -------------------------------------------------------------------------------
 
     def start_sweep(self, now: datetime, trigger: str) -> int:
-        with self._begin() as conn:
-            result = conn.execute(
-                sa.insert(SWEEPS).values(
-                    started_at=now, status="running", trigger=trigger, owner=owner_id()
-                )
+        with self.begin() as conn:
+            return int(
+                conn.execute(
+                    sa.insert(SWEEPS)
+                    .values(started_at=now, status="running", trigger=trigger, owner=owner_id())
+                    .returning(SWEEPS.c.id)
+                ).scalar_one()
             )
-            return int(result.inserted_primary_key[0])
 
     def abort_running_sweeps(self, now: datetime) -> int:
         """Mark sweeps left ``running`` by a dead process as aborted (hold the lock to call)."""
-        with self._begin() as conn:
-            result = conn.execute(
-                sa.update(SWEEPS)
-                .where(SWEEPS.c.status == "running")
-                .values(
-                    status="aborted",
-                    finished_at=now,
-                    error="interrupted: the process stopped before the sweep finished",
-                )
-            )
-            return int(result.rowcount or 0)
+        error = "interrupted: the process stopped before the sweep finished"
+        return self._end_running(now, "aborted", error)
 
     def fail_sweep(
         self, sweep_id: int, now: datetime, error: str, counts: SweepCounts, status: str = "failed"
     ) -> bool:
         """End the running sweep ``sweep_id`` as ``status``; False when it was not running any
         more (another replica that took the lock meanwhile marked it aborted): left as it is."""
-        with self._begin() as conn:
-            result = conn.execute(
-                sa.update(SWEEPS)
-                .where(SWEEPS.c.id == sweep_id, SWEEPS.c.status == "running")
-                .values(
-                    status=status,
-                    finished_at=now,
-                    error=scrub(error)[:4000],
-                    **sweep_values(counts),
-                )
-            )
-            return bool(result.rowcount)
-
-    def last_sweep(self, status: str | None = None) -> RowMapping | None:
-        stmt = sa.select(SWEEPS).order_by(SWEEPS.c.id.desc()).limit(1)
-        if status:
-            stmt = stmt.where(SWEEPS.c.status == status)
-        with self.engine.connect() as conn:
-            return conn.execute(stmt).mappings().first()
-
-    def last_finished_sweep(self) -> RowMapping | None:
-        """The newest sweep that has ended, whatever its outcome (not one still running)."""
-        stmt = (
-            sa.select(SWEEPS)
-            .where(SWEEPS.c.status.in_(FINISHED_SWEEP_STATES))
-            .order_by(SWEEPS.c.id.desc())
-            .limit(1)
+        error = scrub(error)[:4000]
+        return bool(
+            self._end_running(now, status, error, SWEEPS.c.id == sweep_id, **asdict(counts))
         )
-        with self.engine.connect() as conn:
-            return conn.execute(stmt).mappings().first()
+
+    def _end_running(
+        self, now: datetime, status: str, error: str, *where: Any, **values: Any
+    ) -> int:
+        """End the sweeps still running (those of them ``where`` says) as ``status``; how many."""
+        stmt = sa.update(SWEEPS).where(SWEEPS.c.status == "running", *where)
+        with self.begin() as conn:
+            stmt = stmt.values(status=status, finished_at=now, error=error, **values)
+            return int(conn.execute(stmt).rowcount or 0)
+
+    def last_sweep(self, status: str | Collection[str] | None = None) -> RowMapping | None:
+        """The newest sweep, or the newest of ``status`` (one, or any of several)."""
+        with self.connect() as conn:
+            return next(iter(latest_sweeps(conn, status)), None)
+
+    def sweeps_before(self, sweep_id: int, limit: int) -> list[RowMapping]:
+        """Up to ``limit`` sweeps that ended before ``sweep_id``, newest first."""
+        with self.connect() as conn:
+            return latest_sweeps(conn, FINISHED_SWEEP_STATES, before=sweep_id, limit=limit)
 
     def inventory_size(self) -> int:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return current_count(conn)
 
     def numbers_by_status(self) -> dict[str, int]:
         """How many numbers the current inventory holds in each status."""
-        stmt = (
-            sa.select(VERSIONS.c.status, sa.func.count())
-            .where(VERSIONS.c.valid_to.is_(None))
-            .group_by(VERSIONS.c.status)
-        )
-        with self.engine.connect() as conn:
-            return {str(row[0]): int(row[1]) for row in conn.execute(stmt)}
+        with self.connect() as conn:
+            return {str(status): n for (status,), n in tally(conn, "status").items()}
+
+    def account_names(
+        self, ids: Iterable[str | None] | None = None, *, at: int | None = None
+    ) -> dict[str, str | None]:
+        """Customer names, of every account or those in ``ids``: as the current account list has
+        them, or as sweep ``at`` read them (``accounts.account_names``)."""
+        with self.connect() as conn:
+            return account_names(conn, at, ids)
 
     def writer(self, sweep_id: int, now: datetime, conn: Connection | None = None) -> SweepWriter:
         """The sweep's writer; ``conn``: write through this connection (the sweep lock's, on
@@ -194,7 +205,7 @@ class Store:
             .where(VERSIONS.c.e164 == e164)
             .order_by(VERSIONS.c.number_id, VERSIONS.c.valid_from, VERSIONS.c.id)
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return list(conn.execute(stmt).mappings())
 
     # --- findings -----------------------------------------------------------------------------
@@ -221,7 +232,7 @@ class Store:
         stmt = stmt.order_by(*display_order(now))
         if not include_closed:
             stmt = stmt.where(FINDINGS.c.state == "open")
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             result = conn.execution_options(yield_per=batch).execute(stmt)
             for part in result.mappings().partitions(batch):
                 yield [view(row) for row in part]
@@ -246,7 +257,7 @@ class Store:
             .where(where)
             .group_by(FINDINGS.c.rule, FINDINGS.c.severity)
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return {(r[0], r[1]): int(r[2]) for r in conn.execute(stmt)}
 
     # --- silences -----------------------------------------------------------------------------
@@ -262,19 +273,17 @@ class Store:
         by: str | None = None,
     ) -> int:
         """Store a silence; ``by``: who added it."""
-        with self._begin() as conn:
-            result = conn.execute(
-                sa.insert(SILENCES).values(
-                    rule=rule,
-                    e164=e164,
-                    account_id=account_id,
-                    until=until,
-                    reason=reason,
-                    created_at=now,
-                    created_by=by,
-                )
+        with self.begin() as conn:
+            stmt = sa.insert(SILENCES).values(
+                rule=rule,
+                e164=e164,
+                account_id=account_id,
+                until=until,
+                reason=reason,
+                created_at=now,
+                created_by=by,
             )
-            return int(result.inserted_primary_key[0])
+            return int(conn.execute(stmt.returning(SILENCES.c.id)).scalar_one())
 
     def open_matching(self, rule: str, e164: str | None, account_id: str | None) -> int:
         """How many open findings a silence of ``rule`` (``*``: any), ``e164`` and ``account_id``
@@ -289,11 +298,11 @@ class Store:
             .select_from(FINDINGS)
             .where(FINDINGS.c.state == "open", sa.exists().where(_covers(new)))
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def remove_silence(self, silence_id: int) -> bool:
-        with self._begin() as conn:
+        with self.begin() as conn:
             result = conn.execute(sa.delete(SILENCES).where(SILENCES.c.id == silence_id))
             return bool(result.rowcount)
 
@@ -307,7 +316,7 @@ class Store:
             .scalar_subquery()
         )
         stmt = sa.select(SILENCES, matches.label("matches")).order_by(SILENCES.c.id)
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return [dict(row) for row in conn.execute(stmt).mappings()]
 
     # --- locks --------------------------------------------------------------------------------
@@ -374,7 +383,7 @@ def finding_query(
     if seen is not None:
         stale = sa.and_(FINDINGS.c.state == "open", FINDINGS.c.last_seen < seen)
         last_seen = sa.case((stale, sa.literal(seen, FINDINGS.c.last_seen.type)), else_=last_seen)
-    named = sa.and_(ACCOUNTS.c.account_id == FINDINGS.c.account_id, ACCOUNTS.c.valid_to.is_(None))
+    named = sa.and_(ACCOUNTS.c.account_id == FINDINGS.c.account_id, current(ACCOUNTS))
     return sa.select(
         *columns,
         last_seen.label("last_seen"),
@@ -404,22 +413,3 @@ def urgency_order() -> tuple[sa.ColumnElement[Any], ...]:
         FINDINGS.c.e164,
         FINDINGS.c.id,
     )
-
-
-class _Tx:
-    """``engine.begin()`` whose database failures leave as ``DatabaseError``."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._cm = engine.begin()
-
-    def __enter__(self) -> Connection:
-        try:
-            return self._cm.__enter__()
-        except OperationalError as exc:
-            raise DatabaseError(f"database error: {describe_db_error(exc)}") from None
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            self._cm.__exit__(*exc)
-        except OperationalError as err:
-            raise DatabaseError(f"database error: {describe_db_error(err)}") from None

@@ -1,7 +1,9 @@
 """SQLAlchemy tables and their handles, the engine, and the Alembic migration runner.
 
-The bottom of the store layer: ``store.py``, ``writer.py``, ``locks.py`` and ``outbox.py`` take
-their table handles and helpers from here, and never from each other.
+The bottom of the store layer: the ``Store`` (``store/__init__.py``), ``writer.py``, ``locks.py``
+and ``accounts.py`` take their table handles and helpers from here, and never from each other.
+The engine made here raises every failure of the database as ``DatabaseError``
+(``database_error``), so no module outside the store handles SQLAlchemy's exceptions.
 
 Over 400 lines because it is the schema (one class a table) plus the engine and migration
 helpers that every store module shares; splitting them would bring back the import cycles this
@@ -13,9 +15,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -24,13 +28,12 @@ from typing import Any, ClassVar, Final, cast
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine, ExceptionContext, RowMapping
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from monitor import __version__
-from monitor.errors import ConfigError, DatabaseError
-from monitor.model import SweepCounts
+from monitor.errors import ConfigError, DatabaseBusy, DatabaseError
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -316,6 +319,7 @@ metadata = Base.metadata
 
 SWEEPS = cast(sa.Table, Sweep.__table__)
 VERSIONS = cast(sa.Table, NumberVersion.__table__)
+ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
 FINDINGS = cast(sa.Table, Finding.__table__)
 SILENCES = cast(sa.Table, Silence.__table__)
 DELIVERIES = cast(sa.Table, Delivery.__table__)
@@ -325,30 +329,54 @@ LOCKS = cast(sa.Table, ServiceLock.__table__)
 CHUNK = 500  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
 
 
+def current(table: sa.FromClause, at: int | None = None) -> sa.ColumnElement[bool]:
+    """The one test of "the version in force", over ``table``'s versions (``VERSIONS`` or
+    ``ACCOUNTS``, or an alias): the version valid at sweep ``at`` (from it or before, and not
+    closed by it); with ``at`` None the current one, spelt ``valid_to IS NULL`` exactly as the
+    partial indexes on current rows are, so that they serve it."""
+    if at is None:
+        return table.c.valid_to.is_(None)
+    return sa.and_(
+        table.c.valid_from <= at,
+        sa.or_(table.c.valid_to.is_(None), table.c.valid_to > at),
+    )
+
+
+def tally(conn: Connection, *by: str) -> dict[tuple[Any, ...], int]:
+    """How many numbers are current, per value of the ``VERSIONS`` columns named ``by`` (e.g.
+    ``"status"``); with none, the one total under ``()``."""
+    columns = [VERSIONS.c[name] for name in by]
+    stmt = sa.select(*columns, sa.func.count()).where(current(VERSIONS))
+    if columns:
+        stmt = stmt.group_by(*columns)
+    return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(stmt)}
+
+
 def current_count(conn: Connection) -> int:
-    """How many numbers are current: one current version each (``valid_to`` null)."""
-    stmt = sa.select(sa.func.count()).select_from(VERSIONS).where(VERSIONS.c.valid_to.is_(None))
-    return int(conn.execute(stmt).scalar_one())
+    """How many numbers are current: one current version each."""
+    return tally(conn)[()]
+
+
+def latest_sweeps(
+    conn: Connection,
+    status: str | Collection[str] | None = None,
+    *,
+    before: int | None = None,
+    limit: int = 1,
+) -> list[RowMapping]:
+    """Up to ``limit`` sweeps, newest first: only those of ``status`` (one, or any of several)
+    when given, and only those before sweep ``before`` when given."""
+    stmt = sa.select(SWEEPS).order_by(SWEEPS.c.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(SWEEPS.c.status.in_([status] if isinstance(status, str) else status))
+    if before is not None:
+        stmt = stmt.where(SWEEPS.c.id < before)
+    return list(conn.execute(stmt).mappings())
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def sweep_values(counts: SweepCounts) -> dict[str, Any]:
-    """A sweep's figures as ``sweeps`` column values."""
-    return {
-        "numbers_seen": counts.numbers_seen,
-        "total_reported": counts.total_reported,
-        "pages": counts.pages,
-        "requests": counts.requests,
-        "retries": counts.retries,
-        "versions_written": counts.versions_written,
-        "numbers_gone": counts.numbers_gone,
-        "findings_opened": counts.findings_opened,
-        "findings_resolved": counts.findings_resolved,
-    }
 
 
 _INSTANCE = uuid.uuid4().hex[:12]  # tells this process from an earlier one with the same pid
@@ -369,13 +397,14 @@ def make_engine(url: str) -> Engine:
             url,
             pool_pre_ping=not url.startswith("sqlite"),
             json_serializer=json_text,
-            json_deserializer=_json_value,
+            json_deserializer=json.loads,
         )
     except (ArgumentError, ImportError, ValueError) as exc:
         raise ConfigError(
             f"database.url is not usable: {exc}",
             hint="e.g. sqlite:///did-monitor.db or postgresql+psycopg://user@host/db",
         ) from None
+    event.listen(engine, "handle_error", _raise_database_error)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         # executemany of an INSERT as multi-row INSERTs ("insertmanyvalues", SQLAlchemy's own
@@ -386,16 +415,8 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _json_value(text: str | bytes) -> Any:
-    return json.loads(text)
-
-
-_JSON_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
-
-
-def json_text(value: Any) -> str:
-    """Compact JSON for the JSON columns; a value JSON has no type for is stored as its text."""
-    return _JSON_TEXT(value)
+# Compact JSON for the JSON columns; a value JSON has no type for is stored as its text.
+json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -410,9 +431,39 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def describe_db_error(exc: SQLAlchemyError) -> str:
-    orig = getattr(exc, "orig", None)
-    return str(orig or exc).strip().splitlines()[0]
+def database_error(exc: BaseException) -> DatabaseError:
+    """``exc`` (SQLAlchemy's, or the driver's own) as the error callers handle: "database error:"
+    and the database's first line (``detail``), with a hint (``db upgrade`` when a table is
+    missing); ``DatabaseBusy`` when SQLite stayed locked by another connection."""
+    orig = getattr(exc, "orig", None) or exc
+    detail = (str(orig).strip() or type(orig).__name__).splitlines()[0]
+    missing = "no such table" in detail or "does not exist" in detail
+    busy = isinstance(orig, sqlite3.OperationalError) and ("locked" in detail or "busy" in detail)
+    return (DatabaseBusy if busy else DatabaseError)(
+        f"database error: {detail}",
+        hint="run `did-monitor db upgrade` (database.auto_migrate is off)"
+        if missing
+        else "check database.url and that the database server is running",
+        detail=detail,
+    )
+
+
+def _raise_database_error(ctx: ExceptionContext) -> None:
+    """The engine's ``handle_error``: a statement or connection the database refused raises
+    ``database_error`` in place of SQLAlchemy's exception (the connection is still invalidated
+    as SQLAlchemy decided). A failed pre-ping is left to SQLAlchemy, which reconnects."""
+    if ctx.sqlalchemy_exception is not None and not ctx.is_pre_ping:
+        raise database_error(ctx.sqlalchemy_exception)
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Whatever SQLAlchemy raises in the block that the engine did not translate (a pool
+    timeout, a transaction to roll back first) leaves it as ``database_error``."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise database_error(exc) from None
 
 
 # --- migrations -----------------------------------------------------------------------------
@@ -429,7 +480,8 @@ def migrations_dir() -> Path:
     raise DatabaseError("the Alembic migrations are missing from this installation")
 
 
-def alembic_config(connection: Connection) -> Any:
+def alembic_config(connection: Connection | None = None) -> Any:
+    """Alembic's configuration: the shipped migrations, to run on ``connection``."""
     from alembic.config import Config
 
     cfg = Config()
@@ -453,10 +505,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             command.upgrade(alembic_config(conn), revision)
     except CommandError:
         raise unknown_revision(engine) from None
-    except OperationalError as exc:
+    except DatabaseError as exc:
+        if exc.detail is None:
+            raise
         raise DatabaseError(
-            f"cannot migrate the database: {describe_db_error(exc)}",
+            f"cannot migrate the database: {exc.detail}",
             hint="check database.url and that the server is running",
+            detail=exc.detail,
         ) from None
 
 
@@ -464,7 +519,7 @@ def unknown_revision(engine: Engine) -> DatabaseError:
     """The error for a schema this version cannot read: a newer did-monitor migrated it."""
     try:
         found = current_revision(engine)
-    except SQLAlchemyError:
+    except DatabaseError:
         found = None
     return DatabaseError(
         f"the database's schema (revision {found or 'unknown'}) was written by a newer "
@@ -482,9 +537,6 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str | None:
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -22,10 +22,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import DatabaseError, LockBusy
-from monitor.store.db import LOCKS, describe_db_error, owner_id
+from monitor.errors import DatabaseBusy, DatabaseError, LockBusy
+from monitor.store.db import LOCKS, owner_id, translated
 
 BUSY_TIMEOUT_MS = 2000  # how long SQLite may be busy before taking the lease counts as failed
 
@@ -58,13 +58,16 @@ class SweepLock:
 
     def acquire(self, now: datetime, stale_after: timedelta) -> None:
         try:
-            if self.engine.dialect.name == "postgresql":
-                self._acquire_pg(now, stale_after)
-            else:
-                self._acquire_lease(now, stale_after)
-        except SQLAlchemyError as exc:
+            with translated():
+                if self.engine.dialect.name == "postgresql":
+                    self._acquire_pg(now, stale_after)
+                else:
+                    self._acquire_lease(now, stale_after)
+        except DatabaseError as exc:
+            if exc.detail is None:  # said in our own words already
+                raise
             raise DatabaseError(
-                f"cannot take the sweep lock in {self._where()}: {describe_db_error(exc)}"
+                f"cannot take the sweep lock in {self._where()}: {exc.detail}", detail=exc.detail
             ) from None
         self._held = True
 
@@ -85,17 +88,16 @@ class SweepLock:
             got = conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
             if not got.scalar():
                 conn.rollback()
-                self._raise_busy(self._read_lease(), now, stale_after)
+                self._raise_busy(self._read_lease(conn), now, stale_after)
             with self.engine.begin() as card:  # the name card, for those who find it taken
-                self._write_lease(card, now)
+                card.execute(sa.delete(LOCKS).where(LOCKS.c.name == self.name))
+                card.execute(
+                    sa.insert(LOCKS).values(name=self.name, owner=self.owner, acquired_at=now)
+                )
         except BaseException:
             conn.close()
             raise
         self._conn = conn
-
-    def _write_lease(self, conn: Connection, now: datetime) -> None:
-        conn.execute(sa.delete(LOCKS).where(LOCKS.c.name == self.name))
-        conn.execute(sa.insert(LOCKS).values(name=self.name, owner=self.owner, acquired_at=now))
 
     # --- SQLite ---------------------------------------------------------------------------------
 
@@ -110,16 +112,14 @@ class SweepLock:
                 try:
                     with conn.begin():
                         self._claim(conn, now, stale_after)
-                except OperationalError as exc:
-                    if not _busy(exc):
-                        raise
-                    # Busy: only a did-monitor lease that appeared meanwhile makes it a skip.
+                except DatabaseBusy as exc:
+                    # Only a did-monitor lease that appeared meanwhile makes it a skip.
                     holder = self._read_lease(conn)
                     if _live(holder, now, stale_after):
                         self._raise_busy(holder, now, stale_after)
                     raise DatabaseError(
                         f"{self._where()} is locked by another program "
-                        f"({describe_db_error(exc)}), not by a did-monitor sweep",
+                        f"({exc.detail}), not by a did-monitor sweep",
                         hint="find the program holding a write transaction on it (e.g. with "
                         "`fuser`); the sweep fails and is retried",
                     ) from None
@@ -139,7 +139,7 @@ class SweepLock:
         owner = holder["owner"] if holder else None
         result = conn.execute(
             sa.update(LOCKS)
-            .where(LOCKS.c.name == self.name, _same_owner(owner))
+            .where(LOCKS.c.name == self.name, LOCKS.c.owner.is_not_distinct_from(owner))
             .values(owner=self.owner, acquired_at=now)
         )
         if not result.rowcount:  # cannot happen inside SQLite's write lock; say so if it does
@@ -147,12 +147,9 @@ class SweepLock:
 
     # --- both -------------------------------------------------------------------------------------
 
-    def _read_lease(self, conn: Connection | None = None) -> Any:
+    def _read_lease(self, conn: Connection) -> Any:
         stmt = sa.select(LOCKS.c.owner, LOCKS.c.acquired_at).where(LOCKS.c.name == self.name)
-        if conn is not None:
-            return conn.execute(stmt).mappings().first()
-        with self.engine.connect() as own:
-            return own.execute(stmt).mappings().first()
+        return conn.execute(stmt).mappings().first()
 
     def _raise_busy(self, holder: Any, now: datetime, stale_after: timedelta) -> None:
         """Another sweep holds the lock: name it and when its lease expires. On PostgreSQL the
@@ -181,7 +178,7 @@ class SweepLock:
                         .where(LOCKS.c.name == self.name, LOCKS.c.owner == self.owner)
                         .values(owner=None, acquired_at=None)
                     )
-        except SQLAlchemyError:
+        except (DatabaseError, SQLAlchemyError):
             pass  # a lock we cannot release dies with our connection or goes stale
 
     def __enter__(self) -> SweepLock:
@@ -189,16 +186,6 @@ class SweepLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _busy(exc: OperationalError) -> bool:
-    text = str(exc.orig or exc)
-    return "locked" in text or "busy" in text
-
-
-def _same_owner(owner: str | None) -> Any:
-    col = LOCKS.c.owner
-    return col.is_(None) if owner is None else col == owner
 
 
 def _live(holder: Any, now: datetime, stale: timedelta) -> bool:

@@ -1,22 +1,22 @@
 """Everything one sweep writes, in one transaction: number versions, gone numbers, findings.
 
-Part of the store layer (with ``store.py``, ``locks.py`` and ``outbox.py``); tables and helpers
-come from ``db.py``. Rows go in through SQLAlchemy Core: ``insert()`` with a list of rows, which
-SQLAlchemy sends as one ``executemany`` (on SQLite batched into multi-row statements,
-"insertmanyvalues"). The one exception is number versions on PostgreSQL, which go in by binary
-COPY (``SweepWriter._insert_versions`` says why).
+Part of the store package; tables and helpers come from ``db.py``. Rows go in through SQLAlchemy
+Core: ``insert()`` with a list of rows, which SQLAlchemy sends as one ``executemany`` (on SQLite
+batched into multi-row statements, "insertmanyvalues"). The one exception is number versions on
+PostgreSQL, which go in by binary COPY (``SweepWriter._insert_versions`` says why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Generator, Iterable, Sequence
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import DatabaseError
 from monitor.lifecycle import FindingChanges, OpenFinding, decide
@@ -26,37 +26,13 @@ from monitor.store.db import (
     SWEEPS,
     VERSIONS,
     chunks,
+    current,
     current_count,
-    describe_db_error,
-    sweep_values,
+    database_error,
 )
 
-_OPEN_COLUMNS = (
-    FINDINGS.c.id,
-    FINDINGS.c.rule,
-    FINDINGS.c.subject,
-    FINDINGS.c.severity,
-    FINDINGS.c.message,
-    FINDINGS.c.due_at,
-    FINDINGS.c.tier,
-    FINDINGS.c.e164,
-    FINDINGS.c.account_id,
-    FINDINGS.c.tags,
-    FINDINGS.c.monthly_fee,
-    FINDINGS.c.currency,
-    FINDINGS.c.rearmed_at,
-)
-_UPDATED = (
-    "severity",
-    "message",
-    "due_at",
-    "tier",
-    "e164",
-    "tags",
-    "monthly_fee",
-    "currency",
-    "rearmed_at",
-)
+# The columns of an open finding, named and ordered as ``lifecycle.OpenFinding``'s fields.
+_OPEN_COLUMNS = tuple(FINDINGS.c[f.name] for f in fields(OpenFinding))
 
 
 BATCH = 2000  # finding rows per executemany
@@ -101,7 +77,8 @@ class SweepWriter:
     Use as a context manager; ``commit()`` makes it durable, leaving the block without it rolls
     everything back (a failed or interrupted sweep stores nothing but its own sweep row).
     Given ``conn`` (the sweep lock's connection on PostgreSQL), it writes in that connection's
-    transaction and leaves closing it to its owner.
+    transaction and leaves closing it to its owner. Whatever SQLAlchemy raises in the block
+    leaves it as ``DatabaseError``.
     """
 
     def __init__(
@@ -118,12 +95,9 @@ class SweepWriter:
         self._rows_at_start = 0  # current versions when the sweep began
 
     def __enter__(self) -> SweepWriter:
-        try:
-            self._conn = self._given or self.engine.connect()
-            if not self._conn.in_transaction():
-                self._conn.begin()
-        except OperationalError as exc:
-            raise DatabaseError(f"database error: {describe_db_error(exc)}") from None
+        self._conn = self._given or self.engine.connect()
+        if not self._conn.in_transaction():
+            self._conn.begin()
         if self._postgres:
             self._analyze()
         return self
@@ -137,7 +111,7 @@ class SweepWriter:
         first sweep of 100,000 numbers took 105 s instead of 8 s. A statistic off by four times
         still gives the index plan; analysing at every doubling cost 0.7 s of that sweep."""
         if rows is None:
-            self._rows_at_start = self._current_count()
+            self._rows_at_start = current_count(self.conn)
             planned = self.conn.exec_driver_sql(
                 "SELECT reltuples FROM pg_class WHERE oid = 'number_versions'::regclass"
             ).scalar()
@@ -147,12 +121,14 @@ class SweepWriter:
             self.conn.exec_driver_sql("ANALYZE number_versions")
             self._planned_rows = rows
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         assert self._conn is not None
         if self._conn.in_transaction():
             self._conn.rollback()
         if self._given is None:
             self._conn.close()
+        if isinstance(exc, SQLAlchemyError):
+            raise database_error(exc) from None
 
     @property
     def conn(self) -> Connection:
@@ -209,8 +185,10 @@ class SweepWriter:
                 for row in rows:
                     copy.write_row([row[c] for c in _VERSION_COPY_TYPES])
         except Exception as exc:  # psycopg's own errors: SQLAlchemy is not in this path
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseError(f"database error while storing number versions: {first}") from None
+            detail = database_error(exc).detail
+            raise DatabaseError(
+                f"database error while storing number versions: {detail}", detail=detail
+            ) from None
 
     # Every number the sweep has seen has a current version (it wrote or kept each one), so
     # the current numbers it did not see are counted without reading them.
@@ -227,19 +205,16 @@ class SweepWriter:
     def misses_current(self, seen: Collection[str]) -> bool:
         """Whether a current number (from before this sweep, or written since) is not in
         ``seen``, the numbers this sweep has seen."""
-        return self._current_count() > len(seen)
+        return self.count_current(seen)[1] > 0
 
     def count_current(self, seen: Collection[str]) -> tuple[int, int]:
         """How many numbers are current (from before this sweep, or written since), and how
         many of them are not in ``seen``, the numbers this sweep has seen."""
-        known = self._current_count()
+        known = current_count(self.conn)
         return known, known - len(seen)
 
-    def _current_count(self) -> int:
-        return current_count(self.conn)
-
     def _current_ids(self) -> Generator[str, None, None]:
-        stmt = sa.select(VERSIONS.c.number_id).where(VERSIONS.c.valid_to.is_(None))
+        stmt = sa.select(VERSIONS.c.number_id).where(current(VERSIONS))
         result = self.conn.execute(stmt.execution_options(yield_per=5000))
         try:
             yield from result.scalars()
@@ -254,7 +229,7 @@ class SweepWriter:
         found: set[str] = set()
         for part in chunks(number_ids):
             stmt = sa.select(sa.func.aggregate_strings(VERSIONS.c.content_hash, ",")).where(
-                VERSIONS.c.valid_to.is_(None), self._one_of(part)
+                current(VERSIONS), self._one_of(part)
             )
             hashes = self.conn.execute(stmt).scalar()
             if hashes:
@@ -265,7 +240,7 @@ class SweepWriter:
         for part in chunks(number_ids):
             self.conn.execute(
                 sa.update(VERSIONS)
-                .where(VERSIONS.c.valid_to.is_(None), self._one_of(part))
+                .where(current(VERSIONS), self._one_of(part))
                 .values(valid_to=self.sweep_id)
             )
 
@@ -347,12 +322,12 @@ class SweepWriter:
         # parameter rows all at once would double the sweep's peak memory.
         for part in chunks(changes.opened, BATCH):
             self.conn.execute(sa.insert(FINDINGS), [self._finding_row(d) for d in part])
-        update = (
-            sa.update(FINDINGS)
-            .where(FINDINGS.c.id == sa.bindparam("fid"))
-            .values({name: sa.bindparam(name) for name in _UPDATED})
-        )
-        for changed in chunks(changes.updated, BATCH):
+        for changed in chunks(changes.updated, BATCH):  # each sets the same columns
+            update = (
+                sa.update(FINDINGS)
+                .where(FINDINGS.c.id == sa.bindparam("fid"))
+                .values({name: sa.bindparam(name) for name in changed[0][1]})
+            )
             self.conn.execute(update, [{"fid": fid, **values} for fid, values in changed])
 
     def _finding_row(self, d: FindingDraft) -> dict[str, Any]:
@@ -394,6 +369,6 @@ class SweepWriter:
                 finished_at=finished_at,
                 error=partial or None,
                 notes=note or None,
-                **sweep_values(counts),
+                **asdict(counts),
             )
         )

@@ -10,7 +10,7 @@ versions' opening and closing sweeps, never the inventory as it stood at each sw
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -22,17 +22,19 @@ from sqlalchemy.engine import Connection, RowMapping
 from monitor import reports
 from monitor.findings import FindingView, view
 from monitor.store import (
+    ACCOUNTS,
     FINDINGS,
     SWEEPS,
     VERSIONS,
     Store,
+    current,
     display_order,
     finding_query,
     silenced,
     unsilenced,
     urgency_order,
 )
-from monitor.store.accounts import ACCOUNTS
+from monitor.store.db import latest_sweeps
 from monitor.vocab import currency_code
 
 T = TypeVar("T")
@@ -78,7 +80,7 @@ def _offset(page: int, per_page: int) -> int:
 
 def sweeps_page(store: Store, page: int, per_page: int) -> Page[RowMapping]:
     """Every sweep, newest first."""
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         total = int(conn.execute(sa.select(sa.func.count()).select_from(SWEEPS)).scalar_one())
         rows = conn.execute(
             sa.select(SWEEPS)
@@ -91,31 +93,14 @@ def sweeps_page(store: Store, page: int, per_page: int) -> Page[RowMapping]:
 
 def data_version(store: Store) -> tuple[Any, ...]:
     """Changes whenever a sweep starts or ends: what the charts' cache is keyed on."""
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(SWEEPS.c.id, SWEEPS.c.status, SWEEPS.c.finished_at)
-            .order_by(SWEEPS.c.id.desc())
-            .limit(1)
-        ).first()
-    return tuple(row) if row is not None else ()
+    last = store.last_sweep()
+    return (last["id"], last["status"], last["finished_at"]) if last is not None else ()
 
 
 def complete_sweeps(store: Store, limit: int = HISTORY_SWEEPS) -> list[RowMapping]:
     """The last ``limit`` complete sweeps, oldest first (the x axis of every history chart)."""
-    stmt = (
-        sa.select(
-            SWEEPS.c.id,
-            SWEEPS.c.started_at,
-            SWEEPS.c.numbers_seen,
-            SWEEPS.c.findings_opened,
-            SWEEPS.c.findings_resolved,
-        )
-        .where(SWEEPS.c.status == "complete")
-        .order_by(SWEEPS.c.id.desc())
-        .limit(limit)
-    )
-    with store.engine.connect() as conn:
-        return list(reversed(list(conn.execute(stmt).mappings())))
+    with store.connect() as conn:
+        return latest_sweeps(conn, "complete", limit=limit)[::-1]
 
 
 def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[float]]:
@@ -142,7 +127,7 @@ def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[fl
         .group_by(VERSIONS.c.valid_to, VERSIONS.c.currency)
     )
     deltas: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         for sweep_id, currency, amount in conn.execute(opened):
             deltas[currency_code(currency)][int(sweep_id)] += float(amount or 0)
         for sweep_id, currency, amount in conn.execute(closed):
@@ -232,7 +217,7 @@ def findings_page(
         .limit(per_page)
         .offset(_offset(page, per_page))
     )
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         open_total, hushed_count = conn.execute(tally).one()
         hushed_count = int(hushed_count or 0)
         opened = int(open_total) - hushed_count
@@ -256,24 +241,8 @@ def findings_of_number(store: Store, e164: str, now: datetime) -> list[FindingVi
         .order_by(*display_order(now))
         .limit(NUMBER_FINDINGS_LIMIT)
     )
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return [view(row) for row in conn.execute(stmt).mappings()]
-
-
-def account_names(store: Store, account_ids: Iterable[str | None]) -> dict[str, str | None]:
-    """The customers' names as the current account list has them (missing: unknown)."""
-    with store.engine.connect() as conn:
-        return _names(conn, account_ids)
-
-
-def _names(conn: Connection, account_ids: Iterable[str | None]) -> dict[str, str | None]:
-    wanted = {a for a in account_ids if a}
-    if not wanted:
-        return {}
-    stmt = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.name).where(
-        ACCOUNTS.c.valid_to.is_(None), ACCOUNTS.c.account_id.in_(wanted)
-    )
-    return {str(r.account_id): r.name for r in conn.execute(stmt)}
 
 
 # --- accounts -------------------------------------------------------------------------------------
@@ -311,21 +280,16 @@ def _accounts() -> tuple[sa.Select[Any], sa.Subquery]:
     """Customers in the current inventory or the current account list (a customer with no
     number at all is only in the latter) with their numbers, active numbers and name, those
     with no active number first, then by id; and the subquery of their ids."""
-    current = VERSIONS.c.valid_to.is_(None)
     active = sa.func.sum(sa.case((VERSIONS.c.status == "active", 1), else_=0))
     numbers = (
         sa.select(VERSIONS.c.account_id, sa.func.count().label("numbers"), active.label("active"))
-        .where(current)
+        .where(current(VERSIONS))
         .group_by(VERSIONS.c.account_id)
         .subquery()
     )
-    named = (
-        sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.name)
-        .where(ACCOUNTS.c.valid_to.is_(None))
-        .subquery()
-    )
+    named = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.name).where(current(ACCOUNTS)).subquery()
     ids = sa.union(
-        sa.select(VERSIONS.c.account_id).where(current), sa.select(named.c.account_id)
+        sa.select(VERSIONS.c.account_id).where(current(VERSIONS)), sa.select(named.c.account_id)
     ).subquery()
     idle = sa.func.coalesce(numbers.c.active, 0) == 0
     ordered = (
@@ -383,7 +347,7 @@ def accounts_page(
     """A page of ``_accounts``, each row filled by ``_account_rows``, and the totals."""
     ordered, ids = _accounts()
     total_stmt = sa.select(sa.func.count()).select_from(ids)
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         total = int(conn.execute(total_stmt).scalar_one())
         rows = _account_rows(conn, ordered.limit(per_page).offset(_offset(page, per_page)), now, tz)
         due: dict[int, dict[str, Decimal]] = {}
@@ -399,14 +363,14 @@ def account(store: Store, account_id: str, now: datetime, tz: tzinfo) -> Account
     """One customer as the accounts page shows it; None if neither the inventory nor the
     account list knows it."""
     ordered, ids = _accounts()
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = _account_rows(conn, ordered.where(ids.c.account_id == account_id), now, tz)
     return rows[0] if rows else None
 
 
 def account_numbers(store: Store, account_id: str, page: int, per_page: int) -> Page[RowMapping]:
     """The customer's numbers in the current inventory, by E.164."""
-    where = (VERSIONS.c.valid_to.is_(None), VERSIONS.c.account_id == account_id)
+    where = (current(VERSIONS), VERSIONS.c.account_id == account_id)
     columns = [
         VERSIONS.c[name]
         for name in (
@@ -427,6 +391,6 @@ def account_numbers(store: Store, account_id: str, page: int, per_page: int) -> 
         .offset(_offset(page, per_page))
     )
     count = sa.select(sa.func.count()).select_from(VERSIONS).where(*where)
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         total = int(conn.execute(count).scalar_one())
         return Page(list(conn.execute(stmt).mappings()), max(page, 1), per_page, total)

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -152,7 +151,7 @@ class Guard:
         except Exception as exc:  # a broken view or probe must answer, not kill the listener
             if started:
                 raise
-            if isinstance(exc, MonitorError | SQLAlchemyError):
+            if isinstance(exc, MonitorError):
                 log.warning("web: %s failed: %s", scope["path"], describe_failure(exc))
             else:
                 log.exception("web: %s failed unexpectedly", scope["path"])

@@ -269,7 +269,7 @@ class Dashboard:
         if not history and not findings:
             return self.error_page(request.scope, 404, f"no number {e164} on record")
         current = history[-1] if history and history[-1]["valid_to"] is None else None
-        names = queries.account_names(self.store, (v["account_id"] for v in history))
+        names = self.store.account_names(v["account_id"] for v in history)
         context = {
             "e164": e164,
             "names": names,
@@ -314,7 +314,7 @@ class Dashboard:
 
     def silences(self, request: Request) -> Response:
         rows = self.store.silences()
-        names = queries.account_names(self.store, (s["account_id"] for s in rows))
+        names = self.store.account_names(s["account_id"] for s in rows)
         context = {"silences": rows, "names": names}
         return self._render(request, "silences.html", context)
 
