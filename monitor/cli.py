@@ -224,7 +224,7 @@ def sweep(state: State, no_progress: bool) -> None:
     if outcome.delivery_failures:
         err.print(
             f"[yellow]{outcome.delivery_failures} alert delivery(ies) failed; "
-            "they are kept and retried on the next sweep or by `run`.[/]"
+            "they are kept, and retried on the next sweep or by `run` unless marked not retried.[/]"
         )
         sys.exit(1)
 
@@ -965,7 +965,7 @@ def silence_remove(state: State, silence_id: int) -> None:
 
 @cli.group()
 def outbox() -> None:
-    """Deliveries not sent yet: list them, drop those that should never go."""
+    """Deliveries not sent yet: list them, send them again, drop those that should never go."""
 
 
 def _print_queued(rows: list[Any]) -> None:
@@ -984,7 +984,7 @@ def _print_queued(rows: list[Any]) -> None:
                 r["status"],
                 when_text(r["created_at"]),
                 str(r["attempts"]),
-                when_text(r["next_attempt_at"]) if r["next_attempt_at"] else "now",
+                when_text(r["next_attempt_at"]) if r["next_attempt_at"] else "by hand",
                 tty(r["last_error"] or ""),
             ]
             for r in items
@@ -1006,17 +1006,17 @@ def outbox_list(state: State, channel: str | None) -> None:
     _print_queued(rows)
 
 
-@outbox.command("drop")
-@click.option("--channel", help="Every queued delivery of this channel.")
-@click.option("--id", "ids", type=int, multiple=True, help="This delivery (repeatable).")
-@click.option("--yes", is_flag=True, help="Drop without asking for confirmation.")
-@pass_state
-def outbox_drop(state: State, channel: str | None, ids: tuple[int, ...], yes: bool) -> None:
-    """Drop queued deliveries: they are kept, marked dropped, and never sent."""
+def _chosen_queued(
+    state: State, channel: str | None, ids: tuple[int, ...], verb: str
+) -> tuple[Any, list[Any]]:
+    """The outbox and the queued deliveries ``--channel`` and ``--id`` name, printed (or said to
+    be none); an ``--id`` that is not queued is an error."""
     from monitor.alerts.outbox import Outbox
 
     if not channel and not ids:
-        raise click.UsageError("say what to drop: --channel NAME and/or --id N (see outbox list)")
+        raise click.UsageError(
+            f"say what to {verb}: --channel NAME and/or --id N (see outbox list)"
+        )
     box = Outbox(_store(state.settings, read=True))
     rows = box.queued(channel)
     if ids:
@@ -1029,9 +1029,49 @@ def outbox_drop(state: State, channel: str | None, ids: tuple[int, ...], yes: bo
             )
         rows = [r for r in rows if r["id"] in ids]
     if not rows:
-        out.print(f"nothing queued for channel {tty(channel)}: nothing to drop")
+        out.print(f"nothing queued for channel {tty(channel)}: nothing to {verb}")
+    else:
+        _print_queued(rows)
+    return box, rows
+
+
+def _left_alone(rows: list[Any], done: list[int], what: str) -> None:
+    busy = [r["id"] for r in rows if r["id"] not in done]
+    if busy:
+        err.print(
+            f"[yellow]warning:[/] {', '.join(map(str, busy))} {what}: being sent right now "
+            "(or finished meanwhile); see `did-monitor outbox list` in a moment"
+        )
+        sys.exit(1)
+
+
+@outbox.command("retry")
+@click.option("--channel", help="Every queued delivery of this channel.")
+@click.option("--id", "ids", type=int, multiple=True, help="This delivery (repeatable).")
+@pass_state
+def outbox_retry(state: State, channel: str | None, ids: tuple[int, ...]) -> None:
+    """Send queued deliveries again now, one that failed for good among them."""
+    box, rows = _chosen_queued(state, channel, ids, "retry")
+    if not rows:
         return
-    _print_queued(rows)
+    due = box.retry([r["id"] for r in rows], state.clock())
+    out.print(
+        f"due now: {len(due)} (id {', '.join(map(str, due)) or 'none'}); `run` sends them "
+        "within service.retry_interval_seconds, or else the next `sweep` does"
+    )
+    _left_alone(rows, due, "not made due")
+
+
+@outbox.command("drop")
+@click.option("--channel", help="Every queued delivery of this channel.")
+@click.option("--id", "ids", type=int, multiple=True, help="This delivery (repeatable).")
+@click.option("--yes", is_flag=True, help="Drop without asking for confirmation.")
+@pass_state
+def outbox_drop(state: State, channel: str | None, ids: tuple[int, ...], yes: bool) -> None:
+    """Drop queued deliveries: they are kept, marked dropped, and never sent."""
+    box, rows = _chosen_queued(state, channel, ids, "drop")
+    if not rows:
+        return
     if not yes:
         if not sys.stdin.isatty():
             raise ConfigError(
@@ -1043,13 +1083,7 @@ def outbox_drop(state: State, channel: str | None, ids: tuple[int, ...], yes: bo
             sys.exit(1)
     dropped = box.drop([r["id"] for r in rows], state.clock())
     out.print(f"dropped {len(dropped)} (id {', '.join(map(str, dropped)) or 'none'})")
-    busy = [r["id"] for r in rows if r["id"] not in dropped]
-    if busy:
-        err.print(
-            f"[yellow]warning:[/] {', '.join(map(str, busy))} not dropped: being sent right now "
-            "(or finished meanwhile); see `did-monitor outbox list` in a moment"
-        )
-        sys.exit(1)
+    _left_alone(rows, dropped, "not dropped")
 
 
 @cli.command()

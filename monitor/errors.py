@@ -11,13 +11,15 @@
     ├── IncompleteSweep           the sweep did not see the whole inventory (exit 1)
     ├── DatabaseError             the database refused or is unreachable (exit 1)
     │   └── DatabaseBusy          SQLite stayed locked by another connection past its wait
-    ├── DeliveryError             an alert channel failed (exit 1); the outbox retries it
+    ├── DeliveryError             an alert channel failed (exit 1); the outbox keeps it and
+    │                             retries it with backoff, unless ``permanent`` (sent by hand)
     ├── SweepCancelled            the service is shutting down; the sweep was rolled back
     ├── LockLost                  the sweep's database session (and its lock) ended: rolled back
     └── LockBusy                  a live did-monitor lease holds the sweep lock (skipped)
 
 Each error carries the decision the caller needs (a ``RetryableApiError`` is worth another try,
-every other ``ApiError`` is not) rather than leaving callers to inspect library exceptions.
+every other ``ApiError`` is not; a ``DeliveryError`` says whether it is ``permanent``) rather than
+leaving callers to inspect library exceptions.
 """
 
 from __future__ import annotations
@@ -99,8 +101,18 @@ class DatabaseBusy(DatabaseError):
 
 
 class DeliveryError(MonitorError):
-    """Raised when an alert could not be delivered to a channel; the outbox keeps the message
-    and retries it with backoff (a channel URL fixed in the config is then used)."""
+    """Raised when an alert could not be delivered to a channel. The outbox keeps the message
+    either way; ``permanent`` says whether sending it again as it is can help.
+
+    Permanent (``True``): Apprise cannot load the channel's URL, or could not make this message
+    into a notification at all. The outbox records the failure and does not retry it on a
+    schedule; ``did-monitor outbox retry`` sends it again by hand once the cause is fixed.
+    Otherwise (the service was reached or tried and failed: refused, unreachable, timed out) it is
+    retried with backoff, and a channel URL fixed in the config is then used."""
+
+    def __init__(self, message: str, *, permanent: bool = False, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.permanent = permanent
 
 
 class LockBusy(MonitorError):

@@ -506,6 +506,41 @@ def test_copy_templates_then_use_them(tmp_path: Path) -> None:
     assert did("--config", str(cfg), "check-config", cwd=tmp_path).returncode == 0
 
 
+def test_outbox_retry_makes_a_delivery_held_after_a_permanent_failure_due(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """A delivery whose failure was permanent waits "by hand" in `outbox list`; `outbox retry`
+    makes it due for the next delivery pass."""
+    import sqlalchemy as sa
+
+    from monitor.alerts.outbox import add_delivery, held
+    from monitor.store import DELIVERIES, Store
+
+    cfg = write_config(tmp_path, sandbox, '[[channels]]\nname = "a"\nurl = "json://127.0.0.1/a"\n')
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    store.migrate()
+    with store.engine.begin() as conn:
+        kept = add_delivery(
+            conn, channel="a", kind="digest", title="t", body="b", body_format="text", now=FIXED_NOW
+        )
+        conn.execute(
+            sa.update(DELIVERIES)
+            .where(DELIVERIES.c.id == kept)
+            .values(status="failed", attempts=1, next_attempt_at=None, last_error=held(kept))
+        )
+    listed = did("--config", str(cfg), "outbox", "list", cwd=tmp_path)
+    assert "by hand" in listed.stdout and f"outbox retry --id {kept}" in listed.stdout
+    vague = did("--config", str(cfg), "outbox", "retry", cwd=tmp_path)
+    assert vague.returncode == 2 and "say what to retry" in vague.stderr
+    retried = did("--config", str(cfg), "outbox", "retry", "--id", str(kept), cwd=tmp_path)
+    assert retried.returncode == 0, retried.stderr
+    assert f"due now: 1 (id {kept})" in retried.stdout
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(DELIVERIES)).mappings().one()
+    assert row["status"] == "failed" and row["next_attempt_at"] is not None
+    store.dispose()
+
+
 # --- hostile and careless input: clear errors, no tracebacks -----------------------------------
 
 

@@ -171,7 +171,7 @@ def render_unreadable_dates(note: str, fmt: Format, swept_at: datetime) -> tuple
 def render_channel_failing(channel: str, failures: int, error: str, fmt: Format) -> tuple[str, str]:
     text = (
         f"Alerts to channel {esc(channel, fmt)} have failed {failures} times in a row "
-        f"(last error: {esc(error, fmt)}). Its messages are kept and retried."
+        f"(last error: {esc(error, fmt)}). Its messages are kept in the outbox until sent."
     )
     return "did-monitor: channel failing", _paragraph(text, fmt)
 

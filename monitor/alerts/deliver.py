@@ -1,6 +1,7 @@
 """Delivery: what the outbox holds is sent through the notifier, each attempt recorded; a failed
-delivery is kept and retried with backoff (never dropped), and a channel that keeps failing is
-reported to the others.
+delivery is kept (never dropped) and retried with backoff, unless its failure is permanent
+(``DeliveryError.permanent``): that one waits, failed, for ``did-monitor outbox retry``. A channel
+that keeps failing, either way, is reported to the others.
 """
 
 from __future__ import annotations
@@ -13,13 +14,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import RowMapping
 
-from monitor.alerts.chat import (
-    render_channel_failing,
-)
+from monitor.alerts.chat import render_channel_failing
 from monitor.alerts.notify import Notifier
-from monitor.alerts.outbox import (
-    Outbox,
-)
+from monitor.alerts.outbox import Outbox, held
 from monitor.alerts.plan import _broadcast
 from monitor.config import Settings
 from monitor.errors import DeliveryError
@@ -123,24 +120,28 @@ def _deliver_one(
             else DeliveryError(f"channel {chan.name}: unexpected {type(exc).__name__}")
         )
         ms = int((time.monotonic() - started) * 1000)
-        retry_at = clock() + backoff(settings, row["attempts"] + 1)
+        if error.permanent:  # kept as failed with no next attempt: only `outbox retry` sends it
+            retry_at, text = None, f"{error.message} ({held(row['id'])})"
+            log.error("delivery %s to %s failed: %s", row["id"], chan.name, text)
+        else:
+            retry_at, text = clock() + backoff(settings, row["attempts"] + 1), error.message
+            log.warning(
+                "delivery %s to %s failed: %s (retry at %s)",
+                row["id"],
+                chan.name,
+                text,
+                retry_at.isoformat(),
+            )
         outbox.record(
             row["id"],
             chan.name,
             clock(),
             claim=claim,
-            error=error.message,
+            error=text,
             duration_ms=ms,
             retry_at=retry_at,
         )
-        log.warning(
-            "delivery %s to %s failed: %s (retry at %s)",
-            row["id"],
-            chan.name,
-            error.message,
-            retry_at.isoformat(),
-        )
-        return DeliveryOutcome(row["id"], chan.name, row["kind"], False, error.message)
+        return DeliveryOutcome(row["id"], chan.name, row["kind"], False, text)
     ms = int((time.monotonic() - started) * 1000)
     outbox.record(row["id"], chan.name, clock(), claim=claim, error=None, duration_ms=ms)
     log.info("delivered %s %s to %s in %d ms", row["kind"], row["id"], chan.name, ms)

@@ -1,7 +1,15 @@
 """The Apprise door: sends one rendered message to one channel and reports the outcome.
 
-The only module that imports apprise. Apprise owns transports (Slack, email, JSON, ...); we own
-what is sent and the record of it. Failures leave as ``DeliveryError`` with secrets scrubbed.
+The only module that imports apprise to send. Apprise owns transports (Slack, email, JSON, ...);
+we own what is sent and the record of it. Failures leave as ``DeliveryError`` with secrets
+scrubbed, ``permanent`` when sending the same message again cannot help.
+
+What Apprise lets us tell apart, and so what is permanent: a URL it cannot load (``add`` refuses
+it: unknown or disabled scheme, arguments its plugin rejects), a call it refuses as improperly
+made, and a message it could not prepare for any service (a failed result naming no service). A
+service that was called and failed is retryable whatever the cause: Apprise reports a refusal
+(HTTP 4xx), a network error, a timeout and a plugin that choked on the content alike, as a failed
+service result with a log line, so none of them can be told from a passing outage.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any, Protocol
 
 import apprise
 from apprise.attachment.memory import AttachMemory
+from apprise.exception import AppriseImproperlyConfigured
 from apprise.plugins import url_to_dict
 
 from monitor.alerts.channels import with_timeouts
@@ -84,6 +93,7 @@ class AppriseNotifier:
             if not app.add(_service(channel, title, parts, Path(scratch), self.timeout)):
                 raise DeliveryError(
                     f"channel {channel.name}: Apprise does not understand its URL",
+                    permanent=True,
                     hint="check the URL against https://github.com/caronc/apprise/wiki",
                 )
             attach = _attachments(parts)
@@ -97,8 +107,10 @@ class AppriseNotifier:
                     timeout=self.timeout,
                 )
             except Exception as exc:  # apprise plugins may raise anything; it must not kill a sweep
+                text = scrub(f"{type(exc).__name__}: {exc}", channel.url)
+                permanent = isinstance(exc, AppriseImproperlyConfigured)  # the call, not the wire
                 raise DeliveryError(
-                    f"channel {channel.name}: {scrub(f'{type(exc).__name__}: {exc}', channel.url)}"
+                    f"channel {channel.name}: {text}", permanent=permanent
                 ) from None
         if result:
             return
@@ -109,7 +121,12 @@ class AppriseNotifier:
             f"{r.name} {getattr(r.status, 'name', r.status)}".strip() for r in result.results
         )
         detail = problems[-1] if problems else (statuses or "not delivered")
-        raise DeliveryError(f"channel {channel.name}: {scrub(detail, channel.url)}")
+        # No service result: Apprise could not prepare this message for any service, and a retry
+        # would send the same message (a timeout always names the service it stopped).
+        unprepared = result.status == apprise.AppriseResultStatus.FAILURE and not result.results
+        raise DeliveryError(
+            f"channel {channel.name}: {scrub(detail, channel.url)}", permanent=unprepared
+        )
 
 
 def _service(

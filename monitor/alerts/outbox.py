@@ -39,6 +39,14 @@ CLAIM_LEASE = timedelta(seconds=DELIVERY_TIMEOUT_MAX * SEND_TIMEOUTS + 120)
 QUEUED = ("pending", "failed", "sending")  # not sent yet; ``dropped`` rows never will be
 DROPPED = "dropped by `did-monitor outbox drop`: kept, never sent"
 CUT_SHORT = "cut short by shutdown: it may or may not have arrived, so it is sent again as a retry"
+
+
+def held(delivery_id: int) -> str:
+    """What a delivery whose failure was permanent says after its error: it is ``failed`` with
+    no next attempt, so ``due`` never returns it until ``retry`` makes it due."""
+    return f"not retried: fix the cause, then `did-monitor outbox retry --id {delivery_id}`"
+
+
 # Deliveries this process claimed and has not recorded yet: (database URL, id) -> attempts;
 # and the databases whose cut-short sends were handed back (the process is ending: no more claims).
 _in_flight: dict[tuple[str, int], int] = {}
@@ -132,6 +140,9 @@ class Outbox:
     complete behind the outbox's back, and its row says ``failed`` and is due now, so the next
     start retries it at once (titled as a retry) rather than after the lease. Whether the cut-short
     send arrived cannot be known; a retry that repeats it says it is one.
+
+    A delivery that failed for good (``DeliveryError.permanent``) is ``failed`` with no next
+    attempt: kept, shown as queued, never due until ``retry`` (``did-monitor outbox retry``).
     """
 
     def __init__(self, store: Store) -> None:
@@ -140,10 +151,7 @@ class Outbox:
     def due(self, now: datetime, limit: int = 200) -> list[RowMapping]:
         stmt = (
             sa.select(DELIVERIES)
-            .where(
-                DELIVERIES.c.status.in_(QUEUED),
-                sa.or_(DELIVERIES.c.next_attempt_at.is_(None), DELIVERIES.c.next_attempt_at <= now),
-            )
+            .where(DELIVERIES.c.status.in_(QUEUED), DELIVERIES.c.next_attempt_at <= now)
             .order_by(DELIVERIES.c.id)
             .limit(limit)
         )
@@ -291,6 +299,19 @@ class Outbox:
                 _attempt(conn, delivery_id, channel, now, "dropped", DROPPED)
                 dropped.append(delivery_id)
         return dropped
+
+    def retry(self, ids: Iterable[int], now: datetime) -> list[int]:
+        """Make the queued deliveries ``ids`` that wait (pending, or failed: waiting out a backoff
+        or held after a permanent failure) due at ``now``; returns those. One being sent is left
+        alone. The delivery loop (``run``, or the next ``sweep``) sends them, as a retry."""
+        stmt = (
+            sa.update(DELIVERIES)
+            .where(DELIVERIES.c.id.in_(list(ids)), DELIVERIES.c.status.in_(("pending", "failed")))
+            .values(next_attempt_at=now)
+            .returning(DELIVERIES.c.id)
+        )
+        with self.store.engine.begin() as conn:
+            return sorted(conn.execute(stmt).scalars())
 
     def consecutive_failures(self, channel: str) -> tuple[int, str | None]:
         """Failed attempts on ``channel`` since its last success, and the latest error."""

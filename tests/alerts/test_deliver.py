@@ -1,0 +1,144 @@
+"""Delivery through real Apprise to a loopback receiver: a failure that sending again cannot cure
+is kept, counted and logged, and waits for a hand; any other failure keeps its backoff."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.alerts.deliver import backoff, deliver_due
+from monitor.alerts.notify import AppriseNotifier
+from monitor.alerts.outbox import Outbox, add_delivery
+from monitor.config import ChannelConfig, Settings
+from monitor.errors import DeliveryError
+from monitor.store import ATTEMPTS, DELIVERIES, Store
+from tests.conftest import FakeClock, HttpReceiver, make_settings
+
+
+def enqueue(store: Store, clock: FakeClock, channel: str, title: str = "did-monitor: 1 new") -> int:
+    with store.engine.begin() as conn:
+        return add_delivery(
+            conn,
+            channel=channel,
+            kind="digest",
+            title=title,
+            body="b",
+            body_format="text",
+            now=clock(),
+        )
+
+
+def delivery(store: Store, delivery_id: int) -> Any:
+    with store.engine.connect() as conn:
+        stmt = sa.select(DELIVERIES).where(DELIVERIES.c.id == delivery_id)
+        return conn.execute(stmt).mappings().one()
+
+
+def settings_for(store: Store, *channels: ChannelConfig, **alerts: Any) -> Settings:
+    return make_settings(None, store.url, channels, alerts={"failing_after": 1, **alerts})
+
+
+def test_what_apprise_can_tell_apart(http_receiver: HttpReceiver) -> None:
+    """Permanent: a URL Apprise cannot load, a message it cannot make into a notification (it
+    calls no service). Retryable: a service that answered no, or could not be reached."""
+    notifier = AppriseNotifier(timeout=5)
+    typo = ChannelConfig.model_construct(name="typo", url="nosuchscheme://what")
+    hook = ChannelConfig(name="hook", url=http_receiver.url())
+    dead = ChannelConfig(name="dead", url="json://127.0.0.1:9/x")
+
+    def failure(channel: ChannelConfig, title: str = "t", body: str = "b") -> DeliveryError:
+        with pytest.raises(DeliveryError) as exc:
+            notifier.send(channel, title, body, "text")
+        return exc.value
+
+    assert failure(typo).permanent
+    empty = failure(hook, title="", body="")
+    assert empty.permanent and "No message content" in empty.message
+    assert http_receiver.posts == []  # Apprise called no service
+    http_receiver.fail_next = 1
+    refused = failure(hook)
+    assert not refused.permanent and "500" in refused.message
+    assert not failure(dead).permanent
+
+
+def test_a_permanent_failure_is_kept_and_not_retried_until_sent_by_hand(
+    store: Store,
+    clock: FakeClock,
+    http_receiver: HttpReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The config refuses a URL Apprise cannot load, so one that got through is put in by hand.
+    typo = ChannelConfig(name="typo", url="json://localhost/x").model_copy(
+        update={"url": "nosuchscheme://what"}
+    )
+    ops = ChannelConfig(name="ops", url=http_receiver.url("ops"))
+    settings = settings_for(store, ops).model_copy(update={"channels": (typo, ops)})
+    notifier = AppriseNotifier(timeout=5)
+    held = enqueue(store, clock, "typo")
+
+    with caplog.at_level(logging.WARNING, logger="monitor.alerts.deliver"):
+        (outcome, notice) = deliver_due(store, settings, notifier, clock)
+    assert (outcome.delivery_id, outcome.ok) == (held, False)
+    assert f"`did-monitor outbox retry --id {held}`" in (outcome.error or "")
+    (record,) = [r for r in caplog.records if f"delivery {held} " in r.getMessage()]
+    assert record.levelname == "ERROR" and "does not understand its URL" in record.getMessage()
+    row = delivery(store, held)
+    assert (row["status"], row["next_attempt_at"], row["attempts"]) == ("failed", None, 1)
+    assert row["body"] == "b"  # kept, body and all
+    # It counts toward "channel failing", like any failure (failing_after = 1 here).
+    assert notice.ok and notice.kind == "channel_failing"
+    (told,) = http_receiver.posts
+    assert "typo" in told["body"]["message"] and "outbox retry" in told["body"]["message"]
+
+    outbox = Outbox(store)
+    clock.advance(days=60)  # longer than any backoff: no schedule sends it again
+    assert deliver_due(store, settings, notifier, clock) == []
+    assert [r["id"] for r in outbox.queued("typo")] == [held]  # still queued, for a hand
+    assert outbox.channel_health(["typo"])["typo"]["pending"] == 1
+
+    # Fixed by hand: the channel's URL corrected, then `outbox retry` makes it due now.
+    fixed = settings_for(store, ChannelConfig(name="typo", url=http_receiver.url("typo")), ops)
+    assert outbox.retry([held], clock()) == [held]
+    (sent,) = deliver_due(store, fixed, notifier, clock)
+    assert sent.ok and sent.delivery_id == held
+    assert http_receiver.posts[-1]["body"]["title"] == "(retry 1) did-monitor: 1 new"
+    assert delivery(store, held)["status"] == "sent"
+    with store.engine.connect() as conn:
+        outcomes = conn.execute(
+            sa.select(ATTEMPTS.c.outcome).where(ATTEMPTS.c.delivery_id == held)
+        ).scalars()
+        assert list(outcomes) == ["failed", "sent"]
+
+
+def test_a_retryable_failure_keeps_its_backoff(
+    store: Store, clock: FakeClock, http_receiver: HttpReceiver
+) -> None:
+    ops = ChannelConfig(name="ops", url=http_receiver.url("ops"))
+    settings = settings_for(store, ops, failing_after=5)
+    notifier = AppriseNotifier(timeout=5)
+    first = enqueue(store, clock, "ops")
+    http_receiver.fail_next = 1
+
+    (outcome,) = deliver_due(store, settings, notifier, clock)
+    assert not outcome.ok and "outbox retry" not in (outcome.error or "")
+    row = delivery(store, first)
+    assert row["status"] == "failed"
+    assert row["next_attempt_at"] == clock() + backoff(settings, 1)
+    clock.advance(seconds=backoff(settings, 1).total_seconds() - 1)
+    assert deliver_due(store, settings, notifier, clock) == []  # not due before its backoff
+    clock.advance(seconds=1)
+    (sent,) = deliver_due(store, settings, notifier, clock)
+    assert sent.ok and http_receiver.posts[-1]["body"]["title"].startswith("(retry 1) ")
+
+
+def test_outbox_retry_leaves_a_delivery_being_sent_alone(store: Store, clock: FakeClock) -> None:
+    outbox = Outbox(store)
+    waiting, sending = enqueue(store, clock, "c"), enqueue(store, clock, "c")
+    (row,) = [r for r in outbox.due(clock()) if r["id"] == sending]
+    assert outbox.claim(row, clock())
+    clock.advance(minutes=1)
+    assert outbox.retry([waiting, sending, 999], clock()) == [waiting]
+    assert delivery(store, waiting)["next_attempt_at"] == clock()
