@@ -46,7 +46,7 @@ from pydantic import (
 )
 
 from monitor import redact
-from monitor.alerts.email import check_dir
+from monitor.alerts.email import check_dir, legacy_warnings
 from monitor.conditions import MAX_DEPTH
 from monitor.errors import ConfigError
 from monitor.rules import REGISTRY
@@ -421,9 +421,10 @@ class AlertsConfig(Table):
     failing_after: int = Field(default=3, ge=1, le=1000)
     delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=DELIVERY_TIMEOUT_MAX)
     max_items: int = Field(default=50, ge=1, le=10_000)
+    # Deprecated, read for one more release (a warning at load): title.txt, intro.txt, footer.txt.
     templates: dict[str, str] = Field(default_factory=dict)
-    # Jinja2 templates (digest.html, digest.txt) that replace the packaged ones; a relative path
-    # is relative to the config file. Checked when the config loads.
+    # Jinja2 templates (digest.html, digest.txt, title.txt, ...) that replace the packaged ones;
+    # a relative path is relative to the config file. Checked when the config loads.
     templates_dir: str | None = None
     # Rows an email's body shows; past it, the most urgent ones and the whole list as CSV.
     # 100 rows are about 70 KB of HTML, under Gmail's clip (the body also stops at 95 KB).
@@ -691,6 +692,7 @@ def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) 
     except ValidationError as exc:
         raise ConfigError(_describe(exc, found, sources)) from None
     settings = _check_templates(settings, path)
+    warnings.extend(legacy_warnings(settings.alerts.templates))
     _remember_secrets(settings.model_dump())
     return LoadedConfig(settings, found, sources, tuple(warnings))
 

@@ -6,13 +6,11 @@ tag like ``<script>`` or a newline in a region cannot inject markup, links or he
 
 from __future__ import annotations
 
-import string
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
 from monitor.alerts.channels import DEFAULT_LIMIT
-from monitor.alerts.digest import DEFAULT_TEMPLATES, Digest, due_soon_text, template_variables
+from monitor.alerts.digest import Digest, due_soon_text
 from monitor.findings import FindingView, number_text, urgency
 from monitor.vocab import SEVERITIES, SEVERITY_MARK, Format, esc, money_list, plain, when_text
 
@@ -23,16 +21,14 @@ def render_body(
     *,
     limit: int = DEFAULT_LIMIT,
     max_items: int = 50,
-    prefix: str = "did-monitor",
-    templates: Mapping[str, str] | None = None,
+    intro: str = "",
+    footer: str = "",
 ) -> str:
     """The digest body in ``fmt`` for a chat channel, never longer than ``limit`` characters:
-    past ``max_items`` per list, or the limit, a list ends with "…and N more". (HTML is the
-    email document, ``document.render_document``: an email has no limit to cut it at.)"""
-    tpls = dict(DEFAULT_TEMPLATES, **(templates or {}))
-    variables = template_variables(digest, prefix)
+    past ``max_items`` per list, or the limit, a list ends with "…and N more". ``intro`` and
+    ``footer`` are the digest's own (``email.render_texts``). (HTML is the email document,
+    ``email.render_document``: an email has no limit to cut it at.)"""
     w = _Writer(fmt, limit)
-    intro = string.Template(tpls["intro"]).safe_substitute(variables)
     if intro:
         w.paragraph(plain(intro, fmt))
     # Grouped by severity, most urgent first; within each, new before reminders.
@@ -61,7 +57,6 @@ def render_body(
     if digest.due_soon or digest.due_undated:
         summary.append(due_soon_text(digest))
     w.footer(summary)
-    footer = string.Template(tpls["footer"]).safe_substitute(variables)
     if footer:
         w.paragraph(plain(footer, fmt))
     return w.text()

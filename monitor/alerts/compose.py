@@ -3,8 +3,10 @@
 Email gets the templated document (HTML, or text with ``format = "text"``) with every finding,
 plus the CSV of all of them when the body is capped; Slack gets a Block Kit message (its body,
 the Markdown digest, is kept as the readable record and the fallback); other channels get the
-size-limited Markdown or text digest. Used by the sweep (to store digests) and by
-``did-monitor digest --preview`` (to show them), so a preview is exactly what would be sent.
+size-limited Markdown or text digest. Every kind gets the same title, intro and footer, from
+the templates ``title.txt``, ``intro.txt`` and ``footer.txt``. Used by the sweep (to store
+digests) and by ``did-monitor digest --preview`` (to show them), so a preview is exactly what
+would be sent.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 from monitor.alerts.channels import limit_for
 from monitor.alerts.chat import render_body
-from monitor.alerts.digest import Digest, render_title
-from monitor.alerts.email import render_document
+from monitor.alerts.digest import Digest
+from monitor.alerts.email import render_document, render_texts
 from monitor.alerts.slack import build as slack_blocks
 from monitor.config import AlertsConfig, ChannelConfig
 from monitor.vocab import Format
@@ -41,31 +43,31 @@ def compose(
 ) -> Message:
     """The message ``channel`` is sent for ``digest``; ``fmt`` overrides its body format (for
     previews)."""
-    title = render_title(digest, alerts.title_prefix, alerts.templates)
+    templates_dir = Path(alerts.templates_dir) if alerts.templates_dir else None
+    texts = render_texts(digest, alerts.title_prefix, templates_dir, alerts.templates)
     body_format: Format = fmt or channel.body_format()
+    parts: dict[str, Any] = {}
     if channel.kind() == "email" or body_format == "html":
         doc = render_document(
             digest,
             "html" if body_format == "html" else "text",
             prefix=alerts.title_prefix,
-            templates=alerts.templates,
-            templates_dir=Path(alerts.templates_dir) if alerts.templates_dir else None,
+            texts=texts,
+            templates_dir=templates_dir,
             max_rows=alerts.email_max_rows,
             dashboard_url=alerts.dashboard_url,
         )
-        parts: dict[str, Any] = {}
         if doc.attachments:
             parts["attachments"] = [asdict(a) for a in doc.attachments]
-        return Message(title, doc.body, body_format, parts)
+        return Message(texts.title, doc.body, body_format, parts)
     body = render_body(
         digest,
         body_format,
         limit=limit_for(channel.url, channel.max_length),
         max_items=alerts.max_items,
-        prefix=alerts.title_prefix,
-        templates=alerts.templates,
+        intro=texts.intro,
+        footer=texts.footer,
     )
-    parts = {}
     if channel.uses_blocks() and fmt is None:
-        parts["slack"] = slack_blocks(digest, title, alerts.dashboard_url)
-    return Message(title, body, body_format, parts)
+        parts["slack"] = slack_blocks(digest, texts.title, alerts.dashboard_url)
+    return Message(texts.title, body, body_format, parts)

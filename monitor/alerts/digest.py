@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import string
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from monitor.findings import FindingView, urgency
-from monitor.vocab import SEVERITIES, currency_code, money_list, one_line
+from monitor.vocab import SEVERITIES, currency_code, money_list
 
 
 @dataclass
@@ -58,30 +57,6 @@ def due_soon_text(digest: Digest) -> str:
     if digest.due_undated:
         text += f" ({digest.due_undated} active number(s) have no billing date)"
     return text
-
-
-DEFAULT_TEMPLATES = {
-    "title": "$prefix: $summary",
-    "intro": "",
-    "footer": "",
-}
-
-
-def render_title(digest: Digest, prefix: str, templates: Mapping[str, str]) -> str:
-    tpl = string.Template(templates.get("title") or DEFAULT_TEMPLATES["title"])
-    return one_line(tpl.safe_substitute(template_variables(digest, prefix)))[:200]
-
-
-def template_variables(digest: Digest, prefix: str) -> dict[str, str]:
-    return {
-        "prefix": one_line(prefix),
-        "new": str(len(digest.new)),
-        "reminders": str(len(digest.reminders)),
-        "resolved": str(len(digest.resolved)),
-        "open": str(digest.still_open),
-        "swept": str(digest.numbers_swept),
-        "summary": summary(digest),
-    }
 
 
 def summary(digest: Digest) -> str:

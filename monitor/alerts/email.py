@@ -1,5 +1,7 @@
-"""The email digest: a document from Jinja2 templates (HTML, or text) with every finding, and
-the CSV of the whole list that rides along when the body is capped.
+"""The Jinja2 templates, the one template engine of the alerts: the email digest (HTML, or text)
+with every finding and the CSV of the whole list that rides along when the body is capped; and
+the digest's title, intro and footer (``title.txt``, ``intro.txt``, ``footer.txt``), the same
+for every channel.
 
 Templates get strings already made one-line and control-free (``_clean``); HTML templates are
 autoescaped on top of that, so nothing from the API can add markup, links or lines.
@@ -10,36 +12,34 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import string
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from monitor import vocab
-from monitor.alerts.digest import (
-    Digest,
-    due_soon_text,
-    ordered_items,
-    render_title,
-    summary,
-    template_variables,
-)
+from monitor.alerts.digest import Digest, due_soon_text, ordered_items, summary
 from monitor.errors import ConfigError
 from monitor.findings import FindingView, days_left, number_text
+from monitor.redact import scrub
 from monitor.vocab import CONTROL_CHARS, SEVERITIES, dashboard_link, money_text, one_line
 
 PACKAGED = Path(__file__).parent / "templates"
 
 
 # Files a user may override; other files in templates_dir may be included by these.
-TEMPLATE_NAMES = ("digest.html", "digest.txt")
+TEMPLATE_NAMES = ("digest.html", "digest.txt", "title.txt", "intro.txt", "footer.txt")
+TEXTS = ("title", "intro", "footer")  # title.txt ...: our own words, for every channel
+# What those are given (the names the deprecated [alerts.templates] keys had).
+TEXT_VARIABLES = ("prefix", "summary", "new", "reminders", "resolved", "open", "swept")
+TITLE_MAX = 200
 
 
 TEMPLATE_SUFFIXES = (".html", ".txt")
@@ -57,13 +57,20 @@ def _plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
-def environment(templates_dir: Path | None) -> SandboxedEnvironment:
-    """An environment that finds templates in ``templates_dir`` first, then the packaged ones.
+def environment(
+    templates_dir: Path | None, legacy: Mapping[str, str] | None = None
+) -> SandboxedEnvironment:
+    """An environment that finds templates in ``templates_dir`` first, then the packaged ones;
+    before both, the deprecated ``[alerts.templates]`` keys (``legacy``) set, as Jinja templates
+    (``jinja_from_dollars``), so an old key wins over a copied ``title.txt`` while it is read.
 
     ``.html`` templates are autoescaped. The caller hands templates only strings it has already
     made one-line and control-free, so ``.txt`` output needs no escaping beyond that.
     """
     loaders: list[jinja2.BaseLoader] = []
+    if legacy:
+        old = {f"{key}.txt": jinja_from_dollars(text) for key, text in legacy.items() if text}
+        loaders.append(jinja2.DictLoader(old))
     if templates_dir is not None:
         loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
     loaders.append(jinja2.FileSystemLoader(str(PACKAGED)))
@@ -78,9 +85,34 @@ def environment(templates_dir: Path | None) -> SandboxedEnvironment:
     return env
 
 
-def render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> str:
-    """Render ``name`` with ``context``; raises ``jinja2.TemplateError`` on a template's fault."""
-    return env.get_template(name).render(context)
+# string.Template's placeholders, as the deprecated [alerts.templates] keys were written: "$$", a
+# "$name" or "${name}"; and any "{", which Jinja might read as the start of its own syntax.
+_DOLLARS = re.compile(r"\$(?:(\$)|([_a-z][_a-z0-9]*)|\{([_a-z][_a-z0-9]*)\})|\{", re.I | re.A)
+
+
+def jinja_from_dollars(text: str) -> str:
+    """A deprecated ``[alerts.templates]`` value (``$summary``) as the Jinja template that renders
+    it as before: a name the texts are given becomes ``{{ summary }}``, ``$$`` a dollar sign;
+    any other ``$name`` (left as it was) and every ``{`` stay text."""
+
+    def swap(found: re.Match[str]) -> str:
+        name = found[2] or found[3]
+        if name in TEXT_VARIABLES:
+            return f"{{{{ {name} }}}}"
+        return ("$" if found[1] else found[0]).replace("{", "{{ '{' }}")
+
+    return _DOLLARS.sub(swap, text)
+
+
+def legacy_warnings(templates: Mapping[str, str]) -> list[str]:
+    """One warning for each ``[alerts.templates]`` key set: what to write instead, and where."""
+    return [
+        f"alerts.templates.{key} is deprecated and will be removed in the next release: write "
+        f"it as {key}.txt in the folder named by alerts.templates_dir (`did-monitor digest "
+        "--copy-templates DIR` copies the packaged ones there to start from), in Jinja2 like "
+        f"the email templates; yours reads: {scrub(jinja_from_dollars(text))}"
+        for key, text in templates.items()
+    ]
 
 
 def check_dir(templates_dir: Path) -> None:
@@ -197,8 +229,41 @@ def _section_key(change: str, item: FindingView) -> str:
     return "resolved" if change == "resolved" else item.severity
 
 
+@dataclass(frozen=True)
+class Texts:
+    """The digest's own words around its findings, the same for every channel: ``title`` (one
+    line of at most ``TITLE_MAX`` characters: an email's subject, a chat message's headline),
+    ``intro`` and ``footer`` (a one-line paragraph each, or empty)."""
+
+    title: str
+    intro: str = ""
+    footer: str = ""
+
+
+def render_texts(
+    digest: Digest,
+    prefix: str = "did-monitor",
+    templates_dir: Path | None = None,
+    legacy: Mapping[str, str] | None = None,
+) -> Texts:
+    """Title, intro and footer of ``digest`` from ``title.txt``, ``intro.txt`` and ``footer.txt``
+    (a user's copy in ``templates_dir`` first; a deprecated ``[alerts.templates]`` key in
+    ``legacy`` before that), each made one line."""
+    context: dict[str, object] = {
+        "prefix": one_line(prefix),
+        "summary": summary(digest),
+        "new": len(digest.new),
+        "reminders": len(digest.reminders),
+        "resolved": len(digest.resolved),
+        "open": digest.still_open,
+        "swept": digest.numbers_swept,
+    }
+    text = {key: one_line(_render(f"{key}.txt", context, templates_dir, legacy)) for key in TEXTS}
+    return Texts(text["title"][:TITLE_MAX], text["intro"], text["footer"])
+
+
 def _context(
-    digest: Digest, prefix: str, templates: Mapping[str, str], max_rows: int, dashboard_url: str
+    digest: Digest, prefix: str, texts: Texts, max_rows: int, dashboard_url: str
 ) -> dict[str, object]:
     def link(item: FindingView) -> str:
         if not dashboard_url or not item.has_number:
@@ -230,12 +295,11 @@ def _context(
     by_rule: dict[str, int] = defaultdict(int)
     for it in announced:
         by_rule[_clean(it.rule)] += 1
-    variables = template_variables(digest, prefix)
     return {
-        "title": render_title(digest, prefix, templates),
+        "title": texts.title,
         "prefix": one_line(prefix),
-        "intro": _clean_paragraph(string.Template(templates.get("intro", "")), variables),
-        "footer": _clean_paragraph(string.Template(templates.get("footer", "")), variables),
+        "intro": texts.intro,
+        "footer": texts.footer,
         "swept_at": digest.swept_at,
         "summary": summary(digest),
         "new": len(digest.new),
@@ -263,16 +327,12 @@ def _context(
     }
 
 
-def _clean_paragraph(tpl: string.Template, variables: Mapping[str, str]) -> str:
-    return CONTROL_CHARS.sub(" ", tpl.safe_substitute(variables)).strip()
-
-
 def render_document(
     digest: Digest,
     fmt: Literal["html", "text"],
     *,
     prefix: str = "did-monitor",
-    templates: Mapping[str, str] | None = None,
+    texts: Texts | None = None,
     templates_dir: Path | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     dashboard_url: str = "",
@@ -284,12 +344,14 @@ def render_document(
     the most urgent ones, says so, and the whole list rides along as a CSV attachment.
 
     A user's template (in ``templates_dir``) that fails while rendering is logged and the
-    packaged one used instead: a digest is never lost to a template mistake.
+    packaged one used instead: a digest is never lost to a template mistake. ``texts`` are the
+    title, intro and footer (``render_texts``, rendered here when not given).
     """
     name = "digest.html" if fmt == "html" else "digest.txt"
+    texts = texts or render_texts(digest, prefix, templates_dir)
 
     def body_with(rows: int) -> tuple[str, int]:
-        context = _context(digest, prefix, templates or {}, rows, dashboard_url)
+        context = _context(digest, prefix, texts, rows, dashboard_url)
         body = _render(name, context, templates_dir)
         return body, len(body.encode())
 
@@ -313,20 +375,25 @@ def render_document(
     return Document(body, attachments)
 
 
-def _render(name: str, context: dict[str, object], templates_dir: Path | None) -> str:
+def _render(
+    name: str,
+    context: dict[str, object],
+    templates_dir: Path | None,
+    legacy: Mapping[str, str] | None = None,
+) -> str:
     try:
-        return render(environment(templates_dir), name, context)
+        return environment(templates_dir, legacy).get_template(name).render(context)
     except Exception as exc:  # a user's template may fail in any way; ours must not
-        if templates_dir is None:
+        if templates_dir is None and not legacy:
             raise
         log.warning(
             "template %s in %s failed (%s: %s); using the packaged one",
             name,
-            templates_dir,
+            templates_dir or "[alerts.templates]",
             type(exc).__name__,
             exc,
         )
-        return render(environment(None), name, context)
+        return environment(None).get_template(name).render(context)
 
 
 def findings_csv(digest: Digest) -> str:

@@ -74,7 +74,7 @@ def _size(block: dict[str, Any]) -> int:
 
 def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]:
     """The Block Kit attachment (``{"blocks": [...], "color": ..., "fallback": ...}``) for
-    ``digest``, headed by ``title`` (our own words: ``render.render_title``). ``fallback`` is
+    ``digest``, headed by ``title`` (our own words: ``email.render_texts``). ``fallback`` is
     the plain text Slack shows where blocks are not drawn: phone and desktop notifications."""
     announced = [*digest.new, *digest.reminders]
     by_severity = Counter(i.severity for i in announced)

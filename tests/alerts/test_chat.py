@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 
 from monitor.alerts.channels import limit_for
 from monitor.alerts.chat import render_body, render_sweep_partial, render_unreadable_dates
-from monitor.alerts.digest import Digest, ordered_items, render_title, rental_at_risk
-from monitor.alerts.email import CSV_NAME, findings_csv, render_document
+from monitor.alerts.digest import Digest, ordered_items, rental_at_risk
+from monitor.alerts.email import CSV_NAME, findings_csv, render_document, render_texts
 from monitor.findings import FindingView, number_text, urgency
 from monitor.vocab import esc
 
@@ -109,7 +109,7 @@ def test_unknown_currencies_show_their_code() -> None:
 
 def test_title_is_one_header_safe_line() -> None:
     d = Digest(new=[item()], resolved=[item()])
-    title = render_title(d, "ops\r\nBcc: x@y", {})
+    title = render_texts(d, "ops\r\nBcc: x@y").title
     assert "\n" not in title and "\r" not in title
     assert title.startswith("ops Bcc: x@y: 1 new")
 
@@ -150,11 +150,10 @@ def test_limits_per_channel_kind() -> None:
 
 def test_templates_override_title_and_intro() -> None:
     d = Digest(new=[item()], numbers_swept=9)
-    assert (
-        render_title(d, "p", {"title": "$new problems in $swept numbers"})
-        == "1 problems in 9 numbers"
-    )
-    body = render_body(d, "text", templates={"intro": "Hello team ($open still open)"})
+    legacy = {"title": "$new problems in $swept numbers", "intro": "Hello team ($open still open)"}
+    texts = render_texts(d, "p", legacy=legacy)
+    assert texts.title == "1 problems in 9 numbers"
+    body = render_body(d, "text", intro=texts.intro)
     assert body.startswith("Hello team (0 still open)")
 
 
@@ -171,9 +170,9 @@ def test_rental_at_risk_sums_per_currency() -> None:
 
 
 def test_default_title_names_only_what_happened() -> None:
-    assert render_title(Digest(new=[item()] * 3), "dm", {}) == "dm: 3 new"
+    assert render_texts(Digest(new=[item()] * 3), "dm").title == "dm: 3 new"
     d = Digest(reminders=[item()], resolved=[item(), item()])
-    assert render_title(d, "dm", {}) == "dm: 1 reminder, 2 resolved"
+    assert render_texts(d, "dm").title == "dm: 1 reminder, 2 resolved"
 
 
 def test_terminal_text_has_no_c1_controls_or_bidi_overrides() -> None:

@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from monitor.alerts.digest import Digest, render_title
+from monitor.alerts.digest import Digest
+from monitor.alerts.email import render_texts
 from monitor.alerts.slack import MAX_BLOCKS, MAX_BYTES, MAX_HEADER, MAX_SECTION, build
 from monitor.findings import FindingView
 
@@ -69,7 +70,7 @@ def test_within_slack_limits_and_says_how_many_more(count: int) -> None:
 
 def test_sections_most_urgent_first_and_counts_in_the_header() -> None:
     d = Digest(new=items(9), reminders=items(1, tier=7), resolved=items(1), swept_at=NOW)
-    payload = build(d, render_title(d, "dm", {}))
+    payload = build(d, render_texts(d, "dm").title)
     headings = [t for t in texts(payload) if t.startswith("*") and t.endswith("*")]
     assert headings == ["*🔴 Critical*", "*🟠 Warning*", "*🔵 Info*", "*✅ Resolved*"]
     assert payload["blocks"][0]["text"]["text"] == "dm: 9 new, 1 reminder, 1 resolved"
