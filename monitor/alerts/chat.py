@@ -134,7 +134,7 @@ def render_sweep_failed(error: str, fmt: Format, failed_at: datetime) -> tuple[s
         "No finding was resolved and no number was reported gone. "
         "The next sweep will try again."
     )
-    return "did-monitor: sweep failed", _paragraph(body_text, fmt)
+    return "did-monitor: sweep failed", paragraph(body_text, fmt)
 
 
 def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
@@ -146,7 +146,7 @@ def render_sweep_partial(reason: str, fmt: Format, swept_at: datetime) -> tuple[
         f"The sweep started {when} could not read the whole inventory: {plain(reason, fmt)}. "
         "What it read is stored and checked by the rules. The next sweep will try again."
     )
-    return "did-monitor: sweep incomplete", _paragraph(body_text, fmt)
+    return "did-monitor: sweep incomplete", paragraph(body_text, fmt)
 
 
 def render_unreadable_dates(note: str, fmt: Format, swept_at: datetime) -> tuple[str, str]:
@@ -160,7 +160,7 @@ def render_unreadable_dates(note: str, fmt: Format, swept_at: datetime) -> tuple
         "the rules that need those dates cannot check them. This notice is sent again only "
         "when the numbers affected change."
     )
-    return "did-monitor: numbers with unreadable dates", _paragraph(body_text, fmt)
+    return "did-monitor: numbers with unreadable dates", paragraph(body_text, fmt)
 
 
 def render_channel_failing(channel: str, failures: int, error: str, fmt: Format) -> tuple[str, str]:
@@ -168,9 +168,9 @@ def render_channel_failing(channel: str, failures: int, error: str, fmt: Format)
         f"Alerts to channel {esc(channel, fmt)} have failed {failures} times in a row "
         f"(last error: {esc(error, fmt)}). Its messages are kept in the outbox until sent."
     )
-    return "did-monitor: channel failing", _paragraph(text, fmt)
+    return "did-monitor: channel failing", paragraph(text, fmt)
 
 
-def _paragraph(text: str, fmt: Format) -> str:
-    """A service message's body: ``text`` (escaped already) as a paragraph in HTML."""
+def paragraph(text: str, fmt: Format) -> str:
+    """A service message's body: ``text`` (escaped already), a paragraph in HTML."""
     return f"<p>{text}</p>" if fmt == "html" else text

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import RowMapping
 
-from monitor.alerts.chat import render_channel_failing
+from monitor.alerts.chat import paragraph, render_channel_failing
 from monitor.alerts.notify import Notifier
 from monitor.alerts.outbox import Outbox, held
 from monitor.alerts.plan import _broadcast
@@ -81,71 +81,49 @@ def _deliver_one(
     row: RowMapping,
     clock: Callable[[], datetime],
 ) -> DeliveryOutcome | None:
-    channels = {c.name: c for c in settings.channels}
-    chan = channels.get(row["channel"])
+    chan = next((c for c in settings.channels if c.name == row["channel"] and c.enabled), None)
     now = clock()
-    if chan is None or not chan.enabled:
-        orphan = outbox.claim(row, now)
-        if orphan is not None:
-            outbox.record(
-                row["id"],
-                row["channel"],
-                now,
-                claim=orphan,
-                duration_ms=0,
-                final_status="orphaned",
-                error="channel no longer configured or disabled; message kept, not sent",
-            )
-        return None
     claim = outbox.claim(row, now)
     if claim is None:
         return None  # another sender took it
+    if chan is None:
+        outbox.record(
+            row["id"],
+            row["channel"],
+            now,
+            claim=claim,
+            duration_ms=0,
+            final_status="orphaned",
+            error="channel no longer configured or disabled; message kept, not sent",
+        )
+        return None
     title = row["title"]
     if row["attempts"] > 0:
         title = f"(retry {row['attempts']}) {title}"
     started = time.monotonic()
+    error: DeliveryError | None = None
     try:
-        notifier.send(
-            chan,
-            title,
-            row["body"],
-            row["body_format"],
-            KIND_LEVEL.get(row["kind"], "info"),
-            parts=row["parts"],
-        )
+        level = KIND_LEVEL.get(row["kind"], "info")
+        notifier.send(chan, title, row["body"], row["body_format"], level, parts=row["parts"])
+    except DeliveryError as exc:
+        error = exc
     except Exception as exc:  # a notifier bug must not leave the row claimed or kill the pass
-        error = (
-            exc
-            if isinstance(exc, DeliveryError)
-            else DeliveryError(f"channel {chan.name}: unexpected {type(exc).__name__}")
-        )
-        ms = int((time.monotonic() - started) * 1000)
-        if error.permanent:  # kept as failed with no next attempt: only `outbox retry` sends it
-            retry_at, text = None, f"{error.message} ({held(row['id'])})"
-            log.error("delivery %s to %s failed: %s", row["id"], chan.name, text)
-        else:
-            retry_at, text = clock() + backoff(settings, row["attempts"] + 1), error.message
-            log.warning(
-                "delivery %s to %s failed: %s (retry at %s)",
-                row["id"],
-                chan.name,
-                text,
-                retry_at.isoformat(),
-            )
-        outbox.record(
-            row["id"],
-            chan.name,
-            clock(),
-            claim=claim,
-            error=text,
-            duration_ms=ms,
-            retry_at=retry_at,
-        )
-        return DeliveryOutcome(row["id"], chan.name, row["kind"], False, text)
+        error = DeliveryError(f"channel {chan.name}: unexpected {type(exc).__name__}")
     ms = int((time.monotonic() - started) * 1000)
-    outbox.record(row["id"], chan.name, clock(), claim=claim, error=None, duration_ms=ms)
-    log.info("delivered %s %s to %s in %d ms", row["kind"], row["id"], chan.name, ms)
-    return DeliveryOutcome(row["id"], chan.name, row["kind"], True)
+    retry_at, text = None, None
+    if error is None:
+        log.info("delivered %s %s to %s in %d ms", row["kind"], row["id"], chan.name, ms)
+    elif error.permanent:  # kept as failed with no next attempt: only `outbox retry` sends it
+        text = f"{error.message} ({held(row['id'])})"
+        log.error("delivery %s to %s failed: %s", row["id"], chan.name, text)
+    else:
+        retry_at, text = clock() + backoff(settings, row["attempts"] + 1), error.message
+        when = retry_at.isoformat()
+        log.warning("delivery %s to %s failed: %s (retry at %s)", row["id"], chan.name, text, when)
+    outbox.record(
+        row["id"], chan.name, clock(), claim=claim, error=text, duration_ms=ms, retry_at=retry_at
+    )
+    return DeliveryOutcome(row["id"], chan.name, row["kind"], error is None, text)
 
 
 def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now: datetime) -> None:
@@ -171,9 +149,7 @@ def send_test(
     results: list[tuple[str, str | None]] = []
     for chan in targets:
         fmt = chan.body_format()
-        body = {"html": "<p>Test message from did-monitor: this channel works.</p>"}.get(
-            fmt, "Test message from did-monitor: this channel works."
-        )
+        body = paragraph("Test message from did-monitor: this channel works.", fmt)
         try:
             notifier.send(chan, f"{settings.alerts.title_prefix}: test alert", body, fmt, "info")
         except DeliveryError as exc:

@@ -37,6 +37,11 @@ class Digest:
     def is_quiet(self) -> bool:
         return not (self.new or self.reminders or self.resolved)
 
+    @property
+    def announced(self) -> list[FindingView]:
+        """The findings it tells of as open: new ones and reminders."""
+        return [*self.new, *self.reminders]
+
 
 def rental_at_risk(items: Sequence[FindingView]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = defaultdict(Decimal)
@@ -68,6 +73,12 @@ def summary(digest: Digest) -> str:
     ]
     text = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in parts if n)
     return text or "nothing new"
+
+
+def section(change: str, item: FindingView) -> str:
+    """The part of a digest an item of ``ordered_items`` is listed in: its severity's, or
+    "resolved"."""
+    return "resolved" if change == "resolved" else item.severity
 
 
 def ordered_items(digest: Digest) -> list[tuple[str, FindingView]]:

@@ -13,7 +13,7 @@ import csv
 import io
 import logging
 import re
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +25,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from monitor import vocab
-from monitor.alerts.digest import Digest, due_soon_text, ordered_items, summary
+from monitor.alerts.digest import Digest, due_soon_text, ordered_items, section, summary
 from monitor.errors import ConfigError
 from monitor.findings import FindingView, days_left, number_text
 from monitor.redact import scrub
@@ -40,9 +40,7 @@ TEXTS = ("title", "intro", "footer")  # title.txt ...: our own words, for every 
 # What those are given (the names the deprecated [alerts.templates] keys had).
 TEXT_VARIABLES = ("prefix", "summary", "new", "reminders", "resolved", "open", "swept")
 TITLE_MAX = 200
-
-
-TEMPLATE_SUFFIXES = (".html", ".txt")
+TEMPLATE_SUFFIXES = (".html", ".txt")  # what check_dir compiles in templates_dir
 
 
 def _money(value: Decimal | None, currency: str | None = None) -> str:
@@ -225,10 +223,6 @@ def _row(item: FindingView, change: str, now: datetime | None) -> dict[str, obje
     }
 
 
-def _section_key(change: str, item: FindingView) -> str:
-    return "resolved" if change == "resolved" else item.severity
-
-
 @dataclass(frozen=True)
 class Texts:
     """The digest's own words around its findings, the same for every channel: ``title`` (one
@@ -271,12 +265,10 @@ def _context(
         return dashboard_link(dashboard_url, "numbers", item.e164)
 
     items = ordered_items(digest)
-    totals: dict[str, int] = defaultdict(int)
-    for change, item in items:
-        totals[_section_key(change, item)] += 1
+    totals = Counter(section(change, item) for change, item in items)
     sections: dict[str, dict[str, object]] = {}
     for n, (change, item) in enumerate(items):
-        key = _section_key(change, item)
+        key = section(change, item)
         if key not in sections:
             colour, background = vocab.shade(key).colour, vocab.shade(key).background
             sections[key] = {
@@ -291,10 +283,8 @@ def _context(
             rows = sections[key]["rows"]
             assert isinstance(rows, list)
             rows.append(_row(item, change, digest.swept_at) | {"link": link(item)})
-    announced = [*digest.new, *digest.reminders]
-    by_rule: dict[str, int] = defaultdict(int)
-    for it in announced:
-        by_rule[_clean(it.rule)] += 1
+    announced = digest.announced
+    by_rule = Counter(_clean(it.rule) for it in announced)
     return {
         "title": texts.title,
         "prefix": one_line(prefix),

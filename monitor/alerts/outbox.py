@@ -310,7 +310,7 @@ class Outbox:
             .values(next_attempt_at=now)
             .returning(DELIVERIES.c.id)
         )
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             return sorted(conn.execute(stmt).scalars())
 
     def consecutive_failures(self, channel: str) -> tuple[int, str | None]:

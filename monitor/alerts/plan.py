@@ -145,6 +145,24 @@ def plan_digests(
     return out
 
 
+def _planned(
+    conn: Connection,
+    settings: Settings,
+    sweep_id: int,
+    now: datetime,
+    numbers_swept: int,
+    caveat: str = "",
+    notes: str = "",
+) -> list[Plan]:
+    """``plan_digests`` for sweep ``sweep_id`` from what the database holds, with each digest's
+    rental falling due."""
+    state = load_announce_state(conn, sweep_id, now)
+    per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
+    plans = plan_digests(state, settings, now, numbers_swept, per_account, caveat, notes)
+    add_due_soon(conn, plans, now, settings.rules_zone)
+    return plans
+
+
 def add_due_soon(conn: Connection, plans: Sequence[Plan], now: datetime, tz: tzinfo) -> None:
     """Give each digest the rental falling due in the next ``DUE_DAYS`` days (whole days of
     ``tz``, today included), of the numbers its channel may see (a customer's channel: its
@@ -198,10 +216,7 @@ def store_digests(
     one bad date in the API's data is announced once, not after every sweep."""
     if not any(c.enabled for c in settings.channels):
         return 0  # nobody to tell: do not load every open finding for nothing
-    state = load_announce_state(conn, sweep_id, now)
-    per_account = numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
-    plans = plan_digests(state, settings, now, numbers_swept, per_account, caveat, notes)
-    add_due_soon(conn, plans, now, settings.rules_zone)
+    plans = _planned(conn, settings, sweep_id, now, numbers_swept, caveat, notes)
     for plan in plans:
         msg = compose(plan.digest, plan.channel, settings.alerts)
         delivery_id = add_delivery(
@@ -267,16 +282,9 @@ def preview_digests(
     last = store.last_sweep("complete")
     plans: dict[str, Plan] = {}
     if last is not None:
+        notes = last["notes"] or ""  # what the sweep could not check, as its digest said
         with store.connect() as conn:
-            state = load_announce_state(conn, last["id"], now)
-            per_account = (
-                numbers_per_account(conn) if any(c.accounts for c in settings.channels) else None
-            )
-            notes = last["notes"] or ""  # what the sweep could not check, as its digest said
-            found = plan_digests(
-                state, settings, now, last["numbers_seen"], per_account, notes=notes
-            )
-            add_due_soon(conn, found, now, settings.rules_zone)
+            found = _planned(conn, settings, last["id"], now, last["numbers_seen"], notes=notes)
         for plan in found:
             plan.digest.swept_at = last["started_at"]
             plans[plan.channel.name] = plan

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from monitor.alerts.digest import Digest, due_soon_text, ordered_items, summary
+from monitor.alerts.digest import Digest, due_soon_text, ordered_items, section, summary
 from monitor.findings import FindingView, days_left, number_text
 from monitor.vocab import (
     SEVERITIES,
@@ -76,7 +76,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     """The Block Kit attachment (``{"blocks": [...], "color": ..., "fallback": ...}``) for
     ``digest``, headed by ``title`` (our own words: ``email.render_texts``). ``fallback`` is
     the plain text Slack shows where blocks are not drawn: phone and desktop notifications."""
-    announced = [*digest.new, *digest.reminders]
+    announced = digest.announced
     by_severity = Counter(i.severity for i in announced)
     counts = " · ".join(f"*{by_severity[s]}* {s}" for s in SEVERITIES if by_severity[s])
     facts = [summary(digest), f"{digest.numbers_swept} numbers swept"]
@@ -118,7 +118,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
             text = ""
 
     for change, item in items:
-        key = "resolved" if change == "resolved" else item.severity
+        key = section(change, item)
         line = _line(change, item, digest)
         if key != current_key:
             flush()
@@ -137,7 +137,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     flush()
     more = len(items) - shown
     if more or dashboard_url:
-        left = Counter("resolved" if c == "resolved" else i.severity for c, i in items[shown:])
+        left = Counter(section(change, item) for change, item in items[shown:])
         split = ", ".join(f"{n} {k}" for k in (*SEVERITIES, "resolved") if (n := left[k]))
         tail = f"…and *{more} more* ({split})" if more else ""
         if dashboard_url:
