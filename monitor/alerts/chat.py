@@ -62,7 +62,7 @@ def render_body(
     return w.text()
 
 
-def _line(item: FindingView, fmt: Format) -> str:
+def _line(item: FindingView, fmt: Literal["markdown", "text"]) -> str:
     mark = SEVERITY_MARK.get(item.severity, "")
     tier = f" [{item.tier}d]" if item.tier is not None else ""
     tags = f" tags: {', '.join(esc(t, fmt) for t in item.tags)}" if item.tags else ""
@@ -72,8 +72,6 @@ def _line(item: FindingView, fmt: Format) -> str:
     rule, message = plain(item.rule, fmt), plain(item.message, fmt)
     if fmt == "markdown":
         return f"{mark} *{rule}*{tier} {number} ({account}): {message}{tags}"
-    if fmt == "html":
-        return f"{mark} <b>{rule}</b>{tier} {number} ({account}): {message}{tags}"
     return f"[{item.severity}] {rule}{tier} {number} ({account}): {message}{tags}"
 
 

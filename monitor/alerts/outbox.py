@@ -1,8 +1,8 @@
 """The database door for alerts: findings to announce, the delivery outbox and its attempts.
 
 Builds its SQL on the store's table handles and predicates (``store.current``,
-``store.silenced``) and runs it through ``Store.connect`` and ``Store.begin``; ``plan.py``
-decides, this stores.
+``store.silenced``) and runs it through ``Store.connect`` and ``Store.begin``; ``plan`` and
+``deliver`` decide, this stores.
 """
 
 from __future__ import annotations
@@ -76,19 +76,17 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
     )
     relevant = sa.or_(FINDINGS.c.state == "open", FINDINGS.c.resolved_sweep_id == sweep_id)
     stmt = (
-        sa.select(
-            NOTIFICATIONS.c.finding_id,
-            NOTIFICATIONS.c.channel,
-            NOTIFICATIONS.c.event,
-            NOTIFICATIONS.c.tier,
-            NOTIFICATIONS.c.created_at,
-            FINDINGS.c.rearmed_at,
-        )
+        sa.select(*_told_columns(), FINDINGS.c.rearmed_at)
         .join(FINDINGS, FINDINGS.c.id == NOTIFICATIONS.c.finding_id)
         .where(relevant)
     )
     announced = told(tuple(row) for row in conn.execute(stmt))
     return AnnounceState(open=open_rows, resolved_now=resolved, told=announced)
+
+
+def _told_columns() -> list[sa.Column[Any]]:
+    """What a notification says: which finding, to which channel, what event, tier and when."""
+    return [NOTIFICATIONS.c[k] for k in ("finding_id", "channel", "event", "tier", "created_at")]
 
 
 def numbers_per_account(conn: Connection) -> dict[str, int]:
@@ -372,11 +370,7 @@ class Outbox:
             for part in chunks(finding_ids):
                 stmt = (
                     sa.select(
-                        NOTIFICATIONS.c.finding_id,
-                        NOTIFICATIONS.c.channel,
-                        NOTIFICATIONS.c.event,
-                        NOTIFICATIONS.c.tier,
-                        NOTIFICATIONS.c.created_at,
+                        *_told_columns(),
                         DELIVERIES.c.id.label("delivery_id"),
                         DELIVERIES.c.status,
                         DELIVERIES.c.sent_at,

@@ -2,7 +2,8 @@
 
 Alerts are rows before they are messages: a digest is rendered and stored in the same transaction
 as the findings it announces, then sent from the outbox, and every attempt is recorded. A failed
-delivery stays in the outbox and is retried with backoff; it is never dropped.
+delivery stays in the outbox, never dropped, and is retried with backoff (or, when its failure is
+permanent, when sent again by hand).
 
 Delivery is ``alerts.deliver``.
 """
