@@ -598,7 +598,7 @@ def test_alert(state: State, channel: str | None) -> None:
     "--copy-templates",
     "copy_to",
     metavar="DIR",
-    help="Copy the packaged email templates into DIR (for alerts.templates_dir) and stop.",
+    help="Copy the packaged digest templates into DIR (for alerts.templates_dir) and stop.",
 )
 @pass_state
 def digest(
