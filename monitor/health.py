@@ -21,9 +21,11 @@ from prometheus_client.registry import Collector
 from monitor import reports
 from monitor.alerts.outbox import Outbox
 from monitor.clock import Clock, system_clock
+from monitor.config import Settings
 from monitor.errors import MonitorError
 from monitor.model import DeliveryOutcome
 from monitor.rules.base import KNOWN_STATUSES
+from monitor.schedule import build_trigger, fire_at_or_after
 from monitor.store import Store
 from monitor.store.db import FINISHED_SWEEP_STATES
 from monitor.vocab import CONTROL_CHARS, currency_code, iso
@@ -297,3 +299,44 @@ class Metrics:
 
     def job_failed(self, job: str) -> None:
         self.job_errors.labels(job).inc()
+
+
+# --- the status (``did-monitor status``, the dashboard's overview) -------------------------------
+
+
+def next_run(settings: Settings, now: datetime) -> datetime | None:
+    return fire_at_or_after(build_trigger(settings.schedule, jitter=False), now)
+
+
+SWEEP_KEYS = "id status started_at finished_at numbers_seen findings_opened findings_resolved error"
+
+
+def collect(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
+    """What ``did-monitor status`` and the dashboard's overview show: the last sweeps, open
+    findings by rule and severity, channel health, the next scheduled sweep."""
+
+    def sweep_info(row: Any) -> dict[str, Any] | None:
+        return None if row is None else {k: row[k] for k in SWEEP_KEYS.split()}
+
+    counts = store.open_counts(now)
+    quiet = store.silenced_counts(now)
+    health = Outbox(store).channel_health(c.name for c in settings.channels)
+    for name, info in health.items():
+        # Failing from the first failed attempt; alerts.failing_after only decides when the
+        # other channels are told (``others_told``).
+        info["failing"] = info["consecutive_failures"] > 0
+        info["others_told"] = info["consecutive_failures"] >= settings.alerts.failing_after
+        info["enabled"] = settings.channel(name).enabled
+    return {
+        "last_sweep": sweep_info(store.last_sweep()),
+        "last_complete_sweep": sweep_info(store.last_sweep("complete")),
+        # "open" is what `findings` lists: open and not silenced; silenced ones are counted apart
+        "open_findings": [
+            {"rule": k[0], "severity": k[1], "count": counts.get(k, 0), "silenced": quiet.get(k, 0)}
+            for k in sorted(counts.keys() | quiet.keys())
+        ],
+        "open_total": sum(counts.values()),
+        "silenced_total": sum(quiet.values()),
+        "channels": health,
+        "next_sweep": next_run(settings, now),
+    }

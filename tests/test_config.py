@@ -240,7 +240,7 @@ def test_monday_in_numbers_fires_on_monday() -> None:
     from datetime import UTC, datetime
 
     from monitor.config import ScheduleConfig, Settings
-    from monitor.display import next_run
+    from monitor.health import next_run
 
     s = Settings(schedule=ScheduleConfig(cron="0 6 * * 1"))
     fire = next_run(s, datetime(2026, 11, 24, tzinfo=UTC))  # a Tuesday

@@ -7,11 +7,12 @@ import os
 import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
 
-from monitor.display import Column, print_report_table, print_table
+from monitor.display import REPORTS, Column, Spec, print_table
 from monitor.sandbox import Sandbox
 from tests.test_cli import TOKEN, did, write_config
 
@@ -22,21 +23,21 @@ def test_report_table_keeps_ids_and_amounts_whole_at_80_columns() -> None:
             "account_id": f"MA_{i:08d}LONGID",
             "account_name": "A customer with a rather long trading name " * 2,
             "currency": "INR",
-            "monthly_rental": "123456789.50",
+            "monthly_rental": Decimal("123456789.50"),
         }
         for i in range(3)
     ]
-    fields = ("account_id", "account_name", "currency", "monthly_rental")
     for terminal in (True, False):
         buf = io.StringIO()
         console = Console(file=buf, width=80, force_terminal=terminal, color_system=None)
-        print_report_table(
-            console,
+        print_table(
+            REPORTS["costs"],
             rows,
-            fields,
-            "costs [bold]x[/]",
-            right=("monthly_rental",),
-            footer=[{"account_id": "*", "currency": "INR", "monthly_rental": "370370368.50"}],
+            title="costs [bold]x[/]",
+            footer=[
+                {"account_id": "*", "currency": "INR", "monthly_rental": Decimal("370370368.50")}
+            ],
+            console=console,
         )
         text = buf.getvalue()
         for row in rows:
@@ -47,19 +48,25 @@ def test_report_table_keeps_ids_and_amounts_whole_at_80_columns() -> None:
 
 LONG_ID = "MA_" + "7" * 52  # 55 characters, as one customer's id came from the API
 LONG_MESSAGE = "renewal pending with the carrier, please check the invoice " * 3
-FINDING_COLUMNS = [
-    *(Column(n) for n in ("rule", "severity", "number", "account", "state", "first seen")),
-    Column("message", free_text=True),
-]
-FINDING_ROW = ["blocked", "[red]critical[/]", "+918012345678", LONG_ID, "open", "2026-11-23"]
+FINDING_COLUMNS = Spec(
+    (
+        *(Column(n) for n in ("rule", "severity", "number", "account", "state", "first seen")),
+        Column("message", free_text=True),
+    )
+)
+FINDING_ROW = ["blocked", "critical", "+918012345678", LONG_ID, "open", "2026-11-23"]
+
+
+def finding_row(message: str) -> dict[str, str]:
+    return dict(zip(FINDING_COLUMNS.names, [*FINDING_ROW, message], strict=True))
 
 
 def test_piped_table_keeps_every_column_whole() -> None:
     buf = io.StringIO()
     console = Console(file=buf, width=80, force_terminal=False, color_system=None)
-    print_table(console, FINDING_COLUMNS, [[*FINDING_ROW, LONG_MESSAGE.strip()]])
+    print_table(FINDING_COLUMNS, [finding_row(LONG_MESSAGE.strip())], console=console)
     (line,) = [ln for ln in buf.getvalue().splitlines() if LONG_ID in ln]
-    for value in [*FINDING_ROW[:1], "critical", *FINDING_ROW[2:], LONG_MESSAGE.strip()]:
+    for value in [*FINDING_ROW, LONG_MESSAGE.strip()]:
         assert f"│ {value} " in line
     assert "┃┃" not in buf.getvalue()  # no zero-width column
 
@@ -67,7 +74,7 @@ def test_piped_table_keeps_every_column_whole() -> None:
 def test_terminal_table_folds_only_free_text() -> None:
     buf = io.StringIO()
     console = Console(file=buf, width=80, force_terminal=True, color_system=None)
-    print_table(console, FINDING_COLUMNS, [[*FINDING_ROW, LONG_MESSAGE.strip()]])
+    print_table(FINDING_COLUMNS, [finding_row(LONG_MESSAGE.strip())], console=console)
     lines = buf.getvalue().splitlines()
     first = next(ln for ln in lines if LONG_ID in ln)
     for value in ("blocked", "critical", "+918012345678", LONG_ID, "open", "2026-11-23"):
@@ -111,5 +118,6 @@ def test_report_table_never_folds_a_number_id() -> None:
     rows = [{"e164": "+918012345678", "number_id": LONG_ID, "region": "Maharashtra " * 6}]
     buf = io.StringIO()
     console = Console(file=buf, width=80, force_terminal=True, color_system=None)
-    print_report_table(console, rows, ("e164", "number_id", "region"), "inventory")
+    only = ["e164", "number_id", "region"]
+    print_table(REPORTS["inventory"], rows, title="inventory", only=only, console=console)
     assert f"│ {LONG_ID} │" in buf.getvalue()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from monitor.config import ChannelConfig, ScheduleConfig, Settings
-from monitor.display import collect, next_run
+from monitor.health import collect, next_run
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import Store

@@ -28,8 +28,8 @@ from starlette.types import Scope
 from monitor import reports, vocab
 from monitor.clock import Clock
 from monitor.config import Settings
-from monitor.display import collect
 from monitor.findings import number_text
+from monitor.health import collect
 from monitor.rules import rule_ids
 from monitor.store import Store
 from monitor.vocab import CONTROL_CHARS, SEVERITIES, SEVERITY_RANK
