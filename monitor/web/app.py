@@ -78,10 +78,13 @@ def build_app(
     if dashboard is not None:
         routes += dashboard.routes()
 
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """A view's 400 or 404 (or the router's 404) as a page; without the dashboard, the
+        JSON 404 that lists the known paths."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
         if dashboard is not None:
             detail = exc.detail if isinstance(exc, HTTPException) else "not found"
-            return dashboard.error_page(request.scope, 404, str(detail))
+            return dashboard.error_page(request.scope, status, str(detail))
         return _json(404, {"error": "not found", "paths": sorted(PROBE_PATHS)})
 
     def error_page(scope: Scope, status: int, message: str) -> Response:
@@ -91,7 +94,7 @@ def build_app(
 
     app = Starlette(
         routes=routes,
-        exception_handlers={404: not_found},
+        exception_handlers={HTTPException: http_error},
         middleware=[Middleware(Guard, access=access, error_page=error_page)],
     )
     # Guard drops a trailing slash; the router adding one back ("/static" to "/static/", the
