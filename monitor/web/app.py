@@ -1,9 +1,5 @@
-"""The web app of the service's one listener: ``/healthz``, ``/readyz``, ``/metrics`` and, when
-enabled, the read-only dashboard beside them.
-
-``build_app`` only wires: verdicts come from the probes the service hands in (``monitor.health``),
-metrics from prometheus-client's own ASGI app over the service's registry, pages from
-``monitor.web.views``. Everything passes through ``security.Guard``.
+"""The service's one listener: the probes (verdicts from ``monitor.health``), ``/metrics``
+(prometheus-client's ASGI app) and, when enabled, the dashboard, all behind ``security.Guard``.
 """
 
 from __future__ import annotations
@@ -68,8 +64,6 @@ def build_app(
     dashboard: Dashboard | None = None,
     access: Access | None = None,
 ) -> Starlette:
-    """The listener's app. Without ``dashboard`` it serves the probes and metrics only; an
-    unknown path is then a JSON 404 that lists the known ones."""
     routes: list[BaseRoute] = [
         Route("/healthz", probe_endpoint(health), methods=["GET"]),
         Route("/readyz", probe_endpoint(ready), methods=["GET"]),
@@ -118,19 +112,17 @@ def listener(
     if address is None:
         return None
     config = settings.dashboard
-    dashboard = (
-        Dashboard(store, settings, clock=clock, next_sweep=next_sweep) if config.enabled else None
-    )
-    app = build_app(
-        health=health,
-        ready=ready,
-        registry=registry,
-        dashboard=dashboard,
-        access=Access.from_config(config),
-    )
+    dashboard = config.enabled and Dashboard(store, settings, clock=clock, next_sweep=next_sweep)
+    access = Access(config.username, config.password, config.token)
     return WebServer(
         address,
-        app,
+        build_app(
+            health=health,
+            ready=ready,
+            registry=registry,
+            dashboard=dashboard or None,
+            access=access,
+        ),
         key="dashboard.listen" if config.listen.strip() else "service.health_listen",
         serves=("dashboard at /, " if dashboard else "") + ", ".join(PROBE_PATHS),
     )
