@@ -6,11 +6,13 @@ stood at each sweep.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any, Final, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -113,35 +115,22 @@ def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[fl
     """
     if not sweep_ids:
         return {}
-    last = sweep_ids[-1]
-    active = VERSIONS.c.status == "active"
     fee = sa.func.sum(VERSIONS.c.monthly_fee)
-    opened = (
-        sa.select(VERSIONS.c.valid_from, VERSIONS.c.currency, fee)
-        .where(active, VERSIONS.c.valid_from <= last)
-        .group_by(VERSIONS.c.valid_from, VERSIONS.c.currency)
-    )
-    closed = (
-        sa.select(VERSIONS.c.valid_to, VERSIONS.c.currency, fee)
-        .where(active, VERSIONS.c.valid_to.is_not(None), VERSIONS.c.valid_to <= last)
-        .group_by(VERSIONS.c.valid_to, VERSIONS.c.currency)
-    )
     deltas: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     with store.connect() as conn:
-        for sweep_id, currency, amount in conn.execute(opened):
-            deltas[currency_code(currency)][int(sweep_id)] += float(amount or 0)
-        for sweep_id, currency, amount in conn.execute(closed):
-            deltas[currency_code(currency)][int(sweep_id)] -= float(amount or 0)
+        for column, sign in ((VERSIONS.c.valid_from, 1.0), (VERSIONS.c.valid_to, -1.0)):
+            stmt = (
+                sa.select(column, VERSIONS.c.currency, fee)
+                .where(VERSIONS.c.status == "active", column.is_not(None), column <= sweep_ids[-1])
+                .group_by(column, VERSIONS.c.currency)
+            )
+            for sweep_id, currency, amount in conn.execute(stmt):
+                deltas[currency_code(currency)][int(sweep_id)] += sign * float(amount or 0)
     out: dict[str, list[float]] = {}
     for currency, changes in sorted(deltas.items()):
-        points = sorted(changes.items())
-        running, i, series = 0.0, 0, []
-        for sweep_id in sweep_ids:
-            while i < len(points) and points[i][0] <= sweep_id:
-                running += points[i][1]
-                i += 1
-            series.append(round(running, 2))
-        out[currency] = series
+        ids, amounts = zip(*sorted(changes.items()), strict=True)
+        totals = [0.0, *accumulate(amounts)]
+        out[currency] = [round(totals[bisect_right(ids, s)], 2) for s in sweep_ids]
     return out
 
 
