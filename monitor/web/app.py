@@ -1,9 +1,5 @@
-"""The web app of the service's one listener: ``/healthz``, ``/readyz``, ``/metrics`` and, when
-enabled, the read-only dashboard beside them.
-
-``build_app`` only wires: verdicts come from the probes the service hands in (``monitor.health``),
-metrics from prometheus-client's own ASGI app over the service's registry, pages from
-``monitor.web.views``. Everything passes through ``security.Guard``.
+"""The service's one listener: the probes (verdicts from ``monitor.health``), ``/metrics``
+(prometheus-client's ASGI app) and, when enabled, the dashboard, all behind ``security.Guard``.
 """
 
 from __future__ import annotations
@@ -68,8 +64,6 @@ def build_app(
     dashboard: Dashboard | None = None,
     access: Access | None = None,
 ) -> Starlette:
-    """The listener's app. Without ``dashboard`` it serves the probes and metrics only; an
-    unknown path is then a JSON 404 that lists the known ones."""
     routes: list[BaseRoute] = [
         Route("/healthz", probe_endpoint(health), methods=["GET"]),
         Route("/readyz", probe_endpoint(ready), methods=["GET"]),
@@ -78,10 +72,13 @@ def build_app(
     if dashboard is not None:
         routes += dashboard.routes()
 
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """A view's 400 or 404 (or the router's 404) as a page; without the dashboard, the
+        JSON 404 that lists the known paths."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
         if dashboard is not None:
             detail = exc.detail if isinstance(exc, HTTPException) else "not found"
-            return dashboard.error_page(request.scope, 404, str(detail))
+            return dashboard.error_page(request.scope, status, str(detail))
         return _json(404, {"error": "not found", "paths": sorted(PROBE_PATHS)})
 
     def error_page(scope: Scope, status: int, message: str) -> Response:
@@ -91,7 +88,7 @@ def build_app(
 
     app = Starlette(
         routes=routes,
-        exception_handlers={404: not_found},
+        exception_handlers={HTTPException: http_error},
         middleware=[Middleware(Guard, access=access, error_page=error_page)],
     )
     # Guard drops a trailing slash; the router adding one back ("/static" to "/static/", the
@@ -115,19 +112,17 @@ def listener(
     if address is None:
         return None
     config = settings.dashboard
-    dashboard = (
-        Dashboard(store, settings, clock=clock, next_sweep=next_sweep) if config.enabled else None
-    )
-    app = build_app(
-        health=health,
-        ready=ready,
-        registry=registry,
-        dashboard=dashboard,
-        access=Access.from_config(config),
-    )
+    dashboard = config.enabled and Dashboard(store, settings, clock=clock, next_sweep=next_sweep)
+    access = Access(config.username, config.password, config.token)
     return WebServer(
         address,
-        app,
+        build_app(
+            health=health,
+            ready=ready,
+            registry=registry,
+            dashboard=dashboard or None,
+            access=access,
+        ),
         key="dashboard.listen" if config.listen.strip() else "service.health_listen",
         serves=("dashboard at /, " if dashboard else "") + ", ".join(PROBE_PATHS),
     )

@@ -63,46 +63,35 @@ def _config(**extra: Any) -> dict[str, Any]:
     }
 
 
-def _svg(chart: Any) -> bytes:
+def _svg(chart: Any, times: Sequence[datetime] | None, **series: Sequence[float]) -> bytes:
+    """``chart`` with one label per sweep, to the minute, so two sweeps of one day are told
+    apart (pygal prints only ``x_labels_major_count`` of them, so they never overprint)."""
+    if times is not None:
+        chart.x_labels = [f"{t:%Y-%m-%d %H:%M}" for t in times]
+    for title, values in series.items():
+        chart.add(title, list(values))
     rendered: bytes = chart.render()
     return _SCRIPT.sub(b"", rendered)
-
-
-def _api_label(text: str) -> str:
-    """A label from the API (a status, a currency) without control or bidi characters: they
-    reorder what is read, and most are not even allowed in XML."""
-    return CONTROL_CHARS.sub(" ", text).strip() or "?"
 
 
 def _amount(value: float) -> str:
     return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
 
 
-def _labels(times: Sequence[datetime]) -> list[str]:
-    """One label per sweep, to the minute, so two sweeps of one day are told apart; pygal
-    prints only ``x_labels_major_count`` of them, spaced out and slanted, so they never
-    overprint."""
-    return [f"{t:%Y-%m-%d %H:%M}" for t in times]
+def _line(title: str) -> Any:
+    return pygal.Line(**_config(title=title, show_legend=False, dots_size=2))
 
 
 def inventory_chart(times: Sequence[datetime], sizes: Sequence[int]) -> bytes:
     """Numbers seen by each complete sweep, on an axis from zero."""
-    chart = pygal.Line(**_config(title="Inventory size", show_legend=False, dots_size=2))
-    chart.x_labels = _labels(times)
-    chart.add("numbers", list(sizes))
-    return _svg(chart)
+    return _svg(_line("Inventory size"), times, numbers=sizes)
 
 
 def rental_chart(times: Sequence[datetime], currency: str, values: Sequence[float]) -> bytes:
     """Monthly rental of the active numbers in one currency, on a linear axis from zero (one
     panel per currency: amounts in different currencies share no axis)."""
     code = currency_code(currency) or "no currency"
-    chart = pygal.Line(
-        **_config(title=f"Monthly rental of active numbers, {code}", show_legend=False, dots_size=2)
-    )
-    chart.x_labels = _labels(times)
-    chart.add(code, list(values))
-    return _svg(chart)
+    return _svg(_line(f"Monthly rental of active numbers, {code}"), times, **{code: values})
 
 
 def findings_chart(
@@ -110,17 +99,17 @@ def findings_chart(
 ) -> bytes:
     """Findings opened and resolved by each complete sweep."""
     chart = pygal.Bar(**_config(title="Findings opened and resolved per sweep"))
-    chart.x_labels = _labels(times)
-    chart.add("opened", list(opened))
-    chart.add("resolved", list(resolved))
-    return _svg(chart)
+    return _svg(chart, times, opened=opened, resolved=resolved)
 
 
 def status_chart(by_status: Mapping[str, int]) -> bytes:
     """The current inventory by status, largest first; each count in its label (printed
-    inside the bars, a short bar's count overprinted the axis)."""
+    inside the bars, a short bar's count overprinted the axis). Control and bidi characters of
+    a status reorder what is read, and most are not even allowed in XML."""
     chart = pygal.HorizontalBar(**_config(title="Numbers by status", show_legend=False))
     ordered = sorted(by_status.items(), key=lambda kv: (-kv[1], kv[0]))
-    chart.x_labels = [f"{_api_label(status)} ({count:,})" for status, count in ordered]
-    chart.add("numbers", [count for _, count in ordered])
-    return _svg(chart)
+    labels = [CONTROL_CHARS.sub(" ", status).strip() or "?" for status, _ in ordered]
+    chart.x_labels = [
+        f"{label} ({count:,})" for label, (_, count) in zip(labels, ordered, strict=True)
+    ]
+    return _svg(chart, None, numbers=[count for _, count in ordered])

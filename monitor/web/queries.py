@@ -1,19 +1,18 @@
 """The dashboard's read-only questions to the database, each bounded: a page of rows, or one
-aggregate per sweep.
-
-Each function takes the ``Store`` and plain arguments and returns plain data, so they can move
-to the reports shared with the CLI unchanged. Every list is paginated (``Page``), every filter
-is an equality an index serves, and the per-sweep series read the ``sweeps`` row counters or the
-versions' opening and closing sweeps, never the inventory as it stood at each sweep.
+aggregate per sweep. Every filter is an equality an index serves; the per-sweep series read the
+``sweeps`` row counters or the versions' opening and closing sweeps, never the inventory as it
+stood at each sweep.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any, Final, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -71,8 +70,20 @@ class Page(Generic[T]):
         return self.page < self.pages
 
 
-def _offset(page: int, per_page: int) -> int:
-    return (max(page, 1) - 1) * per_page
+def _window(stmt: sa.Select[Any], page: int, per_page: int) -> sa.Select[Any]:
+    return stmt.limit(per_page).offset((max(page, 1) - 1) * per_page)
+
+
+def _count(conn: Connection, stmt: sa.Select[Any]) -> int:
+    """How many rows ``stmt`` has in all."""
+    subquery = stmt.order_by(None).subquery()
+    return int(conn.execute(sa.select(sa.func.count()).select_from(subquery)).scalar_one())
+
+
+def _rows_page(store: Store, stmt: sa.Select[Any], page: int, per_page: int) -> Page[RowMapping]:
+    with store.connect() as conn:
+        rows = list(conn.execute(_window(stmt, page, per_page)).mappings())
+        return Page(rows, max(page, 1), per_page, _count(conn, stmt))
 
 
 # --- sweeps ---------------------------------------------------------------------------------------
@@ -80,15 +91,7 @@ def _offset(page: int, per_page: int) -> int:
 
 def sweeps_page(store: Store, page: int, per_page: int) -> Page[RowMapping]:
     """Every sweep, newest first."""
-    with store.connect() as conn:
-        total = int(conn.execute(sa.select(sa.func.count()).select_from(SWEEPS)).scalar_one())
-        rows = conn.execute(
-            sa.select(SWEEPS)
-            .order_by(SWEEPS.c.id.desc())
-            .limit(per_page)
-            .offset(_offset(page, per_page))
-        ).mappings()
-        return Page(list(rows), max(page, 1), per_page, total)
+    return _rows_page(store, sa.select(SWEEPS).order_by(SWEEPS.c.id.desc()), page, per_page)
 
 
 def data_version(store: Store) -> tuple[Any, ...]:
@@ -104,8 +107,7 @@ def complete_sweeps(store: Store, limit: int = HISTORY_SWEEPS) -> list[RowMappin
 
 
 def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[float]]:
-    """Monthly rental of the active numbers per currency, as it stood at each of ``sweep_ids``
-    (ascending); one value per sweep for every currency seen.
+    """Monthly rental of the active numbers per currency at each of ``sweep_ids`` (ascending).
 
     A version counts at sweep s when ``valid_from <= s`` and it was not closed by s, so the
     total at s is what opened up to s minus what closed up to s: two grouped sums over the
@@ -113,35 +115,22 @@ def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[fl
     """
     if not sweep_ids:
         return {}
-    last = sweep_ids[-1]
-    active = VERSIONS.c.status == "active"
     fee = sa.func.sum(VERSIONS.c.monthly_fee)
-    opened = (
-        sa.select(VERSIONS.c.valid_from, VERSIONS.c.currency, fee)
-        .where(active, VERSIONS.c.valid_from <= last)
-        .group_by(VERSIONS.c.valid_from, VERSIONS.c.currency)
-    )
-    closed = (
-        sa.select(VERSIONS.c.valid_to, VERSIONS.c.currency, fee)
-        .where(active, VERSIONS.c.valid_to.is_not(None), VERSIONS.c.valid_to <= last)
-        .group_by(VERSIONS.c.valid_to, VERSIONS.c.currency)
-    )
     deltas: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     with store.connect() as conn:
-        for sweep_id, currency, amount in conn.execute(opened):
-            deltas[currency_code(currency)][int(sweep_id)] += float(amount or 0)
-        for sweep_id, currency, amount in conn.execute(closed):
-            deltas[currency_code(currency)][int(sweep_id)] -= float(amount or 0)
+        for column, sign in ((VERSIONS.c.valid_from, 1.0), (VERSIONS.c.valid_to, -1.0)):
+            stmt = (
+                sa.select(column, VERSIONS.c.currency, fee)
+                .where(VERSIONS.c.status == "active", column.is_not(None), column <= sweep_ids[-1])
+                .group_by(column, VERSIONS.c.currency)
+            )
+            for sweep_id, currency, amount in conn.execute(stmt):
+                deltas[currency_code(currency)][int(sweep_id)] += sign * float(amount or 0)
     out: dict[str, list[float]] = {}
     for currency, changes in sorted(deltas.items()):
-        points = sorted(changes.items())
-        running, i, series = 0.0, 0, []
-        for sweep_id in sweep_ids:
-            while i < len(points) and points[i][0] <= sweep_id:
-                running += points[i][1]
-                i += 1
-            series.append(round(running, 2))
-        out[currency] = series
+        ids, amounts = zip(*sorted(changes.items()), strict=True)
+        totals = [0.0, *accumulate(amounts)]
+        out[currency] = [round(totals[bisect_right(ids, s)], 2) for s in sweep_ids]
     return out
 
 
@@ -150,8 +139,7 @@ def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[fl
 
 @dataclass(frozen=True)
 class FindingFilter:
-    """The findings page's filters; empty strings mean "any". ``number`` is a prefix of the
-    E.164 ("+9180" finds every number starting so)."""
+    """The findings page's filters; "" is "any". ``number`` is a prefix of the E.164."""
 
     rule: str = ""
     severity: str = ""
@@ -161,21 +149,14 @@ class FindingFilter:
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The non-default filters as query parameters (with ``changes`` applied)."""
-        values = {
-            "rule": self.rule,
-            "severity": self.severity,
-            "account": self.account,
-            "number": self.number,
-            "state": self.state,
-        } | changes
+        values = asdict(self) | changes
         return {k: str(v) for k, v in values.items() if v and not (k == "state" and v == "open")}
 
 
 @dataclass(frozen=True)
 class FindingsPage(Page[FindingView]):
-    """A page of findings, and how many findings the filters match (the state aside) that are
-    open and silenced (``store.unsilenced`` and ``store.silenced``: "open" never counts a
-    silenced one)."""
+    """A page of findings, and how many that the filters match (the state aside) are open and
+    silenced ("open" never counts a silenced one)."""
 
     open: int = 0
     silenced: int = 0
@@ -184,17 +165,14 @@ class FindingsPage(Page[FindingView]):
 def findings_page(
     store: Store, filters: FindingFilter, page: int, per_page: int, now: datetime
 ) -> FindingsPage:
-    """Findings matching ``filters``, most urgent first; ``state`` of each is open, silenced
-    or resolved (silenced: open, but a silence holds its announcements back);
-    ``account_name`` the customer's name (none if unknown)."""
+    """Findings matching ``filters``, most urgent first."""
     hushed = silenced(now)
-    where: list[sa.ColumnElement[bool]] = []
-    if filters.rule:
-        where.append(FINDINGS.c.rule == filters.rule)
-    if filters.severity:
-        where.append(FINDINGS.c.severity == filters.severity)
-    if filters.account:
-        where.append(FINDINGS.c.account_id == filters.account)
+    equal = zip(
+        (FINDINGS.c.rule, FINDINGS.c.severity, FINDINGS.c.account_id),
+        (filters.rule, filters.severity, filters.account),
+        strict=True,
+    )
+    where = [column == value for column, value in equal if value]
     if filters.number:
         where.append(FINDINGS.c.e164.startswith(filters.number, autoescape=True))
     by_state = {
@@ -204,37 +182,26 @@ def findings_page(
     }.get(filters.state, [])
     # One pass counts the open and silenced ones (each open finding's silence test once), and
     # answers the total too unless the list is of resolved or all findings.
-    tally = sa.select(
-        sa.func.count(),
-        sa.func.sum(sa.case((hushed, 1), else_=0)),
-    ).where(*where, FINDINGS.c.state == "open")
+    tally = sa.select(sa.func.count(), sa.func.sum(sa.case((hushed, 1), else_=0)))
+    tally = tally.where(*where, FINDINGS.c.state == "open")
     # One state listed: its order within is the urgency alone (no per-row state test to sort on).
     order = urgency_order() if by_state else display_order(now)
-    rows = (
-        finding_query(now, store.last_complete_start())
-        .where(*where, *by_state)
-        .order_by(*order)
-        .limit(per_page)
-        .offset(_offset(page, per_page))
-    )
+    listed = finding_query(now, store.last_complete_start()).where(*where, *by_state)
     with store.connect() as conn:
         open_total, hushed_count = conn.execute(tally).one()
         hushed_count = int(hushed_count or 0)
         opened = int(open_total) - hushed_count
-        if filters.state == "open":
-            total = opened
-        elif filters.state == "silenced":
-            total = hushed_count
-        else:
+        total = {"open": opened, "silenced": hushed_count}.get(filters.state)
+        if total is None:
             count = sa.select(sa.func.count()).select_from(FINDINGS).where(*where, *by_state)
             total = int(conn.execute(count).scalar_one())
-        items = [view(row) for row in conn.execute(rows).mappings()]
+        rows = conn.execute(_window(listed.order_by(*order), page, per_page)).mappings()
+        items = [view(row) for row in rows]
     return FindingsPage(items, max(page, 1), per_page, total, opened, hushed_count)
 
 
 def findings_of_number(store: Store, e164: str, now: datetime) -> list[FindingView]:
-    """Every finding about the number(s) with this E.164 (bounded): open, silenced, then
-    resolved, each most urgent first."""
+    """Every finding about the number(s) with this E.164 (bounded), in display order."""
     stmt = (
         finding_query(now, store.last_complete_start())
         .where(FINDINGS.c.e164 == e164)
@@ -250,10 +217,8 @@ def findings_of_number(store: Store, e164: str, now: datetime) -> list[FindingVi
 
 @dataclass
 class AccountRow:
-    """One customer: its name (from the account list, none if unknown), its current numbers,
-    the monthly rental of its active ones per currency (exact decimals, summed as
-    ``did-monitor costs`` sums them: upper-cased currency, ``""`` if unknown), the active
-    numbers without a fee, and its open and silenced findings (counted apart)."""
+    """One customer as the accounts page shows it; amounts per currency, summed as
+    ``did-monitor costs`` sums them."""
 
     account_id: str
     numbers: int
@@ -269,17 +234,16 @@ class AccountRow:
 
 @dataclass(frozen=True)
 class AccountsPage(Page[AccountRow]):
-    """The accounts page: its rows, and over every account the rental falling due in each of
-    ``reports.DUE_WINDOWS`` (per currency) with the active numbers no billing date counts."""
+    """The accounts page, with every account's rental falling due in each of
+    ``reports.DUE_WINDOWS`` and the active numbers no billing date counts."""
 
     due: dict[int, dict[str, Decimal]] = field(default_factory=dict)
     undated: int = 0
 
 
 def _accounts() -> tuple[sa.Select[Any], sa.Subquery]:
-    """Customers in the current inventory or the current account list (a customer with no
-    number at all is only in the latter) with their numbers, active numbers and name, those
-    with no active number first, then by id; and the subquery of their ids."""
+    """Customers in the current inventory or account list with their numbers, active numbers
+    and name, those with no active number first; and the subquery of their ids."""
     active = sa.func.sum(sa.case((VERSIONS.c.status == "active", 1), else_=0))
     numbers = (
         sa.select(VERSIONS.c.account_id, sa.func.count().label("numbers"), active.label("active"))
@@ -307,8 +271,6 @@ def _accounts() -> tuple[sa.Select[Any], sa.Subquery]:
 def _account_rows(
     conn: Connection, stmt: sa.Select[Any], now: datetime, tz: tzinfo
 ) -> list[AccountRow]:
-    """The rows of ``stmt`` (from ``_accounts``) with their rental, findings and the rental
-    falling due in each of ``reports.DUE_WINDOWS``."""
     rows = [
         AccountRow(str(r.account_id), int(r.numbers or 0), int(r.active or 0), r.name)
         for r in conn.execute(stmt)
@@ -344,12 +306,10 @@ def _account_rows(
 def accounts_page(
     store: Store, page: int, per_page: int, now: datetime, tz: tzinfo
 ) -> AccountsPage:
-    """A page of ``_accounts``, each row filled by ``_account_rows``, and the totals."""
     ordered, ids = _accounts()
-    total_stmt = sa.select(sa.func.count()).select_from(ids)
     with store.connect() as conn:
-        total = int(conn.execute(total_stmt).scalar_one())
-        rows = _account_rows(conn, ordered.limit(per_page).offset(_offset(page, per_page)), now, tz)
+        total = int(conn.execute(sa.select(sa.func.count()).select_from(ids)).scalar_one())
+        rows = _account_rows(conn, _window(ordered, page, per_page), now, tz)
         due: dict[int, dict[str, Decimal]] = {}
         undated = 0
         for everyone in reports.forecasts(conn, None, reports.due_windows(now, tz)):
@@ -360,8 +320,7 @@ def accounts_page(
 
 
 def account(store: Store, account_id: str, now: datetime, tz: tzinfo) -> AccountRow | None:
-    """One customer as the accounts page shows it; None if neither the inventory nor the
-    account list knows it."""
+    """One customer as the accounts page shows it; None if unknown."""
     ordered, ids = _accounts()
     with store.connect() as conn:
         rows = _account_rows(conn, ordered.where(ids.c.account_id == account_id), now, tz)
@@ -370,27 +329,10 @@ def account(store: Store, account_id: str, now: datetime, tz: tzinfo) -> Account
 
 def account_numbers(store: Store, account_id: str, page: int, per_page: int) -> Page[RowMapping]:
     """The customer's numbers in the current inventory, by E.164."""
-    where = (current(VERSIONS), VERSIONS.c.account_id == account_id)
-    columns = [
-        VERSIONS.c[name]
-        for name in (
-            "e164",
-            "status",
-            "application_id",
-            "is_blocked",
-            "next_billing_date",
-            "monthly_fee",
-            "currency",
-        )
-    ]
+    columns = ("e164", "status", "application_id", "is_blocked", "next_billing_date")
     stmt = (
-        sa.select(*columns)
-        .where(*where)
+        sa.select(*(VERSIONS.c[name] for name in (*columns, "monthly_fee", "currency")))
+        .where(current(VERSIONS), VERSIONS.c.account_id == account_id)
         .order_by(VERSIONS.c.e164, VERSIONS.c.number_id)
-        .limit(per_page)
-        .offset(_offset(page, per_page))
     )
-    count = sa.select(sa.func.count()).select_from(VERSIONS).where(*where)
-    with store.connect() as conn:
-        total = int(conn.execute(count).scalar_one())
-        return Page(list(conn.execute(stmt).mappings()), max(page, 1), per_page, total)
+    return _rows_page(store, stmt, page, per_page)

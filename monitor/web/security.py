@@ -16,7 +16,6 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from monitor.config import DashboardConfig
 from monitor.errors import MonitorError
 from monitor.health import describe_failure
 
@@ -24,7 +23,6 @@ log = logging.getLogger(__name__)
 
 READ_METHODS: Final = frozenset({"GET", "HEAD"})
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})  # orchestrators probe without credentials
-OPEN_PREFIXES: Final = ("/static/",)  # a stylesheet holds nothing worth protecting
 PAGE_CSP: Final = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
@@ -48,10 +46,6 @@ class Access:
     username: str = ""
     password: str = ""
     token: str = ""
-
-    @classmethod
-    def from_config(cls, config: DashboardConfig) -> Access:
-        return cls(config.username, config.password, config.token)
 
     @property
     def required(self) -> bool:
@@ -82,7 +76,7 @@ class Access:
 
 
 def is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+    return path in OPEN_PATHS or path.startswith("/static/")  # a stylesheet holds no secret
 
 
 ErrorPage = Callable[[Scope, int, str], Response]
@@ -128,22 +122,16 @@ class Guard:
                     headers.setdefault(name, value)
             await send(message)
 
+        response: Response | None = None
         if scope["method"] not in READ_METHODS:
-            response: Response = PlainTextResponse(
-                "method not allowed: this service is read-only\n",
-                405,
-                headers={"Allow": "GET, HEAD"},
-            )
-            await response(scope, receive, send_with_headers)
-            return
-        if not is_open(scope["path"]) and not self.access.allows(
+            text, allow = "method not allowed: this service is read-only\n", {"Allow": "GET, HEAD"}
+            response = PlainTextResponse(text, 405, headers=allow)
+        elif not is_open(scope["path"]) and not self.access.allows(
             Headers(scope=scope).get("authorization")
         ):
-            response = PlainTextResponse(
-                "authentication required\n",
-                401,
-                headers={"WWW-Authenticate": self.access.challenge()},
-            )
+            challenge = {"WWW-Authenticate": self.access.challenge()}
+            response = PlainTextResponse("authentication required\n", 401, headers=challenge)
+        if response is not None:
             await response(scope, receive, send_with_headers)
             return
         try:

@@ -112,12 +112,10 @@ class _BoundedH11(H11Protocol):
     def is_open(self) -> bool:
         return not self.transport.is_closing()
 
-    def is_idle(self) -> bool:
-        """No request being answered: waiting for one, or for the rest of its head."""
+    def is_idle(self) -> bool:  # waiting for a request, or for the rest of its head
         return self.cycle is None or self.cycle.response_complete
 
-    def _arm(self) -> None:
-        """From now, the next request's head has ``header_timeout`` seconds to arrive."""
+    def _arm(self) -> None:  # the next request's head has header_timeout seconds to arrive
         if self._deadline is not None:
             self._deadline.cancel()
         self._deadline = self.loop.call_later(self.header_timeout, self._expire)
@@ -132,11 +130,8 @@ def format_address(host: str, port: int) -> str:
 
 
 class WebServer:
-    """Serves ``app`` at ``address`` on a daemon thread; ``start()`` binds, ``stop()`` closes.
-
-    ``key`` names the config key the address came from, for the error when it cannot be bound;
-    ``serves`` says what is served there, for the log line.
-    """
+    """Serves ``app`` at ``address`` (from config ``key``, named when it cannot be bound) on a
+    daemon thread; ``serves`` is what the log line says is served there."""
 
     def __init__(
         self,
@@ -210,9 +205,7 @@ class WebServer:
         )
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT
-        while not self._server.started and self._thread.is_alive():
-            if time.monotonic() > deadline:
-                break
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
         if not self._server.started:
             self.stop()
@@ -221,7 +214,6 @@ class WebServer:
         return self
 
     def stop(self) -> None:
-        """Stop accepting, let open requests finish (bounded), close the socket."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

@@ -13,11 +13,13 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
 from markupsafe import Markup
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -46,48 +48,18 @@ MAX_RENTAL_PANELS: Final = 6
 T = TypeVar("T")
 
 
-class BadRequest(Exception):
-    """Raised when a query parameter has a value the page cannot use (a 400 saying which)."""
-
-
 async def palette(request: Request) -> Response:
     """The severities' colours (``vocab.PALETTE``) as CSS variables for ``dashboard.css``."""
-    return Response(
-        vocab.palette_css(),
-        media_type="text/css",
-        headers={"Cache-Control": "public, max-age=3600"},
-    )
+    headers = {"Cache-Control": "public, max-age=3600"}
+    return Response(vocab.palette_css(), media_type="text/css", headers=headers)
 
 
-# --- template helpers -----------------------------------------------------------------------------
+def _money(value: Decimal | float | None, currency: str | None = None) -> str:
+    return "—" if value is None else vocab.money_text(Decimal(str(value)), currency)
 
 
-def when(value: datetime | None) -> str:
-    return vocab.when_text(value) or "—"
-
-
-def duration(started: datetime | None, finished: datetime | None) -> str:
+def _duration(started: datetime | None, finished: datetime | None) -> str:
     return vocab.duration_text(finished - started if started and finished else None)
-
-
-def money(value: Decimal | float | None, currency: str | None = None) -> str:
-    """An amount as every output prints it (``vocab.money_text``)."""
-    if value is None:
-        return "—"
-    return vocab.money_text(Decimal(str(value)), currency)
-
-
-def number_url(e164: str) -> str:
-    return "/numbers/" + quote(e164, safe="+")
-
-
-def segment(value: str) -> str:
-    """A value as one URL path segment (an account id may hold ``/``, ``?`` or ``#``)."""
-    return quote(value, safe="")
-
-
-def with_page(params: Mapping[str, str], page: int) -> dict[str, Any]:
-    return {**params, "page": page}
 
 
 @pass_context
@@ -101,20 +73,15 @@ def url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
 
 
 def scrub(value: Any) -> Any:
-    """What every ``{{ }}`` of a template prints goes through here: control and bidi characters
-    become spaces (``render.CONTROL_CHARS``, the filter of every output), so an API string cannot
-    reverse or hide the text beside it. Markup (a macro's output) is scrubbed and stays markup:
-    a space never makes a tag."""
+    """What every ``{{ }}`` prints: control and bidi characters become spaces, so an API string
+    cannot reverse or hide the text beside it. Markup (a macro's output) stays markup: a space
+    never makes a tag."""
     if isinstance(value, Markup):
         return Markup(CONTROL_CHARS.sub(" ", value))  # noqa: S704 (escaped already; spaces only)
-    if isinstance(value, str):
-        return CONTROL_CHARS.sub(" ", value)
-    return value
+    return CONTROL_CHARS.sub(" ", value) if isinstance(value, str) else value
 
 
 def environment() -> Environment:
-    """The templates' environment: autoescape on for every template, undefined names fail,
-    every printed value scrubbed of control characters."""
     env = Environment(
         loader=PackageLoader("monitor.web", "templates"),
         autoescape=True,
@@ -123,37 +90,41 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters |= {"when": when, "money": money, "number_url": number_url, "segment": segment}
-    env.filters |= {"with_page": with_page, "subject": number_text}
+    env.filters |= {
+        "when": lambda value: vocab.when_text(value) or "—",
+        "money": _money,
+        "number_url": lambda e164: "/numbers/" + quote(e164, safe="+"),
+        "segment": partial(quote, safe=""),  # an account id may hold "/", "?" or "#"
+        "with_page": lambda params, page: {**params, "page": page},
+        "subject": number_text,
+    }
     # Set before Jinja2Templates adds its own url_for, which builds absolute URLs from Host.
-    env.globals.update(duration=duration, urlencode=urlencode, url_for=url_for)
+    env.globals.update(duration=_duration, urlencode=urlencode, url_for=url_for)
     return env
 
 
 def _page_number(request: Request) -> int:
     raw = request.query_params.get("page", "1")
     if not PAGE_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE:
-        raise BadRequest(f"page must be a whole number from 1 to {MAX_PAGE}, not {raw[:20]!r}")
+        message = f"page must be a whole number from 1 to {MAX_PAGE}, not {raw[:20]!r}"
+        raise HTTPException(400, message)
     return int(raw)
 
 
 def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str) -> str:
     value = request.query_params.get(name, default) or default
     if value and value not in allowed:
-        raise BadRequest(f"{name} must be one of {', '.join(allowed)}")
+        raise HTTPException(400, f"{name} must be one of {', '.join(allowed)}")
     return value
 
 
 def _text(request: Request, name: str) -> str:
     value = request.query_params.get(name, "").strip()
     if len(value) > MAX_FILTER_LENGTH:
-        raise BadRequest(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
+        raise HTTPException(400, f"{name} is longer than {MAX_FILTER_LENGTH} characters")
     if "\x00" in value:  # PostgreSQL refuses NUL in text: no value on record holds one
-        raise BadRequest(f"{name} must not hold a NUL character")
+        raise HTTPException(400, f"{name} must not hold a NUL character")
     return value
-
-
-# --- the dashboard --------------------------------------------------------------------------------
 
 
 class Dashboard:
@@ -179,18 +150,23 @@ class Dashboard:
         self._lock = threading.Lock()
 
     def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/", self.overview, methods=["GET"], name="overview"),
-            Route("/findings", self.findings, methods=["GET"], name="findings"),
-            Route("/numbers/{e164:path}", self.number, methods=["GET"], name="number"),
-            Route("/accounts", self.accounts, methods=["GET"], name="accounts"),
-            Route("/accounts/{account_id:path}", self.account, methods=["GET"], name="account"),
-            Route("/silences", self.silences, methods=["GET"], name="silences"),
-            Route("/sweeps", self.sweeps, methods=["GET"], name="sweeps"),
-            Route("/charts/{name}.svg", self.chart, methods=["GET"], name="chart"),
-            Route("/static/palette.css", palette, methods=["GET"], name="palette"),
-            Mount("/static", StaticFiles(packages=[("monitor.web", "static")]), name="static"),
+        """Each route is named after its view."""
+        views: dict[str, Callable[[Request], Any]] = {
+            "/": self.overview,
+            "/findings": self.findings,
+            "/numbers/{e164:path}": self.number,
+            "/accounts": self.accounts,
+            "/accounts/{account_id:path}": self.account,
+            "/silences": self.silences,
+            "/sweeps": self.sweeps,
+            "/charts/{name}.svg": self.chart,
+            "/static/palette.css": palette,
+        }
+        static = StaticFiles(packages=[("monitor.web", "static")])
+        routes: list[BaseRoute] = [
+            Route(path, view, methods=["GET"], name=view.__name__) for path, view in views.items()
         ]
+        return [*routes, Mount("/static", static, name="static")]
 
     def _render(
         self, request: Request, template: str, context: Mapping[str, Any], status: int = 200
@@ -207,17 +183,10 @@ class Dashboard:
         except Exception:  # the error may be in the templates themselves
             return PlainTextResponse(f"{status}: {message}\n", status)
 
-    def _guarded(self, request: Request, build: Callable[[], Response]) -> Response:
-        try:
-            return build()
-        except BadRequest as exc:
-            return self.error_page(request.scope, 400, str(exc))
-
     # --- pages ------------------------------------------------------------------------------------
 
     def overview(self, request: Request) -> Response:
-        now = self.clock()
-        info = collect(self.settings, self.store, now)
+        info = collect(self.settings, self.store, self.clock())
         if self.next_sweep is not None:
             info["next_sweep"] = self.next_sweep()
         by_status = self.store.numbers_by_status()
@@ -237,93 +206,72 @@ class Dashboard:
         return self._render(request, "overview.html", context)
 
     def findings(self, request: Request) -> Response:
-        def build() -> Response:
-            filters = FindingFilter(
-                rule=_text(request, "rule"),
-                severity=_choice(request, "severity", SEVERITIES, ""),
-                account=_text(request, "account"),
-                number=_text(request, "number"),
-                state=_choice(request, "state", STATES, "open"),
-            )
-            page = queries.findings_page(
-                self.store, filters, _page_number(request), self.per_page, self.clock()
-            )
-            rules = rule_ids(self.settings.rules, enabled_only=True)
-            context = {
-                "page": page,
-                "filters": filters,
-                "rules": rules,
-                "severities": SEVERITIES,
-                "states": STATES,
-            }
-            return self._render(request, "findings.html", context)
-
-        return self._guarded(request, build)
+        filters = FindingFilter(
+            rule=_text(request, "rule"),
+            severity=_choice(request, "severity", SEVERITIES, ""),
+            account=_text(request, "account"),
+            number=_text(request, "number"),
+            state=_choice(request, "state", STATES, "open"),
+        )
+        page_number, now = _page_number(request), self.clock()
+        context = {
+            "page": queries.findings_page(self.store, filters, page_number, self.per_page, now),
+            "filters": filters,
+            "rules": rule_ids(self.settings.rules, enabled_only=True),
+            "severities": SEVERITIES,
+            "states": STATES,
+        }
+        return self._render(request, "findings.html", context)
 
     def number(self, request: Request) -> Response:
         e164 = str(request.path_params["e164"])
         if "\x00" in e164:  # PostgreSQL refuses NUL in text: no number on record holds one
-            return self.error_page(request.scope, 404, "no such number on record")
+            raise HTTPException(404, "no such number on record")
         history = reports.number_history(self.store.history(e164))
         findings = queries.findings_of_number(self.store, e164, self.clock())
         if not history and not findings:
-            return self.error_page(request.scope, 404, f"no number {e164} on record")
-        current = history[-1] if history and history[-1]["valid_to"] is None else None
-        names = self.store.account_names(v["account_id"] for v in history)
+            raise HTTPException(404, f"no number {e164} on record")
         context = {
             "e164": e164,
-            "names": names,
+            "names": self.store.account_names(v["account_id"] for v in history),
             "history": list(reversed(history)),
-            "current": current,
+            "current": history[-1] if history and history[-1]["valid_to"] is None else None,
             "findings": findings,
             "findings_limit": queries.NUMBER_FINDINGS_LIMIT,
         }
         return self._render(request, "number.html", context)
 
     def accounts(self, request: Request) -> Response:
-        def build() -> Response:
-            page = queries.accounts_page(
-                self.store, _page_number(request), self.per_page, self.clock(), self.tz
-            )
-            return self._render(request, "accounts.html", {"page": page})
-
-        return self._guarded(request, build)
+        page_number, now = _page_number(request), self.clock()
+        page = queries.accounts_page(self.store, page_number, self.per_page, now, self.tz)
+        return self._render(request, "accounts.html", {"page": page})
 
     def account(self, request: Request) -> Response:
         account_id = str(request.path_params["account_id"])
         if "\x00" in account_id or len(account_id) > MAX_FILTER_LENGTH:
-            return self.error_page(request.scope, 404, "no such account on record")
-
-        def build() -> Response:
-            now = self.clock()
-            row = queries.account(self.store, account_id, now, self.tz)
-            if row is None:
-                return self.error_page(request.scope, 404, f"no account {account_id} on record")
-            filters = FindingFilter(account=account_id)
-            context = {
-                "account": row,
-                "numbers": queries.account_numbers(
-                    self.store, account_id, _page_number(request), self.per_page
-                ),
-                "findings": queries.findings_page(self.store, filters, 1, self.per_page, now),
-                "filters": filters,
-            }
-            return self._render(request, "account.html", context)
-
-        return self._guarded(request, build)
+            raise HTTPException(404, "no such account on record")
+        now = self.clock()
+        row = queries.account(self.store, account_id, now, self.tz)
+        if row is None:
+            raise HTTPException(404, f"no account {account_id} on record")
+        filters = FindingFilter(account=account_id)
+        page_number = _page_number(request)
+        context = {
+            "account": row,
+            "numbers": queries.account_numbers(self.store, account_id, page_number, self.per_page),
+            "findings": queries.findings_page(self.store, filters, 1, self.per_page, now),
+            "filters": filters,
+        }
+        return self._render(request, "account.html", context)
 
     def silences(self, request: Request) -> Response:
         rows = self.store.silences()
         names = self.store.account_names(s["account_id"] for s in rows)
-        context = {"silences": rows, "names": names}
-        return self._render(request, "silences.html", context)
+        return self._render(request, "silences.html", {"silences": rows, "names": names})
 
     def sweeps(self, request: Request) -> Response:
-        def build() -> Response:
-            page = queries.sweeps_page(self.store, _page_number(request), self.per_page)
-            return self._render(request, "sweeps.html", {"page": page})
-
-        return self._guarded(request, build)
+        page = queries.sweeps_page(self.store, _page_number(request), self.per_page)
+        return self._render(request, "sweeps.html", {"page": page})
 
     # --- charts -----------------------------------------------------------------------------------
 
@@ -331,7 +279,7 @@ class Dashboard:
         name = str(request.path_params["name"])
         draw = self._chart_drawers().get(name)
         if draw is None:
-            return self.error_page(request.scope, 404, f"no chart named {name}")
+            raise HTTPException(404, f"no chart named {name}")
         return Response(
             self._cached(name, draw),
             media_type="image/svg+xml",
@@ -349,14 +297,14 @@ class Dashboard:
                 self._charts[name] = cached
         return cast(T, cached[1])
 
-    def _history(self) -> tuple[list[Any], list[datetime]]:
+    def _history(self, *columns: str) -> list[list[Any]]:
+        """The start times of the complete sweeps the charts show, then each of ``columns``."""
         sweeps = queries.complete_sweeps(self.store)
-        return sweeps, [s["started_at"] for s in sweeps]
+        return [[s[column] for s in sweeps] for column in ("started_at", *columns)]
 
     def _rental(self) -> dict[str, list[float]]:
         def series() -> dict[str, list[float]]:
-            sweeps, _ = self._history()
-            return queries.rental_by_sweep(self.store, [s["id"] for s in sweeps])
+            return queries.rental_by_sweep(self.store, self._history("id")[1])
 
         return self._cached("rental series", series)
 
@@ -364,33 +312,18 @@ class Dashboard:
         """The currencies with a rental panel, largest rental first (at most
         ``MAX_RENTAL_PANELS``); panel ``rental-N`` draws the N-th."""
         series = self._rental()
-        ranked = sorted(series, key=lambda c: (-max(series[c], default=0), c))
-        return ranked[:MAX_RENTAL_PANELS]
+        return sorted(series, key=lambda c: (-max(series[c], default=0), c))[:MAX_RENTAL_PANELS]
 
     def _chart_drawers(self) -> dict[str, Callable[[], bytes]]:
-        def inventory() -> bytes:
-            sweeps, times = self._history()
-            return charts.inventory_chart(times, [s["numbers_seen"] for s in sweeps])
-
-        def rental(currency: str) -> Callable[[], bytes]:
-            def draw() -> bytes:
-                _, times = self._history()
-                return charts.rental_chart(times, currency, self._rental()[currency])
-
-            return draw
-
-        def findings() -> bytes:
-            sweeps, times = self._history()
-            return charts.findings_chart(
-                times,
-                [s["findings_opened"] for s in sweeps],
-                [s["findings_resolved"] for s in sweeps],
-            )
-
-        def status() -> bytes:
-            return charts.status_chart(self.store.numbers_by_status())
-
-        drawers = {"inventory": inventory, "findings": findings, "status": status}
+        history, opened_resolved = self._history, ("findings_opened", "findings_resolved")
+        drawers: dict[str, Callable[[], bytes]] = {
+            "inventory": lambda: charts.inventory_chart(*history("numbers_seen")),
+            "findings": lambda: charts.findings_chart(*history(*opened_resolved)),
+            "status": lambda: charts.status_chart(self.store.numbers_by_status()),
+        }
         for index, currency in enumerate(self._rental_currencies()):
-            drawers[f"rental-{index}"] = rental(currency)
+            drawers[f"rental-{index}"] = partial(self._rental_chart, currency)
         return drawers
+
+    def _rental_chart(self, currency: str) -> bytes:
+        return charts.rental_chart(self._history()[0], currency, self._rental()[currency])
