@@ -8,6 +8,7 @@ These URLs usually carry their secret in the path, so they are only ever logged 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import httpx
 
@@ -19,11 +20,8 @@ DEFAULT_TIMEOUT = 5.0
 
 
 class Heartbeat:
-    """Pings the configured URLs; an empty URL means that ping is not wanted.
-
-    ``http`` is the client to ping through (the service shares the one its sweeps use, from
-    ``vobiz.http_client``); without it each ping opens and closes its own.
-    """
+    """Pings the configured URLs; an empty URL means that ping is not wanted. ``http``: the
+    client to ping through (the service's shared one); without it each ping opens its own."""
 
     def __init__(
         self,
@@ -49,13 +47,18 @@ class Heartbeat:
     def _ping(self, url: str, what: str) -> bool:
         if not url:
             return False
-        shown = _redacted(url)
         try:
-            if self._http is not None:
-                response = self._get(self._http, url)
-            else:
-                with http_client(timeout=self.timeout) as client:
-                    response = self._get(client, url)
+            shown = mask_url(url)
+        except ValueError:  # not even parseable as a URL
+            shown = "(an unparsable URL)"
+        shared = self._http
+        try:
+            with (
+                http_client(timeout=self.timeout)
+                if shared is None
+                else nullcontext(shared) as client
+            ):
+                response = client.get(url, timeout=self.timeout, follow_redirects=True)
         except Exception as exc:  # httpx errors, and anything else: a ping must never raise
             log.warning("%s to %s failed: %s", what, shown, _describe(exc, url, shown))
             return False
@@ -64,16 +67,6 @@ class Heartbeat:
             return False
         log.debug("%s sent to %s", what, shown)
         return True
-
-    def _get(self, client: httpx.Client, url: str) -> httpx.Response:
-        return client.get(url, timeout=self.timeout, follow_redirects=True)
-
-
-def _redacted(url: str) -> str:
-    try:
-        return mask_url(url)
-    except ValueError:  # not even parseable as a URL
-        return "(an unparsable URL)"
 
 
 def _describe(exc: Exception, url: str, shown: str) -> str:

@@ -9,7 +9,6 @@ from monitor.config import ScheduleConfig
 from monitor.schedule import (
     CatchUp,
     build_trigger,
-    is_overdue,
     missed_fire_time,
     retry_at,
     sweep_deadline,
@@ -19,6 +18,13 @@ from monitor.schedule import catch_up as _catch_up
 
 def needs_catch_up(*args: Any) -> bool:
     return _catch_up(*args) is not None
+
+
+def is_overdue(*args: Any) -> bool:
+    """Past the deadline (the strict comparison ``catch_up`` and ``health.assess`` make)."""
+    trig, last, now, started, grace = args
+    deadline = sweep_deadline(trig, last, started, grace)
+    return deadline is not None and now > deadline
 
 
 WEEKLY = "0 6 * * mon"  # 2026-11-23 is a Monday
