@@ -53,11 +53,7 @@ class Heartbeat:
             shown = "(an unparsable URL)"
         shared = self._http
         try:
-            with (
-                http_client(timeout=self.timeout)
-                if shared is None
-                else nullcontext(shared) as client
-            ):
+            with nullcontext(shared) if shared else http_client(timeout=self.timeout) as client:
                 response = client.get(url, timeout=self.timeout, follow_redirects=True)
         except Exception as exc:  # httpx errors, and anything else: a ping must never raise
             log.warning("%s to %s failed: %s", what, shown, _describe(exc, url, shown))
