@@ -1,7 +1,5 @@
-"""What ``/healthz`` and ``/readyz`` answer, and the Prometheus metrics behind ``/metrics``.
+"""What ``/healthz`` answers (``assess``), and the Prometheus metrics behind ``/metrics``.
 
-The web listener (``monitor.web``) only serves; what "healthy" and "ready" mean is decided by
-the probes the service hands it (``assess`` below turns the service's facts into a verdict).
 Metrics live in a registry of their own, never prometheus-client's global one, so two services in
 one process (tests) or a library user's own metrics cannot collide with ours.
 """
@@ -26,7 +24,7 @@ from monitor.model import DeliveryOutcome
 from monitor.rules.base import KNOWN_STATUSES
 from monitor.store import Store
 from monitor.store.db import FINISHED_SWEEP_STATES
-from monitor.vocab import CONTROL_CHARS, currency_code, iso
+from monitor.vocab import currency_code, iso, one_line
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +82,6 @@ def describe_failure(exc: BaseException) -> str:
 # --- metrics ------------------------------------------------------------------------------------
 
 
-def label(value: str) -> str:
-    """A label value as the exposition may carry it: no control or bidi characters."""
-    return CONTROL_CHARS.sub(" ", value).strip()
-
-
 def _gauge(
     name: str, doc: str, labels: Sequence[str], samples: Iterable[tuple[Sequence[str], float]]
 ) -> GaugeMetricFamily:
@@ -99,7 +92,8 @@ def _gauge(
 
 
 class _StoreCollector(Collector):
-    """Figures read from the database at scrape time, so every replica reports the same truth."""
+    """Figures read from the database at scrape time, so every replica reports the same truth.
+    Label values from the API or the config go through ``one_line``: no control characters."""
 
     def __init__(self, store: Store, channels: Sequence[str], clock: Clock, tz: tzinfo) -> None:
         self.store = store
@@ -112,7 +106,7 @@ class _StoreCollector(Collector):
             # Statuses outside the documented set count as "other": the API cannot mint labels.
             by_status: dict[str, int] = {}
             for status, count in self.store.numbers_by_status().items():
-                key = label(status).lower()
+                key = one_line(status).lower()
                 key = key if key in KNOWN_STATUSES else OTHER_STATUS
                 by_status[key] = by_status.get(key, 0) + count
             now = self.clock()
@@ -142,7 +136,7 @@ class _StoreCollector(Collector):
                 name,
                 f"Open findings {held}, by rule and severity",
                 ["rule", "severity"],
-                (([label(r), label(s)], n) for (r, s), n in sorted(counts.items())),
+                (([one_line(r), one_line(s)], n) for (r, s), n in sorted(counts.items())),
             )
         if last is not None:
             yield GaugeMetricFamily(
@@ -166,7 +160,7 @@ class _StoreCollector(Collector):
             "did_monitor_channel_consecutive_failures",
             "Delivery attempts that failed in a row, by channel (0 once one succeeds)",
             ["channel"],
-            (([label(n)], i["consecutive_failures"]) for n, i in sorted(health.items())),
+            (([one_line(n)], i["consecutive_failures"]) for n, i in sorted(health.items())),
         )
         yield from money
 

@@ -47,28 +47,19 @@ class Heartbeat:
     def _ping(self, url: str, what: str) -> bool:
         if not url:
             return False
-        try:
-            shown = mask_url(url)
-        except ValueError:  # not even parseable as a URL
-            shown = "(an unparsable URL)"
+        shown = mask_url(url)  # "***" when it does not even parse
         shared = self._http
         try:
             with nullcontext(shared) if shared else http_client(timeout=self.timeout) as client:
                 response = client.get(url, timeout=self.timeout, follow_redirects=True)
         except Exception as exc:  # httpx errors, and anything else: a ping must never raise
-            log.warning("%s to %s failed: %s", what, shown, _describe(exc, url, shown))
+            # In one line, every part of the URL that may be a secret masked.
+            detail = scrub(str(exc).replace(url, shown), url)
+            error = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+            log.warning("%s to %s failed: %s", what, shown, error)
             return False
         if response.status_code >= 400:
             log.warning("%s to %s answered HTTP %d", what, shown, response.status_code)
             return False
         log.debug("%s sent to %s", what, shown)
         return True
-
-
-def _describe(exc: Exception, url: str, shown: str) -> str:
-    """The error in one line, with every part of the URL that may be a secret masked."""
-    try:
-        message = scrub(str(exc).replace(url, shown), url)
-    except ValueError:
-        message = ""
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -36,7 +36,6 @@ from monitor.store.accounts import write_accounts
 from monitor.store.db import tally
 from monitor.store.locks import SweepLock
 from monitor.sweep import (
-    FetchResult,
     ProgressFn,
     check_identities,
     check_shrink,
@@ -199,7 +198,12 @@ def _sweep(
             evaluator.keep_only(fetched.ids)
             # Items it could not read make the sweep partial: what it did read is stored and may
             # open findings, but it cannot vouch that a number is gone or a problem fixed.
-            partial = _partial_reason(fetched)
+            partial = (
+                f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()}); "
+                "nothing was resolved and no number counted as gone"
+                if fetched.malformed
+                else None
+            )
             odd_dates = fetched.dates.describe()
             gone = 0 if partial else writer.close_gone(fetched.ids, vanished)
             # Every use of the ids is behind: free them (a set of every number, 100 MB at
@@ -249,6 +253,7 @@ def _sweep(
         _record_failure(settings, store, sweep_id, exc.message, counts, clock, status="aborted")
         raise
     except Exception as exc:
+        status = "failed"
         if lock.lost:
             # The lock's session ended (terminated, timed out) and took the sweep's writes with
             # it; another replica may already be sweeping, so this is no alert.
@@ -266,24 +271,20 @@ def _sweep(
                 "the other session and idle timeouts (PostgreSQL's, a pooler's, a proxy's), which "
                 f"must outlast a sweep; this time: {reason}; rolled back"
             )
-            log.error("sweep %d aborted: %s", sweep_id, one_line(error))
-            queued = _record_failure(
-                settings, store, sweep_id, error, counts, clock, status="aborted", alert=True
-            )
-            return SweepOutcome(
-                sweep_id, False, counts, error, time.monotonic() - started, failure_alerts=queued
-            )
-        # Every other failure is a failed sweep: recorded, alerted, and the daemon carries on.
-        if isinstance(exc, MonitorError):
-            error = exc.message
-        else:
-            log.exception("sweep %d hit an unexpected error", sweep_id)
-            error = f"internal error: {type(exc).__name__}: {exc}"
-        error = scrub(error)  # an API body or a library's message may quote a secret
-        if counts.requests == 0:
-            counts = SweepCounts(0, None, 0, stats.requests, stats.retries)
-        log.error("sweep %d failed: %s", sweep_id, one_line(error))
-        queued = _record_failure(settings, store, sweep_id, error, counts, clock)
+            status = "aborted"
+        else:  # every other failure is a failed sweep: recorded, alerted, the daemon carries on
+            if isinstance(exc, MonitorError):
+                error = exc.message
+            else:
+                log.exception("sweep %d hit an unexpected error", sweep_id)
+                error = f"internal error: {type(exc).__name__}: {exc}"
+            error = scrub(error)  # an API body or a library's message may quote a secret
+            if counts.requests == 0:
+                counts = SweepCounts(0, None, 0, stats.requests, stats.retries)
+        log.error("sweep %d %s: %s", sweep_id, status, one_line(error))
+        queued = _record_failure(
+            settings, store, sweep_id, error, counts, clock, status=status, alert=True
+        )
         return SweepOutcome(
             sweep_id, False, counts, error, time.monotonic() - started, failure_alerts=queued
         )
@@ -315,15 +316,6 @@ def _sweep(
         log.warning("sweep %d: %s", sweep_id, odd_dates)
     return SweepOutcome(
         sweep_id, True, counts, None, duration, digests, partial=partial, unreadable_dates=odd_dates
-    )
-
-
-def _partial_reason(fetched: FetchResult) -> str | None:
-    if not fetched.malformed:
-        return None
-    return (
-        f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()}); "
-        "nothing was resolved and no number counted as gone"
     )
 
 

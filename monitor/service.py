@@ -303,7 +303,6 @@ class Service:
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None  # signal.signal only works in the main thread
-        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._signal is not None:  # a second signal: stop waiting for a graceful end
@@ -312,8 +311,7 @@ class Service:
                 raise SystemExit(128 + signum)
             self._signal = signum
 
-        for sig in previous:
-            signal.signal(sig, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
 
         def restore() -> None:
             for sig, old in previous.items():
