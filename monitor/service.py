@@ -148,6 +148,7 @@ class Service:
         self.scheduler = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
             executors={"default": self._executor},
+            job_defaults={"coalesce": True, "max_instances": 1},
             timezone=self.timezone,
         )
         self._stop = threading.Event()
@@ -218,8 +219,6 @@ class Service:
             trigger,
             id=SWEEP_JOB,
             name="sweep",
-            coalesce=True,
-            max_instances=1,
             misfire_grace_time=schedule.misfire_grace_seconds,
         )
         interval = self.settings.service.retry_interval_seconds
@@ -228,8 +227,6 @@ class Service:
             IntervalTrigger(seconds=interval, timezone=self.timezone),
             id=DELIVERY_JOB,
             name="deliver",
-            coalesce=True,
-            max_instances=1,
             misfire_grace_time=interval,
         )
         self.scheduler.start()
@@ -287,8 +284,8 @@ class Service:
         return 0
 
     def _release_cut_short(self) -> None:
-        """Hand back deliveries abandoned mid-send, to be retried at the next start (see
-        ``Outbox``); a database that refuses leaves them to their claim lease."""
+        """Hand back deliveries abandoned mid-send, to be retried at the next start; a database
+        that refuses leaves them to their claim lease."""
         try:
             released = Outbox(self.store).release_cut_short(self.clock())
         except MonitorError as exc:
