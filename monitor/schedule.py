@@ -47,10 +47,6 @@ class StartNowThen(BaseTrigger):  # type: ignore[misc]
         return fire
 
 
-def _seconds(value: timedelta | float) -> timedelta:  # seconds from the config, or a timedelta
-    return value if isinstance(value, timedelta) else timedelta(seconds=value)
-
-
 def fire_at_or_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
     """The trigger's first fire time at or after ``moment`` (to the second, UTC), no jitter."""
     if getattr(trigger, "jitter", None):
@@ -61,15 +57,12 @@ def fire_at_or_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
 
 
 def missed_fire_time(
-    trigger: CronTrigger, last_complete_at: datetime, now: datetime, grace: timedelta | float
+    trigger: CronTrigger, last_complete_at: datetime, now: datetime, grace: timedelta
 ) -> datetime | None:
-    """A fire time after ``last_complete_at``, not after ``now``, and no older than ``grace``.
-
-    Only the earliest candidate in that window is computed (one trigger lookup, whatever the
-    downtime), because one such fire time is enough to decide, and coalescing means any number
-    of missed windows is made up by one sweep.
-    """
-    earliest = max(last_complete_at + _TICK, now - _seconds(grace))
+    """A fire time after ``last_complete_at``, not after ``now``, and no older than ``grace``:
+    the earliest, in one trigger lookup whatever the downtime, since one is enough to decide and
+    coalescing makes up any number of missed windows with one sweep."""
+    earliest = max(last_complete_at + _TICK, now - grace)
     fire = fire_at_or_after(trigger, earliest)
     return fire if fire is not None and fire <= now else None
 
@@ -78,16 +71,16 @@ def sweep_deadline(
     trigger: CronTrigger,
     last_complete_at: datetime | None,
     started_at: datetime,
-    grace: timedelta | float,
-    slack: timedelta | float = 0,
+    grace: timedelta,
+    slack: timedelta = timedelta(0),
 ) -> datetime | None:
     """The time after which the data is overdue: the first fire time after the last complete
     sweep's start plus the misfire grace (plus ``slack``, the configured jitter). Before any
     complete sweep, the service gets one grace period from ``started_at``. None: never due."""
     if last_complete_at is None:
-        return started_at + _seconds(grace)
+        return started_at + grace
     fire = fire_at_or_after(trigger, last_complete_at + _TICK)
-    return None if fire is None else fire + _seconds(grace) + _seconds(slack)
+    return None if fire is None else fire + grace + slack
 
 
 @dataclass(frozen=True)
@@ -110,7 +103,7 @@ def catch_up(
     trigger: CronTrigger,
     last_complete_at: datetime | None,
     now: datetime,
-    grace: timedelta | float,
+    grace: timedelta,
     *,
     asked: bool = False,
     unreadable: bool = False,

@@ -537,7 +537,7 @@ class Service:
         now = self.clock()
         last = self.store.last_sweep("complete")
         last_at: datetime | None = last["started_at"] if last is not None else None
-        jitter = self.settings.schedule.jitter_seconds
+        jitter = timedelta(seconds=self.settings.schedule.jitter_seconds)
         deadline = sweep_deadline(self.trigger, last_at, self.started_at or now, self.grace, jitter)
         return assess(
             now=now,

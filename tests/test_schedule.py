@@ -134,7 +134,9 @@ def test_overdue_is_the_next_fire_time_after_the_last_sweep_plus_grace() -> None
 
 def test_jitter_is_slack_on_the_deadline() -> None:
     last = at(16, 6, 0, 3)
-    assert sweep_deadline(trigger(), last, at(23, 12), DAY, slack=600) == at(24, 6, 10)
+    assert sweep_deadline(trigger(), last, at(23, 12), DAY, slack=timedelta(seconds=600)) == at(
+        24, 6, 10
+    )
 
 
 def test_a_failed_sweep_is_retried_in_minutes_then_hours() -> None:
