@@ -171,7 +171,8 @@ class Service:
     def run_forever(self) -> int:
         """Start, wait for SIGTERM/SIGINT/SIGHUP (or ``stop()``), shut down; returns the exit
         code."""
-        restore = self._install_signal_handlers()
+        in_main = threading.current_thread() is threading.main_thread()  # or signals cannot be set
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS if in_main}
         try:
             self.start()
             # Polling the flag (not an Event set by the handler) keeps the signal handler free of
@@ -182,12 +183,19 @@ class Service:
                 log.info("received %s: shutting down", signal.Signals(self._signal).name)
             return self.shutdown()
         finally:
-            restore()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._signal is not None:  # a second signal: stop waiting for a graceful end
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        self._signal = signum
 
     def start(self) -> None:
         """Open the listener, decide on a catch-up sweep, start the scheduler."""
-        now = self.clock()
-        self.started_at = now
+        self.started_at = now = self.clock()
         self._web = listener(
             self.settings,
             self.store,
@@ -296,25 +304,6 @@ class Service:
                 "%d delivery(ies) cut short by the shutdown; they are retried at the next start",
                 released,
             )
-
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None  # signal.signal only works in the main thread
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self._signal is not None:  # a second signal: stop waiting for a graceful end
-                if signum == signal.SIGINT:
-                    raise KeyboardInterrupt
-                raise SystemExit(128 + signum)
-            self._signal = signum
-
-        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
 
     # --- decisions --------------------------------------------------------------------------------
 
