@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -227,34 +228,27 @@ class Metrics:
         tz: tzinfo = UTC,
     ) -> None:
         self.registry = reg = CollectorRegistry()
+        counter = partial(Counter, registry=reg)
         self.sweep_duration = Gauge(
             "did_monitor_sweep_duration_seconds",
             "How long the last sweep this process ran took",
             registry=reg,
         )
-        self.sweeps = Counter(
-            "did_monitor_sweeps",
-            "Sweeps this process attempted, by outcome",
-            ["outcome"],
-            registry=reg,
+        self.sweeps = counter(
+            "did_monitor_sweeps", "Sweeps this process attempted, by outcome", ["outcome"]
         )
-        self.deliveries = Counter(
+        self.deliveries = counter(
             "did_monitor_deliveries",
             "Alert delivery attempts made by this process",
             ["channel", "outcome"],
-            registry=reg,
         )
-        self.delivery_failures = Counter(
+        self.delivery_failures = counter(
             "did_monitor_delivery_failures",
             "Failed alert delivery attempts, by channel",
             ["channel"],
-            registry=reg,
         )
-        self.job_errors = Counter(
-            "did_monitor_job_errors",
-            "Scheduled jobs that ended in an unexpected error",
-            ["job"],
-            registry=reg,
+        self.job_errors = counter(
+            "did_monitor_job_errors", "Scheduled jobs that ended in an unexpected error", ["job"]
         )
         for outcome in SWEEP_OUTCOMES:  # present at 0 from the start, so rates work
             self.sweeps.labels(outcome)

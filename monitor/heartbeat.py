@@ -16,7 +16,6 @@ from monitor.redact import mask_url, scrub
 from monitor.vobiz import http_client
 
 log = logging.getLogger(__name__)
-DEFAULT_TIMEOUT = 5.0
 
 
 class Heartbeat:
@@ -28,7 +27,7 @@ class Heartbeat:
         heartbeat_url: str = "",
         fail_url: str = "",
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = 5.0,
         http: httpx.Client | None = None,
     ) -> None:
         self.heartbeat_url = heartbeat_url

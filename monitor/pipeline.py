@@ -87,16 +87,14 @@ def run_cycle(
     cancel: threading.Event | None = None,
     http: httpx.Client | None = None,
 ) -> SweepOutcome:
-    """Sweep, store, evaluate, plan and deliver alerts. Raises ``LockBusy`` if a live lease says
-    another replica is sweeping; a lock that cannot be taken for any other reason (SQLite busy
-    with another program) is a failed sweep. API, completeness and database failures are
-    recorded and alerted, then returned as ``ok=False`` rather than raised, so a daemon carries
-    on. Setting ``cancel`` aborts the sweep at the next page (rolled back, recorded as aborted)
-    and raises ``SweepCancelled``; losing the lock mid-sweep raises ``LockLost`` (rolled back,
-    recorded as aborted, not alerted), unless the sweeps before it lost theirs too: from the
-    ``LOST_ALERT_AFTER``-th in a row it is a failed sweep (alerted, ``ok=False``).
-    Without ``client``, the sweep's own ``VobizClient`` goes through ``http`` when given (the
-    service's shared client from ``vobiz.http_client``)."""
+    """Sweep, store, evaluate, plan and deliver alerts. API, completeness and database failures
+    are recorded, alerted and returned as ``ok=False``, so a daemon carries on; so is a lock that
+    cannot be taken (SQLite busy with another program) unless a live lease says another replica
+    sweeps: ``LockBusy``. ``cancel`` set aborts the sweep at the next page: ``SweepCancelled``.
+    Losing the lock mid-sweep raises ``LockLost`` (not alerted) unless the sweeps before it lost
+    theirs too: the ``LOST_ALERT_AFTER``-th in a row is a failed sweep. Aborted sweeps are rolled
+    back and recorded as aborted. Without ``client``, the sweep's own client goes through
+    ``http`` (the service's shared one) when given."""
     now = clock()
     try:
         lock = store.try_lock("sweep", now, LOCK_STALE_AFTER)

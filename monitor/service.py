@@ -109,8 +109,8 @@ class Service:
     """``did-monitor run``: construct with the frozen settings and a migrated store, then call
     ``run_forever()`` from the main thread; it returns the process exit code.
 
-    Raises ``ConfigError`` (exit 2) for an unusable ``service.health_listen``, at construction
-    for a malformed value and from ``start()`` when the address cannot be bound.
+    ``start()`` raises ``ConfigError`` (exit 2) when the listen address cannot be bound (a
+    malformed one is refused when the config loads).
     """
 
     def __init__(
@@ -133,7 +133,6 @@ class Service:
         # Jittered for the scheduler; ``schedule`` drops the jitter wherever it decides.
         self.trigger = build_trigger(settings.schedule)
         self.grace = timedelta(seconds=settings.schedule.misfire_grace_seconds)
-        self.listen = settings.listen_address()
         self.metrics = Metrics(
             store, [c.name for c in settings.channels], clock, settings.rules_zone
         )
