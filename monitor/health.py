@@ -1,7 +1,5 @@
-"""What ``/healthz`` and ``/readyz`` answer, and the Prometheus metrics behind ``/metrics``.
+"""What ``/healthz`` answers (``assess``), and the Prometheus metrics behind ``/metrics``.
 
-The web listener (``monitor.web``) only serves; what "healthy" and "ready" mean is decided by
-the probes the service hands it (``assess`` below turns the service's facts into a verdict).
 Metrics live in a registry of their own, never prometheus-client's global one, so two services in
 one process (tests) or a library user's own metrics cannot collide with ours.
 """
@@ -12,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -28,7 +27,7 @@ from monitor.rules.base import KNOWN_STATUSES
 from monitor.schedule import build_trigger, fire_at_or_after
 from monitor.store import Store
 from monitor.store.db import FINISHED_SWEEP_STATES
-from monitor.vocab import CONTROL_CHARS, currency_code, iso
+from monitor.vocab import currency_code, iso, one_line
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,8 @@ Probe = Callable[[], tuple[bool, dict[str, Any]]]
 
 SWEEP_OUTCOMES = ("complete", "failed", "aborted", "skipped", "error")
 OTHER_STATUS = "other"
+DB_UP = "did_monitor_database_up"
+DB_UP_HELP = "1 when this scrape could read the database, else 0"
 # --- health verdicts ----------------------------------------------------------------------------
 
 
@@ -84,24 +85,18 @@ def describe_failure(exc: BaseException) -> str:
 # --- metrics ------------------------------------------------------------------------------------
 
 
-def label(value: str) -> str:
-    """A label value as the exposition may carry it: no control or bidi characters."""
-    return CONTROL_CHARS.sub(" ", value).strip()
-
-
-def numbers_by_status(store: Store) -> dict[str, int]:
-    """How many numbers the current inventory holds in each documented status; every status
-    outside that set counts as ``other``, so the API cannot mint label values."""
-    counts: dict[str, int] = {}
-    for status, count in store.numbers_by_status().items():
-        key = label(status).lower()
-        key = key if key in KNOWN_STATUSES else OTHER_STATUS
-        counts[key] = counts.get(key, 0) + count
-    return counts
+def _gauge(
+    name: str, doc: str, labels: Sequence[str], samples: Iterable[tuple[Sequence[str], float]]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for values, value in samples:
+        family.add_metric(values, value)
+    return family
 
 
 class _StoreCollector(Collector):
-    """Figures read from the database at scrape time, so every replica reports the same truth."""
+    """Figures read from the database at scrape time, so every replica reports the same truth.
+    Label values from the API or the config go through ``one_line``: no control characters."""
 
     def __init__(self, store: Store, channels: Sequence[str], clock: Clock, tz: tzinfo) -> None:
         self.store = store
@@ -110,11 +105,13 @@ class _StoreCollector(Collector):
         self.tz = tz  # the forecast counts whole days of the rules' time zone
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        up = GaugeMetricFamily(
-            "did_monitor_database_up", "1 when this scrape could read the database, else 0"
-        )
         try:
-            by_status = numbers_by_status(self.store)
+            # Statuses outside the documented set count as "other": the API cannot mint labels.
+            by_status: dict[str, int] = {}
+            for status, count in self.store.numbers_by_status().items():
+                key = one_line(status).lower()
+                key = key if key in KNOWN_STATUSES else OTHER_STATUS
+                by_status[key] = by_status.get(key, 0) + count
             now = self.clock()
             # "open" never counts a silenced finding: the dashboard's and the CLI's figure.
             open_counts = self.store.open_counts(now)
@@ -125,95 +122,79 @@ class _StoreCollector(Collector):
             health = Outbox(self.store).channel_health(self.channels)
         except MonitorError as exc:
             log.warning("metrics: cannot read the database: %s", describe_failure(exc))
-            up.add_metric([], 0)
-            yield up
+            yield GaugeMetricFamily(DB_UP, DB_UP_HELP, value=0)
             return
-        up.add_metric([], 1)
-        yield up
-        numbers = GaugeMetricFamily(
-            "did_monitor_numbers", "Numbers in the current inventory, by status", labels=["status"]
+        yield GaugeMetricFamily(DB_UP, DB_UP_HELP, value=1)
+        yield _gauge(
+            "did_monitor_numbers",
+            "Numbers in the current inventory, by status",
+            ["status"],
+            (([status], count) for status, count in sorted(by_status.items())),
         )
-        for status, count in sorted(by_status.items()):
-            numbers.add_metric([status], count)
-        yield numbers
-        for name, help_text, counts in (
-            (
-                "did_monitor_open_findings",
-                "Open findings no silence holds back, by rule and severity",
-                open_counts,
-            ),
-            (
-                "did_monitor_silenced_findings",
-                "Open findings an active silence holds back, by rule and severity",
-                silenced_counts,
-            ),
+        for name, held, counts in (
+            ("did_monitor_open_findings", "no silence holds back", open_counts),
+            ("did_monitor_silenced_findings", "an active silence holds back", silenced_counts),
         ):
-            findings = GaugeMetricFamily(name, help_text, labels=["rule", "severity"])
-            for (rule, severity), count in sorted(counts.items()):
-                findings.add_metric([label(rule), label(severity)], count)
-            yield findings
+            yield _gauge(
+                name,
+                f"Open findings {held}, by rule and severity",
+                ["rule", "severity"],
+                (([one_line(r), one_line(s)], n) for (r, s), n in sorted(counts.items())),
+            )
         if last is not None:
-            at = last["finished_at"] or last["started_at"]
             yield GaugeMetricFamily(
                 "did_monitor_last_successful_sweep_timestamp_seconds",
                 "When the last complete sweep (of any replica) finished, as a Unix time",
-                value=at.timestamp(),
+                value=(last["finished_at"] or last["started_at"]).timestamp(),
             )
         if newest is not None:
-            outcome = GaugeMetricFamily(
+            yield _gauge(
                 "did_monitor_last_sweep_outcome",
                 "1 for the outcome of the newest finished sweep (of any replica), 0 for the others",
-                labels=["outcome"],
+                ["outcome"],
+                (([name], int(newest["status"] == name)) for name in FINISHED_SWEEP_STATES),
             )
-            for name in FINISHED_SWEEP_STATES:
-                outcome.add_metric([name], 1 if newest["status"] == name else 0)
-            yield outcome
             yield GaugeMetricFamily(
                 "did_monitor_last_sweep_timestamp_seconds",
                 "When the newest finished sweep (of any replica) ended, whatever its outcome",
                 value=(newest["finished_at"] or newest["started_at"]).timestamp(),
             )
-        failures = GaugeMetricFamily(
+        yield _gauge(
             "did_monitor_channel_consecutive_failures",
             "Delivery attempts that failed in a row, by channel (0 once one succeeds)",
-            labels=["channel"],
+            ["channel"],
+            (([one_line(n)], i["consecutive_failures"]) for n, i in sorted(health.items())),
         )
-        for name, info in sorted(health.items()):
-            failures.add_metric([label(name)], info["consecutive_failures"])
-        yield failures
         yield from money
 
     def _money(self, now: datetime) -> Iterator[GaugeMetricFamily]:
         """Monthly rental of the active numbers, and the rental falling due within each of
-        ``reports.DUE_WINDOWS``, per currency (``reports.cost_lines`` and ``reports.forecast``:
-        what ``costs`` says)."""
-        rental = GaugeMetricFamily(
-            "did_monitor_monthly_rental",
-            "Monthly rental of the active numbers, by currency (never summed across currencies)",
-            labels=["currency"],
-        )
-        due = GaugeMetricFamily(
-            "did_monitor_rental_due",
-            "Rental of the active numbers falling due within the window, by currency",
-            labels=["currency", "within"],
-        )
-        undated = GaugeMetricFamily(
-            "did_monitor_numbers_without_billing_date",
-            "Active numbers with no next billing date (in no rental due figure)",
-        )
+        ``reports.DUE_WINDOWS``, per currency: what ``costs`` says."""
+        due: list[tuple[list[str], float]] = []
         with self.store.connect() as conn:
             _, totals = reports.cost_lines(conn, None)
-            for cur, amount in _by_currency({c: t.monthly_rental for c, t in totals.items()}):
-                rental.add_metric([cur], float(amount))
+            rental = _by_currency({c: t.monthly_rental for c, t in totals.items()})
             for fc in reports.forecasts(conn, None, reports.due_windows(now, self.tz)):
                 days = (fc.window.end - fc.window.first).days
-                sums = {c: t.amount_due for c, t in fc.totals.items()}
-                for cur, amount in _by_currency(sums):
-                    due.add_metric([cur, f"{days}d"], float(amount))
-            undated.add_metric([], len(fc.undated))
-        yield rental
-        yield due
-        yield undated
+                sums = _by_currency({c: t.amount_due for c, t in fc.totals.items()})
+                due += [([cur, f"{days}d"], float(amount)) for cur, amount in sums]
+        yield _gauge(
+            "did_monitor_monthly_rental",
+            "Monthly rental of the active numbers, by currency (never summed across currencies)",
+            ["currency"],
+            (([cur], float(amount)) for cur, amount in rental),
+        )
+        yield _gauge(
+            "did_monitor_rental_due",
+            "Rental of the active numbers falling due within the window, by currency",
+            ["currency", "within"],
+            due,
+        )
+        yield GaugeMetricFamily(
+            "did_monitor_numbers_without_billing_date",
+            "Active numbers with no next billing date (in no rental due figure)",
+            value=len(fc.undated),
+        )
 
 
 MAX_CURRENCIES: Final = 16  # currency label values; the rest add up under "other"
@@ -248,35 +229,28 @@ class Metrics:
         clock: Clock = system_clock,
         tz: tzinfo = UTC,
     ) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = reg = CollectorRegistry()
+        counter = partial(Counter, registry=reg)
         self.sweep_duration = Gauge(
             "did_monitor_sweep_duration_seconds",
             "How long the last sweep this process ran took",
-            registry=self.registry,
+            registry=reg,
         )
-        self.sweeps = Counter(
-            "did_monitor_sweeps",
-            "Sweeps this process attempted, by outcome",
-            ["outcome"],
-            registry=self.registry,
+        self.sweeps = counter(
+            "did_monitor_sweeps", "Sweeps this process attempted, by outcome", ["outcome"]
         )
-        self.deliveries = Counter(
+        self.deliveries = counter(
             "did_monitor_deliveries",
             "Alert delivery attempts made by this process",
             ["channel", "outcome"],
-            registry=self.registry,
         )
-        self.delivery_failures = Counter(
+        self.delivery_failures = counter(
             "did_monitor_delivery_failures",
             "Failed alert delivery attempts, by channel",
             ["channel"],
-            registry=self.registry,
         )
-        self.job_errors = Counter(
-            "did_monitor_job_errors",
-            "Scheduled jobs that ended in an unexpected error",
-            ["job"],
-            registry=self.registry,
+        self.job_errors = counter(
+            "did_monitor_job_errors", "Scheduled jobs that ended in an unexpected error", ["job"]
         )
         for outcome in SWEEP_OUTCOMES:  # present at 0 from the start, so rates work
             self.sweeps.labels(outcome)
@@ -284,7 +258,7 @@ class Metrics:
         for channel in names:
             self.delivery_failures.labels(channel)
         if store is not None:
-            self.registry.register(_StoreCollector(store, names, clock, tz))
+            reg.register(_StoreCollector(store, names, clock, tz))
 
     def sweep_finished(self, outcome: str, duration: float | None = None) -> None:
         self.sweeps.labels(outcome).inc()

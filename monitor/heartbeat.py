@@ -8,6 +8,7 @@ These URLs usually carry their secret in the path, so they are only ever logged 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import httpx
 
@@ -15,22 +16,18 @@ from monitor.redact import mask_url, scrub
 from monitor.vobiz import http_client
 
 log = logging.getLogger(__name__)
-DEFAULT_TIMEOUT = 5.0
 
 
 class Heartbeat:
-    """Pings the configured URLs; an empty URL means that ping is not wanted.
-
-    ``http`` is the client to ping through (the service shares the one its sweeps use, from
-    ``vobiz.http_client``); without it each ping opens and closes its own.
-    """
+    """Pings the configured URLs; an empty URL means that ping is not wanted. ``http``: the
+    client to ping through (the service's shared one); without it each ping opens its own."""
 
     def __init__(
         self,
         heartbeat_url: str = "",
         fail_url: str = "",
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = 5.0,
         http: httpx.Client | None = None,
     ) -> None:
         self.heartbeat_url = heartbeat_url
@@ -49,37 +46,19 @@ class Heartbeat:
     def _ping(self, url: str, what: str) -> bool:
         if not url:
             return False
-        shown = _redacted(url)
+        shown = mask_url(url)  # "***" when it does not even parse
+        shared = self._http
         try:
-            if self._http is not None:
-                response = self._get(self._http, url)
-            else:
-                with http_client(timeout=self.timeout) as client:
-                    response = self._get(client, url)
+            with nullcontext(shared) if shared else http_client(timeout=self.timeout) as client:
+                response = client.get(url, timeout=self.timeout, follow_redirects=True)
         except Exception as exc:  # httpx errors, and anything else: a ping must never raise
-            log.warning("%s to %s failed: %s", what, shown, _describe(exc, url, shown))
+            # In one line, every part of the URL that may be a secret masked.
+            detail = scrub(str(exc).replace(url, shown), url)
+            error = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+            log.warning("%s to %s failed: %s", what, shown, error)
             return False
         if response.status_code >= 400:
             log.warning("%s to %s answered HTTP %d", what, shown, response.status_code)
             return False
         log.debug("%s sent to %s", what, shown)
         return True
-
-    def _get(self, client: httpx.Client, url: str) -> httpx.Response:
-        return client.get(url, timeout=self.timeout, follow_redirects=True)
-
-
-def _redacted(url: str) -> str:
-    try:
-        return mask_url(url)
-    except ValueError:  # not even parseable as a URL
-        return "(an unparsable URL)"
-
-
-def _describe(exc: Exception, url: str, shown: str) -> str:
-    """The error in one line, with every part of the URL that may be a secret masked."""
-    try:
-        message = scrub(str(exc).replace(url, shown), url)
-    except ValueError:
-        message = ""
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -6,8 +6,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
+from itertools import takewhile
 
 import httpx
 
@@ -34,7 +36,6 @@ from monitor.store.accounts import write_accounts
 from monitor.store.db import tally
 from monitor.store.locks import SweepLock
 from monitor.sweep import (
-    FetchResult,
     ProgressFn,
     check_identities,
     check_shrink,
@@ -86,16 +87,14 @@ def run_cycle(
     cancel: threading.Event | None = None,
     http: httpx.Client | None = None,
 ) -> SweepOutcome:
-    """Sweep, store, evaluate, plan and deliver alerts. Raises ``LockBusy`` if a live lease says
-    another replica is sweeping; a lock that cannot be taken for any other reason (SQLite busy
-    with another program) is a failed sweep. API, completeness and database failures are
-    recorded and alerted, then returned as ``ok=False`` rather than raised, so a daemon carries
-    on. Setting ``cancel`` aborts the sweep at the next page (rolled back, recorded as aborted)
-    and raises ``SweepCancelled``; losing the lock mid-sweep raises ``LockLost`` (rolled back,
-    recorded as aborted, not alerted), unless the sweeps before it lost theirs too: from the
-    ``LOST_ALERT_AFTER``-th in a row it is a failed sweep (alerted, ``ok=False``).
-    Without ``client``, the sweep's own ``VobizClient`` goes through ``http`` when given (the
-    service's shared client from ``vobiz.http_client``)."""
+    """Sweep, store, evaluate, plan and deliver alerts. API, completeness and database failures
+    are recorded, alerted and returned as ``ok=False``, so a daemon carries on; so is a lock that
+    cannot be taken (SQLite busy with another program) unless a live lease says another replica
+    sweeps: ``LockBusy``. ``cancel`` set aborts the sweep at the next page: ``SweepCancelled``.
+    Losing the lock mid-sweep raises ``LockLost`` (not alerted) unless the sweeps before it lost
+    theirs too: the ``LOST_ALERT_AFTER``-th in a row is a failed sweep. Aborted sweeps are rolled
+    back and recorded as aborted. Without ``client``, the sweep's own client goes through
+    ``http`` (the service's shared one) when given."""
     now = clock()
     try:
         lock = store.try_lock("sweep", now, LOCK_STALE_AFTER)
@@ -106,7 +105,10 @@ def run_cycle(
             aborted = store.abort_running_sweeps(now)
             if aborted:
                 log.warning("marked %d interrupted sweep(s) as aborted", aborted)
-            outcome = _sweep(settings, store, trigger, clock, client, progress, cancel, http, lock)
+            # Before the sweep's row exists: missing credentials are a config error, not a
+            # failed sweep. A client of our own is closed after the sweep, a given one is not.
+            with nullcontext(client) if client else _own_client(settings, cancel, http) as api:
+                outcome = _sweep(settings, store, trigger, clock, api, progress, cancel, lock)
     try:
         outcome.deliveries = deliver_due(store, settings, notifier, clock, cancel)
     except MonitorError as exc:  # the sweep stands; deliveries are retried
@@ -130,43 +132,40 @@ def _failed_to_start(
     return SweepOutcome(sweep_id, False, counts, exc.message, failure_alerts=queued)
 
 
-def _sweep(
-    settings: Settings,
-    store: Store,
-    trigger: str,
-    clock: Clock,
-    client: VobizClient | None,
-    progress: ProgressFn | None,
-    cancel: threading.Event | None,
-    http: httpx.Client | None,
-    lock: SweepLock | None = None,
-) -> SweepOutcome:
-    now = clock()
-    started = time.monotonic()
-    # Before the sweep's row exists: missing credentials are a config error, not a failed sweep.
-    own_client = client is None
-    api = client or VobizClient(
+def _own_client(
+    settings: Settings, cancel: threading.Event | None, http: httpx.Client | None
+) -> VobizClient:
+    return VobizClient(
         settings.vobiz,
         stats=RequestStats(),
         budget=RetryBudget(settings.vobiz.retry_budget),
         sleep=_pause_until(cancel),
         http=http,
     )
+
+
+def _sweep(
+    settings: Settings,
+    store: Store,
+    trigger: str,
+    clock: Clock,
+    api: VobizClient,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
+    lock: SweepLock,
+) -> SweepOutcome:
+    now = clock()
+    started = time.monotonic()
     stats = api.stats
-    try:
-        before = store.inventory_size()
-        previous = store.last_sweep("complete")
-        sweep_id = store.start_sweep(now, trigger)
-    except BaseException:
-        if own_client:
-            api.close()
-        raise
+    before = store.inventory_size()
+    previous = store.last_sweep("complete")
+    sweep_id = store.start_sweep(now, trigger)
     evaluator = Evaluator(
         RuleContext(now=now, config=settings.rules, tz=settings.rules_zone, sweep_id=sweep_id)
     )
     counts = SweepCounts(0, None, 0, 0, 0)
     try:
-        with store.writer(sweep_id, now, lock.connection if lock else None) as writer:
+        with store.writer(sweep_id, now, lock.connection) as writer:
 
             def consume(records: list[NumberRecord]) -> None:
                 if cancel is not None and cancel.is_set():
@@ -197,7 +196,12 @@ def _sweep(
             evaluator.keep_only(fetched.ids)
             # Items it could not read make the sweep partial: what it did read is stored and may
             # open findings, but it cannot vouch that a number is gone or a problem fixed.
-            partial = _partial_reason(fetched)
+            partial = (
+                f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()}); "
+                "nothing was resolved and no number counted as gone"
+                if fetched.malformed
+                else None
+            )
             odd_dates = fetched.dates.describe()
             gone = 0 if partial else writer.close_gone(fetched.ids, vanished)
             # Every use of the ids is behind: free them (a set of every number, 100 MB at
@@ -244,12 +248,11 @@ def _sweep(
             writer.complete(counts, clock(), partial=partial, note=odd_dates)
             writer.commit()
     except SweepCancelled as exc:
-        _record_failure(
-            settings, store, sweep_id, exc.message, counts, clock, alert=False, status="aborted"
-        )
+        _record_failure(settings, store, sweep_id, exc.message, counts, clock, status="aborted")
         raise
     except Exception as exc:
-        if lock is not None and lock.lost:
+        status = "failed"
+        if lock.lost:
             # The lock's session ended (terminated, timed out) and took the sweep's writes with
             # it; another replica may already be sweeping, so this is no alert.
             reason = (exc.detail if isinstance(exc, DatabaseError) else None) or str(exc)
@@ -257,9 +260,7 @@ def _sweep(
             in_a_row = _lost_in_a_row(store, sweep_id)
             if in_a_row < LOST_ALERT_AFTER:
                 log.warning("sweep %d aborted: %s", sweep_id, one_line(error))
-                _record_failure(
-                    settings, store, sweep_id, error, counts, clock, alert=False, status="aborted"
-                )
+                _record_failure(settings, store, sweep_id, error, counts, clock, status="aborted")
                 raise LockLost(error) from None
             # Systematic: alerted like a failed sweep, or every sweep would abort unseen.
             # The cause first: an alert shows the first 120 characters of the error.
@@ -268,43 +269,28 @@ def _sweep(
                 "the other session and idle timeouts (PostgreSQL's, a pooler's, a proxy's), which "
                 f"must outlast a sweep; this time: {reason}; rolled back"
             )
-            log.error("sweep %d aborted: %s", sweep_id, one_line(error))
-            queued = _record_failure(
-                settings, store, sweep_id, error, counts, clock, status="aborted"
-            )
-            return SweepOutcome(
-                sweep_id, False, counts, error, time.monotonic() - started, failure_alerts=queued
-            )
-        # Every other failure is a failed sweep: recorded, alerted, and the daemon carries on.
-        if isinstance(exc, MonitorError):
-            error = exc.message
-        else:
-            log.exception("sweep %d hit an unexpected error", sweep_id)
-            error = f"internal error: {type(exc).__name__}: {exc}"
-        error = scrub(error)  # an API body or a library's message may quote a secret
-        if counts.requests == 0:
-            counts = SweepCounts(0, None, 0, stats.requests, stats.retries)
-        log.error("sweep %d failed: %s", sweep_id, one_line(error))
-        queued = _record_failure(settings, store, sweep_id, error, counts, clock)
+            status = "aborted"
+        else:  # every other failure is a failed sweep: recorded, alerted, the daemon carries on
+            if isinstance(exc, MonitorError):
+                error = exc.message
+            else:
+                log.exception("sweep %d hit an unexpected error", sweep_id)
+                error = f"internal error: {type(exc).__name__}: {exc}"
+            error = scrub(error)  # an API body or a library's message may quote a secret
+            if counts.requests == 0:
+                counts = SweepCounts(0, None, 0, stats.requests, stats.retries)
+        log.error("sweep %d %s: %s", sweep_id, status, one_line(error))
+        queued = _record_failure(
+            settings, store, sweep_id, error, counts, clock, status=status, alert=True
+        )
         return SweepOutcome(
             sweep_id, False, counts, error, time.monotonic() - started, failure_alerts=queued
         )
     except BaseException as exc:
         # ^C or the interpreter stopping: the writer rolled back; say so on the sweep's row.
-        _record_failure(
-            settings,
-            store,
-            sweep_id,
-            f"interrupted ({exc or type(exc).__name__}): rolled back",
-            counts,
-            clock,
-            alert=False,
-            status="aborted",
-        )
+        error = f"interrupted ({exc or type(exc).__name__}): rolled back"
+        _record_failure(settings, store, sweep_id, error, counts, clock, status="aborted")
         raise
-    finally:
-        if own_client:
-            api.close()
     duration = time.monotonic() - started
     for rule_id, failure in evaluator.errors.items():
         log.warning(
@@ -316,19 +302,11 @@ def _sweep(
             failure.error,
         )
     log.info(
-        "sweep %d complete: %d numbers, %d pages, %d requests (%d retries), %d versions written, "
-        "%d gone, %d findings opened, %d resolved, %d digests, %.1fs",
-        sweep_id,
-        counts.numbers_seen,
-        counts.pages,
-        counts.requests,
-        counts.retries,
-        counts.versions_written,
-        counts.numbers_gone,
-        counts.findings_opened,
-        counts.findings_resolved,
-        digests,
-        duration,
+        "sweep %(sweep_id)d complete: %(numbers_seen)d numbers, %(pages)d pages, %(requests)d "
+        "requests (%(retries)d retries), %(versions_written)d versions written, %(numbers_gone)d "
+        "gone, %(findings_opened)d findings opened, %(findings_resolved)d resolved, %(digests)d "
+        "digests, %(duration).1fs",
+        asdict(counts) | {"sweep_id": sweep_id, "digests": digests, "duration": duration},
     )
     if partial:
         log.warning("sweep %d was partial: %s", sweep_id, partial)
@@ -336,15 +314,6 @@ def _sweep(
         log.warning("sweep %d: %s", sweep_id, odd_dates)
     return SweepOutcome(
         sweep_id, True, counts, None, duration, digests, partial=partial, unreadable_dates=odd_dates
-    )
-
-
-def _partial_reason(fetched: FetchResult) -> str | None:
-    if not fetched.malformed:
-        return None
-    return (
-        f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()}); "
-        "nothing was resolved and no number counted as gone"
     )
 
 
@@ -378,12 +347,8 @@ def _lost_in_a_row(store: Store, sweep_id: int) -> int:
         rows = store.sweeps_before(sweep_id, LOST_ALERT_AFTER - 1)
     except DatabaseError:
         return 1
-    count = 1
-    for row in rows:
-        if row["status"] != "aborted" or not (row["error"] or "").startswith(LOST):
-            break
-        count += 1
-    return count
+    lost = (r["status"] == "aborted" and (r["error"] or "").startswith(LOST) for r in rows)
+    return 1 + len(list(takewhile(bool, lost)))
 
 
 def _record_failure(
@@ -394,11 +359,12 @@ def _record_failure(
     counts: SweepCounts,
     clock: Clock,
     *,
-    alert: bool = True,
     status: str = "failed",
+    alert: bool | None = None,
 ) -> int | None:
-    """Record the sweep as failed (or aborted); returns how many channels were alerted, None
-    when the database refused the record or the alerts.
+    """Record the sweep as failed (or aborted); returns how many channels were alerted (a failed
+    sweep by default, an aborted one when ``alert``), None when the database refused the record
+    or the alerts.
 
     Only a sweep still ``running`` is recorded and alerted: on PostgreSQL the lock ended with the
     sweep's transaction, so another replica may have taken it and marked this sweep aborted
@@ -413,7 +379,9 @@ def _record_failure(
                 one_line(error),
             )
             return 0
-        return enqueue_sweep_failed(store, settings, sweep_id, error, clock()) if alert else 0
+        if not (status == "failed" if alert is None else alert):
+            return 0
+        return enqueue_sweep_failed(store, settings, sweep_id, error, clock())
     except Exception as exc:  # the database itself may be what failed
         log.error("could not record the failure of sweep %d: %s", sweep_id, exc)
         return None

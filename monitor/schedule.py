@@ -1,7 +1,7 @@
-"""When to sweep: the cron trigger, catch-up after downtime, and when data counts as overdue.
+"""When to sweep: the cron trigger, catch-up after downtime, when data is overdue, retry delays.
 
-Pure functions of the times they are given (no clock reads), so they are tested with fixed
-datetimes; ``service.py`` applies them to APScheduler 3, ``health.py`` and ``status.py`` read them.
+Pure functions of the times they are given (no clock reads), tested with fixed datetimes;
+``service.py`` applies them to APScheduler 3. Each drops the trigger's jitter where it decides.
 """
 
 from __future__ import annotations
@@ -47,10 +47,6 @@ class StartNowThen(BaseTrigger):  # type: ignore[misc]
         return fire
 
 
-def _seconds(value: timedelta | float) -> timedelta:
-    return value if isinstance(value, timedelta) else timedelta(seconds=value)
-
-
 def fire_at_or_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
     """The trigger's first fire time at or after ``moment`` (to the second, UTC), no jitter."""
     if getattr(trigger, "jitter", None):
@@ -61,15 +57,12 @@ def fire_at_or_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
 
 
 def missed_fire_time(
-    trigger: CronTrigger, last_complete_at: datetime, now: datetime, grace: timedelta | float
+    trigger: CronTrigger, last_complete_at: datetime, now: datetime, grace: timedelta
 ) -> datetime | None:
-    """A fire time after ``last_complete_at``, not after ``now``, and no older than ``grace``.
-
-    Only the earliest candidate in that window is computed (one trigger lookup, whatever the
-    downtime), because one such fire time is enough to decide, and coalescing means any number
-    of missed windows is made up by one sweep.
-    """
-    earliest = max(last_complete_at + _TICK, now - _seconds(grace))
+    """A fire time after ``last_complete_at``, not after ``now``, and no older than ``grace``:
+    the earliest, in one trigger lookup whatever the downtime, since one is enough to decide and
+    coalescing makes up any number of missed windows with one sweep."""
+    earliest = max(last_complete_at + _TICK, now - grace)
     fire = fire_at_or_after(trigger, earliest)
     return fire if fire is not None and fire <= now else None
 
@@ -78,27 +71,16 @@ def sweep_deadline(
     trigger: CronTrigger,
     last_complete_at: datetime | None,
     started_at: datetime,
-    grace: timedelta | float,
-    slack: timedelta | float = 0,
+    grace: timedelta,
+    slack: timedelta = timedelta(0),
 ) -> datetime | None:
     """The time after which the data is overdue: the first fire time after the last complete
     sweep's start plus the misfire grace (plus ``slack``, the configured jitter). Before any
     complete sweep, the service gets one grace period from ``started_at``. None: never due."""
     if last_complete_at is None:
-        return started_at + _seconds(grace)
+        return started_at + grace
     fire = fire_at_or_after(trigger, last_complete_at + _TICK)
-    return None if fire is None else fire + _seconds(grace) + _seconds(slack)
-
-
-def is_overdue(
-    trigger: CronTrigger,
-    last_complete_at: datetime | None,
-    now: datetime,
-    started_at: datetime,
-    grace: timedelta | float,
-) -> bool:
-    deadline = sweep_deadline(trigger, last_complete_at, started_at, grace)
-    return deadline is not None and now > deadline
+    return None if fire is None else fire + grace + slack
 
 
 @dataclass(frozen=True)
@@ -106,16 +88,14 @@ class CatchUp:
     """Why the service sweeps once at start: ``asked`` (``--once-now`` or
     ``schedule.run_on_start``), ``unreadable`` (the sweep history could not be read: sweeping is
     the safe side), ``never`` (no complete sweep on record), ``missed`` (the fire time
-    ``missed`` fell due since the last complete sweep's start and is within the misfire grace)
-    or ``overdue`` (down past the grace over a window: the data is overdue, and waiting for the
-    next window would only prolong that)."""
+    ``missed`` fell due since the last complete sweep's start, within the misfire grace) or
+    ``overdue`` (down past the grace over a window: waiting for the next would prolong that)."""
 
     why: Literal["asked", "unreadable", "never", "missed", "overdue"]
     missed: datetime | None = None
 
     @property
     def trigger(self) -> Literal["start", "catch-up"]:
-        """The sweep's recorded trigger: ``start`` when asked for, else ``catch-up``."""
         return "start" if self.why == "asked" else "catch-up"
 
 
@@ -123,15 +103,14 @@ def catch_up(
     trigger: CronTrigger,
     last_complete_at: datetime | None,
     now: datetime,
-    grace: timedelta | float,
+    grace: timedelta,
     *,
     asked: bool = False,
     unreadable: bool = False,
 ) -> CatchUp | None:
-    """The start-up decision, all of it (the service only gathers its inputs and applies it):
-    sweep now, and why, or None to wait for the schedule. ``last_complete_at``: when the last
-    complete sweep started (None: there is none); ``asked``: ``--once-now`` or
-    ``schedule.run_on_start``; ``unreadable``: the sweep history could not be read."""
+    """The start-up decision, all of it (the service only gathers its inputs): sweep now, and
+    why, or None to wait for the schedule. ``last_complete_at``: when the last complete sweep
+    started."""
     if asked:
         return CatchUp("asked")
     if unreadable:
@@ -141,9 +120,8 @@ def catch_up(
     missed = missed_fire_time(trigger, last_complete_at, now, grace)
     if missed is not None:
         return CatchUp("missed", missed)
-    if is_overdue(trigger, last_complete_at, now, now, grace):
-        return CatchUp("overdue")
-    return None
+    deadline = sweep_deadline(trigger, last_complete_at, now, grace)
+    return CatchUp("overdue") if deadline is not None and now > deadline else None
 
 
 # A failed sweep is retried soon, then less often: minutes while a glitch may pass, hours when

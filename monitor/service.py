@@ -1,15 +1,10 @@
 """The scheduler daemon behind ``did-monitor run``: cron sweeps with catch-up, delivery retries,
-heartbeats, the web listener (dashboard, health, metrics), and a graceful, bounded shutdown on
-SIGTERM, SIGINT or SIGHUP.
+heartbeats, the web listener, and a graceful, bounded shutdown on SIGTERM, SIGINT or SIGHUP.
 
-With ``schedule.py`` (the pure decisions about time: catch-up, overdue), the only module that
-knows wall-clock scheduling. ``Service`` wires those decisions to APScheduler 3 (in-memory job
-store: the "last complete sweep" lives in our own tables, so nothing scheduler-specific has to
-survive a restart).
-
-Longer than 400 lines because start-up, the jobs and the bounded shutdown share one piece of
-state (the cancel flag, the executor, the health listener) whose ordering is the point; the
-decisions themselves live in ``schedule.py``, ``pipeline.py`` and ``health.py``.
+``Service`` applies ``schedule.py``'s decisions to APScheduler 3 with an in-memory job store: the
+last complete sweep lives in our own tables, so nothing scheduler-specific survives a restart.
+Start-up, the jobs and the bounded shutdown share one piece of state (the cancel flag, the
+executor, the listener) whose ordering is the point.
 """
 
 from __future__ import annotations
@@ -76,7 +71,7 @@ class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler 
 
     def __init__(self) -> None:
         super().__init__()
-        self._threads: set[threading.Thread] = set()
+        self._threads: list[threading.Thread] = []
         self._guard = threading.Lock()
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
@@ -87,26 +82,18 @@ class _DaemonThreadExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler 
                 self._run_job_error(job.id, exc, exc.__traceback__)
             else:
                 self._run_job_success(job.id, events)
-            finally:
-                with self._guard:
-                    self._threads.discard(threading.current_thread())
 
         thread = threading.Thread(target=target, name=f"did-monitor-{job.id}", daemon=True)
-        with self._guard:
-            self._threads.add(thread)
-        try:
-            thread.start()
-        except BaseException:
-            with self._guard:
-                self._threads.discard(thread)
-            raise
+        thread.start()
+        with self._guard:  # the ended ones are dropped here and in join
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
     def join(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for running jobs; True when none is left."""
         deadline = time.monotonic() + timeout
         while True:
             with self._guard:
-                running = list(self._threads)
+                self._threads = running = [t for t in self._threads if t.is_alive()]
             if not running:
                 return True
             left = deadline - time.monotonic()
@@ -122,8 +109,8 @@ class Service:
     """``did-monitor run``: construct with the frozen settings and a migrated store, then call
     ``run_forever()`` from the main thread; it returns the process exit code.
 
-    Raises ``ConfigError`` (exit 2) for an unusable ``service.health_listen``, at construction
-    for a malformed value and from ``start()`` when the address cannot be bound.
+    ``start()`` raises ``ConfigError`` (exit 2) when the listen address cannot be bound (a
+    malformed one is refused when the config loads).
     """
 
     def __init__(
@@ -142,12 +129,10 @@ class Service:
             settings.alerts.delivery_timeout_seconds
         )
         self.clock = clock
-        schedule = settings.schedule
-        self.timezone = ZoneInfo(schedule.timezone)
-        self.trigger = build_trigger(schedule)
-        self.exact_trigger = build_trigger(schedule, jitter=False)
-        self.grace = timedelta(seconds=schedule.misfire_grace_seconds)
-        self.listen = settings.listen_address()
+        self.timezone = ZoneInfo(settings.schedule.timezone)
+        # Jittered for the scheduler; ``schedule`` drops the jitter wherever it decides.
+        self.trigger = build_trigger(settings.schedule)
+        self.grace = timedelta(seconds=settings.schedule.misfire_grace_seconds)
         self.metrics = Metrics(
             store, [c.name for c in settings.channels], clock, settings.rules_zone
         )
@@ -162,6 +147,7 @@ class Service:
         self.scheduler = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
             executors={"default": self._executor},
+            job_defaults={"coalesce": True, "max_instances": 1},
             timezone=self.timezone,
         )
         self._stop = threading.Event()
@@ -184,7 +170,8 @@ class Service:
     def run_forever(self) -> int:
         """Start, wait for SIGTERM/SIGINT/SIGHUP (or ``stop()``), shut down; returns the exit
         code."""
-        restore = self._install_signal_handlers()
+        in_main = threading.current_thread() is threading.main_thread()  # or signals cannot be set
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS if in_main}
         try:
             self.start()
             # Polling the flag (not an Event set by the handler) keeps the signal handler free of
@@ -195,12 +182,19 @@ class Service:
                 log.info("received %s: shutting down", signal.Signals(self._signal).name)
             return self.shutdown()
         finally:
-            restore()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._signal is not None:  # a second signal: stop waiting for a graceful end
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        self._signal = signum
 
     def start(self) -> None:
-        """Open the health listener, decide on a catch-up sweep, start the scheduler."""
-        now = self.clock()
-        self.started_at = now
+        """Open the listener, decide on a catch-up sweep, start the scheduler."""
+        self.started_at = now = self.clock()
         self._web = listener(
             self.settings,
             self.store,
@@ -232,8 +226,6 @@ class Service:
             trigger,
             id=SWEEP_JOB,
             name="sweep",
-            coalesce=True,
-            max_instances=1,
             misfire_grace_time=schedule.misfire_grace_seconds,
         )
         interval = self.settings.service.retry_interval_seconds
@@ -242,8 +234,6 @@ class Service:
             IntervalTrigger(seconds=interval, timezone=self.timezone),
             id=DELIVERY_JOB,
             name="deliver",
-            coalesce=True,
-            max_instances=1,
             misfire_grace_time=interval,
         )
         self.scheduler.start()
@@ -301,8 +291,8 @@ class Service:
         return 0
 
     def _release_cut_short(self) -> None:
-        """Hand back deliveries abandoned mid-send, to be retried at the next start (see
-        ``Outbox``); a database that refuses leaves them to their claim lease."""
+        """Hand back deliveries abandoned mid-send, to be retried at the next start; a database
+        that refuses leaves them to their claim lease."""
         try:
             released = Outbox(self.store).release_cut_short(self.clock())
         except MonitorError as exc:
@@ -313,27 +303,6 @@ class Service:
                 "%d delivery(ies) cut short by the shutdown; they are retried at the next start",
                 released,
             )
-
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None  # signal.signal only works in the main thread
-        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self._signal is not None:  # a second signal: stop waiting for a graceful end
-                if signum == signal.SIGINT:
-                    raise KeyboardInterrupt
-                raise SystemExit(128 + signum)
-            self._signal = signum
-
-        for sig in previous:
-            signal.signal(sig, handler)
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
 
     # --- decisions --------------------------------------------------------------------------------
 
@@ -352,19 +321,14 @@ class Service:
                     describe_failure(exc),
                 )
                 unreadable = True
+        last_at = last["started_at"] if last else None
         decision = catch_up(
-            self.exact_trigger,
-            last["started_at"] if last else None,
-            now,
-            self.grace,
-            asked=asked,
-            unreadable=unreadable,
+            self.trigger, last_at, now, self.grace, asked=asked, unreadable=unreadable
         )
+        since = (last["id"], self._format(last_at)) if last else ()
         if decision is None:
             log.info(
-                "no scheduled sweep missed since the last complete one (#%d, started %s)",
-                last["id"],
-                self._format(last["started_at"]),
+                "no scheduled sweep missed since the last complete one (#%d, started %s)", *since
             )
             return None
         if decision.why == "asked":
@@ -376,14 +340,12 @@ class Service:
                 "catch-up: the sweep due %s was missed (last complete sweep #%d started %s); "
                 "sweeping now, once",
                 self._format(decision.missed),
-                last["id"],
-                self._format(last["started_at"]),
+                *since,
             )
         elif decision.why == "overdue":
             log.info(
                 "catch-up: the last complete sweep (#%d, started %s) is overdue; sweeping once",
-                last["id"],
-                self._format(last["started_at"]),
+                *since,
             )
         return decision.trigger
 
@@ -393,7 +355,7 @@ class Service:
         if job is not None:
             when: datetime | None = job.next_run_time
             return when
-        return fire_at_or_after(self.exact_trigger, self.clock() + timedelta(seconds=1))
+        return fire_at_or_after(self.trigger, self.clock() + timedelta(seconds=1))
 
     # --- jobs (each catches, logs and records its own failure) ----------------------------------
 
@@ -426,31 +388,32 @@ class Service:
             log.info("sweep aborted for shutdown: rolled back and recorded as aborted")
             self.metrics.sweep_finished("aborted", time.monotonic() - started)
         except Exception as exc:  # nothing kills the daemon: record it and wait for the next run
-            if isinstance(exc, MonitorError):
-                log.error("sweep job failed: %s", exc.message)
-            else:
-                log.exception("sweep job failed unexpectedly")
+            self._job_failed(SWEEP_JOB, "sweep", exc)
             self.metrics.sweep_finished("error", time.monotonic() - started)
-            self.metrics.job_failed(SWEEP_JOB)
             self.heartbeat.failure()
             succeeded = False
         else:
             succeeded = outcome.ok and not outcome.partial  # a partial sweep is retried too
             self.metrics.sweep_finished("complete" if outcome.ok else "failed", outcome.duration)
             self.metrics.delivered(outcome.deliveries)
-            if outcome.ok:
-                self.heartbeat.success()
-            else:
-                self.heartbeat.failure()
-        if succeeded is not None and not self.cancel.is_set():
-            self._schedule_retry(succeeded)
+            (self.heartbeat.success if outcome.ok else self.heartbeat.failure)()
         if not self.cancel.is_set():
+            if succeeded is not None:
+                self._schedule_retry(succeeded)
             log.info("next sweep %s", self._format(self.next_sweep_at()))
         return outcome
 
+    def _job_failed(self, job: str, what: str, exc: Exception) -> None:
+        """Log a job's failure (with the traceback when it is a bug) and count it."""
+        if isinstance(exc, MonitorError):
+            log.error("%s job failed: %s", what, exc.message)
+        else:
+            log.exception("%s job failed unexpectedly", what)
+        self.metrics.job_failed(job)
+
     def _schedule_retry(self, succeeded: bool) -> None:
-        """After a failure, sweep again soon (5 min, 15, 30, 1 h, 2 h, then every 4 h) until
-        one completes; the cron schedule goes on as well."""
+        """After a failure, sweep again soon (``schedule.RETRY_DELAYS``) until one completes;
+        the cron schedule goes on as well."""
         if succeeded:
             if self._failed_sweeps:
                 log.info("sweep complete after %d failed attempt(s)", self._failed_sweeps)
@@ -459,26 +422,27 @@ class Service:
         self._failed_sweeps += 1
         if not self.scheduler.running:
             return
-        now = self.clock()
         job = self.scheduler.get_job(SWEEP_JOB)
         next_fire = job.next_run_time if job is not None else None
-        when = retry_at(self._failed_sweeps, now, next_fire)
+        when = retry_at(self._failed_sweeps, self.clock(), next_fire)
         if when is None:
             log.info("the failed sweep is retried at the next scheduled time")
             return
+        self._add_retry(when, self._retry_job)
+        log.info(
+            "sweep failed %d time(s) in a row; retrying %s", self._failed_sweeps, self._format(when)
+        )
+
+    def _add_retry(self, when: datetime, func: Callable[..., None], *args: Any) -> None:
         self.scheduler.add_job(
-            self._retry_job,
+            func,
             "date",
             run_date=when,
+            args=args,
             id=RETRY_JOB,
             name="sweep retry",
             replace_existing=True,
             misfire_grace_time=None,
-        )
-        log.info(
-            "sweep failed %d time(s) in a row; retrying at %s",
-            self._failed_sweeps,
-            self._format(when),
         )
 
     def _retry_job(self) -> None:
@@ -496,18 +460,8 @@ class Service:
             busy.expires_at.astimezone(self.timezone).isoformat(timespec="seconds"),
             self._format(when),
         )
-        if self.cancel.is_set() or not self.scheduler.running:
-            return
-        self.scheduler.add_job(
-            self._after_skip_job,
-            "date",
-            run_date=when,
-            args=[busy.held_since],
-            id=RETRY_JOB,
-            name="sweep retry",
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
+        if not self.cancel.is_set() and self.scheduler.running:
+            self._add_retry(when, self._after_skip_job, busy.held_since)
 
     def _after_skip_job(self, held_since: datetime) -> None:
         """Sweep, unless the sweep that held the lock completed: then nothing was missed."""
@@ -530,11 +484,7 @@ class Service:
         try:
             outcomes = deliver_due(self.store, self.settings, self.notifier, self.clock, stop)
         except Exception as exc:  # nothing kills the daemon
-            if isinstance(exc, MonitorError):
-                log.error("delivery job failed: %s", describe_failure(exc))
-            else:
-                log.exception("delivery job failed unexpectedly")
-            self.metrics.job_failed(DELIVERY_JOB)
+            self._job_failed(DELIVERY_JOB, "delivery", exc)
             return []
         self.metrics.delivered(outcomes)
         return outcomes
@@ -575,13 +525,8 @@ class Service:
         now = self.clock()
         last = self.store.last_sweep("complete")
         last_at: datetime | None = last["started_at"] if last is not None else None
-        deadline = sweep_deadline(
-            self.exact_trigger,
-            last_at,
-            self.started_at or now,
-            self.grace,
-            self.settings.schedule.jitter_seconds,
-        )
+        jitter = timedelta(seconds=self.settings.schedule.jitter_seconds)
+        deadline = sweep_deadline(self.trigger, last_at, self.started_at or now, self.grace, jitter)
         return assess(
             now=now,
             scheduler_running=self.scheduler.running,
@@ -592,8 +537,7 @@ class Service:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """``/readyz``: the database schema is at the latest migration and the scheduler runs."""
         if not self._migrated:
-            if self._head is None:
-                self._head = head_revision()
+            self._head = self._head or head_revision()
             self._migrated = self.store.revision() == self._head
         running = bool(self.scheduler.running)
         reasons = []

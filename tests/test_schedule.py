@@ -9,7 +9,6 @@ from monitor.config import ScheduleConfig
 from monitor.schedule import (
     CatchUp,
     build_trigger,
-    is_overdue,
     missed_fire_time,
     retry_at,
     sweep_deadline,
@@ -19,6 +18,13 @@ from monitor.schedule import catch_up as _catch_up
 
 def needs_catch_up(*args: Any) -> bool:
     return _catch_up(*args) is not None
+
+
+def is_overdue(*args: Any) -> bool:
+    """Past the deadline (the strict comparison ``catch_up`` and ``health.assess`` make)."""
+    trig, last, now, started, grace = args
+    deadline = sweep_deadline(trig, last, started, grace)
+    return deadline is not None and now > deadline
 
 
 WEEKLY = "0 6 * * mon"  # 2026-11-23 is a Monday
@@ -128,7 +134,9 @@ def test_overdue_is_the_next_fire_time_after_the_last_sweep_plus_grace() -> None
 
 def test_jitter_is_slack_on_the_deadline() -> None:
     last = at(16, 6, 0, 3)
-    assert sweep_deadline(trigger(), last, at(23, 12), DAY, slack=600) == at(24, 6, 10)
+    assert sweep_deadline(trigger(), last, at(23, 12), DAY, slack=timedelta(seconds=600)) == at(
+        24, 6, 10
+    )
 
 
 def test_a_failed_sweep_is_retried_in_minutes_then_hours() -> None:
