@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,15 +22,11 @@ from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.health import Probe, describe_failure
 from monitor.store import Store
-from monitor.web.security import Access, Guard, plain_error
+from monitor.web.security import Access, Guard, json_response, plain_error
 from monitor.web.server import WebServer
 from monitor.web.views import Dashboard
 
 PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
-
-
-def _json(status: int, body: dict[str, Any]) -> Response:
-    return Response(json.dumps(body, indent=1) + "\n", status, media_type="application/json")
 
 
 def probe_endpoint(probe: Probe) -> Any:
@@ -40,17 +36,17 @@ def probe_endpoint(probe: Probe) -> Any:
         try:
             ok, body = probe()
         except Exception as exc:  # e.g. the database is down: that is an answer, 503
-            return _json(503, {"status": "failing", "reasons": [describe_failure(exc)]})
-        return _json(200 if ok else 503, body)
+            return json_response(503, {"status": "failing", "reasons": [describe_failure(exc)]})
+        return json_response(200 if ok else 503, body)
 
     return endpoint
 
 
+@dataclass(frozen=True)
 class _Mounted:
     """An ASGI app as a route's endpoint (a plain function would be taken for a view)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    app: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -79,7 +75,7 @@ def build_app(
         if dashboard is not None:
             detail = exc.detail if isinstance(exc, HTTPException) else "not found"
             return dashboard.error_page(request.scope, status, str(detail))
-        return _json(404, {"error": "not found", "paths": sorted(PROBE_PATHS)})
+        return json_response(404, {"error": "not found", "paths": sorted(PROBE_PATHS)})
 
     def error_page(scope: Scope, status: int, message: str) -> Response:
         if dashboard is not None and scope["path"] not in PROBE_PATHS:
@@ -89,7 +85,7 @@ def build_app(
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error},
-        middleware=[Middleware(Guard, access=access, error_page=error_page)],
+        middleware=[Middleware(Guard, access=access or Access(), error_page=error_page)],
     )
     # Guard drops a trailing slash; the router adding one back ("/static" to "/static/", the
     # mount's own path) redirected in a loop.
@@ -114,15 +110,12 @@ def listener(
     config = settings.dashboard
     dashboard = config.enabled and Dashboard(store, settings, clock=clock, next_sweep=next_sweep)
     access = Access(config.username, config.password, config.token)
+    app = build_app(
+        health=health, ready=ready, registry=registry, dashboard=dashboard or None, access=access
+    )
     return WebServer(
         address,
-        build_app(
-            health=health,
-            ready=ready,
-            registry=registry,
-            dashboard=dashboard or None,
-            access=access,
-        ),
+        app,
         key="dashboard.listen" if config.listen.strip() else "service.health_listen",
         serves=("dashboard at /, " if dashboard else "") + ", ".join(PROBE_PATHS),
     )

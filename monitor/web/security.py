@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import PlainTextResponse, Response
@@ -75,19 +75,19 @@ class Access:
         return f'Bearer realm="{REALM}"'
 
 
-def is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith("/static/")  # a stylesheet holds no secret
-
-
 ErrorPage = Callable[[Scope, int, str], Response]
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body, indent=1) + "\n", status, media_type="application/json")
 
 
 def plain_error(scope: Scope, status: int, message: str) -> Response:
     """The default error answer: JSON, as the probes answer."""
-    body = json.dumps({"status": "error", "reasons": [message]}, indent=1) + "\n"
-    return Response(body, status, media_type="application/json")
+    return json_response(status, {"status": "error", "reasons": [message]})
 
 
+@dataclass(frozen=True)
 class Guard:
     """ASGI middleware in front of everything the listener serves.
 
@@ -97,12 +97,9 @@ class Guard:
     the response started becomes a 500 saying only what ``describe_failure`` says.
     """
 
-    def __init__(
-        self, app: ASGIApp, access: Access | None = None, error_page: ErrorPage = plain_error
-    ) -> None:
-        self.app = app
-        self.access = access or Access()
-        self.error_page = error_page
+    app: ASGIApp
+    access: Access
+    error_page: ErrorPage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,7 +107,10 @@ class Guard:
             return
         path = scope["path"]
         if len(path) > 1 and path.endswith("/"):
-            scope = dict(scope, path=path.rstrip("/") or "/")
+            path = path.rstrip("/") or "/"
+            scope = dict(scope, path=path)
+        # A stylesheet holds no secret.
+        open_path = path in OPEN_PATHS or path.startswith("/static/")
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -126,9 +126,7 @@ class Guard:
         if scope["method"] not in READ_METHODS:
             text, allow = "method not allowed: this service is read-only\n", {"Allow": "GET, HEAD"}
             response = PlainTextResponse(text, 405, headers=allow)
-        elif not is_open(scope["path"]) and not self.access.allows(
-            Headers(scope=scope).get("authorization")
-        ):
+        elif not open_path and not self.access.allows(Headers(scope=scope).get("authorization")):
             challenge = {"WWW-Authenticate": self.access.challenge()}
             response = PlainTextResponse("authentication required\n", 401, headers=challenge)
         if response is not None:

@@ -23,7 +23,8 @@ import resource
 import socket
 import threading
 import time
-from typing import Any, Final
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Final
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -129,29 +130,21 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@dataclass(eq=False)
 class WebServer:
     """Serves ``app`` at ``address`` (from config ``key``, named when it cannot be bound) on a
     daemon thread; ``serves`` is what the log line says is served there."""
 
-    def __init__(
-        self,
-        address: tuple[str, int],
-        app: ASGIApp,
-        *,
-        key: str = "service.health_listen",
-        serves: str = "/healthz, /readyz, /metrics",
-        max_connections: int = MAX_CONNECTIONS,
-        header_timeout: float = HEADER_TIMEOUT,
-    ) -> None:
-        self.address = address
-        self.app = app
-        self.key = key
-        self.serves = serves
-        self.max_connections = max_connections
-        self.header_timeout = header_timeout
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+    address: tuple[str, int]
+    app: ASGIApp
+    _: KW_ONLY
+    key: str = "service.health_listen"
+    serves: str = "/healthz, /readyz, /metrics"
+    max_connections: int = MAX_CONNECTIONS
+    header_timeout: float = HEADER_TIMEOUT
+    _socket: socket.socket | None = field(default=None, init=False)
+    _server: uvicorn.Server | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
 
     @property
     def port(self) -> int:
@@ -183,7 +176,7 @@ class WebServer:
         if ACCEPT_ERRORS not in logging.getLogger("asyncio").filters:
             logging.getLogger("asyncio").addFilter(ACCEPT_ERRORS)
         cap = connection_cap(self.max_connections)
-        bounds: dict[str, Any] = {"cap": cap, "header_timeout": self.header_timeout}
+        bounds = {"cap": cap, "header_timeout": self.header_timeout}
         config = uvicorn.Config(
             self.app,
             log_config=None,  # the service's logging stays as configured
