@@ -108,8 +108,6 @@ def status_chart(by_status: Mapping[str, int]) -> bytes:
     a status reorder what is read, and most are not even allowed in XML."""
     chart = pygal.HorizontalBar(**_config(title="Numbers by status", show_legend=False))
     ordered = sorted(by_status.items(), key=lambda kv: (-kv[1], kv[0]))
-    labels = [CONTROL_CHARS.sub(" ", status).strip() or "?" for status, _ in ordered]
-    chart.x_labels = [
-        f"{label} ({count:,})" for label, (_, count) in zip(labels, ordered, strict=True)
-    ]
+    label = {status: CONTROL_CHARS.sub(" ", status).strip() or "?" for status in by_status}
+    chart.x_labels = [f"{label[status]} ({count:,})" for status, count in ordered]
     return _svg(chart, None, numbers=[count for _, count in ordered])

@@ -167,12 +167,8 @@ def findings_page(
 ) -> FindingsPage:
     """Findings matching ``filters``, most urgent first."""
     hushed = silenced(now)
-    equal = zip(
-        (FINDINGS.c.rule, FINDINGS.c.severity, FINDINGS.c.account_id),
-        (filters.rule, filters.severity, filters.account),
-        strict=True,
-    )
-    where = [column == value for column, value in equal if value]
+    equal = {"rule": filters.rule, "severity": filters.severity, "account_id": filters.account}
+    where = [FINDINGS.c[column] == value for column, value in equal.items() if value]
     if filters.number:
         where.append(FINDINGS.c.e164.startswith(filters.number, autoescape=True))
     by_state = {

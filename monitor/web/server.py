@@ -173,8 +173,7 @@ class WebServer:
         # uvicorn's own start/stop lines repeat ours (with terminal colour codes attached);
         # its warnings and errors still come through.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-        if ACCEPT_ERRORS not in logging.getLogger("asyncio").filters:
-            logging.getLogger("asyncio").addFilter(ACCEPT_ERRORS)
+        logging.getLogger("asyncio").addFilter(ACCEPT_ERRORS)  # once: addFilter skips a repeat
         cap = connection_cap(self.max_connections)
         bounds = {"cap": cap, "header_timeout": self.header_timeout}
         config = uvicorn.Config(

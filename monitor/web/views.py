@@ -192,11 +192,10 @@ class Dashboard:
         by_status = self.store.numbers_by_status()
         # status.collect counts "open" as /findings and /metrics do: silenced ones apart.
         info["open_findings"].sort(key=lambda i: (-SEVERITY_RANK.get(i["severity"], -1), i["rule"]))
+        critical = sum(i["count"] for i in info["open_findings"] if i["severity"] == "critical")
         context = {
             "info": info,
-            "critical": sum(
-                i["count"] for i in info["open_findings"] if i["severity"] == "critical"
-            ),
+            "critical": critical,
             "rental_charts": self._rental_currencies(),
             "by_status": sorted(by_status.items(), key=lambda kv: (-kv[1], kv[0])),
             "inventory_total": sum(by_status.values()),
