@@ -74,16 +74,16 @@ def _window(stmt: sa.Select[Any], page: int, per_page: int) -> sa.Select[Any]:
     return stmt.limit(per_page).offset((max(page, 1) - 1) * per_page)
 
 
-def _count(conn: Connection, stmt: sa.Select[Any]) -> int:
-    """How many rows ``stmt`` has in all."""
-    subquery = stmt.order_by(None).subquery()
-    return int(conn.execute(sa.select(sa.func.count()).select_from(subquery)).scalar_one())
+def _count(conn: Connection, rows: sa.FromClause, *where: Any) -> int:
+    """How many of ``rows`` match ``where``."""
+    count = sa.select(sa.func.count()).select_from(rows).where(*where)
+    return int(conn.execute(count).scalar_one())
 
 
 def _rows_page(store: Store, stmt: sa.Select[Any], page: int, per_page: int) -> Page[RowMapping]:
     with store.connect() as conn:
         rows = list(conn.execute(_window(stmt, page, per_page)).mappings())
-        return Page(rows, max(page, 1), per_page, _count(conn, stmt))
+        return Page(rows, max(page, 1), per_page, _count(conn, stmt.order_by(None).subquery()))
 
 
 # --- sweeps ---------------------------------------------------------------------------------------
@@ -189,8 +189,7 @@ def findings_page(
         opened = int(open_total) - hushed_count
         total = {"open": opened, "silenced": hushed_count}.get(filters.state)
         if total is None:
-            count = sa.select(sa.func.count()).select_from(FINDINGS).where(*where, *by_state)
-            total = int(conn.execute(count).scalar_one())
+            total = _count(conn, FINDINGS, *where, *by_state)
         rows = conn.execute(_window(listed.order_by(*order), page, per_page)).mappings()
         items = [view(row) for row in rows]
     return FindingsPage(items, max(page, 1), per_page, total, opened, hushed_count)
@@ -304,7 +303,7 @@ def accounts_page(
 ) -> AccountsPage:
     ordered, ids = _accounts()
     with store.connect() as conn:
-        total = int(conn.execute(sa.select(sa.func.count()).select_from(ids)).scalar_one())
+        total = _count(conn, ids)
         rows = _account_rows(conn, _window(ordered, page, per_page), now, tz)
         due: dict[int, dict[str, Decimal]] = {}
         undated = 0
