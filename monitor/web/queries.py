@@ -86,9 +86,6 @@ def _rows_page(store: Store, stmt: sa.Select[Any], page: int, per_page: int) -> 
         return Page(rows, max(page, 1), per_page, _count(conn, stmt.order_by(None).subquery()))
 
 
-# --- sweeps ---------------------------------------------------------------------------------------
-
-
 def sweeps_page(store: Store, page: int, per_page: int) -> Page[RowMapping]:
     """Every sweep, newest first."""
     return _rows_page(store, sa.select(SWEEPS).order_by(SWEEPS.c.id.desc()), page, per_page)
@@ -132,9 +129,6 @@ def rental_by_sweep(store: Store, sweep_ids: Sequence[int]) -> dict[str, list[fl
         totals = [0.0, *accumulate(amounts)]
         out[currency] = [round(totals[bisect_right(ids, s)], 2) for s in sweep_ids]
     return out
-
-
-# --- findings -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -205,9 +199,6 @@ def findings_of_number(store: Store, e164: str, now: datetime) -> list[FindingVi
     )
     with store.connect() as conn:
         return [view(row) for row in conn.execute(stmt).mappings()]
-
-
-# --- accounts -------------------------------------------------------------------------------------
 
 
 @dataclass

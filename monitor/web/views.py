@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -127,27 +128,23 @@ def _text(request: Request, name: str) -> str:
     return value
 
 
+@dataclass(eq=False)
 class Dashboard:
     """The pages over one store. ``next_sweep`` answers when the scheduler sweeps next (the
     service's own answer, jitter included); without it the cron's next fire time is shown."""
 
-    def __init__(
-        self,
-        store: Store,
-        settings: Settings,
-        *,
-        clock: Clock,
-        next_sweep: Callable[[], datetime | None] | None = None,
-    ) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
-        self.next_sweep = next_sweep
-        self.tz = settings.rules_zone  # the forecast counts whole days of the rules' time zone
-        self.per_page = settings.dashboard.page_size
+    store: Store
+    settings: Settings
+    _: KW_ONLY
+    clock: Clock
+    next_sweep: Callable[[], datetime | None] | None = None
+    _charts: dict[str, tuple[tuple[Any, ...], Any]] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.tz = self.settings.rules_zone  # the forecast counts whole days of the rules' time zone
+        self.per_page = self.settings.dashboard.page_size
         self.templates = Jinja2Templates(env=environment())
-        self._charts: dict[str, tuple[tuple[Any, ...], Any]] = {}
-        self._lock = threading.Lock()
 
     def routes(self) -> list[BaseRoute]:
         """Each route is named after its view."""
@@ -182,8 +179,6 @@ class Dashboard:
             )
         except Exception:  # the error may be in the templates themselves
             return PlainTextResponse(f"{status}: {message}\n", status)
-
-    # --- pages ------------------------------------------------------------------------------------
 
     def overview(self, request: Request) -> Response:
         info = collect(self.settings, self.store, self.clock())
@@ -271,8 +266,6 @@ class Dashboard:
     def sweeps(self, request: Request) -> Response:
         page = queries.sweeps_page(self.store, _page_number(request), self.per_page)
         return self._render(request, "sweeps.html", {"page": page})
-
-    # --- charts -----------------------------------------------------------------------------------
 
     def chart(self, request: Request) -> Response:
         name = str(request.path_params["name"])
