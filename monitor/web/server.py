@@ -91,7 +91,6 @@ class _BoundedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._idle_since = next(_turns)
         self._deadline: asyncio.TimerHandle | None = None
         self._arm()
         live = [c for c in self.connections if isinstance(c, _BoundedH11) and c.is_open()]
@@ -107,7 +106,6 @@ class _BoundedH11(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._idle_since = next(_turns)
         self._arm()
 
     def is_open(self) -> bool:
@@ -116,7 +114,8 @@ class _BoundedH11(H11Protocol):
     def is_idle(self) -> bool:  # waiting for a request, or for the rest of its head
         return self.cycle is None or self.cycle.response_complete
 
-    def _arm(self) -> None:  # the next request's head has header_timeout seconds to arrive
+    def _arm(self) -> None:  # idle from now: the next request's head has header_timeout seconds
+        self._idle_since = next(_turns)
         if self._deadline is not None:
             self._deadline.cancel()
         self._deadline = self.loop.call_later(self.header_timeout, self._expire)

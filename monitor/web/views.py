@@ -9,7 +9,6 @@ or ends, the only events that change them.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
@@ -139,7 +138,6 @@ class Dashboard:
     clock: Clock
     next_sweep: Callable[[], datetime | None] | None = None
     _charts: dict[str, tuple[tuple[Any, ...], Any]] = field(default_factory=dict, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.tz = self.settings.rules_zone  # the forecast counts whole days of the rules' time zone
@@ -279,14 +277,12 @@ class Dashboard:
         )
 
     def _cached(self, name: str, make: Callable[[], T]) -> T:
-        """``make()``, kept until a sweep starts or ends (``queries.data_version``)."""
+        """``make()``, kept until a sweep starts or ends (``queries.data_version``). A dict's get
+        and set are atomic: two threads may each draw a chart once, neither sees half of one."""
         version = queries.data_version(self.store)
-        with self._lock:
-            cached = self._charts.get(name)
+        cached = self._charts.get(name)
         if cached is None or cached[0] != version:
-            cached = (version, make())
-            with self._lock:
-                self._charts[name] = cached
+            cached = self._charts[name] = (version, make())
         return cast(T, cached[1])
 
     def _history(self, *columns: str) -> list[list[Any]]:
