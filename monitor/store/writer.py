@@ -215,11 +215,8 @@ class SweepWriter:
 
     def _current_ids(self) -> Generator[str, None, None]:
         stmt = sa.select(VERSIONS.c.number_id).where(current(VERSIONS))
-        result = self.conn.execute(stmt.execution_options(yield_per=5000))
-        try:
+        with self.conn.execute(stmt.execution_options(yield_per=5000)) as result:
             yield from result.scalars()
-        finally:
-            result.close()
 
     def _current_hashes(self, number_ids: Sequence[str]) -> set[str]:
         """The content hashes of the current versions of ``number_ids`` (one per version: no
