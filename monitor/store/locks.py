@@ -31,11 +31,9 @@ BUSY_TIMEOUT_MS = 2000  # how long SQLite may be busy before taking the lease co
 
 
 class SweepLock:
-    """One sweep at a time across replicas: a PostgreSQL advisory lock, or a lease row on SQLite.
-
-    ``acquire`` takes it or raises ``LockBusy`` (a live did-monitor lease holds it) or
-    ``DatabaseError`` (anything else); ``release`` (or leaving the with-block) gives it back.
-    """
+    """The sweep lock: ``acquire`` takes it or raises ``LockBusy`` (a live did-monitor lease
+    holds it) or ``DatabaseError`` (anything else); ``release`` (or leaving the with-block)
+    gives it back."""
 
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine

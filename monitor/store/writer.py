@@ -72,14 +72,11 @@ _TAGS_AT = [c.name for c in _OPEN_COLUMNS].index("tags")
 
 
 class SweepWriter:
-    """Everything one sweep writes, in one transaction: versions, gone numbers, findings.
-
-    Use as a context manager; ``commit()`` makes it durable, leaving the block without it rolls
-    everything back (a failed or interrupted sweep stores nothing but its own sweep row).
-    Given ``conn`` (the sweep lock's connection on PostgreSQL), it writes in that connection's
-    transaction and leaves closing it to its owner. Whatever SQLAlchemy raises in the block
-    leaves it as ``DatabaseError``.
-    """
+    """Everything one sweep writes, in one transaction. Use as a context manager; ``commit()``
+    makes it durable, leaving the block without it rolls everything back (a failed or
+    interrupted sweep stores nothing but its own sweep row). Given ``conn`` (the sweep lock's
+    connection on PostgreSQL), it writes in that connection's transaction and leaves closing it
+    to its owner. Whatever SQLAlchemy raises in the block leaves it as ``DatabaseError``."""
 
     def __init__(
         self, engine: Engine, sweep_id: int, now: datetime, conn: Connection | None = None
