@@ -145,11 +145,8 @@ def _unreadable_dates(item: dict[str, Any], *times: datetime | None) -> tuple[st
     found = []
     for name, when in zip(DATE_FIELDS, times, strict=True):
         value = item.get(name)
-        if (
-            when is None
-            and value is not None
-            and not (isinstance(value, str) and not value.strip())
-        ):
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        if when is None and not blank:
             found.append(name)
     return tuple(found)
 

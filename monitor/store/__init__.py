@@ -224,11 +224,8 @@ class Store:
         return self._counts(silenced(now))
 
     def _counts(self, where: sa.ColumnElement[bool]) -> dict[tuple[str, str], int]:
-        stmt = (
-            sa.select(FINDINGS.c.rule, FINDINGS.c.severity, sa.func.count())
-            .where(where)
-            .group_by(FINDINGS.c.rule, FINDINGS.c.severity)
-        )
+        by = (FINDINGS.c.rule, FINDINGS.c.severity)
+        stmt = sa.select(*by, sa.func.count()).where(where).group_by(*by)
         with self.connect() as conn:
             return {(r[0], r[1]): int(r[2]) for r in conn.execute(stmt)}
 

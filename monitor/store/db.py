@@ -325,9 +325,7 @@ def tally(conn: Connection, *by: str) -> dict[tuple[Any, ...], int]:
     """How many numbers are current, per value of the ``VERSIONS`` columns named ``by`` (e.g.
     ``"status"``); with none, the one total under ``()``."""
     columns = [VERSIONS.c[name] for name in by]
-    stmt = sa.select(*columns, sa.func.count()).where(current(VERSIONS))
-    if columns:
-        stmt = stmt.group_by(*columns)
+    stmt = sa.select(*columns, sa.func.count()).where(current(VERSIONS)).group_by(*columns)
     return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(stmt)}
 
 
