@@ -37,28 +37,19 @@ _OPEN_COLUMNS = tuple(FINDINGS.c[f.name] for f in fields(OpenFinding))
 
 BATCH = 2000  # finding rows per executemany
 _TEXT_ARRAY = ARRAY(sa.String)
-# PostgreSQL's types of the version columns the writer sets, for COPY (see
-# SweepWriter._insert_versions): psycopg encodes each value in binary from them (raw is json,
-# whose binary form is its text).
-_VERSION_COPY_TYPES: dict[str, str] = {
-    "number_id": "text",
-    "e164": "text",
-    "account_id": "text",
-    "status": "text",
-    "country": "text",
-    "region": "text",
-    "application_id": "text",
+# PostgreSQL's types of the version columns the writer sets (all but the id), for COPY (see
+# SweepWriter._insert_versions): psycopg encodes each value in binary from them; text for those
+# not named here (raw is json, whose binary form is its text).
+_NOT_TEXT = {
     "is_blocked": "bool",
     "next_billing_date": "timestamptz",
     "expires_at": "timestamptz",
     "monthly_fee": "numeric",
-    "currency": "text",
     "tags": "jsonb",
-    "content_hash": "text",
-    "raw": "text",
     "valid_from": "int4",
     "valid_to": "int4",
 }
+_VERSION_COPY_TYPES = {c.name: _NOT_TEXT.get(c.name, "text") for c in VERSIONS.c if c.name != "id"}
 
 
 def _open_finding(row: Iterable[Any]) -> OpenFinding:
