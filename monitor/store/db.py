@@ -401,16 +401,14 @@ def make_engine(url: str) -> Engine:
 json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout = 30000")
-    cur.execute("PRAGMA foreign_keys = ON")
-    cur.execute("PRAGMA journal_mode = WAL")
-    cur.execute("PRAGMA synchronous = NORMAL")
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA busy_timeout = 30000")
+    dbapi_conn.execute("PRAGMA foreign_keys = ON")
+    dbapi_conn.execute("PRAGMA journal_mode = WAL")
+    dbapi_conn.execute("PRAGMA synchronous = NORMAL")
     # 8 MiB: the page cache is part of a sweep's peak memory, and neither 16 nor 64 MiB bought
     # measurable speed (the database of 100,000 numbers is ~120 MB, larger than any of them).
-    cur.execute("PRAGMA cache_size = -8192")
-    cur.close()
+    dbapi_conn.execute("PRAGMA cache_size = -8192")
 
 
 def database_error(exc: BaseException) -> DatabaseError:
