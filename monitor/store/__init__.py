@@ -171,9 +171,7 @@ class Store:
         end = SWEEPS.alias("s_to")
         stmt = (
             sa.select(
-                VERSIONS,
-                start.c.started_at.label("from_time"),
-                end.c.started_at.label("to_time"),
+                VERSIONS, start.c.started_at.label("from_time"), end.c.started_at.label("to_time")
             )
             .join(start, start.c.id == VERSIONS.c.valid_from)
             .outerjoin(end, end.c.id == VERSIONS.c.valid_to)
@@ -191,11 +189,7 @@ class Store:
         return [row for batch in batches for row in batch]
 
     def iter_findings(
-        self,
-        now: datetime,
-        *,
-        include_closed: bool = False,
-        batch: int = CHUNK,
+        self, now: datetime, *, include_closed: bool = False, batch: int = CHUNK
     ) -> Iterator[list[FindingView]]:
         """Findings (``finding_query``) in batches straight from the cursor, so memory holds one
         batch however many there are: open ones, then silenced, then with ``include_closed``
@@ -311,8 +305,7 @@ def silenced(now: datetime) -> sa.ColumnElement[bool]:
     active at ``now`` covers it. Open and not silenced is ``unsilenced``: what "open" means in
     every count and list."""
     return sa.and_(
-        FINDINGS.c.state == "open",
-        sa.exists().where(SILENCES.c.until > now, _covers(SILENCES)),
+        FINDINGS.c.state == "open", sa.exists().where(SILENCES.c.until > now, _covers(SILENCES))
     )
 
 

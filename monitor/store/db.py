@@ -316,8 +316,7 @@ def current(table: sa.FromClause, at: int | None = None) -> sa.ColumnElement[boo
     if at is None:
         return table.c.valid_to.is_(None)
     return sa.and_(
-        table.c.valid_from <= at,
-        sa.or_(table.c.valid_to.is_(None), table.c.valid_to > at),
+        table.c.valid_from <= at, sa.or_(table.c.valid_to.is_(None), table.c.valid_to > at)
     )
 
 
