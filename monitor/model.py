@@ -92,10 +92,6 @@ class FindingDraft:
     currency: str | None = None
     tags: tuple[str, ...] = ()
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.rule, self.subject)
-
 
 # --- tolerant parsing -------------------------------------------------------------------------
 
@@ -149,11 +145,8 @@ def _unreadable_dates(item: dict[str, Any], *times: datetime | None) -> tuple[st
     found = []
     for name, when in zip(DATE_FIELDS, times, strict=True):
         value = item.get(name)
-        if (
-            when is None
-            and value is not None
-            and not (isinstance(value, str) and not value.strip())
-        ):
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        if when is None and not blank:
             found.append(name)
     return tuple(found)
 
@@ -312,78 +305,36 @@ def parse_number(raw: Any) -> NumberRecord | None:
     except UnicodeEncodeError:  # a lone surrogate (such as \ud800): no database can store it
         return None
     get = raw.get
-    tags_raw = get("tags")
+    e164 = _text(get("e164")) or _text(get("number"))
+    number_id = _text(get("id")) or (f"e164:{e164}" if e164 else None)
+    if number_id is None:
+        return None
+    # Values many numbers repeat (account, status, place, currency): one object each (``shared``).
+    status = shared((_text(get("status")) or "unknown").lower())
+    country, region, currency = _text(get("country")), _text(get("region")), _text(get("currency"))
+    tags = get("tags")
     cost = get("monthly_cost")
     due_at, ends_at = get("next_billing_date"), get("expires_at")
     due, ends = parse_time(due_at), parse_time(ends_at)
-    return _record(
-        number_id=_text(get("id")),
-        e164=_text(get("e164")) or _text(get("number")),
-        account_id=_text(get("account_id")) or _text(get("account_auth_id")),
-        status=_text(get("status")),
-        country=_text(get("country")),
-        region=_text(get("region")),
-        application_id=_text(get("application_id")),
-        blocked=_truthy(get("is_blocked")),
-        next_billing_date=due,
-        expires_at=ends,
-        monthly_fee=parse_money(cost if cost is not None else get("monthly_fee")),
-        currency=_text(get("currency")),
-        tags=_tags(tuple(str(t) for t in tags_raw if t is not None))
-        if type(tags_raw) is list
-        else (),
-        text=text,
-        digest=digest,
-        item=raw,
-        # Only an item with a date that did not parse pays for the check.
-        unreadable_dates=_unreadable_dates(raw, due, ends)
-        if (due is None and due_at is not None) or (ends is None and ends_at is not None)
-        else (),
-    )
-
-
-def _record(
-    *,
-    number_id: str | None,
-    e164: str | None,
-    account_id: str | None,
-    status: str | None,
-    country: str | None,
-    region: str | None,
-    application_id: str | None,
-    blocked: bool,
-    next_billing_date: datetime | None,
-    expires_at: datetime | None,
-    monthly_fee: Decimal | None,
-    currency: str | None,
-    tags: tuple[str, ...],
-    text: str,
-    digest: str,
-    item: dict[str, Any],
-    unreadable_dates: tuple[str, ...],
-) -> NumberRecord | None:
-    """The record from the fields read: keying, defaults and column limits. Values many numbers
-    repeat (account, status, place, currency) are one object each (see ``shared``)."""
-    number_id = number_id or (f"e164:{e164}" if e164 else None)
-    if number_id is None:
-        return None
-    status = shared((status or "unknown").lower())
     return NumberRecord(
         _bounded_id(number_id),
         (e164 or "")[:MAX_E164],
-        shared(_bounded_id(account_id or "")),
+        shared(_bounded_id(_text(get("account_id")) or _text(get("account_auth_id")) or "")),
         status,
         shared(country) if country else None,
         shared(region) if region else None,
-        application_id,
-        status == "blocked" or blocked,
-        next_billing_date,
-        expires_at,
-        monthly_fee,
+        _text(get("application_id")),
+        status == "blocked" or _truthy(get("is_blocked")),
+        due,
+        ends,
+        parse_money(cost if cost is not None else get("monthly_fee")),
         shared(currency[:8]) if currency else None,
-        tags,
+        _tags(tuple(str(t) for t in tags if t is not None)) if type(tags) is list else (),
         digest,
         text,
-        item,
-        unreadable_dates,
+        raw,
+        # Only an item with a date that did not parse pays for the check.
+        _unreadable_dates(raw, due, ends)
+        if (due is None and due_at is not None) or (ends is None and ends_at is not None)
+        else (),
     )

@@ -40,6 +40,7 @@ from monitor.store.db import (
     current,
     current_count,
     current_revision,
+    insert_row,
     latest_sweeps,
     make_engine,
     owner_id,
@@ -58,37 +59,15 @@ __all__ = [
     "DELIVERIES",
     "FINDINGS",
     "NOTIFICATIONS",
-    "SILENCES",
     "SWEEPS",
     "VERSIONS",
-    "Store",
     "chunks",
     "current",
-    "silenced",
-    "unsilenced",
-    "urgency_order",
 ]
 
 
-LISTED_FINDING_COLUMNS = (
-    "id",
-    "rule",
-    "subject",
-    "severity",
-    "e164",
-    "number_id",
-    "account_id",
-    "state",
-    "first_seen",
-    "last_seen",
-    "resolved_at",
-    "message",
-    "due_at",
-    "tier",
-    "tags",
-    "monthly_fee",
-    "currency",
-)
+# The findings table's columns that ``findings.view`` reads: what every list of findings selects.
+VIEW_COLUMNS = tuple(c.name for c in FINDINGS.c if c.name in FindingView.__dataclass_fields__)
 
 
 class Store:
@@ -124,12 +103,8 @@ class Store:
 
     def start_sweep(self, now: datetime, trigger: str) -> int:
         with self.begin() as conn:
-            return int(
-                conn.execute(
-                    sa.insert(SWEEPS)
-                    .values(started_at=now, status="running", trigger=trigger, owner=owner_id())
-                    .returning(SWEEPS.c.id)
-                ).scalar_one()
+            return insert_row(
+                conn, SWEEPS, started_at=now, status="running", trigger=trigger, owner=owner_id()
             )
 
     def abort_running_sweeps(self, now: datetime) -> int:
@@ -196,9 +171,7 @@ class Store:
         end = SWEEPS.alias("s_to")
         stmt = (
             sa.select(
-                VERSIONS,
-                start.c.started_at.label("from_time"),
-                end.c.started_at.label("to_time"),
+                VERSIONS, start.c.started_at.label("from_time"), end.c.started_at.label("to_time")
             )
             .join(start, start.c.id == VERSIONS.c.valid_from)
             .outerjoin(end, end.c.id == VERSIONS.c.valid_to)
@@ -211,24 +184,17 @@ class Store:
     # --- findings -----------------------------------------------------------------------------
 
     def findings(self, now: datetime, *, include_closed: bool = False) -> list[FindingView]:
-        """Findings for display, as ``iter_findings`` lists them, with every column, in one
-        list."""
-        every = tuple(FINDINGS.c.keys())
-        batches = self.iter_findings(now, include_closed=include_closed, names=every)
+        """Findings for display, as ``iter_findings`` lists them, in one list."""
+        batches = self.iter_findings(now, include_closed=include_closed)
         return [row for batch in batches for row in batch]
 
     def iter_findings(
-        self,
-        now: datetime,
-        *,
-        include_closed: bool = False,
-        batch: int = CHUNK,
-        names: tuple[str, ...] = LISTED_FINDING_COLUMNS,
+        self, now: datetime, *, include_closed: bool = False, batch: int = CHUNK
     ) -> Iterator[list[FindingView]]:
         """Findings (``finding_query``) in batches straight from the cursor, so memory holds one
         batch however many there are: open ones, then silenced, then with ``include_closed``
         resolved ones; each group in ``urgency_order``."""
-        stmt = finding_query(now, self.last_complete_start(), names, tags_as_text=True)
+        stmt = finding_query(now, self.last_complete_start(), VIEW_COLUMNS, tags_as_text=True)
         stmt = stmt.order_by(*display_order(now))
         if not include_closed:
             stmt = stmt.where(FINDINGS.c.state == "open")
@@ -252,11 +218,8 @@ class Store:
         return self._counts(silenced(now))
 
     def _counts(self, where: sa.ColumnElement[bool]) -> dict[tuple[str, str], int]:
-        stmt = (
-            sa.select(FINDINGS.c.rule, FINDINGS.c.severity, sa.func.count())
-            .where(where)
-            .group_by(FINDINGS.c.rule, FINDINGS.c.severity)
-        )
+        by = (FINDINGS.c.rule, FINDINGS.c.severity)
+        stmt = sa.select(*by, sa.func.count()).where(where).group_by(*by)
         with self.connect() as conn:
             return {(r[0], r[1]): int(r[2]) for r in conn.execute(stmt)}
 
@@ -274,16 +237,10 @@ class Store:
     ) -> int:
         """Store a silence; ``by``: who added it."""
         with self.begin() as conn:
-            stmt = sa.insert(SILENCES).values(
-                rule=rule,
-                e164=e164,
-                account_id=account_id,
-                until=until,
-                reason=reason,
-                created_at=now,
-                created_by=by,
+            scope = {"rule": rule, "e164": e164, "account_id": account_id}
+            return insert_row(
+                conn, SILENCES, **scope, until=until, reason=reason, created_at=now, created_by=by
             )
-            return int(conn.execute(stmt.returning(SILENCES.c.id)).scalar_one())
 
     def open_matching(self, rule: str, e164: str | None, account_id: str | None) -> int:
         """How many open findings a silence of ``rule`` (``*``: any), ``e164`` and ``account_id``
@@ -348,8 +305,7 @@ def silenced(now: datetime) -> sa.ColumnElement[bool]:
     active at ``now`` covers it. Open and not silenced is ``unsilenced``: what "open" means in
     every count and list."""
     return sa.and_(
-        FINDINGS.c.state == "open",
-        sa.exists().where(SILENCES.c.until > now, _covers(SILENCES)),
+        FINDINGS.c.state == "open", sa.exists().where(SILENCES.c.until > now, _covers(SILENCES))
     )
 
 

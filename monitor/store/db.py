@@ -84,6 +84,14 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
+def _partial_index(
+    name: str, *columns: str, unique: bool = False, where: str = "valid_to IS NULL"
+) -> sa.Index:
+    """An index of the rows ``where`` holds (by default the current versions), on both databases."""
+    clause = sa.text(where)
+    return sa.Index(name, *columns, unique=unique, sqlite_where=clause, postgresql_where=clause)
+
+
 FINISHED_SWEEP_STATES: Final = ("complete", "partial", "failed", "aborted")
 
 
@@ -94,9 +102,8 @@ class Sweep(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(
-        sa.String(16), index=True
-    )  # running, or one of FINISHED_SWEEP_STATES
+    # running, or one of FINISHED_SWEEP_STATES
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
     trigger: Mapped[str] = mapped_column(sa.String(16), default="manual")
     owner: Mapped[str] = mapped_column(sa.String(128), default="")
     total_reported: Mapped[int | None]
@@ -146,24 +153,12 @@ class NumberVersion(Base):
     valid_to: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
 
     __table_args__ = (
-        sa.Index(
-            "uq_number_versions_current",
-            "number_id",
-            unique=True,
-            sqlite_where=sa.text("valid_to IS NULL"),
-            postgresql_where=sa.text("valid_to IS NULL"),
-        ),
+        _partial_index("uq_number_versions_current", "number_id", unique=True),
         # Covering indexes for the dashboard: the current inventory per account and status
         # (accounts, numbers by status) and the versions' opening and closing sweeps (rental per
         # sweep), read without touching the wide rows.
-        sa.Index(
-            "ix_number_versions_current_account",
-            "account_id",
-            "status",
-            "currency",
-            "monthly_fee",
-            sqlite_where=sa.text("valid_to IS NULL"),
-            postgresql_where=sa.text("valid_to IS NULL"),
+        _partial_index(
+            "ix_number_versions_current_account", "account_id", "status", "currency", "monthly_fee"
         ),
         sa.Index(
             "ix_number_versions_status_span",
@@ -191,15 +186,7 @@ class AccountVersion(Base):
     valid_from: Mapped[int] = mapped_column(sa.ForeignKey("sweeps.id"))
     valid_to: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
 
-    __table_args__ = (
-        sa.Index(
-            "uq_account_versions_current",
-            "account_id",
-            unique=True,
-            sqlite_where=sa.text("valid_to IS NULL"),
-            postgresql_where=sa.text("valid_to IS NULL"),
-        ),
-    )
+    __table_args__ = (_partial_index("uq_account_versions_current", "account_id", unique=True),)
 
 
 class Finding(Base):
@@ -229,14 +216,7 @@ class Finding(Base):
     resolved_sweep_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sweeps.id"))
 
     __table_args__ = (
-        sa.Index(
-            "uq_findings_open",
-            "rule",
-            "subject",
-            unique=True,
-            sqlite_where=sa.text("state = 'open'"),
-            postgresql_where=sa.text("state = 'open'"),
-        ),
+        _partial_index("uq_findings_open", "rule", "subject", unique=True, where="state = 'open'"),
     )
 
 
@@ -269,9 +249,8 @@ class Delivery(Base):
     body_format: Mapped[str] = mapped_column(sa.String(16))
     # Attachments (name, mimetype, content) and a Slack Block Kit message, as JSON; or null.
     parts: Mapped[Any | None] = mapped_column(sa.JSON)
-    status: Mapped[str] = mapped_column(
-        sa.String(16), index=True
-    )  # pending|sending|sent|failed|orphaned
+    # pending|sending|sent|failed|orphaned
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)
@@ -337,8 +316,7 @@ def current(table: sa.FromClause, at: int | None = None) -> sa.ColumnElement[boo
     if at is None:
         return table.c.valid_to.is_(None)
     return sa.and_(
-        table.c.valid_from <= at,
-        sa.or_(table.c.valid_to.is_(None), table.c.valid_to > at),
+        table.c.valid_from <= at, sa.or_(table.c.valid_to.is_(None), table.c.valid_to > at)
     )
 
 
@@ -346,9 +324,7 @@ def tally(conn: Connection, *by: str) -> dict[tuple[Any, ...], int]:
     """How many numbers are current, per value of the ``VERSIONS`` columns named ``by`` (e.g.
     ``"status"``); with none, the one total under ``()``."""
     columns = [VERSIONS.c[name] for name in by]
-    stmt = sa.select(*columns, sa.func.count()).where(current(VERSIONS))
-    if columns:
-        stmt = stmt.group_by(*columns)
+    stmt = sa.select(*columns, sa.func.count()).where(current(VERSIONS)).group_by(*columns)
     return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(stmt)}
 
 
@@ -372,6 +348,11 @@ def latest_sweeps(
     if before is not None:
         stmt = stmt.where(SWEEPS.c.id < before)
     return list(conn.execute(stmt).mappings())
+
+
+def insert_row(conn: Connection, table: sa.Table, **values: Any) -> int:
+    """Insert one row of ``values`` into ``table``; its new id."""
+    return int(conn.execute(sa.insert(table).values(values).returning(table.c.id)).scalar_one())
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -419,16 +400,14 @@ def make_engine(url: str) -> Engine:
 json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout = 30000")
-    cur.execute("PRAGMA foreign_keys = ON")
-    cur.execute("PRAGMA journal_mode = WAL")
-    cur.execute("PRAGMA synchronous = NORMAL")
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA busy_timeout = 30000")
+    dbapi_conn.execute("PRAGMA foreign_keys = ON")
+    dbapi_conn.execute("PRAGMA journal_mode = WAL")
+    dbapi_conn.execute("PRAGMA synchronous = NORMAL")
     # 8 MiB: the page cache is part of a sweep's peak memory, and neither 16 nor 64 MiB bought
     # measurable speed (the database of 100,000 numbers is ~120 MB, larger than any of them).
-    cur.execute("PRAGMA cache_size = -8192")
-    cur.close()
+    dbapi_conn.execute("PRAGMA cache_size = -8192")
 
 
 def database_error(exc: BaseException) -> DatabaseError:

@@ -31,30 +31,24 @@ BUSY_TIMEOUT_MS = 2000  # how long SQLite may be busy before taking the lease co
 
 
 class SweepLock:
-    """One sweep at a time across replicas: a PostgreSQL advisory lock, or a lease row on SQLite.
-
-    ``acquire`` takes it or raises ``LockBusy`` (a live did-monitor lease holds it) or
-    ``DatabaseError`` (anything else); ``release`` (or leaving the with-block) gives it back.
-    """
+    """The sweep lock: ``acquire`` takes it or raises ``LockBusy`` (a live did-monitor lease
+    holds it) or ``DatabaseError`` (anything else); ``release`` (or leaving the with-block)
+    gives it back."""
 
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
         self.name = name
         self.owner = owner_id()
-        self._conn: Connection | None = None
+        # PostgreSQL: the connection whose open transaction holds the lock; the sweep writes
+        # through it, so its writes and the lock end together. None on SQLite.
+        self.connection: Connection | None = None
         self._held = False
-
-    @property
-    def connection(self) -> Connection | None:
-        """PostgreSQL: the connection whose open transaction holds the lock; the sweep writes
-        through it, so its writes and the lock end together. None on SQLite."""
-        return self._conn
 
     @property
     def lost(self) -> bool:
         """True when the lock's PostgreSQL session ended before release: the lock is gone, and
         so is every write of the sweep's transaction."""
-        return self._conn is not None and self._conn.invalidated
+        return self.connection is not None and self.connection.invalidated
 
     def acquire(self, now: datetime, stale_after: timedelta) -> None:
         try:
@@ -88,7 +82,7 @@ class SweepLock:
             got = conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
             if not got.scalar():
                 conn.rollback()
-                self._raise_busy(self._read_lease(conn), now, stale_after)
+                self._refuse_busy(conn, now, stale_after, taken=True)
             with self.engine.begin() as card:  # the name card, for those who find it taken
                 card.execute(sa.delete(LOCKS).where(LOCKS.c.name == self.name))
                 card.execute(
@@ -97,7 +91,7 @@ class SweepLock:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self.connection = conn
 
     # --- SQLite ---------------------------------------------------------------------------------
 
@@ -105,18 +99,14 @@ class SweepLock:
         with self.engine.connect() as conn:
             conn.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             try:
-                holder = self._read_lease(conn)  # a read: WAL lets it past a writer
-                if _live(holder, now, stale_after):
-                    self._raise_busy(holder, now, stale_after)
+                self._refuse_busy(conn, now, stale_after)  # a read: WAL lets it past a writer
                 conn.commit()
                 try:
                     with conn.begin():
                         self._claim(conn, now, stale_after)
                 except DatabaseBusy as exc:
                     # Only a did-monitor lease that appeared meanwhile makes it a skip.
-                    holder = self._read_lease(conn)
-                    if _live(holder, now, stale_after):
-                        self._raise_busy(holder, now, stale_after)
+                    self._refuse_busy(conn, now, stale_after)
                     raise DatabaseError(
                         f"{self._where()} is locked by another program "
                         f"({exc.detail}), not by a did-monitor sweep",
@@ -133,9 +123,7 @@ class SweepLock:
             .prefix_with("OR IGNORE")
             .values(name=self.name, owner=None, acquired_at=None)
         )
-        holder = self._read_lease(conn)
-        if _live(holder, now, stale_after):
-            self._raise_busy(holder, now, stale_after)
+        holder = self._refuse_busy(conn, now, stale_after)
         owner = holder["owner"] if holder else None
         result = conn.execute(
             sa.update(LOCKS)
@@ -147,13 +135,17 @@ class SweepLock:
 
     # --- both -------------------------------------------------------------------------------------
 
-    def _read_lease(self, conn: Connection) -> Any:
+    def _refuse_busy(
+        self, conn: Connection, now: datetime, stale_after: timedelta, *, taken: bool = False
+    ) -> Any:
+        """The lease row (None: there is none), read through ``conn``; when it names a live
+        holder, or when the lock is ``taken`` (on PostgreSQL the advisory lock is the proof),
+        ``LockBusy`` instead: another sweep holds the lock, named with when its lease expires. A
+        holder whose name card is not written yet is unnamed."""
         stmt = sa.select(LOCKS.c.owner, LOCKS.c.acquired_at).where(LOCKS.c.name == self.name)
-        return conn.execute(stmt).mappings().first()
-
-    def _raise_busy(self, holder: Any, now: datetime, stale_after: timedelta) -> None:
-        """Another sweep holds the lock: name it and when its lease expires. On PostgreSQL the
-        advisory lock is the proof; a holder whose name card is not written yet is unnamed."""
+        holder = conn.execute(stmt).mappings().first()
+        if not taken and not _live(holder, now, stale_after):
+            return holder
         owner = holder["owner"] if holder and holder["owner"] else "a did-monitor process"
         since = holder["acquired_at"] if holder and holder["acquired_at"] else now
         expires = since + stale_after
@@ -166,7 +158,7 @@ class SweepLock:
         )
 
     def release(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self.connection = self.connection, None
         held, self._held = self._held, False
         try:
             if conn is not None:
@@ -189,25 +181,22 @@ class SweepLock:
 
 
 def _live(holder: Any, now: datetime, stale: timedelta) -> bool:
-    """A lease row that names a live holder: an owner, a start, and not dead."""
+    """A lease row that names a live holder: an owner and a start, and not dead. A lease is
+    dead when its process on this host is gone (or is us, restarted with the same pid, as PID 1
+    in a container is), or when it is older than ``stale``."""
     if holder is None or not holder["owner"] or holder["acquired_at"] is None:
         return False
-    return not _lease_dead(holder["owner"], holder["acquired_at"], now, stale)
-
-
-def _lease_dead(owner: str, acquired_at: datetime, now: datetime, stale: timedelta) -> bool:
-    """A lease is dead when its process on this host is gone (or is us, restarted with the same
-    pid, as PID 1 in a container is), or when it is older than ``stale``."""
+    owner = holder["owner"]
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host == socket.gethostname() and pid.isdigit():
         if int(pid) == os.getpid():
-            return owner != owner_id()
+            return bool(owner == owner_id())
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            return True
-        except PermissionError:
             return False
-        return False
-    return now - acquired_at > stale
+        except PermissionError:
+            return True
+        return True
+    return bool(now - holder["acquired_at"] <= stale)

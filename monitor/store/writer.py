@@ -37,28 +37,19 @@ _OPEN_COLUMNS = tuple(FINDINGS.c[f.name] for f in fields(OpenFinding))
 
 BATCH = 2000  # finding rows per executemany
 _TEXT_ARRAY = ARRAY(sa.String)
-# PostgreSQL's types of the version columns the writer sets, for COPY (see
-# SweepWriter._insert_versions): psycopg encodes each value in binary from them (raw is json,
-# whose binary form is its text).
-_VERSION_COPY_TYPES: dict[str, str] = {
-    "number_id": "text",
-    "e164": "text",
-    "account_id": "text",
-    "status": "text",
-    "country": "text",
-    "region": "text",
-    "application_id": "text",
+# PostgreSQL's types of the version columns the writer sets (all but the id), for COPY (see
+# SweepWriter._insert_versions): psycopg encodes each value in binary from them; text for those
+# not named here (raw is json, whose binary form is its text).
+_NOT_TEXT = {
     "is_blocked": "bool",
     "next_billing_date": "timestamptz",
     "expires_at": "timestamptz",
     "monthly_fee": "numeric",
-    "currency": "text",
     "tags": "jsonb",
-    "content_hash": "text",
-    "raw": "text",
     "valid_from": "int4",
     "valid_to": "int4",
 }
+_VERSION_COPY_TYPES = {c.name: _NOT_TEXT.get(c.name, "text") for c in VERSIONS.c if c.name != "id"}
 
 
 def _open_finding(row: Iterable[Any]) -> OpenFinding:
@@ -72,14 +63,11 @@ _TAGS_AT = [c.name for c in _OPEN_COLUMNS].index("tags")
 
 
 class SweepWriter:
-    """Everything one sweep writes, in one transaction: versions, gone numbers, findings.
-
-    Use as a context manager; ``commit()`` makes it durable, leaving the block without it rolls
-    everything back (a failed or interrupted sweep stores nothing but its own sweep row).
-    Given ``conn`` (the sweep lock's connection on PostgreSQL), it writes in that connection's
-    transaction and leaves closing it to its owner. Whatever SQLAlchemy raises in the block
-    leaves it as ``DatabaseError``.
-    """
+    """Everything one sweep writes, in one transaction. Use as a context manager; ``commit()``
+    makes it durable, leaving the block without it rolls everything back (a failed or
+    interrupted sweep stores nothing but its own sweep row). Given ``conn`` (the sweep lock's
+    connection on PostgreSQL), it writes in that connection's transaction and leaves closing it
+    to its owner. Whatever SQLAlchemy raises in the block leaves it as ``DatabaseError``."""
 
     def __init__(
         self, engine: Engine, sweep_id: int, now: datetime, conn: Connection | None = None
@@ -215,11 +203,8 @@ class SweepWriter:
 
     def _current_ids(self) -> Generator[str, None, None]:
         stmt = sa.select(VERSIONS.c.number_id).where(current(VERSIONS))
-        result = self.conn.execute(stmt.execution_options(yield_per=5000))
-        try:
+        with self.conn.execute(stmt.execution_options(yield_per=5000)) as result:
             yield from result.scalars()
-        finally:
-            result.close()
 
     def _current_hashes(self, number_ids: Sequence[str]) -> set[str]:
         """The content hashes of the current versions of ``number_ids`` (one per version: no
