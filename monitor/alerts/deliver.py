@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.engine import RowMapping
 
@@ -130,15 +131,9 @@ def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now:
     failures, error = outbox.consecutive_failures(channel)
     if failures != settings.alerts.failing_after:
         return  # say it once, when the channel crosses the threshold
+    render = partial(render_channel_failing, channel, failures, error or "unknown")
     with outbox.store.begin() as conn:
-        _broadcast(
-            conn,
-            settings,
-            "channel_failing",
-            lambda fmt: render_channel_failing(channel, failures, error or "unknown", fmt),
-            now,
-            exclude={channel},
-        )
+        _broadcast(conn, settings, "channel_failing", render, now, exclude={channel})
 
 
 def send_test(
