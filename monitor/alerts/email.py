@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -32,8 +32,6 @@ from monitor.redact import scrub
 from monitor.vocab import CONTROL_CHARS, SEVERITIES, dashboard_link, money_text, one_line
 
 PACKAGED = Path(__file__).parent / "templates"
-
-
 # Files a user may override; other files in templates_dir may be included by these.
 TEMPLATE_NAMES = ("digest.html", "digest.txt", "title.txt", "intro.txt", "footer.txt")
 TEXTS = ("title", "intro", "footer")  # title.txt ...: our own words, for every channel
@@ -145,26 +143,17 @@ def check_dir(templates_dir: Path) -> None:
 
 log = logging.getLogger(__name__)
 
-
 CSV_NAME = "did-monitor-findings.csv"
-
-
 # Gmail shows "[Message clipped] View entire message" instead of the rest of a message whose
 # HTML passes about 102 KB: the body stops adding rows before this many bytes (the rest is in
 # the CSV), and the default row cap keeps a typical digest well under it (rows with a
 # dashboard link run to about 700 bytes each).
 BODY_BUDGET = 95_000
-
-
 DEFAULT_MAX_ROWS = 100
-
-
 # The attachment is UTF-8 with a byte-order mark: Excel reads a CSV without one in the
 # machine's legacy code page and garbles non-ASCII names. (Apprise's attachments take a bare
 # MIME type, so "charset=utf-8" cannot be said in the Content-Type; the BOM says it.)
 CSV_BOM = "\ufeff"
-
-
 CSV_COLUMNS = (
     "change",
     "severity",
@@ -243,17 +232,20 @@ def render_texts(
     """Title, intro and footer of ``digest`` from ``title.txt``, ``intro.txt`` and ``footer.txt``
     (a user's copy in ``templates_dir`` first; a deprecated ``[alerts.templates]`` key in
     ``legacy`` before that), each made one line."""
-    context: dict[str, object] = {
+    context = _counts(digest, prefix) | {"open": digest.still_open, "swept": digest.numbers_swept}
+    text = {key: one_line(_render(f"{key}.txt", context, templates_dir, legacy)) for key in TEXTS}
+    return Texts(text["title"][:TITLE_MAX], text["intro"], text["footer"])
+
+
+def _counts(digest: Digest, prefix: str) -> dict[str, object]:
+    """What every template is given: the prefix, the summary and its counts."""
+    return {
         "prefix": one_line(prefix),
         "summary": summary(digest),
         "new": len(digest.new),
         "reminders": len(digest.reminders),
         "resolved": len(digest.resolved),
-        "open": digest.still_open,
-        "swept": digest.numbers_swept,
     }
-    text = {key: one_line(_render(f"{key}.txt", context, templates_dir, legacy)) for key in TEXTS}
-    return Texts(text["title"][:TITLE_MAX], text["intro"], text["footer"])
 
 
 def _context(
@@ -265,36 +257,28 @@ def _context(
         return dashboard_link(dashboard_url, "numbers", item.e164)
 
     items = ordered_items(digest)
-    totals = Counter(section(change, item) for change, item in items)
-    sections: dict[str, dict[str, object]] = {}
-    for n, (change, item) in enumerate(items):
-        key = section(change, item)
-        if key not in sections:
-            colour, background = vocab.shade(key).colour, vocab.shade(key).background
-            sections[key] = {
-                "key": key,
-                "label": key.capitalize(),
-                "colour": colour,
-                "background": background,
-                "total": totals[key],
-                "rows": [],
-            }
-        if n < max_rows:
-            rows = sections[key]["rows"]
-            assert isinstance(rows, list)
-            rows.append(_row(item, change, digest.swept_at) | {"link": link(item)})
+    # In reading order: a Counter keeps its keys in the order they first came.
+    sections: dict[str, dict[str, Any]] = {
+        key: {
+            "key": key,
+            "label": key.capitalize(),
+            "colour": vocab.shade(key).colour,
+            "background": vocab.shade(key).background,
+            "total": total,
+            "rows": [],
+        }
+        for key, total in Counter(section(change, item) for change, item in items).items()
+    }
+    for change, item in items[:max_rows]:
+        row = _row(item, change, digest.swept_at) | {"link": link(item)}
+        sections[section(change, item)]["rows"].append(row)
     announced = digest.announced
     by_rule = Counter(_clean(it.rule) for it in announced)
-    return {
+    return _counts(digest, prefix) | {
         "title": texts.title,
-        "prefix": one_line(prefix),
         "intro": texts.intro,
         "footer": texts.footer,
         "swept_at": digest.swept_at,
-        "summary": summary(digest),
-        "new": len(digest.new),
-        "reminders": len(digest.reminders),
-        "resolved": len(digest.resolved),
         "still_open": digest.still_open,
         "numbers_swept": digest.numbers_swept,
         "caveat": one_line(digest.caveat),
@@ -305,7 +289,7 @@ def _context(
             if (n := sum(1 for i in announced if i.severity == s))
         ],
         "by_rule": sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])),
-        "at_risk": [(c, amount) for c, amount in digest.at_risk.items()],
+        "at_risk": list(digest.at_risk.items()),
         "due_soon": due_soon_text(digest) if digest.due_soon or digest.due_undated else "",
         "sections": list(sections.values()),
         "total_rows": len(items),
