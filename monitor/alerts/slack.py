@@ -85,8 +85,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     if digest.notes:
         facts.append(f"note: {_words(digest.notes)}")
     if digest.at_risk:
-        money = slack_text(money_list(digest.at_risk))
-        facts.append(f"monthly rental at risk: {money}")
+        facts.append(f"monthly rental at risk: {slack_text(money_list(digest.at_risk))}")
     if digest.due_soon or digest.due_undated:
         facts.append(slack_text(due_soon_text(digest)))
     blocks: list[dict[str, Any]] = [
@@ -146,11 +145,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
             tail = f"{tail}: {link}" if tail else link
         blocks += [{"type": "divider"}, _section(tail)]
     top = max((i.severity for i in announced), key=SEVERITIES[::-1].index, default="info")
-    return {
-        "blocks": blocks,
-        "color": shade(top).colour,
-        "fallback": header(title),
-    }
+    return {"blocks": blocks, "color": shade(top).colour, "fallback": header(title)}
 
 
 def header(title: str) -> str:
