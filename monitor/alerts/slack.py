@@ -85,7 +85,8 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     if digest.notes:
         facts.append(f"note: {_words(digest.notes)}")
     if digest.at_risk:
-        facts.append(f"monthly rental at risk: {slack_text(money_list(digest.at_risk))}")
+        money = slack_text(money_list(digest.at_risk))
+        facts.append(f"monthly rental at risk: {money}")
     if digest.due_soon or digest.due_undated:
         facts.append(slack_text(due_soon_text(digest)))
     blocks: list[dict[str, Any]] = [
