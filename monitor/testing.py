@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from monitor.alerts.notify import Channel, Notifier, Outgoing
+from monitor.alerts.notify import Notifier, Outgoing
+from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
 from monitor.store.db import ATTEMPTS, DELIVERIES, FINDINGS, NOTIFICATIONS, SWEEPS, VERSIONS
 
@@ -20,7 +21,7 @@ class RecordingNotifier(Notifier):
     sent: list[Outgoing] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
 
-    def deliver(self, channel: Channel, message: Outgoing) -> None:
+    def deliver(self, channel: ChannelConfig, message: Outgoing) -> None:
         if channel.name in self.failing:
             raise DeliveryError(f"channel {channel.name}: simulated failure")
         self.sent.append(message)

@@ -19,7 +19,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import apprise
 from apprise.attachment.memory import AttachMemory
@@ -28,23 +28,12 @@ from apprise.plugins import url_to_dict
 
 from monitor.alerts.channels import with_timeouts
 from monitor.alerts.slack import header as slack_header
+from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
 from monitor.redact import scrub
 
 # At DEBUG apprise logs full URLs, tokens included (LIBRARY_NOTES): never let it below INFO.
 logging.getLogger("apprise").setLevel(logging.INFO)
-
-
-class Channel(Protocol):
-    """What sending needs to know of a channel (``config.ChannelConfig`` is one)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def url(self) -> str: ...
-
-    def uses_blocks(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +55,7 @@ class Notifier:
 
     def send(
         self,
-        channel: Channel,
+        channel: ChannelConfig,
         title: str,
         body: str,
         body_format: str,
@@ -75,7 +64,7 @@ class Notifier:
     ) -> None:
         self.deliver(channel, Outgoing(channel.name, title, body, body_format, level, parts or {}))
 
-    def deliver(self, channel: Channel, message: Outgoing) -> None:
+    def deliver(self, channel: ChannelConfig, message: Outgoing) -> None:
         raise NotImplementedError
 
 
@@ -90,7 +79,7 @@ class AppriseNotifier(Notifier):
     def __init__(self, timeout: float = 30.0) -> None:
         self.timeout = timeout
 
-    def deliver(self, channel: Channel, message: Outgoing) -> None:
+    def deliver(self, channel: ChannelConfig, message: Outgoing) -> None:
         parts = message.parts
         with tempfile.TemporaryDirectory(prefix="did-monitor-") as scratch:
             app = apprise.Apprise()
@@ -133,7 +122,7 @@ class AppriseNotifier(Notifier):
 
 
 def _service(
-    channel: Channel, title: str, parts: dict[str, Any], scratch: Path, timeout: float
+    channel: ChannelConfig, title: str, parts: dict[str, Any], scratch: Path, timeout: float
 ) -> Any:
     """The channel's URL, or for a Slack Block Kit message the plugin built from that URL with
     the message as its template (a file, as the plugin reads it), headed by ``title`` (which
