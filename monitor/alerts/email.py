@@ -9,6 +9,7 @@ autoescaped on top of that, so nothing from the API can add markup, links or lin
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import logging
@@ -324,25 +325,19 @@ def render_document(
     name = "digest.html" if fmt == "html" else "digest.txt"
     texts = texts or render_texts(digest, prefix, templates_dir)
 
-    def body_with(rows: int) -> tuple[str, int]:
-        context = _context(digest, prefix, texts, rows, dashboard_url)
-        body = _render(name, context, templates_dir)
-        return body, len(body.encode())
+    def body_with(rows: int) -> str:
+        return _render(name, _context(digest, prefix, texts, rows, dashboard_url), templates_dir)
+
+    def size(rows: int) -> int:
+        return len(body_with(rows).encode())
 
     total = len(ordered_items(digest))
     shown = min(total, max_rows)
-    body, size = body_with(shown)
-    if size > max_bytes:
+    body = body_with(shown)
+    if len(body.encode()) > max_bytes:
         # The most rows that fit, by bisection: rows differ in length, so no estimate is exact.
-        fits, over = 0, shown
-        while over - fits > 1:
-            mid = (fits + over) // 2
-            if body_with(mid)[1] <= max_bytes:
-                fits = mid
-            else:
-                over = mid
-        shown = fits
-        body, size = body_with(shown)
+        shown = bisect.bisect_right(range(1, shown), max_bytes, key=size)
+        body = body_with(shown)
     attachments = (
         (Attachment(CSV_NAME, "text/csv", CSV_BOM + findings_csv(digest)),) if shown < total else ()
     )

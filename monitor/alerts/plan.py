@@ -183,7 +183,6 @@ def _note(row: RowMapping, channel: str, event: str, now: datetime) -> dict[str,
         "event": event,
         "tier": row["tier"],
         "created_at": now,
-        "delivery_id": None,
     }
 
 
@@ -216,9 +215,7 @@ def store_digests(
         delivery_id = add_delivery(
             conn, channel=chan.name, kind="digest", now=now, sweep_id=sweep_id, **asdict(msg)
         )
-        for note in plan.notifications:
-            note["delivery_id"] = delivery_id
-        add_notifications(conn, plan.notifications)
+        add_notifications(conn, [n | {"delivery_id": delivery_id} for n in plan.notifications])
     told = {plan.channel.name for plan in plans}  # their digest carries caveat and notes
     notices: list[tuple[str, Render]] = []
     if caveat:
