@@ -31,7 +31,6 @@ KIND_LEVEL = {
     "sweep_failed": "failure",
     "sweep_partial": "warning",
     "channel_failing": "failure",
-    "test": "info",
 }
 
 

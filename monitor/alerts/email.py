@@ -195,8 +195,11 @@ def _clean(value: object) -> str:
     return text if len(text) <= 120 else text[:119] + "…"
 
 
-def _row(item: FindingView, change: str, now: datetime | None) -> dict[str, object]:
+def _row(
+    item: FindingView, change: str, now: datetime | None, dashboard_url: str
+) -> dict[str, object]:
     days = days_left(item, now)
+    linked = dashboard_url and item.has_number
     return {
         "change": change,
         "severity": item.severity,
@@ -210,6 +213,7 @@ def _row(item: FindingView, change: str, now: datetime | None) -> dict[str, obje
         "when": vocab.due_text(days),
         "tier": item.tier,
         "tags": [_clean(t) for t in item.tags],
+        "link": dashboard_link(dashboard_url, "numbers", item.e164) if linked else "",
     }
 
 
@@ -252,11 +256,6 @@ def _counts(digest: Digest, prefix: str) -> dict[str, object]:
 def _context(
     digest: Digest, prefix: str, texts: Texts, max_rows: int, dashboard_url: str
 ) -> dict[str, object]:
-    def link(item: FindingView) -> str:
-        if not dashboard_url or not item.has_number:
-            return ""
-        return dashboard_link(dashboard_url, "numbers", item.e164)
-
     items = ordered_items(digest)
     # In reading order: a Counter keeps its keys in the order they first came.
     sections: dict[str, dict[str, Any]] = {
@@ -271,7 +270,7 @@ def _context(
         for key, total in Counter(section(change, item) for change, item in items).items()
     }
     for change, item in items[:max_rows]:
-        row = _row(item, change, digest.swept_at) | {"link": link(item)}
+        row = _row(item, change, digest.swept_at, dashboard_url)
         sections[section(change, item)]["rows"].append(row)
     announced = digest.announced
     by_rule = Counter(_clean(it.rule) for it in announced)
