@@ -97,9 +97,7 @@ def _deliver_one(
             error="channel no longer configured or disabled; message kept, not sent",
         )
         return None
-    title = row["title"]
-    if row["attempts"] > 0:
-        title = f"(retry {row['attempts']}) {title}"
+    title = f"(retry {row['attempts']}) {row['title']}" if row["attempts"] else row["title"]
     started = time.monotonic()
     error: DeliveryError | None = None
     try:

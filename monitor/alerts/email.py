@@ -45,9 +45,7 @@ TEMPLATE_SUFFIXES = (".html", ".txt")  # what check_dir compiles in templates_di
 def _money(value: Decimal | None, currency: str | None = None) -> str:
     """``vocab.money_text``: exact, at least two decimals, then the currency's code if given:
     1.5 → "1.50", ``amount|money("xof")`` → "300.00 XOF"."""
-    if value is None:
-        return ""
-    return money_text(value, currency)
+    return "" if value is None else money_text(value, currency)
 
 
 def _plural(count: int, one: str, many: str | None = None) -> str:

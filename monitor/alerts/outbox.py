@@ -214,18 +214,17 @@ class Outbox:
         back, or claimed again after its lease ran out is left as it is, and nothing is recorded
         (logged instead). Returns whether it was recorded."""
         ok = error is None
-        status = final_status or ("sent" if ok else "failed")
+        outcome = "sent" if ok else "failed"
         error = None if error is None else scrub(error)
         with _in_flight_guard:
             if _in_flight.get((self.store.url, delivery_id)) == claim:
                 del _in_flight[(self.store.url, delivery_id)]
         stmt = _unchanged(delivery_id, "sending", claim).values(
-            status=status,
+            status=final_status or outcome,
             last_error=error,
             sent_at=now if ok else None,
             next_attempt_at=None if ok else retry_at,
         )
-        outcome = "sent" if ok else "failed"
         with self.store.begin() as conn:
             if _settle(conn, stmt, now, outcome, error, duration_ms):
                 return True
