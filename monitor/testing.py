@@ -4,45 +4,27 @@ not sends, and row counts of the sweep's tables."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from monitor.alerts.notify import Channel
+from monitor.alerts.notify import Notifier, Outgoing
+from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
 from monitor.store.db import ATTEMPTS, DELIVERIES, FINDINGS, NOTIFICATIONS, SWEEPS, VERSIONS
 
 
 @dataclass
-class SentMessage:
-    channel: str
-    title: str
-    body: str
-    body_format: str
-    level: str
-    parts: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RecordingNotifier:
+class RecordingNotifier(Notifier):
     """Keeps every message; channels named in ``failing`` raise ``DeliveryError`` instead."""
 
-    sent: list[SentMessage] = field(default_factory=list)
+    sent: list[Outgoing] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
 
-    def send(
-        self,
-        channel: Channel,
-        title: str,
-        body: str,
-        body_format: str,
-        level: str = "info",
-        parts: dict[str, Any] | None = None,
-    ) -> None:
+    def deliver(self, channel: ChannelConfig, message: Outgoing) -> None:
         if channel.name in self.failing:
             raise DeliveryError(f"channel {channel.name}: simulated failure")
-        self.sent.append(SentMessage(channel.name, title, body, body_format, level, parts or {}))
+        self.sent.append(message)
 
 
 def row_counts(engine: Engine) -> dict[str, int]:

@@ -20,10 +20,11 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import RowMapping
 
+from monitor.alerts.notify import Outgoing
 from monitor.config import ChannelConfig, DatabaseConfig, Settings, VobizConfig
 from monitor.sandbox import Sandbox
 from monitor.store import SWEEPS, Store
-from monitor.testing import RecordingNotifier, SentMessage
+from monitor.testing import RecordingNotifier
 from monitor.web.app import build_app
 from monitor.web.server import WebServer
 
@@ -156,7 +157,7 @@ def sweep_row(store: Store, sweep_id: int) -> RowMapping:
         return conn.execute(sa.select(SWEEPS).where(SWEEPS.c.id == sweep_id)).mappings().one()
 
 
-def sent_to(notifier: RecordingNotifier, channel: str) -> list[SentMessage]:
+def sent_to(notifier: RecordingNotifier, channel: str) -> list[Outgoing]:
     """What ``notifier`` recorded for one channel, in order."""
     return [m for m in notifier.sent if m.channel == channel]
 

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from monitor.alerts.notify import Outgoing
 from monitor.config import ChannelConfig
 from monitor.errors import IncompleteSweep
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
 from monitor.store import DELIVERIES, FINDINGS, SWEEPS, VERSIONS, Store
 from monitor.sweep import PassResult, check_shrink
-from monitor.testing import RecordingNotifier, SentMessage, row_counts
+from monitor.testing import RecordingNotifier, row_counts
 from tests.conftest import FakeClock, make_settings, sweep_row
 
 
@@ -448,7 +449,7 @@ def test_unreadable_dates_are_announced_again_when_the_numbers_change(
 class _Quiet:
     sweep_id: int
     unreadable_dates: str | None
-    sent: list[SentMessage]
+    sent: list[Outgoing]
 
 
 def _flagged_numbers(sandbox: Sandbox, store: Store, clock: FakeClock, settings: Any) -> set[str]:

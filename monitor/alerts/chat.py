@@ -52,11 +52,10 @@ def render_body(
     if digest.notes:
         summary.append(f"Note: {plain(digest.notes, fmt)}")
     if digest.at_risk:
-        money = money_list(digest.at_risk)
-        summary.append(f"Monthly rental at risk: {money}")
+        summary.append(f"Monthly rental at risk: {money_list(digest.at_risk)}")
     if digest.due_soon or digest.due_undated:
         summary.append(due_soon_text(digest))
-    w.footer(summary)
+    w.parts.extend(summary)
     if footer:
         w.paragraph(plain(footer, fmt))
     return w.text()
@@ -90,20 +89,17 @@ class _Writer:
     def paragraph(self, text: str) -> None:
         self.parts.append(text + "\n")
 
-    def heading(self, text: str) -> None:
-        """A severity group's heading (our own words and counts only)."""
+    def heading(self, text: str, emphasis: str = "*", underline: str = "=") -> None:
+        """A heading of our own words and counts only: a severity group's, or with ``_`` and
+        ``-`` a list's."""
         if self.fmt == "markdown":
-            self.parts.append(f"*{text}*")
+            self.parts.append(f"{emphasis}{text}{emphasis}")
         else:
-            self.parts.append(f"{text}\n" + "=" * len(text))
+            self.parts.append(f"{text}\n" + underline * len(text))
 
     def section(self, heading: str, lines: list[str], max_items: int) -> None:
-        if not heading:
-            pass
-        elif self.fmt == "markdown":
-            self.parts.append(f"_{heading}_")
-        else:
-            self.parts.append(f"{heading}\n" + "-" * len(heading))
+        if heading:
+            self.heading(heading, "_", "-")
         shown = 0
         for line in lines:
             entry = f"• {line}"
@@ -116,9 +112,6 @@ class _Writer:
             self.parts.append(f"_{more}_" if self.fmt == "markdown" else more)
         self.parts.append("")
 
-    def footer(self, lines: list[str]) -> None:
-        self.parts.extend(lines)
-
     def text(self) -> str:
         out = "\n".join(self.parts).strip() + "\n"
         return out[: self.limit]
@@ -126,9 +119,8 @@ class _Writer:
 
 def render_sweep_failed(error: str, fmt: Format, failed_at: datetime) -> tuple[str, str]:
     """Title and body of the alert sent when a sweep could not see the whole inventory."""
-    when = when_text(failed_at)
     body_text = (
-        f"The sweep started {when} did not complete: {esc(error, fmt)}. "
+        f"The sweep started {when_text(failed_at)} did not complete: {esc(error, fmt)}. "
         "No finding was resolved and no number was reported gone. "
         "The next sweep will try again."
     )
@@ -151,9 +143,8 @@ def render_unreadable_dates(note: str, fmt: Format, swept_at: datetime) -> tuple
     """Title and body of the notice a partner channel gets when the numbers with an unreadable
     date (``note``: ``sweep.UnreadableDates.describe``, our own words and digits) changed and it
     had no digest to carry the note. Nothing is wrong with the sweep: only those dates."""
-    when = when_text(swept_at)
     body_text = (
-        f"The sweep started {when} found dates it could not read in the API's data: "
+        f"The sweep started {when_text(swept_at)} found dates it could not read in the API's data: "
         f"{plain(note, fmt)}. These numbers are stored and checked by the other rules; "
         "the rules that need those dates cannot check them. This notice is sent again only "
         "when the numbers affected change."

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.engine import RowMapping
 
@@ -30,7 +31,6 @@ KIND_LEVEL = {
     "sweep_failed": "failure",
     "sweep_partial": "warning",
     "channel_failing": "failure",
-    "test": "info",
 }
 
 
@@ -97,9 +97,7 @@ def _deliver_one(
             error="channel no longer configured or disabled; message kept, not sent",
         )
         return None
-    title = row["title"]
-    if row["attempts"] > 0:
-        title = f"(retry {row['attempts']}) {title}"
+    title = f"(retry {row['attempts']}) {row['title']}" if row["attempts"] else row["title"]
     started = time.monotonic()
     error: DeliveryError | None = None
     try:
@@ -130,15 +128,9 @@ def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now:
     failures, error = outbox.consecutive_failures(channel)
     if failures != settings.alerts.failing_after:
         return  # say it once, when the channel crosses the threshold
+    render = partial(render_channel_failing, channel, failures, error or "unknown")
     with outbox.store.begin() as conn:
-        _broadcast(
-            conn,
-            settings,
-            "channel_failing",
-            lambda fmt: render_channel_failing(channel, failures, error or "unknown", fmt),
-            now,
-            exclude={channel},
-        )
+        _broadcast(conn, settings, "channel_failing", render, now, exclude={channel})
 
 
 def send_test(

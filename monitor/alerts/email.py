@@ -9,6 +9,7 @@ autoescaped on top of that, so nothing from the API can add markup, links or lin
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import logging
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -32,8 +33,6 @@ from monitor.redact import scrub
 from monitor.vocab import CONTROL_CHARS, SEVERITIES, dashboard_link, money_text, one_line
 
 PACKAGED = Path(__file__).parent / "templates"
-
-
 # Files a user may override; other files in templates_dir may be included by these.
 TEMPLATE_NAMES = ("digest.html", "digest.txt", "title.txt", "intro.txt", "footer.txt")
 TEXTS = ("title", "intro", "footer")  # title.txt ...: our own words, for every channel
@@ -46,9 +45,7 @@ TEMPLATE_SUFFIXES = (".html", ".txt")  # what check_dir compiles in templates_di
 def _money(value: Decimal | None, currency: str | None = None) -> str:
     """``vocab.money_text``: exact, at least two decimals, then the currency's code if given:
     1.5 → "1.50", ``amount|money("xof")`` → "300.00 XOF"."""
-    if value is None:
-        return ""
-    return money_text(value, currency)
+    return "" if value is None else money_text(value, currency)
 
 
 def _plural(count: int, one: str, many: str | None = None) -> str:
@@ -145,26 +142,17 @@ def check_dir(templates_dir: Path) -> None:
 
 log = logging.getLogger(__name__)
 
-
 CSV_NAME = "did-monitor-findings.csv"
-
-
 # Gmail shows "[Message clipped] View entire message" instead of the rest of a message whose
 # HTML passes about 102 KB: the body stops adding rows before this many bytes (the rest is in
 # the CSV), and the default row cap keeps a typical digest well under it (rows with a
 # dashboard link run to about 700 bytes each).
 BODY_BUDGET = 95_000
-
-
 DEFAULT_MAX_ROWS = 100
-
-
 # The attachment is UTF-8 with a byte-order mark: Excel reads a CSV without one in the
 # machine's legacy code page and garbles non-ASCII names. (Apprise's attachments take a bare
 # MIME type, so "charset=utf-8" cannot be said in the Content-Type; the BOM says it.)
 CSV_BOM = "\ufeff"
-
-
 CSV_COLUMNS = (
     "change",
     "severity",
@@ -205,8 +193,11 @@ def _clean(value: object) -> str:
     return text if len(text) <= 120 else text[:119] + "…"
 
 
-def _row(item: FindingView, change: str, now: datetime | None) -> dict[str, object]:
+def _row(
+    item: FindingView, change: str, now: datetime | None, dashboard_url: str
+) -> dict[str, object]:
     days = days_left(item, now)
+    linked = dashboard_url and item.has_number
     return {
         "change": change,
         "severity": item.severity,
@@ -220,6 +211,7 @@ def _row(item: FindingView, change: str, now: datetime | None) -> dict[str, obje
         "when": vocab.due_text(days),
         "tier": item.tier,
         "tags": [_clean(t) for t in item.tags],
+        "link": dashboard_link(dashboard_url, "numbers", item.e164) if linked else "",
     }
 
 
@@ -243,58 +235,48 @@ def render_texts(
     """Title, intro and footer of ``digest`` from ``title.txt``, ``intro.txt`` and ``footer.txt``
     (a user's copy in ``templates_dir`` first; a deprecated ``[alerts.templates]`` key in
     ``legacy`` before that), each made one line."""
-    context: dict[str, object] = {
+    context = _counts(digest, prefix) | {"open": digest.still_open, "swept": digest.numbers_swept}
+    text = {key: one_line(_render(f"{key}.txt", context, templates_dir, legacy)) for key in TEXTS}
+    return Texts(text["title"][:TITLE_MAX], text["intro"], text["footer"])
+
+
+def _counts(digest: Digest, prefix: str) -> dict[str, object]:
+    """What every template is given: the prefix, the summary and its counts."""
+    return {
         "prefix": one_line(prefix),
         "summary": summary(digest),
         "new": len(digest.new),
         "reminders": len(digest.reminders),
         "resolved": len(digest.resolved),
-        "open": digest.still_open,
-        "swept": digest.numbers_swept,
     }
-    text = {key: one_line(_render(f"{key}.txt", context, templates_dir, legacy)) for key in TEXTS}
-    return Texts(text["title"][:TITLE_MAX], text["intro"], text["footer"])
 
 
 def _context(
     digest: Digest, prefix: str, texts: Texts, max_rows: int, dashboard_url: str
 ) -> dict[str, object]:
-    def link(item: FindingView) -> str:
-        if not dashboard_url or not item.has_number:
-            return ""
-        return dashboard_link(dashboard_url, "numbers", item.e164)
-
     items = ordered_items(digest)
-    totals = Counter(section(change, item) for change, item in items)
-    sections: dict[str, dict[str, object]] = {}
-    for n, (change, item) in enumerate(items):
-        key = section(change, item)
-        if key not in sections:
-            colour, background = vocab.shade(key).colour, vocab.shade(key).background
-            sections[key] = {
-                "key": key,
-                "label": key.capitalize(),
-                "colour": colour,
-                "background": background,
-                "total": totals[key],
-                "rows": [],
-            }
-        if n < max_rows:
-            rows = sections[key]["rows"]
-            assert isinstance(rows, list)
-            rows.append(_row(item, change, digest.swept_at) | {"link": link(item)})
+    # In reading order: a Counter keeps its keys in the order they first came.
+    sections: dict[str, dict[str, Any]] = {
+        key: {
+            "key": key,
+            "label": key.capitalize(),
+            "colour": vocab.shade(key).colour,
+            "background": vocab.shade(key).background,
+            "total": total,
+            "rows": [],
+        }
+        for key, total in Counter(section(change, item) for change, item in items).items()
+    }
+    for change, item in items[:max_rows]:
+        row = _row(item, change, digest.swept_at, dashboard_url)
+        sections[section(change, item)]["rows"].append(row)
     announced = digest.announced
     by_rule = Counter(_clean(it.rule) for it in announced)
-    return {
+    return _counts(digest, prefix) | {
         "title": texts.title,
-        "prefix": one_line(prefix),
         "intro": texts.intro,
         "footer": texts.footer,
         "swept_at": digest.swept_at,
-        "summary": summary(digest),
-        "new": len(digest.new),
-        "reminders": len(digest.reminders),
-        "resolved": len(digest.resolved),
         "still_open": digest.still_open,
         "numbers_swept": digest.numbers_swept,
         "caveat": one_line(digest.caveat),
@@ -305,7 +287,7 @@ def _context(
             if (n := sum(1 for i in announced if i.severity == s))
         ],
         "by_rule": sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])),
-        "at_risk": [(c, amount) for c, amount in digest.at_risk.items()],
+        "at_risk": list(digest.at_risk.items()),
         "due_soon": due_soon_text(digest) if digest.due_soon or digest.due_undated else "",
         "sections": list(sections.values()),
         "total_rows": len(items),
@@ -340,25 +322,19 @@ def render_document(
     name = "digest.html" if fmt == "html" else "digest.txt"
     texts = texts or render_texts(digest, prefix, templates_dir)
 
-    def body_with(rows: int) -> tuple[str, int]:
-        context = _context(digest, prefix, texts, rows, dashboard_url)
-        body = _render(name, context, templates_dir)
-        return body, len(body.encode())
+    def body_with(rows: int) -> str:
+        return _render(name, _context(digest, prefix, texts, rows, dashboard_url), templates_dir)
+
+    def size(rows: int) -> int:
+        return len(body_with(rows).encode())
 
     total = len(ordered_items(digest))
     shown = min(total, max_rows)
-    body, size = body_with(shown)
-    if size > max_bytes:
+    body = body_with(shown)
+    if len(body.encode()) > max_bytes:
         # The most rows that fit, by bisection: rows differ in length, so no estimate is exact.
-        fits, over = 0, shown
-        while over - fits > 1:
-            mid = (fits + over) // 2
-            if body_with(mid)[1] <= max_bytes:
-                fits = mid
-            else:
-                over = mid
-        shown = fits
-        body, size = body_with(shown)
+        shown = bisect.bisect_right(range(1, shown), max_bytes, key=size)
+        body = body_with(shown)
     attachments = (
         (Attachment(CSV_NAME, "text/csv", CSV_BOM + findings_csv(digest)),) if shown < total else ()
     )

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import apprise
 from apprise.attachment.memory import AttachMemory
@@ -27,47 +28,47 @@ from apprise.plugins import url_to_dict
 
 from monitor.alerts.channels import with_timeouts
 from monitor.alerts.slack import header as slack_header
+from monitor.config import ChannelConfig
 from monitor.errors import DeliveryError
 from monitor.redact import scrub
 
 # At DEBUG apprise logs full URLs, tokens included (LIBRARY_NOTES): never let it below INFO.
 logging.getLogger("apprise").setLevel(logging.INFO)
 
-NOTIFY_TYPES = {
-    "info": apprise.NotifyType.INFO,
-    "success": apprise.NotifyType.SUCCESS,
-    "warning": apprise.NotifyType.WARNING,
-    "failure": apprise.NotifyType.FAILURE,
-}
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message as a notifier is handed it: to which channel, what, in which format, at which
+    Apprise level ("info", "success", "warning", "failure"), with which ``parts``."""
+
+    channel: str
+    title: str
+    body: str
+    body_format: str
+    level: str = "info"
+    parts: dict[str, Any] = field(default_factory=dict)
 
 
-class Channel(Protocol):
-    """What sending needs to know of a channel (``config.ChannelConfig`` is one)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def url(self) -> str: ...
-
-    def uses_blocks(self) -> bool: ...
-
-
-class Notifier(Protocol):
-    """Sends a message to a channel; raises ``DeliveryError`` when it did not arrive."""
+class Notifier:
+    """Sends a message to a channel; raises ``DeliveryError`` when it did not arrive. A notifier
+    implements ``deliver``, given the message as one ``Outgoing``."""
 
     def send(
         self,
-        channel: Channel,
+        channel: ChannelConfig,
         title: str,
         body: str,
         body_format: str,
         level: str = "info",
         parts: dict[str, Any] | None = None,
-    ) -> None: ...
+    ) -> None:
+        self.deliver(channel, Outgoing(channel.name, title, body, body_format, level, parts or {}))
+
+    def deliver(self, channel: ChannelConfig, message: Outgoing) -> None:
+        raise NotImplementedError
 
 
-class AppriseNotifier:
+class AppriseNotifier(Notifier):
     """Delivers through Apprise, one channel per call, with a bound on the whole call.
 
     ``parts`` travel with the body: ``attachments`` go out as files (email), and a ``slack``
@@ -78,32 +79,23 @@ class AppriseNotifier:
     def __init__(self, timeout: float = 30.0) -> None:
         self.timeout = timeout
 
-    def send(
-        self,
-        channel: Channel,
-        title: str,
-        body: str,
-        body_format: str,
-        level: str = "info",
-        parts: dict[str, Any] | None = None,
-    ) -> None:
-        parts = parts or {}
+    def deliver(self, channel: ChannelConfig, message: Outgoing) -> None:
+        parts = message.parts
         with tempfile.TemporaryDirectory(prefix="did-monitor-") as scratch:
             app = apprise.Apprise()
-            if not app.add(_service(channel, title, parts, Path(scratch), self.timeout)):
+            if not app.add(_service(channel, message.title, parts, Path(scratch), self.timeout)):
                 raise DeliveryError(
                     f"channel {channel.name}: Apprise does not understand its URL",
                     permanent=True,
                     hint="check the URL against https://github.com/caronc/apprise/wiki",
                 )
-            attach = _attachments(parts)
             try:
                 result = app.notify(
-                    body=body,
-                    title=title,
-                    body_format=body_format,
-                    notify_type=NOTIFY_TYPES.get(level, apprise.NotifyType.INFO),
-                    attach=attach,
+                    body=message.body,
+                    title=message.title,
+                    body_format=message.body_format,
+                    notify_type=apprise.NotifyType(message.level),
+                    attach=_attachments(parts),
                     timeout=self.timeout,
                 )
             except Exception as exc:  # apprise plugins may raise anything; it must not kill a sweep
@@ -130,7 +122,7 @@ class AppriseNotifier:
 
 
 def _service(
-    channel: Channel, title: str, parts: dict[str, Any], scratch: Path, timeout: float
+    channel: ChannelConfig, title: str, parts: dict[str, Any], scratch: Path, timeout: float
 ) -> Any:
     """The channel's URL, or for a Slack Block Kit message the plugin built from that URL with
     the message as its template (a file, as the plugin reads it), headed by ``title`` (which
@@ -159,14 +151,8 @@ def _service(
 
 
 def _attachments(parts: dict[str, Any]) -> apprise.AppriseAttachment | None:
-    files = parts.get("attachments") or []
+    """``parts``' attachments (name, mimetype, content: ``email.Attachment``) as Apprise's."""
+    files = parts.get("attachments")
     if not files:
         return None
-    attach = apprise.AppriseAttachment()
-    for item in files:
-        attach.add(
-            AttachMemory(  # type: ignore[no-untyped-call]
-                content=item["content"], name=item["name"], mimetype=item["mimetype"]
-            )
-        )
-    return attach
+    return apprise.AppriseAttachment([AttachMemory(**f) for f in files])  # type: ignore[no-untyped-call]

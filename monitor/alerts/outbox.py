@@ -166,13 +166,9 @@ class Outbox:
                 return None
             with self.store.begin() as conn:
                 result = conn.execute(
-                    sa.update(DELIVERIES)
-                    .where(
-                        DELIVERIES.c.id == row["id"],
-                        DELIVERIES.c.status == row["status"],
-                        DELIVERIES.c.attempts == row["attempts"],
+                    _unchanged(row["id"], row["status"], row["attempts"]).values(
+                        status="sending", attempts=claim, next_attempt_at=now + CLAIM_LEASE
                     )
-                    .values(status="sending", attempts=claim, next_attempt_at=now + CLAIM_LEASE)
                 )
             if not result.rowcount:
                 return None
@@ -194,21 +190,11 @@ class Outbox:
         released = 0
         with self.store.begin() as conn:
             for delivery_id, attempts in mine.items():
-                result = conn.execute(
-                    sa.update(DELIVERIES)
-                    .where(
-                        DELIVERIES.c.id == delivery_id,
-                        DELIVERIES.c.status == "sending",
-                        DELIVERIES.c.attempts == attempts,
-                    )
-                    .values(status="failed", last_error=CUT_SHORT, next_attempt_at=now)
-                    .returning(DELIVERIES.c.channel)
+                stmt = _unchanged(delivery_id, "sending", attempts).values(
+                    status="failed", last_error=CUT_SHORT, next_attempt_at=now
                 )
-                channel = result.scalar()
-                if channel is None:
-                    continue  # it finished after all
-                _attempt(conn, delivery_id, channel, now, "cut short", CUT_SHORT)
-                released += 1
+                # False for one that finished after all: it is left as it is.
+                released += _settle(conn, stmt, now, "cut short", CUT_SHORT)
         return released
 
     def record(
@@ -228,40 +214,29 @@ class Outbox:
         back, or claimed again after its lease ran out is left as it is, and nothing is recorded
         (logged instead). Returns whether it was recorded."""
         ok = error is None
-        status = final_status or ("sent" if ok else "failed")
+        outcome = "sent" if ok else "failed"
         error = None if error is None else scrub(error)
         with _in_flight_guard:
             if _in_flight.get((self.store.url, delivery_id)) == claim:
                 del _in_flight[(self.store.url, delivery_id)]
+        stmt = _unchanged(delivery_id, "sending", claim).values(
+            status=final_status or outcome,
+            last_error=error,
+            sent_at=now if ok else None,
+            next_attempt_at=None if ok else retry_at,
+        )
         with self.store.begin() as conn:
-            result = conn.execute(
-                sa.update(DELIVERIES)
-                .where(
-                    DELIVERIES.c.id == delivery_id,
-                    DELIVERIES.c.status == "sending",
-                    DELIVERIES.c.attempts == claim,
-                )
-                .values(
-                    status=status,
-                    last_error=error,
-                    sent_at=now if ok else None,
-                    next_attempt_at=None if ok else retry_at,
-                )
-            )
-            if not result.rowcount:
-                log.warning(
-                    "delivery %s to %s: its claim (attempt %d) no longer holds it (dropped, "
-                    "handed back or claimed again); this attempt's outcome (%s) is not recorded",
-                    delivery_id,
-                    channel,
-                    claim,
-                    "sent" if ok else error,
-                )
-                return False
-            _attempt(
-                conn, delivery_id, channel, now, "sent" if ok else "failed", error, duration_ms
-            )
-        return True
+            if _settle(conn, stmt, now, outcome, error, duration_ms):
+                return True
+        log.warning(
+            "delivery %s to %s: its claim (attempt %d) no longer holds it (dropped, "
+            "handed back or claimed again); this attempt's outcome (%s) is not recorded",
+            delivery_id,
+            channel,
+            claim,
+            "sent" if ok else error,
+        )
+        return False
 
     def queued(self, channel: str | None = None) -> list[RowMapping]:
         """Deliveries not sent yet (pending, failed, sending), by channel then age; no bodies."""
@@ -286,16 +261,13 @@ class Outbox:
         )
         with self.store.begin() as conn:
             for delivery_id in ids:
-                channel = conn.execute(
+                stmt = (
                     sa.update(DELIVERIES)
                     .where(DELIVERIES.c.id == delivery_id, droppable)
                     .values(status="dropped", next_attempt_at=None)
-                    .returning(DELIVERIES.c.channel)
-                ).scalar()
-                if channel is None:
-                    continue
-                _attempt(conn, delivery_id, channel, now, "dropped", DROPPED)
-                dropped.append(delivery_id)
+                )
+                if _settle(conn, stmt, now, "dropped", DROPPED):
+                    dropped.append(delivery_id)
         return dropped
 
     def retry(self, ids: Iterable[int], now: datetime) -> list[int]:
@@ -384,23 +356,31 @@ class Outbox:
         return dict(out)
 
 
-def _attempt(
+def _unchanged(delivery_id: int, status: str, attempts: int) -> sa.Update:
+    """An update of delivery ``delivery_id`` that applies only while it is still ``status`` after
+    ``attempts`` attempts: a claim, or what a claim's holder does with the row."""
+    return sa.update(DELIVERIES).where(
+        DELIVERIES.c.id == delivery_id,
+        DELIVERIES.c.status == status,
+        DELIVERIES.c.attempts == attempts,
+    )
+
+
+def _settle(
     conn: Connection,
-    delivery_id: int,
-    channel: str,
+    update: sa.Update,
     now: datetime,
     outcome: str,
     error: str | None,
     duration_ms: int = 0,
-) -> None:
-    """One row of a delivery's attempt history: sent, failed, cut short or dropped."""
-    conn.execute(
-        sa.insert(ATTEMPTS).values(
-            delivery_id=delivery_id,
-            channel=channel,
-            at=now,
-            outcome=outcome,
-            error=error,
-            duration_ms=duration_ms,
-        )
-    )
+) -> bool:
+    """Run ``update`` (of one delivery) and, if it changed the row, add that delivery's attempt
+    history a row: sent, failed, cut short or dropped. Returns whether it changed the row."""
+    changed = conn.execute(
+        update.returning(DELIVERIES.c.id.label("delivery_id"), DELIVERIES.c.channel)
+    ).first()
+    if changed is None:
+        return False
+    attempt = {"at": now, "outcome": outcome, "error": error, "duration_ms": duration_ms}
+    conn.execute(sa.insert(ATTEMPTS).values(**changed._mapping, **attempt))
+    return True

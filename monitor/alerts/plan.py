@@ -10,19 +10,15 @@ Delivery is ``alerts.deliver``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection, RowMapping
 
-from monitor.alerts.chat import (
-    render_sweep_failed,
-    render_sweep_partial,
-    render_unreadable_dates,
-)
+from monitor.alerts.chat import render_sweep_failed, render_sweep_partial, render_unreadable_dates
 from monitor.alerts.compose import Message, compose
 from monitor.alerts.digest import DUE_DAYS, Digest, rental_at_risk
 from monitor.alerts.outbox import (
@@ -41,7 +37,7 @@ from monitor.store import Store
 from monitor.store.db import latest_sweeps
 from monitor.vocab import SEVERITY_RANK, Format
 
-log = logging.getLogger(__name__)
+Render = Callable[[Format], tuple[str, str]]  # a service message's title and body in a format
 
 
 # --- routing ----------------------------------------------------------------------------------
@@ -99,19 +95,22 @@ def plan_digests(
     plans = {c.name: Plan(c) for c in settings.channels if c.enabled}
     if not plans:
         return []
+    # Each channel's open numbers, silenced or not, by number: its rental at risk.
+    exposed: dict[str, dict[str, FindingView]] = {name: {} for name in plans}
     for row in state.open:
-        silenced = row.get("silenced", False)
+        item = view(row)
         for name in route(settings.channels, row):
+            exposed[name].setdefault(item.e164, item)
+            if row.get("silenced", False):
+                continue
             plan = plans[name]
             told = state.told.get((row["id"], name))
-            if silenced:
-                continue
             plan.digest.still_open += 1
             if told is None or not told.opened:
-                plan.digest.new.append(view(row))
+                plan.digest.new.append(item)
                 plan.notifications.append(_note(row, name, "opened", now))
             elif row["tier"] is not None and (told.tier is None or row["tier"] < told.tier):
-                plan.digest.reminders.append(view(row))
+                plan.digest.reminders.append(item)
                 plan.notifications.append(_note(row, name, "reminded", now))
     if settings.alerts.resolved:
         events = event_rules()  # they resolve themselves: "resolved" would be noise
@@ -135,10 +134,7 @@ def plan_digests(
         d.swept_at = now
         d.caveat = caveat
         d.notes = "" if accounts else notes
-        open_items = [
-            view(r) for r in state.open if plan.channel.name in route(settings.channels, r)
-        ]
-        d.at_risk = rental_at_risk(_unique_numbers(open_items))
+        d.at_risk = rental_at_risk(list(exposed[plan.channel.name].values()))
         for section in (d.new, d.reminders, d.resolved):
             section.sort(key=urgency)  # the one order: severity, due date, rule
         if not d.is_quiet:
@@ -151,9 +147,10 @@ def _planned(
     settings: Settings,
     sweep_id: int,
     now: datetime,
+    *,
     numbers_swept: int,
+    notes: str,
     caveat: str = "",
-    notes: str = "",
 ) -> list[Plan]:
     """``plan_digests`` for sweep ``sweep_id`` from what the database holds, with each digest's
     rental falling due."""
@@ -179,13 +176,6 @@ def add_due_soon(conn: Connection, plans: Sequence[Plan], now: datetime, tz: tzi
         plan.digest.due_undated = len(fc.undated)
 
 
-def _unique_numbers(items: list[FindingView]) -> list[FindingView]:
-    seen: dict[str, FindingView] = {}
-    for it in items:
-        seen.setdefault(it.e164, it)
-    return list(seen.values())
-
-
 def _note(row: RowMapping, channel: str, event: str, now: datetime) -> dict[str, Any]:
     return {
         "finding_id": row["id"],
@@ -193,7 +183,6 @@ def _note(row: RowMapping, channel: str, event: str, now: datetime) -> dict[str,
         "event": event,
         "tier": row["tier"],
         "created_at": now,
-        "delivery_id": None,
     }
 
 
@@ -217,44 +206,24 @@ def store_digests(
     one bad date in the API's data is announced once, not after every sweep."""
     if not any(c.enabled for c in settings.channels):
         return 0  # nobody to tell: do not load every open finding for nothing
-    plans = _planned(conn, settings, sweep_id, now, numbers_swept, caveat, notes)
+    plans = _planned(
+        conn, settings, sweep_id, now, numbers_swept=numbers_swept, caveat=caveat, notes=notes
+    )
     for plan in plans:
-        msg = compose(plan.digest, plan.channel, settings.alerts)
+        chan = plan.channel
+        msg = compose(plan.digest, chan, settings.alerts)
         delivery_id = add_delivery(
-            conn,
-            channel=plan.channel.name,
-            kind="digest",
-            title=msg.title,
-            body=msg.body,
-            body_format=msg.body_format,
-            now=now,
-            sweep_id=sweep_id,
-            parts=msg.parts,
+            conn, channel=chan.name, kind="digest", now=now, sweep_id=sweep_id, **asdict(msg)
         )
-        for note in plan.notifications:
-            note["delivery_id"] = delivery_id
-        add_notifications(conn, plan.notifications)
+        add_notifications(conn, [n | {"delivery_id": delivery_id} for n in plan.notifications])
     told = {plan.channel.name for plan in plans}  # their digest carries caveat and notes
+    notices: list[tuple[str, Render]] = []
     if caveat:
-        _broadcast(
-            conn,
-            settings,
-            "sweep_partial",
-            lambda fmt: render_sweep_partial(caveat, fmt, now),
-            now,
-            sweep_id=sweep_id,
-            exclude=told,
-        )
+        notices.append(("sweep_partial", partial(render_sweep_partial, caveat, swept_at=now)))
     if notes and notes != _previous_notes(conn, sweep_id):
-        _broadcast(
-            conn,
-            settings,
-            "unreadable_dates",
-            lambda fmt: render_unreadable_dates(notes, fmt, now),
-            now,
-            sweep_id=sweep_id,
-            exclude=told,
-        )
+        notices.append(("unreadable_dates", partial(render_unreadable_dates, notes, swept_at=now)))
+    for kind, render in notices:
+        _broadcast(conn, settings, kind, render, now, sweep_id=sweep_id, exclude=told)
     return len(plans)
 
 
@@ -285,7 +254,8 @@ def preview_digests(
     if last is not None:
         notes = last["notes"] or ""  # what the sweep could not check, as its digest said
         with store.connect() as conn:
-            found = _planned(conn, settings, last["id"], now, last["numbers_seen"], notes=notes)
+            swept = last["numbers_seen"]
+            found = _planned(conn, settings, last["id"], now, numbers_swept=swept, notes=notes)
         for plan in found:
             plan.digest.swept_at = last["started_at"]
             plans[plan.channel.name] = plan
@@ -306,7 +276,7 @@ def _broadcast(
     conn: Connection,
     settings: Settings,
     kind: str,
-    render: Callable[[Format], tuple[str, str]],
+    render: Render,
     now: datetime,
     *,
     sweep_id: int | None = None,
@@ -324,16 +294,8 @@ def _broadcast(
             continue
         fmt = chan.body_format()
         title, body = render(fmt)
-        add_delivery(
-            conn,
-            channel=chan.name,
-            kind=kind,
-            title=title,
-            body=body,
-            body_format=fmt,
-            now=now,
-            sweep_id=sweep_id,
-        )
+        msg = Message(title, body, fmt)
+        add_delivery(conn, channel=chan.name, kind=kind, now=now, sweep_id=sweep_id, **asdict(msg))
         count += 1
     return count
 
@@ -342,11 +304,5 @@ def enqueue_sweep_failed(
     store: Store, settings: Settings, sweep_id: int, error: str, now: datetime
 ) -> int:
     with store.begin() as conn:
-        return _broadcast(
-            conn,
-            settings,
-            "sweep_failed",
-            lambda fmt: render_sweep_failed(error, fmt, now),
-            now,
-            sweep_id=sweep_id,
-        )
+        render = partial(render_sweep_failed, error, failed_at=now)
+        return _broadcast(conn, settings, "sweep_failed", render, now, sweep_id=sweep_id)

@@ -146,11 +146,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
             tail = f"{tail}: {link}" if tail else link
         blocks += [{"type": "divider"}, _section(tail)]
     top = max((i.severity for i in announced), key=SEVERITIES[::-1].index, default="info")
-    return {
-        "blocks": blocks,
-        "color": shade(top).colour,
-        "fallback": header(title),
-    }
+    return {"blocks": blocks, "color": shade(top).colour, "fallback": header(title)}
 
 
 def header(title: str) -> str:
