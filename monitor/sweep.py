@@ -101,9 +101,7 @@ class PassResult:
 
     def consistent(self) -> bool:
         """One stable total, matched by the distinct numbers plus unreadable items."""
-        if len(self.totals) != 1:
-            return False
-        return len(self.ids) + self.malformed == next(iter(self.totals))
+        return len(self.totals) == 1 and len(self.ids) + self.malformed == self.total
 
     def where_unreadable(self) -> str:
         """``page 3 position 17, ...`` for the first ``NAMED_ITEMS`` unreadable items."""

@@ -309,35 +309,34 @@ class VobizClient:
                 hint="check vobiz.base_url and the network",
             ) from None
         status = response.status_code
+        if status < 400:
+            return decode_json(content, f"GET {path}: {status}")
+        failed = f"GET {path}: {status} {_message(response, content)}"
         if status in (401, 403):
             raise AuthError(
-                f"GET {path}: {status} {_message(response, content)}",
+                failed,
                 status=status,
                 hint="check vobiz.auth_id / vobiz.auth_token (partner credentials, PA_...) "
                 "and that vobiz.base_url is the API root",
             )
         if status == 429 or status >= 500:
             raise RetryableApiError(
-                f"GET {path}: {status} {_message(response, content)}",
+                failed,
                 status=status,
                 retry_after=parse_retry_after(
                     response.headers.get("Retry-After"), _http_date(response.headers.get("Date"))
                 ),
             )
-        if status >= 400:
-            raise ApiError(f"GET {path}: {status} {_message(response, content)}", status=status)
-        return decode_json(content, f"GET {path}: {status}")
+        raise ApiError(failed, status=status)
 
     def _read_body(self, response: httpx.Response, path: str) -> bytes:
         """The body, decompressed, within ``timeout_seconds`` for the whole response (httpx's
         timeout is per read: a body trickling a byte a second would never end) and within
         ``MAX_RESPONSE_BYTES``."""
         deadline = time.monotonic() + self.config.timeout_seconds
-        chunks: list[bytes] = []
-        size = 0
+        body = bytearray()
         for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
+            if len(body) + len(chunk) > MAX_RESPONSE_BYTES:
                 raise RetryableApiError(
                     f"GET {path}: the response is larger than "
                     f"{MAX_RESPONSE_BYTES // (1024 * 1024)} MiB (decompressed); refused",
@@ -348,8 +347,8 @@ class VobizClient:
                     f"GET {path}: timed out: the response took longer than "
                     f"vobiz.timeout_seconds = {self.config.timeout_seconds:g} to arrive"
                 )
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body += chunk
+        return bytes(body)
 
     # --- endpoints ----------------------------------------------------------------------------
 
