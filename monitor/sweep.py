@@ -225,7 +225,7 @@ def check_shrink(settings: Settings, before: int, now_seen: int) -> None:
 
 
 def check_identities(
-    settings: Settings, known: int, vanished: int, seen: int, unreadable: int = 0
+    settings: Settings, known: int, vanished: int, seen: int, unreadable: int
 ) -> None:
     """Refuse a sweep in which most numbers changed identity at once (all "gone", as many
     "new"): an API that renamed or re-keyed its ids, not a real turnover. Judged like a shrink,
