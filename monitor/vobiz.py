@@ -484,7 +484,7 @@ class Listing(Generic[R]):
 
     def parse(self, body: Any, page: int) -> Page[R]:
         """One page's envelope as a ``Page``; a body of the wrong shape is a retryable fault.
-        Items that cannot be read count as ``malformed``: they never fail the page."""
+        Items that cannot be read are listed in ``unreadable``: they never fail the page."""
         where = f"GET {self.path} page {page}"
         if not isinstance(body, dict):
             raise RetryableApiError(f"{where}: expected a JSON object, got {type(body).__name__}")
