@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from monitor.errors import IncompleteSweep
@@ -82,17 +83,14 @@ def fetch_accounts(client: VobizClient, per_page: int, concurrency: int) -> list
     previous: set[str] | None = None
     for _ in range(2):
         accounts: dict[str, AccountRecord] = {}
-        found_on: dict[str, int] = {}
         totals: set[int] = set()
-        for page in client.iter_pages(ACCOUNTS, per_page, concurrency):
+        pages = client.iter_pages(ACCOUNTS, per_page, concurrency)
+        # an account on two pages (the list shifted): the later page wins, whatever order the
+        # pages arrived in
+        for page in sorted(pages, key=attrgetter("page")):
             if page.total is not None:
                 totals.add(page.total)
-            for record in page.records:
-                # an account on two pages (the list shifted): the later page wins, whatever
-                # order the pages arrived in
-                if page.page >= found_on.get(record.id, 0):
-                    accounts[record.id] = record
-                    found_on[record.id] = page.page
+            accounts.update((record.id, record) for record in page.records)
         if len(totals) > 1:
             seen = ", ".join(str(t) for t in sorted(totals))
             problem = f"the total was not the same on every page ({seen})"

@@ -15,8 +15,6 @@ from monitor.rules.events import AvailabilityWatch
 
 AVAILABILITY_PATH = "/api/v1/messaging/numbers/whatsapp/availability"
 
-GetJson = Callable[[str, dict[str, Any]], Any]
-
 
 def count_available(body: Any) -> int:
     """The numbers a listing body offers: its ``total`` when it gives one, else its items."""
@@ -32,7 +30,7 @@ def count_available(body: Any) -> int:
 
 
 def fetch_availability(
-    get_json: GetJson, watches: Sequence[AvailabilityWatch]
+    get_json: Callable[[str, dict[str, Any]], Any], watches: Sequence[AvailabilityWatch]
 ) -> list[tuple[AvailabilityWatch, int]]:
     """Each watched country/region pair with the count of numbers for sale there."""
     out = []

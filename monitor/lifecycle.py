@@ -6,6 +6,7 @@ the notifications; ``alerts.plan_digests`` tells each channel what it has not be
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,18 +50,9 @@ class FindingChanges:
     resolved: list[int] = field(default_factory=list)
 
 
-def _shown(d: FindingDraft | OpenFinding) -> tuple[Any, ...]:
-    """What a finding shows; a change in any of it updates the open finding."""
-    return (
-        d.severity,
-        d.message,
-        d.due_at,
-        d.tier,
-        d.e164,
-        tuple(d.tags),
-        d.monthly_fee,
-        d.currency,
-    )
+# What a finding shows: a change in any of it updates the open finding.
+_SHOWN = ("severity", "message", "due_at", "tier", "e164", "tags", "monthly_fee", "currency")
+_shown = operator.attrgetter(*_SHOWN)
 
 
 def decide(
@@ -95,27 +87,15 @@ def decide(
         if found is None:
             changes.opened.append(draft)
             continue
-        if _shown(draft) == _shown(found):
+        shown = _shown(draft)
+        if shown == _shown(found):
             continue
         moved_out = (
             draft.due_at is not None and found.due_at is not None and draft.due_at > found.due_at
         )
-        changes.updated.append(
-            (
-                found.id,
-                {
-                    "severity": draft.severity,
-                    "message": draft.message,
-                    "due_at": draft.due_at,
-                    "tier": draft.tier,
-                    "e164": draft.e164,
-                    "tags": list(draft.tags),
-                    "monthly_fee": draft.monthly_fee,
-                    "currency": draft.currency,
-                    "rearmed_at": now if moved_out else found.rearmed_at,
-                },
-            )
-        )
+        values = dict(zip(_SHOWN, shown, strict=True), tags=list(draft.tags))
+        values["rearmed_at"] = now if moved_out else found.rearmed_at
+        changes.updated.append((found.id, values))
     return changes
 
 

@@ -84,9 +84,11 @@ class UnreadableDates:
 
 @dataclass
 class PassResult:
+    """What one pass over the pages saw; a finished fetch returns the pass it vouches for, its
+    ``ids`` the authoritative ones."""
+
     ids: set[str] = field(default_factory=set)
     totals: set[int] = field(default_factory=set)
-    items: int = 0
     malformed: int = 0
     duplicates: int = 0
     pages: int = 0
@@ -94,28 +96,12 @@ class PassResult:
     dates: UnreadableDates = field(default_factory=UnreadableDates)
 
     @property
-    def last_total(self) -> int | None:
+    def total(self) -> int | None:
         return max(self.totals) if self.totals else None
 
     def consistent(self) -> bool:
         """One stable total, matched by the distinct numbers plus unreadable items."""
-        if len(self.totals) != 1:
-            return False
-        return len(self.ids) + self.malformed == next(iter(self.totals))
-
-
-@dataclass
-class FetchResult:
-    """What a finished fetch vouches for: the authoritative ids and the figures."""
-
-    ids: set[str]
-    total: int | None
-    pages: int
-    passes: int
-    malformed: int
-    duplicates: int
-    unreadable: list[tuple[int, int]] = field(default_factory=list)  # (page, position)
-    dates: UnreadableDates = field(default_factory=UnreadableDates)
+        return len(self.totals) == 1 and len(self.ids) + self.malformed == self.total
 
     def where_unreadable(self) -> str:
         """``page 3 position 17, ...`` for the first ``NAMED_ITEMS`` unreadable items."""
@@ -130,7 +116,7 @@ def fetch_inventory(
     progress: ProgressFn | None = None,
     misses_known: Callable[[set[str]], bool] | None = None,
     deadline: float | None = None,
-) -> FetchResult:
+) -> PassResult:
     """Fetch every page, hand each page's new records to ``consume``, and vouch for completeness.
 
     ``misses_known(ids)`` tells whether a number current before this sweep is not among ``ids``
@@ -142,26 +128,24 @@ def fetch_inventory(
     (``time.monotonic()``, from ``sweep.max_duration``) the sweep fails at its next page.
     """
     attempts = settings.sweep.reread_attempts + 1
-    last: PassResult | None = None
     previous: set[str] | None = None
     confirming: PassResult | None = None
     for pass_no in range(1, attempts + 2):
-        result = _one_pass(client, settings, consume, progress, pass_no, deadline)
+        last = _one_pass(client, settings, consume, progress, pass_no, deadline)
         if confirming is not None:
-            return _fetched(confirming, pass_no, confirming.ids | result.ids)
-        last = result
-        if not result.totals:
-            if previous is not None and result.ids == previous:
-                return _fetched(result, pass_no, result.ids)
-        elif result.consistent():
-            if misses_known is None or not misses_known(result.ids):
-                return _fetched(result, pass_no, result.ids)
-            confirming = result  # some known numbers are missing: read once more to be sure
+            confirming.ids |= last.ids
+            return confirming
+        if not last.totals:
+            if previous is not None and last.ids == previous:
+                return last
+        elif last.consistent():
+            if misses_known is None or not misses_known(last.ids):
+                return last
+            confirming = last  # some known numbers are missing: read once more to be sure
             continue
         if pass_no >= attempts:
             break
-        previous = result.ids
-    assert last is not None
+        previous = last.ids
     if not last.totals:
         raise IncompleteSweep(
             f"the API gave no total and {attempts} pass(es) over the pages did not agree on the "
@@ -199,8 +183,7 @@ def _one_pass(
                 "sweep",
             )
         result.pages += 1
-        result.items += page.item_count
-        result.malformed += page.malformed
+        result.malformed += len(page.unreadable)
         if len(result.unreadable) < 1000:
             result.unreadable.extend((page.page, pos) for pos in page.unreadable)
         if page.total is not None:
@@ -227,19 +210,6 @@ def _one_pass(
     return result
 
 
-def _fetched(result: PassResult, passes: int, ids: set[str]) -> FetchResult:
-    return FetchResult(
-        ids=ids,
-        total=result.last_total,
-        pages=result.pages,
-        passes=passes,
-        malformed=result.malformed,
-        duplicates=result.duplicates,
-        unreadable=result.unreadable,
-        dates=result.dates,
-    )
-
-
 def check_shrink(settings: Settings, before: int, now_seen: int) -> None:
     """Refuse an implausible drop: a sudden large shrink is far likelier an API fault."""
     limit = settings.sweep.max_shrink_fraction
@@ -255,7 +225,7 @@ def check_shrink(settings: Settings, before: int, now_seen: int) -> None:
 
 
 def check_identities(
-    settings: Settings, known: int, vanished: int, seen: int, unreadable: int = 0
+    settings: Settings, known: int, vanished: int, seen: int, unreadable: int
 ) -> None:
     """Refuse a sweep in which most numbers changed identity at once (all "gone", as many
     "new"): an API that renamed or re-keyed its ids, not a real turnover. Judged like a shrink,

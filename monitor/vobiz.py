@@ -68,11 +68,9 @@ class Page(Generic[R]):
     """One page of a paged list: parsed records plus what the envelope claimed."""
 
     page: int
-    per_page: int
     total: int | None
     records: list[R]
     item_count: int
-    malformed: int
     # 1-based positions on the page of items that could not be read (or had no usable id)
     unreadable: list[int] = field(default_factory=list)
 
@@ -91,35 +89,26 @@ class RequestStats:
             self.retries += retries
 
 
-class RetryBudget:
+class RetryBudget(threading.Semaphore):
     """A per-sweep allowance of retries, so a dying API fails the sweep in bounded time."""
 
-    def __init__(self, retries: int) -> None:
-        self._left = retries
-        self._lock = threading.Lock()
-
     def take(self) -> bool:
-        with self._lock:
-            if self._left <= 0:
-                return False
-            self._left -= 1
-            return True
+        return self.acquire(blocking=False)
 
 
 class RateLimiter:
     """Spaces request starts at least ``1 / rate`` seconds apart across threads (0 = unlimited)."""
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float) -> None:
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
-        self._clock = clock
 
     def wait(self, sleep: Callable[[float], None]) -> None:
         if not self._interval:
             return
         with self._lock:
-            now = self._clock()
+            now = time.monotonic()
             start = max(now, self._next)
             self._next = start + self._interval
         if start > now:
@@ -164,15 +153,10 @@ def error_text(body: Any) -> str:
         parts = [str(p) for p in (err, body.get("message")) if p]
         if parts:
             return ": ".join(parts)
-    text = str(body)
-    return text[:200]
+    return str(body)[:200]
 
 
-def http_client(
-    concurrency: int = 1,
-    timeout: float = 30.0,
-    transport: httpx.BaseTransport | None = None,
-) -> httpx.Client:
+def http_client(concurrency: int = 1, timeout: float = 30.0) -> httpx.Client:
     """The one kind of HTTP client the monitor uses: keep-alive connections for ``concurrency``
     requests in flight, ``timeout`` seconds per phase, no redirects unless a request asks, and
     proxies and CA bundle from the environment through httpx's own ``trust_env``.
@@ -183,7 +167,6 @@ def http_client(
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             timeout=timeout,
             headers={"User-Agent": USER_AGENT},
-            transport=transport,
             trust_env=True,
         )
     except (ImportError, ValueError) as exc:
@@ -243,9 +226,7 @@ class VobizClient:
         connecting would leave that connection outside the pool, its socket never closed."""
         with self._state_lock:
             self._closed = True
-            idle = self._in_flight == 0
-        if idle and self._own_http:
-            self._http.close()
+        self._release(0)
 
     def __enter__(self) -> VobizClient:
         return self
@@ -297,12 +278,16 @@ class VobizClient:
         try:
             return self._request(path, params)
         finally:
-            with self._state_lock:
-                self._in_flight -= 1
-                last = self._closed and self._in_flight == 0
-                self._state_lock.notify_all()
-            if last and self._own_http:
-                self._http.close()
+            self._release(1)
+
+    def _release(self, requests: int) -> None:
+        """``requests`` ended: close the own HTTP client if it was the last after ``close``."""
+        with self._state_lock:
+            self._in_flight -= requests
+            last = self._closed and self._in_flight == 0
+            self._state_lock.notify_all()
+        if last and self._own_http:
+            self._http.close()
 
     def _request(self, path: str, params: dict[str, Any] | None) -> Any:
         self.stats.add(requests=1)
@@ -324,35 +309,34 @@ class VobizClient:
                 hint="check vobiz.base_url and the network",
             ) from None
         status = response.status_code
+        if status < 400:
+            return decode_json(content, f"GET {path}: {status}")
+        failed = f"GET {path}: {status} {_message(response, content)}"
         if status in (401, 403):
             raise AuthError(
-                f"GET {path}: {status} {_message(response, content)}",
+                failed,
                 status=status,
                 hint="check vobiz.auth_id / vobiz.auth_token (partner credentials, PA_...) "
                 "and that vobiz.base_url is the API root",
             )
         if status == 429 or status >= 500:
             raise RetryableApiError(
-                f"GET {path}: {status} {_message(response, content)}",
+                failed,
                 status=status,
                 retry_after=parse_retry_after(
                     response.headers.get("Retry-After"), _http_date(response.headers.get("Date"))
                 ),
             )
-        if status >= 400:
-            raise ApiError(f"GET {path}: {status} {_message(response, content)}", status=status)
-        return decode_json(content, f"GET {path}: {status}")
+        raise ApiError(failed, status=status)
 
     def _read_body(self, response: httpx.Response, path: str) -> bytes:
         """The body, decompressed, within ``timeout_seconds`` for the whole response (httpx's
         timeout is per read: a body trickling a byte a second would never end) and within
         ``MAX_RESPONSE_BYTES``."""
         deadline = time.monotonic() + self.config.timeout_seconds
-        chunks: list[bytes] = []
-        size = 0
+        body = bytearray()
         for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
+            if len(body) + len(chunk) > MAX_RESPONSE_BYTES:
                 raise RetryableApiError(
                     f"GET {path}: the response is larger than "
                     f"{MAX_RESPONSE_BYTES // (1024 * 1024)} MiB (decompressed); refused",
@@ -363,8 +347,8 @@ class VobizClient:
                     f"GET {path}: timed out: the response took longer than "
                     f"vobiz.timeout_seconds = {self.config.timeout_seconds:g} to arrive"
                 )
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body += chunk
+        return bytes(body)
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -372,7 +356,7 @@ class VobizClient:
         """One page of a paged list, read by ``listing``; ``per_page`` is clamped to 1-100."""
         size = max(1, min(per_page or self.config.per_page, 100))
         body = self.get_json(listing.path, {"page": page, "per_page": size})
-        return listing.parse(body, page, size)
+        return listing.parse(body, page)
 
     def iter_pages(self, listing: Listing[R], per_page: int, concurrency: int) -> Iterator[Page[R]]:
         """Every page of a paged list (the numbers, the accounts): page 1 first, the rest as
@@ -386,14 +370,15 @@ class VobizClient:
         paging on forever. Whether the pages add up is the caller's to judge, from their
         ``total`` and records."""
         first = self.read_page(listing, 1, per_page)
-        seen = _PageGuard(first, listing.path)
+        seen: dict[int, int] = {}
+        _check_repeat(seen, first, listing.path)
         yield first
         size = max(per_page, first.item_count)
         if first.total is None:
             page = first
             while page.item_count >= size:
                 page = self.read_page(listing, page.page + 1, per_page)
-                seen.check(page)
+                _check_repeat(seen, page, listing.path)
                 yield page
             return
         last_page = max(1, math.ceil(first.total / size))
@@ -410,7 +395,7 @@ class VobizClient:
                         "API's total cannot be trusted",
                         hint="the sweep is failed rather than read on; it will be retried",
                     )
-                seen.check(page)
+                _check_repeat(seen, page, listing.path)
                 yield page
 
     def fetch_pages(
@@ -447,12 +432,10 @@ class VobizClient:
             stop.set()
             pool.shutdown(wait=not pending, cancel_futures=True)
             if pending:
-                self._wait_idle(self.config.timeout_seconds * 2)
-
-    def _wait_idle(self, seconds: float) -> None:
-        """Until no request is in flight, or ``seconds`` have passed."""
-        with self._state_lock:
-            self._state_lock.wait_for(lambda: self._in_flight == 0, timeout=seconds)
+                with self._state_lock:
+                    self._state_lock.wait_for(
+                        lambda: self._in_flight == 0, timeout=self.config.timeout_seconds * 2
+                    )
 
 
 def _message(response: httpx.Response, content: bytes) -> str:
@@ -476,25 +459,18 @@ def decode_json(content: bytes, what: str) -> Any:
         raise RetryableApiError(f"{what} with a body that is not JSON") from None
 
 
-class _PageGuard:
-    """Remembers each page's ids (as a hash) to notice an API that serves the same page again."""
-
-    def __init__(self, first: Page[Any], path: str) -> None:
-        self._pages: dict[int, int] = {}
-        self._path = path
-        self.check(first)
-
-    def check(self, page: Page[Any]) -> None:
-        if not page.records:
-            return
-        key = hash(tuple(rec.id for rec in page.records))
-        earlier = self._pages.setdefault(key, page.page)
-        if earlier != page.page:
-            raise IncompleteSweep(
-                f"GET {self._path} page {page.page} repeats page {earlier}: the API seems to "
-                "ignore ?page=, so the sweep cannot see the whole list",
-                hint="check vobiz.base_url; the sweep is failed rather than paged on forever",
-            )
+def _check_repeat(seen: dict[int, int], page: Page[Any], path: str) -> None:
+    """Notices an API that serves the same page again: ``seen`` maps the hash of each page's ids
+    to the page that had them."""
+    if not page.records:
+        return
+    earlier = seen.setdefault(hash(tuple(rec.id for rec in page.records)), page.page)
+    if earlier != page.page:
+        raise IncompleteSweep(
+            f"GET {path} page {page.page} repeats page {earlier}: the API seems to "
+            "ignore ?page=, so the sweep cannot see the whole list",
+            hint="check vobiz.base_url; the sweep is failed rather than paged on forever",
+        )
 
 
 @dataclass(frozen=True)
@@ -506,9 +482,9 @@ class Listing(Generic[R]):
     keys: tuple[str, ...]
     parse_item: Callable[[Any], R | None]
 
-    def parse(self, body: Any, page: int, per_page: int) -> Page[R]:
+    def parse(self, body: Any, page: int) -> Page[R]:
         """One page's envelope as a ``Page``; a body of the wrong shape is a retryable fault.
-        Items that cannot be read count as ``malformed``: they never fail the page."""
+        Items that cannot be read are listed in ``unreadable``: they never fail the page."""
         where = f"GET {self.path} page {page}"
         if not isinstance(body, dict):
             raise RetryableApiError(f"{where}: expected a JSON object, got {type(body).__name__}")
@@ -527,11 +503,9 @@ class Listing(Generic[R]):
                 records.append(rec)
         return Page(
             page=page,
-            per_page=per_page,
             total=total if isinstance(total, int) and not isinstance(total, bool) else None,
             records=records,
             item_count=len(items),
-            malformed=len(unreadable),
             unreadable=unreadable,
         )
 

@@ -2,7 +2,7 @@
 left, durations, and escaping for each target. No other module formats these.
 
 Every output (the terminal, ``--json``, CSV, email, Slack, chat and the dashboard) draws the one
-finding view (``findings.Finding``) through these functions, so a fee, a date or a severity
+finding view (``findings.FindingView``) through these functions, so a fee, a date or a severity
 reads the same wherever it is shown.
 """
 
@@ -49,11 +49,6 @@ SEVERITY_MARK = {name: shade.mark for name, shade in PALETTE.items() if name in 
 
 def shade(severity: str) -> Shade:
     return PALETTE.get(severity, PALETTE["info"])
-
-
-def severity_label(severity: str) -> str:
-    """ "critical" → "Critical": a heading's word for a severity."""
-    return severity.capitalize()
 
 
 def palette_css() -> str:
