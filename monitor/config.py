@@ -124,52 +124,53 @@ def parse_listen(value: str, key: str = "service.health_listen") -> tuple[str, i
 
     A port alone means 127.0.0.1. Raises ``ConfigError`` naming ``key`` for anything else.
     """
+    try:
+        return _listen_address(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key} = {value!r}: {exc}", hint=_LISTEN_HINT) from None
+
+
+def _listen_address(value: str) -> tuple[str, int] | None:
+    """``parse_listen`` without the key: ``ValueError`` says what is wrong."""
     text = value.strip()
     if not text:
         return None
-
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"{key} = {value!r}: {why}", hint=_LISTEN_HINT)
-
     if "://" in text or "/" in text:
-        raise bad("give host:port, not a URL")
+        raise ValueError("give host:port, not a URL")
     if text.isdigit():
         host, port_text = DEFAULT_LISTEN_HOST, text
     elif text.startswith("["):
         inside, sep, rest = text[1:].partition("]")
         if not sep or not rest.startswith(":"):
-            raise bad("an IPv6 address in brackets must be followed by :port")
+            raise ValueError("an IPv6 address in brackets must be followed by :port")
         host, port_text = inside, rest[1:]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise bad(f"{host!r} is not an IPv6 address") from None
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
-            raise bad("expected host:port or a port number")
+            raise ValueError("expected host:port or a port number")
         if ":" in host:
-            raise bad("write an IPv6 address in brackets, e.g. [::]:9108")
+            raise ValueError("write an IPv6 address in brackets, e.g. [::]:9108")
         if not host:
-            raise bad("the host is missing (write 0.0.0.0:PORT to listen on every interface)")
+            raise ValueError(
+                "the host is missing (write 0.0.0.0:PORT to listen on every interface)"
+            )
         if not _HOSTNAME.match(host):
-            raise bad(f"{host!r} is not a host name or IP address")
+            raise ValueError(f"{host!r} is not a host name or IP address")
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise bad(f"the port must be a number from 1 to 65535, not {port_text!r}")
+        raise ValueError(f"the port must be a number from 1 to 65535, not {port_text!r}")
     return host, int(port_text)
 
 
-def _listen(key: str) -> AfterValidator:
-    """The check of a listen address setting named ``key`` (``Annotated`` metadata)."""
+def _valid_listen(value: str) -> str:
+    _listen_address(value)
+    return value
 
-    def check(value: str) -> str:
-        try:
-            parse_listen(value, key)
-        except ConfigError as exc:
-            raise ValueError(exc.message.split(": ", 1)[-1]) from None
-        return value
 
-    return AfterValidator(check)
+ListenAddress = Annotated[str, AfterValidator(_valid_listen)]
 
 
 def iana_zone(value: str) -> str:
@@ -452,7 +453,7 @@ class AlertsConfig(Table):
 
 
 class ServiceConfig(Table):
-    health_listen: Annotated[str, _listen("service.health_listen")] = ""
+    health_listen: ListenAddress = ""
     heartbeat_url: SecretURL = ""
     fail_url: SecretURL = ""
     retry_interval_seconds: int = Field(default=300, ge=10, le=86_400)
@@ -477,7 +478,7 @@ class DashboardConfig(Table):
     ``token`` set, everything but ``/healthz``, ``/readyz`` and the stylesheet asks for them.
     """
 
-    listen: Annotated[str, _listen("dashboard.listen")] = ""
+    listen: ListenAddress = ""
     enabled: bool = True
     username: str = ""
     password: SecretText = ""

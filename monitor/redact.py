@@ -312,12 +312,13 @@ class ScrubFilter(logging.Filter):
             record.exc_text = scrub(record.exc_text)
         record.exc_info = None if record.exc_text else record.exc_info
         for key, value in list(vars(record).items()):
-            if key not in _STD_ATTRS and isinstance(value, str):
+            if key not in LOG_RECORD_ATTRS and isinstance(value, str):
                 setattr(record, key, scrub(value))
         return True
 
 
-_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# A log record's own attributes; every other one is an ``extra`` field.
+LOG_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class ScrubFormatter(logging.Formatter):
