@@ -27,7 +27,7 @@ import tomllib
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import NoneType, UnionType
@@ -561,8 +561,8 @@ class LoadedConfig:
 
     settings: Settings
     path: Path | None
-    sources: dict[str, str] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
+    sources: dict[str, str]
+    warnings: tuple[str, ...]
 
 
 CONFIG_MAX_BYTES = 1024 * 1024  # the config file
@@ -878,14 +878,12 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
 
 
 def _secret_values(data: Any) -> Iterator[tuple[Secret, str]]:
-    """Each ``Secret`` setting of ``data`` that is set, with its value."""
     for setting in secret_settings(data):
         if value := setting.table.get(setting.key):
             yield setting.secret, str(value)
 
 
 def _remember_secrets(data: Any) -> None:
-    """Tell the scrubber every secret the configuration holds."""
     redact.remember(part for secret, value in _secret_values(data) for part in secret.parts(value))
 
 

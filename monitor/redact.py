@@ -89,11 +89,7 @@ def _is_credential_key(key: str) -> bool:
 def remember(values: Iterable[str | None]) -> None:
     """Add secret values to mask from now on (every spelling of each)."""
     global _pattern
-    fresh = set()
-    for value in values:
-        if not value or len(value) < MIN_SECRET_LENGTH:
-            continue
-        fresh.update(_spellings(value))
+    fresh = {s for v in values if v and len(v) >= MIN_SECRET_LENGTH for s in _spellings(v)}
     with _lock:
         if fresh - _values:
             _values.update(s for s in fresh if len(s) >= MIN_SECRET_LENGTH)
