@@ -796,11 +796,7 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 
 def _is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
-    return (
-        get_origin(annotation) is None
-        and isinstance(annotation, type)
-        and issubclass(annotation, BaseModel)
-    )
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)  # not tuple[X]
 
 
 def _parse_env_value(raw: str) -> Any:
