@@ -27,7 +27,7 @@ import tomllib
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import NoneType, UnionType
@@ -89,24 +89,17 @@ SecretURL = Annotated[str, Field(repr=False), Secret("url")]
 ServerURL = Annotated[str, Field(repr=False), Secret("server")]
 
 
-def is_loopback_host(host: str | None) -> bool:
-    """True when ``host`` names this machine only (plain http is allowed there)."""
-    if not host:
-        return False
-    if host == "localhost":
+def _https_or_loopback(url: str) -> bool:
+    """An https:// URL, or http:// to this machine only: where a secret may be sent."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return parts.scheme == "https" and bool(parts.hostname)
+    if parts.hostname == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(parts.hostname or "").is_loopback
     except ValueError:
         return False
-
-
-def _https_or_loopback(url: str) -> bool:
-    """An https:// URL, or http:// to this machine: where a secret may be sent."""
-    parts = urlsplit(url)
-    if parts.scheme == "http":
-        return is_loopback_host(parts.hostname)
-    return parts.scheme == "https" and bool(parts.hostname)
 
 
 # --- listen addresses -----------------------------------------------------------------------------
@@ -124,52 +117,53 @@ def parse_listen(value: str, key: str = "service.health_listen") -> tuple[str, i
 
     A port alone means 127.0.0.1. Raises ``ConfigError`` naming ``key`` for anything else.
     """
+    try:
+        return _listen_address(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key} = {value!r}: {exc}", hint=_LISTEN_HINT) from None
+
+
+def _listen_address(value: str) -> tuple[str, int] | None:
+    """``parse_listen`` without the key: ``ValueError`` says what is wrong."""
     text = value.strip()
     if not text:
         return None
-
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"{key} = {value!r}: {why}", hint=_LISTEN_HINT)
-
     if "://" in text or "/" in text:
-        raise bad("give host:port, not a URL")
+        raise ValueError("give host:port, not a URL")
     if text.isdigit():
         host, port_text = DEFAULT_LISTEN_HOST, text
     elif text.startswith("["):
         inside, sep, rest = text[1:].partition("]")
         if not sep or not rest.startswith(":"):
-            raise bad("an IPv6 address in brackets must be followed by :port")
+            raise ValueError("an IPv6 address in brackets must be followed by :port")
         host, port_text = inside, rest[1:]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise bad(f"{host!r} is not an IPv6 address") from None
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
-            raise bad("expected host:port or a port number")
+            raise ValueError("expected host:port or a port number")
         if ":" in host:
-            raise bad("write an IPv6 address in brackets, e.g. [::]:9108")
+            raise ValueError("write an IPv6 address in brackets, e.g. [::]:9108")
         if not host:
-            raise bad("the host is missing (write 0.0.0.0:PORT to listen on every interface)")
+            raise ValueError(
+                "the host is missing (write 0.0.0.0:PORT to listen on every interface)"
+            )
         if not _HOSTNAME.match(host):
-            raise bad(f"{host!r} is not a host name or IP address")
+            raise ValueError(f"{host!r} is not a host name or IP address")
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise bad(f"the port must be a number from 1 to 65535, not {port_text!r}")
+        raise ValueError(f"the port must be a number from 1 to 65535, not {port_text!r}")
     return host, int(port_text)
 
 
-def _listen(key: str) -> AfterValidator:
-    """The check of a listen address setting named ``key`` (``Annotated`` metadata)."""
+def _valid_listen(value: str) -> str:
+    _listen_address(value)
+    return value
 
-    def check(value: str) -> str:
-        try:
-            parse_listen(value, key)
-        except ConfigError as exc:
-            raise ValueError(exc.message.split(": ", 1)[-1]) from None
-        return value
 
-    return AfterValidator(check)
+ListenAddress = Annotated[str, AfterValidator(_valid_listen)]
 
 
 def iana_zone(value: str) -> str:
@@ -280,8 +274,6 @@ class ScheduleConfig(Table):
 
 
 _CRON_REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
-
-
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
@@ -435,10 +427,8 @@ class AlertsConfig(Table):
     @field_validator("dashboard_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        if not value:
-            return value
         parts = urlsplit(value)
-        if parts.scheme in {"https", "http"} and parts.hostname:
+        if not value or (parts.scheme in {"https", "http"} and parts.hostname):
             return value
         raise ValueError("must be an http:// or https:// URL, e.g. https://monitor.example.com/")
 
@@ -452,7 +442,7 @@ class AlertsConfig(Table):
 
 
 class ServiceConfig(Table):
-    health_listen: Annotated[str, _listen("service.health_listen")] = ""
+    health_listen: ListenAddress = ""
     heartbeat_url: SecretURL = ""
     fail_url: SecretURL = ""
     retry_interval_seconds: int = Field(default=300, ge=10, le=86_400)
@@ -477,7 +467,7 @@ class DashboardConfig(Table):
     ``token`` set, everything but ``/healthz``, ``/readyz`` and the stylesheet asks for them.
     """
 
-    listen: Annotated[str, _listen("dashboard.listen")] = ""
+    listen: ListenAddress = ""
     enabled: bool = True
     username: str = ""
     password: SecretText = ""
@@ -529,8 +519,7 @@ class Settings(Table):
 
     @model_validator(mode="after")
     def _unique_channels(self) -> Settings:
-        counts = Counter(c.name for c in self.channels)
-        dupes = sorted(n for n, k in counts.items() if k > 1)
+        dupes = sorted(n for n, k in Counter(c.name for c in self.channels).items() if k > 1)
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
         return self
@@ -572,17 +561,8 @@ class LoadedConfig:
 
     settings: Settings
     path: Path | None
-    sources: dict[str, str] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-
-
-def resolve_path(cli_path: str | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
-    """Where the config lives and whether the user named it explicitly."""
-    if cli_path:
-        return Path(cli_path), True
-    if environ.get("DID_MONITOR_CONFIG"):
-        return Path(environ["DID_MONITOR_CONFIG"]), True
-    return Path(DEFAULT_CONFIG), False
+    sources: dict[str, str]
+    warnings: tuple[str, ...]
 
 
 CONFIG_MAX_BYTES = 1024 * 1024  # the config file
@@ -610,9 +590,9 @@ def read_small_file(path: Path, limit: int, label: str, *, hint: str) -> str:
         return ConfigError(f"{label}: {reason}", hint=hint)
 
     def check(info: os.stat_result) -> None:
-        kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), None)
-        if kind is not None or not stat.S_ISREG(info.st_mode):
-            raise refuse(f"is {kind or 'not a file'}, not a regular file")
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "not a file")
+            raise refuse(f"is {kind}, not a regular file")
         if info.st_size > limit:
             raise refuse(f"is larger than {limit // 1024} KiB ({info.st_size} bytes)")
 
@@ -660,25 +640,22 @@ def _parse_toml(text: str, path: Path) -> dict[str, Any]:
 def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read, merge and validate the configuration; raise ``ConfigError`` naming file and key."""
     env = dict(os.environ if environ is None else environ)
-    path, explicit = resolve_path(cli_path, env)
+    named = cli_path or env.get("DID_MONITOR_CONFIG")  # explicitly: it must then exist
+    path = Path(named or DEFAULT_CONFIG)
     found = path if path.exists() else None
     data: dict[str, Any] = {}
     sources: dict[str, str] = {}
     warnings: list[str] = []
     if found:
-        text = read_small_file(
-            path,
-            CONFIG_MAX_BYTES,
-            str(path),
-            hint="the config must be a UTF-8 TOML file; see config.example.toml",
-        )
+        hint = "the config must be a UTF-8 TOML file; see config.example.toml"
+        text = read_small_file(path, CONFIG_MAX_BYTES, str(path), hint=hint)
         data = _parse_toml(text, path)
         _mark(data, "", f"file {path}", sources)
         if _readable_by_others(path) and any(s.held_in(v) for s, v in _secret_values(data)):
             warnings.append(
                 f"{path} holds secrets and is readable by other users; run: chmod 600 {path}"
             )
-    elif explicit:
+    elif named:
         raise ConfigError(
             f"{path}: config file not found",
             hint="copy config.example.toml to config.toml, or pass --config PATH",
@@ -703,9 +680,7 @@ def _check_templates(settings: Settings, path: Path) -> Settings:
     folder = settings.alerts.templates_dir
     if not folder:
         return settings
-    where = Path(folder).expanduser()
-    if not where.is_absolute():
-        where = path.parent / where
+    where = path.parent / Path(folder).expanduser()  # an absolute path stays as it is
     check_dir(where)
     alerts = settings.alerts.model_copy(update={"templates_dir": str(where)})
     return settings.model_copy(update={"alerts": alerts})
@@ -821,11 +796,7 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 
 def _is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
-    return (
-        get_origin(annotation) is None
-        and isinstance(annotation, type)
-        and issubclass(annotation, BaseModel)
-    )
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)  # not tuple[X]
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -887,9 +858,7 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
                 f"{path}: {label}: set {key} or {key}_file, not both",
                 hint=f"keep {key}_file (the URL in a secret file) and delete {key}, or the reverse",
             )
-        secret_path = Path(str(table[f"{key}_file"]))
-        if not secret_path.is_absolute():
-            secret_path = path.parent / secret_path
+        secret_path = path.parent / str(table[f"{key}_file"])  # relative to the config file
         hint = f"the file must hold only the secret, as text; mount it or unset {key}_file"
         # Editors end files with a newline (CR LF on Windows), which is not part of the secret.
         value = read_small_file(secret_path, SECRET_MAX_BYTES, f"{name}: {secret_path}", hint=hint)
@@ -905,14 +874,12 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
 
 
 def _secret_values(data: Any) -> Iterator[tuple[Secret, str]]:
-    """Each ``Secret`` setting of ``data`` that is set, with its value."""
     for setting in secret_settings(data):
         if value := setting.table.get(setting.key):
             yield setting.secret, str(value)
 
 
 def _remember_secrets(data: Any) -> None:
-    """Tell the scrubber every secret the configuration holds."""
     redact.remember(part for secret, value in _secret_values(data) for part in secret.parts(value))
 
 
@@ -930,30 +897,22 @@ def _describe(exc: ValidationError, path: Path | None, sources: dict[str, str]) 
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         label = _label(err["loc"]) if err["loc"] else loc
+        below = (f"{label}.", f"{label}[")  # an environment variable set a key inside it
         origin = sources.get(label) or next(
-            (
-                v
-                for k, v in sources.items()
-                if v.startswith("env ") and k.startswith((f"{label}.", f"{label}["))
-            ),
-            "",
+            (v for k, v in sources.items() if v.startswith("env ") and k.startswith(below)), ""
         )
         if origin.startswith("env "):
             where = f"environment variable {origin[4:]} ({loc})"
         else:
             where = f"{path or 'configuration'}: {loc}"
-        lines.append(f"{where}: {_message(err)}")
-    first, *rest = lines
-    return redact.scrub("\n".join([first, *("  " + line for line in rest)]))
-
-
-def _message(err: Any) -> str:
-    if err["type"] == "extra_forbidden" and len(err["loc"]) == 2 and err["loc"][0] == "rules":
-        return (
-            f"unknown rule {err['loc'][1]!r} (built-in rules: {', '.join(REGISTRY)}; "
-            "define your own under [[rules.custom]])"
-        )
-    return error_text(err)
+        why = error_text(err)
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 2 and err["loc"][0] == "rules":
+            why = (
+                f"unknown rule {err['loc'][1]!r} (built-in rules: {', '.join(REGISTRY)}; "
+                "define your own under [[rules.custom]])"
+            )
+        lines.append(f"{where}: {why}")
+    return redact.scrub("\n  ".join(lines))
 
 
 # --- placeholders left from config.example.toml -------------------------------------------------

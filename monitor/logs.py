@@ -7,9 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from monitor.redact import ScrubFilter, ScrubFormatter
-
-_STD = set(vars(logging.makeLogRecord({})))
+from monitor.redact import LOG_RECORD_ATTRS, ScrubFilter, ScrubFormatter
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +20,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        data.update({k: v for k, v in vars(record).items() if k not in _STD and k != "message"})
+        data.update({k: v for k, v in vars(record).items() if k not in LOG_RECORD_ATTRS})
         if record.exc_text:
             data["exception"] = record.exc_text
         elif record.exc_info:

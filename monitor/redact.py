@@ -89,11 +89,7 @@ def _is_credential_key(key: str) -> bool:
 def remember(values: Iterable[str | None]) -> None:
     """Add secret values to mask from now on (every spelling of each)."""
     global _pattern
-    fresh = set()
-    for value in values:
-        if not value or len(value) < MIN_SECRET_LENGTH:
-            continue
-        fresh.update(_spellings(value))
+    fresh = {s for v in values if v and len(v) >= MIN_SECRET_LENGTH for s in _spellings(v)}
     with _lock:
         if fresh - _values:
             _values.update(s for s in fresh if len(s) >= MIN_SECRET_LENGTH)
@@ -312,12 +308,13 @@ class ScrubFilter(logging.Filter):
             record.exc_text = scrub(record.exc_text)
         record.exc_info = None if record.exc_text else record.exc_info
         for key, value in list(vars(record).items()):
-            if key not in _STD_ATTRS and isinstance(value, str):
+            if key not in LOG_RECORD_ATTRS and isinstance(value, str):
                 setattr(record, key, scrub(value))
         return True
 
 
-_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# A log record's own attributes; every other one is an ``extra`` field.
+LOG_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class ScrubFormatter(logging.Formatter):
