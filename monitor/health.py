@@ -270,9 +270,6 @@ class Metrics:
             if not outcome.ok:
                 self.delivery_failures.labels(outcome.channel).inc()
 
-    def job_failed(self, job: str) -> None:
-        self.job_errors.labels(job).inc()
-
 
 # --- the status (``did-monitor status``, the dashboard's overview) -------------------------------
 

@@ -401,7 +401,7 @@ class Service:
             log.error("%s job failed: %s", what, exc.message)
         else:
             log.exception("%s job failed unexpectedly", what)
-        self.metrics.job_failed(job)
+        self.metrics.job_errors.labels(job).inc()
 
     def _schedule_retry(self, succeeded: bool) -> None:
         """After a failure, sweep again soon (``schedule.RETRY_DELAYS``) until one completes;
