@@ -7,6 +7,7 @@ one process (tests) or a library user's own metrics cannot collide with ours.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
@@ -107,11 +108,10 @@ class _StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             # Statuses outside the documented set count as "other": the API cannot mint labels.
-            by_status: dict[str, int] = {}
+            by_status: defaultdict[str, int] = defaultdict(int)
             for status, count in self.store.numbers_by_status().items():
                 key = one_line(status).lower()
-                key = key if key in KNOWN_STATUSES else OTHER_STATUS
-                by_status[key] = by_status.get(key, 0) + count
+                by_status[key if key in KNOWN_STATUSES else OTHER_STATUS] += count
             now = self.clock()
             # "open" never counts a silenced finding: the dashboard's and the CLI's figure.
             open_counts = self.store.open_counts(now)
@@ -204,10 +204,9 @@ def _by_currency(amounts: dict[str, Decimal]) -> list[tuple[str, Decimal]]:
     """Amounts per currency label: the code as ``model.currency_code`` shows it (``none`` when
     the API gave none), the ``MAX_CURRENCIES`` largest kept, the rest summed as ``other``, so the
     API cannot mint label values."""
-    merged: dict[str, Decimal] = {}
+    merged: defaultdict[str, Decimal] = defaultdict(Decimal)
     for cur, amount in amounts.items():
-        key = currency_code(cur) or "none"
-        merged[key] = merged.get(key, Decimal(0)) + amount
+        merged[currency_code(cur) or "none"] += amount
     ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
     kept = dict(ranked[:MAX_CURRENCIES])
     if len(ranked) > MAX_CURRENCIES:
@@ -270,9 +269,6 @@ class Metrics:
             self.deliveries.labels(outcome.channel, "sent" if outcome.ok else "failed").inc()
             if not outcome.ok:
                 self.delivery_failures.labels(outcome.channel).inc()
-
-    def job_failed(self, job: str) -> None:
-        self.job_errors.labels(job).inc()
 
 
 # --- the status (``did-monitor status``, the dashboard's overview) -------------------------------

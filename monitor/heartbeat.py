@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import KW_ONLY, dataclass
 
 import httpx
 
@@ -18,22 +19,16 @@ from monitor.vobiz import http_client
 log = logging.getLogger(__name__)
 
 
+@dataclass(repr=False)  # no repr: the URLs carry secrets
 class Heartbeat:
     """Pings the configured URLs; an empty URL means that ping is not wanted. ``http``: the
     client to ping through (the service's shared one); without it each ping opens its own."""
 
-    def __init__(
-        self,
-        heartbeat_url: str = "",
-        fail_url: str = "",
-        *,
-        timeout: float = 5.0,
-        http: httpx.Client | None = None,
-    ) -> None:
-        self.heartbeat_url = heartbeat_url
-        self.fail_url = fail_url
-        self.timeout = timeout
-        self._http = http
+    heartbeat_url: str = ""
+    fail_url: str = ""
+    _: KW_ONLY
+    timeout: float = 5.0
+    http: httpx.Client | None = None
 
     def success(self) -> bool:
         """After a complete sweep. True when the ping was answered with 2xx/3xx."""
@@ -47,7 +42,7 @@ class Heartbeat:
         if not url:
             return False
         shown = mask_url(url)  # "***" when it does not even parse
-        shared = self._http
+        shared = self.http
         try:
             with nullcontext(shared) if shared else http_client(timeout=self.timeout) as client:
                 response = client.get(url, timeout=self.timeout, follow_redirects=True)

@@ -20,13 +20,7 @@ from monitor.alerts.plan import enqueue_sweep_failed, store_digests
 from monitor.availability import fetch_availability
 from monitor.clock import Clock
 from monitor.config import Settings
-from monitor.errors import (
-    ApiError,
-    DatabaseError,
-    LockLost,
-    MonitorError,
-    SweepCancelled,
-)
+from monitor.errors import ApiError, DatabaseError, LockLost, MonitorError, SweepCancelled
 from monitor.model import DeliveryOutcome, NumberRecord, SweepCounts
 from monitor.redact import scrub
 from monitor.reports import version_changes
@@ -35,12 +29,7 @@ from monitor.store import Store
 from monitor.store.accounts import write_accounts
 from monitor.store.db import tally
 from monitor.store.locks import SweepLock
-from monitor.sweep import (
-    ProgressFn,
-    check_identities,
-    check_shrink,
-    fetch_inventory,
-)
+from monitor.sweep import ProgressFn, check_identities, check_shrink, fetch_inventory
 from monitor.vobiz import RequestStats, RetryBudget, VobizClient
 from monitor.vocab import one_line
 

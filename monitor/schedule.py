@@ -126,14 +126,7 @@ def catch_up(
 
 # A failed sweep is retried soon, then less often: minutes while a glitch may pass, hours when
 # the API or database is down for longer, until one completes (the next cron time also sweeps).
-RETRY_DELAYS = (
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(minutes=30),
-    timedelta(hours=1),
-    timedelta(hours=2),
-    timedelta(hours=4),
-)
+RETRY_DELAYS = tuple(timedelta(minutes=m) for m in (5, 15, 30, 60, 120, 240))
 
 
 def retry_at(failures: int, failed_at: datetime, next_fire: datetime | None) -> datetime | None:

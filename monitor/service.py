@@ -221,21 +221,13 @@ class Service:
             # The cron job itself runs now, so coalescing and max_instances=1 cover this sweep too.
             trigger = StartNowThen(self.trigger)
         schedule = self.settings.schedule
-        self.scheduler.add_job(
-            self.sweep_job,
-            trigger,
-            id=SWEEP_JOB,
-            name="sweep",
-            misfire_grace_time=schedule.misfire_grace_seconds,
-        )
         interval = self.settings.service.retry_interval_seconds
-        self.scheduler.add_job(
-            self.delivery_job,
-            IntervalTrigger(seconds=interval, timezone=self.timezone),
-            id=DELIVERY_JOB,
-            name="deliver",
-            misfire_grace_time=interval,
-        )
+        every = IntervalTrigger(seconds=interval, timezone=self.timezone)
+        for job, when, job_id, grace in (  # each job is named by its id
+            (self.sweep_job, trigger, SWEEP_JOB, schedule.misfire_grace_seconds),
+            (self.delivery_job, every, DELIVERY_JOB, interval),
+        ):
+            self.scheduler.add_job(job, when, id=job_id, name=job_id, misfire_grace_time=grace)
         self.scheduler.start()
         log.info(
             "did-monitor service started: schedule %r (%s), misfire grace %ds, jitter %ds, "
@@ -409,7 +401,7 @@ class Service:
             log.error("%s job failed: %s", what, exc.message)
         else:
             log.exception("%s job failed unexpectedly", what)
-        self.metrics.job_failed(job)
+        self.metrics.job_errors.labels(job).inc()
 
     def _schedule_retry(self, succeeded: bool) -> None:
         """After a failure, sweep again soon (``schedule.RETRY_DELAYS``) until one completes;
