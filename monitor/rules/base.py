@@ -3,7 +3,7 @@ message values.
 
 Rules are pure: a rule reads the item it is given, ``RuleContext`` (the sweep's "now", the day
 in the rules' time zone, the configuration) and nothing else: no clock, database or network.
-There are three kinds, by what they look at:
+There are four kinds, by what they look at:
 
 - ``number`` rules: one number of this sweep (``Subject``);
 - ``change`` rules: one number's state in the previous complete sweep and in this one;
@@ -260,10 +260,11 @@ class Subject:
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """A registered built-in rule. ``defaults`` is its ``[rules.<id>]`` table when the config
-    does not set it: the table's type (its keys) and every default, declared beside the rule's
-    function. ``event`` rules report something that happened once: their finding resolves
-    itself on the next sweep and no "resolved" notice is sent for it."""
+    """A registered built-in rule, described by its function's docstring. ``defaults`` is its
+    ``[rules.<id>]`` table when the config does not set it: the table's type (its keys) and
+    every default, declared beside the rule's function. ``event`` rules report something that
+    happened once: their finding resolves itself on the next sweep and no "resolved" notice is
+    sent for it."""
 
     id: str
     description: str
@@ -277,16 +278,12 @@ REGISTRY: dict[str, RuleSpec] = {}  # the one list of built-in rules, in the REA
 
 
 def rule(
-    rule_id: str,
-    description: str,
-    kind: Kind = "number",
-    *,
-    defaults: RuleConfig,
-    event: bool = False,
+    rule_id: str, kind: Kind = "number", *, defaults: RuleConfig, event: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated function as the built-in rule ``rule_id``."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        description = " ".join((fn.__doc__ or "").split())
         REGISTRY[rule_id] = RuleSpec(rule_id, description, kind, fn, defaults, event)
         return fn
 
@@ -350,14 +347,13 @@ def draft(
     rec: NumberRecord,
     message: str,
     *,
-    subject: str | None = None,
     severity: str | None = None,
     due_at: datetime | None = None,
     tier: int | None = None,
 ) -> FindingDraft:
     return FindingDraft(
         rule=rule_id,
-        subject=subject or rec.id,
+        subject=rec.id,
         severity=severity or cfg.severity,
         message=shared(message),  # dated messages repeat: a sweep holds one per finding
         number_id=rec.id,

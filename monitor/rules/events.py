@@ -21,22 +21,11 @@ from monitor.rules.base import RuleConfig, RuleContext, Table, money, row_draft,
 Row = Mapping[Any, Any]  # RowMapping or dict
 
 
-def _event_subject(row: Row, what: str, ctx: RuleContext) -> str:
-    # The sweep's id keeps each change its own finding: a second change to the same field next
-    # week is news again, not an update of last week's.
-    return f"{row.get('number_id')}:{what}@{ctx.sweep_id or 0}"
-
-
-@rule(
-    "disappeared",
-    "in the last complete sweep, absent from this one",
-    "change",
-    defaults=RuleConfig(severity="warning"),
-    event=True,
-)
+@rule("disappeared", "change", defaults=RuleConfig(severity="warning"), event=True)
 def disappeared(
     before: Row | None, after: Row | None, cfg: RuleConfig, ctx: RuleContext
 ) -> list[FindingDraft]:
+    """in the last complete sweep, absent from this one"""
     if before is None or after is not None:
         return []
     text = (
@@ -59,23 +48,21 @@ class ChangedConfig(RuleConfig):
     changes: tuple[ChangeKind, ...] = ("application", "blocked", "monthly_fee", "account")
 
 
-@rule(
-    "changed",
-    "application, blocked, monthly fee or account changed",
-    "change",
-    defaults=ChangedConfig(severity="info"),
-    event=True,
-)
+@rule("changed", "change", defaults=ChangedConfig(severity="info"), event=True)
 def changed(
     before: Row | None, after: Row | None, cfg: ChangedConfig, ctx: RuleContext
 ) -> list[FindingDraft]:
+    """application, blocked, monthly fee or account changed"""
     if before is None or after is None:
         return []
     out = []
 
     def tell(what: str, text: str) -> None:
+        # The sweep's id keeps each change its own finding: a second change to the same field
+        # next week is news again, not an update of last week's.
         if what in cfg.changes:
-            out.append(row_draft("changed", cfg, after, text, _event_subject(after, what, ctx)))
+            subject = f"{after.get('number_id')}:{what}@{ctx.sweep_id or 0}"
+            out.append(row_draft("changed", cfg, after, text, subject))
 
     old_app, new_app = before.get("application_id"), after.get("application_id")
     if old_app != new_app:
@@ -123,13 +110,9 @@ class AccountView:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-@rule(
-    "no_active_number",
-    "a customer account with no active number",
-    "account",
-    defaults=RuleConfig(severity="critical"),
-)
+@rule("no_active_number", "account", defaults=RuleConfig(severity="critical"))
 def no_active_number(acct: AccountView, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """a customer account with no active number"""
     if (acct.status or "").casefold() not in LIVE_ACCOUNT_STATUSES or acct.counts.get("active"):
         return None
     label = show(acct.account_id) + (f" ({show(acct.name)})" if acct.name else "")
@@ -178,15 +161,11 @@ class AvailabilityConfig(RuleConfig):
         return self
 
 
-@rule(
-    "low_availability",
-    "fewer than N WhatsApp-capable numbers for sale in a watched place",
-    "availability",
-    defaults=AvailabilityConfig(severity="warning"),
-)
+@rule("low_availability", "availability", defaults=AvailabilityConfig(severity="warning"))
 def low_availability(
     watch: AvailabilityWatch, available: int, cfg: RuleConfig, ctx: RuleContext
 ) -> FindingDraft | None:
+    """fewer than N WhatsApp-capable numbers for sale in a watched place"""
     if available >= watch.min_available:
         return None
     place = watch.country + (f"/{show(watch.region)}" if watch.region else "")
