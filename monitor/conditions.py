@@ -187,22 +187,20 @@ def compile_condition(spec: Any, key: str = "when", depth: int = 0) -> Predicate
     if not isinstance(spec, Mapping):
         raise ConditionError(key, "must be a table such as { path = 'status', eq = 'active' }")
     keys = set(spec)
-    for group in ("all", "any"):
-        if group in keys:
-            if keys != {group}:
-                raise ConditionError(key, f"'{group}' cannot be mixed with other keys")
-            items = spec[group]
-            if not isinstance(items, list) or not items:
-                raise ConditionError(f"{key}.{group}", "must be a non-empty list of conditions")
-            parts = [
-                compile_condition(s, f"{key}.{group}[{i}]", depth + 1) for i, s in enumerate(items)
-            ]
-            return _all(parts) if group == "all" else _any(parts)
-    if "not" in keys:
-        if keys != {"not"}:
-            raise ConditionError(key, "'not' cannot be mixed with other keys")
+    group = next((g for g in ("all", "any", "not") if g in keys), None)
+    if group is not None and keys != {group}:
+        raise ConditionError(key, f"'{group}' cannot be mixed with other keys")
+    if group == "not":
         inner = compile_condition(spec["not"], f"{key}.not", depth + 1)
         return lambda item, today: not inner(item, today)
+    if group is not None:
+        items = spec[group]
+        if not isinstance(items, list) or not items:
+            raise ConditionError(f"{key}.{group}", "must be a non-empty list of conditions")
+        parts = [
+            compile_condition(s, f"{key}.{group}[{i}]", depth + 1) for i, s in enumerate(items)
+        ]
+        return _all(parts) if group == "all" else _any(parts)
     if "path" not in keys:
         raise ConditionError(key, "needs 'path' and one operator, or 'all', 'any' or 'not'")
     path = parse_path(spec["path"], f"{key}.path")
