@@ -35,10 +35,6 @@ def disappeared(
     return [row_draft("disappeared", cfg, before, text, str(before.get("number_id")))]
 
 
-def _fee(row: Row) -> Any:
-    return as_decimal(row.get("monthly_fee"))
-
-
 ChangeKind = Literal["application", "blocked", "monthly_fee", "account"]
 
 
@@ -74,21 +70,14 @@ def changed(
             tell("application", f"application changed from {show(old_app)} to {show(new_app)}")
     if bool(before.get("is_blocked")) != bool(after.get("is_blocked")):
         tell("blocked", "number was blocked" if after.get("is_blocked") else "number was unblocked")
-    old_fee, new_fee = _fee(before), _fee(after)
-    if old_fee != new_fee or (
-        old_fee is not None and before.get("currency") != after.get("currency")
-    ):
-        tell(
-            "monthly_fee",
-            f"monthly fee changed from {money(old_fee, before.get('currency'))} "
-            f"to {money(new_fee, after.get('currency'))}",
-        )
-    if before.get("account_id") != after.get("account_id"):
-        tell(
-            "account",
-            f"moved from account {show(before.get('account_id'))} "
-            f"to {show(after.get('account_id'))}",
-        )
+    old_fee, old_currency = as_decimal(before.get("monthly_fee")), before.get("currency")
+    new_fee, new_currency = as_decimal(after.get("monthly_fee")), after.get("currency")
+    if old_fee != new_fee or (old_fee is not None and old_currency != new_currency):
+        old, new = money(old_fee, old_currency), money(new_fee, new_currency)
+        tell("monthly_fee", f"monthly fee changed from {old} to {new}")
+    old_account, new_account = before.get("account_id"), after.get("account_id")
+    if old_account != new_account:
+        tell("account", f"moved from account {show(old_account)} to {show(new_account)}")
     return out
 
 
