@@ -20,6 +20,7 @@ catastrophically cannot hold the process.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -294,12 +295,7 @@ def _leaf(path: tuple[str, ...], op: str, value: Any, key: str) -> Predicate:
             return (when - today.date).days < bound
 
         return days
-    compare: Callable[[Decimal, Decimal], bool] = {
-        "lt": Decimal.__lt__,
-        "le": Decimal.__le__,
-        "gt": Decimal.__gt__,
-        "ge": Decimal.__ge__,
-    }[op]
+    compare: Callable[[Decimal, Decimal], bool] = getattr(operator, op)  # lt, le, gt or ge
 
     def number(item: Any, _t: Today) -> bool:
         found = as_decimal(lookup(item, path))
