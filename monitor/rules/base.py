@@ -64,7 +64,7 @@ def error_text(err: Mapping[str, Any]) -> str:
 
 class Scope(Table):
     """Which numbers a rule looks at: each list that is set must match (an empty list matches
-    everything). ``countries`` and ``statuses`` compare case-insensitively."""
+    everything). ``countries``, ``regions`` and ``statuses`` compare case-insensitively."""
 
     accounts: tuple[str, ...] = ()
     countries: tuple[str, ...] = ()
@@ -85,6 +85,28 @@ class Scope(Table):
     @property
     def is_empty(self) -> bool:
         return not (self.accounts or self.countries or self.regions or self.tags or self.statuses)
+
+    def checks(
+        self,
+        account: str | None,
+        country: str | None,
+        region: str | None,
+        tags: tuple[str, ...] | list[str] | None,
+        status: str | None,
+    ) -> list[bool]:
+        """Whether the subject matches, for each list that is set."""
+        checks = []
+        if self.accounts:
+            checks.append(account in self.accounts)
+        if self.countries:
+            checks.append((country or "").upper() in self.countries)
+        if self.regions:
+            checks.append((region or "").casefold() in self.regions)
+        if self.tags:
+            checks.append(any(t in self.tags for t in tags or ()))
+        if self.statuses:
+            checks.append((status or "").casefold() in self.statuses)
+        return checks
 
 
 # Keys of a rule's table that an ``[[rules.<id>.override]]`` cannot set.
@@ -141,6 +163,20 @@ class RuleConfig(Table):
                 resolved[account] = effective
         self._by_account = resolved
         return self
+
+    def in_scope(
+        self,
+        account: str | None,
+        country: str | None = None,
+        region: str | None = None,
+        tags: tuple[str, ...] | list[str] | None = (),
+        status: str | None = None,
+    ) -> bool:
+        """Whether the ``include``/``exclude`` tables let the rule look at this subject."""
+        args = (account, country, region, tags, status)
+        if not self.include.is_empty and not all(self.include.checks(*args)):
+            return False
+        return self.exclude.is_empty or not any(self.exclude.checks(*args))
 
     def for_account(self, account_id: str | None) -> Any:
         """The effective config for ``account_id``: its override, or this table."""
@@ -293,49 +329,6 @@ def rule(
 def event_rules() -> frozenset[str]:
     """Ids of the rules whose findings resolve themselves (no "resolved" notice)."""
     return frozenset(rid for rid, spec in REGISTRY.items() if spec.event)
-
-
-# --- scope ------------------------------------------------------------------------------------
-
-
-def _hits(
-    scope: Scope,
-    account: str | None,
-    country: str | None,
-    region: str | None,
-    tags: tuple[str, ...] | list[str],
-    status: str | None,
-    *,
-    every: bool,
-) -> bool:
-    """With ``every``: each list that is set matches (include). Without: any list matches."""
-    checks = []
-    if scope.accounts:
-        checks.append(account in scope.accounts)
-    if scope.countries:
-        checks.append((country or "").upper() in scope.countries)
-    if scope.regions:
-        checks.append((region or "").casefold() in scope.regions)
-    if scope.tags:
-        checks.append(any(t in scope.tags for t in tags))
-    if scope.statuses:
-        checks.append((status or "").casefold() in scope.statuses)
-    return all(checks) if every else any(checks)
-
-
-def in_scope(
-    cfg: RuleConfig,
-    account: str | None,
-    country: str | None = None,
-    region: str | None = None,
-    tags: tuple[str, ...] | list[str] = (),
-    status: str | None = None,
-) -> bool:
-    """Whether a rule's ``include``/``exclude`` tables let it look at this subject."""
-    args = (account, country, region, tags, status)
-    if not cfg.include.is_empty and not _hits(cfg.include, *args, every=True):
-        return False
-    return cfg.exclude.is_empty or not _hits(cfg.exclude, *args, every=False)
 
 
 # --- drafts and messages ----------------------------------------------------------------------

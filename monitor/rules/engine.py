@@ -23,12 +23,12 @@ from monitor.rules.base import (
     RuleContext,
     RuleTables,
     Subject,
-    in_scope,
 )
 from monitor.rules.events import AccountView, AvailabilityConfig, AvailabilityWatch, Row
 from monitor.rules.user import user_rule
 
 log = logging.getLogger(__name__)
+_SCOPE_KEYS = ("account_id", "country", "region", "tags", "status")  # in_scope's, in a row
 
 
 @dataclass
@@ -165,8 +165,8 @@ class Evaluator:
                 cfg = active.cfg.for_account(num.account_id) if active.overridden else active.cfg
                 if not cfg.enabled:
                     continue
-                if active.scoped and not in_scope(
-                    active.cfg, num.account_id, num.country, num.region, num.tags, num.status
+                if active.scoped and not active.cfg.in_scope(
+                    num.account_id, num.country, num.region, num.tags, num.status
                 ):
                     continue
                 try:
@@ -216,14 +216,7 @@ class Evaluator:
                 cfg = self._config(active, row.get("account_id"))
                 if cfg is None:
                     continue
-                if active.scoped and not in_scope(
-                    active.cfg,
-                    row.get("account_id"),
-                    row.get("country"),
-                    row.get("region"),
-                    row.get("tags") or (),
-                    row.get("status"),
-                ):
+                if active.scoped and not active.cfg.in_scope(*(row.get(k) for k in _SCOPE_KEYS)):
                     continue
                 try:
                     found = active.fn(before, after, cfg, self.ctx)
@@ -260,7 +253,7 @@ class Evaluator:
                 cfg = self._config(active, view.account_id)
                 if cfg is None:
                     continue
-                if active.scoped and not in_scope(active.cfg, view.account_id, status=view.status):
+                if active.scoped and not active.cfg.in_scope(view.account_id, status=view.status):
                     continue
                 try:
                     found = active.fn(view, cfg, self.ctx)
