@@ -20,6 +20,7 @@ catastrophically cannot hold the process.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -187,22 +188,20 @@ def compile_condition(spec: Any, key: str = "when", depth: int = 0) -> Predicate
     if not isinstance(spec, Mapping):
         raise ConditionError(key, "must be a table such as { path = 'status', eq = 'active' }")
     keys = set(spec)
-    for group in ("all", "any"):
-        if group in keys:
-            if keys != {group}:
-                raise ConditionError(key, f"'{group}' cannot be mixed with other keys")
-            items = spec[group]
-            if not isinstance(items, list) or not items:
-                raise ConditionError(f"{key}.{group}", "must be a non-empty list of conditions")
-            parts = [
-                compile_condition(s, f"{key}.{group}[{i}]", depth + 1) for i, s in enumerate(items)
-            ]
-            return _all(parts) if group == "all" else _any(parts)
-    if "not" in keys:
-        if keys != {"not"}:
-            raise ConditionError(key, "'not' cannot be mixed with other keys")
+    group = next((g for g in ("all", "any", "not") if g in keys), None)
+    if group is not None and keys != {group}:
+        raise ConditionError(key, f"'{group}' cannot be mixed with other keys")
+    if group == "not":
         inner = compile_condition(spec["not"], f"{key}.not", depth + 1)
         return lambda item, today: not inner(item, today)
+    if group is not None:
+        items = spec[group]
+        if not isinstance(items, list) or not items:
+            raise ConditionError(f"{key}.{group}", "must be a non-empty list of conditions")
+        parts = [
+            compile_condition(s, f"{key}.{group}[{i}]", depth + 1) for i, s in enumerate(items)
+        ]
+        return _all(parts) if group == "all" else _any(parts)
     if "path" not in keys:
         raise ConditionError(key, "needs 'path' and one operator, or 'all', 'any' or 'not'")
     path = parse_path(spec["path"], f"{key}.path")
@@ -296,12 +295,7 @@ def _leaf(path: tuple[str, ...], op: str, value: Any, key: str) -> Predicate:
             return (when - today.date).days < bound
 
         return days
-    compare: Callable[[Decimal, Decimal], bool] = {
-        "lt": Decimal.__lt__,
-        "le": Decimal.__le__,
-        "gt": Decimal.__gt__,
-        "ge": Decimal.__ge__,
-    }[op]
+    compare: Callable[[Decimal, Decimal], bool] = getattr(operator, op)  # lt, le, gt or ge
 
     def number(item: Any, _t: Today) -> bool:
         found = as_decimal(lookup(item, path))

@@ -8,17 +8,14 @@ and defaults; ``config.RulesConfig`` derives the ``[rules]`` section from ``REGI
 
 from __future__ import annotations
 
-from monitor.rules.base import REGISTRY, RuleContext, RuleSpec, Subject, event_rules
+from monitor.rules.base import REGISTRY, RuleContext, event_rules
 from monitor.rules.builtin import tier_for
-from monitor.rules.engine import Evaluator, RuleFailure, evaluate, rule_ids
+from monitor.rules.engine import Evaluator, evaluate, rule_ids
 
 __all__ = [
     "REGISTRY",
     "Evaluator",
     "RuleContext",
-    "RuleFailure",
-    "RuleSpec",
-    "Subject",
     "evaluate",
     "event_rules",
     "rule_ids",

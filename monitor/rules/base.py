@@ -3,7 +3,7 @@ message values.
 
 Rules are pure: a rule reads the item it is given, ``RuleContext`` (the sweep's "now", the day
 in the rules' time zone, the configuration) and nothing else: no clock, database or network.
-There are three kinds, by what they look at:
+There are four kinds, by what they look at:
 
 - ``number`` rules: one number of this sweep (``Subject``);
 - ``change`` rules: one number's state in the previous complete sweep and in this one;
@@ -64,7 +64,7 @@ def error_text(err: Mapping[str, Any]) -> str:
 
 class Scope(Table):
     """Which numbers a rule looks at: each list that is set must match (an empty list matches
-    everything). ``countries`` and ``statuses`` compare case-insensitively."""
+    everything). ``countries``, ``regions`` and ``statuses`` compare case-insensitively."""
 
     accounts: tuple[str, ...] = ()
     countries: tuple[str, ...] = ()
@@ -85,6 +85,28 @@ class Scope(Table):
     @property
     def is_empty(self) -> bool:
         return not (self.accounts or self.countries or self.regions or self.tags or self.statuses)
+
+    def checks(
+        self,
+        account: str | None,
+        country: str | None,
+        region: str | None,
+        tags: tuple[str, ...] | list[str] | None,
+        status: str | None,
+    ) -> list[bool]:
+        """Whether the subject matches, for each list that is set."""
+        checks = []
+        if self.accounts:
+            checks.append(account in self.accounts)
+        if self.countries:
+            checks.append((country or "").upper() in self.countries)
+        if self.regions:
+            checks.append((region or "").casefold() in self.regions)
+        if self.tags:
+            checks.append(any(t in self.tags for t in tags or ()))
+        if self.statuses:
+            checks.append((status or "").casefold() in self.statuses)
+        return checks
 
 
 # Keys of a rule's table that an ``[[rules.<id>.override]]`` cannot set.
@@ -141,6 +163,20 @@ class RuleConfig(Table):
                 resolved[account] = effective
         self._by_account = resolved
         return self
+
+    def in_scope(
+        self,
+        account: str | None,
+        country: str | None = None,
+        region: str | None = None,
+        tags: tuple[str, ...] | list[str] | None = (),
+        status: str | None = None,
+    ) -> bool:
+        """Whether the ``include``/``exclude`` tables let the rule look at this subject."""
+        args = (account, country, region, tags, status)
+        if not self.include.is_empty and not all(self.include.checks(*args)):
+            return False
+        return self.exclude.is_empty or not any(self.exclude.checks(*args))
 
     def for_account(self, account_id: str | None) -> Any:
         """The effective config for ``account_id``: its override, or this table."""
@@ -260,10 +296,11 @@ class Subject:
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """A registered built-in rule. ``defaults`` is its ``[rules.<id>]`` table when the config
-    does not set it: the table's type (its keys) and every default, declared beside the rule's
-    function. ``event`` rules report something that happened once: their finding resolves
-    itself on the next sweep and no "resolved" notice is sent for it."""
+    """A registered built-in rule, described by its function's docstring. ``defaults`` is its
+    ``[rules.<id>]`` table when the config does not set it: the table's type (its keys) and
+    every default, declared beside the rule's function. ``event`` rules report something that
+    happened once: their finding resolves itself on the next sweep and no "resolved" notice is
+    sent for it."""
 
     id: str
     description: str
@@ -277,16 +314,12 @@ REGISTRY: dict[str, RuleSpec] = {}  # the one list of built-in rules, in the REA
 
 
 def rule(
-    rule_id: str,
-    description: str,
-    kind: Kind = "number",
-    *,
-    defaults: RuleConfig,
-    event: bool = False,
+    rule_id: str, kind: Kind = "number", *, defaults: RuleConfig, event: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated function as the built-in rule ``rule_id``."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        description = " ".join((fn.__doc__ or "").split())
         REGISTRY[rule_id] = RuleSpec(rule_id, description, kind, fn, defaults, event)
         return fn
 
@@ -298,49 +331,6 @@ def event_rules() -> frozenset[str]:
     return frozenset(rid for rid, spec in REGISTRY.items() if spec.event)
 
 
-# --- scope ------------------------------------------------------------------------------------
-
-
-def _hits(
-    scope: Scope,
-    account: str | None,
-    country: str | None,
-    region: str | None,
-    tags: tuple[str, ...] | list[str],
-    status: str | None,
-    *,
-    every: bool,
-) -> bool:
-    """With ``every``: each list that is set matches (include). Without: any list matches."""
-    checks = []
-    if scope.accounts:
-        checks.append(account in scope.accounts)
-    if scope.countries:
-        checks.append((country or "").upper() in scope.countries)
-    if scope.regions:
-        checks.append((region or "").casefold() in scope.regions)
-    if scope.tags:
-        checks.append(any(t in scope.tags for t in tags))
-    if scope.statuses:
-        checks.append((status or "").casefold() in scope.statuses)
-    return all(checks) if every else any(checks)
-
-
-def in_scope(
-    cfg: RuleConfig,
-    account: str | None,
-    country: str | None = None,
-    region: str | None = None,
-    tags: tuple[str, ...] | list[str] = (),
-    status: str | None = None,
-) -> bool:
-    """Whether a rule's ``include``/``exclude`` tables let it look at this subject."""
-    args = (account, country, region, tags, status)
-    if not cfg.include.is_empty and not _hits(cfg.include, *args, every=True):
-        return False
-    return cfg.exclude.is_empty or not _hits(cfg.exclude, *args, every=False)
-
-
 # --- drafts and messages ----------------------------------------------------------------------
 
 
@@ -350,14 +340,13 @@ def draft(
     rec: NumberRecord,
     message: str,
     *,
-    subject: str | None = None,
     severity: str | None = None,
     due_at: datetime | None = None,
     tier: int | None = None,
 ) -> FindingDraft:
     return FindingDraft(
         rule=rule_id,
-        subject=subject or rec.id,
+        subject=rec.id,
         severity=severity or cfg.severity,
         message=shared(message),  # dated messages repeat: a sweep holds one per finding
         number_id=rec.id,

@@ -25,7 +25,6 @@ from monitor.rules.base import (
     rule,
     show,
 )
-from monitor.vocab import SEVERITY_RANK
 
 
 class DateRuleConfig(RuleConfig):
@@ -49,14 +48,7 @@ def tier_for(days: int, cfg: DateRuleConfig) -> int | None:
     return min(crossed) if crossed else None
 
 
-def tier_severity(base: str, tier: int | None, cfg: DateRuleConfig, days: int) -> str:
-    """Severity rises as the date nears: past due or the last tier is critical."""
-    if days < 0 or (cfg.reminders and tier is not None and tier == min(cfg.reminders)):
-        return max(base, "critical", key=SEVERITY_RANK.__getitem__)
-    return base
-
-
-def _date_rule(
+def _date_finding(
     rule_id: str,
     when: datetime | None,
     label: str,
@@ -77,53 +69,44 @@ def _date_rule(
         text = f"{label} is today ({day.isoformat()})"
     else:
         text = f"{label} in {days} day(s), on {day.isoformat()}"
-    severity = tier_severity(cfg.severity, tier, cfg, days)
+    # Severity rises as the date nears: past due or the last reminder tier is critical.
+    last_tier = tier is not None and tier == min(cfg.reminders)
+    severity = "critical" if days < 0 or last_tier else cfg.severity
     return draft(rule_id, cfg, s.rec, text, due_at=when, tier=tier, severity=severity)
 
 
-@rule(
-    "billing_due",
-    "next billing date within N days (or already past)",
-    defaults=DateRuleConfig(within_days=7, severity="warning"),
-)
+@rule("billing_due", defaults=DateRuleConfig(within_days=7, severity="warning"))
 def billing_due(s: Subject, cfg: DateRuleConfig, ctx: RuleContext) -> FindingDraft | None:
-    return _date_rule("billing_due", s.rec.next_billing_date, "next billing", cfg, s, ctx)
+    """next billing date within N days (or already past)"""
+    return _date_finding("billing_due", s.rec.next_billing_date, "next billing", cfg, s, ctx)
 
 
-@rule(
-    "expiring",
-    "expires_at within N days (or already past); nothing when the API gives none",
-    defaults=DateRuleConfig(within_days=14, severity="warning"),
-)
+@rule("expiring", defaults=DateRuleConfig(within_days=14, severity="warning"))
 def expiring(s: Subject, cfg: DateRuleConfig, ctx: RuleContext) -> FindingDraft | None:
-    return _date_rule("expiring", s.rec.expires_at, "expires", cfg, s, ctx)
+    """expires_at within N days (or already past); nothing when the API gives none"""
+    return _date_finding("expiring", s.rec.expires_at, "expires", cfg, s, ctx)
 
 
-@rule(
-    "missing_application",
-    "no application_id: calls arrive and are hung up",
-    defaults=RuleConfig(severity="critical"),
-)
+@rule("missing_application", defaults=RuleConfig(severity="critical"))
 def missing_application(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """no application_id: calls arrive and are hung up"""
     if s.rec.application_id is None and s.rec.status not in INACTIVE_STATUSES:
         text = "no application attached: inbound calls are hung up"
         return draft("missing_application", cfg, s.rec, text)
     return None
 
 
-@rule("blocked", "the number is blocked", defaults=RuleConfig(severity="critical"))
+@rule("blocked", defaults=RuleConfig(severity="critical"))
 def blocked(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """the number is blocked"""
     if s.rec.is_blocked:
         return draft("blocked", cfg, s.rec, "number is blocked")
     return None
 
 
-@rule(
-    "not_active",
-    "status is not active (pending, released, inactive, expired or unknown)",
-    defaults=RuleConfig(severity="warning"),
-)
+@rule("not_active", defaults=RuleConfig(severity="warning"))
 def not_active(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """status is not active (pending, released, inactive, expired or unknown)"""
     status = s.rec.status
     if status in ("active", "blocked"):  # blocked numbers are the blocked rule's
         return None
@@ -136,12 +119,9 @@ def not_active(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | 
     return draft("not_active", cfg, s.rec, text)
 
 
-@rule(
-    "kyc_pending",
-    "Aadhaar verification required and not done",
-    defaults=RuleConfig(severity="warning"),
-)
+@rule("kyc_pending", defaults=RuleConfig(severity="warning"))
 def kyc_pending(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """Aadhaar verification required and not done"""
     if s.rec.status in INACTIVE_STATUSES:
         return None
     raw = s.raw
@@ -150,12 +130,9 @@ def kyc_pending(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft |
     return None
 
 
-@rule(
-    "voice_disabled",
-    "voice off on a number with an application: it cannot take calls",
-    defaults=RuleConfig(severity="critical"),
-)
+@rule("voice_disabled", defaults=RuleConfig(severity="critical"))
 def voice_disabled(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """voice off on a number with an application: it cannot take calls"""
     if s.rec.application_id is None or s.rec.status in INACTIVE_STATUSES:
         return None
     raw = s.raw
@@ -171,8 +148,9 @@ def voice_disabled(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraf
     return draft("voice_disabled", cfg, s.rec, text)
 
 
-@rule("trial_number", "a trial number", defaults=RuleConfig(severity="info"))
+@rule("trial_number", defaults=RuleConfig(severity="info"))
 def trial_number(s: Subject, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """a trial number"""
     if s.rec.status not in INACTIVE_STATUSES and flag(s.raw.get("is_trial_number")):
         return draft("trial_number", cfg, s.rec, "trial number")
     return None
@@ -187,12 +165,9 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-@rule(
-    "commitment_ends",
-    "the minimum commitment ends within N days",
-    defaults=DateRuleConfig(within_days=30, severity="info"),
-)
+@rule("commitment_ends", defaults=DateRuleConfig(within_days=30, severity="info"))
 def commitment_ends(s: Subject, cfg: DateRuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """the minimum commitment ends within N days"""
     if s.rec.status in INACTIVE_STATUSES:
         return None
     raw = s.raw

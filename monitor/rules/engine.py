@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import monitor.rules.builtin  # noqa: F401  (registers the built-in rules)
 from monitor.conditions import RegexTimeout
@@ -23,13 +23,12 @@ from monitor.rules.base import (
     RuleContext,
     RuleTables,
     Subject,
-    in_scope,
 )
-from monitor.rules.events import AccountView, AvailabilityConfig, AvailabilityWatch
+from monitor.rules.events import AccountView, AvailabilityConfig, AvailabilityWatch, Row
 from monitor.rules.user import user_rule
 
 log = logging.getLogger(__name__)
-Row = Mapping[Any, Any]  # RowMapping or dict
+_SCOPE_KEYS = ("account_id", "country", "region", "tags", "status")  # in_scope's, in a row
 
 
 @dataclass
@@ -54,12 +53,6 @@ class _Active:
 def _enabled(cfg: RuleConfig) -> bool:
     """On for someone: enabled, or an override turns it on for some accounts."""
     return cfg.enabled or any(bool(o.get("enabled")) for o in cfg.override)
-
-
-def _active(cfg: RuleConfig, rule_id: str, fn: Callable[..., Any]) -> _Active:
-    scoped = not (cfg.include.is_empty and cfg.exclude.is_empty)
-    timed = rule_id not in REGISTRY  # a user rule
-    return _Active(rule_id, cfg, fn, scoped, bool(cfg.override), timed)
 
 
 def _rules(config: RuleTables) -> Iterator[tuple[str, Kind, RuleConfig, Callable[..., Any]]]:
@@ -89,20 +82,12 @@ class Evaluator:
 
     def __init__(self, ctx: RuleContext) -> None:
         self.ctx = ctx
-        rules = ctx.config
-        self._number: list[_Active] = []
-        self._change: list[_Active] = []
-        self._account: list[_Active] = []
-        self._availability: list[_Active] = []
-        kinds = {
-            "number": self._number,
-            "change": self._change,
-            "account": self._account,
-            "availability": self._availability,
-        }
-        for rid, kind, cfg, fn in _rules(rules):
+        self._active: dict[Kind, list[_Active]] = {kind: [] for kind in get_args(Kind)}
+        for rid, kind, cfg, fn in _rules(ctx.config):
             if _enabled(cfg):
-                kinds[kind].append(_active(cfg, rid, fn))
+                scoped = not (cfg.include.is_empty and cfg.exclude.is_empty)
+                timed = rid not in REGISTRY  # a user rule
+                self._active[kind].append(_Active(rid, cfg, fn, scoped, bool(cfg.override), timed))
         # rule → subject → draft: the writer takes (and frees) one rule's drafts at a time
         self.by_rule: dict[str, dict[str, FindingDraft]] = {}
         self.errors: dict[str, RuleFailure] = {}
@@ -112,7 +97,7 @@ class Evaluator:
     @property
     def rule_ids(self) -> list[str]:
         """The rules this evaluation ran: only their findings may be resolved by it."""
-        every = (*self._number, *self._change, *self._account, *self._availability)
+        every = (a for kind in self._active.values() for a in kind)
         return [a.rule_id for a in every if a.rule_id not in self._skipped]
 
     def _config(self, active: _Active, account: str | None) -> RuleConfig | None:
@@ -142,7 +127,7 @@ class Evaluator:
         )
         failure.count += 1
         self.skip(active.rule_id)
-        self._number.remove(active)
+        self._active["number"].remove(active)
         log.warning(
             "rule %s is left out of this sweep (its findings stay as they are): %s on %s",
             active.rule_id,
@@ -172,7 +157,7 @@ class Evaluator:
         # Each rule's drafts are keyed by number id (a rule's draft is about the number it was
         # given), so re-feeding a number pops them directly: no index by subject, which cost
         # ~20 MB at 1,000,000 numbers.
-        rules = [(active, self.by_rule.setdefault(active.rule_id, {})) for active in self._number]
+        rules = [(a, self.by_rule.setdefault(a.rule_id, {})) for a in self._active["number"]]
         for num in numbers:
             subject = Subject(num)
             for active, drafts in rules:
@@ -180,8 +165,8 @@ class Evaluator:
                 cfg = active.cfg.for_account(num.account_id) if active.overridden else active.cfg
                 if not cfg.enabled:
                     continue
-                if active.scoped and not in_scope(
-                    active.cfg, num.account_id, num.country, num.region, num.tags, num.status
+                if active.scoped and not active.cfg.in_scope(
+                    num.account_id, num.country, num.region, num.tags, num.status
                 ):
                     continue
                 try:
@@ -215,11 +200,11 @@ class Evaluator:
 
     @property
     def wants_accounts(self) -> bool:
-        return bool(self._account)
+        return bool(self._active["account"])
 
     @property
     def wants_changes(self) -> bool:
-        return bool(self._change)
+        return bool(self._active["change"])
 
     def feed_changes(self, changes: Iterable[tuple[Row | None, Row | None]]) -> None:
         """Run the change rules over (before, after) pairs of one number's versions."""
@@ -227,18 +212,11 @@ class Evaluator:
             row = after if after is not None else before
             if row is None:
                 continue
-            for active in self._change:
+            for active in self._active["change"]:
                 cfg = self._config(active, row.get("account_id"))
                 if cfg is None:
                     continue
-                if active.scoped and not in_scope(
-                    active.cfg,
-                    row.get("account_id"),
-                    row.get("country"),
-                    row.get("region"),
-                    row.get("tags") or (),
-                    row.get("status"),
-                ):
+                if active.scoped and not active.cfg.in_scope(*(row.get(k) for k in _SCOPE_KEYS)):
                     continue
                 try:
                     found = active.fn(before, after, cfg, self.ctx)
@@ -256,7 +234,7 @@ class Evaluator:
         """Run the account rules over every account: those the API listed (``accounts``, by
         id) and those known from their numbers (``statuses``: how many numbers each account
         has in each status, from the store after the sweep's writes)."""
-        if not self._account:
+        if not self._active["account"]:
             return
         views: dict[str, AccountView] = {}
         for account_id, info in (accounts or {}).items():
@@ -271,11 +249,11 @@ class Evaluator:
                 view = views.setdefault(account_id, AccountView(account_id))
                 view.counts[status] = view.counts.get(status, 0) + n
         for view in views.values():
-            for active in self._account:
+            for active in self._active["account"]:
                 cfg = self._config(active, view.account_id)
                 if cfg is None:
                     continue
-                if active.scoped and not in_scope(active.cfg, view.account_id, status=view.status):
+                if active.scoped and not active.cfg.in_scope(view.account_id, status=view.status):
                     continue
                 try:
                     found = active.fn(view, cfg, self.ctx)
@@ -289,7 +267,9 @@ class Evaluator:
     def watches(self) -> tuple[AvailabilityWatch, ...]:
         """The country/region pairs the availability rules want counted (none: no request)."""
         cfg = self.ctx.config.rule("low_availability")
-        return cfg.watch if self._availability and isinstance(cfg, AvailabilityConfig) else ()
+        if self._active["availability"] and isinstance(cfg, AvailabilityConfig):
+            return cfg.watch
+        return ()
 
     def skip(self, rule_id: str) -> None:
         """Leave ``rule_id`` out of this evaluation (its input could not be read): its open
@@ -299,7 +279,7 @@ class Evaluator:
     def feed_availability(self, counts: Iterable[tuple[AvailabilityWatch, int]]) -> None:
         """Run the availability rules over (watched place, numbers for sale there)."""
         for watch, available in counts:
-            for active in self._availability:
+            for active in self._active["availability"]:
                 if not active.cfg.enabled:
                     continue
                 try:

@@ -21,22 +21,11 @@ from monitor.rules.base import RuleConfig, RuleContext, Table, money, row_draft,
 Row = Mapping[Any, Any]  # RowMapping or dict
 
 
-def _event_subject(row: Row, what: str, ctx: RuleContext) -> str:
-    # The sweep's id keeps each change its own finding: a second change to the same field next
-    # week is news again, not an update of last week's.
-    return f"{row.get('number_id')}:{what}@{ctx.sweep_id or 0}"
-
-
-@rule(
-    "disappeared",
-    "in the last complete sweep, absent from this one",
-    "change",
-    defaults=RuleConfig(severity="warning"),
-    event=True,
-)
+@rule("disappeared", "change", defaults=RuleConfig(severity="warning"), event=True)
 def disappeared(
     before: Row | None, after: Row | None, cfg: RuleConfig, ctx: RuleContext
 ) -> list[FindingDraft]:
+    """in the last complete sweep, absent from this one"""
     if before is None or after is not None:
         return []
     text = (
@@ -44,10 +33,6 @@ def disappeared(
         f"on account {show(before.get('account_id'))})"
     )
     return [row_draft("disappeared", cfg, before, text, str(before.get("number_id")))]
-
-
-def _fee(row: Row) -> Any:
-    return as_decimal(row.get("monthly_fee"))
 
 
 ChangeKind = Literal["application", "blocked", "monthly_fee", "account"]
@@ -59,23 +44,21 @@ class ChangedConfig(RuleConfig):
     changes: tuple[ChangeKind, ...] = ("application", "blocked", "monthly_fee", "account")
 
 
-@rule(
-    "changed",
-    "application, blocked, monthly fee or account changed",
-    "change",
-    defaults=ChangedConfig(severity="info"),
-    event=True,
-)
+@rule("changed", "change", defaults=ChangedConfig(severity="info"), event=True)
 def changed(
     before: Row | None, after: Row | None, cfg: ChangedConfig, ctx: RuleContext
 ) -> list[FindingDraft]:
+    """application, blocked, monthly fee or account changed"""
     if before is None or after is None:
         return []
     out = []
 
     def tell(what: str, text: str) -> None:
+        # The sweep's id keeps each change its own finding: a second change to the same field
+        # next week is news again, not an update of last week's.
         if what in cfg.changes:
-            out.append(row_draft("changed", cfg, after, text, _event_subject(after, what, ctx)))
+            subject = f"{after.get('number_id')}:{what}@{ctx.sweep_id or 0}"
+            out.append(row_draft("changed", cfg, after, text, subject))
 
     old_app, new_app = before.get("application_id"), after.get("application_id")
     if old_app != new_app:
@@ -87,21 +70,14 @@ def changed(
             tell("application", f"application changed from {show(old_app)} to {show(new_app)}")
     if bool(before.get("is_blocked")) != bool(after.get("is_blocked")):
         tell("blocked", "number was blocked" if after.get("is_blocked") else "number was unblocked")
-    old_fee, new_fee = _fee(before), _fee(after)
-    if old_fee != new_fee or (
-        old_fee is not None and before.get("currency") != after.get("currency")
-    ):
-        tell(
-            "monthly_fee",
-            f"monthly fee changed from {money(old_fee, before.get('currency'))} "
-            f"to {money(new_fee, after.get('currency'))}",
-        )
-    if before.get("account_id") != after.get("account_id"):
-        tell(
-            "account",
-            f"moved from account {show(before.get('account_id'))} "
-            f"to {show(after.get('account_id'))}",
-        )
+    old_fee, old_currency = as_decimal(before.get("monthly_fee")), before.get("currency")
+    new_fee, new_currency = as_decimal(after.get("monthly_fee")), after.get("currency")
+    if old_fee != new_fee or (old_fee is not None and old_currency != new_currency):
+        old, new = money(old_fee, old_currency), money(new_fee, new_currency)
+        tell("monthly_fee", f"monthly fee changed from {old} to {new}")
+    old_account, new_account = before.get("account_id"), after.get("account_id")
+    if old_account != new_account:
+        tell("account", f"moved from account {show(old_account)} to {show(new_account)}")
     return out
 
 
@@ -123,13 +99,9 @@ class AccountView:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-@rule(
-    "no_active_number",
-    "a customer account with no active number",
-    "account",
-    defaults=RuleConfig(severity="critical"),
-)
+@rule("no_active_number", "account", defaults=RuleConfig(severity="critical"))
 def no_active_number(acct: AccountView, cfg: RuleConfig, ctx: RuleContext) -> FindingDraft | None:
+    """a customer account with no active number"""
     if (acct.status or "").casefold() not in LIVE_ACCOUNT_STATUSES or acct.counts.get("active"):
         return None
     label = show(acct.account_id) + (f" ({show(acct.name)})" if acct.name else "")
@@ -178,15 +150,11 @@ class AvailabilityConfig(RuleConfig):
         return self
 
 
-@rule(
-    "low_availability",
-    "fewer than N WhatsApp-capable numbers for sale in a watched place",
-    "availability",
-    defaults=AvailabilityConfig(severity="warning"),
-)
+@rule("low_availability", "availability", defaults=AvailabilityConfig(severity="warning"))
 def low_availability(
     watch: AvailabilityWatch, available: int, cfg: RuleConfig, ctx: RuleContext
 ) -> FindingDraft | None:
+    """fewer than N WhatsApp-capable numbers for sale in a watched place"""
     if available >= watch.min_available:
         return None
     place = watch.country + (f"/{show(watch.region)}" if watch.region else "")
