@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -32,15 +32,27 @@ from monitor.vocab import currency_code, iso, money_text
 Row = Mapping[Any, Any]  # RowMapping or dict
 
 
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return money_text(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+class _Fields:
+    def as_dict(self) -> dict[str, Any]:
+        """Stable keys (the fields, in order) and JSON-ready values (money as exact text, times
+        RFC 3339 UTC)."""
+        return {f.name: _json_ready(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class SweepRef:
+class SweepRef(_Fields):
     """The complete sweep a report describes."""
 
     id: int
     started_at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "started_at": iso(self.started_at)}
 
 
 # --- which sweep ------------------------------------------------------------------------------
@@ -81,7 +93,7 @@ def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
     return when
 
 
-def _sweep_at(conn: Connection, at: datetime | None, option: str) -> SweepRef:
+def _sweep_at(conn: Connection, at: datetime | None = None) -> SweepRef:
     if at is None:
         latest = complete_sweeps(conn, 1)
         if not latest:
@@ -89,7 +101,7 @@ def _sweep_at(conn: Connection, at: datetime | None, option: str) -> SweepRef:
         return latest[0]
     found = sweep_in_force(conn, at)
     if found is None:
-        raise ConfigError(f"{option}: no complete sweep on or before {iso(at)}")
+        raise ConfigError(f"--at: no complete sweep on or before {iso(at)}")
     return found
 
 
@@ -97,7 +109,7 @@ def _sweep_at(conn: Connection, at: datetime | None, option: str) -> SweepRef:
 
 
 @dataclass(frozen=True)
-class InventoryRow:
+class InventoryRow(_Fields):
     e164: str
     number_id: str
     account_id: str
@@ -110,15 +122,6 @@ class InventoryRow:
     next_billing_date: datetime | None
     expires_at: datetime | None
     tags: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Stable keys and JSON-ready values (money as exact text, times RFC 3339 UTC)."""
-        out = asdict(self)
-        out["monthly_fee"] = money_text(self.monthly_fee) if self.monthly_fee is not None else None
-        out["next_billing_date"] = iso(self.next_billing_date)
-        out["expires_at"] = iso(self.expires_at)
-        out["tags"] = list(self.tags)
-        return out
 
 
 INVENTORY_FIELDS = tuple(InventoryRow.__dataclass_fields__)
@@ -142,12 +145,11 @@ def inventory(
     account: str | None = None,
     status: str | None = None,
     country: str | None = None,
-    at: datetime | None = None,
 ) -> Report:
-    """The numbers of the latest complete sweep (or the one in force at ``at``), one row each,
-    by account then number. ``status`` and ``country`` match case-insensitively."""
+    """The numbers of the latest complete sweep, one row each, by account then number.
+    ``status`` and ``country`` match case-insensitively."""
     with engine.connect() as conn:
-        ref = _sweep_at(conn, at, "--at")
+        ref = _sweep_at(conn)
         stmt = sa.select(VERSIONS).where(current(VERSIONS, ref.id))
         if account:
             stmt = stmt.where(VERSIONS.c.account_id == account)
@@ -180,32 +182,21 @@ def inventory(
 
 
 @dataclass
-class CostRow:
+class CostRow(_Fields):
     """One invoice line: an account's active numbers in one currency and their monthly rental.
-    ``account_name`` is the name the accounts endpoint gave (none if unknown); ``unpriced``
-    counts active numbers the API gave no monthly fee for (not in the sum)."""
+    ``account_name`` is the name the accounts endpoint gave (none if unknown; keyword-only, so
+    that it may stand beside the id in the columns); ``unpriced`` counts active numbers the API
+    gave no monthly fee for (not in the sum)."""
 
     account_id: str
+    account_name: str | None = field(default=None, kw_only=True)
     currency: str
-    account_name: str | None = None
     active_numbers: int = 0
     monthly_rental: Decimal = Decimal(0)
     unpriced: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["monthly_rental"] = money_text(self.monthly_rental)
-        return {f: out[f] for f in COST_FIELDS}
 
-
-COST_FIELDS = (
-    "account_id",
-    "account_name",
-    "currency",
-    "active_numbers",
-    "monthly_rental",
-    "unpriced",
-)
+COST_FIELDS = tuple(CostRow.__dataclass_fields__)
 
 
 def cost_lines(
@@ -241,13 +232,21 @@ def costs(engine: Engine, *, account: str | None = None, at: datetime | None = N
     the latest complete sweep (or the one in force at ``at``). ``totals`` has one row per
     currency over every account shown (``account_id`` is ``"*"``)."""
     with engine.connect() as conn:
-        ref = _sweep_at(conn, at, "--at")
+        ref = _sweep_at(conn, at)
         lines, totals = cost_lines(conn, ref.id, [account] if account else None)
-        names = account_names(conn, ref.id)
-    rows = [lines[k] for k in sorted(lines)]
-    for row in rows:
+        return _by_account(conn, Report("costs", ref, []), lines, totals)
+
+
+def _by_account(
+    conn: Connection, report: Report, lines: Mapping[Any, Any], totals: Mapping[str, Any]
+) -> Report:
+    """``report`` with the ``lines`` (each named after its account) and ``totals`` in order."""
+    names = account_names(conn, report.sweep.id)
+    report.rows = [lines[k] for k in sorted(lines)]
+    for row in report.rows:
         row.account_name = names.get(row.account_id)
-    return Report("costs", ref, rows, totals=[totals[k] for k in sorted(totals)])
+    report.totals = [totals[k] for k in sorted(totals)]
+    return report
 
 
 # --- rental due -------------------------------------------------------------------------------
@@ -314,7 +313,7 @@ def renewals(first: date, start: date, end: date) -> int:
 
 
 @dataclass
-class DueRow:
+class DueRow(_Fields):
     """Rental falling due in a window: an account's active numbers in one currency whose billing
     dates fall in it. ``renewals`` counts billing dates (a monthly cycle may renew twice in a long
     window); ``unpriced`` counts renewals of numbers the API gave no monthly fee for (not in the
@@ -327,11 +326,6 @@ class DueRow:
     renewals: int = 0
     amount_due: Decimal = Decimal(0)
     unpriced: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["amount_due"] = money_text(self.amount_due)
-        return out
 
 
 DUE_FIELDS = tuple(DueRow.__dataclass_fields__)
@@ -424,13 +418,9 @@ def due(engine: Engine, *, window: DueWindow, account: str | None = None) -> Rep
     """``costs --due-within``: per account and currency, the rental of the latest complete
     sweep's active numbers that falls due in ``window``."""
     with engine.connect() as conn:
-        ref = _sweep_at(conn, None, "--due-within")
+        ref = _sweep_at(conn)
         fc = forecast(conn, ref.id, window, [account] if account else None)
-        names = account_names(conn, ref.id)
-    rows = [fc.lines[k] for k in sorted(fc.lines)]
-    for row in rows:
-        row.account_name = names.get(row.account_id)
-    return Report("due", ref, rows, totals=[fc.totals[k] for k in sorted(fc.totals)], forecast=fc)
+        return _by_account(conn, Report("due", ref, [], forecast=fc), fc.lines, fc.totals)
 
 
 # --- diff -------------------------------------------------------------------------------------
@@ -475,7 +465,7 @@ def _value_text(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class DiffRow:
+class DiffRow(_Fields):
     """One difference: ``change`` is added, removed or changed; a changed number has one row
     per field (a dotted path into the item's JSON) with its value before and after."""
 
@@ -486,9 +476,6 @@ class DiffRow:
     field: str | None = None
     before: str | None = None
     after: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 DIFF_FIELDS = tuple(DiffRow.__dataclass_fields__)
