@@ -506,11 +506,9 @@ def print_config(loaded: LoadedConfig, placeholders: Sequence[str]) -> None:
                 out.print(f"[bold]{tty(f'[rules.{key}]')}[/]")
                 keys(f"rules.{key}", value, "  ")
                 continue
-            shown, source = (
-                json.dumps(value, ensure_ascii=False),
-                loaded.sources.get(f"{path}.{key}"),
-            )
-            out.print(f"{indent}{tty(key)} = {tty(shown)}  [dim]# {tty(source or 'default')}[/]")
+            text = json.dumps(value, ensure_ascii=False)
+            source = loaded.sources.get(f"{path}.{key}") or "default"
+            out.print(f"{indent}{tty(key)} = {tty(text)}  [dim]# {tty(source)}[/]")
 
     for section, values in redacted(loaded.settings).items():
         if not isinstance(values, list):

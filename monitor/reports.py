@@ -58,15 +58,13 @@ class SweepRef(_Fields):
 # --- which sweep ------------------------------------------------------------------------------
 
 
-def _ref(row: RowMapping | None) -> SweepRef | None:
-    return SweepRef(row["id"], row["started_at"]) if row is not None else None
+def _ref(row: Row) -> SweepRef:
+    return SweepRef(row["id"], row["started_at"])
 
 
 def complete_sweeps(conn: Connection, limit: int = 2) -> list[SweepRef]:
     """The latest complete sweeps, newest first."""
-    return [
-        SweepRef(r["id"], r["started_at"]) for r in latest_sweeps(conn, "complete", limit=limit)
-    ]
+    return [_ref(r) for r in latest_sweeps(conn, "complete", limit=limit)]
 
 
 def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
@@ -77,7 +75,8 @@ def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
         .order_by(SWEEPS.c.started_at.desc(), SWEEPS.c.id.desc())
         .limit(1)
     )
-    return _ref(conn.execute(stmt).mappings().first())
+    row = conn.execute(stmt).mappings().first()
+    return None if row is None else _ref(row)
 
 
 def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
@@ -456,8 +455,11 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+_MISSING = object()
+
+
 def _value_text(value: Any) -> str | None:
-    if value is None:
+    if value is None or value is _MISSING:
         return None
     if isinstance(value, str):
         return value
@@ -467,19 +469,19 @@ def _value_text(value: Any) -> str | None:
 @dataclass(frozen=True)
 class DiffRow(_Fields):
     """One difference: ``change`` is added, removed or changed; a changed number has one row
-    per field (a dotted path into the item's JSON) with its value before and after."""
+    per field (a dotted path into the item's JSON) with its value before and after (all three
+    None for a number added or removed)."""
 
     change: str
     e164: str
     number_id: str
     account_id: str
-    field: str | None = None
-    before: str | None = None
-    after: str | None = None
+    field: str | None
+    before: str | None
+    after: str | None
 
 
 DIFF_FIELDS = tuple(DiffRow.__dataclass_fields__)
-_MISSING = object()
 
 
 def _raw(row: Row) -> dict[str, Any]:
@@ -494,29 +496,17 @@ def _raw(row: Row) -> dict[str, Any]:
 
 def diff_rows(before: Row | None, after: Row | None) -> list[DiffRow]:
     """What ``version_changes`` yields for one number, as report rows."""
-    if before is None and after is not None:
-        return [DiffRow("added", after["e164"], after["number_id"], after["account_id"])]
-    if after is None and before is not None:
-        return [DiffRow("removed", before["e164"], before["number_id"], before["account_id"])]
-    assert before is not None
-    assert after is not None
+    either = after if after is not None else before
+    assert either is not None
+    ids = (either["e164"], either["number_id"], either["account_id"])
+    if before is None or after is None:
+        return [DiffRow("added" if before is None else "removed", *ids, None, None, None)]
     old, new = flatten(_raw(before)), flatten(_raw(after))
     rows = []
     for path in sorted(old.keys() | new.keys()):
         a, b = old.get(path, _MISSING), new.get(path, _MISSING)
-        if a == b and type(a) is type(b):
-            continue
-        rows.append(
-            DiffRow(
-                "changed",
-                after["e164"],
-                after["number_id"],
-                after["account_id"],
-                path,
-                None if a is _MISSING else _value_text(a),
-                None if b is _MISSING else _value_text(b),
-            )
-        )
+        if a != b or type(a) is not type(b):
+            rows.append(DiffRow("changed", *ids, path, _value_text(a), _value_text(b)))
     return rows
 
 
@@ -562,7 +552,7 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
                     f"--since: sweep {since.strip()} is not a complete sweep",
                     hint="see `did-monitor status` for recent sweeps",
                 )
-            base = SweepRef(row["id"], row["started_at"])
+            base = _ref(row)
         else:
             found = sweep_in_force(conn, parse_when(since, tz or UTC, "--since"))
             if found is None:
