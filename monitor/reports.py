@@ -157,21 +157,9 @@ def inventory(
         if country:
             stmt = stmt.where(sa.func.upper(VERSIONS.c.country) == country.strip().upper())
         stmt = stmt.order_by(VERSIONS.c.account_id, VERSIONS.c.e164, VERSIONS.c.number_id)
+        stored = [f for f in INVENTORY_FIELDS if f != "tags"]  # columns of the same names
         rows = [
-            InventoryRow(
-                e164=r["e164"],
-                number_id=r["number_id"],
-                account_id=r["account_id"],
-                status=r["status"],
-                country=r["country"],
-                region=r["region"],
-                application_id=r["application_id"],
-                monthly_fee=r["monthly_fee"],
-                currency=r["currency"],
-                next_billing_date=r["next_billing_date"],
-                expires_at=r["expires_at"],
-                tags=tuple(str(t) for t in r["tags"] or ()),
-            )
+            InventoryRow(**{f: r[f] for f in stored}, tags=tuple(str(t) for t in r["tags"] or ()))
             for r in conn.execute(stmt).mappings()
         ]
     return Report("inventory", ref, rows)
