@@ -655,8 +655,7 @@ def print_report(report: Any, fmt: str | None, names: Mapping[str, Any] = {}, **
             vars(r) | ({"account_name": names.get(r.account_id)} if names else {})
             for r in report.rows
         ]
-        title = report_title(report)
-        print_table(spec, rows, title=title, footer=map(vars, report.totals), **view)
+        print_table(spec, rows, title=report_title(report), footer=map(vars, report.totals), **view)
     text = fc.undated_note() if fc is not None else None
     if text and chosen == "table":
         out.print(tty(text), soft_wrap=False)  # folded at a terminal's width
