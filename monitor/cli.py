@@ -183,11 +183,9 @@ def _interruptible(names: list[str]) -> Iterator[threading.Event]:
         names.append(signal.Signals(signum).name)
         stop.set()
 
-    try:
-        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        previous = {sig: signal.signal(sig, on_signal) for sig in stops}
-    except ValueError:  # not the main thread: leave signals alone
-        previous = {}
+    in_main = threading.current_thread() is threading.main_thread()  # else: leave signals alone
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in stops if in_main}
     try:
         yield stop
     finally:
