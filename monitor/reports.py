@@ -193,14 +193,10 @@ def cost_lines(
     numbers in force at complete sweep ``sweep_id``, or of the current rows when it is ``None``
     (the dashboard's view, served by the partial index on current rows). ``accounts`` limits
     the accounts read. Currencies as ``model.currency_code`` shows them (``""`` for none)."""
-    stmt = sa.select(VERSIONS.c.account_id, VERSIONS.c.currency, VERSIONS.c.monthly_fee).where(
-        current(VERSIONS, sweep_id), VERSIONS.c.status == "active"
-    )
-    if accounts is not None:
-        stmt = stmt.where(VERSIONS.c.account_id.in_(list(accounts)))
     lines: dict[tuple[str, str], CostRow] = {}
     totals: dict[str, CostRow] = {}
-    for acct, currency, fee in conn.execute(stmt.execution_options(yield_per=5000)):
+    columns = ("account_id", "currency", "monthly_fee")
+    for acct, currency, fee in conn.execute(_active(sweep_id, accounts, columns)):
         cur = currency_code(currency)
         for line in (
             lines.setdefault((acct, cur), CostRow(acct, cur)),
@@ -212,6 +208,18 @@ def cost_lines(
             else:
                 line.monthly_rental += Decimal(fee)
     return lines, totals
+
+
+def _active(
+    sweep_id: int | None, accounts: Collection[str] | None, columns: Sequence[str]
+) -> sa.Select[Any]:
+    """``columns`` of the active numbers in force at ``sweep_id`` (as ``current`` reads it), of
+    ``accounts`` only if given, read in batches."""
+    stmt = sa.select(*(VERSIONS.c[name] for name in columns))
+    stmt = stmt.where(current(VERSIONS, sweep_id), VERSIONS.c.status == "active")
+    if accounts is not None:
+        stmt = stmt.where(VERSIONS.c.account_id.in_(list(accounts)))
+    return stmt.execution_options(yield_per=5000)
 
 
 def costs(engine: Engine, *, account: str | None = None, at: datetime | None = None) -> Report:
@@ -365,18 +373,10 @@ def forecasts(
     rows for all of them), as of complete sweep ``sweep_id`` (or the current rows when it is
     ``None``, as ``cost_lines`` reads them). The one forecast: ``costs --due-within``, the
     accounts page, the digest and ``/metrics`` all use it. Currencies as ``cost_lines`` has them."""
-    stmt = sa.select(
-        VERSIONS.c.e164,
-        VERSIONS.c.account_id,
-        VERSIONS.c.currency,
-        VERSIONS.c.monthly_fee,
-        VERSIONS.c.next_billing_date,
-    ).where(current(VERSIONS, sweep_id), VERSIONS.c.status == "active")
-    if accounts is not None:
-        stmt = stmt.where(VERSIONS.c.account_id.in_(list(accounts)))
     out = [Forecast(w) for w in windows]
     undated: list[str] = []
-    for e164, acct, currency, fee, billing in conn.execute(stmt.execution_options(yield_per=5000)):
+    columns = ("e164", "account_id", "currency", "monthly_fee", "next_billing_date")
+    for e164, acct, currency, fee, billing in conn.execute(_active(sweep_id, accounts, columns)):
         if billing is None:
             undated.append(e164)
             continue
