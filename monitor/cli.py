@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,14 @@ class State:
     def __init__(self, config_path: str | None, clock: Clock = system_clock) -> None:
         self.config_path = config_path
         self.clock = clock  # the one place a CLI process takes the time from
-        self._loaded: LoadedConfig | None = None
 
-    @property
+    @cached_property
     def loaded(self) -> LoadedConfig:
-        if self._loaded is None:
-            self._loaded = load(self.config_path)
-            for warning in self._loaded.warnings:
-                note("warning:", warning)
-            logs.setup(self._loaded.settings.logging.level, self._loaded.settings.logging.format)
-        return self._loaded
+        loaded = load(self.config_path)
+        for warning in loaded.warnings:
+            note("warning:", warning)
+        logs.setup(loaded.settings.logging.level, loaded.settings.logging.format)
+        return loaded
 
     @property
     def settings(self) -> Settings:
@@ -183,11 +182,9 @@ def _interruptible(names: list[str]) -> Iterator[threading.Event]:
         names.append(signal.Signals(signum).name)
         stop.set()
 
-    try:
-        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        previous = {sig: signal.signal(sig, on_signal) for sig in stops}
-    except ValueError:  # not the main thread: leave signals alone
-        previous = {}
+    in_main = threading.current_thread() is threading.main_thread()  # else: leave signals alone
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in stops if in_main}
     try:
         yield stop
     finally:

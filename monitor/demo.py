@@ -118,8 +118,7 @@ def _summary(rows: list[FindingView], report: Report) -> None:
         out.print(f"   by rule: {', '.join(f'{tty(k)} {n}' for k, n in by_rule.most_common())}")
     rental = money_list({t.currency: t.monthly_rental for t in report.totals})
     out.print(
-        f"[bold]4.[/] monthly rental of active numbers: {rental or 'none'} "
-        "(per customer: did-monitor costs)"
+        f"[bold]4.[/] monthly rental of active numbers: {rental} (per customer: did-monitor costs)"
     )
 
 

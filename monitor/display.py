@@ -5,9 +5,10 @@ Printing only: no command logic.
 Every write passes the secret scrubber. Tables keep key columns (numbers, ids, severities)
 whole: Rich squeezes every column of a table wider than the terminal, cutting
 ``+916085945572`` to ``+91608594557…``; here key columns are sized to their longest value and
-never wrap, only free text (messages, reasons) folds, and when even that does not fit the table
-is printed wider than the terminal (lines wrap on screen, values stay whole). Piped output is
-never squeezed to 80 columns.
+never wrap, only free text (messages, reasons) folds (down to ``FREE_TEXT_MIN``, or a
+``key_first`` column to its key), and when even that does not fit the table is printed wider
+than the terminal (lines wrap on screen, values stay whole). Piped output (a pipe, a file) is
+as wide as its longest values: nothing folds, nothing is squeezed to 80 columns.
 """
 
 from __future__ import annotations
@@ -198,11 +199,7 @@ def print_table(
     (totals) after a line, in bold. ``only`` (``--columns``): those columns, in that order;
     else the default ones, except on a terminal where they cannot fit even with free text
     folded: then the narrow ones (unless ``wide``), and the terminal is told what was left out.
-
-    Not on a terminal (a pipe, a file) the table is as wide as its longest values: nothing
-    folds. On a terminal, when the table is wider than the terminal only free text folds (down
-    to ``FREE_TEXT_MIN``, or a ``key_first`` column to its key), and past that the table is
-    printed wider than the terminal rather than cutting a value."""
+    How it folds: see this module's docstring."""
     console = console or out
     body, feet = list(rows), list(footer)
     names, cells = spec.names, [[c.cell(r) for c in spec.columns] for r in [*body, *feet]]
@@ -506,11 +503,9 @@ def print_config(loaded: LoadedConfig, placeholders: Sequence[str]) -> None:
                 out.print(f"[bold]{tty(f'[rules.{key}]')}[/]")
                 keys(f"rules.{key}", value, "  ")
                 continue
-            shown, source = (
-                json.dumps(value, ensure_ascii=False),
-                loaded.sources.get(f"{path}.{key}"),
-            )
-            out.print(f"{indent}{tty(key)} = {tty(shown)}  [dim]# {tty(source or 'default')}[/]")
+            text = json.dumps(value, ensure_ascii=False)
+            source = loaded.sources.get(f"{path}.{key}") or "default"
+            out.print(f"{indent}{tty(key)} = {tty(text)}  [dim]# {tty(source)}[/]")
 
     for section, values in redacted(loaded.settings).items():
         if not isinstance(values, list):
@@ -660,8 +655,7 @@ def print_report(report: Any, fmt: str | None, names: Mapping[str, Any] = {}, **
             vars(r) | ({"account_name": names.get(r.account_id)} if names else {})
             for r in report.rows
         ]
-        title = report_title(report)
-        print_table(spec, rows, title=title, footer=map(vars, report.totals), **view)
+        print_table(spec, rows, title=report_title(report), footer=map(vars, report.totals), **view)
     text = fc.undated_note() if fc is not None else None
     if text and chosen == "table":
         out.print(tty(text), soft_wrap=False)  # folded at a terminal's width

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -32,29 +32,39 @@ from monitor.vocab import currency_code, iso, money_text
 Row = Mapping[Any, Any]  # RowMapping or dict
 
 
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return money_text(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+class _Fields:
+    def as_dict(self) -> dict[str, Any]:
+        """Stable keys (the fields, in order) and JSON-ready values (money as exact text, times
+        RFC 3339 UTC)."""
+        return {f.name: _json_ready(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class SweepRef:
+class SweepRef(_Fields):
     """The complete sweep a report describes."""
 
     id: int
     started_at: datetime
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "started_at": iso(self.started_at)}
-
 
 # --- which sweep ------------------------------------------------------------------------------
 
 
-def _ref(row: RowMapping | None) -> SweepRef | None:
-    return SweepRef(row["id"], row["started_at"]) if row is not None else None
+def _ref(row: Row) -> SweepRef:
+    return SweepRef(row["id"], row["started_at"])
 
 
 def complete_sweeps(conn: Connection, limit: int = 2) -> list[SweepRef]:
     """The latest complete sweeps, newest first."""
-    return [
-        SweepRef(r["id"], r["started_at"]) for r in latest_sweeps(conn, "complete", limit=limit)
-    ]
+    return [_ref(r) for r in latest_sweeps(conn, "complete", limit=limit)]
 
 
 def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
@@ -65,7 +75,8 @@ def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
         .order_by(SWEEPS.c.started_at.desc(), SWEEPS.c.id.desc())
         .limit(1)
     )
-    return _ref(conn.execute(stmt).mappings().first())
+    row = conn.execute(stmt).mappings().first()
+    return None if row is None else _ref(row)
 
 
 def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
@@ -81,7 +92,7 @@ def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
     return when
 
 
-def _sweep_at(conn: Connection, at: datetime | None, option: str) -> SweepRef:
+def _sweep_at(conn: Connection, at: datetime | None = None) -> SweepRef:
     if at is None:
         latest = complete_sweeps(conn, 1)
         if not latest:
@@ -89,7 +100,7 @@ def _sweep_at(conn: Connection, at: datetime | None, option: str) -> SweepRef:
         return latest[0]
     found = sweep_in_force(conn, at)
     if found is None:
-        raise ConfigError(f"{option}: no complete sweep on or before {iso(at)}")
+        raise ConfigError(f"--at: no complete sweep on or before {iso(at)}")
     return found
 
 
@@ -97,7 +108,7 @@ def _sweep_at(conn: Connection, at: datetime | None, option: str) -> SweepRef:
 
 
 @dataclass(frozen=True)
-class InventoryRow:
+class InventoryRow(_Fields):
     e164: str
     number_id: str
     account_id: str
@@ -110,15 +121,6 @@ class InventoryRow:
     next_billing_date: datetime | None
     expires_at: datetime | None
     tags: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Stable keys and JSON-ready values (money as exact text, times RFC 3339 UTC)."""
-        out = asdict(self)
-        out["monthly_fee"] = money_text(self.monthly_fee) if self.monthly_fee is not None else None
-        out["next_billing_date"] = iso(self.next_billing_date)
-        out["expires_at"] = iso(self.expires_at)
-        out["tags"] = list(self.tags)
-        return out
 
 
 INVENTORY_FIELDS = tuple(InventoryRow.__dataclass_fields__)
@@ -142,12 +144,11 @@ def inventory(
     account: str | None = None,
     status: str | None = None,
     country: str | None = None,
-    at: datetime | None = None,
 ) -> Report:
-    """The numbers of the latest complete sweep (or the one in force at ``at``), one row each,
-    by account then number. ``status`` and ``country`` match case-insensitively."""
+    """The numbers of the latest complete sweep, one row each, by account then number.
+    ``status`` and ``country`` match case-insensitively."""
     with engine.connect() as conn:
-        ref = _sweep_at(conn, at, "--at")
+        ref = _sweep_at(conn)
         stmt = sa.select(VERSIONS).where(current(VERSIONS, ref.id))
         if account:
             stmt = stmt.where(VERSIONS.c.account_id == account)
@@ -156,21 +157,9 @@ def inventory(
         if country:
             stmt = stmt.where(sa.func.upper(VERSIONS.c.country) == country.strip().upper())
         stmt = stmt.order_by(VERSIONS.c.account_id, VERSIONS.c.e164, VERSIONS.c.number_id)
+        stored = [f for f in INVENTORY_FIELDS if f != "tags"]  # columns of the same names
         rows = [
-            InventoryRow(
-                e164=r["e164"],
-                number_id=r["number_id"],
-                account_id=r["account_id"],
-                status=r["status"],
-                country=r["country"],
-                region=r["region"],
-                application_id=r["application_id"],
-                monthly_fee=r["monthly_fee"],
-                currency=r["currency"],
-                next_billing_date=r["next_billing_date"],
-                expires_at=r["expires_at"],
-                tags=tuple(str(t) for t in r["tags"] or ()),
-            )
+            InventoryRow(**{f: r[f] for f in stored}, tags=tuple(str(t) for t in r["tags"] or ()))
             for r in conn.execute(stmt).mappings()
         ]
     return Report("inventory", ref, rows)
@@ -180,32 +169,21 @@ def inventory(
 
 
 @dataclass
-class CostRow:
+class CostRow(_Fields):
     """One invoice line: an account's active numbers in one currency and their monthly rental.
-    ``account_name`` is the name the accounts endpoint gave (none if unknown); ``unpriced``
-    counts active numbers the API gave no monthly fee for (not in the sum)."""
+    ``account_name`` is the name the accounts endpoint gave (none if unknown; keyword-only, so
+    that it may stand beside the id in the columns); ``unpriced`` counts active numbers the API
+    gave no monthly fee for (not in the sum)."""
 
     account_id: str
+    account_name: str | None = field(default=None, kw_only=True)
     currency: str
-    account_name: str | None = None
     active_numbers: int = 0
     monthly_rental: Decimal = Decimal(0)
     unpriced: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["monthly_rental"] = money_text(self.monthly_rental)
-        return {f: out[f] for f in COST_FIELDS}
 
-
-COST_FIELDS = (
-    "account_id",
-    "account_name",
-    "currency",
-    "active_numbers",
-    "monthly_rental",
-    "unpriced",
-)
+COST_FIELDS = tuple(CostRow.__dataclass_fields__)
 
 
 def cost_lines(
@@ -215,14 +193,10 @@ def cost_lines(
     numbers in force at complete sweep ``sweep_id``, or of the current rows when it is ``None``
     (the dashboard's view, served by the partial index on current rows). ``accounts`` limits
     the accounts read. Currencies as ``model.currency_code`` shows them (``""`` for none)."""
-    stmt = sa.select(VERSIONS.c.account_id, VERSIONS.c.currency, VERSIONS.c.monthly_fee).where(
-        current(VERSIONS, sweep_id), VERSIONS.c.status == "active"
-    )
-    if accounts is not None:
-        stmt = stmt.where(VERSIONS.c.account_id.in_(list(accounts)))
     lines: dict[tuple[str, str], CostRow] = {}
     totals: dict[str, CostRow] = {}
-    for acct, currency, fee in conn.execute(stmt.execution_options(yield_per=5000)):
+    columns = ("account_id", "currency", "monthly_fee")
+    for acct, currency, fee in conn.execute(_active(sweep_id, accounts, columns)):
         cur = currency_code(currency)
         for line in (
             lines.setdefault((acct, cur), CostRow(acct, cur)),
@@ -236,18 +210,38 @@ def cost_lines(
     return lines, totals
 
 
+def _active(
+    sweep_id: int | None, accounts: Collection[str] | None, columns: Sequence[str]
+) -> sa.Select[Any]:
+    """``columns`` of the active numbers in force at ``sweep_id`` (as ``current`` reads it), of
+    ``accounts`` only if given, read in batches."""
+    stmt = sa.select(*(VERSIONS.c[name] for name in columns))
+    stmt = stmt.where(current(VERSIONS, sweep_id), VERSIONS.c.status == "active")
+    if accounts is not None:
+        stmt = stmt.where(VERSIONS.c.account_id.in_(list(accounts)))
+    return stmt.execution_options(yield_per=5000)
+
+
 def costs(engine: Engine, *, account: str | None = None, at: datetime | None = None) -> Report:
     """Per account and currency, the active numbers and the sum of their monthly rental, as of
     the latest complete sweep (or the one in force at ``at``). ``totals`` has one row per
     currency over every account shown (``account_id`` is ``"*"``)."""
     with engine.connect() as conn:
-        ref = _sweep_at(conn, at, "--at")
+        ref = _sweep_at(conn, at)
         lines, totals = cost_lines(conn, ref.id, [account] if account else None)
-        names = account_names(conn, ref.id)
-    rows = [lines[k] for k in sorted(lines)]
-    for row in rows:
+        return _by_account(conn, Report("costs", ref, []), lines, totals)
+
+
+def _by_account(
+    conn: Connection, report: Report, lines: Mapping[Any, Any], totals: Mapping[str, Any]
+) -> Report:
+    """``report`` with the ``lines`` (each named after its account) and ``totals`` in order."""
+    names = account_names(conn, report.sweep.id)
+    report.rows = [lines[k] for k in sorted(lines)]
+    for row in report.rows:
         row.account_name = names.get(row.account_id)
-    return Report("costs", ref, rows, totals=[totals[k] for k in sorted(totals)])
+    report.totals = [totals[k] for k in sorted(totals)]
+    return report
 
 
 # --- rental due -------------------------------------------------------------------------------
@@ -314,7 +308,7 @@ def renewals(first: date, start: date, end: date) -> int:
 
 
 @dataclass
-class DueRow:
+class DueRow(_Fields):
     """Rental falling due in a window: an account's active numbers in one currency whose billing
     dates fall in it. ``renewals`` counts billing dates (a monthly cycle may renew twice in a long
     window); ``unpriced`` counts renewals of numbers the API gave no monthly fee for (not in the
@@ -327,11 +321,6 @@ class DueRow:
     renewals: int = 0
     amount_due: Decimal = Decimal(0)
     unpriced: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["amount_due"] = money_text(self.amount_due)
-        return out
 
 
 DUE_FIELDS = tuple(DueRow.__dataclass_fields__)
@@ -384,18 +373,10 @@ def forecasts(
     rows for all of them), as of complete sweep ``sweep_id`` (or the current rows when it is
     ``None``, as ``cost_lines`` reads them). The one forecast: ``costs --due-within``, the
     accounts page, the digest and ``/metrics`` all use it. Currencies as ``cost_lines`` has them."""
-    stmt = sa.select(
-        VERSIONS.c.e164,
-        VERSIONS.c.account_id,
-        VERSIONS.c.currency,
-        VERSIONS.c.monthly_fee,
-        VERSIONS.c.next_billing_date,
-    ).where(current(VERSIONS, sweep_id), VERSIONS.c.status == "active")
-    if accounts is not None:
-        stmt = stmt.where(VERSIONS.c.account_id.in_(list(accounts)))
     out = [Forecast(w) for w in windows]
     undated: list[str] = []
-    for e164, acct, currency, fee, billing in conn.execute(stmt.execution_options(yield_per=5000)):
+    columns = ("e164", "account_id", "currency", "monthly_fee", "next_billing_date")
+    for e164, acct, currency, fee, billing in conn.execute(_active(sweep_id, accounts, columns)):
         if billing is None:
             undated.append(e164)
             continue
@@ -424,13 +405,9 @@ def due(engine: Engine, *, window: DueWindow, account: str | None = None) -> Rep
     """``costs --due-within``: per account and currency, the rental of the latest complete
     sweep's active numbers that falls due in ``window``."""
     with engine.connect() as conn:
-        ref = _sweep_at(conn, None, "--due-within")
+        ref = _sweep_at(conn)
         fc = forecast(conn, ref.id, window, [account] if account else None)
-        names = account_names(conn, ref.id)
-    rows = [fc.lines[k] for k in sorted(fc.lines)]
-    for row in rows:
-        row.account_name = names.get(row.account_id)
-    return Report("due", ref, rows, totals=[fc.totals[k] for k in sorted(fc.totals)], forecast=fc)
+        return _by_account(conn, Report("due", ref, [], forecast=fc), fc.lines, fc.totals)
 
 
 # --- diff -------------------------------------------------------------------------------------
@@ -466,8 +443,11 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+_MISSING = object()
+
+
 def _value_text(value: Any) -> str | None:
-    if value is None:
+    if value is None or value is _MISSING:
         return None
     if isinstance(value, str):
         return value
@@ -475,24 +455,21 @@ def _value_text(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class DiffRow:
+class DiffRow(_Fields):
     """One difference: ``change`` is added, removed or changed; a changed number has one row
-    per field (a dotted path into the item's JSON) with its value before and after."""
+    per field (a dotted path into the item's JSON) with its value before and after (all three
+    None for a number added or removed)."""
 
     change: str
     e164: str
     number_id: str
     account_id: str
-    field: str | None = None
-    before: str | None = None
-    after: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    field: str | None
+    before: str | None
+    after: str | None
 
 
 DIFF_FIELDS = tuple(DiffRow.__dataclass_fields__)
-_MISSING = object()
 
 
 def _raw(row: Row) -> dict[str, Any]:
@@ -507,29 +484,17 @@ def _raw(row: Row) -> dict[str, Any]:
 
 def diff_rows(before: Row | None, after: Row | None) -> list[DiffRow]:
     """What ``version_changes`` yields for one number, as report rows."""
-    if before is None and after is not None:
-        return [DiffRow("added", after["e164"], after["number_id"], after["account_id"])]
-    if after is None and before is not None:
-        return [DiffRow("removed", before["e164"], before["number_id"], before["account_id"])]
-    assert before is not None
-    assert after is not None
+    either = after if after is not None else before
+    assert either is not None
+    ids = (either["e164"], either["number_id"], either["account_id"])
+    if before is None or after is None:
+        return [DiffRow("added" if before is None else "removed", *ids, None, None, None)]
     old, new = flatten(_raw(before)), flatten(_raw(after))
     rows = []
     for path in sorted(old.keys() | new.keys()):
         a, b = old.get(path, _MISSING), new.get(path, _MISSING)
-        if a == b and type(a) is type(b):
-            continue
-        rows.append(
-            DiffRow(
-                "changed",
-                after["e164"],
-                after["number_id"],
-                after["account_id"],
-                path,
-                None if a is _MISSING else _value_text(a),
-                None if b is _MISSING else _value_text(b),
-            )
-        )
+        if a != b or type(a) is not type(b):
+            rows.append(DiffRow("changed", *ids, path, _value_text(a), _value_text(b)))
     return rows
 
 
@@ -575,7 +540,7 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
                     f"--since: sweep {since.strip()} is not a complete sweep",
                     hint="see `did-monitor status` for recent sweeps",
                 )
-            base = SweepRef(row["id"], row["started_at"])
+            base = _ref(row)
         else:
             found = sweep_in_force(conn, parse_when(since, tz or UTC, "--since"))
             if found is None:
