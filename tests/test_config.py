@@ -340,6 +340,17 @@ def test_parse_listen_refuses_with_the_key_named(value: str, why: str) -> None:
     assert info.value.exit_code == 2
 
 
+def test_a_listen_value_holding_a_colon_and_space_is_refused_with_the_whole_reason(
+    tmp_path: Path,
+) -> None:
+    """The reason used to be cut at the value's own ': ' ("dashboard.listen: b': the port...")."""
+    with pytest.raises(ConfigError) as info:
+        load(str(write(tmp_path, '[dashboard]\nlisten = "a: b"\n')), {})
+    assert "dashboard.listen: the port must be a number from 1 to 65535, not ' b'" in str(
+        info.value
+    )
+
+
 # --- [dashboard] ---------------------------------------------------------------------------------
 
 
