@@ -19,7 +19,7 @@ from monitor.vobiz import http_client
 log = logging.getLogger(__name__)
 
 
-@dataclass(repr=False)  # no repr: the URLs carry secrets
+@dataclass(repr=False, eq=False)  # no repr: the URLs carry secrets
 class Heartbeat:
     """Pings the configured URLs; an empty URL means that ping is not wanted. ``http``: the
     client to ping through (the service's shared one); without it each ping opens its own."""

@@ -92,6 +92,9 @@ class RequestStats:
 class RetryBudget(threading.Semaphore):
     """A per-sweep allowance of retries, so a dying API fails the sweep in bounded time."""
 
+    def __init__(self, retries: int) -> None:
+        super().__init__(retries)
+
     def take(self) -> bool:
         return self.acquire(blocking=False)
 
@@ -224,9 +227,7 @@ class VobizClient:
         """Refuse new requests and close the client's own HTTP client once no request is in
         flight: now, or when the last one ends. Closing the pool under a request that is still
         connecting would leave that connection outside the pool, its socket never closed."""
-        with self._state_lock:
-            self._closed = True
-        self._release(0)
+        self._release(0, close=True)
 
     def __enter__(self) -> VobizClient:
         return self
@@ -280,9 +281,11 @@ class VobizClient:
         finally:
             self._release(1)
 
-    def _release(self, requests: int) -> None:
-        """``requests`` ended: close the own HTTP client if it was the last after ``close``."""
+    def _release(self, requests: int, close: bool = False) -> None:
+        """``requests`` ended (and ``close`` was called, if ``close``), under one hold of the
+        lock, so exactly one caller finds the client closed and idle and closes its HTTP client."""
         with self._state_lock:
+            self._closed |= close
             self._in_flight -= requests
             last = self._closed and self._in_flight == 0
             self._state_lock.notify_all()

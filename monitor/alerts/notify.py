@@ -94,7 +94,7 @@ class AppriseNotifier(Notifier):
                     body=message.body,
                     title=message.title,
                     body_format=message.body_format,
-                    notify_type=apprise.NotifyType(message.level),
+                    notify_type=_notify_type(message.level),
                     attach=_attachments(parts),
                     timeout=self.timeout,
                 )
@@ -148,6 +148,14 @@ def _service(
     template.write_text(text, encoding="utf-8")
     fields["template"] = str(template)
     return apprise.Apprise.instantiate(fields)
+
+
+def _notify_type(level: str) -> apprise.NotifyType:
+    """Apprise's type for a message level; a level Apprise does not know goes out as info."""
+    try:
+        return apprise.NotifyType(level)
+    except ValueError:
+        return apprise.NotifyType.INFO
 
 
 def _attachments(parts: dict[str, Any]) -> apprise.AppriseAttachment | None:

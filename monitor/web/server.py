@@ -129,7 +129,7 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class WebServer:
     """Serves ``app`` at ``address`` (from config ``key``, named when it cannot be bound) on a
     daemon thread; ``serves`` is what the log line says is served there."""

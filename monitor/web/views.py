@@ -127,7 +127,7 @@ def _text(request: Request, name: str) -> str:
     return value
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Dashboard:
     """The pages over one store. ``next_sweep`` answers when the scheduler sweeps next (the
     service's own answer, jitter included); without it the cron's next fire time is shown."""

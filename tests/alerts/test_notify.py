@@ -31,6 +31,13 @@ def test_json_receiver_gets_title_and_body(http_receiver: HttpReceiver) -> None:
     assert post["body"]["type"] == "warning"
 
 
+def test_a_level_apprise_does_not_know_goes_out_as_info(http_receiver: HttpReceiver) -> None:
+    chan = ChannelConfig(name="hook", url=http_receiver.url("alerts"))
+    AppriseNotifier(timeout=5).send(chan, "t", "b", "text", "critical")
+    (post,) = http_receiver.posts
+    assert post["body"]["type"] == "info"
+
+
 def test_receiver_error_becomes_delivery_error(http_receiver: HttpReceiver) -> None:
     http_receiver.fail_next = 1
     chan = ChannelConfig(name="hook", url=http_receiver.url())
