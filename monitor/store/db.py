@@ -430,8 +430,12 @@ def database_error(exc: BaseException) -> DatabaseError:
 def _raise_database_error(ctx: ExceptionContext) -> None:
     """The engine's ``handle_error``: a statement or connection the database refused raises
     ``database_error`` in place of SQLAlchemy's exception (the connection is still invalidated
-    as SQLAlchemy decided). A failed pre-ping is left to SQLAlchemy, which reconnects."""
-    if ctx.sqlalchemy_exception is not None and not ctx.is_pre_ping:
+    as SQLAlchemy decided). A failed pre-ping is left to SQLAlchemy, which reconnects: any
+    failure counts as a lost connection. psycopg may report the server's hang-up as a refusal
+    to restore autocommit on the broken connection, which SQLAlchemy reads as no disconnect."""
+    if ctx.is_pre_ping:
+        ctx.is_disconnect = True
+    elif ctx.sqlalchemy_exception is not None:
         raise database_error(ctx.sqlalchemy_exception)
 
 

@@ -173,3 +173,33 @@ def test_a_pooled_connection_the_server_ended_is_replaced_quietly(pg_url: str) -
     finally:
         store.dispose()
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_whose_ping_fails_in_any_way_is_replaced(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the server hangs up mid-ping, psycopg may raise "can't change 'autocommit' now" (a
+    ProgrammingError, not a disconnect to SQLAlchemy) from the ping's clean-up; the connection
+    is still replaced. The race is rare, so the driver's error is raised here on purpose."""
+    import psycopg
+
+    store = Store(pg_url)
+    try:
+        store.migrate()
+        pinged: list[object] = []
+        real_ping = store.engine.dialect.do_ping
+
+        def ping_once_broken(dbapi_connection: object) -> bool:
+            pinged.append(dbapi_connection)
+            if len(pinged) == 1:
+                raise psycopg.ProgrammingError(
+                    "can't change 'autocommit' now: connection in transaction status ACTIVE"
+                )
+            return real_ping(dbapi_connection)
+
+        monkeypatch.setattr(store.engine.dialect, "do_ping", ping_once_broken)
+        assert store.last_sweep() is None
+        assert len(pinged) == 1  # a fresh connection is not pinged
+    finally:
+        store.dispose()
