@@ -682,7 +682,7 @@ def test_sweep_against_a_database_another_program_holds_fails_naming_the_file(
         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
         "c.execute('BEGIN EXCLUSIVE')\n"
         "print('held', flush=True)\n"
-        "time.sleep(4)\n"
+        "time.sleep(10)\n"  # past the sweep's start and its lock wait; less than its 30 s
     )
     with subprocess.Popen(
         [sys.executable, "-c", hold, str(db)], stdout=subprocess.PIPE, text=True

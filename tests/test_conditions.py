@@ -268,7 +268,7 @@ def test_a_regex_gives_up_after_its_time_bound_naming_key_and_path() -> None:
     started = time.monotonic()
     with pytest.raises(RegexTimeout) as info:
         cond({"region": SLOW_TEXT}, TODAY)
-    assert REGEX_TIMEOUT <= time.monotonic() - started < REGEX_TIMEOUT + 1
+    assert REGEX_TIMEOUT <= time.monotonic() - started < REGEX_TIMEOUT + 5  # not 2**40 steps
     assert "when.any[0].regex" in str(info.value) and "region" in str(info.value)
 
 
@@ -288,7 +288,8 @@ def test_other_threads_run_while_a_regex_matches() -> None:
     time.sleep(0.1)
     started = time.monotonic()
     sum(range(100_000))  # Python code, which needs the GIL
-    assert time.monotonic() - started < 0.3 and worker.is_alive()
+    # ~2 ms; were the GIL held, it would wait out the regex's whole second
+    assert time.monotonic() - started < 0.8 * REGEX_TIMEOUT and worker.is_alive()
     worker.join()
     assert outcome
 
@@ -317,7 +318,7 @@ def test_a_rule_whose_regex_times_out_is_left_out_of_the_sweep() -> None:
     started = time.monotonic()
     ev.feed([r for r in recs if r])
     ev.feed([r for r in recs if r])  # the next page: the rule is not tried again
-    assert time.monotonic() - started < 2 * REGEX_TIMEOUT
+    assert time.monotonic() - started < 5 * REGEX_TIMEOUT  # tried on all 10 items: 10 s
     assert "odd_region" not in ev.rule_ids and "has_region" in ev.rule_ids
     assert ev.errors["odd_region"].count == 1 and "RegexTimeout" in ev.errors["odd_region"].error
     assert len(ev.by_rule["has_region"]) == 5

@@ -330,7 +330,7 @@ def test_a_busy_health_port_is_a_config_error(sqlite_store: Store) -> None:
     assert not service.scheduler.running
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 8.0, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll every 0.1 s until ``predicate`` is truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
