@@ -38,21 +38,9 @@ REGEX_TIMEOUT = 1.0  # seconds a regex may search one value
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
-OPERATORS = (
-    "eq",
-    "ne",
-    "in",
-    "not_in",
-    "regex",
-    "missing",
-    "present",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "days_until_lt",
-    "days_since_gt",
-)
+_VALUE_OPERATORS = ("eq", "ne", "in", "not_in", "regex", "missing", "present")
+_NUMBER_OPERATORS = ("lt", "le", "gt", "ge", "days_until_lt", "days_since_gt")  # a number bound
+OPERATORS = _VALUE_OPERATORS + _NUMBER_OPERATORS
 
 
 class ConditionError(ValueError):
@@ -129,15 +117,13 @@ def is_missing(value: Any) -> bool:
 
 def as_decimal(value: Any) -> Decimal | None:
     """A finite number from a JSON number or numeric text; None for anything else."""
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
         return None
-    if isinstance(value, int | float | Decimal | str):
-        try:
-            number = Decimal(str(value).strip())
-        except (InvalidOperation, ValueError):
-            return None
-        return number if number.is_finite() else None
-    return None
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
 
 
 def as_local_date(value: Any, tz: tzinfo) -> date | None:
@@ -169,9 +155,8 @@ def _equal(actual: Any, expected: Any) -> bool:
 
 
 def _check_value(value: Any, key: str) -> Any:
-    if isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, list) and all(isinstance(v, str | bool | int | float) for v in value):
+    values = value if isinstance(value, list) else [value]
+    if all(isinstance(v, str | bool | int | float) for v in values):
         return value
     raise ConditionError(key, "must be text, a number, true/false, or a list of those")
 
@@ -249,9 +234,8 @@ def _leaf(path: tuple[str, ...], op: str, value: Any, key: str) -> Predicate:
         return lambda item, _t: is_missing(lookup(item, path)) == want_missing
     if op in ("eq", "ne"):
         expected = _check_value(value, key)
-        if op == "eq":
-            return lambda item, _t: _equal(lookup(item, path), expected)
-        return lambda item, _t: not _equal(lookup(item, path), expected)
+        equal = op == "eq"
+        return lambda item, _t: _equal(lookup(item, path), expected) == equal
     if op in ("in", "not_in"):
         if not isinstance(value, list) or not value:
             raise ConditionError(key, "must be a non-empty list of values")

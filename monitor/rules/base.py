@@ -174,15 +174,11 @@ class RuleConfig(Table):
     ) -> bool:
         """Whether the ``include``/``exclude`` tables let the rule look at this subject."""
         args = (account, country, region, tags, status)
-        if not self.include.is_empty and not all(self.include.checks(*args)):
-            return False
-        return self.exclude.is_empty or not any(self.exclude.checks(*args))
+        return all(self.include.checks(*args)) and not any(self.exclude.checks(*args))
 
     def for_account(self, account_id: str | None) -> Any:
         """The effective config for ``account_id``: its override, or this table."""
-        if self._by_account and account_id is not None:
-            return self._by_account.get(account_id, self)
-        return self
+        return self._by_account.get(account_id, self) if account_id is not None else self
 
 
 class UserRuleConfig(RuleConfig):
@@ -296,14 +292,11 @@ class Subject:
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """A registered built-in rule, described by its function's docstring. ``defaults`` is its
-    ``[rules.<id>]`` table when the config does not set it: the table's type (its keys) and
-    every default, declared beside the rule's function. ``event`` rules report something that
-    happened once: their finding resolves itself on the next sweep and no "resolved" notice is
-    sent for it."""
+    """A registered built-in rule. ``defaults`` is its ``[rules.<id>]`` table when the config
+    does not set it: the table's type (its keys) and every default, declared beside the rule's
+    function. ``event`` rules report something that happened once: their finding resolves itself
+    on the next sweep and no "resolved" notice is sent for it."""
 
-    id: str
-    description: str
     kind: Kind
     fn: Callable[..., Any]
     defaults: RuleConfig
@@ -319,8 +312,7 @@ def rule(
     """Register the decorated function as the built-in rule ``rule_id``."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        description = " ".join((fn.__doc__ or "").split())
-        REGISTRY[rule_id] = RuleSpec(rule_id, description, kind, fn, defaults, event)
+        REGISTRY[rule_id] = RuleSpec(kind, fn, defaults, event)
         return fn
 
     return register

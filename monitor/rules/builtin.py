@@ -44,8 +44,7 @@ class DateRuleConfig(RuleConfig):
 
 def tier_for(days: int, cfg: DateRuleConfig) -> int | None:
     """The most urgent reminder tier that ``days`` has crossed (e.g. 7 of 30/14/7/1), if any."""
-    crossed = [t for t in cfg.reminders if days <= t]
-    return min(crossed) if crossed else None
+    return min((t for t in cfg.reminders if days <= t), default=None)
 
 
 def _date_finding(

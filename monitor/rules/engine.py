@@ -85,7 +85,8 @@ class Evaluator:
         self._active: dict[Kind, list[_Active]] = {kind: [] for kind in get_args(Kind)}
         for rid, kind, cfg, fn in _rules(ctx.config):
             if _enabled(cfg):
-                scoped = not (cfg.include.is_empty and cfg.exclude.is_empty)
+                unscoped = cfg.include.is_empty and cfg.exclude.is_empty
+                scoped = not unscoped and kind != "availability"  # a place has no account or tags
                 timed = rid not in REGISTRY  # a user rule
                 self._active[kind].append(_Active(rid, cfg, fn, scoped, bool(cfg.override), timed))
         # rule → subject → draft: the writer takes (and frees) one rule's drafts at a time
@@ -100,9 +101,21 @@ class Evaluator:
         every = (a for kind in self._active.values() for a in kind)
         return [a.rule_id for a in every if a.rule_id not in self._skipped]
 
-    def _config(self, active: _Active, account: str | None) -> RuleConfig | None:
-        cfg = active.cfg.for_account(account) if active.overridden else active.cfg
-        return cfg if cfg.enabled else None
+    def _run(
+        self, kind: Kind, item: tuple[Any, ...], scope: tuple[Any, ...], subject: str
+    ) -> Iterator[Any]:
+        """What each ``kind`` rule on and in scope (``in_scope``'s arguments, account first) returns
+        for ``item``. Not for numbers: ``feed``, the hot path, has its own loop."""
+        for active in self._active[kind]:
+            cfg = active.cfg.for_account(scope[0]) if active.overridden else active.cfg
+            if not cfg.enabled or (active.scoped and not active.cfg.in_scope(*scope)):
+                continue
+            try:
+                found = active.fn(*item, cfg, self.ctx)
+            except Exception as exc:  # an odd item must not fail the sweep
+                self._fail(active.rule_id, subject, exc)
+                continue
+            yield found
 
     def _fail(self, rule_id: str, subject: str, exc: Exception) -> None:
         failure = self.errors.get(rule_id)
@@ -212,17 +225,9 @@ class Evaluator:
             row = after if after is not None else before
             if row is None:
                 continue
-            for active in self._active["change"]:
-                cfg = self._config(active, row.get("account_id"))
-                if cfg is None:
-                    continue
-                if active.scoped and not active.cfg.in_scope(*(row.get(k) for k in _SCOPE_KEYS)):
-                    continue
-                try:
-                    found = active.fn(before, after, cfg, self.ctx)
-                except Exception as exc:  # an odd item must not fail the sweep
-                    self._fail(active.rule_id, str(row.get("e164") or row.get("number_id")), exc)
-                    continue
+            scope = tuple(row.get(k) for k in _SCOPE_KEYS)
+            subject = str(row.get("e164") or row.get("number_id"))
+            for found in self._run("change", (before, after), scope, subject):
                 for d in found:
                     self._keep(d)
 
@@ -249,17 +254,8 @@ class Evaluator:
                 view = views.setdefault(account_id, AccountView(account_id))
                 view.counts[status] = view.counts.get(status, 0) + n
         for view in views.values():
-            for active in self._active["account"]:
-                cfg = self._config(active, view.account_id)
-                if cfg is None:
-                    continue
-                if active.scoped and not active.cfg.in_scope(view.account_id, status=view.status):
-                    continue
-                try:
-                    found = active.fn(view, cfg, self.ctx)
-                except Exception as exc:  # an odd account must not fail the sweep
-                    self._fail(active.rule_id, view.account_id, exc)
-                    continue
+            scope = (view.account_id, None, None, (), view.status)
+            for found in self._run("account", (view,), scope, view.account_id):
                 if found is not None:
                     self._keep(found)
 
@@ -279,14 +275,8 @@ class Evaluator:
     def feed_availability(self, counts: Iterable[tuple[AvailabilityWatch, int]]) -> None:
         """Run the availability rules over (watched place, numbers for sale there)."""
         for watch, available in counts:
-            for active in self._active["availability"]:
-                if not active.cfg.enabled:
-                    continue
-                try:
-                    found = active.fn(watch, available, active.cfg, self.ctx)
-                except Exception as exc:  # must not fail the sweep
-                    self._fail(active.rule_id, watch.country, exc)
-                    continue
+            place = (None,) * 5  # no account, and availability rules are never scoped
+            for found in self._run("availability", (watch, available), place, watch.country):
                 if found is not None:
                     self._keep(found)
 

@@ -105,8 +105,7 @@ def no_active_number(acct: AccountView, cfg: RuleConfig, ctx: RuleContext) -> Fi
     if (acct.status or "").casefold() not in LIVE_ACCOUNT_STATUSES or acct.counts.get("active"):
         return None
     label = show(acct.account_id) + (f" ({show(acct.name)})" if acct.name else "")
-    others = sum(acct.counts.values())
-    if others:
+    if sum(acct.counts.values()):
         detail = ", ".join(f"{n} {show(s)}" for s, n in sorted(acct.counts.items()))
         text = f"account {label} has no active number ({detail}): its inbound calls fail"
     else:
