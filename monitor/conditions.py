@@ -80,12 +80,10 @@ def parse_path(text: Any, key: str = "path") -> tuple[str, ...]:
     parts = tuple(text.split("."))
     if len(parts) > MAX_DEPTH:
         raise ConditionError(key, f"path {text!r} is deeper than {MAX_DEPTH} levels")
-    for part in parts:
-        if not _SEGMENT.match(part):
-            raise ConditionError(
-                key,
-                f"bad path {text!r}: each dot-separated part is letters, digits, '_' or '-'",
-            )
+    if not all(_SEGMENT.match(part) for part in parts):
+        raise ConditionError(
+            key, f"bad path {text!r}: each dot-separated part is letters, digits, '_' or '-'"
+        )
     return parts
 
 

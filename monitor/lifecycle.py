@@ -36,10 +36,6 @@ class OpenFinding:
     currency: str | None
     rearmed_at: datetime | None
 
-    @property
-    def key(self) -> Key:
-        return (self.rule, self.subject)
-
 
 @dataclass
 class FindingChanges:
@@ -75,7 +71,7 @@ def decide(
       re-arms it (``rearmed_at = now``): reminder tiers announced before count no more.
     """
     rules = set(evaluated_rules)
-    current = {f.key: f for f in open_findings if f.rule in rules}
+    current = {(f.rule, f.subject): f for f in open_findings if f.rule in rules}
     changes = FindingChanges()
     if complete:
         changes.resolved.extend(f.id for key, f in current.items() if key not in drafts)

@@ -14,7 +14,7 @@ There are four kinds, by what they look at:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
@@ -93,20 +93,18 @@ class Scope(Table):
         region: str | None,
         tags: tuple[str, ...] | list[str] | None,
         status: str | None,
-    ) -> list[bool]:
+    ) -> Iterator[bool]:
         """Whether the subject matches, for each list that is set."""
-        checks = []
         if self.accounts:
-            checks.append(account in self.accounts)
+            yield account in self.accounts
         if self.countries:
-            checks.append((country or "").upper() in self.countries)
+            yield (country or "").upper() in self.countries
         if self.regions:
-            checks.append((region or "").casefold() in self.regions)
+            yield (region or "").casefold() in self.regions
         if self.tags:
-            checks.append(any(t in self.tags for t in tags or ()))
+            yield any(t in self.tags for t in tags or ())
         if self.statuses:
-            checks.append((status or "").casefold() in self.statuses)
-        return checks
+            yield (status or "").casefold() in self.statuses
 
 
 # Keys of a rule's table that an ``[[rules.<id>.override]]`` cannot set.
@@ -395,9 +393,7 @@ def show(value: Any) -> str:
 
 
 def money(amount: Decimal | None, currency: str | None) -> str:
-    if amount is None:
-        return "none"
-    return money_text(amount, currency)
+    return "none" if amount is None else money_text(amount, currency)
 
 
 def flag(value: Any) -> bool | None:
