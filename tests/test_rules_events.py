@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from monitor.config import RulesConfig
 from monitor.model import parse_number
 from monitor.rules import Evaluator, RuleContext
@@ -156,3 +158,26 @@ def test_no_active_number_scope_and_overrides() -> None:
     }
     quiet = {"override": [{"accounts": ["MA_B"], "severity": "info"}]}
     assert accounts_found(numbers, no_active_number=quiet)["MA_B"].severity == "info"
+
+
+def test_a_change_or_account_rule_that_raises_is_recorded_and_the_rest_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import replace
+
+    from monitor.rules.base import REGISTRY
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(REGISTRY, "changed", replace(REGISTRY["changed"], fn=broken))
+    monkeypatch.setitem(
+        REGISTRY, "no_active_number", replace(REGISTRY["no_active_number"], fn=broken)
+    )
+    ev = Evaluator(RuleContext(NOW, RulesConfig(), sweep_id=9))
+    ev.feed_changes([(row(), row(is_blocked=True)), (row(number_id="n2", e164=None), None)])
+    ev.finish({"MA_A": {"status": "active"}, "MA_B": {"status": "active"}})
+    assert set(ev.drafts) == {("disappeared", "n2")}
+    assert ev.errors["changed"].count == 2 and ev.errors["changed"].subject == "+911234567890"
+    failed = ev.errors["no_active_number"]
+    assert (failed.count, failed.subject, failed.error) == (2, "MA_A", "RuntimeError: boom")
