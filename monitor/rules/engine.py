@@ -104,8 +104,9 @@ class Evaluator:
     def _run(
         self, kind: Kind, item: tuple[Any, ...], scope: tuple[Any, ...], subject: str
     ) -> Iterator[Any]:
-        """What each ``kind`` rule on and in scope (``in_scope``'s arguments, account first) returns
-        for ``item``. Not for numbers: ``feed``, the hot path, has its own loop."""
+        """What each ``kind`` rule that is on and in ``scope`` (``in_scope``'s arguments, account
+        first) returns for ``item``; one that raises is recorded instead. (``feed``, the hot
+        path, has its own loop.)"""
         for active in self._active[kind]:
             cfg = active.cfg.for_account(scope[0]) if active.overridden else active.cfg
             if not cfg.enabled or (active.scoped and not active.cfg.in_scope(*scope)):
