@@ -24,8 +24,6 @@ from monitor.vocab import CONTROL_CHARS, currency_code
 # later failed import in the process then raises an ImportWarning. No map is drawn here.
 sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
 
-WIDTH: Final = 720
-HEIGHT: Final = 300
 _SCRIPT = re.compile(rb"<script\b[^>]*>.*?</script>", re.DOTALL)
 _STYLE = Style(
     background="#ffffff",
@@ -49,8 +47,8 @@ def _amount(value: float) -> str:
 _CONFIG: Final[dict[str, Any]] = {
     "js": [],  # pygal's default links a tooltip script on a CDN
     "style": _STYLE,
-    "width": WIDTH,
-    "height": HEIGHT,
+    "width": 720,
+    "height": 300,
     "legend_at_bottom": True,
     "show_minor_x_labels": False,
     "x_label_rotation": 30,  # time labels side by side would touch
