@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -50,6 +50,10 @@ class FindingView:
     subject: str = ""  # what the finding is about: its identity with the rule
 
 
+# The fields that default to None, which ``view`` copies from a row as they are (when present).
+_AS_STORED = tuple(f.name for f in fields(FindingView) if f.default is None)
+
+
 def view(row: Mapping[str, Any] | RowMapping) -> FindingView:
     """The view of one row of ``store.finding_query`` (or of any finding row with the findings
     table's columns; ``silenced`` and ``account_name`` are read when present)."""
@@ -64,19 +68,10 @@ def view(row: Mapping[str, Any] | RowMapping) -> FindingView:
         account_id=row["account_id"] or "",
         message=row["message"],
         tags=_tag_list(tags) if isinstance(tags, str) else tuple(str(t) for t in tags or ()),
-        monthly_fee=row.get("monthly_fee"),
-        currency=row.get("currency"),
-        tier=row.get("tier"),
-        due_at=row.get("due_at"),
-        account_name=row.get("account_name"),
         has_number=row["e164"] is not None,
-        id=row.get("id"),
-        number_id=row.get("number_id"),
         state=state,
-        first_seen=row.get("first_seen"),
-        last_seen=row.get("last_seen"),
-        resolved_at=row.get("resolved_at"),
         subject=row.get("subject") or "",
+        **{name: row.get(name) for name in _AS_STORED},
     )
 
 

@@ -186,15 +186,12 @@ def esc(value: object, fmt: Format) -> str:
     Angle brackets become look-alikes so no dialect can read a ``<!channel>`` or a tag, and in
     every format an "@" becomes ``MENTION``, so no string can ping a channel or a role.
     """
-    text = CONTROL_CHARS.sub(" ", str(value)).strip().replace("@", MENTION)
+    text = plain(str(value), "text")
     if len(text) > 120:
         text = text[:119] + "…"
-    if fmt == "html":
-        return html.escape(text, quote=True)
     if fmt == "markdown":
-        text = text.replace("`", "ʹ").replace("<", "‹").replace(">", "›")
-        return f"`{text}`" if text else "—"
-    return text
+        return f"`{plain(text, fmt)}`" if text else "—"
+    return plain(text, fmt)
 
 
 def plain(text: str, fmt: Format) -> str:

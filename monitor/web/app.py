@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.applications import Starlette
@@ -71,11 +71,10 @@ def build_app(
     async def http_error(request: Request, exc: Exception) -> Response:
         """A view's 400 or 404 (or the router's 404) as a page; without the dashboard, the
         JSON 404 that lists the known paths."""
-        status = exc.status_code if isinstance(exc, HTTPException) else 404
-        if dashboard is not None:
-            detail = exc.detail if isinstance(exc, HTTPException) else "not found"
-            return dashboard.error_page(request.scope, status, str(detail))
-        return json_response(404, {"error": "not found", "paths": sorted(PROBE_PATHS)})
+        if dashboard is None:
+            return json_response(404, {"error": "not found", "paths": sorted(PROBE_PATHS)})
+        http = cast(HTTPException, exc)  # the handler of HTTPException only
+        return dashboard.error_page(request.scope, http.status_code, str(http.detail))
 
     def error_page(scope: Scope, status: int, message: str) -> Response:
         if dashboard is not None and scope["path"] not in PROBE_PATHS:

@@ -24,8 +24,6 @@ from monitor.vocab import CONTROL_CHARS, currency_code
 # later failed import in the process then raises an ImportWarning. No map is drawn here.
 sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
 
-WIDTH: Final = 720
-HEIGHT: Final = 300
 _SCRIPT = re.compile(rb"<script\b[^>]*>.*?</script>", re.DOTALL)
 _STYLE = Style(
     background="#ffffff",
@@ -42,25 +40,27 @@ _STYLE = Style(
 )
 
 
-def _config(**extra: Any) -> dict[str, Any]:
-    return {
-        "js": [],  # pygal's default links a tooltip script on a CDN
-        "style": _STYLE,
-        "width": WIDTH,
-        "height": HEIGHT,
-        "legend_at_bottom": True,
-        "show_minor_x_labels": False,
-        "x_label_rotation": 30,  # time labels side by side would touch
-        "x_labels_major_count": 6,
-        "truncate_legend": 30,
-        "truncate_label": 20,
-        "no_data_text": "no complete sweep yet",
-        "margin": 12,
-        "margin_right": 48,  # room for the last time label
-        "include_x_axis": True,  # counts and amounts from zero: a 1% dip is not a cliff
-        "value_formatter": _amount,
-        **extra,
-    }
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
+
+
+_CONFIG: Final[dict[str, Any]] = {
+    "js": [],  # pygal's default links a tooltip script on a CDN
+    "style": _STYLE,
+    "width": 720,
+    "height": 300,
+    "legend_at_bottom": True,
+    "show_minor_x_labels": False,
+    "x_label_rotation": 30,  # time labels side by side would touch
+    "x_labels_major_count": 6,
+    "truncate_legend": 30,
+    "truncate_label": 20,
+    "no_data_text": "no complete sweep yet",
+    "margin": 12,
+    "margin_right": 48,  # room for the last time label
+    "include_x_axis": True,  # counts and amounts from zero: a 1% dip is not a cliff
+    "value_formatter": _amount,
+}
 
 
 def _svg(chart: Any, times: Sequence[datetime] | None, **series: Sequence[float]) -> bytes:
@@ -70,16 +70,11 @@ def _svg(chart: Any, times: Sequence[datetime] | None, **series: Sequence[float]
         chart.x_labels = [f"{t:%Y-%m-%d %H:%M}" for t in times]
     for title, values in series.items():
         chart.add(title, list(values))
-    rendered: bytes = chart.render()
-    return _SCRIPT.sub(b"", rendered)
-
-
-def _amount(value: float) -> str:
-    return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
+    return _SCRIPT.sub(b"", chart.render())
 
 
 def _line(title: str) -> Any:
-    return pygal.Line(**_config(title=title, show_legend=False, dots_size=2))
+    return pygal.Line(**_CONFIG, title=title, show_legend=False, dots_size=2)
 
 
 def inventory_chart(times: Sequence[datetime], sizes: Sequence[int]) -> bytes:
@@ -98,7 +93,7 @@ def findings_chart(
     times: Sequence[datetime], opened: Sequence[int], resolved: Sequence[int]
 ) -> bytes:
     """Findings opened and resolved by each complete sweep."""
-    chart = pygal.Bar(**_config(title="Findings opened and resolved per sweep"))
+    chart = pygal.Bar(**_CONFIG, title="Findings opened and resolved per sweep")
     return _svg(chart, times, opened=opened, resolved=resolved)
 
 
@@ -106,7 +101,7 @@ def status_chart(by_status: Mapping[str, int]) -> bytes:
     """The current inventory by status, largest first; each count in its label (printed
     inside the bars, a short bar's count overprinted the axis). Control and bidi characters of
     a status reorder what is read, and most are not even allowed in XML."""
-    chart = pygal.HorizontalBar(**_config(title="Numbers by status", show_legend=False))
+    chart = pygal.HorizontalBar(**_CONFIG, title="Numbers by status", show_legend=False)
     ordered = sorted(by_status.items(), key=lambda kv: (-kv[1], kv[0]))
     label = {status: CONTROL_CHARS.sub(" ", status).strip() or "?" for status in by_status}
     chart.x_labels = [f"{label[status]} ({count:,})" for status, count in ordered]

@@ -75,7 +75,6 @@ def _window(stmt: sa.Select[Any], page: int, per_page: int) -> sa.Select[Any]:
 
 
 def _count(conn: Connection, rows: sa.FromClause, *where: Any) -> int:
-    """How many of ``rows`` match ``where``."""
     count = sa.select(sa.func.count()).select_from(rows).where(*where)
     return int(conn.execute(count).scalar_one())
 

@@ -122,18 +122,15 @@ class Guard:
                     headers.setdefault(name, value)
             await send(message)
 
-        response: Response | None = None
+        answer: ASGIApp = self.app  # or a refusal
         if scope["method"] not in READ_METHODS:
             text, allow = "method not allowed: this service is read-only\n", {"Allow": "GET, HEAD"}
-            response = PlainTextResponse(text, 405, headers=allow)
+            answer = PlainTextResponse(text, 405, headers=allow)
         elif not open_path and not self.access.allows(Headers(scope=scope).get("authorization")):
             challenge = {"WWW-Authenticate": self.access.challenge()}
-            response = PlainTextResponse("authentication required\n", 401, headers=challenge)
-        if response is not None:
-            await response(scope, receive, send_with_headers)
-            return
+            answer = PlainTextResponse("authentication required\n", 401, headers=challenge)
         try:
-            await self.app(scope, receive, send_with_headers)
+            await answer(scope, receive, send_with_headers)
         except Exception as exc:  # a broken view or probe must answer, not kill the listener
             if started:
                 raise

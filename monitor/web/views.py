@@ -291,10 +291,9 @@ class Dashboard:
         return [[s[column] for s in sweeps] for column in ("started_at", *columns)]
 
     def _rental(self) -> dict[str, list[float]]:
-        def series() -> dict[str, list[float]]:
-            return queries.rental_by_sweep(self.store, self._history("id")[1])
-
-        return self._cached("rental series", series)
+        return self._cached(
+            "rental series", lambda: queries.rental_by_sweep(self.store, self._history("id")[1])
+        )
 
     def _rental_currencies(self) -> list[str]:
         """The currencies with a rental panel, largest rental first (at most
