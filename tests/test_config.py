@@ -121,6 +121,23 @@ def test_bad_values_are_named(tmp_path: Path, snippet: str, where: str) -> None:
         load(str(write(tmp_path, snippet)), {})
 
 
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        'include = { countries = ["IN"] }',
+        'exclude = { accounts = ["MA_1"] }',
+        '[[rules.low_availability.override]]\naccounts = ["MA_1"]\nseverity = "critical"',
+    ],
+)
+def test_a_scope_or_override_on_low_availability_is_refused(tmp_path: Path, snippet: str) -> None:
+    """They used to be accepted and did nothing: a watched place has no account, tags or status."""
+    path = write(tmp_path, f"[rules.low_availability]\n{snippet}\n")
+    with pytest.raises(ConfigError, match=r"rules\.low_availability") as exc:
+        load(str(path), {})
+    assert "list the places to watch in watch" in str(exc.value)
+    assert exc.value.exit_code == 2
+
+
 def test_plain_http_allowed_only_for_loopback(tmp_path: Path) -> None:
     for url in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:80"):
         path = write(tmp_path, f'[vobiz]\nbase_url = "{url}"\n')

@@ -142,7 +142,12 @@ class AvailabilityConfig(RuleConfig):
     watch: tuple[AvailabilityWatch, ...] = ()
 
     @model_validator(mode="after")
-    def _unique_pairs(self) -> AvailabilityConfig:
+    def _checked(self) -> AvailabilityConfig:
+        if not (self.include.is_empty and self.exclude.is_empty) or self.override:
+            raise ValueError(
+                "include, exclude and override do not apply to a watched place (it has no "
+                "account, tags or status): list the places to watch in watch"
+            )
         pairs = [(w.country, (w.region or "").casefold()) for w in self.watch]
         if len(pairs) != len(set(pairs)):
             raise ValueError("watch: each country/region pair may be listed once")
