@@ -38,9 +38,6 @@ class AccountRecord:
     def id(self) -> str:
         return self.account_id
 
-    def as_rule_input(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status}
-
 
 def _text(value: Any, limit: int) -> str | None:
     if isinstance(value, str) and value.strip():

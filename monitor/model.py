@@ -51,11 +51,11 @@ class NumberRecord:
 class SweepCounts:
     """The figures of one sweep, as its ``sweeps`` row records them."""
 
-    numbers_seen: int
-    total_reported: int | None
-    pages: int
-    requests: int
-    retries: int
+    numbers_seen: int = 0
+    total_reported: int | None = None
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
     versions_written: int = 0
     numbers_gone: int = 0
     findings_opened: int = 0

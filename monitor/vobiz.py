@@ -191,8 +191,6 @@ class VobizClient:
         config: VobizConfig,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        budget: RetryBudget | None = None,
-        stats: RequestStats | None = None,
         http: httpx.Client | None = None,
     ) -> None:
         if not config.auth_id or not config.auth_token:
@@ -203,8 +201,8 @@ class VobizClient:
             )
         self.config = config
         self._sleep = sleep
-        self.budget = budget or RetryBudget(config.retry_budget)
-        self.stats = stats or RequestStats()
+        self.budget = RetryBudget(config.retry_budget)
+        self.stats = RequestStats()
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._base = config.base_url.rstrip("/")
         self._own_http = http is None
