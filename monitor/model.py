@@ -43,7 +43,6 @@ class NumberRecord:
 
     @property
     def raw(self) -> Any:
-        """The item as decoded JSON: ``item``, or ``raw_json`` decoded."""
         return self.item if self.item is not None else json.loads(self.raw_json)
 
 

@@ -1,10 +1,8 @@
 """The Vobiz Partner API client: auth, paged lists, retries with backoff, error bodies.
 
-HTTP goes through one ``httpx.Client`` (see ``http_client``): keep-alive connections sized from
-``vobiz.concurrency``, proxies and the CA bundle taken from the environment by httpx itself
-(``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``). The
-service shares its client with the heartbeat pings. Every failure leaves here as an
-``ApiError`` subclass that says whether retrying can help.
+HTTP goes through one ``httpx.Client`` (``http_client``), which the service shares with the
+heartbeat pings. Every failure leaves here as an ``ApiError`` subclass that says whether
+retrying can help.
 
 Every paged list (numbers, accounts) is read the one way: ``VobizClient.iter_pages`` over a
 ``Listing`` (its path, envelope key and item parser), with the same paging bounds and errors.
@@ -24,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import closing
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -162,7 +160,8 @@ def error_text(body: Any) -> str:
 def http_client(concurrency: int = 1, timeout: float = 30.0) -> httpx.Client:
     """The one kind of HTTP client the monitor uses: keep-alive connections for ``concurrency``
     requests in flight, ``timeout`` seconds per phase, no redirects unless a request asks, and
-    proxies and CA bundle from the environment through httpx's own ``trust_env``.
+    proxies and CA bundle from the environment through httpx's own ``trust_env``
+    (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
 
     Raises ``ConfigError`` for a proxy httpx cannot use (a SOCKS proxy needs ``socksio``)."""
     try:
@@ -179,7 +178,7 @@ def http_client(concurrency: int = 1, timeout: float = 30.0) -> httpx.Client:
         ) from None
 
 
-class VobizClient:
+class VobizClient(AbstractContextManager["VobizClient"]):
     """Read-only access to the partner endpoints; thread-safe, one instance per sweep or command.
 
     ``http`` is a client from ``http_client`` to share (the service keeps one for its lifetime);
@@ -226,9 +225,6 @@ class VobizClient:
         flight: now, or when the last one ends. Closing the pool under a request that is still
         connecting would leave that connection outside the pool, its socket never closed."""
         self._release(0, close=True)
-
-    def __enter__(self) -> VobizClient:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import zlib
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,10 +31,9 @@ from monitor.store.db import LOCKS, owner_id, translated
 BUSY_TIMEOUT_MS = 2000  # how long SQLite may be busy before taking the lease counts as failed
 
 
-class SweepLock:
-    """The sweep lock: ``acquire`` takes it or raises ``LockBusy`` (a live did-monitor lease
-    holds it) or ``DatabaseError`` (anything else); ``release`` (or leaving the with-block)
-    gives it back."""
+class SweepLock(AbstractContextManager["SweepLock"]):
+    """The sweep lock: ``acquire`` takes it or raises (``LockBusy`` or ``DatabaseError``, as
+    above); ``release`` (or leaving the with-block) gives it back."""
 
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
@@ -172,9 +172,6 @@ class SweepLock:
                     )
         except (DatabaseError, SQLAlchemyError):
             pass  # a lock we cannot release dies with our connection or goes stale
-
-    def __enter__(self) -> SweepLock:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()

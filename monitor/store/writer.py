@@ -191,8 +191,7 @@ class SweepWriter:
         return len(gone)
 
     def misses_current(self, seen: Collection[str]) -> bool:
-        """Whether a current number (from before this sweep, or written since) is not in
-        ``seen``, the numbers this sweep has seen."""
+        """Whether ``count_current`` finds a current number not in ``seen``."""
         return self.count_current(seen)[1] > 0
 
     def count_current(self, seen: Collection[str]) -> tuple[int, int]:
