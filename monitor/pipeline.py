@@ -91,8 +91,7 @@ def run_cycle(
         outcome = _failed_to_start(settings, store, trigger, exc, clock)
     else:
         with lock:
-            aborted = store.abort_running_sweeps(now)
-            if aborted:
+            if aborted := store.abort_running_sweeps(now):
                 log.warning("marked %d interrupted sweep(s) as aborted", aborted)
             # Before the sweep's row exists: missing credentials are a config error, not a
             # failed sweep. A client of our own is closed after the sweep, a given one is not.
