@@ -149,10 +149,8 @@ def error_text(body: Any) -> str:
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict):
-            code, msg = err.get("code"), err.get("message")
-            return ": ".join(str(p) for p in (code, msg) if p) or "error"
-        parts = [str(p) for p in (err, body.get("message")) if p]
-        if parts:
+            return ": ".join(str(p) for p in (err.get("code"), err.get("message")) if p) or "error"
+        if parts := [str(p) for p in (err, body.get("message")) if p]:
             return ": ".join(parts)
     return str(body)[:200]
 

@@ -72,8 +72,6 @@ class SweepLock(AbstractContextManager["SweepLock"]):
             return f"the database file {os.path.abspath(url.database or '')}"
         return f"the database {url.database} on {url.host or 'localhost'}"
 
-    # --- PostgreSQL -----------------------------------------------------------------------------
-
     def _acquire_pg(self, now: datetime, stale_after: timedelta) -> None:
         key = zlib.crc32(f"did-monitor:{self.name}".encode())
         conn = self.engine.connect()
@@ -92,8 +90,6 @@ class SweepLock(AbstractContextManager["SweepLock"]):
             conn.close()
             raise
         self.connection = conn
-
-    # --- SQLite ---------------------------------------------------------------------------------
 
     def _acquire_lease(self, now: datetime, stale_after: timedelta) -> None:
         with self.engine.connect() as conn:
@@ -132,8 +128,6 @@ class SweepLock(AbstractContextManager["SweepLock"]):
         )
         if not result.rowcount:  # cannot happen inside SQLite's write lock; say so if it does
             raise DatabaseError(f"the sweep lease in {self._where()} changed while it was taken")
-
-    # --- both -------------------------------------------------------------------------------------
 
     def _refuse_busy(
         self, conn: Connection, now: datetime, stale_after: timedelta, *, taken: bool = False
