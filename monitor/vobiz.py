@@ -487,6 +487,8 @@ class Listing(Generic[R]):
         if not isinstance(items, list):
             raise RetryableApiError(f"{where}: the envelope has no {self.keys[0]!r} list")
         total = body.get("total")
+        if isinstance(total, bool) or not isinstance(total, int):
+            total = None
         records: list[R] = []
         unreadable: list[int] = []
         parse_item = self.parse_item
@@ -496,13 +498,7 @@ class Listing(Generic[R]):
                 unreadable.append(position)
             else:
                 records.append(rec)
-        return Page(
-            page=page,
-            total=total if isinstance(total, int) and not isinstance(total, bool) else None,
-            records=records,
-            item_count=len(items),
-            unreadable=unreadable,
-        )
+        return Page(page, total, records, len(items), unreadable)
 
 
 def _number(item: Any) -> NumberRecord | None:
