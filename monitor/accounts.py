@@ -3,9 +3,7 @@
 ``GET /api/v1/partner/accounts`` pages through ``{accounts[], total, page, size}``. Each account
 carries that customer's own ``auth_token``: it, and every other field whose name looks like a
 credential (``redact.is_credential_key``), is dropped here, as the page is read, so no later
-stage (store, logs, rules, reports) ever holds one. The pages are read as the numbers' are, and an
-account list that does not add up to its ``total`` fails the sweep, as an incomplete number list
-does.
+stage (store, logs, rules, reports) ever holds one.
 """
 
 from __future__ import annotations
@@ -37,9 +35,6 @@ class AccountRecord:
     @property
     def id(self) -> str:
         return self.account_id
-
-    def as_rule_input(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status}
 
 
 def _text(value: Any, limit: int) -> str | None:

@@ -43,7 +43,6 @@ class NumberRecord:
 
     @property
     def raw(self) -> Any:
-        """The item as decoded JSON: ``item``, or ``raw_json`` decoded."""
         return self.item if self.item is not None else json.loads(self.raw_json)
 
 
@@ -51,11 +50,11 @@ class NumberRecord:
 class SweepCounts:
     """The figures of one sweep, as its ``sweeps`` row records them."""
 
-    numbers_seen: int
-    total_reported: int | None
-    pages: int
-    requests: int
-    retries: int
+    numbers_seen: int = 0
+    total_reported: int | None = None
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
     versions_written: int = 0
     numbers_gone: int = 0
     findings_opened: int = 0

@@ -30,7 +30,7 @@ from monitor.store.accounts import write_accounts
 from monitor.store.db import tally
 from monitor.store.locks import SweepLock
 from monitor.sweep import ProgressFn, check_identities, check_shrink, fetch_inventory
-from monitor.vobiz import RequestStats, RetryBudget, VobizClient
+from monitor.vobiz import VobizClient
 from monitor.vocab import one_line
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,15 @@ def run_cycle(
         outcome = _failed_to_start(settings, store, trigger, exc, clock)
     else:
         with lock:
-            aborted = store.abort_running_sweeps(now)
-            if aborted:
+            if aborted := store.abort_running_sweeps(now):
                 log.warning("marked %d interrupted sweep(s) as aborted", aborted)
             # Before the sweep's row exists: missing credentials are a config error, not a
             # failed sweep. A client of our own is closed after the sweep, a given one is not.
-            with nullcontext(client) if client else _own_client(settings, cancel, http) as api:
+            with (
+                nullcontext(client)
+                if client
+                else VobizClient(settings.vobiz, sleep=_pause_until(cancel), http=http)
+            ) as api:
                 outcome = _sweep(settings, store, trigger, clock, api, progress, cancel, lock)
     try:
         outcome.deliveries = deliver_due(store, settings, notifier, clock, cancel)
@@ -116,21 +119,9 @@ def _failed_to_start(
     except DatabaseError:
         raise exc from None
     log.error("sweep %d failed: %s", sweep_id, one_line(exc.message))
-    counts = SweepCounts(0, None, 0, 0, 0)
-    queued = _record_failure(settings, store, sweep_id, exc.message, counts, clock)
+    counts = SweepCounts()
+    queued = _record_failure(settings, store, sweep_id, exc.message, counts, clock, alert=True)
     return SweepOutcome(sweep_id, False, counts, exc.message, failure_alerts=queued)
-
-
-def _own_client(
-    settings: Settings, cancel: threading.Event | None, http: httpx.Client | None
-) -> VobizClient:
-    return VobizClient(
-        settings.vobiz,
-        stats=RequestStats(),
-        budget=RetryBudget(settings.vobiz.retry_budget),
-        sleep=_pause_until(cancel),
-        http=http,
-    )
 
 
 def _sweep(
@@ -152,7 +143,7 @@ def _sweep(
     evaluator = Evaluator(
         RuleContext(now=now, config=settings.rules, tz=settings.rules_zone, sweep_id=sweep_id)
     )
-    counts = SweepCounts(0, None, 0, 0, 0)
+    counts = SweepCounts()
     try:
         with store.writer(sweep_id, now, lock.connection) as writer:
 
@@ -206,7 +197,7 @@ def _sweep(
                 _watch_availability(api, evaluator)
             if evaluator.wants_accounts:
                 evaluator.finish(
-                    {a.account_id: a.as_rule_input() for a in accounts}
+                    {a.account_id: {"name": a.name, "status": a.status} for a in accounts}
                     if accounts is not None
                     else None,
                     tally(writer.conn, "account_id", "status"),
@@ -267,7 +258,7 @@ def _sweep(
                 error = f"internal error: {type(exc).__name__}: {exc}"
             error = scrub(error)  # an API body or a library's message may quote a secret
             if counts.requests == 0:
-                counts = SweepCounts(0, None, 0, stats.requests, stats.retries)
+                counts = SweepCounts(requests=stats.requests, retries=stats.retries)
         log.error("sweep %d %s: %s", sweep_id, status, one_line(error))
         queued = _record_failure(
             settings, store, sweep_id, error, counts, clock, status=status, alert=True
@@ -349,11 +340,10 @@ def _record_failure(
     clock: Clock,
     *,
     status: str = "failed",
-    alert: bool | None = None,
+    alert: bool = False,
 ) -> int | None:
-    """Record the sweep as failed (or aborted); returns how many channels were alerted (a failed
-    sweep by default, an aborted one when ``alert``), None when the database refused the record
-    or the alerts.
+    """Record the sweep as failed (or aborted); returns how many channels were alerted (only
+    with ``alert``), None when the database refused the record or the alerts.
 
     Only a sweep still ``running`` is recorded and alerted: on PostgreSQL the lock ended with the
     sweep's transaction, so another replica may have taken it and marked this sweep aborted
@@ -368,7 +358,7 @@ def _record_failure(
                 one_line(error),
             )
             return 0
-        if not (status == "failed" if alert is None else alert):
+        if not alert:
             return 0
         return enqueue_sweep_failed(store, settings, sweep_id, error, clock())
     except Exception as exc:  # the database itself may be what failed

@@ -75,8 +75,7 @@ class UnreadableDates:
         sentence each, joined by "; "), or None when every date could be read."""
         parts = []
         for name in DATE_FIELDS:
-            count = self.counts.get(name, 0)
-            if count:
+            if count := self.counts.get(name, 0):
                 have = "1 number has" if count == 1 else f"{count} numbers have"
                 parts.append(f"{have} an unreadable {name}: {_listed(self.numbers[name], count)}")
         return "; ".join(parts) or None
@@ -97,7 +96,7 @@ class PassResult:
 
     @property
     def total(self) -> int | None:
-        return max(self.totals) if self.totals else None
+        return max(self.totals, default=None)
 
     def consistent(self) -> bool:
         """One stable total, matched by the distinct numbers plus unreadable items."""
@@ -213,9 +212,7 @@ def _one_pass(
 def check_shrink(settings: Settings, before: int, now_seen: int) -> None:
     """Refuse an implausible drop: a sudden large shrink is far likelier an API fault."""
     limit = settings.sweep.max_shrink_fraction
-    if before <= 0 or limit >= 1:
-        return
-    if now_seen < before * (1 - limit):
+    if before > 0 and limit < 1 and now_seen < before * (1 - limit):
         drop = 1 - now_seen / before
         raise IncompleteSweep(
             f"the inventory shrank from {before} to {now_seen} numbers ({drop:.0%}), more than "
@@ -234,9 +231,7 @@ def check_identities(
     as vanished (the sweep is partial instead). Counts, not ids: the writer counts them in the
     database, so the sweep never holds the known ids."""
     limit = settings.sweep.max_shrink_fraction
-    if not known or limit >= 1:
-        return
-    if vanished - unreadable > known * limit:
+    if known and limit < 1 and vanished - unreadable > known * limit:
         raise IncompleteSweep(
             f"{vanished} of the {known} numbers known before are missing from this sweep "
             f"while it saw {seen}: the API's ids seem to have changed (a renamed id field?), "

@@ -1,10 +1,8 @@
 """The Vobiz Partner API client: auth, paged lists, retries with backoff, error bodies.
 
-HTTP goes through one ``httpx.Client`` (see ``http_client``): keep-alive connections sized from
-``vobiz.concurrency``, proxies and the CA bundle taken from the environment by httpx itself
-(``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``). The
-service shares its client with the heartbeat pings. Every failure leaves here as an
-``ApiError`` subclass that says whether retrying can help.
+HTTP goes through one ``httpx.Client`` (``http_client``), which the service shares with the
+heartbeat pings. Every failure leaves here as an ``ApiError`` subclass that says whether
+retrying can help.
 
 Every paged list (numbers, accounts) is read the one way: ``VobizClient.iter_pages`` over a
 ``Listing`` (its path, envelope key and item parser), with the same paging bounds and errors.
@@ -24,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import closing
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -151,10 +149,8 @@ def error_text(body: Any) -> str:
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict):
-            code, msg = err.get("code"), err.get("message")
-            return ": ".join(str(p) for p in (code, msg) if p) or "error"
-        parts = [str(p) for p in (err, body.get("message")) if p]
-        if parts:
+            return ": ".join(str(p) for p in (err.get("code"), err.get("message")) if p) or "error"
+        if parts := [str(p) for p in (err, body.get("message")) if p]:
             return ": ".join(parts)
     return str(body)[:200]
 
@@ -162,7 +158,8 @@ def error_text(body: Any) -> str:
 def http_client(concurrency: int = 1, timeout: float = 30.0) -> httpx.Client:
     """The one kind of HTTP client the monitor uses: keep-alive connections for ``concurrency``
     requests in flight, ``timeout`` seconds per phase, no redirects unless a request asks, and
-    proxies and CA bundle from the environment through httpx's own ``trust_env``.
+    proxies and CA bundle from the environment through httpx's own ``trust_env``
+    (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
 
     Raises ``ConfigError`` for a proxy httpx cannot use (a SOCKS proxy needs ``socksio``)."""
     try:
@@ -179,7 +176,7 @@ def http_client(concurrency: int = 1, timeout: float = 30.0) -> httpx.Client:
         ) from None
 
 
-class VobizClient:
+class VobizClient(AbstractContextManager["VobizClient"]):
     """Read-only access to the partner endpoints; thread-safe, one instance per sweep or command.
 
     ``http`` is a client from ``http_client`` to share (the service keeps one for its lifetime);
@@ -191,8 +188,6 @@ class VobizClient:
         config: VobizConfig,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        budget: RetryBudget | None = None,
-        stats: RequestStats | None = None,
         http: httpx.Client | None = None,
     ) -> None:
         if not config.auth_id or not config.auth_token:
@@ -203,8 +198,8 @@ class VobizClient:
             )
         self.config = config
         self._sleep = sleep
-        self.budget = budget or RetryBudget(config.retry_budget)
-        self.stats = stats or RequestStats()
+        self.budget = RetryBudget(config.retry_budget)
+        self.stats = RequestStats()
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._base = config.base_url.rstrip("/")
         self._own_http = http is None
@@ -228,9 +223,6 @@ class VobizClient:
         flight: now, or when the last one ends. Closing the pool under a request that is still
         connecting would leave that connection outside the pool, its socket never closed."""
         self._release(0, close=True)
-
-    def __enter__(self) -> VobizClient:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -495,6 +487,8 @@ class Listing(Generic[R]):
         if not isinstance(items, list):
             raise RetryableApiError(f"{where}: the envelope has no {self.keys[0]!r} list")
         total = body.get("total")
+        if isinstance(total, bool) or not isinstance(total, int):
+            total = None
         records: list[R] = []
         unreadable: list[int] = []
         parse_item = self.parse_item
@@ -504,13 +498,7 @@ class Listing(Generic[R]):
                 unreadable.append(position)
             else:
                 records.append(rec)
-        return Page(
-            page=page,
-            total=total if isinstance(total, int) and not isinstance(total, bool) else None,
-            records=records,
-            item_count=len(items),
-            unreadable=unreadable,
-        )
+        return Page(page, total, records, len(items), unreadable)
 
 
 def _number(item: Any) -> NumberRecord | None:

@@ -1,13 +1,11 @@
 """The database door: sweeps, inventory questions, findings, silences.
 
-The store package is this module with ``db.py`` (the schema, the engine, migrations, and the
-predicates every query shares: ``current``), ``writer.py`` (one sweep's writes, in one
-transaction, so a sweep is either wholly stored or not at all), ``locks.py`` (one sweep at a
-time across replicas) and ``accounts.py`` (account versions and names). A sweep's own row is
-committed separately, so a failure or a crash is still on record.
-
-Every failure of the database leaves the store as ``DatabaseError`` (``db.database_error``),
-also from ``Store.connect`` and ``Store.begin``, through which the query modules run their SQL.
+Beside it: ``db.py`` (schema, engine, migrations, the shared predicate ``current``),
+``writer.py`` (one sweep's writes in one transaction: wholly stored or not at all), ``locks.py``
+(one sweep at a time across replicas) and ``accounts.py`` (account versions and names). A
+sweep's own row is committed separately, so a failure or a crash is still on record. Every
+failure of the database leaves the store as ``DatabaseError`` (``db.database_error``), also
+from ``Store.connect`` and ``Store.begin``, which the query modules run their SQL through.
 """
 
 from __future__ import annotations
@@ -146,7 +144,6 @@ class Store:
             return current_count(conn)
 
     def numbers_by_status(self) -> dict[str, int]:
-        """How many numbers the current inventory holds in each status."""
         with self.connect() as conn:
             return {str(status): n for (status,), n in tally(conn, "status").items()}
 
@@ -184,7 +181,6 @@ class Store:
     # --- findings -----------------------------------------------------------------------------
 
     def findings(self, now: datetime, *, include_closed: bool = False) -> list[FindingView]:
-        """Findings for display, as ``iter_findings`` lists them, in one list."""
         batches = self.iter_findings(now, include_closed=include_closed)
         return [row for batch in batches for row in batch]
 
@@ -279,8 +275,7 @@ class Store:
     # --- locks --------------------------------------------------------------------------------
 
     def try_lock(self, name: str, now: datetime, stale_after: timedelta) -> SweepLock:
-        """Take the named lock; raises ``LockBusy`` when a live did-monitor lease holds it (naming
-        the holder and its lease expiry) and ``DatabaseError`` when anything else keeps it."""
+        """Take the named lock; raises as ``SweepLock.acquire`` does."""
         lock = SweepLock(self.engine, name)
         lock.acquire(now, stale_after)
         return lock

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import zlib
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,10 +31,9 @@ from monitor.store.db import LOCKS, owner_id, translated
 BUSY_TIMEOUT_MS = 2000  # how long SQLite may be busy before taking the lease counts as failed
 
 
-class SweepLock:
-    """The sweep lock: ``acquire`` takes it or raises ``LockBusy`` (a live did-monitor lease
-    holds it) or ``DatabaseError`` (anything else); ``release`` (or leaving the with-block)
-    gives it back."""
+class SweepLock(AbstractContextManager["SweepLock"]):
+    """The sweep lock: ``acquire`` takes it or raises (``LockBusy`` or ``DatabaseError``, as
+    above); ``release`` (or leaving the with-block) gives it back."""
 
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
@@ -72,8 +72,6 @@ class SweepLock:
             return f"the database file {os.path.abspath(url.database or '')}"
         return f"the database {url.database} on {url.host or 'localhost'}"
 
-    # --- PostgreSQL -----------------------------------------------------------------------------
-
     def _acquire_pg(self, now: datetime, stale_after: timedelta) -> None:
         key = zlib.crc32(f"did-monitor:{self.name}".encode())
         conn = self.engine.connect()
@@ -92,8 +90,6 @@ class SweepLock:
             conn.close()
             raise
         self.connection = conn
-
-    # --- SQLite ---------------------------------------------------------------------------------
 
     def _acquire_lease(self, now: datetime, stale_after: timedelta) -> None:
         with self.engine.connect() as conn:
@@ -133,8 +129,6 @@ class SweepLock:
         if not result.rowcount:  # cannot happen inside SQLite's write lock; say so if it does
             raise DatabaseError(f"the sweep lease in {self._where()} changed while it was taken")
 
-    # --- both -------------------------------------------------------------------------------------
-
     def _refuse_busy(
         self, conn: Connection, now: datetime, stale_after: timedelta, *, taken: bool = False
     ) -> Any:
@@ -172,9 +166,6 @@ class SweepLock:
                     )
         except (DatabaseError, SQLAlchemyError):
             pass  # a lock we cannot release dies with our connection or goes stale
-
-    def __enter__(self) -> SweepLock:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()

@@ -178,9 +178,6 @@ class SweepWriter:
                 f"database error while storing number versions: {detail}", detail=detail
             ) from None
 
-    # Every number the sweep has seen has a current version (it wrote or kept each one), so
-    # the current numbers it did not see are counted without reading them.
-
     def close_gone(self, seen: Collection[str], vanished: int) -> int:
         """Close the current version of every number this (complete) sweep did not see;
         ``vanished``: how many there are (``count_current``), so none means nothing to read."""
@@ -191,13 +188,13 @@ class SweepWriter:
         return len(gone)
 
     def misses_current(self, seen: Collection[str]) -> bool:
-        """Whether a current number (from before this sweep, or written since) is not in
-        ``seen``, the numbers this sweep has seen."""
+        """Whether ``count_current`` finds a current number not in ``seen``."""
         return self.count_current(seen)[1] > 0
 
     def count_current(self, seen: Collection[str]) -> tuple[int, int]:
         """How many numbers are current (from before this sweep, or written since), and how
-        many of them are not in ``seen``, the numbers this sweep has seen."""
+        many of them are not in ``seen``, the numbers this sweep has seen: counted without
+        reading them, as each number seen has a current version (written or kept)."""
         known = current_count(self.conn)
         return known, known - len(seen)
 
