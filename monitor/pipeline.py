@@ -34,11 +34,18 @@ from monitor.vobiz import VobizClient
 from monitor.vocab import one_line
 
 log = logging.getLogger(__name__)
-LOCK_STALE_AFTER = timedelta(hours=6)
+LOCK_STALE_AFTER = timedelta(hours=6)  # or longer: see lock_stale_after
 LOST = "the sweep lost its database session"
 # Sweeps in a row that lost their session before it is alerted like a failed sweep: once can be
 # a restart or a failover; every time means a timeout shorter than a sweep.
 LOST_ALERT_AFTER = 3
+
+
+def lock_stale_after(settings: Settings) -> timedelta:
+    """How old another host's sweep lease must be to count as dead: 6 hours, or an hour more
+    than ``sweep.max_duration`` (up to 7 days) allows a sweep, so no replica takes over (and
+    marks aborted) a sweep still within its time."""
+    return max(LOCK_STALE_AFTER, timedelta(seconds=settings.sweep.max_duration, hours=1))
 
 
 @dataclass
@@ -86,7 +93,7 @@ def run_cycle(
     ``http`` (the service's shared one) when given."""
     now = clock()
     try:
-        lock = store.try_lock("sweep", now, LOCK_STALE_AFTER)
+        lock = store.try_lock("sweep", now, lock_stale_after(settings))
     except DatabaseError as exc:
         outcome = _failed_to_start(settings, store, trigger, exc, clock)
     else:

@@ -260,3 +260,24 @@ def test_losing_the_lock_sweep_after_sweep_is_alerted_from_the_third(
             run_cycle(settings, store, notifier, clock=clock)
     finally:
         store.dispose()
+
+
+@pytest.mark.parametrize(("max_duration", "skipped"), [(4 * 3600, False), (12 * 3600, True)])
+def test_a_lease_outlives_the_longest_sweep_the_config_allows(
+    sqlite_store: Store, sandbox: Sandbox, clock: FakeClock, max_duration: int, skipped: bool
+) -> None:
+    """Another host's lease taken 7 hours ago: dead after the default 6 hours, but alive while
+    sweep.max_duration (12 h) still lets its sweep run."""
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(LOCKS).values(
+                name="sweep", owner="otherhost:7", acquired_at=clock() - timedelta(hours=7)
+            )
+        )
+    settings = make_settings(sandbox, sqlite_store.url, sweep={"max_duration": max_duration})
+    if skipped:
+        with pytest.raises(LockBusy) as busy:
+            run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock)
+        assert busy.value.owner == "otherhost:7"
+    else:
+        assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
