@@ -167,7 +167,6 @@ ListenAddress = Annotated[str, AfterValidator(_valid_listen)]
 
 
 def iana_zone(value: str) -> str:
-    """``value`` if it names an IANA time zone; ``ValueError`` saying so otherwise."""
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -320,10 +319,9 @@ class SweepConfig(Table):
         if isinstance(value, str):
             text = value.strip().lower()
             units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-            if text[:-1].isdigit() and text[-1:] in units:
-                return int(text[:-1]) * units[text[-1]]
-            if text.isdigit():
-                return int(text)
+            number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+            if number.isdigit():
+                return int(number) * units[unit]
             raise ValueError("give seconds, or a duration such as 90m, 4h or 1d")
         return value
 
@@ -724,14 +722,18 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, 
 
 
 def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> None:
-    """Set the setting at ``parts`` to the value of the environment variable ``var``."""
     node: Any = data
     for depth, part in enumerate(parts):
         key: str | int = part
         if isinstance(node, list):
             key = _list_index(node, part, var)
         elif not isinstance(node, dict):
-            raise _mismatch(var, parts[:depth])
+            where = ".".join(parts[:depth]) or "the top level"
+            raise ConfigError(
+                f"environment variable {var} does not match the config's structure "
+                f"({where} is not a table)",
+                hint="DID_MONITOR__SECTION__KEY, e.g. DID_MONITOR__VOBIZ__PER_PAGE",
+            )
         elif depth + 1 < len(parts):
             node.setdefault(part, [] if parts[depth + 1].isdigit() else {})
         if depth + 1 == len(parts):
@@ -758,15 +760,6 @@ def _list_index(node: list[Any], part: str, var: str) -> int:
     if idx == len(node):
         node.append({})
     return idx
-
-
-def _mismatch(var: str, at: list[str]) -> ConfigError:
-    where = ".".join(at) or "the top level"
-    return ConfigError(
-        f"environment variable {var} does not match the config's structure "
-        f"({where} is not a table)",
-        hint="DID_MONITOR__SECTION__KEY, e.g. DID_MONITOR__VOBIZ__PER_PAGE",
-    )
 
 
 def _is_text(parts: list[str]) -> bool:

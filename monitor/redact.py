@@ -98,10 +98,8 @@ def remember(values: Iterable[str | None]) -> None:
 
 
 def _spellings(value: str) -> set[str]:
-    forms = {value, quote(value, safe=""), quote_plus(value), unquote(value)}
-    forms.add(json.dumps(value)[1:-1])
-    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
-    return forms
+    escaped = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    return {value, quote(value, safe=""), quote_plus(value), unquote(value), *escaped}
 
 
 # Schemes whose location is a host, not a credential: only passwords and secret query values.
@@ -277,8 +275,7 @@ def has_credentials(value: Any, max_depth: int = MAX_DEPTH) -> bool:
         raise TooDeep("JSON nested too deep")
     found = False
     if isinstance(value, dict):
-        keys = tuple(value)
-        found = _keys_hold_credential(keys)
+        found = _keys_hold_credential(tuple(value))
         values: Iterable[Any] = value.values()
     elif isinstance(value, list):
         values = value
@@ -306,7 +303,7 @@ class ScrubFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
-        record.exc_info = None if record.exc_text else record.exc_info
+            record.exc_info = None
         for key, value in list(vars(record).items()):
             if key not in LOG_RECORD_ATTRS and isinstance(value, str):
                 setattr(record, key, scrub(value))

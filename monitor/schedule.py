@@ -132,8 +132,5 @@ RETRY_DELAYS = tuple(timedelta(minutes=m) for m in (5, 15, 30, 60, 120, 240))
 def retry_at(failures: int, failed_at: datetime, next_fire: datetime | None) -> datetime | None:
     """When to retry after ``failures`` consecutive failed sweeps (1 = the first), or None when
     the next scheduled sweep comes sooner anyway."""
-    delay = RETRY_DELAYS[min(max(failures, 1), len(RETRY_DELAYS)) - 1]
-    when = failed_at + delay
-    if next_fire is not None and next_fire <= when:
-        return None
-    return when
+    when = failed_at + RETRY_DELAYS[min(max(failures, 1), len(RETRY_DELAYS)) - 1]
+    return None if next_fire is not None and next_fire <= when else when

@@ -396,7 +396,6 @@ class Service:
         return outcome
 
     def _job_failed(self, job: str, what: str, exc: Exception) -> None:
-        """Log a job's failure (with the traceback when it is a bug) and count it."""
         if isinstance(exc, MonitorError):
             log.error("%s job failed: %s", what, exc.message)
         else:
