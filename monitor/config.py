@@ -366,8 +366,7 @@ class ChannelConfig(Table):
                 f"channel {self.name!r}: set url (an Apprise URL) or url_file (a file holding "
                 "one, e.g. /run/secrets/slack_url)"
             )
-        problem = check_url(self.url)
-        if problem is not None:
+        if (problem := check_url(self.url)) is not None:
             raise ValueError(
                 f"channel {self.name!r}: Apprise cannot use its url ({problem}); "
                 "see the Apprise wiki for the URL format of this service"
@@ -433,8 +432,7 @@ class AlertsConfig(Table):
     @field_validator("templates")
     @classmethod
     def _known_templates(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - {"title", "intro", "footer"})
-        if unknown:
+        if unknown := sorted(set(value) - {"title", "intro", "footer"}):
             raise ValueError(f"unknown template(s) {', '.join(unknown)}; use title, intro, footer")
         return value
 
@@ -517,8 +515,7 @@ class Settings(Table):
 
     @model_validator(mode="after")
     def _unique_channels(self) -> Settings:
-        dupes = sorted(n for n, k in Counter(c.name for c in self.channels).items() if k > 1)
-        if dupes:
+        if dupes := sorted(n for n, k in Counter(c.name for c in self.channels).items() if k > 1):
             raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
         return self
 
@@ -623,8 +620,7 @@ def _parse_toml(text: str, path: Path) -> dict[str, Any]:
         ) from None
     except ValueError:  # an integer past Python's int-string conversion limit (4300 digits)
         where = ""
-        long = re.search(r"[0-9_]{4000,}", text)
-        if long:
+        if long := re.search(r"[0-9_]{4000,}", text):
             start = text.rfind("\n", 0, long.start()) + 1
             key, eq, _ = text[start : long.start()].partition("=")
             where = f"line {text.count(chr(10), 0, start) + 1}"

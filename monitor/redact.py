@@ -193,8 +193,7 @@ def scrub(text: str, url: str = "") -> str:
         found = {f for s in url_secrets(url) for f in (s, unquote(s)) if len(f) >= 4}
         for secret in sorted(found, key=len, reverse=True):
             text = text.replace(secret, MASK)
-    pattern = _pattern
-    if pattern is not None:
+    if (pattern := _pattern) is not None:  # read once: ``remember`` may replace it meanwhile
         text = pattern.sub(MASK, text)
     if "://" in text:
         text = _URL_TOKEN.sub(lambda m: m.group(1) + MASK, text)
@@ -253,8 +252,7 @@ _KEY_SETS: dict[tuple[Any, ...], bool] = {}  # key tuple → holds a credential 
 
 
 def _keys_hold_credential(keys: tuple[Any, ...]) -> bool:
-    found = _KEY_SETS.get(keys)
-    if found is None:
+    if (found := _KEY_SETS.get(keys)) is None:
         found = any(isinstance(k, str) and is_credential_key(k) for k in keys)
         short = all(isinstance(k, str) and len(k) <= MAX_CACHED_KEY for k in keys)
         if short and len(keys) <= 64 and len(_KEY_SETS) < 1024:

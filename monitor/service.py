@@ -415,8 +415,7 @@ class Service:
             return
         job = self.scheduler.get_job(SWEEP_JOB)
         next_fire = job.next_run_time if job is not None else None
-        when = retry_at(self._failed_sweeps, self.clock(), next_fire)
-        if when is None:
+        if (when := retry_at(self._failed_sweeps, self.clock(), next_fire)) is None:
             log.info("the failed sweep is retried at the next scheduled time")
             return
         self._add_retry(when, self._retry_job)
