@@ -113,10 +113,8 @@ _LISTEN_HINT = (
 
 
 def parse_listen(value: str, key: str = "service.health_listen") -> tuple[str, int] | None:
-    """A listen address as (host, port); None when empty (the listener is off).
-
-    A port alone means 127.0.0.1. Raises ``ConfigError`` naming ``key`` for anything else.
-    """
+    """A listen address as (host, port), a port alone meaning 127.0.0.1; None when empty (the
+    listener is off). Raises ``ConfigError`` naming ``key`` for anything else."""
     try:
         return _listen_address(value)
     except ValueError as exc:
