@@ -445,9 +445,9 @@ class Service:
         when = max(busy.expires_at, self.clock() + MIN_SKIP_RETRY)
         log.warning(
             "sweep skipped: another did-monitor process (%s) holds the sweep lock, its lease "
-            "expiring at %s; trying again %s",
+            "expiring %s; trying again %s",
             busy.owner,
-            busy.expires_at.astimezone(self.timezone).isoformat(timespec="seconds"),
+            self._format(busy.expires_at),
             self._format(when),
         )
         if not self.cancel.is_set() and self.scheduler.running:
