@@ -113,10 +113,8 @@ _LISTEN_HINT = (
 
 
 def parse_listen(value: str, key: str = "service.health_listen") -> tuple[str, int] | None:
-    """A listen address as (host, port); None when empty (the listener is off).
-
-    A port alone means 127.0.0.1. Raises ``ConfigError`` naming ``key`` for anything else.
-    """
+    """A listen address as (host, port), a port alone meaning 127.0.0.1; None when empty (the
+    listener is off). Raises ``ConfigError`` naming ``key`` for anything else."""
     try:
         return _listen_address(value)
     except ValueError as exc:
@@ -167,7 +165,6 @@ ListenAddress = Annotated[str, AfterValidator(_valid_listen)]
 
 
 def iana_zone(value: str) -> str:
-    """``value`` if it names an IANA time zone; ``ValueError`` saying so otherwise."""
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -320,10 +317,9 @@ class SweepConfig(Table):
         if isinstance(value, str):
             text = value.strip().lower()
             units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-            if text[:-1].isdigit() and text[-1:] in units:
-                return int(text[:-1]) * units[text[-1]]
-            if text.isdigit():
-                return int(text)
+            number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+            if number.isdigit():
+                return int(number) * units[unit]
             raise ValueError("give seconds, or a duration such as 90m, 4h or 1d")
         return value
 
@@ -368,8 +364,7 @@ class ChannelConfig(Table):
                 f"channel {self.name!r}: set url (an Apprise URL) or url_file (a file holding "
                 "one, e.g. /run/secrets/slack_url)"
             )
-        problem = check_url(self.url)
-        if problem is not None:
+        if (problem := check_url(self.url)) is not None:
             raise ValueError(
                 f"channel {self.name!r}: Apprise cannot use its url ({problem}); "
                 "see the Apprise wiki for the URL format of this service"
@@ -435,8 +430,7 @@ class AlertsConfig(Table):
     @field_validator("templates")
     @classmethod
     def _known_templates(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - {"title", "intro", "footer"})
-        if unknown:
+        if unknown := sorted(set(value) - {"title", "intro", "footer"}):
             raise ValueError(f"unknown template(s) {', '.join(unknown)}; use title, intro, footer")
         return value
 
@@ -519,8 +513,7 @@ class Settings(Table):
 
     @model_validator(mode="after")
     def _unique_channels(self) -> Settings:
-        dupes = sorted(n for n, k in Counter(c.name for c in self.channels).items() if k > 1)
-        if dupes:
+        if dupes := sorted(n for n, k in Counter(c.name for c in self.channels).items() if k > 1):
             raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
         return self
 
@@ -625,8 +618,7 @@ def _parse_toml(text: str, path: Path) -> dict[str, Any]:
         ) from None
     except ValueError:  # an integer past Python's int-string conversion limit (4300 digits)
         where = ""
-        long = re.search(r"[0-9_]{4000,}", text)
-        if long:
+        if long := re.search(r"[0-9_]{4000,}", text):
             start = text.rfind("\n", 0, long.start()) + 1
             key, eq, _ = text[start : long.start()].partition("=")
             where = f"line {text.count(chr(10), 0, start) + 1}"
@@ -724,14 +716,18 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, 
 
 
 def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> None:
-    """Set the setting at ``parts`` to the value of the environment variable ``var``."""
     node: Any = data
     for depth, part in enumerate(parts):
         key: str | int = part
         if isinstance(node, list):
             key = _list_index(node, part, var)
         elif not isinstance(node, dict):
-            raise _mismatch(var, parts[:depth])
+            where = ".".join(parts[:depth]) or "the top level"
+            raise ConfigError(
+                f"environment variable {var} does not match the config's structure "
+                f"({where} is not a table)",
+                hint="DID_MONITOR__SECTION__KEY, e.g. DID_MONITOR__VOBIZ__PER_PAGE",
+            )
         elif depth + 1 < len(parts):
             node.setdefault(part, [] if parts[depth + 1].isdigit() else {})
         if depth + 1 == len(parts):
@@ -758,15 +754,6 @@ def _list_index(node: list[Any], part: str, var: str) -> int:
     if idx == len(node):
         node.append({})
     return idx
-
-
-def _mismatch(var: str, at: list[str]) -> ConfigError:
-    where = ".".join(at) or "the top level"
-    return ConfigError(
-        f"environment variable {var} does not match the config's structure "
-        f"({where} is not a table)",
-        hint="DID_MONITOR__SECTION__KEY, e.g. DID_MONITOR__VOBIZ__PER_PAGE",
-    )
 
 
 def _is_text(parts: list[str]) -> bool:

@@ -95,9 +95,8 @@ class DatabaseError(MonitorError):
 
 
 class DatabaseBusy(DatabaseError):
-    """Raised when a SQLite database stayed locked by another connection (a write transaction
-    held elsewhere) for longer than the busy timeout: ``detail`` is SQLite's "database is
-    locked"."""
+    """Raised when SQLite stayed locked by another connection's write transaction past the busy
+    timeout: ``detail`` is SQLite's "database is locked"."""
 
 
 class DeliveryError(MonitorError):

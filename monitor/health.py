@@ -201,7 +201,7 @@ MAX_CURRENCIES: Final = 16  # currency label values; the rest add up under "othe
 
 
 def _by_currency(amounts: dict[str, Decimal]) -> list[tuple[str, Decimal]]:
-    """Amounts per currency label: the code as ``model.currency_code`` shows it (``none`` when
+    """Amounts per currency label: the code as ``vocab.currency_code`` shows it (``none`` when
     the API gave none), the ``MAX_CURRENCIES`` largest kept, the rest summed as ``other``, so the
     API cannot mint label values."""
     merged: defaultdict[str, Decimal] = defaultdict(Decimal)

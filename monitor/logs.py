@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from monitor.redact import LOG_RECORD_ATTRS, ScrubFilter, ScrubFormatter
 
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"  # on a terminal
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -31,11 +33,7 @@ class JsonFormatter(logging.Formatter):
 def setup(level: str = "INFO", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
-    inner = (
-        JsonFormatter()
-        if use_json
-        else logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
-    )
+    inner = JsonFormatter() if use_json else logging.Formatter(TEXT_FORMAT, "%H:%M:%S")
     # Every record, ours or a library's, is scrubbed of secrets before any formatter sees it,
     # and the formatted line once more (exception text, extra fields).
     handler.addFilter(ScrubFilter())

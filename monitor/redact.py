@@ -98,10 +98,8 @@ def remember(values: Iterable[str | None]) -> None:
 
 
 def _spellings(value: str) -> set[str]:
-    forms = {value, quote(value, safe=""), quote_plus(value), unquote(value)}
-    forms.add(json.dumps(value)[1:-1])
-    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
-    return forms
+    escaped = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    return {value, quote(value, safe=""), quote_plus(value), unquote(value), *escaped}
 
 
 # Schemes whose location is a host, not a credential: only passwords and secret query values.
@@ -195,8 +193,7 @@ def scrub(text: str, url: str = "") -> str:
         found = {f for s in url_secrets(url) for f in (s, unquote(s)) if len(f) >= 4}
         for secret in sorted(found, key=len, reverse=True):
             text = text.replace(secret, MASK)
-    pattern = _pattern
-    if pattern is not None:
+    if (pattern := _pattern) is not None:  # read once: ``remember`` may replace it meanwhile
         text = pattern.sub(MASK, text)
     if "://" in text:
         text = _URL_TOKEN.sub(lambda m: m.group(1) + MASK, text)
@@ -255,8 +252,7 @@ _KEY_SETS: dict[tuple[Any, ...], bool] = {}  # key tuple → holds a credential 
 
 
 def _keys_hold_credential(keys: tuple[Any, ...]) -> bool:
-    found = _KEY_SETS.get(keys)
-    if found is None:
+    if (found := _KEY_SETS.get(keys)) is None:
         found = any(isinstance(k, str) and is_credential_key(k) for k in keys)
         short = all(isinstance(k, str) and len(k) <= MAX_CACHED_KEY for k in keys)
         if short and len(keys) <= 64 and len(_KEY_SETS) < 1024:
@@ -277,8 +273,7 @@ def has_credentials(value: Any, max_depth: int = MAX_DEPTH) -> bool:
         raise TooDeep("JSON nested too deep")
     found = False
     if isinstance(value, dict):
-        keys = tuple(value)
-        found = _keys_hold_credential(keys)
+        found = _keys_hold_credential(tuple(value))
         values: Iterable[Any] = value.values()
     elif isinstance(value, list):
         values = value
@@ -306,7 +301,7 @@ class ScrubFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
-        record.exc_info = None if record.exc_text else record.exc_info
+            record.exc_info = None
         for key, value in list(vars(record).items()):
             if key not in LOG_RECORD_ATTRS and isinstance(value, str):
                 setattr(record, key, scrub(value))

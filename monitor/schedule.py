@@ -56,17 +56,6 @@ def fire_at_or_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
     return fire.astimezone(UTC) if fire is not None else None
 
 
-def missed_fire_time(
-    trigger: CronTrigger, last_complete_at: datetime, now: datetime, grace: timedelta
-) -> datetime | None:
-    """A fire time after ``last_complete_at``, not after ``now``, and no older than ``grace``:
-    the earliest, in one trigger lookup whatever the downtime, since one is enough to decide and
-    coalescing makes up any number of missed windows with one sweep."""
-    earliest = max(last_complete_at + _TICK, now - grace)
-    fire = fire_at_or_after(trigger, earliest)
-    return fire if fire is not None and fire <= now else None
-
-
 def sweep_deadline(
     trigger: CronTrigger,
     last_complete_at: datetime | None,
@@ -117,8 +106,11 @@ def catch_up(
         return CatchUp("unreadable")
     if last_complete_at is None:
         return CatchUp("never")
-    missed = missed_fire_time(trigger, last_complete_at, now, grace)
-    if missed is not None:
+    # The earliest fire time after the last start, not after now and within the grace: one
+    # trigger lookup whatever the downtime, since one is enough to decide and coalescing makes
+    # up any number of missed windows with one sweep.
+    missed = fire_at_or_after(trigger, max(last_complete_at + _TICK, now - grace))
+    if missed is not None and missed <= now:
         return CatchUp("missed", missed)
     deadline = sweep_deadline(trigger, last_complete_at, now, grace)
     return CatchUp("overdue") if deadline is not None and now > deadline else None
@@ -132,8 +124,5 @@ RETRY_DELAYS = tuple(timedelta(minutes=m) for m in (5, 15, 30, 60, 120, 240))
 def retry_at(failures: int, failed_at: datetime, next_fire: datetime | None) -> datetime | None:
     """When to retry after ``failures`` consecutive failed sweeps (1 = the first), or None when
     the next scheduled sweep comes sooner anyway."""
-    delay = RETRY_DELAYS[min(max(failures, 1), len(RETRY_DELAYS)) - 1]
-    when = failed_at + delay
-    if next_fire is not None and next_fire <= when:
-        return None
-    return when
+    when = failed_at + RETRY_DELAYS[min(max(failures, 1), len(RETRY_DELAYS)) - 1]
+    return None if next_fire is not None and next_fire <= when else when

@@ -396,7 +396,6 @@ class Service:
         return outcome
 
     def _job_failed(self, job: str, what: str, exc: Exception) -> None:
-        """Log a job's failure (with the traceback when it is a bug) and count it."""
         if isinstance(exc, MonitorError):
             log.error("%s job failed: %s", what, exc.message)
         else:
@@ -416,8 +415,7 @@ class Service:
             return
         job = self.scheduler.get_job(SWEEP_JOB)
         next_fire = job.next_run_time if job is not None else None
-        when = retry_at(self._failed_sweeps, self.clock(), next_fire)
-        if when is None:
+        if (when := retry_at(self._failed_sweeps, self.clock(), next_fire)) is None:
             log.info("the failed sweep is retried at the next scheduled time")
             return
         self._add_retry(when, self._retry_job)
@@ -447,9 +445,9 @@ class Service:
         when = max(busy.expires_at, self.clock() + MIN_SKIP_RETRY)
         log.warning(
             "sweep skipped: another did-monitor process (%s) holds the sweep lock, its lease "
-            "expiring at %s; trying again %s",
+            "expiring %s; trying again %s",
             busy.owner,
-            busy.expires_at.astimezone(self.timezone).isoformat(timespec="seconds"),
+            self._format(busy.expires_at),
             self._format(when),
         )
         if not self.cancel.is_set() and self.scheduler.running:

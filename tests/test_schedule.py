@@ -9,7 +9,6 @@ from monitor.config import ScheduleConfig
 from monitor.schedule import (
     CatchUp,
     build_trigger,
-    missed_fire_time,
     retry_at,
     sweep_deadline,
 )
@@ -54,7 +53,7 @@ def test_no_fire_time_since_the_last_sweep_needs_none() -> None:
 def test_a_missed_fire_time_within_the_grace_needs_one() -> None:
     last = at(16, 6, 0, 5)
     assert needs_catch_up(trigger(), last, at(23, 7), DAY)
-    assert missed_fire_time(trigger(), last, at(23, 7), DAY) == at(23, 6)
+    assert _catch_up(trigger(), last, at(23, 7), DAY) == CatchUp("missed", at(23, 6))
 
 
 def test_asked_for_or_an_unreadable_history_sweeps_at_start_whatever_the_record() -> None:
@@ -91,7 +90,8 @@ def test_years_of_missed_windows_are_one_decision() -> None:
     now = at(23, 12, 0, 30)
     assert needs_catch_up(trigger("* * * * *"), last, now, timedelta(hours=1))
     # the earliest fire time inside the grace window is the one reported
-    assert missed_fire_time(trigger("* * * * *"), last, now, timedelta(hours=1)) == at(23, 11, 1)
+    missed = _catch_up(trigger("* * * * *"), last, now, timedelta(hours=1))
+    assert missed == CatchUp("missed", at(23, 11, 1))
 
 
 def test_a_last_sweep_in_the_future_clock_skew_needs_none() -> None:
@@ -102,13 +102,14 @@ def test_the_schedule_time_zone_is_honoured() -> None:
     kolkata = trigger("0 9 * * *", tz="Asia/Kolkata")  # 09:00 IST is 03:30 UTC
     last = at(22, 4)
     assert not needs_catch_up(kolkata, last, at(23, 3, 29), DAY)
-    assert missed_fire_time(kolkata, last, at(23, 3, 31), DAY) == at(23, 3, 30)
+    assert _catch_up(kolkata, last, at(23, 3, 31), DAY) == CatchUp("missed", at(23, 3, 30))
 
 
 def test_jitter_does_not_move_the_decision() -> None:
     jittery = trigger(jitter=3600)
     for _ in range(20):
-        assert missed_fire_time(jittery, at(16, 6, 0, 5), at(23, 7), DAY) == at(23, 6)
+        missed = _catch_up(jittery, at(16, 6, 0, 5), at(23, 7), DAY)
+        assert missed == CatchUp("missed", at(23, 6))
     assert jittery.jitter == 3600  # the scheduler's trigger keeps its jitter
 
 
