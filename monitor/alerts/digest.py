@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from monitor.findings import FindingView, urgency
-from monitor.vocab import SEVERITIES, currency_code, money_list
+from monitor.vocab import SEVERITIES, SEVERITY_MARK, currency_code, money_list
 
 
 @dataclass
@@ -79,6 +79,12 @@ def section(change: str, item: FindingView) -> str:
     """The part of a digest an item of ``ordered_items`` is listed in: its severity's, or
     "resolved"."""
     return "resolved" if change == "resolved" else item.severity
+
+
+# The heading of each part of a digest (``section``): a severity's, with its mark, or resolved.
+HEADINGS = {"resolved": "✅ Resolved"} | {
+    s: f"{SEVERITY_MARK.get(s, '')} {s.capitalize()}".strip() for s in SEVERITIES
+}
 
 
 def ordered_items(digest: Digest) -> list[tuple[str, FindingView]]:

@@ -12,11 +12,10 @@ import json
 from collections import Counter
 from typing import Any
 
-from monitor.alerts.digest import Digest, due_soon_text, ordered_items, section, summary
+from monitor.alerts.digest import HEADINGS, Digest, due_soon_text, ordered_items, section, summary
 from monitor.findings import FindingView, days_left, number_text
 from monitor.vocab import (
     SEVERITIES,
-    SEVERITY_MARK,
     dashboard_link,
     day_text,
     due_text,
@@ -33,9 +32,6 @@ MAX_HEADER = 150
 MAX_BYTES = 30_000  # under Apprise's 35,000-byte cap for a Block Kit message, with room to spare
 _RESERVE_BLOCKS = 2  # the "N more" block and its divider
 _RESERVE_BYTES = 800
-HEADINGS = {"resolved": "✅ Resolved"} | {
-    s: f"{SEVERITY_MARK.get(s, '')} {s.capitalize()}".strip() for s in SEVERITIES
-}
 
 
 def _code(value: object) -> str:
