@@ -41,16 +41,15 @@ def render_body(
             lines = [_line(item, fmt) for _, item in run]
             label = {"new": "New", "reminder": "Reminders"}.get(change)
             w.section(f"{label} ({len(lines)})" if label else "", lines, max_items)
-    summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
+    w.parts += [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
     if digest.caveat:
-        summary.append(f"⚠ {plain(digest.caveat, fmt)}")
+        w.parts.append(f"⚠ {plain(digest.caveat, fmt)}")
     if digest.notes:
-        summary.append(f"Note: {plain(digest.notes, fmt)}")
+        w.parts.append(f"Note: {plain(digest.notes, fmt)}")
     if digest.at_risk:
-        summary.append(f"Monthly rental at risk: {money_list(digest.at_risk)}")
+        w.parts.append(f"Monthly rental at risk: {money_list(digest.at_risk)}")
     if digest.due_soon or digest.due_undated:
-        summary.append(due_soon_text(digest))
-    w.parts.extend(summary)
+        w.parts.append(due_soon_text(digest))
     if footer:
         w.paragraph(plain(footer, fmt))
     return w.text()

@@ -57,8 +57,7 @@ DUE_DAYS = 7  # the digest's look ahead at rental falling due
 def due_soon_text(digest: Digest) -> str:
     """The digest's line on rental falling due in the next ``DUE_DAYS`` days, one for every
     format (our own words and exact amounts: nothing to escape)."""
-    money = money_list(digest.due_soon)
-    text = f"Rental due in the next {DUE_DAYS} days: {money}"
+    text = f"Rental due in the next {DUE_DAYS} days: {money_list(digest.due_soon)}"
     if digest.due_undated:
         text += f" ({digest.due_undated} active number(s) have no billing date)"
     return text

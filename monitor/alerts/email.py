@@ -30,7 +30,7 @@ from monitor.alerts.digest import Digest, due_soon_text, ordered_items, section,
 from monitor.errors import ConfigError
 from monitor.findings import FindingView, days_left, number_text
 from monitor.redact import scrub
-from monitor.vocab import CONTROL_CHARS, SEVERITIES, dashboard_link, money_text, one_line
+from monitor.vocab import SEVERITIES, dashboard_link, money_text, one_line
 
 PACKAGED = Path(__file__).parent / "templates"
 # Files a user may override; other files in templates_dir may be included by these.
@@ -189,7 +189,7 @@ class Document:
 
 def _clean(value: object) -> str:
     """One line, no control characters, bounded: safe for a template to print as it is."""
-    text = CONTROL_CHARS.sub(" ", str(value)).strip()
+    text = one_line(str(value))
     return text if len(text) <= 120 else text[:119] + "…"
 
 
