@@ -72,12 +72,9 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
     Finding rows carry ``account_name`` for the digest; open ones carry ``silenced`` (a silence
     active at ``now`` holds them back: ``store.silenced``, the one test)."""
     findings = finding_query(now, None)
+    resolved_now = sa.and_(FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id)
     open_rows = list(conn.execute(findings.where(FINDINGS.c.state == "open")).mappings())
-    resolved = list(
-        conn.execute(
-            findings.where(FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id)
-        ).mappings()
-    )
+    resolved = list(conn.execute(findings.where(resolved_now)).mappings())
     relevant = sa.or_(FINDINGS.c.state == "open", FINDINGS.c.resolved_sweep_id == sweep_id)
     stmt = (
         sa.select(*TOLD_COLUMNS, FINDINGS.c.rearmed_at)

@@ -213,13 +213,12 @@ def store_digests(
         )
         add_notifications(conn, [n | {"delivery_id": delivery_id} for n in plan.notifications])
     told = {plan.channel.name for plan in plans}  # their digest carries caveat and notes
-    notices: list[tuple[str, Render]] = []
     if caveat:
-        notices.append(("sweep_partial", partial(render_sweep_partial, caveat, swept_at=now)))
+        render = partial(render_sweep_partial, caveat, swept_at=now)
+        _broadcast(conn, settings, "sweep_partial", render, now, sweep_id=sweep_id, exclude=told)
     if notes and notes != _previous_notes(conn, sweep_id):
-        notices.append(("unreadable_dates", partial(render_unreadable_dates, notes, swept_at=now)))
-    for kind, render in notices:
-        _broadcast(conn, settings, kind, render, now, sweep_id=sweep_id, exclude=told)
+        render = partial(render_unreadable_dates, notes, swept_at=now)
+        _broadcast(conn, settings, "unreadable_dates", render, now, sweep_id=sweep_id, exclude=told)
     return len(plans)
 
 
