@@ -272,32 +272,29 @@ def _context(
         sections[section(change, item)]["rows"].append(row)
     announced = digest.announced
     by_rule = Counter(_clean(it.rule) for it in announced)
-    return (
-        _counts(digest, prefix)
-        | asdict(texts)
-        | {
-            "swept_at": digest.swept_at,
-            "still_open": digest.still_open,
-            "numbers_swept": digest.numbers_swept,
-            "caveat": one_line(digest.caveat),
-            "notes": one_line(digest.notes),
-            "by_severity": [
-                {"key": s, "label": s.capitalize(), "count": n, "colour": vocab.shade(s).colour}
-                for s in SEVERITIES
-                if (n := sum(1 for i in announced if i.severity == s))
-            ],
-            "by_rule": sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])),
-            "at_risk": list(digest.at_risk.items()),
-            "due_soon": due_soon_text(digest) if digest.due_soon or digest.due_undated else "",
-            "sections": list(sections.values()),
-            "total_rows": len(items),
-            "shown_rows": min(len(items), max_rows),
-            "capped": len(items) > max_rows,
-            "attachment": CSV_NAME,
-            "dashboard_url": dashboard_url,
-            "findings_url": dashboard_link(dashboard_url, "findings") if dashboard_url else "",
-        }
-    )
+    return _counts(digest, prefix) | {
+        **asdict(texts),
+        "swept_at": digest.swept_at,
+        "still_open": digest.still_open,
+        "numbers_swept": digest.numbers_swept,
+        "caveat": one_line(digest.caveat),
+        "notes": one_line(digest.notes),
+        "by_severity": [
+            {"key": s, "label": s.capitalize(), "count": n, "colour": vocab.shade(s).colour}
+            for s in SEVERITIES
+            if (n := sum(1 for i in announced if i.severity == s))
+        ],
+        "by_rule": sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])),
+        "at_risk": list(digest.at_risk.items()),
+        "due_soon": due_soon_text(digest) if digest.due_soon or digest.due_undated else "",
+        "sections": list(sections.values()),
+        "total_rows": len(items),
+        "shown_rows": min(len(items), max_rows),
+        "capped": len(items) > max_rows,
+        "attachment": CSV_NAME,
+        "dashboard_url": dashboard_url,
+        "findings_url": dashboard_link(dashboard_url, "findings") if dashboard_url else "",
+    }
 
 
 def render_document(

@@ -280,13 +280,15 @@ def _broadcast(
     Channels scoped to customer accounts are left out: a reseller's customer hears about its own
     numbers, not about the partner's sweeps or other channels.
     """
-    told = [c for c in settings.channels if c.enabled and c.name not in exclude and not c.accounts]
-    for chan in told:
+    targets = [
+        c for c in settings.channels if c.enabled and c.name not in exclude and not c.accounts
+    ]
+    for chan in targets:
         fmt = chan.body_format()
         title, body = render(fmt)
         msg = Message(title, body, fmt)
         add_delivery(conn, channel=chan.name, kind=kind, now=now, sweep_id=sweep_id, **asdict(msg))
-    return len(told)
+    return len(targets)
 
 
 def enqueue_sweep_failed(
