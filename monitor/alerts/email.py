@@ -58,10 +58,7 @@ def environment(
     """An environment that finds templates in ``templates_dir`` first, then the packaged ones;
     before both, the deprecated ``[alerts.templates]`` keys (``legacy``) set, as Jinja templates
     (``jinja_from_dollars``), so an old key wins over a copied ``title.txt`` while it is read.
-
-    ``.html`` templates are autoescaped. The caller hands templates only strings it has already
-    made one-line and control-free, so ``.txt`` output needs no escaping beyond that.
-    """
+    Only ``.html`` templates are autoescaped (the module's docstring says why that suffices)."""
     loaders: list[jinja2.BaseLoader] = []
     if legacy:
         old = {f"{key}.txt": jinja_from_dollars(text) for key, text in legacy.items() if text}

@@ -1,11 +1,8 @@
 """Planning: finding lifecycle → per-channel digests → outbox rows, in the sweep's transaction.
 
 Alerts are rows before they are messages: a digest is rendered and stored in the same transaction
-as the findings it announces, then sent from the outbox, and every attempt is recorded. A failed
-delivery stays in the outbox, never dropped, and is retried with backoff (or, when its failure is
-permanent, when sent again by hand).
-
-Delivery is ``alerts.deliver``.
+as the findings it announces, then sent from the outbox, and every attempt is recorded. Delivery
+(retries, backoff, failures kept in the outbox) is ``alerts.deliver``.
 """
 
 from __future__ import annotations
