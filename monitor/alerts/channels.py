@@ -14,8 +14,6 @@ from monitor.redact import scrub
 
 # Characters a message may have, by the start of the Apprise URL; beyond it we split items off.
 LIMITS = {"slack": 35_000, "discord": 1_900, "tgram": 4_000, "mailto": 90_000, "mailtos": 90_000}
-
-
 DEFAULT_LIMIT = 30_000
 
 

@@ -7,12 +7,14 @@ tag like ``<script>`` or a newline in a region cannot inject markup, links or he
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Literal
 
 from monitor.alerts.channels import DEFAULT_LIMIT
-from monitor.alerts.digest import Digest, due_soon_text
-from monitor.findings import FindingView, number_text, urgency
-from monitor.vocab import SEVERITIES, SEVERITY_MARK, Format, esc, money_list, plain, when_text
+from monitor.alerts.digest import HEADINGS, Digest, due_soon_text, ordered_items, section
+from monitor.findings import FindingView, number_text
+from monitor.vocab import SEVERITY_MARK, Format, esc, money_list, plain, when_text
 
 
 def render_body(
@@ -31,31 +33,23 @@ def render_body(
     w = _Writer(fmt, limit)
     if intro:
         w.paragraph(plain(intro, fmt))
-    # Grouped by severity, most urgent first; within each, new before reminders.
-    for severity in SEVERITIES:
-        new = sorted((i for i in digest.new if i.severity == severity), key=urgency)
-        due = sorted((i for i in digest.reminders if i.severity == severity), key=urgency)
-        if not (new or due):
-            continue
-        mark = SEVERITY_MARK.get(severity, "")
-        w.heading(f"{mark} {severity.capitalize()} ({len(new) + len(due)})".strip())
-        for heading, items in (("New", new), ("Reminders", due)):
-            if items:
-                w.section(f"{heading} ({len(items)})", [_line(i, fmt) for i in items], max_items)
-    if digest.resolved:
-        resolved = sorted(digest.resolved, key=urgency)
-        w.heading(f"✅ Resolved ({len(resolved)})")
-        w.section("", [_line(i, fmt) for i in resolved], max_items)
-    summary = [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
+    # Grouped by severity, most urgent first (new before reminders), then the resolved ones.
+    for key, group in groupby(ordered_items(digest), key=lambda pair: section(*pair)):
+        pairs = list(group)
+        w.heading(f"{HEADINGS[key]} ({len(pairs)})")
+        for change, run in groupby(pairs, key=itemgetter(0)):
+            lines = [_line(item, fmt) for _, item in run]
+            label = {"new": "New", "reminder": "Reminders"}.get(change)
+            w.section(f"{label} ({len(lines)})" if label else "", lines, max_items)
+    w.parts += [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
     if digest.caveat:
-        summary.append(f"⚠ {plain(digest.caveat, fmt)}")
+        w.parts.append(f"⚠ {plain(digest.caveat, fmt)}")
     if digest.notes:
-        summary.append(f"Note: {plain(digest.notes, fmt)}")
+        w.parts.append(f"Note: {plain(digest.notes, fmt)}")
     if digest.at_risk:
-        summary.append(f"Monthly rental at risk: {money_list(digest.at_risk)}")
+        w.parts.append(f"Monthly rental at risk: {money_list(digest.at_risk)}")
     if digest.due_soon or digest.due_undated:
-        summary.append(due_soon_text(digest))
-    w.parts.extend(summary)
+        w.parts.append(due_soon_text(digest))
     if footer:
         w.paragraph(plain(footer, fmt))
     return w.text()

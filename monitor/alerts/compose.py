@@ -36,10 +36,7 @@ class Message:
 
 
 def compose(
-    digest: Digest,
-    channel: ChannelConfig,
-    alerts: AlertsConfig,
-    fmt: Format | None = None,
+    digest: Digest, channel: ChannelConfig, alerts: AlertsConfig, fmt: Format | None = None
 ) -> Message:
     """The message ``channel`` is sent for ``digest``; ``fmt`` overrides its body format (for
     previews)."""

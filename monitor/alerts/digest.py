@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from monitor.findings import FindingView, urgency
-from monitor.vocab import SEVERITIES, currency_code, money_list
+from monitor.vocab import SEVERITIES, SEVERITY_MARK, currency_code, money_list
 
 
 @dataclass
@@ -57,8 +57,7 @@ DUE_DAYS = 7  # the digest's look ahead at rental falling due
 def due_soon_text(digest: Digest) -> str:
     """The digest's line on rental falling due in the next ``DUE_DAYS`` days, one for every
     format (our own words and exact amounts: nothing to escape)."""
-    money = money_list(digest.due_soon)
-    text = f"Rental due in the next {DUE_DAYS} days: {money}"
+    text = f"Rental due in the next {DUE_DAYS} days: {money_list(digest.due_soon)}"
     if digest.due_undated:
         text += f" ({digest.due_undated} active number(s) have no billing date)"
     return text
@@ -79,6 +78,12 @@ def section(change: str, item: FindingView) -> str:
     """The part of a digest an item of ``ordered_items`` is listed in: its severity's, or
     "resolved"."""
     return "resolved" if change == "resolved" else item.severity
+
+
+# The heading of each part of a digest (``section``): a severity's, with its mark, or resolved.
+HEADINGS = {"resolved": "✅ Resolved"} | {
+    s: f"{SEVERITY_MARK.get(s, '')} {s.capitalize()}".strip() for s in SEVERITIES
+}
 
 
 def ordered_items(digest: Digest) -> list[tuple[str, FindingView]]:

@@ -16,7 +16,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +30,7 @@ from monitor.alerts.digest import Digest, due_soon_text, ordered_items, section,
 from monitor.errors import ConfigError
 from monitor.findings import FindingView, days_left, number_text
 from monitor.redact import scrub
-from monitor.vocab import CONTROL_CHARS, SEVERITIES, dashboard_link, money_text, one_line
+from monitor.vocab import SEVERITIES, dashboard_link, money_text, one_line
 
 PACKAGED = Path(__file__).parent / "templates"
 # Files a user may override; other files in templates_dir may be included by these.
@@ -58,10 +58,7 @@ def environment(
     """An environment that finds templates in ``templates_dir`` first, then the packaged ones;
     before both, the deprecated ``[alerts.templates]`` keys (``legacy``) set, as Jinja templates
     (``jinja_from_dollars``), so an old key wins over a copied ``title.txt`` while it is read.
-
-    ``.html`` templates are autoescaped. The caller hands templates only strings it has already
-    made one-line and control-free, so ``.txt`` output needs no escaping beyond that.
-    """
+    Only ``.html`` templates are autoescaped (the module's docstring says why that suffices)."""
     loaders: list[jinja2.BaseLoader] = []
     if legacy:
         old = {f"{key}.txt": jinja_from_dollars(text) for key, text in legacy.items() if text}
@@ -189,7 +186,7 @@ class Document:
 
 def _clean(value: object) -> str:
     """One line, no control characters, bounded: safe for a template to print as it is."""
-    text = CONTROL_CHARS.sub(" ", str(value)).strip()
+    text = one_line(str(value))
     return text if len(text) <= 120 else text[:119] + "…"
 
 
@@ -273,9 +270,7 @@ def _context(
     announced = digest.announced
     by_rule = Counter(_clean(it.rule) for it in announced)
     return _counts(digest, prefix) | {
-        "title": texts.title,
-        "intro": texts.intro,
-        "footer": texts.footer,
+        **asdict(texts),
         "swept_at": digest.swept_at,
         "still_open": digest.still_open,
         "numbers_swept": digest.numbers_swept,

@@ -80,10 +80,9 @@ class AppriseNotifier(Notifier):
         self.timeout = timeout
 
     def deliver(self, channel: ChannelConfig, message: Outgoing) -> None:
-        parts = message.parts
         with tempfile.TemporaryDirectory(prefix="did-monitor-") as scratch:
             app = apprise.Apprise()
-            if not app.add(_service(channel, message.title, parts, Path(scratch), self.timeout)):
+            if not app.add(_service(channel, message, Path(scratch), self.timeout)):
                 raise DeliveryError(
                     f"channel {channel.name}: Apprise does not understand its URL",
                     permanent=True,
@@ -95,7 +94,7 @@ class AppriseNotifier(Notifier):
                     title=message.title,
                     body_format=message.body_format,
                     notify_type=_notify_type(message.level),
-                    attach=_attachments(parts),
+                    attach=_attachments(message.parts),
                     timeout=self.timeout,
                 )
             except Exception as exc:  # apprise plugins may raise anything; it must not kill a sweep
@@ -121,22 +120,20 @@ class AppriseNotifier(Notifier):
         )
 
 
-def _service(
-    channel: ChannelConfig, title: str, parts: dict[str, Any], scratch: Path, timeout: float
-) -> Any:
+def _service(channel: ChannelConfig, message: Outgoing, scratch: Path, timeout: float) -> Any:
     """The channel's URL, or for a Slack Block Kit message the plugin built from that URL with
-    the message as its template (a file, as the plugin reads it), headed by ``title`` (which
-    says so when the message is a retry)."""
+    the message as its template (a file, as the plugin reads it), headed by the message's title
+    (which says so when the message is a retry)."""
     url = with_timeouts(channel.url, timeout)
-    blocks = parts.get("slack")
+    blocks = message.parts.get("slack")
     if not blocks or not channel.uses_blocks():
         return url
     first = blocks["blocks"][0] if blocks.get("blocks") else {}
     if first.get("type") == "header":
-        first = first | {"text": {"type": "plain_text", "text": slack_header(title)}}
+        first = first | {"text": {"type": "plain_text", "text": slack_header(message.title)}}
         blocks = blocks | {
             "blocks": [first, *blocks["blocks"][1:]],
-            "fallback": slack_header(title),
+            "fallback": slack_header(message.title),
         }
     fields = url_to_dict(url)  # type: ignore[no-untyped-call]
     if not fields:

@@ -52,6 +52,10 @@ def held(delivery_id: int) -> str:
 _in_flight: dict[tuple[str, int], int] = {}
 _closed: set[str] = set()
 _in_flight_guard = threading.Lock()
+# What a notification says: which finding, to which channel, what event, tier and when.
+TOLD_COLUMNS = [
+    NOTIFICATIONS.c[k] for k in ("finding_id", "channel", "event", "tier", "created_at")
+]
 
 
 @dataclass
@@ -68,25 +72,17 @@ def load_announce_state(conn: Connection, sweep_id: int, now: datetime) -> Annou
     Finding rows carry ``account_name`` for the digest; open ones carry ``silenced`` (a silence
     active at ``now`` holds them back: ``store.silenced``, the one test)."""
     findings = finding_query(now, None)
+    resolved_now = sa.and_(FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id)
     open_rows = list(conn.execute(findings.where(FINDINGS.c.state == "open")).mappings())
-    resolved = list(
-        conn.execute(
-            findings.where(FINDINGS.c.state == "resolved", FINDINGS.c.resolved_sweep_id == sweep_id)
-        ).mappings()
-    )
+    resolved = list(conn.execute(findings.where(resolved_now)).mappings())
     relevant = sa.or_(FINDINGS.c.state == "open", FINDINGS.c.resolved_sweep_id == sweep_id)
     stmt = (
-        sa.select(*_told_columns(), FINDINGS.c.rearmed_at)
+        sa.select(*TOLD_COLUMNS, FINDINGS.c.rearmed_at)
         .join(FINDINGS, FINDINGS.c.id == NOTIFICATIONS.c.finding_id)
         .where(relevant)
     )
     announced = told(tuple(row) for row in conn.execute(stmt))
     return AnnounceState(open=open_rows, resolved_now=resolved, told=announced)
-
-
-def _told_columns() -> list[sa.Column[Any]]:
-    """What a notification says: which finding, to which channel, what event, tier and when."""
-    return [NOTIFICATIONS.c[k] for k in ("finding_id", "channel", "event", "tier", "created_at")]
 
 
 def numbers_per_account(conn: Connection) -> dict[str, int]:
@@ -305,8 +301,7 @@ class Outbox:
             for name in channels:
                 pending = conn.execute(
                     sa.select(sa.func.count()).where(
-                        DELIVERIES.c.channel == name,
-                        DELIVERIES.c.status.in_(QUEUED),
+                        DELIVERIES.c.channel == name, DELIVERIES.c.status.in_(QUEUED)
                     )
                 ).scalar_one()
                 last = conn.execute(
@@ -342,7 +337,7 @@ class Outbox:
             for part in chunks(finding_ids):
                 stmt = (
                     sa.select(
-                        *_told_columns(),
+                        *TOLD_COLUMNS,
                         DELIVERIES.c.id.label("delivery_id"),
                         DELIVERIES.c.status,
                         DELIVERIES.c.sent_at,

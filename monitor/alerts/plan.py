@@ -1,11 +1,8 @@
 """Planning: finding lifecycle → per-channel digests → outbox rows, in the sweep's transaction.
 
 Alerts are rows before they are messages: a digest is rendered and stored in the same transaction
-as the findings it announces, then sent from the outbox, and every attempt is recorded. A failed
-delivery stays in the outbox, never dropped, and is retried with backoff (or, when its failure is
-permanent, when sent again by hand).
-
-Delivery is ``alerts.deliver``.
+as the findings it announces, then sent from the outbox, and every attempt is recorded. Delivery
+(retries, backoff, failures kept in the outbox) is ``alerts.deliver``.
 """
 
 from __future__ import annotations
@@ -177,13 +174,9 @@ def add_due_soon(conn: Connection, plans: Sequence[Plan], now: datetime, tz: tzi
 
 
 def _note(row: RowMapping, channel: str, event: str, now: datetime) -> dict[str, Any]:
-    return {
-        "finding_id": row["id"],
-        "channel": channel,
-        "event": event,
-        "tier": row["tier"],
-        "created_at": now,
-    }
+    return dict(
+        finding_id=row["id"], channel=channel, event=event, tier=row["tier"], created_at=now
+    )
 
 
 def store_digests(
@@ -217,13 +210,12 @@ def store_digests(
         )
         add_notifications(conn, [n | {"delivery_id": delivery_id} for n in plan.notifications])
     told = {plan.channel.name for plan in plans}  # their digest carries caveat and notes
-    notices: list[tuple[str, Render]] = []
     if caveat:
-        notices.append(("sweep_partial", partial(render_sweep_partial, caveat, swept_at=now)))
+        render = partial(render_sweep_partial, caveat, swept_at=now)
+        _broadcast(conn, settings, "sweep_partial", render, now, sweep_id=sweep_id, exclude=told)
     if notes and notes != _previous_notes(conn, sweep_id):
-        notices.append(("unreadable_dates", partial(render_unreadable_dates, notes, swept_at=now)))
-    for kind, render in notices:
-        _broadcast(conn, settings, kind, render, now, sweep_id=sweep_id, exclude=told)
+        render = partial(render_unreadable_dates, notes, swept_at=now)
+        _broadcast(conn, settings, "unreadable_dates", render, now, sweep_id=sweep_id, exclude=told)
     return len(plans)
 
 
@@ -250,7 +242,7 @@ def preview_digests(
     complete sweep were announced now; a channel with nothing to announce shows its last
     stored digest instead. ``fmt`` overrides each channel's body format."""
     last = store.last_sweep("complete")
-    plans: dict[str, Plan] = {}
+    digests: dict[str, Digest] = {}
     if last is not None:
         notes = last["notes"] or ""  # what the sweep could not check, as its digest said
         with store.connect() as conn:
@@ -258,18 +250,15 @@ def preview_digests(
             found = _planned(conn, settings, last["id"], now, numbers_swept=swept, notes=notes)
         for plan in found:
             plan.digest.swept_at = last["started_at"]
-            plans[plan.channel.name] = plan
+            digests[plan.channel.name] = plan.digest
     outbox = Outbox(store)
-    out = []
-    for chan in settings.channels:
-        if not chan.enabled:
-            continue
-        planned = plans.get(chan.name)
-        if planned is not None:
-            out.append(Preview(chan, message=compose(planned.digest, chan, settings.alerts, fmt)))
-        else:
-            out.append(Preview(chan, stored=outbox.last_digest(chan.name)))
-    return out
+    return [
+        Preview(chan, message=compose(digests[chan.name], chan, settings.alerts, fmt))
+        if chan.name in digests
+        else Preview(chan, stored=outbox.last_digest(chan.name))
+        for chan in settings.channels
+        if chan.enabled
+    ]
 
 
 def _broadcast(
@@ -288,16 +277,15 @@ def _broadcast(
     Channels scoped to customer accounts are left out: a reseller's customer hears about its own
     numbers, not about the partner's sweeps or other channels.
     """
-    count = 0
-    for chan in settings.channels:
-        if not chan.enabled or chan.name in exclude or chan.accounts:
-            continue
+    targets = [
+        c for c in settings.channels if c.enabled and c.name not in exclude and not c.accounts
+    ]
+    for chan in targets:
         fmt = chan.body_format()
         title, body = render(fmt)
         msg = Message(title, body, fmt)
         add_delivery(conn, channel=chan.name, kind=kind, now=now, sweep_id=sweep_id, **asdict(msg))
-        count += 1
-    return count
+    return len(targets)
 
 
 def enqueue_sweep_failed(

@@ -12,15 +12,14 @@ import json
 from collections import Counter
 from typing import Any
 
-from monitor.alerts.digest import Digest, due_soon_text, ordered_items, section, summary
+from monitor.alerts.digest import HEADINGS, Digest, due_soon_text, ordered_items, section, summary
 from monitor.findings import FindingView, days_left, number_text
 from monitor.vocab import (
     SEVERITIES,
-    SEVERITY_MARK,
     dashboard_link,
     day_text,
     due_text,
-    esc,
+    escape,
     money_list,
     plain,
     shade,
@@ -33,14 +32,6 @@ MAX_HEADER = 150
 MAX_BYTES = 30_000  # under Apprise's 35,000-byte cap for a Block Kit message, with room to spare
 _RESERVE_BLOCKS = 2  # the "N more" block and its divider
 _RESERVE_BYTES = 800
-HEADINGS = {"resolved": "✅ Resolved"} | {
-    s: f"{SEVERITY_MARK.get(s, '')} {s.capitalize()}".strip() for s in SEVERITIES
-}
-
-
-def _code(value: object) -> str:
-    """An API string as inert Slack mrkdwn: a code span with look-alike angle brackets."""
-    return slack_text(esc(value, "markdown"))
 
 
 def _words(text: str) -> str:
@@ -48,10 +39,10 @@ def _words(text: str) -> str:
 
 
 def _line(change: str, item: FindingView, digest: Digest) -> str:
-    account = _code(item.account_id)
+    account = escape(item.account_id, "slack")
     if item.account_name:
-        account = f"{_code(item.account_name)} {account}"
-    subject = _code(number_text(item))
+        account = f"{escape(item.account_name, 'slack')} {account}"
+    subject = escape(number_text(item), "slack")
     parts = [f"• {subject} *{_words(item.rule)}* {account}: {_words(item.message)}"]
     days = days_left(item, digest.swept_at)
     if item.due_at is not None and days is not None:
@@ -59,7 +50,7 @@ def _line(change: str, item: FindingView, digest: Digest) -> str:
     if change == "reminder":
         parts.append(f"reminder{f' {item.tier}d' if item.tier is not None else ''}")
     if item.tags:
-        parts.append(" ".join(_code(t) for t in item.tags[:5]))
+        parts.append(" ".join(escape(t, "slack") for t in item.tags[:5]))
     text = " · ".join(parts)
     return text if len(text) <= 900 else text[:899] + "…"
 
@@ -85,8 +76,7 @@ def build(digest: Digest, title: str, dashboard_url: str = "") -> dict[str, Any]
     if digest.notes:
         facts.append(f"note: {_words(digest.notes)}")
     if digest.at_risk:
-        money = slack_text(money_list(digest.at_risk))
-        facts.append(f"monthly rental at risk: {money}")
+        facts.append(f"monthly rental at risk: {slack_text(money_list(digest.at_risk))}")
     if digest.due_soon or digest.due_undated:
         facts.append(slack_text(due_soon_text(digest)))
     blocks: list[dict[str, Any]] = [
