@@ -51,6 +51,7 @@ from monitor.conditions import MAX_DEPTH
 from monitor.errors import ConfigError
 from monitor.rules import REGISTRY
 from monitor.rules.base import RuleTables, Severity, Table, error_text
+from monitor.vocab import ascii_digits
 
 ENV_PREFIX = "DID_MONITOR__"
 DEFAULT_CONFIG = "config.toml"
@@ -128,7 +129,7 @@ def _listen_address(value: str) -> tuple[str, int] | None:
         return None
     if "://" in text or "/" in text:
         raise ValueError("give host:port, not a URL")
-    if text.isdigit():
+    if ascii_digits(text):
         host, port_text = DEFAULT_LISTEN_HOST, text
     elif text.startswith("["):
         inside, sep, rest = text[1:].partition("]")
@@ -151,7 +152,7 @@ def _listen_address(value: str) -> tuple[str, int] | None:
             )
         if not _HOSTNAME.match(host):
             raise ValueError(f"{host!r} is not a host name or IP address")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not ascii_digits(port_text) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"the port must be a number from 1 to 65535, not {port_text!r}")
     return host, int(port_text)
 
@@ -282,19 +283,19 @@ def weekday_names(expr: str) -> str:
     are (the trigger then reports its own error).
     """
     fields = expr.split()
-    if len(fields) != 5 or not any(ch.isdigit() for ch in fields[4]) or fields[4].isalpha():
+    if len(fields) != 5 or not any(ascii_digits(ch) for ch in fields[4]) or fields[4].isalpha():
         return expr
     days: set[int] = set()
     for item in fields[4].split(","):
         span, _, step_text = item.partition("/")
-        if not (step_text or "1").isdigit():
+        if not ascii_digits(step_text or "1"):
             return expr
         step = int(step_text or "1")
         if span == "*":
             low, high = 0, 6
         else:
             low_text, _, high_text = span.partition("-")
-            if not low_text.isdigit() or not (high_text or low_text).isdigit():
+            if not ascii_digits(low_text) or not ascii_digits(high_text or low_text):
                 return expr  # names mixed with numbers: leave it to the trigger
             low, high = int(low_text), int(high_text or low_text)
         if not 0 <= low <= high <= 7 or step < 1:
@@ -318,7 +319,7 @@ class SweepConfig(Table):
             text = value.strip().lower()
             units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
             number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
-            if number.isdigit():
+            if ascii_digits(number):
                 return int(number) * units[unit]
             raise ValueError("give seconds, or a duration such as 90m, 4h or 1d")
         return value
@@ -692,7 +693,7 @@ def _mark(node: Any, prefix: str, origin: str, sources: dict[str, str]) -> None:
 def _label(parts: Sequence[str | int]) -> str:
     """A setting's name as messages and ``LoadedConfig.sources`` give it: channels[0].url."""
     first, *rest = (str(p) for p in parts)
-    return first + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in rest)
+    return first + "".join(f"[{p}]" if ascii_digits(p) else f".{p}" for p in rest)
 
 
 _SHORTCUTS = (("auth_id", "VOBIZ_AUTH_ID"), ("auth_token", "VOBIZ_AUTH_TOKEN"))
@@ -707,7 +708,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], sources: dict[str, 
         if var.startswith(ENV_PREFIX)
     ]
     # Indices in numeric order (CHANNELS__2 before CHANNELS__10), so a list grows one by one.
-    overrides.sort(key=lambda o: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in o[0]])
+    overrides.sort(key=lambda o: [(0, int(p), "") if ascii_digits(p) else (1, 0, p) for p in o[0]])
     shortcuts = [(["vobiz", key], var) for key, var in _SHORTCUTS if env.get(var)]
     for parts, var in shortcuts + overrides:  # the DID_MONITOR__ names win over the shortcuts
         if parts:
@@ -729,7 +730,7 @@ def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> Non
                 hint="DID_MONITOR__SECTION__KEY, e.g. DID_MONITOR__VOBIZ__PER_PAGE",
             )
         elif depth + 1 < len(parts):
-            node.setdefault(part, [] if parts[depth + 1].isdigit() else {})
+            node.setdefault(part, [] if ascii_digits(parts[depth + 1]) else {})
         if depth + 1 == len(parts):
             node[key] = raw if _is_text(parts) else _parse_env_value(raw)
         else:
@@ -739,7 +740,7 @@ def _set_path(data: dict[str, Any], parts: list[str], raw: str, var: str) -> Non
 def _list_index(node: list[Any], part: str, var: str) -> int:
     """The list position ``part`` names: an existing item, or the next one (added as an empty
     table, never past a gap)."""
-    if not part.isdigit():
+    if not ascii_digits(part):
         raise ConfigError(
             f"environment variable {var}: {part!r} is not a list index",
             hint="list items are numbered from 0, e.g. DID_MONITOR__CHANNELS__0__URL",
@@ -763,7 +764,7 @@ def _is_text(parts: list[str]) -> bool:
     for part in parts:
         annotation = _unwrap_optional(annotation)
         origin = get_origin(annotation)
-        if origin is tuple and part.isdigit():
+        if origin is tuple and ascii_digits(part):
             annotation = get_args(annotation)[0]
         elif origin is dict:
             annotation = get_args(annotation)[1]

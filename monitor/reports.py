@@ -27,7 +27,7 @@ from monitor.errors import ConfigError
 from monitor.model import parse_day, parse_time
 from monitor.store.accounts import account_names
 from monitor.store.db import SWEEPS, VERSIONS, current, latest_sweeps
-from monitor.vocab import currency_code, iso, money_text
+from monitor.vocab import ascii_digits, currency_code, iso, money_text
 
 Row = Mapping[Any, Any]  # RowMapping or dict
 
@@ -531,7 +531,7 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
                     hint="sweep again later, or compare with --since",
                 )
             base = latest[1]
-        elif since.strip().isdigit():
+        elif ascii_digits(since.strip()):
             row = (
                 conn.execute(sa.select(SWEEPS).where(SWEEPS.c.id == int(since))).mappings().first()
             )

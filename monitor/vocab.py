@@ -127,6 +127,12 @@ def due_text(days: int | None, *, short: bool = False) -> str:
     return f"{amount} left" if days > 0 else f"{amount} overdue"
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is digits 0-9 only: ``str.isdigit()`` also takes superscripts and other
+    scripts' digits, which ``int()`` then refuses (superscripts) or reads (Arabic-Indic)."""
+    return text.isascii() and text.isdigit()
+
+
 # --- durations --------------------------------------------------------------------------------
 
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -138,6 +138,24 @@ def test_a_scope_or_override_on_low_availability_is_refused(tmp_path: Path, snip
     assert exc.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("snippet", "reason"),
+    [
+        ('[sweep]\nmax_duration = "²h"', "give seconds, or a duration such as 90m"),
+        ('[schedule]\ncron = "0 6 * * 1/²"', "not a valid 5-field crontab expression"),
+        ('[service]\nhealth_listen = "²"', "expected host:port or a port number"),
+        ('[service]\nhealth_listen = "127.0.0.1:８０"', "the port must be a number from 1 to"),
+    ],
+)
+def test_digits_of_other_scripts_get_the_keys_own_reason(
+    tmp_path: Path, snippet: str, reason: str
+) -> None:
+    """str.isdigit() takes "²", which int() refuses: the error was int()'s "invalid literal"."""
+    with pytest.raises(ConfigError, match=reason) as exc:
+        load(str(write(tmp_path, snippet)), {})
+    assert "invalid literal" not in str(exc.value)
+
+
 def test_plain_http_allowed_only_for_loopback(tmp_path: Path) -> None:
     for url in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:80"):
         path = write(tmp_path, f'[vobiz]\nbase_url = "{url}"\n')

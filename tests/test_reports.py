@@ -173,6 +173,8 @@ def test_diff_needs_two_complete_sweeps(sandbox: Sandbox, store: Store, clock: F
         reports.diff(store.engine)
     with pytest.raises(ConfigError, match="not a complete sweep"):
         reports.diff(store.engine, since="99")
+    with pytest.raises(ConfigError, match="--since"):  # int("²") used to raise ValueError
+        reports.diff(store.engine, since="²")
 
 
 def test_a_failed_sweep_reports_nothing_gone(
