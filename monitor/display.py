@@ -610,9 +610,8 @@ def report_title(report: Any) -> str:
         span = f"{day_text(w.first)} to {day_text(w.last)} ({w.tz})"
         return f"rental due {span}, active numbers of {sweep}"
     if report.name == "diff":
-        since = report.since
         return (
-            f"changes from sweep {since.id} ({when_text(since.started_at)}) "
+            f"changes from sweep {report.since.id} ({when_text(report.since.started_at)}) "
             f"to sweep {report.sweep.id} ({when_text(report.sweep.started_at)})"
         )
     return f"monthly rental of active numbers, {sweep}"
