@@ -228,8 +228,7 @@ def inventory(
     only = REPORTS["inventory"].pick(view.pop("columns"))
     store = state.store()
     rep = reports.inventory(store.engine, account=account, status=status, country=country)
-    names = store.account_names(at=rep.sweep.id)
-    print_report(rep, names=names, only=only, **view)
+    print_report(rep, names=store.account_names(at=rep.sweep.id), only=only, **view)
 
 
 @command()

@@ -62,11 +62,6 @@ err = ScrubbedConsole(stderr=True, highlight=False, soft_wrap=True)
 FREE_TEXT_MIN = 24  # a folded message column narrower than this is unreadable
 
 
-def stdout() -> ScrubbingStream:
-    """Standard output for machine-readable text (JSON), scrubbed like everything else."""
-    return ScrubbingStream(sys.stdout)
-
-
 def say(*lines: object, to: Console | None = None) -> None:
     """Plain sentences on stdout (or ``to``), one a line, every value made inert for a terminal."""
     for line in lines:
@@ -406,7 +401,7 @@ def print_findings_json(
 ) -> None:
     """A JSON array, one finding per line, written batch by batch as the rows arrive; each
     finding with its announcements (``Outbox.notifications_for``)."""
-    stream = stdout()
+    stream = ScrubbingStream(sys.stdout)  # JSON is scrubbed like everything else
     stream.write("[")
     first = True
     for batch in batches:
@@ -585,8 +580,7 @@ def print_silences(rows: Sequence[Mapping[str, Any]], now: datetime, *, wide: bo
 
 def print_history(e164: str, rows: list[Any], names: Mapping[str, Any], **view: Any) -> None:
     named = [{**r, "account_name": names.get(r["account_id"])} for r in rows]
-    title = f"history of {e164} (times in UTC)"
-    print_table(HISTORY, named, title=title, **view)
+    print_table(HISTORY, named, title=f"history of {e164} (times in UTC)", **view)
 
 
 Format = Literal["table", "csv", "json"]
@@ -595,9 +589,7 @@ FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 
 def pick(fmt: str | None, is_terminal: bool) -> Format:
     """The format asked for; without one, a table on a terminal and CSV otherwise."""
-    if fmt in FORMATS:
-        return fmt
-    return "table" if is_terminal else "csv"
+    return fmt if fmt in FORMATS else ("table" if is_terminal else "csv")
 
 
 def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
@@ -605,8 +597,7 @@ def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(fields)
-    for row in rows:
-        writer.writerow([csv_cell(row.get(f)) for f in fields])
+    writer.writerows([csv_cell(row.get(f)) for f in fields] for row in rows)
     return buf.getvalue()
 
 
@@ -619,9 +610,8 @@ def report_title(report: Any) -> str:
         span = f"{day_text(w.first)} to {day_text(w.last)} ({w.tz})"
         return f"rental due {span}, active numbers of {sweep}"
     if report.name == "diff":
-        since = report.since
         return (
-            f"changes from sweep {since.id} ({when_text(since.started_at)}) "
+            f"changes from sweep {report.since.id} ({when_text(report.since.started_at)}) "
             f"to sweep {report.sweep.id} ({when_text(report.sweep.started_at)})"
         )
     return f"monthly rental of active numbers, {sweep}"
@@ -664,7 +654,7 @@ def print_report(report: Any, fmt: str | None, names: Mapping[str, Any] = {}, **
 
 
 def print_json(document: Any) -> None:
-    stdout().write(json_text(document))
+    ScrubbingStream(sys.stdout).write(json_text(document))
 
 
 def print_status(info: dict[str, Any], console: Console | None = None) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from itertools import takewhile
 from typing import Any
 
 import sqlalchemy as sa
@@ -298,13 +299,8 @@ def renewals(first: date, start: date, end: date) -> int:
     skip = max(0, (start.year - first.year) * 12 + start.month - first.month - 1)
     if skip > MAX_RENEWAL_MONTHS:
         return 0
-    count = 0
-    for months in range(skip, skip + MAX_RENEWAL_MONTHS):
-        when = first + relativedelta(months=months)
-        if when >= end:
-            break
-        count += when >= start
-    return count
+    dates = (first + relativedelta(months=m) for m in range(skip, skip + MAX_RENEWAL_MONTHS))
+    return sum(when >= start for when in takewhile(lambda when: when < end, dates))
 
 
 @dataclass
