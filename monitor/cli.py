@@ -560,7 +560,7 @@ def outbox() -> None:
 @command("list", outbox)
 @_CHANNEL
 def outbox_list(state: State, channel: str | None) -> None:
-    """Queued deliveries (pending, failed, being sent) per channel."""
+    """Queued deliveries (pending, failed, being sent, held: channel off) per channel."""
     rows = Outbox(state.store(read=True)).queued(channel)
     if not rows:
         say(f"nothing queued{f' for channel {channel}' if channel else ''}")
@@ -612,6 +612,13 @@ def _left_alone(rows: list[Any], done: list[int], what: str) -> None:
 def outbox_retry(state: State, channel: str | None, ids: tuple[int, ...]) -> None:
     """Send queued deliveries again now, one that failed for good among them."""
     box, rows = _chosen(state, channel, ids, "retry")
+    enabled = {c.name for c in state.settings.channels if c.enabled}
+    if off := sorted({r["channel"] for r in rows} - enabled):
+        raise ConfigError(
+            f"channel {off[0]} is disabled or not in the config: retried, its deliveries "
+            "would be held again",
+            hint=f"set enabled = true on channel {off[0]!r} first, or `did-monitor outbox drop`",
+        )
     if rows:
         due = box.retry([r["id"] for r in rows], state.clock())
         say(

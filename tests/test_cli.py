@@ -538,6 +538,15 @@ def test_outbox_retry_makes_a_delivery_held_after_a_permanent_failure_due(
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(DELIVERIES)).mappings().one()
     assert row["status"] == "failed" and row["next_attempt_at"] is not None
+    # Held for a channel now switched off: retrying it would only hold it again, so it is refused.
+    off = write_config(
+        tmp_path,
+        sandbox,
+        '[[channels]]\nname = "a"\nurl = "json://127.0.0.1/a"\nenabled = false\n',
+    )
+    refused = did("--config", str(off), "outbox", "retry", "--channel", "a", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "channel a is disabled or not in the config" in refused.stderr
     store.dispose()
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import RowMapping
 
 from monitor.alerts.chat import paragraph, render_channel_failing
 from monitor.alerts.notify import Notifier
-from monitor.alerts.outbox import Outbox, held
+from monitor.alerts.outbox import ORPHANED, Outbox, held
 from monitor.alerts.plan import _broadcast
 from monitor.config import Settings
 from monitor.errors import DeliveryError
@@ -93,8 +93,8 @@ def _deliver_one(
             now,
             claim=claim,
             duration_ms=0,
-            final_status="orphaned",
-            error="channel no longer configured or disabled; message kept, not sent",
+            final_status=ORPHANED,
+            error=f"channel no longer configured or disabled; kept ({held(row['id'])})",
         )
         return None
     title = f"(retry {row['attempts']}) {row['title']}" if row["attempts"] else row["title"]

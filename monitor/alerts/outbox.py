@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # minutes to spare for recording it: a send still running is never claimed by another sender.
 CLAIM_LEASE = timedelta(seconds=DELIVERY_TIMEOUT_MAX * SEND_TIMEOUTS + 120)
 QUEUED = ("pending", "failed", "sending")  # not sent yet; ``dropped`` rows never will be
+# Held for a channel that was removed or disabled (never due): listed, retried or dropped by hand.
+ORPHANED = "orphaned"
 DROPPED = "dropped by `did-monitor outbox drop`: kept, never sent"
 CUT_SHORT = "cut short by shutdown: it may or may not have arrived, so it is sent again as a retry"
 
@@ -235,10 +237,11 @@ class Outbox:
         return False
 
     def queued(self, channel: str | None = None) -> list[RowMapping]:
-        """Deliveries not sent yet (pending, failed, sending), by channel then age; no bodies."""
+        """Deliveries not sent yet (pending, failed, sending, orphaned), by channel then age; no
+        bodies."""
         body = {"title", "body", "body_format", "parts", "sweep_id", "sent_at"}
         shown = [col for col in DELIVERIES.c if col.name not in body]
-        stmt = sa.select(*shown).where(DELIVERIES.c.status.in_(QUEUED))
+        stmt = sa.select(*shown).where(DELIVERIES.c.status.in_((*QUEUED, ORPHANED)))
         if channel is not None:
             stmt = stmt.where(DELIVERIES.c.channel == channel)
         with self.store.connect() as conn:
@@ -252,7 +255,7 @@ class Outbox:
         lease still running) is left alone, as is one that was sent or dropped meanwhile."""
         dropped: list[int] = []
         droppable = sa.or_(
-            DELIVERIES.c.status.in_(("pending", "failed")),
+            DELIVERIES.c.status.in_(("pending", "failed", ORPHANED)),
             sa.and_(DELIVERIES.c.status == "sending", DELIVERIES.c.next_attempt_at <= now),
         )
         with self.store.begin() as conn:
@@ -267,13 +270,18 @@ class Outbox:
         return dropped
 
     def retry(self, ids: Iterable[int], now: datetime) -> list[int]:
-        """Make the queued deliveries ``ids`` that wait (pending, or failed: waiting out a backoff
-        or held after a permanent failure) due at ``now``; returns those. One being sent is left
-        alone. The delivery loop (``run``, or the next ``sweep``) sends them, as a retry."""
+        """Make the queued deliveries ``ids`` that wait (pending; failed: waiting out a backoff
+        or held after a permanent failure; orphaned: held while their channel was off) due at
+        ``now``; returns those. One being sent is left alone. The delivery loop (``run``, or the
+        next ``sweep``) sends them, as a retry."""
+        status = DELIVERIES.c.status
         stmt = (
             sa.update(DELIVERIES)
-            .where(DELIVERIES.c.id.in_(list(ids)), DELIVERIES.c.status.in_(("pending", "failed")))
-            .values(next_attempt_at=now)
+            .where(DELIVERIES.c.id.in_(list(ids)), status.in_(("pending", "failed", ORPHANED)))
+            .values(
+                next_attempt_at=now,
+                status=sa.case((status == ORPHANED, "failed"), else_=status),
+            )
             .returning(DELIVERIES.c.id)
         )
         with self.store.begin() as conn:

@@ -142,3 +142,31 @@ def test_outbox_retry_leaves_a_delivery_being_sent_alone(store: Store, clock: Fa
     clock.advance(minutes=1)
     assert outbox.retry([waiting, sending, 999], clock()) == [waiting]
     assert delivery(store, waiting)["next_attempt_at"] == clock()
+
+
+def test_a_delivery_for_a_disabled_channel_is_held_then_sent_or_dropped_by_hand(
+    store: Store, clock: FakeClock, http_receiver: HttpReceiver
+) -> None:
+    """A channel switched off (or removed) while alerts wait for it: they are kept as
+    ``orphaned``, never due on their own, listed by ``outbox list``, and ``outbox retry`` (once
+    the channel is on again) or ``outbox drop`` settles them."""
+    on = ChannelConfig(name="ops", url=http_receiver.url("ops"))
+    off = settings_for(store, on.model_copy(update={"enabled": False}))
+    notifier = AppriseNotifier(timeout=5)
+    kept, dropped = enqueue(store, clock, "ops"), enqueue(store, clock, "ops")
+    assert deliver_due(store, off, notifier, clock) == []
+    row = delivery(store, kept)
+    assert (row["status"], row["next_attempt_at"]) == ("orphaned", None)
+    assert f"outbox retry --id {kept}" in row["last_error"]
+    outbox = Outbox(store)
+    assert [r["id"] for r in outbox.queued("ops")] == [kept, dropped]
+    clock.advance(days=60)
+    assert deliver_due(store, settings_for(store, on), notifier, clock) == []  # not by itself
+    assert http_receiver.posts == []
+
+    assert outbox.drop([dropped], clock()) == [dropped]
+    assert outbox.retry([kept], clock()) == [kept]
+    (sent,) = deliver_due(store, settings_for(store, on), notifier, clock)
+    assert sent.ok and http_receiver.posts[-1]["body"]["title"] == "(retry 1) did-monitor: 1 new"
+    assert [delivery(store, d)["status"] for d in (kept, dropped)] == ["sent", "dropped"]
+    assert outbox.queued() == []
