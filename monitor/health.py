@@ -275,7 +275,7 @@ class Metrics:
 
 
 def next_run(settings: Settings, now: datetime) -> datetime | None:
-    return fire_at_or_after(build_trigger(settings.schedule, jitter=False), now)
+    return fire_at_or_after(build_trigger(settings.schedule), now)
 
 
 SWEEP_KEYS = "id status started_at finished_at numbers_seen findings_opened findings_resolved error"

@@ -20,11 +20,10 @@ from monitor.config import ScheduleConfig
 _TICK = timedelta(microseconds=1)
 
 
-def build_trigger(schedule: ScheduleConfig, *, jitter: bool = True) -> CronTrigger:
+def build_trigger(schedule: ScheduleConfig) -> CronTrigger:
     """The sweep's cron trigger in the configured IANA zone (crontab weekday names and numbers)."""
     trigger = CronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(schedule.timezone))
-    if jitter:
-        trigger.jitter = schedule.jitter_seconds or None
+    trigger.jitter = schedule.jitter_seconds or None
     return trigger
 
 
