@@ -528,11 +528,12 @@ class Settings(Table):
             )
         return self
 
-    def listen_address(self) -> tuple[str, int] | None:
-        """Where the one HTTP listener binds, from either key; None when it is off."""
+    def listen_address(self) -> tuple[str, tuple[str, int] | None]:
+        """The key in force for the one HTTP listener (either may be set), and where it binds:
+        None when it is off."""
         if self.dashboard.listen.strip():
-            return parse_listen(self.dashboard.listen, "dashboard.listen")
-        return parse_listen(self.service.health_listen)
+            return "dashboard.listen", parse_listen(self.dashboard.listen, "dashboard.listen")
+        return "service.health_listen", parse_listen(self.service.health_listen)
 
     @property
     def rules_zone(self) -> zoneinfo.ZoneInfo:

@@ -390,15 +390,16 @@ def test_a_listen_value_holding_a_colon_and_space_is_refused_with_the_whole_reas
 
 
 def test_dashboard_listen_and_health_listen_name_one_listener(tmp_path: Path) -> None:
-    assert load(str(write(tmp_path, ""))).settings.listen_address() is None
+    off = ("service.health_listen", None)
+    assert load(str(write(tmp_path, ""))).settings.listen_address() == off
     legacy = write(tmp_path, '[service]\nhealth_listen = "9108"\n')
-    assert load(str(legacy)).settings.listen_address() == ("127.0.0.1", 9108)
+    assert load(str(legacy)).settings.listen_address() == (off[0], ("127.0.0.1", 9108))
     new = write(tmp_path, '[dashboard]\nlisten = "0.0.0.0:8080"\n')
-    assert load(str(new)).settings.listen_address() == ("0.0.0.0", 8080)
+    assert load(str(new)).settings.listen_address() == ("dashboard.listen", ("0.0.0.0", 8080))
     same = write(
         tmp_path, '[service]\nhealth_listen = "9108"\n[dashboard]\nlisten = "127.0.0.1:9108"\n'
     )
-    assert load(str(same)).settings.listen_address() == ("127.0.0.1", 9108)
+    assert load(str(same)).settings.listen_address() == ("dashboard.listen", ("127.0.0.1", 9108))
     two = write(tmp_path, '[service]\nhealth_listen = "9108"\n[dashboard]\nlisten = "9109"\n')
     with pytest.raises(ConfigError, match="one listener"):
         load(str(two))

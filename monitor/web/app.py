@@ -103,7 +103,7 @@ def listener(
     next_sweep: Callable[[], datetime | None] | None = None,
 ) -> WebServer | None:
     """The service's listener as configured (not started); None when no listen key is set."""
-    address = settings.listen_address()
+    key, address = settings.listen_address()
     if address is None:
         return None
     config = settings.dashboard
@@ -115,6 +115,6 @@ def listener(
     return WebServer(
         address,
         app,
-        key="dashboard.listen" if config.listen.strip() else "service.health_listen",
+        key=key,
         serves=("dashboard at /, " if dashboard else "") + ", ".join(PROBE_PATHS),
     )
