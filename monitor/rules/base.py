@@ -384,14 +384,3 @@ def show(value: Any) -> str:
 
 def money(amount: Decimal | None, currency: str | None) -> str:
     return "none" if amount is None else money_text(amount, currency)
-
-
-def flag(value: Any) -> bool | None:
-    """A JSON boolean as the API may spell it (true, "true", 1); None when absent or odd."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "false", "0", "no"}:
-        return value.strip().lower() in {"true", "1", "yes"}
-    return None
