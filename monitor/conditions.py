@@ -142,14 +142,11 @@ def as_local_date(value: Any, tz: tzinfo) -> date | None:
 
 
 def _equal(actual: Any, expected: Any) -> bool:
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return type(actual) is type(expected) and actual == expected
-    if isinstance(expected, int | float):
+    numeric = isinstance(expected, int | float) and not isinstance(expected, bool)
+    if numeric and not isinstance(actual, bool):
         number = as_decimal(actual)
         return number is not None and number == as_decimal(expected)
-    if isinstance(expected, list):
-        return isinstance(actual, list) and actual == expected
-    return isinstance(actual, str) and actual == expected
+    return type(actual) is type(expected) and actual == expected  # text, a list or true/false
 
 
 def _check_value(value: Any, key: str) -> Any:

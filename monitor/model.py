@@ -221,10 +221,15 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
+def flag(value: Any) -> bool | None:
+    """A JSON boolean as the API may spell it (true, "true", 1); None when absent or odd."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "false", "0", "no"}:
         return value.strip().lower() in {"true", "1", "yes"}
-    return value is True or (isinstance(value, int) and value == 1)
+    return None
 
 
 # Built once: json.dumps with options builds a new encoder per call, and this runs per item.
@@ -323,7 +328,7 @@ def parse_number(raw: Any) -> NumberRecord | None:
         shared(country) if country else None,
         shared(region) if region else None,
         _text(get("application_id")),
-        status == "blocked" or _truthy(get("is_blocked")),
+        status == "blocked" or flag(get("is_blocked")) is True,
         due,
         ends,
         parse_money(cost if cost is not None else get("monthly_fee")),

@@ -6,8 +6,8 @@ spelling of them (as given, URL-encoded, JSON-escaped) with ``***``, and also ma
 like a credential in a URL, whoever wrote the text: ``user:password@``, ``?password=`` /
 ``token=`` / ``key=`` values, and the path tokens of chat webhooks (Slack, Discord, Apprise
 schemes). It is applied where text leaves: log handlers, the database (sweep and delivery errors,
-rendered alerts), command output. ``strip_credentials`` drops credential-looking keys from item
-JSON before it is stored. ``mask_url`` is the one way a URL is shown (check-config, errors,
+rendered alerts), command output. ``without_credentials`` drops credential-looking keys from
+item JSON before it is stored. ``mask_url`` is the one way a URL is shown (check-config, errors,
 pings).
 """
 
@@ -217,8 +217,11 @@ def scrub_value(value: Any) -> Any:
 
 
 def strip_credentials(value: Any) -> Any:
-    """Item JSON without credential-looking keys (``auth_token``, ``password``, ...), at any
-    depth; returns ``value`` itself when there is nothing to remove."""
+    """A copy of item JSON without credential-looking keys (``auth_token``, ``password``, ...)
+    at any depth. Only a dict with no such key and no dict or list inside (or a scalar) comes
+    back itself: a list is always copied, and so is every dict above a nested one, even when
+    nothing is removed. No depth bound: ``without_credentials`` runs it only after
+    ``has_credentials`` found a key to drop and refused deep nesting."""
     if isinstance(value, dict):
         if not any(isinstance(k, str) and is_credential_key(k) for k in value) and not any(
             isinstance(v, dict | list) for v in value.values()

@@ -62,6 +62,10 @@ def error_text(err: Mapping[str, Any]) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
+# A subject as a rule's scope sees it: (account, country, region, tags, status).
+ScopeKey = tuple[str | None, str | None, str | None, tuple[str, ...] | list[str] | None, str | None]
+
+
 class Scope(Table):
     """Which numbers a rule looks at: each list that is set must match (an empty list matches
     everything). ``countries``, ``regions`` and ``statuses`` compare case-insensitively."""
@@ -86,15 +90,9 @@ class Scope(Table):
     def is_empty(self) -> bool:
         return not (self.accounts or self.countries or self.regions or self.tags or self.statuses)
 
-    def checks(
-        self,
-        account: str | None,
-        country: str | None,
-        region: str | None,
-        tags: tuple[str, ...] | list[str] | None,
-        status: str | None,
-    ) -> Iterator[bool]:
+    def checks(self, subject: ScopeKey) -> Iterator[bool]:
         """Whether the subject matches, for each list that is set."""
+        account, country, region, tags, status = subject
         if self.accounts:
             yield account in self.accounts
         if self.countries:
@@ -162,17 +160,9 @@ class RuleConfig(Table):
         self._by_account = resolved
         return self
 
-    def in_scope(
-        self,
-        account: str | None,
-        country: str | None = None,
-        region: str | None = None,
-        tags: tuple[str, ...] | list[str] | None = (),
-        status: str | None = None,
-    ) -> bool:
+    def in_scope(self, subject: ScopeKey) -> bool:
         """Whether the ``include``/``exclude`` tables let the rule look at this subject."""
-        args = (account, country, region, tags, status)
-        return all(self.include.checks(*args)) and not any(self.exclude.checks(*args))
+        return all(self.include.checks(subject)) and not any(self.exclude.checks(subject))
 
     def for_account(self, account_id: str | None) -> Any:
         """The effective config for ``account_id``: its override, or this table."""
@@ -394,14 +384,3 @@ def show(value: Any) -> str:
 
 def money(amount: Decimal | None, currency: str | None) -> str:
     return "none" if amount is None else money_text(amount, currency)
-
-
-def flag(value: Any) -> bool | None:
-    """A JSON boolean as the API may spell it (true, "true", 1); None when absent or odd."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "false", "0", "no"}:
-        return value.strip().lower() in {"true", "1", "yes"}
-    return None

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pydantic import Field, field_validator
 
 from monitor.conditions import as_decimal
-from monitor.model import FindingDraft, parse_time
+from monitor.model import FindingDraft, flag, parse_time
 from monitor.rules.base import (
     INACTIVE_STATUSES,
     KNOWN_STATUSES,
@@ -21,7 +21,6 @@ from monitor.rules.base import (
     RuleContext,
     Subject,
     draft,
-    flag,
     rule,
     show,
 )

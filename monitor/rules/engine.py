@@ -22,13 +22,13 @@ from monitor.rules.base import (
     RuleConfig,
     RuleContext,
     RuleTables,
+    ScopeKey,
     Subject,
 )
 from monitor.rules.events import AccountView, AvailabilityConfig, AvailabilityWatch, Row
 from monitor.rules.user import user_rule
 
 log = logging.getLogger(__name__)
-_SCOPE_KEYS = ("account_id", "country", "region", "tags", "status")  # in_scope's, in a row
 
 
 @dataclass
@@ -101,22 +101,22 @@ class Evaluator:
         every = (a for kind in self._active.values() for a in kind)
         return [a.rule_id for a in every if a.rule_id not in self._skipped]
 
-    def _run(
-        self, kind: Kind, item: tuple[Any, ...], scope: tuple[Any, ...], subject: str
-    ) -> Iterator[Any]:
-        """What each ``kind`` rule that is on and in ``scope`` (``in_scope``'s arguments, account
-        first) returns for ``item``; one that raises is recorded instead. (``feed``, the hot
-        path, has its own loop.)"""
+    def _run(self, kind: Kind, item: tuple[Any, ...], scope: ScopeKey, subject: str) -> None:
+        """Run each ``kind`` rule that is on and in ``scope`` over ``item`` and keep what it
+        finds (a draft or None; a list of drafts from a change rule); one that raises is
+        recorded instead. (``feed``, the hot path, has its own loop.)"""
         for active in self._active[kind]:
             cfg = active.cfg.for_account(scope[0]) if active.overridden else active.cfg
-            if not cfg.enabled or (active.scoped and not active.cfg.in_scope(*scope)):
+            if not cfg.enabled or (active.scoped and not active.cfg.in_scope(scope)):
                 continue
             try:
                 found = active.fn(*item, cfg, self.ctx)
             except Exception as exc:  # an odd item must not fail the sweep
                 self._fail(active.rule_id, subject, exc)
                 continue
-            yield found
+            for draft in found if isinstance(found, list) else (found,):
+                if draft is not None:
+                    self.by_rule.setdefault(draft.rule, {})[draft.subject] = draft
 
     def _fail(self, rule_id: str, subject: str, exc: Exception) -> None:
         failure = self.errors.get(rule_id)
@@ -180,7 +180,7 @@ class Evaluator:
                 if not cfg.enabled:
                     continue
                 if active.scoped and not active.cfg.in_scope(
-                    num.account_id, num.country, num.region, num.tags, num.status
+                    (num.account_id, num.country, num.region, num.tags, num.status)
                 ):
                     continue
                 try:
@@ -197,9 +197,6 @@ class Evaluator:
                     continue
                 if found is not None:
                     drafts[found.subject] = found
-
-    def _keep(self, draft: FindingDraft) -> None:
-        self.by_rule.setdefault(draft.rule, {})[draft.subject] = draft
 
     @property
     def drafts(self) -> dict[tuple[str, str], FindingDraft]:
@@ -226,11 +223,10 @@ class Evaluator:
             row = after if after is not None else before
             if row is None:
                 continue
-            scope = tuple(row.get(k) for k in _SCOPE_KEYS)
-            subject = str(row.get("e164") or row.get("number_id"))
-            for found in self._run("change", (before, after), scope, subject):
-                for d in found:
-                    self._keep(d)
+            get = row.get
+            scope = (get("account_id"), get("country"), get("region"), get("tags"), get("status"))
+            subject = str(get("e164") or get("number_id"))
+            self._run("change", (before, after), scope, subject)
 
     def finish(
         self,
@@ -256,9 +252,7 @@ class Evaluator:
                 view.counts[status] = view.counts.get(status, 0) + n
         for view in views.values():
             scope = (view.account_id, None, None, (), view.status)
-            for found in self._run("account", (view,), scope, view.account_id):
-                if found is not None:
-                    self._keep(found)
+            self._run("account", (view,), scope, view.account_id)
 
     @property
     def watches(self) -> tuple[AvailabilityWatch, ...]:
@@ -277,9 +271,7 @@ class Evaluator:
         """Run the availability rules over (watched place, numbers for sale there)."""
         for watch, available in counts:
             place = (None,) * 5  # no account, and availability rules are never scoped
-            for found in self._run("availability", (watch, available), place, watch.country):
-                if found is not None:
-                    self._keep(found)
+            self._run("availability", (watch, available), place, watch.country)
 
 
 def evaluate(numbers: Iterable[NumberRecord], ctx: RuleContext) -> list[FindingDraft]:
