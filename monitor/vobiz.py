@@ -87,16 +87,6 @@ class RequestStats:
             self.retries += retries
 
 
-class RetryBudget(threading.Semaphore):
-    """A per-sweep allowance of retries, so a dying API fails the sweep in bounded time."""
-
-    def __init__(self, retries: int) -> None:
-        super().__init__(retries)
-
-    def take(self) -> bool:
-        return self.acquire(blocking=False)
-
-
 class RateLimiter:
     """Spaces request starts at least ``1 / rate`` seconds apart across threads (0 = unlimited)."""
 
@@ -198,7 +188,8 @@ class VobizClient(AbstractContextManager["VobizClient"]):
             )
         self.config = config
         self._sleep = sleep
-        self.budget = RetryBudget(config.retry_budget)
+        # The sweep's allowance of retries, so a dying API fails the sweep in bounded time.
+        self.budget = threading.Semaphore(config.retry_budget)
         self.stats = RequestStats()
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._base = config.base_url.rstrip("/")
@@ -243,7 +234,7 @@ class VobizClient(AbstractContextManager["VobizClient"]):
                         status=exc.status,
                         hint="the Vobiz API keeps failing; the sweep will be retried on schedule",
                     ) from None
-                if not self.budget.take():
+                if not self.budget.acquire(blocking=False):
                     raise ApiGaveUp(
                         f"{exc.message} (the sweep's retry budget of "
                         f"{self.config.retry_budget} retries is spent)",
