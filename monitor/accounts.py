@@ -77,15 +77,11 @@ def fetch_accounts(client: VobizClient, per_page: int, concurrency: int) -> list
     total, the two reads disagree."""
     previous: set[str] | None = None
     for _ in range(2):
-        accounts: dict[str, AccountRecord] = {}
-        totals: set[int] = set()
-        pages = client.iter_pages(ACCOUNTS, per_page, concurrency)
+        pages = sorted(client.iter_pages(ACCOUNTS, per_page, concurrency), key=attrgetter("page"))
+        totals = {page.total for page in pages if page.total is not None}
         # an account on two pages (the list shifted): the later page wins, whatever order the
         # pages arrived in
-        for page in sorted(pages, key=attrgetter("page")):
-            if page.total is not None:
-                totals.add(page.total)
-            accounts.update((record.id, record) for record in page.records)
+        accounts = {record.id: record for page in pages for record in page.records}
         if len(totals) > 1:
             seen = ", ".join(str(t) for t in sorted(totals))
             problem = f"the total was not the same on every page ({seen})"

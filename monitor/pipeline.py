@@ -365,9 +365,7 @@ def _record_failure(
                 one_line(error),
             )
             return 0
-        if not alert:
-            return 0
-        return enqueue_sweep_failed(store, settings, sweep_id, error, clock())
+        return enqueue_sweep_failed(store, settings, sweep_id, error, clock()) if alert else 0
     except Exception as exc:  # the database itself may be what failed
         log.error("could not record the failure of sweep %d: %s", sweep_id, exc)
         return None

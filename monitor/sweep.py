@@ -134,10 +134,9 @@ def fetch_inventory(
         if confirming is not None:
             confirming.ids |= last.ids
             return confirming
-        if not last.totals:
-            if previous is not None and last.ids == previous:
-                return last
-        elif last.consistent():
+        if not last.totals and last.ids == previous:
+            return last
+        if last.consistent():
             if misses_known is None or not misses_known(last.ids):
                 return last
             confirming = last  # some known numbers are missing: read once more to be sure

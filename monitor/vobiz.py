@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import count
 from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
@@ -85,16 +86,6 @@ class RequestStats:
         with self._lock:
             self.requests += requests
             self.retries += retries
-
-
-class RetryBudget(threading.Semaphore):
-    """A per-sweep allowance of retries, so a dying API fails the sweep in bounded time."""
-
-    def __init__(self, retries: int) -> None:
-        super().__init__(retries)
-
-    def take(self) -> bool:
-        return self.acquire(blocking=False)
 
 
 class RateLimiter:
@@ -198,7 +189,8 @@ class VobizClient(AbstractContextManager["VobizClient"]):
             )
         self.config = config
         self._sleep = sleep
-        self.budget = RetryBudget(config.retry_budget)
+        # The sweep's allowance of retries, so a dying API fails the sweep in bounded time.
+        self.budget = threading.Semaphore(config.retry_budget)
         self.stats = RequestStats()
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._base = config.base_url.rstrip("/")
@@ -231,19 +223,17 @@ class VobizClient(AbstractContextManager["VobizClient"]):
 
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET with retries on 429/5xx/timeouts (exponential backoff, jitter, Retry-After)."""
-        attempt = 0
-        while True:
+        for attempt in count(1):
             try:
                 return self._get_once(path, params)
             except RetryableApiError as exc:
-                attempt += 1
                 if attempt > self.config.max_retries:
                     raise ApiGaveUp(
                         f"{exc.message} (gave up after {attempt} attempts)",
                         status=exc.status,
                         hint="the Vobiz API keeps failing; the sweep will be retried on schedule",
                     ) from None
-                if not self.budget.take():
+                if not self.budget.acquire(blocking=False):
                     raise ApiGaveUp(
                         f"{exc.message} (the sweep's retry budget of "
                         f"{self.config.retry_budget} retries is spent)",
@@ -253,12 +243,11 @@ class VobizClient(AbstractContextManager["VobizClient"]):
                 self._sleep(self._backoff(attempt, exc.retry_after))
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        cap = self.config.backoff_max_seconds
-        expo = min(cap, self.config.backoff_base_seconds * (2 ** (attempt - 1)))
+        cfg = self.config
+        expo = min(cfg.backoff_max_seconds, cfg.backoff_base_seconds * (2 ** (attempt - 1)))
         delay = random.uniform(expo / 2, expo)  # "equal jitter": never zero, never synchronised
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-        return delay
+        # retry_after is parse_retry_after's, capped at MAX_RETRY_AFTER already
+        return delay if retry_after is None else max(delay, retry_after)
 
     def _get_once(self, path: str, params: dict[str, Any] | None) -> Any:
         self._limiter.wait(self._sleep)

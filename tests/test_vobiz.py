@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -11,7 +12,6 @@ from monitor.errors import ApiError, ApiGaveUp, AuthError, ConfigError, Retryabl
 from monitor.sandbox import Sandbox
 from monitor.vobiz import (
     NUMBERS,
-    RetryBudget,
     VobizClient,
     error_text,
     parse_retry_after,
@@ -104,7 +104,7 @@ def test_gives_up_after_max_retries(sandbox: Sandbox) -> None:
 def test_retry_budget_is_shared(sandbox: Sandbox) -> None:
     sandbox.faults.add(times=-1, status=500)
     client, _ = client_for(sandbox, max_retries=10)
-    client.budget = RetryBudget(3)
+    client.budget = threading.Semaphore(3)
     with client, pytest.raises(ApiGaveUp, match="retry budget"):
         client.read_page(NUMBERS, 1)
     assert sandbox.request_count == 4
@@ -287,7 +287,7 @@ def test_pages_from_threads_arrive_parsed_with_figures_and_budget_accounted(
     assert sum(len(p.records) for p in pages) == 150
     assert client.stats.requests == 8 + 2 and client.stats.retries == 2
     # the two retries in the threads came out of the sweep's one budget: one of three is left
-    assert client.budget.take() and not client.budget.take()
+    assert client.budget.acquire(blocking=False) and not client.budget.acquire(blocking=False)
 
 
 def test_a_page_error_from_a_thread_comes_back_as_itself(sandbox: Sandbox) -> None:

@@ -351,8 +351,8 @@ def display_order(now: datetime) -> tuple[sa.ColumnElement[Any], ...]:
 
 
 def urgency_order() -> tuple[sa.ColumnElement[Any], ...]:
-    """ORDER BY terms for findings, most urgent first: ``render.urgency`` in SQL (severity by
-    ``config.SEVERITY_RANK``, then what is broken now (no due date), then the nearest due date,
+    """ORDER BY terms for findings, most urgent first: ``findings.urgency`` in SQL (severity by
+    ``vocab.SEVERITY_RANK``, then what is broken now (no due date), then the nearest due date,
     then rule and number; the id makes it total)."""
     severity = sa.case(SEVERITY_RANK, value=FINDINGS.c.severity, else_=-1)
     dated = sa.case((FINDINGS.c.due_at.is_(None), 0), else_=1)

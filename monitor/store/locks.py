@@ -114,11 +114,7 @@ class SweepLock(AbstractContextManager["SweepLock"]):
                 conn.commit()
 
     def _claim(self, conn: Connection, now: datetime, stale_after: timedelta) -> None:
-        conn.execute(
-            sa.insert(LOCKS)
-            .prefix_with("OR IGNORE")
-            .values(name=self.name, owner=None, acquired_at=None)
-        )
+        conn.execute(sa.insert(LOCKS).prefix_with("OR IGNORE").values(name=self.name))
         holder = self._refuse_busy(conn, now, stale_after)
         owner = holder["owner"] if holder else None
         result = conn.execute(

@@ -8,7 +8,7 @@ PostgreSQL, which go in by binary COPY (``SweepWriter._insert_versions`` says wh
 
 from __future__ import annotations
 
-from collections.abc import Collection, Generator, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
@@ -183,7 +183,9 @@ class SweepWriter:
         ``vanished``: how many there are (``count_current``), so none means nothing to read."""
         if vanished <= 0:
             return 0
-        gone = [nid for nid in self._current_ids() if nid not in seen]
+        stmt = sa.select(VERSIONS.c.number_id).where(current(VERSIONS))
+        with self.conn.execute(stmt.execution_options(yield_per=5000)) as result:
+            gone = [nid for nid in result.scalars() if nid not in seen]
         self._close(gone)
         return len(gone)
 
@@ -196,11 +198,6 @@ class SweepWriter:
         (from before, or written since) are not in ``seen``, the numbers this sweep has seen:
         counted without reading them, as each number seen has a current version."""
         return self._known_at_start, current_count(self.conn) - len(seen)
-
-    def _current_ids(self) -> Generator[str, None, None]:
-        stmt = sa.select(VERSIONS.c.number_id).where(current(VERSIONS))
-        with self.conn.execute(stmt.execution_options(yield_per=5000)) as result:
-            yield from result.scalars()
 
     def _current_hashes(self, number_ids: Sequence[str]) -> set[str]:
         """The content hashes of the current versions of ``number_ids`` (one per version: no
