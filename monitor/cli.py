@@ -37,9 +37,9 @@ from monitor.vocab import iso, parse_duration
 class State:
     """Per-invocation state: the config is loaded once, on first use."""
 
-    def __init__(self, config_path: str | None, clock: Clock = system_clock) -> None:
+    def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
-        self.clock = clock  # the one place a CLI process takes the time from
+        self.clock: Clock = system_clock  # the one place a CLI process takes the time from
 
     @cached_property
     def loaded(self) -> LoadedConfig:
