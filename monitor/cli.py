@@ -174,6 +174,8 @@ def _interruptible(names: list[str]) -> Iterator[threading.Event]:
     marked aborted), their names added to ``names``; a second one interrupts at once. The handler
     only sets an event: raising inside worker handshakes could leave a lock held and the process
     unable to exit."""
+    from monitor.service import STOP_SIGNALS  # not at the top: it would slow every command
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -183,8 +185,7 @@ def _interruptible(names: list[str]) -> Iterator[threading.Event]:
         stop.set()
 
     in_main = threading.current_thread() is threading.main_thread()  # else: leave signals alone
-    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, on_signal) for sig in stops if in_main}
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS if in_main}
     try:
         yield stop
     finally:
