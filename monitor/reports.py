@@ -4,9 +4,8 @@ Shared by the CLI and the web dashboard; nothing here prints. Every report reads
 sweeps only (a failed or partial sweep is never a state of the inventory). Money is summed as
 ``Decimal``, never as a float, and a sum is only ever taken within one currency.
 
-A little over 400 lines because the three reports share the sweep-selection helpers (which
-sweep was in force when, the current rows as of a sweep) that would otherwise be imported back
-from a split.
+One module because the three reports share the sweep-selection helpers (which sweep was in
+force when, the current rows as of a sweep) that would otherwise be imported back from a split.
 """
 
 from __future__ import annotations
