@@ -203,14 +203,14 @@ def findings(state: State, as_json: bool, show_all: bool, wide: bool, columns: s
     silenced and resolved ones too)."""
     only = display.FINDINGS.pick(columns)
     store, now = state.store(read=True), state.clock()
+    batches = (  # the store's open findings include silenced ones
+        [r for r in b if show_all or r.state == "open"]
+        for b in store.iter_findings(now, include_closed=show_all)
+    )
     if as_json:  # written batch by batch as the rows arrive
-        batches = store.iter_findings(now, include_closed=show_all)
-        batches = ([r for r in b if show_all or r.state == "open"] for b in batches)
         display.print_findings_json(batches, Outbox(store).notifications_for)
         return
-    rows = [
-        r for r in store.findings(now, include_closed=show_all) if show_all or r.state == "open"
-    ]
+    rows = [r for b in batches for r in b]
     silenced = 0 if show_all else sum(store.silenced_counts(now).values())
     display.print_findings(rows, silenced=silenced, wide=wide, only=only)
 
