@@ -37,9 +37,9 @@ from monitor.vocab import iso, parse_duration
 class State:
     """Per-invocation state: the config is loaded once, on first use."""
 
-    def __init__(self, config_path: str | None, clock: Clock = system_clock) -> None:
+    def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
-        self.clock = clock  # the one place a CLI process takes the time from
+        self.clock: Clock = system_clock  # the one place a CLI process takes the time from
 
     @cached_property
     def loaded(self) -> LoadedConfig:
@@ -174,6 +174,8 @@ def _interruptible(names: list[str]) -> Iterator[threading.Event]:
     marked aborted), their names added to ``names``; a second one interrupts at once. The handler
     only sets an event: raising inside worker handshakes could leave a lock held and the process
     unable to exit."""
+    from monitor.service import STOP_SIGNALS  # not at the top: it would slow every command
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -183,8 +185,7 @@ def _interruptible(names: list[str]) -> Iterator[threading.Event]:
         stop.set()
 
     in_main = threading.current_thread() is threading.main_thread()  # else: leave signals alone
-    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, on_signal) for sig in stops if in_main}
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS if in_main}
     try:
         yield stop
     finally:
@@ -202,14 +203,14 @@ def findings(state: State, as_json: bool, show_all: bool, wide: bool, columns: s
     silenced and resolved ones too)."""
     only = display.FINDINGS.pick(columns)
     store, now = state.store(read=True), state.clock()
+    batches = (  # the store's open findings include silenced ones
+        [r for r in b if show_all or r.state == "open"]
+        for b in store.iter_findings(now, include_closed=show_all)
+    )
     if as_json:  # written batch by batch as the rows arrive
-        batches = store.iter_findings(now, include_closed=show_all)
-        batches = ([r for r in b if show_all or r.state == "open"] for b in batches)
         display.print_findings_json(batches, Outbox(store).notifications_for)
         return
-    rows = [
-        r for r in store.findings(now, include_closed=show_all) if show_all or r.state == "open"
-    ]
+    rows = [r for b in batches for r in b]
     silenced = 0 if show_all else sum(store.silenced_counts(now).values())
     display.print_findings(rows, silenced=silenced, wide=wide, only=only)
 

@@ -626,7 +626,7 @@ def print_report(report: Any, fmt: str | None, names: Mapping[str, Any] = {}, **
     fc = report.forecast
     if chosen == "csv":
         fields = view.get("only") or spec.names
-        click.echo(csv_text((r.as_dict() for r in report.rows), fields), nl=False)
+        ScrubbingStream(sys.stdout).write(csv_text((r.as_dict() for r in report.rows), fields))
     elif chosen == "json":
         doc: dict[str, Any] = {"report": report.name, "sweep": report.sweep.as_dict()}
         if report.since is not None:
@@ -650,7 +650,7 @@ def print_report(report: Any, fmt: str | None, names: Mapping[str, Any] = {}, **
     if text and chosen == "table":
         out.print(tty(text), soft_wrap=False)  # folded at a terminal's width
     elif text and chosen == "csv":  # CSV keeps its rows alone on stdout
-        click.echo(tty(text), err=True)
+        say(text, to=err)
 
 
 def print_json(document: Any) -> None:

@@ -4,9 +4,8 @@ Shared by the CLI and the web dashboard; nothing here prints. Every report reads
 sweeps only (a failed or partial sweep is never a state of the inventory). Money is summed as
 ``Decimal``, never as a float, and a sum is only ever taken within one currency.
 
-A little over 400 lines because the three reports share the sweep-selection helpers (which
-sweep was in force when, the current rows as of a sweep) that would otherwise be imported back
-from a split.
+One module because the three reports share the sweep-selection helpers (which sweep was in
+force when, the current rows as of a sweep) that would otherwise be imported back from a split.
 """
 
 from __future__ import annotations
@@ -64,8 +63,11 @@ def _ref(row: Row) -> SweepRef:
 
 
 def complete_sweeps(conn: Connection, limit: int = 2) -> list[SweepRef]:
-    """The latest complete sweeps, newest first."""
-    return [_ref(r) for r in latest_sweeps(conn, "complete", limit=limit)]
+    """The latest complete sweeps, newest first; ``ConfigError`` before the first."""
+    latest = [_ref(r) for r in latest_sweeps(conn, "complete", limit=limit)]
+    if not latest:
+        raise ConfigError("no complete sweep yet", hint="run `did-monitor sweep` first")
+    return latest
 
 
 def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
@@ -95,10 +97,7 @@ def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
 
 def _sweep_at(conn: Connection, at: datetime | None = None) -> SweepRef:
     if at is None:
-        latest = complete_sweeps(conn, 1)
-        if not latest:
-            raise ConfigError("no complete sweep yet", hint="run `did-monitor sweep` first")
-        return latest[0]
+        return complete_sweeps(conn, 1)[0]
     found = sweep_in_force(conn, at)
     if found is None:
         raise ConfigError(f"--at: no complete sweep on or before {iso(at)}")
@@ -518,8 +517,6 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
     then) against the latest. Ordered by change, then number."""
     with engine.connect() as conn:
         latest = complete_sweeps(conn, 2)
-        if not latest:
-            raise ConfigError("no complete sweep yet", hint="run `did-monitor sweep` first")
         if since is None:
             if len(latest) < 2:
                 raise ConfigError(

@@ -234,6 +234,19 @@ def test_report_commands_print_stable_csv_and_json(
     assert bad.returncode == 2 and "--at: cannot read" in bad.stderr
 
 
+def test_every_report_format_masks_a_remembered_secret(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    secret = "tok-4f9a2c7e1b"  # the API token, also found in a number's tags
+    sandbox.inventory.update(0, tags=["ops", secret])
+    sweep(sandbox, sqlite_store, clock)
+    env = cli_env(sqlite_store, tmp_path) | {"VOBIZ_AUTH_TOKEN": secret}
+    for fmt in ("csv", "json", "table"):
+        out = did("inventory", "--format", fmt, "--columns", "e164,tags", env=env)
+        assert out.returncode == 0, out.stderr
+        assert secret not in out.stdout and "***" in out.stdout, fmt
+
+
 def test_history_the_number_page_and_diff_name_the_same_changed_fields(
     sandbox: Sandbox, sqlite_store: Store, clock: FakeClock, tmp_path: Path
 ) -> None:
