@@ -26,7 +26,6 @@ from datetime import datetime
 from itertools import groupby
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
-import click
 from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -546,7 +545,7 @@ def print_previews(previews: Iterable[Preview], channel: str | None, fmt: str | 
                 f"({row['body_format']}, {iso(row['created_at'])}, {row['status']}):"
             )
             say(f"   title: {row['title']}", to=err)
-            click.echo(row["body"])
+            raw(f"{row['body']}\n")
             shown += 1
         elif msg is not None:
             blocks = msg.parts.get("slack") if fmt is None else None
@@ -556,7 +555,7 @@ def print_previews(previews: Iterable[Preview], channel: str | None, fmt: str | 
             for att in msg.parts.get("attachments", []):
                 rows = max(att["content"].count("\n") - 1, 0)
                 say(f"   attachment: {att['name']} ({rows} findings)", to=err)
-            click.echo(json.dumps(blocks, indent=2, ensure_ascii=False) if blocks else msg.body)
+            raw(f"{json.dumps(blocks, indent=2, ensure_ascii=False) if blocks else msg.body}\n")
             shown += 1
     return shown
 
@@ -626,7 +625,7 @@ def print_report(report: Any, fmt: str | None, names: Mapping[str, Any] = {}, **
     fc = report.forecast
     if chosen == "csv":
         fields = view.get("only") or spec.names
-        ScrubbingStream(sys.stdout).write(csv_text((r.as_dict() for r in report.rows), fields))
+        raw(csv_text((r.as_dict() for r in report.rows), fields))
     elif chosen == "json":
         doc: dict[str, Any] = {"report": report.name, "sweep": report.sweep.as_dict()}
         if report.since is not None:
@@ -653,8 +652,13 @@ def print_report(report: Any, fmt: str | None, names: Mapping[str, Any] = {}, **
         say(text, to=err)
 
 
+def raw(text: str) -> None:
+    """Text for a file or a pipe (CSV, JSON, a digest's body) to stdout as it is, scrubbed."""
+    ScrubbingStream(sys.stdout).write(text)
+
+
 def print_json(document: Any) -> None:
-    ScrubbingStream(sys.stdout).write(json_text(document))
+    raw(json_text(document))
 
 
 def print_status(info: dict[str, Any], console: Console | None = None) -> None:

@@ -10,6 +10,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from monitor.display import REPORTS, Column, Spec, print_table
@@ -121,3 +122,26 @@ def test_report_table_never_folds_a_number_id() -> None:
     only = ["e164", "number_id", "region"]
     print_table(REPORTS["inventory"], rows, title="inventory", only=only, console=console)
     assert f"│ {LONG_ID} │" in buf.getvalue()
+
+
+def test_a_digest_preview_is_scrubbed_like_every_other_output(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The next digest is composed fresh for a preview (the outbox scrubs what it stores, not
+    this): its body and Block Kit JSON pass the scrubber on their way to stdout."""
+    from monitor import redact
+    from monitor.alerts.compose import Message
+    from monitor.alerts.plan import Preview
+    from monitor.config import ChannelConfig
+    from monitor.display import print_previews
+
+    secret = "tok-8d1e5b3a7c"
+    redact.remember([secret])
+    chat = ChannelConfig(name="chat", url="json://127.0.0.1/x")
+    slack = ChannelConfig(name="slack", url="slack://T000A/B000B/abcdefghijklmnop")
+    body = Message("t", f"a tag {secret}", "markdown")
+    blocks = Message("t", "b", "markdown", {"slack": [{"text": secret}]})
+    previews = [Preview(chat, message=body), Preview(slack, message=blocks)]
+    assert print_previews(previews, None, None) == 2
+    shown = capsys.readouterr().out
+    assert secret not in shown and shown.count("***") == 2
