@@ -1,19 +1,19 @@
 """One channel's digest → the message it is sent: title, body, body format and the extra parts.
 
-Email gets the templated document (HTML, or text with ``format = "text"``) with every finding,
-plus the CSV of all of them when the body is capped; Slack gets a Block Kit message (its body,
-the Markdown digest, is kept as the readable record and the fallback); other channels get the
-size-limited Markdown or text digest. Every kind gets the same title, intro and footer, from
-the templates ``title.txt``, ``intro.txt`` and ``footer.txt``. Used by the sweep (to store
-digests) and by ``did-monitor digest --preview`` (to show them), so a preview is exactly what
-would be sent.
+Email gets the templated document (HTML, or text with ``format = "text"``; never Markdown, so
+``"markdown"`` sends the text one, as text) with every finding, plus the CSV of all of them when
+the body is capped; Slack gets a Block Kit message (its body, the Markdown digest, is kept as the
+readable record and the fallback); other channels get the size-limited Markdown or text digest.
+Every kind gets the same title, intro and footer, from the templates ``title.txt``, ``intro.txt``
+and ``footer.txt``. Used by the sweep (to store digests) and by ``did-monitor digest --preview``
+(to show them), so a preview is exactly what would be sent.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from monitor.alerts.channels import limit_for
 from monitor.alerts.chat import render_body
@@ -45,9 +45,12 @@ def compose(
     body_format: Format = fmt or channel.body_format()
     parts: dict[str, Any] = {}
     if channel.kind() == "email" or body_format == "html":
+        # An email is its HTML or text document, never Markdown: a markdown email is the text one,
+        # labelled text, or Apprise would read its unescaped API strings as Markdown (links).
+        doc_format: Literal["html", "text"] = "html" if body_format == "html" else "text"
         doc = render_document(
             digest,
-            "html" if body_format == "html" else "text",
+            doc_format,
             prefix=alerts.title_prefix,
             texts=texts,
             templates_dir=templates_dir,
@@ -56,7 +59,7 @@ def compose(
         )
         if doc.attachments:
             parts["attachments"] = [asdict(a) for a in doc.attachments]
-        return Message(texts.title, doc.body, body_format, parts)
+        return Message(texts.title, doc.body, doc_format, parts)
     body = render_body(
         digest,
         body_format,

@@ -163,3 +163,38 @@ def test_a_text_email_has_one_line_per_finding() -> None:
     lines = [line for line in msg.body.splitlines() if line.startswith("* ")]
     assert len(lines) == 100 and lines[0] == "* +919800000000  MA_A  blocked: number is blocked"
     assert "lists the 100 most urgent of 720 findings: 620 more\nin the attached CSV" in msg.body
+
+
+def test_a_markdown_email_is_sent_as_the_text_it_is_so_api_strings_stay_inert(
+    smtp_server: SmtpSink,
+) -> None:
+    """An email gets its HTML or text document, never Markdown: with ``format = "markdown"``
+    (or a ``--format markdown`` preview) the text document goes out labelled text, so Apprise
+    does not convert it and an account name written as a Markdown link stays words."""
+    lure = "[Pay now](https://evil.example/pay)"
+    one = Digest(
+        new=[
+            FindingView(
+                rule="blocked",
+                severity="critical",
+                e164="+919800000001",
+                account_id="MA_A",
+                account_name=lure,
+                message="number is blocked",
+            )
+        ],
+        swept_at=NOW,
+    )
+    chan = ChannelConfig(name="mail", url=smtp_server.url(), format="markdown")
+    msg = compose(one, chan, ALERTS)
+    assert msg.body_format == "text" and lure in msg.body
+    assert compose(one, chan, ALERTS, "markdown").body_format == "text"  # the preview says so
+    AppriseNotifier(timeout=5).send(
+        chan, msg.title, msg.body, msg.body_format, "warning", parts=msg.parts
+    )
+    (mail,) = smtp_server.messages
+    assert mail.get_body(("html",)) is None
+    assert lure in mail.get_body(("plain",)).get_content()
+    assert "evil.example" not in "".join(
+        part.get_content() for part in mail.walk() if part.get_content_type() == "text/html"
+    )
