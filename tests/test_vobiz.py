@@ -181,11 +181,18 @@ def test_parse_page_rejects_wrong_shapes() -> None:
 
 
 def test_rate_limit_spaces_requests(sandbox: Sandbox) -> None:
-    client, sleeps = client_for(sandbox, max_requests_per_second=5)
+    """The second request starts a whole interval (1 s) after the first: what the first took
+    plus the wait. (The sleep is recorded, not slept; a slow machine only shortens it.)"""
+    import time
+
+    client, sleeps = client_for(sandbox, max_requests_per_second=1)
+    began = time.monotonic()
     with client:
         for page in (1, 2):
             client.read_page(NUMBERS, page)
-    assert len(sleeps) == 1 and 0.1 < sleeps[0] <= 0.2
+    took = time.monotonic() - began
+    assert len(sleeps) == 1 and 0 < sleeps[0] <= 1.0
+    assert took + sleeps[0] >= 1.0
 
 
 def test_proxies_and_ca_come_from_the_environment(
