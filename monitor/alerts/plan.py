@@ -83,9 +83,12 @@ def plan_digests(
 ) -> list[Plan]:
     """Decide what each channel is told after a complete sweep (pure: no I/O).
 
-    New: open, unsilenced findings this channel has not announced. Reminders: open findings whose
-    reminder tier is more urgent than the one last announced. Resolved: findings resolved by this
-    sweep that the channel had announced. A channel with none of these gets nothing. A digest
+    New: open, unsilenced findings routed to this channel that it has not announced. Reminders:
+    open findings whose reminder tier is more urgent than the one last announced. Resolved:
+    findings resolved by this sweep that the channel had announced (and not yet as resolved),
+    whatever the routing says now: a channel told of a problem hears it cleared, though the
+    finding's severity or the channel's filters changed since. A channel with none of these
+    gets nothing. A digest
     carries ``caveat`` (why the sweep was partial); a partner channel's carries ``notes`` too, as
     a summary line of its own (numbers with an unreadable date, which may be any customer's).
     """
@@ -114,11 +117,11 @@ def plan_digests(
         for row in state.resolved_now:
             if row["rule"] in events:
                 continue
-            for name in route(settings.channels, row):
+            for name, plan in plans.items():  # every enabled channel, not just today's route
                 told = state.told.get((row["id"], name))
                 if told is not None and told.opened and not told.resolved:
-                    plans[name].digest.resolved.append(view(row))
-                    plans[name].notifications.append(_note(row, name, "resolved", now))
+                    plan.digest.resolved.append(view(row))
+                    plan.notifications.append(_note(row, name, "resolved", now))
     out = []
     for plan in plans.values():
         d = plan.digest

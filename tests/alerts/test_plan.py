@@ -138,3 +138,31 @@ def test_backoff_never_overflows_a_date() -> None:
     )
     assert backoff(s, 10_000) == timedelta(days=30)
     assert backoff(Settings(), 1) == timedelta(minutes=5)
+
+
+def test_resolved_goes_to_every_channel_told_of_it_whatever_the_routing_now() -> None:
+    # Opened as a warning (ops, the default, was told), then critical (pager was told): once
+    # resolved, both hear it, though only pager matches it now. A channel told it resolved
+    # already, or never told, or switched off, hears nothing.
+    s = Settings(
+        channels=(
+            ChannelConfig(name="pager", url="json://p", min_severity="critical"),
+            ChannelConfig(name="ops", url="json://o", default=True),
+            ChannelConfig(name="quiet", url="json://q", rules=("expiring",)),
+            ChannelConfig(name="done", url="json://d", rules=("expiring",)),
+            ChannelConfig(name="off", url="json://f", enabled=False),
+        )
+    )
+    told = {
+        (3, "pager"): Announced(opened=True),
+        (3, "ops"): Announced(opened=True),
+        (3, "done"): Announced(opened=True, resolved=True),
+        (3, "off"): Announced(opened=True),
+    }
+    row = finding(3, rule="billing_due", severity="critical")
+    plans = plan_digests(state([], [row], told), s, NOW, 1)
+    by_name = {p.channel.name: p for p in plans}
+    assert sorted(by_name) == ["ops", "pager"]
+    for plan in plans:
+        assert [i.e164 for i in plan.digest.resolved] == [row["e164"]]
+        assert [n["event"] for n in plan.notifications] == ["resolved"]
