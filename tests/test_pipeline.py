@@ -350,3 +350,18 @@ def test_resolved_reaches_every_channel_that_was_told_after_routing_changed(
         "did-monitor: 1 new",
         "did-monitor: 1 resolved",
     ]
+
+
+def test_a_rule_switched_off_is_not_announced_to_a_channel_added_later(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, is_trial_number=True)
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, ())  # no channel yet: the finding opens unannounced
+    assert [f.rule for f in store.findings(clock())] == ["trial_number"]
+    clock.advance(days=7)
+    off = RulesConfig.model_validate({"trial_number": {"enabled": False}})
+    out = run(sandbox, store, clock, notifier, rules=off)  # switched off, and a channel added
+    assert out.ok and out.digests == 0 and notifier.sent == []

@@ -29,7 +29,7 @@ from monitor.alerts.outbox import (
 from monitor.config import ChannelConfig, Settings
 from monitor.findings import FindingView, urgency, view
 from monitor.reports import DueWindow, Forecast, forecast
-from monitor.rules import event_rules
+from monitor.rules import event_rules, rule_ids
 from monitor.store import Store
 from monitor.store.db import latest_sweeps
 from monitor.vocab import SEVERITY_RANK, Format
@@ -87,17 +87,23 @@ def plan_digests(
     open findings whose reminder tier is more urgent than the one last announced. Resolved:
     findings resolved by this sweep that the channel had announced (and not yet as resolved),
     whatever the routing says now: a channel told of a problem hears it cleared, though the
-    finding's severity or the channel's filters changed since. A channel with none of these
-    gets nothing. A digest
-    carries ``caveat`` (why the sweep was partial); a partner channel's carries ``notes`` too, as
-    a summary line of its own (numbers with an unreadable date, which may be any customer's).
+    finding's severity or the channel's filters changed since. A channel with none of these gets
+    nothing. Open findings of a rule that is off now (for the finding's account) or gone from the
+    config are left out: lifecycle leaves them open, as they were, but they are neither announced
+    nor counted (still open, rental at risk). A digest carries ``caveat`` (why the sweep was
+    partial); a partner channel's carries ``notes`` too, as a summary line of its own (numbers
+    with an unreadable date, which may be any customer's).
     """
     plans = {c.name: Plan(c) for c in settings.channels if c.enabled}
     if not plans:
         return []
     # Each channel's open numbers, silenced or not, by number: its rental at risk.
     exposed: dict[str, dict[str, FindingView]] = {name: {} for name in plans}
+    tables = {rid: settings.rules.rule(rid) for rid in rule_ids(settings.rules, enabled_only=True)}
     for row in state.open:
+        table = tables.get(row["rule"])
+        if table is None or not table.for_account(row["account_id"]).enabled:
+            continue  # its rule is off (for this account) or gone: left open, not announced
         item = view(row)
         for name in route(settings.channels, row):
             exposed[name].setdefault(item.e164, item)

@@ -9,7 +9,7 @@ from typing import Any
 from monitor.alerts.deliver import send_test
 from monitor.alerts.outbox import AnnounceState
 from monitor.alerts.plan import matches, plan_digests, route
-from monitor.config import AlertsConfig, ChannelConfig, Settings
+from monitor.config import AlertsConfig, ChannelConfig, RulesConfig, Settings
 from monitor.lifecycle import Announced
 from monitor.testing import RecordingNotifier
 
@@ -166,3 +166,32 @@ def test_resolved_goes_to_every_channel_told_of_it_whatever_the_routing_now() ->
     for plan in plans:
         assert [i.e164 for i in plan.digest.resolved] == [row["e164"]]
         assert [n["event"] for n in plan.notifications] == ["resolved"]
+
+
+def test_findings_of_a_rule_switched_off_are_not_planned() -> None:
+    # Lifecycle leaves a switched-off rule's findings open ("left as they were"): a channel not
+    # told of them yet must not hear them as new, nor count them still open or at risk. That
+    # holds for a rule switched off for one account, and for a rule no longer in the config.
+    rules = RulesConfig.model_validate(
+        {
+            "trial_number": {"enabled": False},
+            "blocked": {"override": [{"accounts": ["MA_B"], "enabled": False}]},
+        }
+    )
+    s = Settings(channels=(ChannelConfig(name="c", url="json://x"),), rules=rules)
+    told = {(1, "c"): Announced(opened=True)}
+    rows = [
+        finding(1),  # blocked, announced: still open
+        finding(2, rule="trial_number", severity="info"),  # switched off
+        finding(3, account_id="MA_B"),  # blocked, switched off for MA_B
+        finding(4, rule="gone_custom"),  # a [[rules.custom]] rule since removed
+        finding(5),  # blocked: new
+    ]
+    (plan,) = plan_digests(state(rows, told=told), s, NOW, 9)
+    d = plan.digest
+    assert [i.e164 for i in d.new] == [finding(5)["e164"]]
+    assert d.still_open == 1
+    assert d.at_risk == {"USD": Decimal("3.0")}  # findings 1 and 5
+    assert [n["finding_id"] for n in plan.notifications] == [5]
+    quiet = {**told, (5, "c"): Announced(opened=True)}
+    assert plan_digests(state(rows, told=quiet), s, NOW, 9) == []
