@@ -111,13 +111,14 @@ def plan_digests(
                 continue
             plan = plans[name]
             told = state.told.get((row["id"], name))
-            plan.digest.still_open += 1
             if told is None or not told.opened:
                 plan.digest.new.append(item)
                 plan.notifications.append(_note(row, name, "opened", now))
             elif row["tier"] is not None and (told.tier is None or row["tier"] < told.tier):
                 plan.digest.reminders.append(item)
                 plan.notifications.append(_note(row, name, "reminded", now))
+            else:  # announced and quiet: one of the "other findings still open"
+                plan.digest.still_open += 1
     if settings.alerts.resolved:
         events = event_rules()  # they resolve themselves: "resolved" would be noise
         for row in state.resolved_now:
@@ -131,7 +132,6 @@ def plan_digests(
     out = []
     for plan in plans.values():
         d = plan.digest
-        d.still_open -= len(d.new)
         # A customer's channel learns its own inventory size, never the partner's.
         accounts = plan.channel.accounts
         d.numbers_swept = (

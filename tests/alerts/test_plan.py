@@ -195,3 +195,15 @@ def test_findings_of_a_rule_switched_off_are_not_planned() -> None:
     assert [n["finding_id"] for n in plan.notifications] == [5]
     quiet = {**told, (5, "c"): Announced(opened=True)}
     assert plan_digests(state(rows, told=quiet), s, NOW, 9) == []
+
+
+def test_still_open_counts_only_the_findings_not_listed() -> None:
+    # One reminder, one new, one announced and quiet: only the quiet one is "other, still open".
+    s = Settings(channels=(ChannelConfig(name="c", url="json://x"),))
+    told = {(1, "c"): Announced(opened=True, tier=14), (3, "c"): Announced(opened=True)}
+    rows = [finding(1, tier=7), finding(2), finding(3)]
+    (plan,) = plan_digests(state(rows, told=told), s, NOW, 3)
+    d = plan.digest
+    assert (len(d.new), len(d.reminders), d.still_open) == (1, 1, 1)
+    (only,) = plan_digests(state([finding(1, tier=7)], told=told), s, NOW, 1)
+    assert len(only.digest.reminders) == 1 and only.digest.still_open == 0
