@@ -323,3 +323,45 @@ def test_a_due_date_moved_later_rearms_the_reminders(
     clock.advance(days=15)  # 6 days before the new date: tier 7 is announced again
     run(sandbox, store, clock, notifier, rules=rules)
     assert len(notifier.sent) == 3 and "[7d]" in notifier.sent[-1].body
+
+
+def test_resolved_reaches_every_channel_that_was_told_after_routing_changed(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, next_billing_date="2026-11-27T00:00:00Z")  # 4 days: warning
+    channels = (
+        ChannelConfig(name="pager", url="json://h/1", min_severity="critical"),
+        ChannelConfig(name="ops", url="json://h/2", default=True),
+    )
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, channels)
+    assert [m.title for m in sent_to(notifier, "ops")] == ["did-monitor: 1 new"]
+    clock.advance(days=7)  # past due: critical, the pager's now
+    run(sandbox, store, clock, notifier, channels)
+    assert [m.title for m in sent_to(notifier, "pager")] == ["did-monitor: 1 new"]
+    sandbox.inventory.update(nid, next_billing_date="2027-06-01T00:00:00Z")  # paid
+    clock.advance(days=7)
+    out = run(sandbox, store, clock, notifier, channels)
+    assert out.counts.findings_resolved == 1
+    assert sent_to(notifier, "pager")[-1].title == "did-monitor: 1 resolved"
+    assert [m.title for m in sent_to(notifier, "ops")] == [
+        "did-monitor: 1 new",
+        "did-monitor: 1 resolved",
+    ]
+
+
+def test_a_rule_switched_off_is_not_announced_to_a_channel_added_later(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    sandbox.inventory.update(nid, is_trial_number=True)
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, ())  # no channel yet: the finding opens unannounced
+    assert [f.rule for f in store.findings(clock())] == ["trial_number"]
+    clock.advance(days=7)
+    off = RulesConfig.model_validate({"trial_number": {"enabled": False}})
+    out = run(sandbox, store, clock, notifier, rules=off)  # switched off, and a channel added
+    assert out.ok and out.digests == 0 and notifier.sent == []

@@ -19,7 +19,7 @@ class Digest:
     new: list[FindingView] = field(default_factory=list)
     reminders: list[FindingView] = field(default_factory=list)
     resolved: list[FindingView] = field(default_factory=list)
-    still_open: int = 0
+    still_open: int = 0  # the channel's other open findings: not listed as new or reminders
     numbers_swept: int = 0
     at_risk: dict[str, Decimal] = field(default_factory=dict)
     # Rental of the channel's active numbers falling due in the next 7 days, per currency

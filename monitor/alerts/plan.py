@@ -29,7 +29,7 @@ from monitor.alerts.outbox import (
 from monitor.config import ChannelConfig, Settings
 from monitor.findings import FindingView, urgency, view
 from monitor.reports import DueWindow, Forecast, forecast
-from monitor.rules import event_rules
+from monitor.rules import event_rules, rule_ids
 from monitor.store import Store
 from monitor.store.db import latest_sweeps
 from monitor.vocab import SEVERITY_RANK, Format
@@ -83,18 +83,27 @@ def plan_digests(
 ) -> list[Plan]:
     """Decide what each channel is told after a complete sweep (pure: no I/O).
 
-    New: open, unsilenced findings this channel has not announced. Reminders: open findings whose
-    reminder tier is more urgent than the one last announced. Resolved: findings resolved by this
-    sweep that the channel had announced. A channel with none of these gets nothing. A digest
-    carries ``caveat`` (why the sweep was partial); a partner channel's carries ``notes`` too, as
-    a summary line of its own (numbers with an unreadable date, which may be any customer's).
+    New: open, unsilenced findings routed to this channel that it has not announced. Reminders:
+    open findings whose reminder tier is more urgent than the one last announced. Resolved:
+    findings resolved by this sweep that the channel had announced (and not yet as resolved),
+    whatever the routing says now: a channel told of a problem hears it cleared, though the
+    finding's severity or the channel's filters changed since. A channel with none of these gets
+    nothing. Open findings of a rule that is off now (for the finding's account) or gone from the
+    config are left out: lifecycle leaves them open, as they were, but they are neither announced
+    nor counted (still open, rental at risk). A digest carries ``caveat`` (why the sweep was
+    partial); a partner channel's carries ``notes`` too, as a summary line of its own (numbers
+    with an unreadable date, which may be any customer's).
     """
     plans = {c.name: Plan(c) for c in settings.channels if c.enabled}
     if not plans:
         return []
     # Each channel's open numbers, silenced or not, by number: its rental at risk.
     exposed: dict[str, dict[str, FindingView]] = {name: {} for name in plans}
+    tables = {rid: settings.rules.rule(rid) for rid in rule_ids(settings.rules, enabled_only=True)}
     for row in state.open:
+        table = tables.get(row["rule"])
+        if table is None or not table.for_account(row["account_id"]).enabled:
+            continue  # its rule is off (for this account) or gone: left open, not announced
         item = view(row)
         for name in route(settings.channels, row):
             exposed[name].setdefault(item.e164, item)
@@ -102,27 +111,27 @@ def plan_digests(
                 continue
             plan = plans[name]
             told = state.told.get((row["id"], name))
-            plan.digest.still_open += 1
             if told is None or not told.opened:
                 plan.digest.new.append(item)
                 plan.notifications.append(_note(row, name, "opened", now))
             elif row["tier"] is not None and (told.tier is None or row["tier"] < told.tier):
                 plan.digest.reminders.append(item)
                 plan.notifications.append(_note(row, name, "reminded", now))
+            else:  # announced and quiet: one of the "other findings still open"
+                plan.digest.still_open += 1
     if settings.alerts.resolved:
         events = event_rules()  # they resolve themselves: "resolved" would be noise
         for row in state.resolved_now:
             if row["rule"] in events:
                 continue
-            for name in route(settings.channels, row):
+            for name, plan in plans.items():  # every enabled channel, not just today's route
                 told = state.told.get((row["id"], name))
                 if told is not None and told.opened and not told.resolved:
-                    plans[name].digest.resolved.append(view(row))
-                    plans[name].notifications.append(_note(row, name, "resolved", now))
+                    plan.digest.resolved.append(view(row))
+                    plan.notifications.append(_note(row, name, "resolved", now))
     out = []
     for plan in plans.values():
         d = plan.digest
-        d.still_open -= len(d.new)
         # A customer's channel learns its own inventory size, never the partner's.
         accounts = plan.channel.accounts
         d.numbers_swept = (

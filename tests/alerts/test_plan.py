@@ -9,7 +9,7 @@ from typing import Any
 from monitor.alerts.deliver import send_test
 from monitor.alerts.outbox import AnnounceState
 from monitor.alerts.plan import matches, plan_digests, route
-from monitor.config import AlertsConfig, ChannelConfig, Settings
+from monitor.config import AlertsConfig, ChannelConfig, RulesConfig, Settings
 from monitor.lifecycle import Announced
 from monitor.testing import RecordingNotifier
 
@@ -138,3 +138,72 @@ def test_backoff_never_overflows_a_date() -> None:
     )
     assert backoff(s, 10_000) == timedelta(days=30)
     assert backoff(Settings(), 1) == timedelta(minutes=5)
+
+
+def test_resolved_goes_to_every_channel_told_of_it_whatever_the_routing_now() -> None:
+    # Opened as a warning (ops, the default, was told), then critical (pager was told): once
+    # resolved, both hear it, though only pager matches it now. A channel told it resolved
+    # already, or never told, or switched off, hears nothing.
+    s = Settings(
+        channels=(
+            ChannelConfig(name="pager", url="json://p", min_severity="critical"),
+            ChannelConfig(name="ops", url="json://o", default=True),
+            ChannelConfig(name="quiet", url="json://q", rules=("expiring",)),
+            ChannelConfig(name="done", url="json://d", rules=("expiring",)),
+            ChannelConfig(name="off", url="json://f", enabled=False),
+        )
+    )
+    told = {
+        (3, "pager"): Announced(opened=True),
+        (3, "ops"): Announced(opened=True),
+        (3, "done"): Announced(opened=True, resolved=True),
+        (3, "off"): Announced(opened=True),
+    }
+    row = finding(3, rule="billing_due", severity="critical")
+    plans = plan_digests(state([], [row], told), s, NOW, 1)
+    by_name = {p.channel.name: p for p in plans}
+    assert sorted(by_name) == ["ops", "pager"]
+    for plan in plans:
+        assert [i.e164 for i in plan.digest.resolved] == [row["e164"]]
+        assert [n["event"] for n in plan.notifications] == ["resolved"]
+
+
+def test_findings_of_a_rule_switched_off_are_not_planned() -> None:
+    # Lifecycle leaves a switched-off rule's findings open ("left as they were"): a channel not
+    # told of them yet must not hear them as new, nor count them still open or at risk. That
+    # holds for a rule switched off for one account, and for a rule no longer in the config.
+    rules = RulesConfig.model_validate(
+        {
+            "trial_number": {"enabled": False},
+            "blocked": {"override": [{"accounts": ["MA_B"], "enabled": False}]},
+        }
+    )
+    s = Settings(channels=(ChannelConfig(name="c", url="json://x"),), rules=rules)
+    told = {(1, "c"): Announced(opened=True)}
+    rows = [
+        finding(1),  # blocked, announced: still open
+        finding(2, rule="trial_number", severity="info"),  # switched off
+        finding(3, account_id="MA_B"),  # blocked, switched off for MA_B
+        finding(4, rule="gone_custom"),  # a [[rules.custom]] rule since removed
+        finding(5),  # blocked: new
+    ]
+    (plan,) = plan_digests(state(rows, told=told), s, NOW, 9)
+    d = plan.digest
+    assert [i.e164 for i in d.new] == [finding(5)["e164"]]
+    assert d.still_open == 1
+    assert d.at_risk == {"USD": Decimal("3.0")}  # findings 1 and 5
+    assert [n["finding_id"] for n in plan.notifications] == [5]
+    quiet = {**told, (5, "c"): Announced(opened=True)}
+    assert plan_digests(state(rows, told=quiet), s, NOW, 9) == []
+
+
+def test_still_open_counts_only_the_findings_not_listed() -> None:
+    # One reminder, one new, one announced and quiet: only the quiet one is "other, still open".
+    s = Settings(channels=(ChannelConfig(name="c", url="json://x"),))
+    told = {(1, "c"): Announced(opened=True, tier=14), (3, "c"): Announced(opened=True)}
+    rows = [finding(1, tier=7), finding(2), finding(3)]
+    (plan,) = plan_digests(state(rows, told=told), s, NOW, 3)
+    d = plan.digest
+    assert (len(d.new), len(d.reminders), d.still_open) == (1, 1, 1)
+    (only,) = plan_digests(state([finding(1, tier=7)], told=told), s, NOW, 1)
+    assert len(only.digest.reminders) == 1 and only.digest.still_open == 0
