@@ -41,7 +41,10 @@ def render_body(
             lines = [_line(item, fmt) for _, item in run]
             label = {"new": "New", "reminder": "Reminders"}.get(change)
             w.section(f"{label} ({len(lines)})" if label else "", lines, max_items)
-    w.parts += [f"Still open: {digest.still_open}", f"Numbers swept: {digest.numbers_swept}"]
+    w.parts += [
+        f"Other findings still open: {digest.still_open}",
+        f"Numbers swept: {digest.numbers_swept}",
+    ]
     if digest.caveat:
         w.parts.append(f"⚠ {plain(digest.caveat, fmt)}")
     if digest.notes:

@@ -126,7 +126,7 @@ def test_sections_and_totals() -> None:
     body = render_body(d, "text")
     assert "New (1)" in body and "Reminders (1)" in body and "Resolved (1)" in body
     assert "[7d]" in body
-    assert "Still open: 4" in body and "Numbers swept: 120" in body
+    assert "Other findings still open: 4" in body and "Numbers swept: 120" in body
     assert "300.00 INR" in body and "1.50 USD" in body
 
 
