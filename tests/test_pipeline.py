@@ -323,3 +323,31 @@ def test_a_due_date_moved_later_rearms_the_reminders(
     clock.advance(days=15)  # 6 days before the new date: tier 7 is announced again
     run(sandbox, store, clock, notifier, rules=rules)
     assert len(notifier.sent) == 3 and "[7d]" in notifier.sent[-1].body
+
+
+def test_a_due_date_moved_later_within_its_tier_is_not_announced_again(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
+    rules = RulesConfig(billing_due=DateRuleConfig(within_days=14, reminders=(14, 7, 1)))
+    sandbox.inventory.update(nid, next_billing_date="2026-11-28T00:00:00Z")  # 5 days: tier 7
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert "[7d]" in notifier.sent[-1].body
+    clock.advance(days=1)
+    sandbox.inventory.update(nid, next_billing_date="2026-11-28T09:00:00Z")  # same day, later
+    assert run(sandbox, store, clock, notifier, rules=rules).digests == 0
+    clock.advance(hours=1)
+    sandbox.inventory.update(nid, next_billing_date="2026-11-29T09:00:00Z")  # a day later
+    assert run(sandbox, store, clock, notifier, rules=rules).digests == 0  # still tier 7
+    clock.advance(days=4)  # 1 day before the new date: tier 1 is crossed
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert len(notifier.sent) == 2 and "[1d]" in notifier.sent[-1].body
+    clock.advance(hours=1)
+    sandbox.inventory.update(nid, next_billing_date="2026-12-03T09:00:00Z")  # 5 days: tier 7
+    run(sandbox, store, clock, notifier, rules=rules)  # back out of tier 1: tier 7 anew
+    assert len(notifier.sent) == 3 and "[7d]" in notifier.sent[-1].body
+    clock.advance(days=4)  # tier 1 crossed again, for the new date: announced again
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert len(notifier.sent) == 4 and "[1d]" in notifier.sent[-1].body
