@@ -67,6 +67,9 @@ def decide(
       (switched off in config) are left as they were, not announced as fixed.
     - A draft whose number changed hands (another ``account_id``) resolves the old customer's
       finding and opens the new one's, so each customer hears about their own numbers only.
+      After a complete sweep only: a partial one resolves nothing, so the old customer's
+      finding stays open as it was (one open finding per rule and subject) and the next complete
+      sweep hands it over.
     - Otherwise a draft that shows something new updates its finding; a due date moved back out
       of its reminder tier re-arms it (``rearmed_at = now``): reminder tiers announced before
       count no more, and each is announced again as it is crossed again (the tier it now stands
@@ -81,6 +84,8 @@ def decide(
     for key, draft in drafts.items():
         found = current.get(key)
         if found is not None and found.account_id != draft.account_id:
+            if not complete:
+                continue  # the hand-over resolves the old finding: a complete sweep's to make
             changes.resolved.append(found.id)
             found = None
         if found is None:

@@ -82,12 +82,17 @@ def test_a_due_date_moved_later_rearms_only_the_tiers_it_left() -> None:
     assert rearmed == {1: None, 2: earlier, 3: NOW, 4: NOW, 5: None}
 
 
-def test_a_partial_sweep_resolves_nothing_for_want_of_a_draft() -> None:
-    """It cannot vouch that a problem is gone; a number that changed hands still moves."""
-    drafts = {("billing_due", "moved"): draft("moved", account_id="B")}
-    rows = [open_row(3, "moved"), open_row(4, "unseen")]
+def test_a_partial_sweep_resolves_nothing_not_even_a_number_that_changed_hands() -> None:
+    """It cannot vouch that a problem is gone, and resolves nothing at all: a number that changed
+    hands keeps its old customer's finding, untouched, until a complete sweep moves it."""
+    drafts = {
+        ("billing_due", "moved"): draft("moved", account_id="B", due_at=DUE + timedelta(days=1)),
+        ("billing_due", "shown"): draft("shown", due_at=DUE + timedelta(days=1)),
+    }
+    rows = [open_row(3, "moved"), open_row(4, "unseen"), open_row(5, "shown")]
     changes = decide(drafts, rows, ["billing_due"], NOW, complete=False)
-    assert changes.resolved == [3] and [d.subject for d in changes.opened] == ["moved"]
+    assert changes.resolved == [] and changes.opened == []
+    assert [fid for fid, _ in changes.updated] == [5]  # what it did read still updates
 
 
 def test_told_folds_notifications_and_forgets_tiers_from_before_a_rearm() -> None:

@@ -306,6 +306,39 @@ def test_a_number_changing_hands_moves_its_finding(
     assert open_finding.account_id == "MA_NEWOWNER"
 
 
+def test_a_partial_sweep_leaves_a_number_that_changed_hands_to_the_next_complete_one(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid, unreadable = list(sandbox.inventory.ids())[:2]
+    at = sandbox.inventory.index_of(unreadable)
+    sandbox.inventory.update(nid, is_blocked=True, account_id="MA_OLDOWNER")
+    channels = (
+        ChannelConfig(name="old", url="json://h/o", accounts=("MA_OLDOWNER",)),
+        ChannelConfig(name="new", url="json://h/n", accounts=("MA_NEWOWNER",)),
+    )
+    notifier = RecordingNotifier()
+    quiet = RulesConfig(changed=ChangedConfig(enabled=False))
+    run(sandbox, store, clock, notifier, channels, rules=quiet)
+    sandbox.inventory.update(nid, account_id="MA_NEWOWNER")
+    sandbox.inventory.update(at, id=None)  # one item unreadable: a partial sweep
+    clock.advance(days=1)
+    out = run(sandbox, store, clock, notifier, channels, rules=quiet)
+    assert out.partial and "nothing was resolved" in out.partial
+    assert out.counts.findings_resolved == 0 and out.counts.findings_opened == 0
+    (still,) = store.findings(clock())
+    assert still.account_id == "MA_OLDOWNER"  # not resolved, not handed over yet
+    assert not any("resolved" in m.title for m in notifier.sent)
+    sandbox.inventory.update(at, id=unreadable)
+    clock.advance(days=1)
+    out = run(sandbox, store, clock, notifier, channels, rules=quiet)  # complete: it moves now
+    assert out.partial is None and out.counts.findings_resolved == 1
+    assert [m.title for m in sent_to(notifier, "old")][-1] == "did-monitor: 1 resolved"
+    assert [m.title for m in sent_to(notifier, "new")] == ["did-monitor: 1 new"]
+    (moved,) = store.findings(clock())
+    assert moved.account_id == "MA_NEWOWNER"
+
+
 def test_a_due_date_moved_later_rearms_the_reminders(
     sandbox: Sandbox, store: Store, clock: FakeClock
 ) -> None:
