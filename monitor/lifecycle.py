@@ -67,8 +67,14 @@ def decide(
       (switched off in config) are left as they were, not announced as fixed.
     - A draft whose number changed hands (another ``account_id``) resolves the old customer's
       finding and opens the new one's, so each customer hears about their own numbers only.
-    - Otherwise a draft that shows something new updates its finding; a due date moved later
-      re-arms it (``rearmed_at = now``): reminder tiers announced before count no more.
+      After a complete sweep only: a partial one resolves nothing, so the old customer's
+      finding stays open as it was (one open finding per rule and subject) and the next complete
+      sweep hands it over.
+    - Otherwise a draft that shows something new updates its finding; a due date moved back out
+      of its reminder tier re-arms it (``rearmed_at = now``): reminder tiers announced before
+      count no more, and each is announced again as it is crossed again (the tier it now stands
+      at included: it was left and is entered anew). A date moved later within its tier (the
+      same day, or a day later still short of the next tier) re-arms nothing.
     """
     rules = set(evaluated_rules)
     current = {(f.rule, f.subject): f for f in open_findings if f.rule in rules}
@@ -78,6 +84,8 @@ def decide(
     for key, draft in drafts.items():
         found = current.get(key)
         if found is not None and found.account_id != draft.account_id:
+            if not complete:
+                continue  # the hand-over resolves the old finding: a complete sweep's to make
             changes.resolved.append(found.id)
             found = None
         if found is None:
@@ -86,13 +94,20 @@ def decide(
         shown = _shown(draft)
         if shown == _shown(found):
             continue
-        moved_out = (
-            draft.due_at is not None and found.due_at is not None and draft.due_at > found.due_at
-        )
         values = dict(zip(_SHOWN, shown, strict=True), tags=list(draft.tags))
-        values["rearmed_at"] = now if moved_out else found.rearmed_at
+        values["rearmed_at"] = now if _left_its_tier(found, draft) else found.rearmed_at
         changes.updated.append((found.id, values))
     return changes
+
+
+def _left_its_tier(found: OpenFinding, draft: FindingDraft) -> bool:
+    """Whether the due date moved later and out of the reminder tier the finding stood at (to a
+    less urgent one, or past every tier). The tier is the rule's count of days left, made in
+    ``rules.timezone``: a date moved within its day, or within its tier, has crossed nothing."""
+    later = draft.due_at is not None and found.due_at is not None and draft.due_at > found.due_at
+    if not later or found.tier is None:
+        return False  # no tier reached yet: nothing announced that could count again
+    return draft.tier is None or draft.tier > found.tier
 
 
 @dataclass

@@ -43,7 +43,7 @@ def test_a_complete_sweep_opens_updates_rearms_and_resolves() -> None:
     drafts = {
         ("billing_due", "new"): draft("new"),
         ("billing_due", "same"): draft("same"),
-        ("billing_due", "later"): draft("later", due_at=DUE + timedelta(days=30)),
+        ("billing_due", "later"): draft("later", due_at=DUE + timedelta(days=30), tier=None),
         ("billing_due", "moved"): draft("moved", account_id="B"),
     }
     rows = [
@@ -59,12 +59,40 @@ def test_a_complete_sweep_opens_updates_rearms_and_resolves() -> None:
     assert sorted(changes.resolved) == [3, 4]  # changed hands, and no longer flagged
 
 
-def test_a_partial_sweep_resolves_nothing_for_want_of_a_draft() -> None:
-    """It cannot vouch that a problem is gone; a number that changed hands still moves."""
-    drafts = {("billing_due", "moved"): draft("moved", account_id="B")}
-    rows = [open_row(3, "moved"), open_row(4, "unseen")]
+def test_a_due_date_moved_later_rearms_only_the_tiers_it_left() -> None:
+    """A tier is announced again only once it is crossed again: a date moved later in its tier
+    (the same day, or a later one) re-arms nothing; one moved back past a tier re-arms."""
+    drafts = {
+        ("billing_due", "hours"): draft("hours", due_at=DUE + timedelta(hours=9)),  # same day
+        ("billing_due", "day"): draft("day", due_at=DUE + timedelta(days=1)),  # 6 days: tier 7
+        ("billing_due", "tier"): draft("tier", due_at=DUE + timedelta(days=5), tier=14),
+        ("billing_due", "out"): draft("out", due_at=DUE + timedelta(days=30), tier=None),
+        ("billing_due", "nearer"): draft("nearer", due_at=DUE - timedelta(days=4), tier=1),
+    }
+    earlier = NOW - timedelta(days=20)
+    rows = [
+        open_row(1, "hours"),
+        open_row(2, "day", rearmed_at=earlier),  # a re-arm of before is kept as it was
+        open_row(3, "tier"),
+        open_row(4, "out"),
+        open_row(5, "nearer"),
+    ]
+    changes = decide(drafts, rows, ["billing_due"], NOW)
+    rearmed = {fid: values["rearmed_at"] for fid, values in changes.updated}
+    assert rearmed == {1: None, 2: earlier, 3: NOW, 4: NOW, 5: None}
+
+
+def test_a_partial_sweep_resolves_nothing_not_even_a_number_that_changed_hands() -> None:
+    """It cannot vouch that a problem is gone, and resolves nothing at all: a number that changed
+    hands keeps its old customer's finding, untouched, until a complete sweep moves it."""
+    drafts = {
+        ("billing_due", "moved"): draft("moved", account_id="B", due_at=DUE + timedelta(days=1)),
+        ("billing_due", "shown"): draft("shown", due_at=DUE + timedelta(days=1)),
+    }
+    rows = [open_row(3, "moved"), open_row(4, "unseen"), open_row(5, "shown")]
     changes = decide(drafts, rows, ["billing_due"], NOW, complete=False)
-    assert changes.resolved == [3] and [d.subject for d in changes.opened] == ["moved"]
+    assert changes.resolved == [] and changes.opened == []
+    assert [fid for fid, _ in changes.updated] == [5]  # what it did read still updates
 
 
 def test_told_folds_notifications_and_forgets_tiers_from_before_a_rearm() -> None:

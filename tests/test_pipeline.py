@@ -306,6 +306,39 @@ def test_a_number_changing_hands_moves_its_finding(
     assert open_finding.account_id == "MA_NEWOWNER"
 
 
+def test_a_partial_sweep_leaves_a_number_that_changed_hands_to_the_next_complete_one(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid, unreadable = list(sandbox.inventory.ids())[:2]
+    at = sandbox.inventory.index_of(unreadable)
+    sandbox.inventory.update(nid, is_blocked=True, account_id="MA_OLDOWNER")
+    channels = (
+        ChannelConfig(name="old", url="json://h/o", accounts=("MA_OLDOWNER",)),
+        ChannelConfig(name="new", url="json://h/n", accounts=("MA_NEWOWNER",)),
+    )
+    notifier = RecordingNotifier()
+    quiet = RulesConfig(changed=ChangedConfig(enabled=False))
+    run(sandbox, store, clock, notifier, channels, rules=quiet)
+    sandbox.inventory.update(nid, account_id="MA_NEWOWNER")
+    sandbox.inventory.update(at, id=None)  # one item unreadable: a partial sweep
+    clock.advance(days=1)
+    out = run(sandbox, store, clock, notifier, channels, rules=quiet)
+    assert out.partial and "nothing was resolved" in out.partial
+    assert out.counts.findings_resolved == 0 and out.counts.findings_opened == 0
+    (still,) = store.findings(clock())
+    assert still.account_id == "MA_OLDOWNER"  # not resolved, not handed over yet
+    assert not any("resolved" in m.title for m in notifier.sent)
+    sandbox.inventory.update(at, id=unreadable)
+    clock.advance(days=1)
+    out = run(sandbox, store, clock, notifier, channels, rules=quiet)  # complete: it moves now
+    assert out.partial is None and out.counts.findings_resolved == 1
+    assert [m.title for m in sent_to(notifier, "old")][-1] == "did-monitor: 1 resolved"
+    assert [m.title for m in sent_to(notifier, "new")] == ["did-monitor: 1 new"]
+    (moved,) = store.findings(clock())
+    assert moved.account_id == "MA_NEWOWNER"
+
+
 def test_a_due_date_moved_later_rearms_the_reminders(
     sandbox: Sandbox, store: Store, clock: FakeClock
 ) -> None:
@@ -325,11 +358,16 @@ def test_a_due_date_moved_later_rearms_the_reminders(
     assert len(notifier.sent) == 3 and "[7d]" in notifier.sent[-1].body
 
 
+<<<<<<< HEAD
 def test_resolved_reaches_every_channel_that_was_told_after_routing_changed(
+=======
+def test_a_due_date_moved_later_within_its_tier_is_not_announced_again(
+>>>>>>> fix-life
     sandbox: Sandbox, store: Store, clock: FakeClock
 ) -> None:
     healthy(sandbox)
     nid = next(iter(sandbox.inventory.ids()))
+<<<<<<< HEAD
     sandbox.inventory.update(nid, next_billing_date="2026-11-27T00:00:00Z")  # 4 days: warning
     channels = (
         ChannelConfig(name="pager", url="json://h/1", min_severity="critical"),
@@ -365,3 +403,26 @@ def test_a_rule_switched_off_is_not_announced_to_a_channel_added_later(
     off = RulesConfig.model_validate({"trial_number": {"enabled": False}})
     out = run(sandbox, store, clock, notifier, rules=off)  # switched off, and a channel added
     assert out.ok and out.digests == 0 and notifier.sent == []
+=======
+    rules = RulesConfig(billing_due=DateRuleConfig(within_days=14, reminders=(14, 7, 1)))
+    sandbox.inventory.update(nid, next_billing_date="2026-11-28T00:00:00Z")  # 5 days: tier 7
+    notifier = RecordingNotifier()
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert "[7d]" in notifier.sent[-1].body
+    clock.advance(days=1)
+    sandbox.inventory.update(nid, next_billing_date="2026-11-28T09:00:00Z")  # same day, later
+    assert run(sandbox, store, clock, notifier, rules=rules).digests == 0
+    clock.advance(hours=1)
+    sandbox.inventory.update(nid, next_billing_date="2026-11-29T09:00:00Z")  # a day later
+    assert run(sandbox, store, clock, notifier, rules=rules).digests == 0  # still tier 7
+    clock.advance(days=4)  # 1 day before the new date: tier 1 is crossed
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert len(notifier.sent) == 2 and "[1d]" in notifier.sent[-1].body
+    clock.advance(hours=1)
+    sandbox.inventory.update(nid, next_billing_date="2026-12-03T09:00:00Z")  # 5 days: tier 7
+    run(sandbox, store, clock, notifier, rules=rules)  # back out of tier 1: tier 7 anew
+    assert len(notifier.sent) == 3 and "[7d]" in notifier.sent[-1].body
+    clock.advance(days=4)  # tier 1 crossed again, for the new date: announced again
+    run(sandbox, store, clock, notifier, rules=rules)
+    assert len(notifier.sent) == 4 and "[1d]" in notifier.sent[-1].body
+>>>>>>> fix-life
