@@ -358,16 +358,11 @@ def test_a_due_date_moved_later_rearms_the_reminders(
     assert len(notifier.sent) == 3 and "[7d]" in notifier.sent[-1].body
 
 
-<<<<<<< HEAD
 def test_resolved_reaches_every_channel_that_was_told_after_routing_changed(
-=======
-def test_a_due_date_moved_later_within_its_tier_is_not_announced_again(
->>>>>>> fix-life
     sandbox: Sandbox, store: Store, clock: FakeClock
 ) -> None:
     healthy(sandbox)
     nid = next(iter(sandbox.inventory.ids()))
-<<<<<<< HEAD
     sandbox.inventory.update(nid, next_billing_date="2026-11-27T00:00:00Z")  # 4 days: warning
     channels = (
         ChannelConfig(name="pager", url="json://h/1", min_severity="critical"),
@@ -403,7 +398,13 @@ def test_a_rule_switched_off_is_not_announced_to_a_channel_added_later(
     off = RulesConfig.model_validate({"trial_number": {"enabled": False}})
     out = run(sandbox, store, clock, notifier, rules=off)  # switched off, and a channel added
     assert out.ok and out.digests == 0 and notifier.sent == []
-=======
+
+
+def test_a_due_date_moved_later_within_its_tier_is_not_announced_again(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    healthy(sandbox)
+    nid = next(iter(sandbox.inventory.ids()))
     rules = RulesConfig(billing_due=DateRuleConfig(within_days=14, reminders=(14, 7, 1)))
     sandbox.inventory.update(nid, next_billing_date="2026-11-28T00:00:00Z")  # 5 days: tier 7
     notifier = RecordingNotifier()
@@ -425,4 +426,3 @@ def test_a_rule_switched_off_is_not_announced_to_a_channel_added_later(
     clock.advance(days=4)  # tier 1 crossed again, for the new date: announced again
     run(sandbox, store, clock, notifier, rules=rules)
     assert len(notifier.sent) == 4 and "[1d]" in notifier.sent[-1].body
->>>>>>> fix-life
