@@ -212,7 +212,8 @@ def findings(state: State, as_json: bool, show_all: bool, wide: bool, columns: s
         return
     rows = [r for b in batches for r in b]
     silenced = 0 if show_all else sum(store.silenced_counts(now).values())
-    display.print_findings(rows, silenced=silenced, wide=wide, only=only)
+    zone = state.settings.rules_zone
+    display.print_findings(rows, silenced=silenced, tz=zone, wide=wide, only=only)
 
 
 @command()

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from itertools import groupby
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
@@ -34,7 +34,7 @@ from rich.text import Text
 
 from monitor.config import LoadedConfig, redacted
 from monitor.errors import ConfigError
-from monitor.findings import FindingView, as_json, number_text
+from monitor.findings import FindingView, as_json, due_day, number_text
 from monitor.redact import ScrubbingStream
 from monitor.reports import COST_FIELDS, DIFF_FIELDS, DUE_FIELDS, INVENTORY_FIELDS
 from monitor.vocab import csv_cell, day_text, iso, money_text, shade, tty, when_text
@@ -106,6 +106,12 @@ def shown(value: Any) -> str:
 
 def _day(value: Any) -> str:
     return day_text(value) or "—"
+
+
+def _due(tz: tzinfo) -> Column:
+    """The findings table's due column: each finding's due day in the rules' time zone ``tz``
+    (``findings.due_day``), the day its message names."""
+    return Column("due", lambda r: due_day(r, tz) or "—")
 
 
 def _money(value: Any) -> str:
@@ -264,7 +270,7 @@ FINDINGS = Spec(
         Column("first seen", show=_day),
         Column("message", free_text=True),
         Column("last seen", show=_day),
-        Column("due", lambda r: _day(r.due_at)),
+        _due(UTC),  # print_findings shows it in the rules' time zone
         Column(
             "finding",
             lambda r: f"[bold]{tty(r.rule)}[/]\n{tty(r.message)}",
@@ -366,15 +372,21 @@ REPORTS = {
 
 
 def print_findings(
-    rows: Sequence[FindingView], silenced: int = 0, compact: bool = False, **view: Any
+    rows: Sequence[FindingView],
+    silenced: int = 0,
+    compact: bool = False,
+    tz: tzinfo = UTC,
+    **view: Any,
 ) -> None:
-    """Findings as a table, in the order given (``compact``: without state and first seen);
-    then how many ``silenced`` ones were left out."""
+    """Findings as a table, in the order given (``compact``: without state and first seen), due
+    days in the rules' time zone ``tz`` (``settings.rules_zone``); then how many ``silenced``
+    ones were left out."""
     if not rows:
         out.print("no findings")
     else:
         states = Counter(r.state for r in rows)
-        spec, title = FINDINGS, f"{len(rows)} open finding(s)"
+        columns = tuple(_due(tz) if c.name == "due" else c for c in FINDINGS.columns)
+        spec, title = replace(FINDINGS, columns=columns), f"{len(rows)} open finding(s)"
         if set(states) != {"open"}:
             spec = replace(spec, narrow=("state", *spec.narrow))
             counts = (f"{states[s]} {s}" for s in ("open", "silenced", "resolved") if states[s])

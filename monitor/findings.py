@@ -13,7 +13,7 @@ import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -113,9 +113,16 @@ def urgency(item: FindingView) -> tuple[int, int, datetime, str, str]:
     )
 
 
-def days_left(item: FindingView, now: datetime | None) -> int | None:
-    """Whole days from ``now`` to the finding's due date (negative once past)."""
-    return vocab.days_left(item.due_at, now)
+def days_left(item: FindingView, now: datetime | None, tz: tzinfo) -> int | None:
+    """Whole days from ``now`` to the finding's due date (negative once past), counted in the
+    rules' time zone ``tz`` (``settings.rules_zone``) as the rule that wrote its message did."""
+    return vocab.days_left(item.due_at, now, tz)
+
+
+def due_day(item: FindingView, tz: tzinfo) -> str:
+    """The finding's due day ("" for none) in the rules' time zone ``tz``: the day its message
+    names."""
+    return vocab.day_text(item.due_at, tz)
 
 
 def as_json(item: FindingView) -> dict[str, Any]:

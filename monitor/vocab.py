@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -97,10 +97,11 @@ def when_text(value: datetime | None) -> str:
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if value is not None else ""
 
 
-def day_text(value: date | datetime | None) -> str:
-    """A calendar day: ``2026-12-05`` ("" for none); a time's day in UTC."""
+def day_text(value: date | datetime | None, tz: tzinfo = UTC) -> str:
+    """A calendar day: ``2026-12-05`` ("" for none); a time's day in ``tz``. A due day is shown
+    in the rules' time zone (``settings.rules_zone``), the day the rule's message names."""
     if isinstance(value, datetime):
-        value = value.astimezone(UTC)
+        value = value.astimezone(tz)
     return f"{value:%Y-%m-%d}" if value is not None else ""
 
 
@@ -109,11 +110,13 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def days_left(due: datetime | None, now: datetime | None) -> int | None:
-    """Whole days from ``now`` to ``due`` (negative once past); None without both."""
+def days_left(due: datetime | None, now: datetime | None, tz: tzinfo) -> int | None:
+    """Whole days from ``now`` to ``due`` (negative once past), both read as calendar days in
+    ``tz``: the rules' time zone (``settings.rules_zone``), counted as the rules count them
+    (``RuleContext.today`` and ``local_date``); None without both."""
     if due is None or now is None:
         return None
-    return (due.date() - now.date()).days
+    return (due.astimezone(tz).date() - now.astimezone(tz).date()).days
 
 
 def due_text(days: int | None, *, short: bool = False) -> str:

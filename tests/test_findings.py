@@ -4,11 +4,13 @@ and the dashboard) tells the same money, dates and severity in each."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -21,8 +23,14 @@ from monitor.alerts.chat import render_body
 from monitor.alerts.digest import Digest
 from monitor.alerts.email import findings_csv, render_document
 from monitor.alerts.slack import build
+from monitor.config import ChannelConfig, RulesConfig
 from monitor.findings import FindingView, as_json, view
+from monitor.model import parse_number
+from monitor.pipeline import run_cycle
+from monitor.rules import RuleContext, evaluate
+from monitor.sandbox import Sandbox
 from monitor.store import ACCOUNTS, FINDINGS, Store
+from monitor.testing import RecordingNotifier
 from monitor.web.app import build_app
 from monitor.web.views import Dashboard
 from tests.conftest import FakeClock, make_settings
@@ -127,6 +135,115 @@ def test_the_same_money_dates_and_severity_in_every_output(
         assert not re.search(r"\b12/12/2026\b|\b2026-12-12T00:00:00(?!Z)", text), name
 
 
+KOLKATA = ZoneInfo("Asia/Kolkata")
+
+
+@pytest.fixture
+def kolkata_stored(sqlite_store: Store) -> FindingView:
+    """A billing_due finding as the rule writes it with ``rules.timezone = "Asia/Kolkata"``:
+    billing at 20:00 UTC on 2026-12-10, which is 01:30 on the 11th there; at ``NOW`` (15:00 on
+    the 5th there) that is 6 days away, while UTC's days would say the 10th and 5 days."""
+    billing = datetime(2026, 12, 10, 20, tzinfo=UTC)
+    rec = parse_number(
+        {"id": "PN_9", "e164": "+919800000009", "account_id": "MA_ACME", "status": "active"}
+        | {"application_id": "app", "next_billing_date": vocab.iso(billing)}
+    )
+    assert rec is not None
+    ctx = RuleContext(now=NOW, config=RulesConfig(timezone="Asia/Kolkata"), tz=KOLKATA)
+    (draft,) = [d for d in evaluate([rec], ctx) if d.rule == "billing_due"]
+    assert draft.message == "next billing in 6 day(s), on 2026-12-11" and draft.due_at == billing
+    sweep = sqlite_store.start_sweep(FIRST_SEEN, "manual")
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(FINDINGS).values(
+                rule=draft.rule,
+                subject=draft.subject,
+                number_id=draft.number_id,
+                e164=draft.e164,
+                account_id=draft.account_id,
+                severity="critical",
+                state="open",
+                message=draft.message,
+                due_at=draft.due_at,
+                tier=draft.tier,
+                tags=[],
+                first_seen=FIRST_SEEN,
+                last_seen=FIRST_SEEN,
+                opened_sweep_id=sweep,
+            )
+        )
+    (finding,) = sqlite_store.findings(NOW)
+    return finding
+
+
+def test_every_output_counts_days_in_the_rules_time_zone(
+    kolkata_stored: FindingView, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug: with ``rules.timezone`` east of UTC the finding said "in 6 day(s), on
+    2026-12-11" while the email, its CSV, Slack and the findings table said the 10th, 5 days
+    left (UTC's days). Every output counts the rules' days now."""
+    stored = kolkata_stored
+    digest = Digest(new=[stored], swept_at=NOW, tz=KOLKATA)
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    monkeypatch.setattr(display, "out", console)
+    display.print_findings([stored], only=["number", "due", "message"], tz=KOLKATA)
+    table = console.file.getvalue()  # type: ignore[attr-defined]
+    csv_text = findings_csv(digest)
+    outputs = {
+        "table": table,
+        "csv": csv_text,
+        "email": render_document(digest, "html").body,
+        "text email": render_document(digest, "text").body,
+        "slack": json.dumps(build(digest, "title"), ensure_ascii=False),
+        "chat": render_body(digest, "markdown"),
+    }
+    for name, text in outputs.items():
+        assert "next billing in 6 day(s), on 2026-12-11" in text, name
+        for wrong in ("2026-12-10", "5 day", "5d left"):
+            assert wrong not in text, (name, wrong)
+    (row,) = csv.DictReader(io.StringIO(csv_text))
+    assert row["due_date"] == "2026-12-11" and row["days_left"] == "6"
+    assert "2026-12-11 (6d left)" in outputs["slack"]
+    for name in ("email", "text email"):
+        assert "2026-12-11" in outputs[name].replace(stored.message, ""), name
+        assert "6 days left" in outputs[name], name
+    assert re.search(r"2026-12-11 \W+ next billing in 6 day", table)
+    # For machines, the exact moment in UTC: ``--json`` (and the dashboard names it UTC).
+    assert as_json(stored)["due_at"] == "2026-12-10T20:00:00Z"
+    dashboard = _dashboard_page(sqlite_store, rules={"timezone": "Asia/Kolkata"})
+    assert stored.message in dashboard and "2026-12-10 20:00 UTC" in dashboard
+
+
+def test_a_digest_sent_after_a_sweep_counts_days_in_the_rules_time_zone(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    """Through a sweep: the digest the pipeline composes is told the rules' time zone."""
+    number_id = next(iter(sandbox.inventory.ids()))
+    item = sandbox.inventory.update(number_id, next_billing_date="2026-11-24T20:00:00Z")
+    e164 = item["e164"]
+    notifier = RecordingNotifier()
+    channels = (
+        ChannelConfig(name="slack", url="slack://T000AAAA/B000BBBB/XXXXXXXXXXXXXXXXXXXXXXXX"),
+    )
+    settings = make_settings(
+        sandbox, sqlite_store.url, channels, rules={"timezone": "Asia/Kolkata"}
+    )
+    run_cycle(settings, sqlite_store, notifier, clock=clock)  # at 2026-11-23 12:00 UTC
+    (sent,) = notifier.sent
+    lines = [
+        block["text"]["text"]
+        for block in sent.parts["slack"]["blocks"]
+        if "text" in block and "billing_due" in block["text"]["text"]
+    ]
+    (line,) = [
+        part
+        for text in lines
+        for part in text.split("\n")
+        if e164 in part and "billing_due" in part
+    ]
+    assert "next billing in 2 day(s), on 2026-11-25 · 2026-11-25 (2d left)" in line
+
+
 def test_json_money_is_plain_text_not_an_exponent(stored: FindingView) -> None:
     """The bug the issue found: a fee of 100 printed as "1E+2"."""
     assert as_json(stored)["monthly_fee"] == "100.00"
@@ -182,12 +299,13 @@ def _row(finding: FindingView) -> dict[str, object]:
     }
 
 
-def _dashboard_page(store: Store) -> str:
+def _dashboard_page(store: Store, **sections: object) -> str:
+    settings = make_settings(None, store.url, **sections)
     app = build_app(
         health=lambda: (True, {}),
         ready=lambda: (True, {}),
         registry=CollectorRegistry(),
-        dashboard=Dashboard(store, make_settings(None, store.url), clock=FakeClock(NOW)),
+        dashboard=Dashboard(store, settings, clock=FakeClock(NOW)),
     )
     with TestClient(app) as client:
         page = client.get("/findings")

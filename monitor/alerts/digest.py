@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
 from monitor.findings import FindingView, urgency
@@ -27,6 +27,9 @@ class Digest:
     due_soon: dict[str, Decimal] = field(default_factory=dict)
     due_undated: int = 0
     swept_at: datetime | None = None
+    # The time zone days are counted in (``settings.rules_zone``): each finding's due day and
+    # days left, counted from ``swept_at``, read as its rule's message counts them.
+    tz: tzinfo = UTC
     # Set when the sweep was partial: what it could not read, and that nothing was resolved.
     caveat: str = ""
     # What a sweep (complete or not) read but could not check: numbers with an unreadable date

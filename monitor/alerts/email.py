@@ -17,18 +17,19 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
+import jinja2.runtime
 from jinja2.sandbox import SandboxedEnvironment
 
 from monitor import vocab
 from monitor.alerts.digest import Digest, due_soon_text, ordered_items, section, summary
 from monitor.errors import ConfigError
-from monitor.findings import FindingView, days_left, number_text
+from monitor.findings import FindingView, days_left, due_day, number_text
 from monitor.redact import scrub
 from monitor.vocab import SEVERITIES, dashboard_link, money_text, one_line
 
@@ -46,6 +47,14 @@ def _money(value: Decimal | None, currency: str | None = None) -> str:
     """``vocab.money_text``: exact, at least two decimals, then the currency's code if given:
     1.5 → "1.50", ``amount|money("xof")`` → "300.00 XOF"."""
     return "" if value is None else money_text(value, currency)
+
+
+@jinja2.pass_context
+def _date(context: jinja2.runtime.Context, value: date | datetime | None) -> str:
+    """``vocab.day_text``: a day as ``2026-12-05``; a time's day in the rules' time zone (the
+    digest's ``tz``), the day a finding's message names."""
+    tz = context.get("tz")
+    return vocab.day_text(value, tz if isinstance(tz, tzinfo) else UTC)
 
 
 def _plural(count: int, one: str, many: str | None = None) -> str:
@@ -73,7 +82,7 @@ def environment(
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(money=_money, date=vocab.day_text, when=vocab.when_text, plural=_plural)
+    env.filters.update(money=_money, date=_date, when=vocab.when_text, plural=_plural)
     return env
 
 
@@ -190,10 +199,8 @@ def _clean(value: object) -> str:
     return text if len(text) <= 120 else text[:119] + "…"
 
 
-def _row(
-    item: FindingView, change: str, now: datetime | None, dashboard_url: str
-) -> dict[str, object]:
-    days = days_left(item, now)
+def _row(item: FindingView, change: str, digest: Digest, dashboard_url: str) -> dict[str, object]:
+    days = days_left(item, digest.swept_at, digest.tz)
     linked = dashboard_url and item.has_number
     return {
         "change": change,
@@ -203,7 +210,7 @@ def _row(
         "account_id": _clean(item.account_id) if item.account_name else "",
         "rule": _clean(item.rule),
         "what": _clean(item.message),
-        "due": vocab.day_text(item.due_at),
+        "due": due_day(item, digest.tz),
         "days_left": days,
         "when": vocab.due_text(days),
         "tier": item.tier,
@@ -241,6 +248,7 @@ def _counts(digest: Digest, prefix: str) -> dict[str, object]:
     """What every template is given: the prefix, the summary and its counts."""
     return {
         "prefix": one_line(prefix),
+        "tz": digest.tz,  # the rules' time zone: the one the ``date`` filter counts days in
         "summary": summary(digest),
         "new": len(digest.new),
         "reminders": len(digest.reminders),
@@ -265,7 +273,7 @@ def _context(
         for key, total in Counter(section(change, item) for change, item in items).items()
     }
     for change, item in items[:max_rows]:
-        row = _row(item, change, digest.swept_at, dashboard_url)
+        row = _row(item, change, digest, dashboard_url)
         sections[section(change, item)]["rows"].append(row)
     announced = digest.announced
     by_rule = Counter(_clean(it.rule) for it in announced)
@@ -362,7 +370,7 @@ def findings_csv(digest: Digest) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    now = digest.swept_at
+    now, tz = digest.swept_at, digest.tz
     for change, item in ordered_items(digest):
         writer.writerow(
             vocab.csv_cell(v)
@@ -374,8 +382,8 @@ def findings_csv(digest: Digest) -> str:
                 item.account_id,
                 item.account_name or "",
                 item.message,
-                vocab.day_text(item.due_at),
-                days_left(item, now),
+                due_day(item, tz),
+                days_left(item, now, tz),
                 item.tier,
                 None if item.monthly_fee is None else money_text(item.monthly_fee),
                 item.currency,

@@ -137,7 +137,7 @@ def plan_digests(
         d.numbers_swept = (
             sum((per_account or {}).get(a, 0) for a in accounts) if accounts else numbers_swept
         )
-        d.swept_at = now
+        d.swept_at, d.tz = now, settings.rules_zone
         d.caveat = caveat
         d.notes = "" if accounts else notes
         d.at_risk = rental_at_risk(list(exposed[plan.channel.name].values()))

@@ -13,11 +13,10 @@ from collections import Counter
 from typing import Any
 
 from monitor.alerts.digest import HEADINGS, Digest, due_soon_text, ordered_items, section, summary
-from monitor.findings import FindingView, days_left, number_text
+from monitor.findings import FindingView, days_left, due_day, number_text
 from monitor.vocab import (
     SEVERITIES,
     dashboard_link,
-    day_text,
     due_text,
     escape,
     money_list,
@@ -44,9 +43,9 @@ def _line(change: str, item: FindingView, digest: Digest) -> str:
         account = f"{escape(item.account_name, 'slack')} {account}"
     subject = escape(number_text(item), "slack")
     parts = [f"• {subject} *{_words(item.rule)}* {account}: {_words(item.message)}"]
-    days = days_left(item, digest.swept_at)
+    days = days_left(item, digest.swept_at, digest.tz)
     if item.due_at is not None and days is not None:
-        parts.append(f"{day_text(item.due_at)} ({due_text(days, short=True)})")
+        parts.append(f"{due_day(item, digest.tz)} ({due_text(days, short=True)})")
     if change == "reminder":
         parts.append(f"reminder{f' {item.tier}d' if item.tier is not None else ''}")
     if item.tags:

@@ -3,15 +3,24 @@ config error naming the file, and a template that fails while rendering falls ba
 
 from __future__ import annotations
 
+import csv
+import io
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from monitor.alerts.digest import Digest
-from monitor.alerts.email import PACKAGED, TEMPLATE_NAMES, render_document, render_texts
+from monitor.alerts.email import (
+    PACKAGED,
+    TEMPLATE_NAMES,
+    findings_csv,
+    render_document,
+    render_texts,
+)
 from monitor.config import load
 from monitor.errors import ConfigError
 from monitor.findings import FindingView
@@ -90,6 +99,27 @@ def test_a_template_failing_at_render_time_falls_back_to_the_packaged_one(
     body = render_document(DIGEST, "html", templates_dir=tmp_path).body
     assert "+911" in body and "<table" in body
     assert "digest.html" in caplog.text and "packaged" in caplog.text
+
+
+def test_due_days_and_the_date_filter_count_in_the_rules_time_zone(tmp_path: Path) -> None:
+    """The bug: with ``rules.timezone = "Asia/Kolkata"`` a billing at 20:00 UTC on the 24th
+    (01:30 on the 25th there) read "in 2 day(s), on 2026-11-25" in the finding's message, and
+    "2026-11-24, 1 day left" in the email's row and its CSV."""
+    due = datetime(2026, 11, 24, 20, tzinfo=UTC)
+    message = "next billing in 2 day(s), on 2026-11-25"
+    finding = FindingView("billing_due", "warning", "+911", "MA_A", message, due_at=due)
+    swept = datetime(2026, 11, 23, 20, tzinfo=UTC)  # 01:30 on the 24th in Kolkata
+    digest = Digest(new=[finding], swept_at=swept, tz=ZoneInfo("Asia/Kolkata"))
+    for fmt in ("html", "text"):
+        body = render_document(digest, fmt).body  # type: ignore[arg-type]
+        assert "2026-11-25, 1 day left" in body and "2026-11-24," not in body, fmt
+    (row,) = csv.DictReader(io.StringIO(findings_csv(digest)))
+    assert row["due_date"] == "2026-11-25" and row["days_left"] == "1"
+    # A user's template: the ``date`` filter gives a time's day in the rules' time zone too.
+    rows = "{% for s in sections %}{% for r in s.rows %}{{ r.due }} {{ r.when }}{% endfor %}"
+    (tmp_path / "digest.txt").write_text("{{ swept_at|date }}: " + rows + "{% endfor %}")
+    body = render_document(digest, "text", templates_dir=tmp_path).body
+    assert body == "2026-11-24: 2026-11-25 1 day left"
 
 
 def test_templates_run_sandboxed(tmp_path: Path) -> None:
