@@ -135,8 +135,10 @@ def _maybe_report_failing(
 def send_test(
     settings: Settings, notifier: Notifier, channel: str | None = None
 ) -> list[tuple[str, str | None]]:
-    """Send a test message to each channel (or one); returns (channel, error or None)."""
-    targets = [settings.channel(channel)] if channel else list(settings.channels)
+    """Send a test message to each enabled channel (or the one named, if enabled); returns
+    (channel, error or None). Nothing is sent to a disabled channel."""
+    chosen = [settings.channel(channel)] if channel else settings.channels
+    targets = [chan for chan in chosen if chan.enabled]
     results: list[tuple[str, str | None]] = []
     for chan in targets:
         fmt = chan.body_format()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from monitor.alerts.deliver import backoff, deliver_due
+from monitor.alerts.deliver import backoff, deliver_due, send_test
 from monitor.alerts.notify import AppriseNotifier
 from monitor.alerts.outbox import Outbox, add_delivery
 from monitor.config import ChannelConfig, Settings
@@ -246,3 +246,12 @@ def test_channel_failing_is_told_once_when_two_senders_fail_together(
     assert Outbox(store).consecutive_failures("a")[0] == 3
     assert [n["channel"] for n in failing_notices(store)] == ["b"]
     assert "failed 2 times in a row" in failing_notices(store)[0]["body"]
+
+
+def test_a_test_alert_goes_to_enabled_channels_only() -> None:
+    """``enabled = false``: nothing is made or sent for the channel, a test alert neither."""
+    on = ChannelConfig(name="on", url="json://h/on")
+    off = ChannelConfig(name="off", url="json://h/off", enabled=False)
+    notifier = RecordingNotifier()
+    assert send_test(Settings(channels=(on, off)), notifier) == [("on", None)]
+    assert [m.channel for m in notifier.sent] == ["on"]
