@@ -339,6 +339,7 @@ def test_alert(state: State, channel: str | None) -> None:
     from monitor.alerts.notify import AppriseNotifier
 
     settings = state.with_channels()
+    _refuse_disabled(settings, channel, "nothing is sent to it, not even a test alert", "test it")
     notifier = AppriseNotifier(settings.alerts.delivery_timeout_seconds)
     results = send_test(settings, notifier, channel)
     display.print_test_results(results)
@@ -378,18 +379,26 @@ def digest(
             "digests are sent by `sweep` and `run`; add --preview to see one without sending"
         )
     settings = state.with_channels()
-    chosen = [settings.channel(channel)] if channel else settings.channels  # unknown: exit 2
-    if not any(c.enabled for c in chosen):
-        which = f"channel {channel!r} is" if channel else "every channel is"
-        raise MonitorError(
-            f"{which} disabled (enabled = false): no digest is made for it, so none to preview",
-            hint="set enabled = true in its [[channels]] entry to preview it",
-        )
+    nothing = "no digest is made for it, so none to preview"
+    _refuse_disabled(settings, channel, nothing, "preview it")
     previews = preview_digests(state.store(), settings, state.clock(), fmt)  # type: ignore[arg-type]
     if not display.print_previews(previews, channel, fmt):
         raise MonitorError(
             f"nothing to preview{f' as {fmt}' if fmt else ''}: see why for each channel above",
             hint="a channel's next digest appears once a sweep finds something new to tell it",
+        )
+
+
+def _refuse_disabled(settings: Settings, channel: str | None, nothing: str, to: str) -> None:
+    """Exit 1 saying so when the channel named (or, with none, every channel) is disabled:
+    nothing is made or sent for it (``nothing`` says what not), so a command has nothing to do
+    for it. A name not configured exits 2."""
+    chosen = [settings.channel(channel)] if channel else settings.channels
+    if not any(c.enabled for c in chosen):
+        which = f"channel {channel!r} is" if channel else "every channel is"
+        raise MonitorError(
+            f"{which} disabled (enabled = false): {nothing}",
+            hint=f"set enabled = true in its [[channels]] entry to {to}",
         )
 
 

@@ -253,6 +253,34 @@ url = "json://127.0.0.1:9/x"
     assert only.returncode == 0 and len(http_receiver.posts) == 2
 
 
+def test_test_alert_sends_nothing_to_a_disabled_channel(
+    tmp_path: Path, sandbox: Sandbox, http_receiver: HttpReceiver
+) -> None:
+    """``enabled = false``: nothing is sent to it, a test alert neither; named, it says so and
+    exits 1, as ``digest --preview --channel`` does."""
+    cfg = write_config(
+        tmp_path,
+        sandbox,
+        f"""
+[[channels]]
+name = "on"
+url = "{http_receiver.url("on")}"
+[[channels]]
+name = "off"
+url = "{http_receiver.url("off")}"
+enabled = false
+""",
+    )
+    every = did("--config", str(cfg), "test-alert", cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+    assert "on: ok" in every.stdout and "off" not in every.stdout
+    assert [p["path"] for p in http_receiver.posts] == ["/on"]
+    named = did("--config", str(cfg), "test-alert", "--channel", "off", cwd=tmp_path)
+    assert named.returncode == 1 and named.stdout == "" and "Traceback" not in named.stderr
+    assert "channel 'off' is disabled (enabled = false)" in named.stderr
+    assert len(http_receiver.posts) == 1
+
+
 def test_history_and_silences(tmp_path: Path, sandbox: Sandbox) -> None:
     cfg = write_config(tmp_path, sandbox)
     env = {"VOBIZ_AUTH_TOKEN": TOKEN}

@@ -1,7 +1,8 @@
 """Delivery: what the outbox holds is sent through the notifier, each attempt recorded; a failed
 delivery is kept (never dropped) and retried with backoff, unless its failure is permanent
 (``DeliveryError.permanent``): that one waits, failed, for ``did-monitor outbox retry``. A channel
-that keeps failing, either way, is reported to the others.
+that keeps failing, either way, is reported to the others. A delivery for a channel that is off
+or gone is held (orphaned), not tried: no attempt, no failure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.engine import RowMapping
 
 from monitor.alerts.chat import paragraph, render_channel_failing
 from monitor.alerts.notify import Notifier
-from monitor.alerts.outbox import ORPHANED, Outbox, held
+from monitor.alerts.outbox import Outbox, held
 from monitor.alerts.plan import _broadcast
 from monitor.config import Settings
 from monitor.errors import DeliveryError
@@ -70,7 +71,6 @@ def deliver_due(
             outcomes.append(outcome)
             if not outcome.ok:
                 failed_now.add(row["channel"])
-                _maybe_report_failing(outbox, settings, row["channel"], clock())
     return outcomes
 
 
@@ -82,21 +82,13 @@ def _deliver_one(
     clock: Callable[[], datetime],
 ) -> DeliveryOutcome | None:
     chan = next((c for c in settings.channels if c.name == row["channel"] and c.enabled), None)
-    now = clock()
-    claim = outbox.claim(row, now)
+    if chan is None:  # nothing is sent to it: held, no attempt made
+        reason = f"channel no longer configured or disabled; kept ({held(row['id'])})"
+        outbox.hold(row, clock(), reason)
+        return None
+    claim = outbox.claim(row, clock())
     if claim is None:
         return None  # another sender took it
-    if chan is None:
-        outbox.record(
-            row["id"],
-            row["channel"],
-            now,
-            claim=claim,
-            duration_ms=0,
-            final_status=ORPHANED,
-            error=f"channel no longer configured or disabled; kept ({held(row['id'])})",
-        )
-        return None
     title = f"(retry {row['attempts']}) {row['title']}" if row["attempts"] else row["title"]
     started = time.monotonic()
     error: DeliveryError | None = None
@@ -118,16 +110,23 @@ def _deliver_one(
         retry_at, text = clock() + backoff(settings, row["attempts"] + 1), error.message
         when = retry_at.isoformat()
         log.warning("delivery %s to %s failed: %s (retry at %s)", row["id"], chan.name, text, when)
-    outbox.record(
+    attempt = outbox.record(
         row["id"], chan.name, clock(), claim=claim, error=text, duration_ms=ms, retry_at=retry_at
     )
+    if text is not None and attempt is not None:
+        _maybe_report_failing(outbox, settings, chan.name, attempt, clock())
     return DeliveryOutcome(row["id"], chan.name, row["kind"], error is None, text)
 
 
-def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now: datetime) -> None:
-    failures, error = outbox.consecutive_failures(channel)
+def _maybe_report_failing(
+    outbox: Outbox, settings: Settings, channel: str, attempt: int, now: datetime
+) -> None:
+    """Tell the other channels that ``channel`` is failing if its failed ``attempt`` is the one
+    that brought its run of failures to ``failing_after``: said once per run, by whichever
+    sender recorded that failure, even when other senders' failures came in before it looked."""
+    failures, error = outbox.consecutive_failures(channel, through=attempt)
     if failures != settings.alerts.failing_after:
-        return  # say it once, when the channel crosses the threshold
+        return  # not the failure that reached it: before it, or after (said already)
     render = partial(render_channel_failing, channel, failures, error or "unknown")
     with outbox.store.begin() as conn:
         _broadcast(conn, settings, "channel_failing", render, now, exclude={channel})
@@ -136,8 +135,10 @@ def _maybe_report_failing(outbox: Outbox, settings: Settings, channel: str, now:
 def send_test(
     settings: Settings, notifier: Notifier, channel: str | None = None
 ) -> list[tuple[str, str | None]]:
-    """Send a test message to each channel (or one); returns (channel, error or None)."""
-    targets = [settings.channel(channel)] if channel else list(settings.channels)
+    """Send a test message to each enabled channel (or the one named, if enabled); returns
+    (channel, error or None). Nothing is sent to a disabled channel."""
+    chosen = [settings.channel(channel)] if channel else settings.channels
+    targets = [chan for chan in chosen if chan.enabled]
     results: list[tuple[str, str | None]] = []
     for chan in targets:
         fmt = chan.body_format()

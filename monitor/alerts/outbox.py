@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(seconds=DELIVERY_TIMEOUT_MAX * SEND_TIMEOUTS + 120)
 QUEUED = ("pending", "failed", "sending")  # not sent yet; ``dropped`` rows never will be
 # Held for a channel that was removed or disabled (never due): listed, retried or dropped by hand.
+# Holding is no attempt: its attempt row says ``held``, which is no failure, and ``attempts``
+# (what a retry's title counts) stays as it was.
 ORPHANED = "orphaned"
 DROPPED = "dropped by `did-monitor outbox drop`: kept, never sent"
 CUT_SHORT = "cut short by shutdown: it may or may not have arrived, so it is sent again as a retry"
@@ -139,6 +141,7 @@ class Outbox:
 
     A delivery that failed for good (``DeliveryError.permanent``) is ``failed`` with no next
     attempt: kept, shown as queued, never due until ``retry`` (``did-monitor outbox retry``).
+    One due for a channel that is off or gone is held instead (``hold``): not claimed, not sent.
     """
 
     def __init__(self, store: Store) -> None:
@@ -173,6 +176,17 @@ class Outbox:
             _in_flight[(self.store.url, row["id"])] = claim
         return claim
 
+    def hold(self, row: RowMapping, now: datetime, reason: str) -> bool:
+        """Keep ``row`` as ``orphaned`` (never due; ``retry`` or ``drop`` settle it), unless
+        someone else changed it since we read it, with a ``held`` attempt row saying ``reason``.
+        Nothing was tried: ``attempts`` stays as it was and no failure is counted. Returns
+        whether it was held."""
+        stmt = _unchanged(row["id"], row["status"], row["attempts"]).values(
+            status=ORPHANED, last_error=scrub(reason), next_attempt_at=None
+        )
+        with self.store.begin() as conn:
+            return _settle(conn, stmt, now, "held", scrub(reason)) is not None
+
     def release_cut_short(self, now: datetime) -> int:
         """Hand back the deliveries this process claimed and is still sending (the shutdown is
         abandoning them): each is recorded as a ``cut short`` attempt and becomes ``failed``
@@ -191,8 +205,8 @@ class Outbox:
                 stmt = _unchanged(delivery_id, "sending", attempts).values(
                     status="failed", last_error=CUT_SHORT, next_attempt_at=now
                 )
-                # False for one that finished after all: it is left as it is.
-                released += _settle(conn, stmt, now, "cut short", CUT_SHORT)
+                # None for one that finished after all: it is left as it is.
+                released += _settle(conn, stmt, now, "cut short", CUT_SHORT) is not None
         return released
 
     def record(
@@ -205,12 +219,11 @@ class Outbox:
         error: str | None,
         duration_ms: int,
         retry_at: datetime | None = None,
-        final_status: str | None = None,
-    ) -> bool:
+    ) -> int | None:
         """Record the outcome of the send made under ``claim`` (what ``claim`` returned), with
         an attempt row. Only while that claim still holds the row: one that was dropped, handed
         back, or claimed again after its lease ran out is left as it is, and nothing is recorded
-        (logged instead). Returns whether it was recorded."""
+        (logged instead). Returns the attempt row's id, or None when nothing was recorded."""
         ok = error is None
         outcome = "sent" if ok else "failed"
         error = None if error is None else scrub(error)
@@ -218,14 +231,15 @@ class Outbox:
             if _in_flight.get((self.store.url, delivery_id)) == claim:
                 del _in_flight[(self.store.url, delivery_id)]
         stmt = _unchanged(delivery_id, "sending", claim).values(
-            status=final_status or outcome,
+            status=outcome,
             last_error=error,
             sent_at=now if ok else None,
             next_attempt_at=None if ok else retry_at,
         )
         with self.store.begin() as conn:
-            if _settle(conn, stmt, now, outcome, error, duration_ms):
-                return True
+            attempt = _settle(conn, stmt, now, outcome, error, duration_ms)
+        if attempt is not None:
+            return attempt
         log.warning(
             "delivery %s to %s: its claim (attempt %d) no longer holds it (dropped, "
             "handed back or claimed again); this attempt's outcome (%s) is not recorded",
@@ -234,7 +248,7 @@ class Outbox:
             claim,
             "sent" if ok else error,
         )
-        return False
+        return None
 
     def queued(self, channel: str | None = None) -> list[RowMapping]:
         """Deliveries not sent yet (pending, failed, sending, orphaned), by channel then age; no
@@ -265,7 +279,7 @@ class Outbox:
                     .where(DELIVERIES.c.id == delivery_id, droppable)
                     .values(status="dropped", next_attempt_at=None)
                 )
-                if _settle(conn, stmt, now, "dropped", DROPPED):
+                if _settle(conn, stmt, now, "dropped", DROPPED) is not None:
                     dropped.append(delivery_id)
         return dropped
 
@@ -273,31 +287,40 @@ class Outbox:
         """Make the queued deliveries ``ids`` that wait (pending; failed: waiting out a backoff
         or held after a permanent failure; orphaned: held while their channel was off) due at
         ``now``; returns those. One being sent is left alone. The delivery loop (``run``, or the
-        next ``sweep``) sends them, as a retry."""
-        status = DELIVERIES.c.status
+        next ``sweep``) sends them, as a retry if one was tried before (an orphaned one never
+        tried is ``pending`` again)."""
+        status, attempts = DELIVERIES.c.status, DELIVERIES.c.attempts
         stmt = (
             sa.update(DELIVERIES)
             .where(DELIVERIES.c.id.in_(list(ids)), status.in_(("pending", "failed", ORPHANED)))
             .values(
                 next_attempt_at=now,
-                status=sa.case((status == ORPHANED, "failed"), else_=status),
+                status=sa.case(
+                    (sa.and_(status == ORPHANED, attempts == 0), "pending"),
+                    (status == ORPHANED, "failed"),
+                    else_=status,
+                ),
             )
             .returning(DELIVERIES.c.id)
         )
         with self.store.begin() as conn:
             return sorted(conn.execute(stmt).scalars())
 
-    def consecutive_failures(self, channel: str) -> tuple[int, str | None]:
-        """Failed attempts on ``channel`` since its last success, and the latest error."""
+    def consecutive_failures(
+        self, channel: str, through: int | None = None
+    ) -> tuple[int, str | None]:
+        """Failed attempts on ``channel`` since its last success, and the latest error; with
+        ``through`` (an attempt row's id), those of the run that attempt is in, up to it: its
+        place in the run, whatever other senders recorded since. Attempts that were no sends
+        (held, dropped, cut short) neither count nor end a run."""
+        mine = ATTEMPTS.c.channel == channel
+        if through is not None:
+            mine = sa.and_(mine, ATTEMPTS.c.id <= through)
         with self.store.connect() as conn:
             last_ok = conn.execute(
-                sa.select(sa.func.max(ATTEMPTS.c.id)).where(
-                    ATTEMPTS.c.channel == channel, ATTEMPTS.c.outcome == "sent"
-                )
+                sa.select(sa.func.max(ATTEMPTS.c.id)).where(mine, ATTEMPTS.c.outcome == "sent")
             ).scalar()
-            stmt = sa.select(ATTEMPTS.c.error).where(
-                ATTEMPTS.c.channel == channel, ATTEMPTS.c.outcome == "failed"
-            )
+            stmt = sa.select(ATTEMPTS.c.error).where(mine, ATTEMPTS.c.outcome == "failed")
             if last_ok is not None:
                 stmt = stmt.where(ATTEMPTS.c.id > last_ok)
             errors = [r[0] for r in conn.execute(stmt.order_by(ATTEMPTS.c.id))]
@@ -376,14 +399,15 @@ def _settle(
     outcome: str,
     error: str | None,
     duration_ms: int = 0,
-) -> bool:
+) -> int | None:
     """Run ``update`` (of one delivery) and, if it changed the row, add that delivery's attempt
-    history a row: sent, failed, cut short or dropped. Returns whether it changed the row."""
+    history a row: sent, failed, cut short, dropped or held. Returns that row's id, or None if
+    ``update`` changed nothing."""
     changed = conn.execute(
         update.returning(DELIVERIES.c.id.label("delivery_id"), DELIVERIES.c.channel)
     ).first()
     if changed is None:
-        return False
+        return None
     attempt = {"at": now, "outcome": outcome, "error": error, "duration_ms": duration_ms}
-    conn.execute(sa.insert(ATTEMPTS).values(**changed._mapping, **attempt))
-    return True
+    insert = sa.insert(ATTEMPTS).values(**changed._mapping, **attempt)
+    return int(conn.execute(insert.returning(ATTEMPTS.c.id)).scalar_one())

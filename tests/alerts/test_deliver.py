@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from monitor.alerts.deliver import backoff, deliver_due
+from monitor.alerts.deliver import backoff, deliver_due, send_test
 from monitor.alerts.notify import AppriseNotifier
 from monitor.alerts.outbox import Outbox, add_delivery
 from monitor.config import ChannelConfig, Settings
 from monitor.errors import DeliveryError
 from monitor.store import ATTEMPTS, DELIVERIES, Store
+from monitor.testing import RecordingNotifier
 from tests.conftest import FakeClock, HttpReceiver, make_settings
 
 
@@ -167,6 +168,90 @@ def test_a_delivery_for_a_disabled_channel_is_held_then_sent_or_dropped_by_hand(
     assert outbox.drop([dropped], clock()) == [dropped]
     assert outbox.retry([kept], clock()) == [kept]
     (sent,) = deliver_due(store, settings_for(store, on), notifier, clock)
-    assert sent.ok and http_receiver.posts[-1]["body"]["title"] == "(retry 1) did-monitor: 1 new"
+    # Held, never sent: its first send is no retry.
+    assert sent.ok and http_receiver.posts[-1]["body"]["title"] == "did-monitor: 1 new"
     assert [delivery(store, d)["status"] for d in (kept, dropped)] == ["sent", "dropped"]
     assert outbox.queued() == []
+
+
+def failing_notices(store: Store) -> list[Any]:
+    with store.engine.connect() as conn:
+        stmt = sa.select(DELIVERIES).where(DELIVERIES.c.kind == "channel_failing")
+        return list(conn.execute(stmt).mappings())
+
+
+def test_deliveries_held_for_a_disabled_channel_are_not_failures(
+    store: Store, clock: FakeClock
+) -> None:
+    """Held while its channel was off, a delivery was not tried: it does not count toward
+    ``failing_after`` (so the run of real failures later is told at the right one), and when it
+    is sent at last it is no retry."""
+    a, b = ChannelConfig(name="a", url="json://h/a"), ChannelConfig(name="b", url="json://h/b")
+    off = settings_for(store, a.model_copy(update={"enabled": False}), b, failing_after=3)
+    on = settings_for(store, a, b, failing_after=3)
+    notifier = RecordingNotifier()
+    outbox = Outbox(store)
+    held = [enqueue(store, clock, "a", title=f"t{i}") for i in range(3)]
+    assert deliver_due(store, off, notifier, clock) == []
+    assert outbox.consecutive_failures("a") == (0, None)
+    assert [(delivery(store, d)["status"], delivery(store, d)["attempts"]) for d in held] == [
+        ("orphaned", 0)
+    ] * 3
+    with store.engine.connect() as conn:
+        outcomes = conn.execute(sa.select(ATTEMPTS.c.outcome)).scalars().all()
+    assert outcomes == ["held"] * 3
+
+    notifier.failing = {"a"}  # back on, and now really failing: one new failure each pass
+    for failure in range(1, 5):
+        clock.advance(hours=7)
+        enqueue(store, clock, "a", title="new")
+        deliver_due(store, on, notifier, clock)
+        assert outbox.consecutive_failures("a")[0] == failure
+        told = [m for m in notifier.sent if m.channel == "b"]
+        assert len(told) == (failure >= 3), failure  # told once, at the third
+    assert "failed 3 times in a row" in told[0].body
+
+    notifier.failing = set()
+    assert outbox.retry(held, clock()) == held
+    deliver_due(store, on, notifier, clock)
+    assert {m.title for m in notifier.sent if m.channel == "a"} >= {"t0", "t1", "t2"}
+
+
+def test_channel_failing_is_told_once_when_two_senders_fail_together(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two senders fail on one channel at once, so by the time the one whose failure was the
+    ``failing_after``-th looks, the run is already past it: it is still told, and once."""
+    a, b = ChannelConfig(name="a", url="json://h/a"), ChannelConfig(name="b", url="json://h/b")
+    settings = settings_for(store, a, b, failing_after=2)
+    notifier = RecordingNotifier(failing={"a"})
+    enqueue(store, clock, "a")
+    deliver_due(store, settings, notifier, clock)  # the first failure
+    clock.advance(seconds=1)
+    enqueue(store, clock, "a")
+    enqueue(store, clock, "a")
+    record = Outbox.record
+    others: list[Any] = []
+
+    def then_another_sender(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+        recorded = record(self, *args, **kwargs)
+        if not others:  # right after this sender's failure, another records the next one
+            others.append(None)
+            others[0] = deliver_due(store, settings, notifier, clock)
+        return recorded
+
+    monkeypatch.setattr(Outbox, "record", then_another_sender)
+    deliver_due(store, settings, notifier, clock)
+    assert [o.ok for o in others[0]] == [False]
+    assert Outbox(store).consecutive_failures("a")[0] == 3
+    assert [n["channel"] for n in failing_notices(store)] == ["b"]
+    assert "failed 2 times in a row" in failing_notices(store)[0]["body"]
+
+
+def test_a_test_alert_goes_to_enabled_channels_only() -> None:
+    """``enabled = false``: nothing is made or sent for the channel, a test alert neither."""
+    on = ChannelConfig(name="on", url="json://h/on")
+    off = ChannelConfig(name="off", url="json://h/off", enabled=False)
+    notifier = RecordingNotifier()
+    assert send_test(Settings(channels=(on, off)), notifier) == [("on", None)]
+    assert [m.channel for m in notifier.sent] == ["on"]

@@ -198,3 +198,48 @@ def test_the_claim_lease_outlasts_the_longest_send() -> None:
     AlertsConfig(delivery_timeout_seconds=DELIVERY_TIMEOUT_MAX)
     with pytest.raises(pydantic.ValidationError):
         AlertsConfig(delivery_timeout_seconds=DELIVERY_TIMEOUT_MAX + 1)
+
+
+def test_a_held_delivery_is_no_attempt(store: Store, clock: FakeClock) -> None:
+    """``hold`` (its channel is off) keeps a delivery ``orphaned`` without claiming it: a
+    ``held`` attempt row, no failure counted, ``attempts`` unchanged; ``retry`` makes one never
+    tried ``pending`` again, and a stale read holds nothing."""
+    outbox = Outbox(store)
+    tried, fresh = enqueue(outbox, clock), enqueue(outbox, clock)
+    claim = claim_due(outbox, tried, clock)
+    outbox.record(tried, "c", clock(), claim=claim, error="boom", duration_ms=1, retry_at=clock())
+    rows = {row["id"]: row for row in outbox.due(clock())}
+    assert outbox.hold(rows[tried], clock(), "off") and outbox.hold(rows[fresh], clock(), "off")
+    assert not outbox.hold(rows[fresh], clock(), "off")  # held already: the read is stale
+    assert outbox.consecutive_failures("c") == (1, "boom")
+    assert outbox.due(clock() + timedelta(days=60)) == []
+    with store.engine.connect() as conn:
+        outcomes = conn.execute(sa.select(ATTEMPTS.c.outcome).order_by(ATTEMPTS.c.id)).scalars()
+        assert list(outcomes) == ["failed", "held", "held"]
+    states = [(r["status"], r["attempts"]) for r in outbox.queued()]
+    assert states == [("orphaned", 1), ("orphaned", 0)]
+    assert outbox.retry([tried, fresh], clock()) == [tried, fresh]
+    assert [(r["status"], r["attempts"]) for r in outbox.due(clock())] == [
+        ("failed", 1),
+        ("pending", 0),
+    ]
+
+
+def test_consecutive_failures_through_an_attempt(store: Store, clock: FakeClock) -> None:
+    """``through``: the failures of the run an attempt is in, up to it; later ones (another
+    sender's) do not move its place, and a success starts a new run."""
+    outbox = Outbox(store)
+    delivery = enqueue(outbox, clock)
+    attempts = []
+    for error in ("one", "two", None, "three"):
+        claim = claim_due(outbox, delivery, clock)
+        attempt = outbox.record(
+            delivery, "c", clock(), claim=claim, error=error, duration_ms=1, retry_at=clock()
+        )
+        assert attempt is not None
+        attempts.append(attempt)
+        if error is None:  # sent: queue it again to fail once more
+            delivery = enqueue(outbox, clock)
+    assert [outbox.consecutive_failures("c", through=a)[0] for a in attempts] == [1, 2, 0, 1]
+    assert outbox.consecutive_failures("c", through=attempts[1]) == (2, "two")
+    assert outbox.consecutive_failures("c") == (1, "three")
