@@ -39,6 +39,7 @@ from monitor.store.db import (
     current_count,
     current_revision,
     insert_row,
+    inventory_sweep,
     latest_sweeps,
     make_engine,
     owner_id,
@@ -61,6 +62,7 @@ __all__ = [
     "VERSIONS",
     "chunks",
     "current",
+    "inventory_sweep",
 ]
 
 
@@ -144,8 +146,11 @@ class Store:
             return current_count(conn)
 
     def numbers_by_status(self) -> dict[str, int]:
+        """How many numbers of each status the inventory holds: as of the last complete sweep
+        (``inventory_sweep``), what ``did-monitor inventory`` lists."""
         with self.connect() as conn:
-            return {str(status): n for (status,), n in tally(conn, "status").items()}
+            by = tally(conn, "status", at=inventory_sweep(conn))
+            return {str(status): n for (status,), n in by.items()}
 
     def account_names(
         self, ids: Iterable[str | None] | None = None, *, at: int | None = None
