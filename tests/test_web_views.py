@@ -575,3 +575,25 @@ def test_after_a_partial_sweep_the_pages_show_the_last_complete_sweep(
     for line in costs.rows:
         assert money_text(line.monthly_rental, line.currency) in html
     assert "5000.00 INR" not in html
+
+
+def test_number_page_after_its_id_changed_shows_it_current_newest_first(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    """The number's new id sorts before its old one: the page still shows the version in force
+    and the history newest first."""
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    old_id = sandbox.inventory.item(7)["id"]
+    item = sandbox.inventory.update(7, id="00000000-new")
+    clock.advance(days=7)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    with TestClient(dashboard_app(sqlite_store, clock)) as client:
+        html = client.get("/numbers/" + item["e164"]).text
+    assert "Not in the current inventory" not in html
+    facts = html[: html.index("<h2>History</h2>")]
+    assert "<dt>number id</dt><dd>00000000-new</dd>" in facts and old_id not in facts
+    history = html[html.index("<h2>History</h2>") : html.index("<h2>Findings</h2>")]
+    rows = history[history.index("<tbody>") :].split("</tr>")[:2]
+    assert "<td>#2 ·" in rows[0] and "<td>now</td>" in rows[0]
+    assert "<td>#1 ·" in rows[1] and "<td>#2 ·" in rows[1]

@@ -168,7 +168,8 @@ class Store:
     # --- inventory questions ------------------------------------------------------------------
 
     def history(self, e164: str) -> list[RowMapping]:
-        """Every stored version of the number(s) with this E.164, oldest first, with sweep times."""
+        """Every stored version of the number(s) with this E.164, oldest first (by the sweep it
+        is valid from, whatever its number id), with sweep times."""
         start = SWEEPS.alias("s_from")
         end = SWEEPS.alias("s_to")
         stmt = (
@@ -178,7 +179,7 @@ class Store:
             .join(start, start.c.id == VERSIONS.c.valid_from)
             .outerjoin(end, end.c.id == VERSIONS.c.valid_to)
             .where(VERSIONS.c.e164 == e164)
-            .order_by(VERSIONS.c.number_id, VERSIONS.c.valid_from, VERSIONS.c.id)
+            .order_by(VERSIONS.c.valid_from, VERSIONS.c.id)
         )
         with self.connect() as conn:
             return list(conn.execute(stmt).mappings())
