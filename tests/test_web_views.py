@@ -597,3 +597,17 @@ def test_number_page_after_its_id_changed_shows_it_current_newest_first(
     rows = history[history.index("<tbody>") :].split("</tr>")[:2]
     assert "<td>#2 ·" in rows[0] and "<td>now</td>" in rows[0]
     assert "<td>#1 ·" in rows[1] and "<td>#2 ·" in rows[1]
+
+
+def test_account_page_names_an_account_finding_without_a_number_link(
+    client: TestClient, swept: Swept, sandbox: Sandbox
+) -> None:
+    """A finding about the account itself (no_active_number, subject "account:<id>") has no
+    number page: its number column names the account, as the findings page does."""
+    account = swept.idle_account
+    html = client.get(f"/accounts/{account}").text
+    findings = html[html.index("<h2>Open findings</h2>") : html.index("<h2>Numbers</h2>")]
+    assert "no_active_number" in findings
+    assert "/numbers/account" not in html
+    name = next(a["name"] for a in sandbox.inventory.accounts() if a["auth_id"] == account)
+    assert f"<td>{html_escape(name)}</td>" in findings
