@@ -26,7 +26,7 @@ from monitor.errors import MonitorError
 from monitor.model import DeliveryOutcome
 from monitor.rules.base import KNOWN_STATUSES
 from monitor.schedule import build_trigger, fire_at_or_after
-from monitor.store import Store
+from monitor.store import Store, inventory_sweep
 from monitor.store.db import FINISHED_SWEEP_STATES
 from monitor.vocab import currency_code, iso, one_line
 
@@ -127,7 +127,7 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(DB_UP, DB_UP_HELP, value=1)
         yield _gauge(
             "did_monitor_numbers",
-            "Numbers in the current inventory, by status",
+            "Numbers in the inventory of the last complete sweep, by status",
             ["status"],
             (([status], count) for status, count in sorted(by_status.items())),
         )
@@ -169,12 +169,13 @@ class _StoreCollector(Collector):
 
     def _money(self, now: datetime) -> Iterator[GaugeMetricFamily]:
         """Monthly rental of the active numbers, and the rental falling due within each of
-        ``reports.DUE_WINDOWS``, per currency: what ``costs`` says."""
+        ``reports.DUE_WINDOWS``, per currency: what ``costs`` says (the last complete sweep's)."""
         due: list[tuple[list[str], float]] = []
         with self.store.connect() as conn:
-            _, totals = reports.cost_lines(conn, None)
+            at = inventory_sweep(conn)
+            _, totals = reports.cost_lines(conn, at)
             rental = _by_currency({c: t.monthly_rental for c, t in totals.items()})
-            for fc in reports.forecasts(conn, None, reports.due_windows(now, self.tz)):
+            for fc in reports.forecasts(conn, at, reports.due_windows(now, self.tz)):
                 days = (fc.window.end - fc.window.first).days
                 sums = _by_currency({c: t.amount_due for c, t in fc.totals.items()})
                 due += [([cur, f"{days}d"], float(amount)) for cur, amount in sums]

@@ -281,6 +281,23 @@ enabled = false
     assert len(http_receiver.posts) == 1
 
 
+def test_history_is_in_time_order_after_a_number_id_changes(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """The new id sorts before the old one: still the old (closed) version first, the current
+    one last."""
+    cfg = write_config(tmp_path, sandbox)
+    env = {"VOBIZ_AUTH_TOKEN": TOKEN}
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    item = sandbox.inventory.update(7, id="00000000-new")
+    assert did("--config", str(cfg), "sweep", cwd=tmp_path, env=env).returncode == 0
+    hist = did("--config", str(cfg), "history", item["e164"], cwd=tmp_path)
+    assert hist.returncode == 0, hist.stderr
+    rows = [line for line in hist.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 2
+    assert "(current)" not in rows[0] and "(current)" in rows[1]
+
+
 def test_history_and_silences(tmp_path: Path, sandbox: Sandbox) -> None:
     cfg = write_config(tmp_path, sandbox)
     env = {"VOBIZ_AUTH_TOKEN": TOKEN}

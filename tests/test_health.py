@@ -274,3 +274,49 @@ def test_silenced_findings_are_counted_apart_from_open_ones(
     clock.advance(days=8)
     later = samples(Metrics(sqlite_store, clock=clock))
     assert later[("did_monitor_open_findings", (("rule", rule), ("severity", severity)))] == hushed
+
+
+def test_metrics_after_a_partial_sweep_are_the_last_complete_sweeps(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    """A partial sweep is never a state of the inventory: /metrics counts and sums what
+    `inventory` and `costs` say (the last complete sweep), not what the partial sweep read."""
+    from collections import Counter
+
+    from monitor import reports
+
+    clock = FakeClock()
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    active = [i for i in range(20) if sandbox.inventory.item(i)["status"] == "active"]
+    sandbox.inventory.update(active[0], monthly_fee="5000", currency="INR")
+    sandbox.inventory.update(active[1], status="released")
+    sandbox.inventory.update(active[2], id=None)  # unreadable: the sweep is partial
+    clock.advance(days=7)
+    outcome = run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock)
+    assert outcome.ok and outcome.partial
+    got = samples(Metrics(sqlite_store, clock=clock))
+    by_status = {
+        dict(labels)["status"]: v
+        for (name, labels), v in got.items()
+        if name == "did_monitor_numbers"
+    }
+    swept = Counter(row.status for row in reports.inventory(sqlite_store.engine).rows)
+    assert sqlite_store.numbers_by_status() == dict(swept)
+    labelled = Counter(s if s in KNOWN_STATUSES else "other" for s in swept.elements())
+    assert by_status == {s: float(n) for s, n in labelled.items()}
+    rental = {
+        dict(labels)["currency"]: v
+        for (name, labels), v in got.items()
+        if name == "did_monitor_monthly_rental"
+    }
+    costs = reports.costs(sqlite_store.engine)
+    assert rental == {t.currency: float(t.monthly_rental) for t in costs.totals}
+    window = reports.DueWindow.ahead(clock.now, timedelta(days=30), UTC)
+    due = reports.due(sqlite_store.engine, window=window)
+    due_30 = {
+        dict(labels)["currency"]: v
+        for (name, labels), v in got.items()
+        if name == "did_monitor_rental_due" and dict(labels)["within"] == "30d"
+    }
+    assert due_30 == {t.currency: float(t.amount_due) for t in due.totals}

@@ -14,7 +14,7 @@ from monitor import reports
 from monitor.findings import FindingView, urgency
 from monitor.pipeline import run_cycle
 from monitor.sandbox import Sandbox
-from monitor.store import VERSIONS, Store
+from monitor.store import VERSIONS, Store, inventory_sweep
 from monitor.testing import RecordingNotifier
 from monitor.web import queries
 from monitor.web.queries import FindingFilter
@@ -244,3 +244,79 @@ def test_one_account_as_the_accounts_page_shows_it_with_its_numbers(
     assert hushed is not None
     assert hushed.open_findings == 0
     assert hushed.silenced_findings == busiest.open_findings + busiest.silenced_findings
+
+
+def sweep_then_partly(sandbox: Sandbox, store: Store, clock: FakeClock) -> tuple[str, int]:
+    """A complete sweep, then a partial one (an unreadable item) that read a raised fee and a
+    released number of one account: the account's id and the unreadable item's index."""
+    settings = make_settings(sandbox, store.url)
+    assert run_cycle(settings, store, RecordingNotifier(), clock=clock).ok
+    active = [
+        i
+        for i in range(sandbox.inventory.total)
+        if sandbox.inventory.item(i)["status"] == "active"
+        and sandbox.inventory.item(i)["monthly_fee"] is not None
+    ]
+    account = next(
+        a
+        for a in (sandbox.inventory.item(i)["account_id"] for i in active)
+        if sum(sandbox.inventory.item(i)["account_id"] == a for i in active) >= 2
+    )
+    fee, status = [i for i in active if sandbox.inventory.item(i)["account_id"] == account][:2]
+    sandbox.inventory.update(fee, monthly_fee="5000")
+    sandbox.inventory.update(status, status="released")
+    unreadable = next(i for i in range(sandbox.inventory.total) if i not in (fee, status))
+    sandbox.inventory.update(unreadable, id=None)
+    clock.advance(days=7)
+    outcome = run_cycle(settings, store, RecordingNotifier(), clock=clock)
+    assert outcome.ok and outcome.partial
+    return str(account), unreadable
+
+
+def test_accounts_after_a_partial_sweep_are_the_last_complete_sweeps(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    """A partial sweep is never a state of the inventory: the accounts page, one account and its
+    numbers say what `costs`, `costs --due-within` and `inventory` say, not what it read."""
+    account, unreadable = sweep_then_partly(sandbox, store, clock)
+    now = clock()
+    costs = reports.costs(store.engine)
+    inventory = reports.inventory(store.engine)
+    assert costs.sweep.id == inventory.sweep.id == 1
+    rental: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    active: dict[str, int] = defaultdict(int)
+    for line in costs.rows:
+        active[line.account_id] += line.active_numbers
+        if line.active_numbers > line.unpriced:
+            rental[line.account_id][line.currency] = line.monthly_rental
+    numbers: dict[str, list[str]] = defaultdict(list)
+    for row in inventory.rows:
+        numbers[row.account_id].append(row.e164)
+    page = queries.accounts_page(store, 1, 500, now, UTC)
+    assert {i.account_id: i.rental for i in page.items if i.rental} == rental
+    assert {i.account_id: i.active for i in page.items if i.active} == active
+    assert {i.account_id: i.numbers for i in page.items if i.numbers} == {
+        a: len(n) for a, n in numbers.items()
+    }
+    window = reports.DueWindow.ahead(now, timedelta(days=30), UTC)
+    due = reports.due(store.engine, window=window)
+    assert page.due[30] == {t.currency: t.amount_due for t in due.totals}
+    one = queries.account(store, account, now, UTC)
+    assert one is not None and one.rental == rental[account] and one.active == active[account]
+    listed = queries.account_numbers(store, account, 1, 500).items
+    assert [n["e164"] for n in listed] == sorted(numbers[account])
+    as_swept = {r.e164: (r.status, r.monthly_fee) for r in inventory.rows}
+    assert {n["e164"]: (n["status"], n["monthly_fee"]) for n in listed} == {
+        e: as_swept[e] for e in numbers[account]
+    }
+    with store.connect() as conn:
+        assert inventory_sweep(conn) == costs.sweep.id
+    # Once a complete sweep has read them, the changes are the inventory (its current rows).
+    sandbox.inventory.update(unreadable, id=f"readable-{unreadable}")
+    clock.advance(days=7)
+    assert run_cycle(make_settings(sandbox, store.url), store, RecordingNotifier(), clock=clock).ok
+    with store.connect() as conn:
+        assert inventory_sweep(conn) is None
+    again = queries.account(store, account, clock(), UTC)
+    assert again is not None and again.active == active[account] - 1
+    assert again.rental != rental[account]

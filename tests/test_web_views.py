@@ -538,3 +538,76 @@ def test_silences_page_lists_who_added_what_and_what_it_matches(
     assert "blocked" in rows[0] and "renewal &lt;agreed&gt;" in rows[0]
     assert "asha@ops" in rows[0] and f'<td class="num">{matched}</td>' in rows[0]
     assert "any rule" in rows[1] and "badge-ended" in rows[1]
+
+
+def test_after_a_partial_sweep_the_pages_show_the_last_complete_sweep(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    """A partial sweep that read a raised fee and a released number is never a state of the
+    inventory: the overview counts and the account page sums what `inventory` and `costs` say."""
+    from monitor import reports
+    from monitor.vocab import money_text
+
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    first = sandbox.inventory.item(0)
+    account = first["account_id"]
+    mine = [
+        i
+        for i in range(sandbox.inventory.total)
+        if sandbox.inventory.item(i)["account_id"] == account
+        and sandbox.inventory.item(i)["status"] == "active"
+    ]
+    sandbox.inventory.update(mine[0], monthly_fee="5000", currency="INR")
+    sandbox.inventory.update(mine[1], status="released")
+    sandbox.inventory.update(next(i for i in range(9) if i not in mine[:2]), id=None)
+    clock.advance(days=7)
+    outcome = run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock)
+    assert outcome.ok and outcome.partial
+    swept = reports.inventory(sqlite_store.engine).rows
+    costs = reports.costs(sqlite_store.engine, account=account)
+    with TestClient(dashboard_app(sqlite_store, clock)) as client:
+        overview = client.get("/").text
+        assert f"{len(swept)} numbers" in overview
+        html = client.get(f"/accounts/{account}").text
+    active = sum(line.active_numbers for line in costs.rows)
+    assert f"({active} active)" in html
+    for line in costs.rows:
+        assert money_text(line.monthly_rental, line.currency) in html
+    assert "5000.00 INR" not in html
+
+
+def test_number_page_after_its_id_changed_shows_it_current_newest_first(
+    sandbox: Sandbox, sqlite_store: Store, clock: FakeClock
+) -> None:
+    """The number's new id sorts before its old one: the page still shows the version in force
+    and the history newest first."""
+    settings = make_settings(sandbox, sqlite_store.url)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    old_id = sandbox.inventory.item(7)["id"]
+    item = sandbox.inventory.update(7, id="00000000-new")
+    clock.advance(days=7)
+    assert run_cycle(settings, sqlite_store, RecordingNotifier(), clock=clock).ok
+    with TestClient(dashboard_app(sqlite_store, clock)) as client:
+        html = client.get("/numbers/" + item["e164"]).text
+    assert "Not in the current inventory" not in html
+    facts = html[: html.index("<h2>History</h2>")]
+    assert "<dt>number id</dt><dd>00000000-new</dd>" in facts and old_id not in facts
+    history = html[html.index("<h2>History</h2>") : html.index("<h2>Findings</h2>")]
+    rows = history[history.index("<tbody>") :].split("</tr>")[:2]
+    assert "<td>#2 ·" in rows[0] and "<td>now</td>" in rows[0]
+    assert "<td>#1 ·" in rows[1] and "<td>#2 ·" in rows[1]
+
+
+def test_account_page_names_an_account_finding_without_a_number_link(
+    client: TestClient, swept: Swept, sandbox: Sandbox
+) -> None:
+    """A finding about the account itself (no_active_number, subject "account:<id>") has no
+    number page: its number column names the account, as the findings page does."""
+    account = swept.idle_account
+    html = client.get(f"/accounts/{account}").text
+    findings = html[html.index("<h2>Open findings</h2>") : html.index("<h2>Numbers</h2>")]
+    assert "no_active_number" in findings
+    assert "/numbers/account" not in html
+    name = next(a["name"] for a in sandbox.inventory.accounts() if a["auth_id"] == account)
+    assert f"<td>{html_escape(name)}</td>" in findings

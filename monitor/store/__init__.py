@@ -39,6 +39,7 @@ from monitor.store.db import (
     current_count,
     current_revision,
     insert_row,
+    inventory_sweep,
     latest_sweeps,
     make_engine,
     owner_id,
@@ -61,6 +62,7 @@ __all__ = [
     "VERSIONS",
     "chunks",
     "current",
+    "inventory_sweep",
 ]
 
 
@@ -144,8 +146,11 @@ class Store:
             return current_count(conn)
 
     def numbers_by_status(self) -> dict[str, int]:
+        """How many numbers of each status the inventory holds: as of the last complete sweep
+        (``inventory_sweep``), what ``did-monitor inventory`` lists."""
         with self.connect() as conn:
-            return {str(status): n for (status,), n in tally(conn, "status").items()}
+            by = tally(conn, "status", at=inventory_sweep(conn))
+            return {str(status): n for (status,), n in by.items()}
 
     def account_names(
         self, ids: Iterable[str | None] | None = None, *, at: int | None = None
@@ -163,7 +168,8 @@ class Store:
     # --- inventory questions ------------------------------------------------------------------
 
     def history(self, e164: str) -> list[RowMapping]:
-        """Every stored version of the number(s) with this E.164, oldest first, with sweep times."""
+        """Every stored version of the number(s) with this E.164, oldest first (by the sweep it
+        is valid from, whatever its number id), with sweep times."""
         start = SWEEPS.alias("s_from")
         end = SWEEPS.alias("s_to")
         stmt = (
@@ -173,7 +179,7 @@ class Store:
             .join(start, start.c.id == VERSIONS.c.valid_from)
             .outerjoin(end, end.c.id == VERSIONS.c.valid_to)
             .where(VERSIONS.c.e164 == e164)
-            .order_by(VERSIONS.c.number_id, VERSIONS.c.valid_from, VERSIONS.c.id)
+            .order_by(VERSIONS.c.valid_from, VERSIONS.c.id)
         )
         with self.connect() as conn:
             return list(conn.execute(stmt).mappings())

@@ -320,11 +320,24 @@ def current(table: sa.FromClause, at: int | None = None) -> sa.ColumnElement[boo
     )
 
 
-def tally(conn: Connection, *by: str) -> dict[tuple[Any, ...], int]:
-    """How many numbers are current, per value of the ``VERSIONS`` columns named ``by`` (e.g.
-    ``"status"``); with none, the one total under ``()``."""
+def inventory_sweep(conn: Connection) -> int | None:
+    """``current``'s ``at`` for the inventory as the reports state it: the last complete sweep's,
+    since a partial sweep's versions are never a state of the inventory. None (the current rows,
+    which the partial indexes serve) when no partial sweep stored versions after it; 0 (no
+    version) when only partial sweeps have."""
+    newest = latest_sweeps(conn, ("complete", "partial"))
+    if not newest or newest[0]["status"] == "complete":
+        return None
+    complete = latest_sweeps(conn, "complete")
+    return int(complete[0]["id"]) if complete else 0
+
+
+def tally(conn: Connection, *by: str, at: int | None = None) -> dict[tuple[Any, ...], int]:
+    """How many numbers are current (or in force at sweep ``at``, as ``current`` reads it), per
+    value of the ``VERSIONS`` columns named ``by`` (e.g. ``"status"``); with none, the one total
+    under ``()``."""
     columns = [VERSIONS.c[name] for name in by]
-    stmt = sa.select(*columns, sa.func.count()).where(current(VERSIONS)).group_by(*columns)
+    stmt = sa.select(*columns, sa.func.count()).where(current(VERSIONS, at)).group_by(*columns)
     return {tuple(row[:-1]): int(row[-1]) for row in conn.execute(stmt)}
 
 

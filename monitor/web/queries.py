@@ -29,6 +29,7 @@ from monitor.store import (
     current,
     display_order,
     finding_query,
+    inventory_sweep,
     silenced,
     unsilenced,
     urgency_order,
@@ -226,19 +227,23 @@ class AccountsPage(Page[AccountRow]):
     undated: int = 0
 
 
-def _accounts() -> tuple[sa.Select[Any], sa.Subquery]:
-    """Customers in the current inventory or account list with their numbers, active numbers
-    and name, those with no active number first; and the subquery of their ids."""
+def _accounts(at: int | None) -> tuple[sa.Select[Any], sa.Subquery]:
+    """Customers in the inventory or account list as of sweep ``at`` (``inventory_sweep``) with
+    their numbers, active numbers and name, those with no active number first; and the subquery
+    of their ids."""
     active = sa.func.sum(sa.case((VERSIONS.c.status == "active", 1), else_=0))
     numbers = (
         sa.select(VERSIONS.c.account_id, sa.func.count().label("numbers"), active.label("active"))
-        .where(current(VERSIONS))
+        .where(current(VERSIONS, at))
         .group_by(VERSIONS.c.account_id)
         .subquery()
     )
-    named = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.name).where(current(ACCOUNTS)).subquery()
+    named = (
+        sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.name).where(current(ACCOUNTS, at)).subquery()
+    )
     ids = sa.union(
-        sa.select(VERSIONS.c.account_id).where(current(VERSIONS)), sa.select(named.c.account_id)
+        sa.select(VERSIONS.c.account_id).where(current(VERSIONS, at)),
+        sa.select(named.c.account_id),
     ).subquery()
     idle = sa.func.coalesce(numbers.c.active, 0) == 0
     ordered = (
@@ -254,7 +259,7 @@ def _accounts() -> tuple[sa.Select[Any], sa.Subquery]:
 
 
 def _account_rows(
-    conn: Connection, stmt: sa.Select[Any], now: datetime, tz: tzinfo
+    conn: Connection, stmt: sa.Select[Any], now: datetime, tz: tzinfo, at: int | None
 ) -> list[AccountRow]:
     rows = [
         AccountRow(str(r.account_id), int(r.numbers or 0), int(r.active or 0), r.name)
@@ -263,7 +268,7 @@ def _account_rows(
     by_id = {r.account_id: r for r in rows}
     if not by_id:
         return rows
-    lines, _ = reports.cost_lines(conn, None, by_id)
+    lines, _ = reports.cost_lines(conn, at, by_id)
     for (account_id, currency), line in lines.items():
         row = by_id[account_id]
         row.unpriced += line.unpriced
@@ -281,7 +286,7 @@ def _account_rows(
     for account_id, opened, hushed in conn.execute(counts):
         by_id[account_id].open_findings = int(opened or 0)
         by_id[account_id].silenced_findings = int(hushed or 0)
-    for shown in reports.forecasts(conn, None, reports.due_windows(now, tz), by_id):
+    for shown in reports.forecasts(conn, at, reports.due_windows(now, tz), by_id):
         days = (shown.window.end - shown.window.first).days
         for (account_id, currency), due_line in shown.lines.items():
             by_id[account_id].due.setdefault(days, {})[currency] = due_line.amount_due
@@ -291,13 +296,14 @@ def _account_rows(
 def accounts_page(
     store: Store, page: int, per_page: int, now: datetime, tz: tzinfo
 ) -> AccountsPage:
-    ordered, ids = _accounts()
     with store.connect() as conn:
+        at = inventory_sweep(conn)
+        ordered, ids = _accounts(at)
         total = _count(conn, ids)
-        rows = _account_rows(conn, _window(ordered, page, per_page), now, tz)
+        rows = _account_rows(conn, _window(ordered, page, per_page), now, tz, at)
         due: dict[int, dict[str, Decimal]] = {}
         undated = 0
-        for everyone in reports.forecasts(conn, None, reports.due_windows(now, tz)):
+        for everyone in reports.forecasts(conn, at, reports.due_windows(now, tz)):
             days = (everyone.window.end - everyone.window.first).days
             due[days] = {c: everyone.totals[c].amount_due for c in sorted(everyone.totals)}
             undated = len(everyone.undated)
@@ -306,18 +312,21 @@ def accounts_page(
 
 def account(store: Store, account_id: str, now: datetime, tz: tzinfo) -> AccountRow | None:
     """One customer as the accounts page shows it; None if unknown."""
-    ordered, ids = _accounts()
     with store.connect() as conn:
-        rows = _account_rows(conn, ordered.where(ids.c.account_id == account_id), now, tz)
+        at = inventory_sweep(conn)
+        ordered, ids = _accounts(at)
+        rows = _account_rows(conn, ordered.where(ids.c.account_id == account_id), now, tz, at)
     return rows[0] if rows else None
 
 
 def account_numbers(store: Store, account_id: str, page: int, per_page: int) -> Page[RowMapping]:
-    """The customer's numbers in the current inventory, by E.164."""
+    """The customer's numbers in the inventory (as of the last complete sweep), by E.164."""
+    with store.connect() as conn:
+        at = inventory_sweep(conn)
     columns = ("e164", "status", "application_id", "is_blocked", "next_billing_date")
     stmt = (
         sa.select(*(VERSIONS.c[name] for name in (*columns, "monthly_fee", "currency")))
-        .where(current(VERSIONS), VERSIONS.c.account_id == account_id)
+        .where(current(VERSIONS, at), VERSIONS.c.account_id == account_id)
         .order_by(VERSIONS.c.e164, VERSIONS.c.number_id)
     )
     return _rows_page(store, stmt, page, per_page)

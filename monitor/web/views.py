@@ -227,7 +227,7 @@ class Dashboard:
             "e164": e164,
             "names": self.store.account_names(v["account_id"] for v in history),
             "history": list(reversed(history)),
-            "current": history[-1] if history and history[-1]["valid_to"] is None else None,
+            "current": next((v for v in reversed(history) if v["valid_to"] is None), None),
             "findings": findings,
             "findings_limit": queries.NUMBER_FINDINGS_LIMIT,
         }

@@ -86,3 +86,27 @@ def test_open_means_unsilenced_in_counts_lists_and_matches(
     assert row["created_by"] == "alice" and row["matches"] == 1
     states = [f.state for f in store.findings(clock())]
     assert states.count("silenced") == 1 and states[-1] == "silenced"  # open ones come first
+
+
+def test_history_is_oldest_first_when_the_number_id_changes(
+    store: Store, sandbox: Sandbox, clock: FakeClock
+) -> None:
+    """A number whose id changed to one that sorts before the old one: its versions are still
+    in time order (the old id's closed one, then the new id's current one)."""
+    from monitor.pipeline import run_cycle
+    from monitor.testing import RecordingNotifier
+    from tests.conftest import make_settings
+
+    settings = make_settings(sandbox, store.url)
+    first = run_cycle(settings, store, RecordingNotifier(), clock=clock)
+    old_id = sandbox.inventory.item(7)["id"]
+    item = sandbox.inventory.update(7, id="00000000-new")
+    assert old_id > "00000000-new"  # the new id sorts first
+    clock.advance(days=7)
+    second = run_cycle(settings, store, RecordingNotifier(), clock=clock)
+    assert first.ok and second.ok
+    rows = store.history(item["e164"])
+    assert [(r["number_id"], r["valid_from"], r["valid_to"]) for r in rows] == [
+        (old_id, first.sweep_id, second.sweep_id),
+        ("00000000-new", second.sweep_id, None),
+    ]
