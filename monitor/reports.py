@@ -442,7 +442,9 @@ _MISSING = object()
 
 
 def _value_text(value: Any) -> str | None:
-    if value is None or value is _MISSING:
+    """A field's value as a diff shows it: None only where the key is missing (an empty CSV
+    cell), text as it is, anything else (JSON null among it: ``"null"``) as its JSON text."""
+    if value is _MISSING:
         return None
     if isinstance(value, str):
         return value
@@ -452,8 +454,8 @@ def _value_text(value: Any) -> str | None:
 @dataclass(frozen=True)
 class DiffRow(_Fields):
     """One difference: ``change`` is added, removed or changed; a changed number has one row
-    per field (a dotted path into the item's JSON) with its value before and after (all three
-    None for a number added or removed)."""
+    per field (a dotted path into the item's JSON) with its value before and after (None where
+    the key is missing; all three None for a number added or removed)."""
 
     change: str
     e164: str

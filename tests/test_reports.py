@@ -143,7 +143,7 @@ def test_changes_are_reported_told_once_and_resolve_silently(
     fields = {r.field: (r.before, r.after) for r in by_change["changed"]}
     assert fields["monthly_fee"] == (str(old["monthly_fee"]), "777.25")
     assert fields["account_id"] == (old["account_id"], "MA_MOVED")
-    assert fields["application_id"][1] is None
+    assert fields["application_id"][1] == "null"  # the key holds null: JSON text
 
     events = {
         f.subject: f for f in store.findings(clock.now) if f.rule in ("changed", "disappeared")
@@ -163,6 +163,27 @@ def test_changes_are_reported_told_once_and_resolve_silently(
     assert reports.diff(store.engine).rows == []
     since_first = reports.diff(store.engine, since="1")
     assert {r.change for r in since_first.rows} == {"added", "removed", "changed"}
+
+
+def test_diff_tells_an_explicit_null_from_a_missing_key(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    """A key that is missing has no value (None: an empty CSV cell, "—" in a table); a key that
+    holds null has the JSON text "null", so a missing key that turns into null is a change
+    that reads as one."""
+    inv = sandbox.inventory
+    first, second = list(inv.ids())[:2]
+    inv.update(first, application_id=DELETE)
+    inv.update(second, application_id=None)
+    sweep(sandbox, store, clock)
+    inv.update(first, application_id=None)
+    inv.update(second, application_id=DELETE)
+    sweep(sandbox, store, clock)
+    got = {(r.number_id, r.field): (r.before, r.after) for r in reports.diff(store.engine).rows}
+    assert got == {
+        (first, "application_id"): (None, "null"),
+        (second, "application_id"): ("null", None),
+    }
 
 
 def test_diff_needs_two_complete_sweeps(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
