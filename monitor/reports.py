@@ -513,6 +513,11 @@ def number_history(versions: Iterable[Row]) -> list[dict[str, Any]]:
     return out
 
 
+# sweeps.id is an INTEGER: 32 bits on PostgreSQL, which refuses a larger value in a query (and
+# SQLite's driver refuses one over 64 bits); no sweep has a larger id.
+MAX_SWEEP_ID = 2**31 - 1
+
+
 def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) -> Report:
     """Numbers added, removed and changed between two complete sweeps: by default the last two;
     with ``since`` (a sweep id, a date or an RFC 3339 time), that sweep (or the one in force
@@ -527,9 +532,11 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
                 )
             base = latest[1]
         elif ascii_digits(since.strip()):
-            row = (
-                conn.execute(sa.select(SWEEPS).where(SWEEPS.c.id == int(since))).mappings().first()
-            )
+            sweep_id = int(since)
+            row = None
+            if sweep_id <= MAX_SWEEP_ID:  # a larger id is no sweep (and no query parameter)
+                stmt = sa.select(SWEEPS).where(SWEEPS.c.id == sweep_id)
+                row = conn.execute(stmt).mappings().first()
             if row is None or row["status"] != "complete":
                 raise ConfigError(
                     f"--since: sweep {since.strip()} is not a complete sweep",

@@ -198,6 +198,18 @@ def test_diff_needs_two_complete_sweeps(sandbox: Sandbox, store: Store, clock: F
         reports.diff(store.engine, since="²")
 
 
+@pytest.mark.parametrize("since", [str(2**31), str(2**63), "99999999999999999999"])
+def test_a_sweep_id_beyond_the_column_is_no_complete_sweep(
+    sandbox: Sandbox, store: Store, clock: FakeClock, since: str
+) -> None:
+    """sweeps.id is an INTEGER (32 bits on PostgreSQL, 64 on SQLite): a larger id is not a
+    sweep, the same error as any id that is no complete sweep, not a database error."""
+    sweep(sandbox, store, clock)
+    sweep(sandbox, store, clock)
+    with pytest.raises(ConfigError, match=f"--since: sweep {since} is not a complete sweep"):
+        reports.diff(store.engine, since=since)
+
+
 def test_a_failed_sweep_reports_nothing_gone(
     sandbox: Sandbox, store: Store, clock: FakeClock
 ) -> None:
