@@ -83,10 +83,20 @@ def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
 
 
 def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
-    """A date (the end of that day in ``tz``) or an RFC 3339 time; ``ConfigError`` otherwise."""
+    """A date (the end of that day in ``tz``) or an RFC 3339 time; ``ConfigError`` otherwise,
+    and for a moment outside years 1 to 9999 in UTC (the end of 9999-12-31 west of UTC), which
+    no database compares."""
     day = parse_day(text)
     if day is not None:
-        return datetime.combine(day, time.max, tz)
+        end = datetime.combine(day, time.max, tz)
+        try:
+            end.astimezone(UTC)
+        except OverflowError:
+            raise ConfigError(
+                f"{option}: {day} is out of range (the end of that day in {tz} is after the"
+                " year 9999 in UTC)"
+            ) from None
+        return end
     when = parse_time(text)
     if when is None:
         raise ConfigError(
@@ -298,7 +308,10 @@ def renewals(first: date, start: date, end: date) -> int:
     skip = max(0, (start.year - first.year) * 12 + start.month - first.month - 1)
     if skip > MAX_RENEWAL_MONTHS:
         return 0
-    dates = (first + relativedelta(months=m) for m in range(skip, skip + MAX_RENEWAL_MONTHS))
+    # Up to the first date in the month after the window's end, always past it: every renewal
+    # in the window is counted, however long the window (the CLI bounds it at 100 years).
+    months = (end.year - first.year) * 12 + end.month - first.month + 1
+    dates = (first + relativedelta(months=m) for m in range(skip, months + 1))
     return sum(when >= start for when in takewhile(lambda when: when < end, dates))
 
 

@@ -341,6 +341,31 @@ def test_renewals_count_calendar_months(first: str, start: str, days: int, want:
     assert got == want
 
 
+def test_renewals_are_never_capped_within_the_longest_window() -> None:
+    """A window as long as --due-within allows (100 years) counts every monthly renewal: one
+    billed today renews 1201 times in 36,525 days from 2026-12-06 (100 years are 36,524 days
+    then), where the count used to stop at 1200."""
+    today = date(2026, 12, 6)
+    end = today + timedelta(days=36_525)
+    assert reports.renewals(today, today, end) == 1201
+    assert reports.renewals(date(2026, 11, 6), today, end) == 1201  # stale by a month
+    assert reports.renewals(today, today, today + timedelta(days=36_524)) == 1200
+
+
+@pytest.mark.parametrize(
+    ("text", "zone"),
+    [("9999-12-31", "America/Los_Angeles"), ("0001-01-01T00:00:00+05:30", "UTC")],
+)
+def test_a_moment_beyond_the_calendar_is_an_error_naming_the_option(text: str, zone: str) -> None:
+    """The end of 9999-12-31 in Los Angeles is in year 10000 in UTC: no database can compare
+    it, so it is refused where it is read."""
+    from zoneinfo import ZoneInfo
+
+    with pytest.raises(ConfigError, match=r"^--at: "):
+        reports.parse_when(text, ZoneInfo(zone), "--at")
+    assert reports.parse_when("9999-12-30", ZoneInfo("America/Los_Angeles"), "--at").year == 9999
+
+
 @pytest.mark.parametrize(
     ("billing", "now", "zone", "today"),
     [
