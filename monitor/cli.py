@@ -258,7 +258,7 @@ def costs(
     else:
         if at:
             raise ConfigError("--due-within counts from now; it cannot be combined with --at")
-        within = parse_duration(due_within, "--due-within")
+        within = parse_ahead(due_within, "--due-within")
         if within is None:
             raise ConfigError(
                 f"--due-within: cannot read {due_within!r}", hint="use a duration: 7d, 30d, 2w"
@@ -525,16 +525,22 @@ def silence_add(state: State, /, rule: str, until: str, force: bool, **silence: 
     say(f"silence {sid} added until {iso(end)}: it matches {matches} open finding(s)")
 
 
-MAX_SILENCE = timedelta(days=36_525)
+MAX_AHEAD = timedelta(days=36_525)  # 100 years: how far --until and --due-within reach
+
+
+def parse_ahead(text: str, option: str, hint: str | None = None) -> timedelta | None:
+    """``vocab.parse_duration`` of an option that reaches ahead of now: ``ConfigError`` past
+    ``MAX_AHEAD`` (no calendar or forecast goes on for ever), ``None`` for what is no duration."""
+    span = parse_duration(text, option)
+    if span is not None and span > MAX_AHEAD:
+        raise ConfigError(f"{option}: {text} is too far ahead (at most 100 years)", hint=hint)
+    return span
 
 
 def parse_until(text: str, now: datetime) -> datetime:
-    span = parse_duration(text, "--until")
-    if span is not None and span > MAX_SILENCE:
-        raise ConfigError(
-            f"--until: {text} is too far ahead (at most 100 years)",
-            hint="a silence that should never end is better a disabled rule",
-        )
+    span = parse_ahead(
+        text, "--until", hint="a silence that should never end is better a disabled rule"
+    )
     try:
         when = now + span if span is not None else parse_time(text)
     except (ValueError, OverflowError):

@@ -106,22 +106,33 @@ def parse_day(value: Any) -> date | None:
         return None
 
 
+# RFC 3339's leap second (``23:59:60``), which ``datetime`` cannot hold.
+_LEAP_SECOND = re.compile(r"(?<=[Tt ][0-9]{2}:[0-9]{2}:)60(?=[.,][0-9]|[Zz+-]|$)")
+
+
 def parse_time(value: Any) -> datetime | None:
     """RFC 3339 (``Z`` or offset, fractions or not) or a bare date → aware UTC, else None.
 
-    Nothing else is a time: not a day that does not exist (``2026-02-30``), and not a number.
+    The whole text is the time, or it is none: not a date with anything after it (``2027-01-31
+    next friday``, ``2027-01-31T99:99:99Z``), which is never read as that day's midnight; not a
+    day that does not exist (``2026-02-30``), and not a number. A leap second (``23:59:60``)
+    reads as the second before it. The one reader of times, for the API's values and the CLI's
+    options alike (``--until``, ``--at``, ``--since`` refuse what it cannot read).
     Epoch numbers are not guessed at: VOBIZ_API.md documents every time as RFC 3339 in UTC, and
     a bare number could be seconds or milliseconds since 1970 (or something else entirely), so
     ``1767225600`` is None, and the sweep counts it as an unreadable date (see ``DATE_FIELDS``).
     """
     if not isinstance(value, str) or not value.strip():
         return None
-    text = value.strip()
+    text = value.strip().replace("z", "Z")
     try:
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
+        leap = _LEAP_SECOND.sub("59", text, count=1)
+        if leap == text:
+            return None
         try:
-            parsed = datetime.combine(date.fromisoformat(text[:10]), datetime.min.time())
+            parsed = datetime.fromisoformat(leap)
         except ValueError:
             return None
     if parsed.tzinfo is None:

@@ -83,10 +83,20 @@ def sweep_in_force(conn: Connection, when: datetime) -> SweepRef | None:
 
 
 def parse_when(text: str, tz: tzinfo, option: str) -> datetime:
-    """A date (the end of that day in ``tz``) or an RFC 3339 time; ``ConfigError`` otherwise."""
+    """A date (the end of that day in ``tz``) or an RFC 3339 time; ``ConfigError`` otherwise,
+    and for a moment outside years 1 to 9999 in UTC (the end of 9999-12-31 west of UTC), which
+    no database compares."""
     day = parse_day(text)
     if day is not None:
-        return datetime.combine(day, time.max, tz)
+        end = datetime.combine(day, time.max, tz)
+        try:
+            end.astimezone(UTC)
+        except OverflowError:
+            raise ConfigError(
+                f"{option}: {day} is out of range (the end of that day in {tz} is after the"
+                " year 9999 in UTC)"
+            ) from None
+        return end
     when = parse_time(text)
     if when is None:
         raise ConfigError(
@@ -298,7 +308,10 @@ def renewals(first: date, start: date, end: date) -> int:
     skip = max(0, (start.year - first.year) * 12 + start.month - first.month - 1)
     if skip > MAX_RENEWAL_MONTHS:
         return 0
-    dates = (first + relativedelta(months=m) for m in range(skip, skip + MAX_RENEWAL_MONTHS))
+    # Up to the first date in the month after the window's end, always past it: every renewal
+    # in the window is counted, however long the window (the CLI bounds it at 100 years).
+    months = (end.year - first.year) * 12 + end.month - first.month + 1
+    dates = (first + relativedelta(months=m) for m in range(skip, months + 1))
     return sum(when >= start for when in takewhile(lambda when: when < end, dates))
 
 
@@ -442,7 +455,9 @@ _MISSING = object()
 
 
 def _value_text(value: Any) -> str | None:
-    if value is None or value is _MISSING:
+    """A field's value as a diff shows it: None only where the key is missing (an empty CSV
+    cell), text as it is, anything else (JSON null among it: ``"null"``) as its JSON text."""
+    if value is _MISSING:
         return None
     if isinstance(value, str):
         return value
@@ -452,8 +467,8 @@ def _value_text(value: Any) -> str | None:
 @dataclass(frozen=True)
 class DiffRow(_Fields):
     """One difference: ``change`` is added, removed or changed; a changed number has one row
-    per field (a dotted path into the item's JSON) with its value before and after (all three
-    None for a number added or removed)."""
+    per field (a dotted path into the item's JSON) with its value before and after (None where
+    the key is missing; all three None for a number added or removed)."""
 
     change: str
     e164: str
@@ -511,6 +526,11 @@ def number_history(versions: Iterable[Row]) -> list[dict[str, Any]]:
     return out
 
 
+# sweeps.id is an INTEGER: 32 bits on PostgreSQL, which refuses a larger value in a query (and
+# SQLite's driver refuses one over 64 bits); no sweep has a larger id.
+MAX_SWEEP_ID = 2**31 - 1
+
+
 def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) -> Report:
     """Numbers added, removed and changed between two complete sweeps: by default the last two;
     with ``since`` (a sweep id, a date or an RFC 3339 time), that sweep (or the one in force
@@ -525,9 +545,11 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
                 )
             base = latest[1]
         elif ascii_digits(since.strip()):
-            row = (
-                conn.execute(sa.select(SWEEPS).where(SWEEPS.c.id == int(since))).mappings().first()
-            )
+            sweep_id = int(since)
+            row = None
+            if sweep_id <= MAX_SWEEP_ID:  # a larger id is no sweep (and no query parameter)
+                stmt = sa.select(SWEEPS).where(SWEEPS.c.id == sweep_id)
+                row = conn.execute(stmt).mappings().first()
             if row is None or row["status"] != "complete":
                 raise ConfigError(
                     f"--since: sweep {since.strip()} is not a complete sweep",

@@ -615,6 +615,110 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, sandbox: Sandbox) -> 
     assert unknown.returncode == 1 and "no number +19999999999" in unknown.stderr
 
 
+def test_costs_bounds_due_within_and_at_with_one_line_errors(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """--due-within reaches at most 100 years, as silence --until does (a longer one ended in
+    a traceback, or silently stopped counting renewals at 1200 per number); an --at date whose
+    end of day is past year 9999 in UTC is an error naming --at, not a database error."""
+    cfg = write_config(tmp_path, sandbox)
+    assert (
+        did("--config", str(cfg), "sweep", cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": TOKEN}).returncode
+        == 0
+    )
+    for too_far in ("999999w", "999999d", "36526d"):
+        out = did("--config", str(cfg), "costs", "--due-within", too_far, cwd=tmp_path)
+        assert out.returncode == 2, (too_far, out.stderr)
+        assert out.stderr.strip().splitlines() == [
+            f"error: --due-within: {too_far} is too far ahead (at most 100 years)"
+        ], out.stderr
+    hundred = did(
+        "--config", str(cfg), "costs", "--due-within", "36525d", "--format", "json", cwd=tmp_path
+    )
+    assert hundred.returncode == 0, hundred.stderr
+    until = did(
+        "--config",
+        str(cfg),
+        "silence",
+        "add",
+        "--rule",
+        "*",
+        "--until",
+        "36526d",
+        "--reason",
+        "x",
+        cwd=tmp_path,
+    )
+    assert (
+        until.returncode == 2
+        and "--until: 36526d is too far ahead (at most 100 years)" in until.stderr
+    )
+    west = {"DID_MONITOR__RULES__TIMEZONE": "America/Los_Angeles"}
+    out = did("--config", str(cfg), "costs", "--at", "9999-12-31", cwd=tmp_path, env=west)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: --at: ") and "9999-12-31" in out.stderr, out.stderr
+    assert "database" not in out.stderr and "Traceback" not in out.stderr
+    last = did(
+        "--config",
+        str(cfg),
+        "costs",
+        "--at",
+        "9999-12-30",
+        "--format",
+        "json",
+        cwd=tmp_path,
+        env=west,
+    )
+    assert last.returncode == 0, last.stderr
+
+
+def test_times_with_anything_after_the_date_are_refused(tmp_path: Path, sandbox: Sandbox) -> None:
+    """A typed time is the whole text or an error: a date followed by nonsense was read as that
+    day's midnight UTC (``--until "2027-01-31T99:99:99Z"`` added a silence until 31 January)."""
+    cfg = write_config(tmp_path, sandbox)
+    assert (
+        did("--config", str(cfg), "sweep", cwd=tmp_path, env={"VOBIZ_AUTH_TOKEN": TOKEN}).returncode
+        == 0
+    )
+    for until in ("2027-01-31T99:99:99Z", "2027-01-31 next friday"):
+        out = did(
+            "--config",
+            str(cfg),
+            "silence",
+            "add",
+            "--rule",
+            "*",
+            "--until",
+            until,
+            "--reason",
+            "x",
+            "--force",
+            cwd=tmp_path,
+        )
+        assert out.returncode == 2, (until, out.stdout, out.stderr)
+        assert f"--until: cannot read {until!r}" in out.stderr and "Traceback" not in out.stderr
+    for option, command in (("--at", "costs"), ("--since", "diff")):
+        out = did("--config", str(cfg), command, option, "2026-12-06 lol", cwd=tmp_path)
+        assert out.returncode == 2, (option, out.stdout, out.stderr)
+        assert f"{option}: cannot read '2026-12-06 lol'" in out.stderr
+    assert "no silences" in did("--config", str(cfg), "silence", "list", cwd=tmp_path).stdout
+    fine = did(
+        "--config",
+        str(cfg),
+        "silence",
+        "add",
+        "--rule",
+        "*",
+        "--until",
+        "2099-01-31T10:00:00Z",
+        "--reason",
+        "x",
+        "--force",
+        cwd=tmp_path,
+    )
+    assert fine.returncode == 0 and "added until 2099-01-31T10:00:00Z" in fine.stdout, fine.stderr
+
+
 def test_a_database_from_a_newer_version_is_one_line(tmp_path: Path, sandbox: Sandbox) -> None:
     import sqlite3
 

@@ -37,6 +37,31 @@ def test_bare_date_is_midnight_utc() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "2027-01-31T99:99:99Z",  # no such time of day
+        "2027-01-31 next friday",
+        "2026-12-06 lol",
+        "2026-12-06T10:00:00Z and then some",
+        "2026-12-06T",
+        "2026-12-06garbage",
+    ],
+)
+def test_a_date_followed_by_anything_else_is_no_time(text: str) -> None:
+    """The whole text is a time or a date, or it is none: a date with more after it was read as
+    that day's midnight UTC (``--until "2027-01-31 next friday"``, an API date with junk)."""
+    assert parse_time(text) is None
+
+
+def test_a_leap_second_reads_as_the_second_before_it() -> None:
+    """RFC 3339 allows second 60 (a leap second), which Python's datetime cannot hold."""
+    want = datetime(2016, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert parse_time("2016-12-31T23:59:60Z") == want
+    assert parse_time("2016-12-31T23:59:60.5Z") == want.replace(microsecond=500000)
+    assert parse_time("2017-01-01T05:29:60+05:30") == want
+
+
+@pytest.mark.parametrize(
     ("value", "unreadable"),
     [
         ("2026-02-30", True),  # no such day

@@ -143,7 +143,7 @@ def test_changes_are_reported_told_once_and_resolve_silently(
     fields = {r.field: (r.before, r.after) for r in by_change["changed"]}
     assert fields["monthly_fee"] == (str(old["monthly_fee"]), "777.25")
     assert fields["account_id"] == (old["account_id"], "MA_MOVED")
-    assert fields["application_id"][1] is None
+    assert fields["application_id"][1] == "null"  # the key holds null: JSON text
 
     events = {
         f.subject: f for f in store.findings(clock.now) if f.rule in ("changed", "disappeared")
@@ -165,6 +165,27 @@ def test_changes_are_reported_told_once_and_resolve_silently(
     assert {r.change for r in since_first.rows} == {"added", "removed", "changed"}
 
 
+def test_diff_tells_an_explicit_null_from_a_missing_key(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    """A key that is missing has no value (None: an empty CSV cell, "—" in a table); a key that
+    holds null has the JSON text "null", so a missing key that turns into null is a change
+    that reads as one."""
+    inv = sandbox.inventory
+    first, second = list(inv.ids())[:2]
+    inv.update(first, application_id=DELETE)
+    inv.update(second, application_id=None)
+    sweep(sandbox, store, clock)
+    inv.update(first, application_id=None)
+    inv.update(second, application_id=DELETE)
+    sweep(sandbox, store, clock)
+    got = {(r.number_id, r.field): (r.before, r.after) for r in reports.diff(store.engine).rows}
+    assert got == {
+        (first, "application_id"): (None, "null"),
+        (second, "application_id"): ("null", None),
+    }
+
+
 def test_diff_needs_two_complete_sweeps(sandbox: Sandbox, store: Store, clock: FakeClock) -> None:
     with pytest.raises(ConfigError, match="no complete sweep yet"):
         reports.diff(store.engine)
@@ -175,6 +196,18 @@ def test_diff_needs_two_complete_sweeps(sandbox: Sandbox, store: Store, clock: F
         reports.diff(store.engine, since="99")
     with pytest.raises(ConfigError, match="--since"):  # int("²") used to raise ValueError
         reports.diff(store.engine, since="²")
+
+
+@pytest.mark.parametrize("since", [str(2**31), str(2**63), "99999999999999999999"])
+def test_a_sweep_id_beyond_the_column_is_no_complete_sweep(
+    sandbox: Sandbox, store: Store, clock: FakeClock, since: str
+) -> None:
+    """sweeps.id is an INTEGER (32 bits on PostgreSQL, 64 on SQLite): a larger id is not a
+    sweep, the same error as any id that is no complete sweep, not a database error."""
+    sweep(sandbox, store, clock)
+    sweep(sandbox, store, clock)
+    with pytest.raises(ConfigError, match=f"--since: sweep {since} is not a complete sweep"):
+        reports.diff(store.engine, since=since)
 
 
 def test_a_failed_sweep_reports_nothing_gone(
@@ -306,6 +339,31 @@ def test_renewals_count_calendar_months(first: str, start: str, days: int, want:
     begin = date.fromisoformat(start)
     got = reports.renewals(date.fromisoformat(first), begin, begin + timedelta(days=days))
     assert got == want
+
+
+def test_renewals_are_never_capped_within_the_longest_window() -> None:
+    """A window as long as --due-within allows (100 years) counts every monthly renewal: one
+    billed today renews 1201 times in 36,525 days from 2026-12-06 (100 years are 36,524 days
+    then), where the count used to stop at 1200."""
+    today = date(2026, 12, 6)
+    end = today + timedelta(days=36_525)
+    assert reports.renewals(today, today, end) == 1201
+    assert reports.renewals(date(2026, 11, 6), today, end) == 1201  # stale by a month
+    assert reports.renewals(today, today, today + timedelta(days=36_524)) == 1200
+
+
+@pytest.mark.parametrize(
+    ("text", "zone"),
+    [("9999-12-31", "America/Los_Angeles"), ("0001-01-01T00:00:00+05:30", "UTC")],
+)
+def test_a_moment_beyond_the_calendar_is_an_error_naming_the_option(text: str, zone: str) -> None:
+    """The end of 9999-12-31 in Los Angeles is in year 10000 in UTC: no database can compare
+    it, so it is refused where it is read."""
+    from zoneinfo import ZoneInfo
+
+    with pytest.raises(ConfigError, match=r"^--at: "):
+        reports.parse_when(text, ZoneInfo(zone), "--at")
+    assert reports.parse_when("9999-12-30", ZoneInfo("America/Los_Angeles"), "--at").year == 9999
 
 
 @pytest.mark.parametrize(
