@@ -31,6 +31,7 @@ from monitor.display import HISTORY, REPORTS, note, print_report, say
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError, SweepCancelled
 from monitor.model import normalize_e164, parse_time
 from monitor.store import Store
+from monitor.store.db import MAX_ID
 from monitor.vocab import iso, parse_duration
 
 
@@ -136,6 +137,7 @@ _FORMAT = click.option(
 )
 _CHANNEL = click.option("--channel", help="Only this channel.")
 _ACCOUNT = click.option("--account", help="Only this customer account (MA_...).")
+ROW_ID = click.IntRange(1, MAX_ID)  # a silence or delivery id the database can hold
 _SEED = click.option("--seed", default=1, show_default=True, type=int)
 
 
@@ -562,7 +564,7 @@ def silence_list(state: State, wide: bool) -> None:
 
 
 @command("remove", silence)
-@click.argument("silence_id", type=int)
+@click.argument("silence_id", type=ROW_ID)
 def silence_remove(state: State, silence_id: int) -> None:
     if not state.store(read=True).remove_silence(silence_id):
         raise ConfigError(f"no silence with id {silence_id}", hint="see `did-monitor silence list`")
@@ -585,7 +587,7 @@ def outbox_list(state: State, channel: str | None) -> None:
 
 
 _QUEUED_OF = click.option("--channel", help="Every queued delivery of this channel.")
-_IDS = click.option("--id", "ids", type=int, multiple=True, help="This delivery (repeatable).")
+_IDS = click.option("--id", "ids", type=ROW_ID, multiple=True, help="This delivery (repeatable).")
 
 
 def _chosen(

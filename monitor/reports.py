@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from monitor.errors import ConfigError
 from monitor.model import parse_day, parse_time
 from monitor.store.accounts import account_names
-from monitor.store.db import SWEEPS, VERSIONS, current, latest_sweeps
+from monitor.store.db import MAX_ID, SWEEPS, VERSIONS, current, latest_sweeps
 from monitor.vocab import ascii_digits, currency_code, iso, money_text
 
 Row = Mapping[Any, Any]  # RowMapping or dict
@@ -526,11 +526,6 @@ def number_history(versions: Iterable[Row]) -> list[dict[str, Any]]:
     return out
 
 
-# sweeps.id is an INTEGER: 32 bits on PostgreSQL, which refuses a larger value in a query (and
-# SQLite's driver refuses one over 64 bits); no sweep has a larger id.
-MAX_SWEEP_ID = 2**31 - 1
-
-
 def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) -> Report:
     """Numbers added, removed and changed between two complete sweeps: by default the last two;
     with ``since`` (a sweep id, a date or an RFC 3339 time), that sweep (or the one in force
@@ -547,7 +542,7 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
         elif ascii_digits(since.strip()):
             sweep_id = int(since)
             row = None
-            if sweep_id <= MAX_SWEEP_ID:  # a larger id is no sweep (and no query parameter)
+            if sweep_id <= MAX_ID:  # a larger id is no sweep (and no query parameter)
                 stmt = sa.select(SWEEPS).where(SWEEPS.c.id == sweep_id)
                 row = conn.execute(stmt).mappings().first()
             if row is None or row["status"] != "complete":

@@ -346,6 +346,11 @@ def test_history_and_silences(tmp_path: Path, sandbox: Sandbox) -> None:
     assert bad.returncode == 2 and "unknown rule" in bad.stderr
     assert did("--config", str(cfg), "silence", "remove", "1", cwd=tmp_path).returncode == 0
     assert did("--config", str(cfg), "silence", "remove", "1", cwd=tmp_path).returncode == 2
+    for huge in ("2147483648", "99999999999999999999"):  # past any id: refused, no traceback
+        for args in (("silence", "remove", huge), ("outbox", "retry", "--id", huge)):
+            refused = did("--config", str(cfg), *args, cwd=tmp_path)
+            assert refused.returncode == 2 and "Traceback" not in refused.stderr
+            assert "is not in the range" in refused.stderr
 
 
 def test_secrets_stay_out_of_logs_output_and_database(
