@@ -275,7 +275,7 @@ def _sweep(
         )
     except BaseException as exc:
         # ^C or the interpreter stopping: the writer rolled back; say so on the sweep's row.
-        error = f"interrupted ({exc or type(exc).__name__}): rolled back"
+        error = f"interrupted ({str(exc) or type(exc).__name__}): rolled back"
         _record_failure(settings, store, sweep_id, error, counts, clock, status="aborted")
         raise
     duration = time.monotonic() - started

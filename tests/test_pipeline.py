@@ -426,3 +426,23 @@ def test_a_due_date_moved_later_within_its_tier_is_not_announced_again(
     clock.advance(days=4)  # tier 1 crossed again, for the new date: announced again
     run(sandbox, store, clock, notifier, rules=rules)
     assert len(notifier.sent) == 4 and "[1d]" in notifier.sent[-1].body
+
+
+def test_a_sweep_stopped_by_ctrl_c_says_so_on_its_row(
+    sandbox: Sandbox, store: Store, clock: FakeClock
+) -> None:
+    """^C mid-sweep: rolled back, and the row names the interruption (KeyboardInterrupt has no
+    message of its own)."""
+    import pytest
+
+    from tests.conftest import sweep_row
+
+    def interrupt(_progress: object) -> None:
+        raise KeyboardInterrupt
+
+    settings = make_settings(sandbox, store.url, (CHAN,))
+    with pytest.raises(KeyboardInterrupt):
+        run_cycle(settings, store, RecordingNotifier(), clock=clock, progress=interrupt)
+    row = sweep_row(store, 1)
+    assert row["status"] == "aborted"
+    assert row["error"] == "interrupted (KeyboardInterrupt): rolled back"

@@ -170,7 +170,8 @@ class SweepLock(AbstractContextManager["SweepLock"]):
 def _live(holder: Any, now: datetime, stale: timedelta) -> bool:
     """A lease row that names a live holder: an owner and a start, and not dead. A lease is
     dead when its process on this host is gone (or is us, restarted with the same pid, as PID 1
-    in a container is), or when it is older than ``stale``."""
+    in a container is), or when it is older than ``stale`` whoever holds it: a live process with
+    its pid may be another program that reused the pid of a killed sweep."""
     if holder is None or not holder["owner"] or holder["acquired_at"] is None:
         return False
     owner = holder["owner"]
@@ -184,6 +185,5 @@ def _live(holder: Any, now: datetime, stale: timedelta) -> bool:
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        return True
+            pass  # alive, as another user
     return bool(now - holder["acquired_at"] <= stale)

@@ -68,6 +68,28 @@ def test_lease_of_a_dead_process_is_taken_over(sqlite_store: Store, clock: FakeC
     sqlite_store.try_lock("sweep", clock(), timedelta(hours=6)).release()
 
 
+def test_a_stale_lease_whose_pid_another_program_reused_is_taken_over(
+    sqlite_store: Store, clock: FakeClock
+) -> None:
+    """A sweep killed for good (SIGKILL, the OOM killer) left its lease; its pid now belongs to
+    another live program. Past ``stale`` the lease is dead all the same; before, it holds."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = f"{socket.gethostname()}:{other.pid}:a-killed-sweep"
+        with sqlite_store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(LOCKS).values(
+                    name="sweep", owner=owner, acquired_at=clock() - timedelta(hours=7)
+                )
+            )
+        with pytest.raises(LockBusy):
+            sqlite_store.try_lock("sweep", clock(), timedelta(hours=8))
+        sqlite_store.try_lock("sweep", clock(), timedelta(hours=6)).release()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_restarted_pid_1_is_not_its_past_self(sqlite_store: Store, clock: FakeClock) -> None:
     """In a container the restarted process has the same host name and pid as the killed one."""
     stale = f"{socket.gethostname()}:{os.getpid()}:an-earlier-instance"
