@@ -852,7 +852,7 @@ def _apply_secret_files(data: dict[str, Any], sources: dict[str, str], path: Pat
         # Editors end files with a newline (CR LF on Windows), which is not part of the secret.
         value = read_small_file(secret_path, SECRET_MAX_BYTES, f"{name}: {secret_path}", hint=hint)
         table[key] = value.strip()
-        if is_url and not table[key]:
+        if not table[key]:  # an empty mount must not turn a token or password off
             raise ConfigError(f"{name}: {secret_path}: is empty", hint=hint)
         sources[label] = f"secret file {secret_path}"
         if _readable_by_others(secret_path):

@@ -857,6 +857,13 @@ def test_channel_url_from_a_file(tmp_path: Path) -> None:
     empty = write(tmp_path, '[[channels]]\nname = "s"\nurl_file = "empty"\n')
     with pytest.raises(ConfigError, match=r"url_file: .*empty: is empty"):
         load(str(empty), {})
+    # A token or password file that is empty (a mount gone wrong) is refused too: read as "",
+    # it would have turned the dashboard's access control off.
+    for table, key in (("dashboard", "token"), ("dashboard", "password"), ("vobiz", "auth_token")):
+        extra = 'username = "ops"\n' if key == "password" else ""
+        cfg = write(tmp_path, f'[{table}]\n{extra}{key}_file = "empty"\n')
+        with pytest.raises(ConfigError, match=rf"^{table}\.{key}_file: .*empty: is empty"):
+            load(str(cfg), {})
 
 
 # --- secrets are marked on the fields, and everything else follows the marks (issue 20) ----------
