@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 Probe = Callable[[], tuple[bool, dict[str, Any]]]
 """Answers (ok, JSON-able explanation); it may raise, which the listener reports as 503."""
 
-SWEEP_OUTCOMES = ("complete", "failed", "aborted", "skipped", "error")
+# did_monitor_sweeps_total's outcome label, a fixed set: the finished sweeps' statuses
+# (``store.db.FINISHED_SWEEP_STATES``), plus a sweep skipped for another's lock and a job error.
+SWEEP_OUTCOMES = (*FINISHED_SWEEP_STATES, "skipped", "error")
 OTHER_STATUS = "other"
 DB_UP = "did_monitor_database_up"
 DB_UP_HELP = "1 when this scrape could read the database, else 0"

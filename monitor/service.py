@@ -385,10 +385,18 @@ class Service:
             self.heartbeat.failure()
             succeeded = False
         else:
-            succeeded = outcome.ok and not outcome.partial  # a partial sweep is retried too
-            self.metrics.sweep_finished("complete" if outcome.ok else "failed", outcome.duration)
+            # The sweep's own status, as its row records it: a partial sweep is not complete.
+            status = "failed" if not outcome.ok else "partial" if outcome.partial else "complete"
+            succeeded = status == "complete"  # a partial sweep is retried too
+            self.metrics.sweep_finished(status, outcome.duration)
             self.metrics.delivered(outcome.deliveries)
-            (self.heartbeat.success if outcome.ok else self.heartbeat.failure)()
+            # The heartbeat says a complete sweep happened, the fail ping that one failed; a
+            # partial sweep is neither: it resets no dead-man's switch and trips none (its
+            # retry, the /metrics rule and its channels' "sweep incomplete" speak for it).
+            if status == "complete":
+                self.heartbeat.success()
+            elif status == "failed":
+                self.heartbeat.failure()
         if not self.cancel.is_set():
             if succeeded is not None:
                 self._schedule_retry(succeeded)

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from monitor.health import SWEEP_OUTCOMES
 from monitor.sandbox import Sandbox
+from monitor.store.db import FINISHED_SWEEP_STATES
 from tests.test_service import (  # the running-service fixture and its helpers
     COMPLETE,
     Running,
@@ -80,6 +82,31 @@ def test_the_rules_and_the_board_name_metrics() -> None:
         "did_monitor_channel_consecutive_failures" in rules
         and "did_monitor_last_sweep_outcome" in rules
     )
+
+
+OUTCOME_MATCHER = re.compile(r'\b(did_monitor_[a-z0-9_]+)\{[^}]*\boutcome=~?"([^"]*)"')
+
+
+def test_the_outcomes_the_rules_and_board_name_are_exported() -> None:
+    """An outcome named in deploy/ that the code never exports would be a rule that never fires
+    (a sweep outcome the service renamed, or one it does not count)."""
+    exported = {
+        "did_monitor_sweeps_total": set(SWEEP_OUTCOMES),
+        "did_monitor_last_sweep_outcome": set(FINISHED_SWEEP_STATES),
+    }
+    named = 0
+    for metric, values in OUTCOME_MATCHER.findall(" ".join(rule_expressions())):
+        assert metric in exported, metric
+        assert set(values.split("|")) <= exported[metric], (metric, values)
+        named += 1
+    assert named >= 2  # the failed/aborted and the partial alerts
+    # the board's panels over an outcome label say which outcomes there are: all of them
+    board = json.loads(BOARD.read_text(encoding="utf-8"))
+    for panel in board["panels"]:
+        metrics = named_metrics([t["expr"] for t in panel.get("targets", ())])
+        for metric in metrics & exported.keys():
+            missing = {o for o in exported[metric] if o not in panel["description"]}
+            assert not missing, f"panel {panel['title']!r} does not name {missing}"
 
 
 def test_promtool_accepts_the_rules() -> None:

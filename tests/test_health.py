@@ -151,6 +151,20 @@ def test_metrics_use_their_own_registry(sqlite_store: Store) -> None:
     )
 
 
+def test_every_sweep_outcome_is_exported_from_the_start(sqlite_store: Store) -> None:
+    """The outcome label set is fixed and bounded, "partial" included, each at 0 before any
+    sweep, so ``increase()`` and rules see a series from the first scrape."""
+    got = samples(Metrics(sqlite_store))
+    outcomes = {
+        dict(labels)["outcome"]: v
+        for (name, labels), v in got.items()
+        if name == "did_monitor_sweeps_total"
+    }
+    assert outcomes == dict.fromkeys(
+        ("complete", "partial", "failed", "aborted", "skipped", "error"), 0.0
+    )
+
+
 HOSTILE_STATUS = "\x1b]0;pwned\x07\u202eevil"
 
 

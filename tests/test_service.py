@@ -158,6 +158,29 @@ def test_a_failed_sweep_pings_the_fail_url(sandbox: Sandbox, sqlite_store: Store
     assert beat.pings == ["failure"]
 
 
+def test_a_partial_sweep_is_counted_partial_and_pings_no_heartbeat(
+    sandbox: Sandbox, sqlite_store: Store
+) -> None:
+    """A partial sweep is not complete: the dead-man's switch is not reset by it (nor tripped:
+    it did not fail), it counts as "partial", and the service retries it."""
+    from monitor.service import RETRY_JOB
+
+    sandbox.inventory.update(0, id=None)  # one item unreadable: a partial sweep
+    settings = make_settings(sandbox, sqlite_store.url)
+    service, beat = make_service(settings, sqlite_store)
+    service.scheduler.start(paused=True)
+    try:
+        outcome = service.sweep_job()
+        assert outcome is not None and outcome.ok and outcome.partial
+        assert sample(service, "did_monitor_sweeps_total", outcome="partial") == 1
+        assert sample(service, "did_monitor_sweeps_total", outcome="complete") == 0
+        assert sample(service, "did_monitor_sweeps_total", outcome="failed") == 0
+        assert beat.pings == []
+        assert service.scheduler.get_job(RETRY_JOB) is not None
+    finally:
+        service.scheduler.shutdown(wait=False)
+
+
 def test_a_skip_names_the_holder_and_retries_when_its_lease_expires(
     sandbox: Sandbox, sqlite_store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
