@@ -263,6 +263,15 @@ class ScheduleConfig(Table):
             trigger = CronTrigger.from_crontab(normal, timezone="UTC")
         except ValueError as exc:
             raise ValueError(f"not a valid 5-field crontab expression: {exc}") from None
+        minute, hour, dom, month, dow = value.split()
+        # Crontab fires on a day either field matches unless one of them starts with '*';
+        # APScheduler fires only on days both match.
+        if not dom.startswith("*") and not dow.startswith("*"):
+            raise ValueError(
+                f"{value!r} restricts both day of month and day of week: crontab fires on "
+                "either, APScheduler only on both; use one of them (e.g. "
+                f"'{minute} {hour} {dom} {month} *' or '{minute} {hour} * {month} {dow}')"
+            )
         # A fixed reference, not the clock: a date like 31 February never comes in any year.
         if trigger.get_next_fire_time(None, _CRON_REFERENCE) is None:
             raise ValueError(

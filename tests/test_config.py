@@ -307,6 +307,34 @@ def test_a_weekday_item_crontab_would_not_read_is_refused(
     assert "0 or 7 is Sunday" in text and "e.g. 'mon-fri' or '1-5'" in text
 
 
+@pytest.mark.parametrize("cron", ["0 6 1 * mon", "0 6 1-7 * 1", "0 6 15 * 0-6", "0 6 1,15 * fri"])
+def test_day_of_month_and_day_of_week_together_are_refused(tmp_path: Path, cron: str) -> None:
+    """Crontab fires when either matches, APScheduler only when both do: '0 6 1 * mon' fired
+    on Mondays that are the 1st, about twice a year."""
+    with pytest.raises(ConfigError) as exc:
+        load(str(write(tmp_path, f'[schedule]\ncron = "{cron}"\n')), {})
+    text = str(exc.value)
+    minute, hour, dom, month, dow = cron.split()
+    assert "schedule.cron" in text and "\n" not in text
+    assert "restricts both day of month and day of week" in text
+    assert f"'{minute} {hour} {dom} {month} *' or '{minute} {hour} * {month} {dow}'" in text
+
+
+@pytest.mark.parametrize(
+    ("cron", "normal"),
+    [
+        ("0 6 1 * *", "0 6 1 * *"),
+        ("0 6 * * mon", "0 6 * * mon"),
+        # a field starting with '*' does not count: crontab then needs both, as APScheduler does
+        ("0 6 */2 * mon", "0 6 */2 * mon"),
+        ("0 6 1 * */2", "0 6 1 * tue,thu,sat,sun"),
+    ],
+)
+def test_one_day_field_or_a_starred_one_is_kept(tmp_path: Path, cron: str, normal: str) -> None:
+    path = write(tmp_path, f'[schedule]\ncron = "{cron}"\n')
+    assert load(str(path), {}).settings.schedule.cron == normal
+
+
 def test_monday_in_numbers_fires_on_monday() -> None:
     from datetime import UTC, datetime
 
