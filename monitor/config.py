@@ -258,11 +258,20 @@ class ScheduleConfig(Table):
     def _cron(cls, value: str) -> str:
         from apscheduler.triggers.cron import CronTrigger
 
-        normal = weekday_names(value)
         try:
+            normal = weekday_names(value)
             trigger = CronTrigger.from_crontab(normal, timezone="UTC")
         except ValueError as exc:
             raise ValueError(f"not a valid 5-field crontab expression: {exc}") from None
+        minute, hour, dom, month, dow = value.split()
+        # Crontab fires on a day either field matches unless one of them starts with '*';
+        # APScheduler fires only on days both match.
+        if not dom.startswith("*") and not dow.startswith("*"):
+            raise ValueError(
+                f"{value!r} restricts both day of month and day of week: crontab fires on "
+                "either, APScheduler only on both; use one of them (e.g. "
+                f"'{minute} {hour} {dom} {month} *' or '{minute} {hour} * {month} {dow}')"
+            )
         # A fixed reference, not the clock: a date like 31 February never comes in any year.
         if trigger.get_next_fire_time(None, _CRON_REFERENCE) is None:
             raise ValueError(
@@ -276,33 +285,49 @@ _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 def weekday_names(expr: str) -> str:
-    """Rewrite a crontab day-of-week field given in numbers (0 or 7 = Sunday) as day names.
+    """Rewrite a crontab day-of-week field as day names, item by item: numbers as crontab reads
+    them (0 or 7 = Sunday), names as they are, ranges mixing the two and steps spelled out.
 
-    APScheduler 3 counts weekdays from Monday = 0, so "0 6 * * 1" would fire on Tuesdays;
-    names mean the same thing to both. Fields with names, or that do not parse, are left as they
-    are (the trigger then reports its own error).
+    APScheduler 3 counts weekday numbers from Monday = 0, so "0 6 * * 1" would fire on Tuesdays
+    ("sat,0" on Saturdays and Mondays), and it ignores a step after names ("mon-fri/2"). A field
+    of names, commas and dashes alone means the same to both and is left as it is. Raises
+    ValueError for an item crontab would not read.
     """
     fields = expr.split()
-    if len(fields) != 5 or not any(ascii_digits(ch) for ch in fields[4]) or fields[4].isalpha():
+    if len(fields) != 5 or not re.search(r"[0-9/]", fields[4]):
         return expr
     days: set[int] = set()
     for item in fields[4].split(","):
-        span, _, step_text = item.partition("/")
-        if not ascii_digits(step_text or "1"):
-            return expr
-        step = int(step_text or "1")
-        if span == "*":
-            low, high = 0, 6
-        else:
-            low_text, _, high_text = span.partition("-")
-            if not ascii_digits(low_text) or not ascii_digits(high_text or low_text):
-                return expr  # names mixed with numbers: leave it to the trigger
-            low, high = int(low_text), int(high_text or low_text)
-        if not 0 <= low <= high <= 7 or step < 1:
-            return expr
-        days.update(d % 7 for d in range(low, high + 1, step))
+        days.update(d % 7 for d in _weekdays(item))
     names = ",".join(_DAY_NAMES[d] for d in sorted(days, key=lambda d: (d + 6) % 7))
     return " ".join([*fields[:4], "*" if len(days) == 7 else names])
+
+
+def _weekdays(item: str) -> range:
+    """One item of a crontab day-of-week field as day numbers, 0 and 7 both Sunday."""
+    span, _, step_text = item.partition("/")
+    low: int | None
+    high: int | None
+    if span == "*":
+        low, high = 0, 6
+    else:
+        low_text, _, high_text = span.partition("-")
+        low, high = _weekday(low_text), _weekday(high_text or low_text)
+        if high_text.lower() == "sun" and low:
+            high = 7  # "thu-sun": Sunday ends the week here, as it does for APScheduler
+    step = int(step_text or "1") if ascii_digits(step_text or "1") else 0
+    if low is None or high is None or low > high or step < 1:
+        raise ValueError(
+            f"day of week {item!r}: write days as 0-7 (0 or 7 is Sunday) or sun-sat, a range "
+            "from low to high, e.g. 'mon-fri' or '1-5'"
+        )
+    return range(low, high + 1, step)
+
+
+def _weekday(text: str) -> int | None:
+    if ascii_digits(text):
+        return int(text) if int(text) <= 7 else None
+    return _DAY_NAMES.index(text.lower()) if text.lower() in _DAY_NAMES else None
 
 
 class SweepConfig(Table):

@@ -264,9 +264,73 @@ def test_mask_url_keeps_host() -> None:
         ("0 6 * * 0-6", "0 6 * * *"),
         ("0 6 * * */2", "0 6 * * tue,thu,sat,sun"),
         ("0 6 * * mon", "0 6 * * mon"),
+        ("0 6 * * mon-fri", "0 6 * * mon-fri"),
+        # names and numbers mixed: each item read as crontab reads it (a name is a name)
+        ("0 6 * * sat,0", "0 6 * * sat,sun"),
+        ("0 6 * * 1,sun", "0 6 * * mon,sun"),
+        ("0 6 * * mon-5", "0 6 * * mon,tue,wed,thu,fri"),
+        ("0 6 * * 1-fri", "0 6 * * mon,tue,wed,thu,fri"),
+        ("0 6 * * sun-2", "0 6 * * mon,tue,sun"),
+        ("0 6 * * 4-sun", "0 6 * * thu,fri,sat,sun"),
+        ("0 6 * * Sat,7", "0 6 * * sat,sun"),
+        ("0 6 * * 0-sat", "0 6 * * *"),
+        ("0 6 * * */2,mon", "0 6 * * mon,tue,thu,sat,sun"),
+        # a step on names: crontab steps through the range (APScheduler dropped the step)
+        ("0 6 * * mon-fri/2", "0 6 * * mon,wed,fri"),
+        ("0 6 * * sun-sat/3", "0 6 * * wed,sat,sun"),
     ],
 )
 def test_numeric_weekdays_mean_what_crontab_means(tmp_path: Path, cron: str, normal: str) -> None:
+    path = write(tmp_path, f'[schedule]\ncron = "{cron}"\n')
+    assert load(str(path), {}).settings.schedule.cron == normal
+
+
+@pytest.mark.parametrize(
+    ("cron", "needle"),
+    [
+        ("0 6 * * mon-9", "day of week 'mon-9'"),
+        ("0 6 * * 5-mon", "day of week '5-mon'"),
+        ("0 6 * * monday,1", "day of week 'monday'"),
+        ("0 6 * * mon-fri/0,1", "day of week 'mon-fri/0'"),
+        ("0 6 * * 8", "day of week '8'"),
+        ("0 6 * * 5-0", "day of week '5-0'"),
+    ],
+)
+def test_a_weekday_item_crontab_would_not_read_is_refused(
+    tmp_path: Path, cron: str, needle: str
+) -> None:
+    """Names mixed with numbers used to reach APScheduler as they were (Monday = 0 there)."""
+    with pytest.raises(ConfigError) as exc:
+        load(str(write(tmp_path, f'[schedule]\ncron = "{cron}"\n')), {})
+    text = str(exc.value)
+    assert "schedule.cron" in text and needle in text and "\n" not in text
+    assert "0 or 7 is Sunday" in text and "e.g. 'mon-fri' or '1-5'" in text
+
+
+@pytest.mark.parametrize("cron", ["0 6 1 * mon", "0 6 1-7 * 1", "0 6 15 * 0-6", "0 6 1,15 * fri"])
+def test_day_of_month_and_day_of_week_together_are_refused(tmp_path: Path, cron: str) -> None:
+    """Crontab fires when either matches, APScheduler only when both do: '0 6 1 * mon' fired
+    on Mondays that are the 1st, about twice a year."""
+    with pytest.raises(ConfigError) as exc:
+        load(str(write(tmp_path, f'[schedule]\ncron = "{cron}"\n')), {})
+    text = str(exc.value)
+    minute, hour, dom, month, dow = cron.split()
+    assert "schedule.cron" in text and "\n" not in text
+    assert "restricts both day of month and day of week" in text
+    assert f"'{minute} {hour} {dom} {month} *' or '{minute} {hour} * {month} {dow}'" in text
+
+
+@pytest.mark.parametrize(
+    ("cron", "normal"),
+    [
+        ("0 6 1 * *", "0 6 1 * *"),
+        ("0 6 * * mon", "0 6 * * mon"),
+        # a field starting with '*' does not count: crontab then needs both, as APScheduler does
+        ("0 6 */2 * mon", "0 6 */2 * mon"),
+        ("0 6 1 * */2", "0 6 1 * tue,thu,sat,sun"),
+    ],
+)
+def test_one_day_field_or_a_starred_one_is_kept(tmp_path: Path, cron: str, normal: str) -> None:
     path = write(tmp_path, f'[schedule]\ncron = "{cron}"\n')
     assert load(str(path), {}).settings.schedule.cron == normal
 

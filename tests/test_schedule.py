@@ -9,6 +9,7 @@ from monitor.config import ScheduleConfig
 from monitor.schedule import (
     CatchUp,
     build_trigger,
+    fire_at_or_after,
     retry_at,
     sweep_deadline,
 )
@@ -155,3 +156,21 @@ def test_a_failed_sweep_is_retried_in_minutes_then_hours() -> None:
     ]
     # the next cron time comes first: no separate retry
     assert retry_at(4, t, t + timedelta(minutes=30)) is None
+
+
+def test_a_weekday_field_mixing_names_and_numbers_fires_on_crontabs_days() -> None:
+    """'sat,0' fired on Saturdays and Mondays, 'mon-5' on Mondays only (APScheduler reads
+    numbers from Monday = 0): crontab means Saturday and Sunday, Monday to Friday."""
+
+    def days(cron: str) -> list[str]:
+        trig, moment, out = trigger(cron), at(22, 7), []  # Sunday 22 November 2026, after 06:00
+        for _ in range(7):
+            fire = fire_at_or_after(trig, moment)
+            assert fire is not None
+            out.append(fire.strftime("%a"))
+            moment = fire + timedelta(seconds=1)
+        return out
+
+    assert days("0 6 * * sat,0") == ["Sat", "Sun", "Sat", "Sun", "Sat", "Sun", "Sat"]
+    assert days("0 6 * * 1,sun")[:4] == ["Mon", "Sun", "Mon", "Sun"]
+    assert days("0 6 * * mon-5") == ["Mon", "Tue", "Wed", "Thu", "Fri", "Mon", "Tue"]
