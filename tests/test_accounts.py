@@ -134,12 +134,24 @@ def test_fetch_reads_every_page_and_checks_the_total(hostile: Hostile) -> None:
     assert hostile.requests == 3
 
 
-def test_an_incomplete_account_list_is_refused(hostile: Hostile) -> None:
-    serve(hostile, lambda n: ([acct(1)], 2))
+@pytest.mark.parametrize("total", [5, None])
+def test_an_api_capping_the_account_page_size_is_read_whole(
+    hostile: Hostile, total: int | None
+) -> None:
+    """Asked for 100 a page, the API sends 2: read by its own size, as the numbers are."""
+    serve(hostile, lambda n: ([acct(i) for i in range((n - 1) * 2, min(n * 2, 5))], total))
     with client_of(hostile) as client:
-        with pytest.raises(IncompleteSweep, match="1 distinct accounts read, the API reports 2"):
-            fetch_accounts(client, 100, 2)
-        assert hostile.requests == 2  # read again once before giving up
+        got = fetch_accounts(client, 100, 2)
+    assert [a.account_id for a in got] == [f"MA_{n}" for n in range(5)]
+
+
+def test_an_incomplete_account_list_is_refused(hostile: Hostile) -> None:
+    # an account on both pages (the list shifted), so one of the 3 the total counts is missed
+    serve(hostile, lambda n: ([acct(1), acct(2)] if n == 1 else [acct(2)], 3))
+    with client_of(hostile) as client:
+        with pytest.raises(IncompleteSweep, match="2 distinct accounts read, the API reports 3"):
+            fetch_accounts(client, 2, 2)
+        assert hostile.requests == 4  # read again once before giving up
         serve(hostile, lambda n: {"error": "nope"})
         with pytest.raises(ApiError, match="no 'accounts' list"):
             fetch_accounts(client, 100, 2)
