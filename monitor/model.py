@@ -291,6 +291,15 @@ MAX_ID = 64  # number_versions.number_id and account_id
 MAX_E164 = 32
 
 
+def api_id(value: Any) -> str | None:
+    """An id as the API sends it (an account's, a number's, the account a number belongs to),
+    as stored: text or a JSON number (``42`` reads as ``"42"``), trimmed, over ``MAX_ID``
+    characters a stable hash of itself; None when absent, blank or not a scalar.
+    ``parse_number`` reads its ids the same way, inlined (it runs per item)."""
+    text = _text(value)
+    return _bounded_id(text) if text else None
+
+
 def parse_number(raw: Any) -> NumberRecord | None:
     """Parse one decoded API item; None when it has neither ``id`` nor ``e164`` (or is no
     object). Never raises: a field of the wrong type is read as absent.
@@ -321,6 +330,7 @@ def parse_number(raw: Any) -> NumberRecord | None:
         return None
     get = raw.get
     e164 = _text(get("e164")) or _text(get("number"))
+    # ids as ``api_id`` reads them, inlined: this runs per item
     number_id = _text(get("id")) or (f"e164:{e164}" if e164 else None)
     if number_id is None:
         return None

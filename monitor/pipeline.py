@@ -183,10 +183,16 @@ def _sweep(
             evaluator.keep_only(fetched.ids)
             # Items it could not read make the sweep partial: what it did read is stored and may
             # open findings, but it cannot vouch that a number is gone or a problem fixed.
-            partial = (
-                f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()}); "
-                "nothing was resolved and no number counted as gone"
+            unread = [
+                f"{fetched.malformed} item(s) could not be read ({fetched.where_unreadable()})"
                 if fetched.malformed
+                else None,
+                accounts.describe_unreadable() if accounts is not None else None,
+            ]
+            partial = (
+                "; ".join(u for u in unread if u)
+                + "; nothing was resolved and no number counted as gone"
+                if any(unread)
                 else None
             )
             odd_dates = fetched.dates.describe()
@@ -199,12 +205,15 @@ def _sweep(
                 # must never report numbers as gone or changed.
                 evaluator.feed_changes(version_changes(writer.conn, previous["id"], sweep_id))
             if accounts is not None:
-                write_accounts(writer.conn, sweep_id, accounts)
+                # an unreadable account may be a known one: none is closed as gone
+                write_accounts(
+                    writer.conn, sweep_id, accounts.accounts, close_missing=not accounts.unreadable
+                )
             if evaluator.watches:
                 _watch_availability(api, evaluator)
             if evaluator.wants_accounts:
                 evaluator.finish(
-                    {a.account_id: {"name": a.name, "status": a.status} for a in accounts}
+                    {a.account_id: {"name": a.name, "status": a.status} for a in accounts.accounts}
                     if accounts is not None
                     else None,
                     tally(writer.conn, "account_id", "status"),

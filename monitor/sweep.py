@@ -104,8 +104,14 @@ class PassResult:
 
     def where_unreadable(self) -> str:
         """``page 3 position 17, ...`` for the first ``NAMED_ITEMS`` unreadable items."""
-        shown = [f"page {p} position {i}" for p, i in self.unreadable[:NAMED_ITEMS]]
-        return _listed(shown, self.malformed)
+        return where_unreadable(self.unreadable, self.malformed)
+
+
+def where_unreadable(unreadable: list[tuple[int, int]], count: int) -> str:
+    """``page 3 position 17, ...``: the first ``NAMED_ITEMS`` of ``count`` unreadable items of a
+    paged list, by (page, position)."""
+    shown = [f"page {p} position {i}" for p, i in unreadable[:NAMED_ITEMS]]
+    return _listed(shown, count)
 
 
 def fetch_inventory(

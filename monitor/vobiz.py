@@ -347,17 +347,20 @@ class VobizClient(AbstractContextManager["VobizClient"]):
         they complete, bounded by what page 1 promised.
 
         Worker threads fetch, decode and parse each page (``fetch_pages``); the caller's thread
-        stores them. An API that sends more items than ``per_page`` asked for is paged by the
-        size it sends (so no page is fetched twice); an API that gives no total is read until a
-        page that is not full. An empty page before the promised end, or a page that repeats an
-        earlier one (an API that ignores ``?page=``), raises ``IncompleteSweep`` rather than
-        paging on forever. Whether the pages add up is the caller's to judge, from their
-        ``total`` and records."""
+        stores them. The list is paged by the size the API uses, page 1's item count, whatever
+        ``per_page`` asked for: more (so no page is fetched twice) or fewer (an API that caps
+        its pages, so none is skipped). Page 1 alone is the whole list when it holds the total;
+        an API that gives no total is read until an empty page or one shorter than page 1 (a
+        short page 1 may be capped: the page after it is read too). An empty page before the
+        promised end, or a page that repeats an earlier one (an API that ignores ``?page=``),
+        raises ``IncompleteSweep`` rather than paging on forever. Whether the pages add up is
+        the caller's to judge, from their ``total`` and records."""
         first = self.read_page(listing, 1, per_page)
         seen: dict[int, int] = {}
         _check_repeat(seen, first, listing.path)
         yield first
-        size = max(per_page, first.item_count)
+        # An empty page 1 ends a list without total; with one, page 2 tells (it comes back empty).
+        size = first.item_count or per_page
         if first.total is None:
             page = first
             while page.item_count >= size:

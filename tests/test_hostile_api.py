@@ -113,6 +113,24 @@ def test_an_api_ignoring_per_page_is_read_once(
     assert hostile.requests == 1
 
 
+@pytest.mark.parametrize("with_total", [True, False])
+def test_an_api_capping_per_page_is_swept_whole(
+    hostile: Hostile, db: Store, clock: FakeClock, with_total: bool
+) -> None:
+    """Asked for 100 a page, the API sends 50: without a total the sweep was complete with page 1
+    alone (50 of 200), with one it failed every time (100 of 200, every other page skipped)."""
+    everything = [item(n) for n in range(1, 201)]
+
+    def capped(h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        page = query(h).get("page", 1)
+        return 200, body(everything[(page - 1) * 50 : page * 50], 200 if with_total else None)
+
+    hostile.respond = capped
+    outcome = sweep(hostile, db, clock, per_page=100)
+    assert outcome.ok and not outcome.partial, outcome.error
+    assert outcome.counts.numbers_seen == 200
+
+
 def test_a_trickling_response_ends_at_the_timeout(
     hostile: Hostile, db: Store, clock: FakeClock
 ) -> None:

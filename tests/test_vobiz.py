@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -16,6 +20,7 @@ from monitor.vobiz import (
     error_text,
     parse_retry_after,
 )
+from tests.conftest import Hostile
 
 
 def client_for(box: Sandbox, **overrides: object) -> tuple[VobizClient, list[float]]:
@@ -306,3 +311,44 @@ def test_a_page_error_from_a_thread_comes_back_as_itself(sandbox: Sandbox) -> No
     wrong, _ = client_for(sandbox, auth_token="wrong")
     with wrong, pytest.raises(AuthError):
         list(wrong.iter_pages(NUMBERS, 20, 2))
+
+
+# --- paged lists: an API that pages by a size of its own -----------------------------------------
+
+
+@pytest.mark.parametrize("with_total", [True, False])
+def test_an_api_capping_the_page_size_is_paged_by_its_own_size(
+    hostile: Hostile, with_total: bool
+) -> None:
+    """Asked for 100 a page, the API sends 50: every page is read by the size it uses, with its
+    total (4 requests) or without (until a page shorter than page 1: 5 requests)."""
+    numbers = [{"id": f"n{n}", "e164": f"+1415555{n:04d}"} for n in range(1, 201)]
+    asked: list[str] = []
+
+    def respond(h: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(h.path).query).items()}
+        asked.append(query["per_page"])
+        page = int(query["page"])
+        envelope: dict[str, Any] = {"items": numbers[(page - 1) * 50 : page * 50]}
+        return 200, json.dumps(envelope | ({"total": 200} if with_total else {})).encode()
+
+    hostile.respond = respond
+    cfg = VobizConfig(base_url=hostile.url, auth_id="PA_1", auth_token="t0k", max_retries=0)
+    with VobizClient(cfg) as client:
+        pages = list(client.iter_pages(NUMBERS, 100, 2))
+    assert sorted(p.page for p in pages) == list(range(1, len(pages) + 1))
+    assert sorted(r.id for p in pages for r in p.records) == sorted(n["id"] for n in numbers)
+    assert hostile.requests == (4 if with_total else 5) and set(asked) == {"100"}
+
+
+def test_a_short_first_page_without_total_is_read_on_once(hostile: Hostile) -> None:
+    """A list that fits on one page costs one request more: the page after it is empty."""
+    items = [{"id": f"n{n}", "e164": f"+1415555{n:04d}"} for n in range(1, 8)]
+    hostile.respond = lambda h: (
+        200,
+        json.dumps({"items": items if "page=1&" in h.path else []}).encode(),
+    )
+    cfg = VobizConfig(base_url=hostile.url, auth_id="PA_1", auth_token="t0k", max_retries=0)
+    with VobizClient(cfg) as client:
+        pages = list(client.iter_pages(NUMBERS, 100, 2))
+    assert [len(p.records) for p in pages] == [7, 0] and hostile.requests == 2

@@ -16,13 +16,19 @@ from monitor.accounts import AccountRecord
 from monitor.store.db import ACCOUNTS, chunks, current
 
 
-def write_accounts(conn: Connection, sweep_id: int, accounts: Sequence[AccountRecord]) -> int:
-    """Store the accounts that are new or changed, close those gone; returns versions written."""
+def write_accounts(
+    conn: Connection,
+    sweep_id: int,
+    accounts: Sequence[AccountRecord],
+    close_missing: bool = True,
+) -> int:
+    """Store the accounts that are new or changed, close those gone (not when
+    ``close_missing`` is false: the list was read only in part); returns versions written."""
     stmt = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.content_hash).where(current(ACCOUNTS))
     hashes: dict[str, str] = {aid: digest for aid, digest in conn.execute(stmt)}
     seen = {a.account_id for a in accounts}
     fresh = [a for a in accounts if hashes.get(a.account_id) != a.content_hash]
-    to_close = [aid for aid in hashes if aid not in seen]
+    to_close = [aid for aid in hashes if aid not in seen] if close_missing else []
     to_close += [a.account_id for a in fresh if a.account_id in hashes]
     for part in chunks(to_close):
         conn.execute(
