@@ -31,7 +31,7 @@ from monitor.display import HISTORY, REPORTS, note, print_report, say
 from monitor.errors import ConfigError, DatabaseError, LockBusy, MonitorError, SweepCancelled
 from monitor.model import normalize_e164, parse_time
 from monitor.store import Store
-from monitor.store.db import MAX_ID
+from monitor.store.db import MAX_ROW_ID
 from monitor.vocab import iso, parse_duration
 
 
@@ -137,7 +137,7 @@ _FORMAT = click.option(
 )
 _CHANNEL = click.option("--channel", help="Only this channel.")
 _ACCOUNT = click.option("--account", help="Only this customer account (MA_...).")
-ROW_ID = click.IntRange(1, MAX_ID)  # a silence or delivery id the database can hold
+ROW_ID = click.IntRange(1, MAX_ROW_ID)  # a silence or delivery id the database can hold
 _SEED = click.option("--seed", default=1, show_default=True, type=int)
 
 

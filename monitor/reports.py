@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from monitor.errors import ConfigError
 from monitor.model import parse_day, parse_time
 from monitor.store.accounts import account_names
-from monitor.store.db import MAX_ID, SWEEPS, VERSIONS, current, latest_sweeps
+from monitor.store.db import MAX_ROW_ID, SWEEPS, VERSIONS, current, latest_sweeps
 from monitor.vocab import ascii_digits, currency_code, iso, money_text
 
 Row = Mapping[Any, Any]  # RowMapping or dict
@@ -542,7 +542,7 @@ def diff(engine: Engine, *, since: str | None = None, tz: tzinfo | None = None) 
         elif ascii_digits(since.strip()):
             sweep_id = int(since)
             row = None
-            if sweep_id <= MAX_ID:  # a larger id is no sweep (and no query parameter)
+            if sweep_id <= MAX_ROW_ID:  # a larger id is no sweep (and no query parameter)
                 stmt = sa.select(SWEEPS).where(SWEEPS.c.id == sweep_id)
                 row = conn.execute(stmt).mappings().first()
             if row is None or row["status"] != "complete":

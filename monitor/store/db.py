@@ -298,7 +298,7 @@ metadata = Base.metadata
 
 # Row ids are INTEGER: 32 bits on PostgreSQL, which refuses a larger value in a query (SQLite's
 # driver refuses one over 64 bits); no row has a larger id.
-MAX_ID = 2**31 - 1
+MAX_ROW_ID = 2**31 - 1
 SWEEPS = cast(sa.Table, Sweep.__table__)
 VERSIONS = cast(sa.Table, NumberVersion.__table__)
 ACCOUNTS = cast(sa.Table, AccountVersion.__table__)
