@@ -662,7 +662,7 @@ def test_two_replicas_on_postgresql_sweep_once(
 
     def hold_page_2(path: str, query: dict[str, str]) -> None:
         if query.get("page") == "2":
-            release.wait(9)
+            release.wait(60)  # set as soon as the other replica skips; a slow start may take long
 
     sandbox.on_request = hold_page_2
     far_future = "0 0 1 1 *"  # 1 January: no scheduled sweep during the test
@@ -674,6 +674,7 @@ def test_two_replicas_on_postgresql_sweep_once(
         wait_for(
             lambda: any("sweep skipped" in r.log for r in replicas),
             what="one replica to skip; logs:\n" + "\n".join(r.log for r in replicas),
+            timeout=60,
         )
     finally:
         release.set()
@@ -700,7 +701,7 @@ def test_a_bad_health_listen_exits_2(
     config = base_config(sandbox, f"sqlite:///{tmp_path / 'monitor.db'}", 1)
     config["service"]["health_listen"] = "127.0.0.1:99999"
     service = launch("bad", config)
-    assert service.proc.wait(timeout=10) == 2
+    assert service.proc.wait(timeout=60) == 2  # start-up alone, on a loaded machine
     assert "service.health_listen" in service.log
 
 
