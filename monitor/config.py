@@ -289,12 +289,13 @@ def weekday_names(expr: str) -> str:
     them (0 or 7 = Sunday), names as they are, ranges mixing the two and steps spelled out.
 
     APScheduler 3 counts weekday numbers from Monday = 0, so "0 6 * * 1" would fire on Tuesdays
-    ("sat,0" on Saturdays and Mondays), and it ignores a step after names ("mon-fri/2"). A field
-    of names, commas and dashes alone means the same to both and is left as it is. Raises
-    ValueError for an item crontab would not read.
+    ("sat,0" on Saturdays and Mondays), it ignores a step after names ("mon-fri/2"), and it
+    refuses a range from Sunday ("sun-tue": its Sunday is 6). Any other field of names, commas
+    and dashes means the same to both and is left as it is. Raises ValueError for an item
+    crontab would not read.
     """
     fields = expr.split()
-    if len(fields) != 5 or not re.search(r"[0-9/]", fields[4]):
+    if len(fields) != 5 or not re.search(r"[0-9/]|(?i:sun)-", fields[4]):
         return expr
     days: set[int] = set()
     for item in fields[4].split(","):

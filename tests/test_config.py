@@ -278,6 +278,9 @@ def test_mask_url_keeps_host() -> None:
         # a step on names: crontab steps through the range (APScheduler dropped the step)
         ("0 6 * * mon-fri/2", "0 6 * * mon,wed,fri"),
         ("0 6 * * sun-sat/3", "0 6 * * wed,sat,sun"),
+        ("0 6 * * sun-tue", "0 6 * * mon,tue,sun"),
+        ("0 6 * * SUN-sat", "0 6 * * *"),
+        ("0 6 * * fri-sun", "0 6 * * fri-sun"),
     ],
 )
 def test_numeric_weekdays_mean_what_crontab_means(tmp_path: Path, cron: str, normal: str) -> None:
